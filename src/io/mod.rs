@@ -1,0 +1,21 @@
+//! Batched packet I/O: the seam between the engine and whatever moves frames.
+//!
+//! The AF_XDP datapath is one implementation; the in-memory simulated link is another; middleware
+//! (pcap tap, fault injector) wraps any implementation. Frames are handed out as borrowed slices
+//! so an implementation backed by UMEM can let the engine parse received frames in place and
+//! build transmitted frames directly in their final buffer.
+
+/// A batched, frame-oriented device.
+pub trait PacketIo {
+    /// Calls `f` on up to `budget` received frames, in arrival order; returns how many.
+    /// The slice is valid only during the call: its buffer goes back to the device after.
+    fn recv_batch<F: FnMut(&[u8])>(&mut self, budget: usize, f: F) -> usize;
+
+    /// Offers up to `budget` transmit buffers of [`PacketIo::frame_capacity`] bytes each. `f`
+    /// writes a frame at the start and returns its length, or `None` when it has nothing more to
+    /// send (the buffer is then returned unused). Returns how many frames were queued.
+    fn send_batch<F: FnMut(&mut [u8]) -> Option<usize>>(&mut self, budget: usize, f: F) -> usize;
+
+    /// Largest frame a transmit buffer can hold.
+    fn frame_capacity(&self) -> usize;
+}

@@ -1,0 +1,23 @@
+//! xdp-tcp: a kernel-bypass TCP/IP stack on AF_XDP.
+//!
+//! Layers, dependencies pointing down only:
+//!
+//! | module | role | never touches |
+//! |---|---|---|
+//! | [`wire`] | zero-copy views and `Repr`s of Ethernet, ARP, IPv4, ICMPv4, TCP; checksums | anything above |
+//! | [`tcp`] | the sans-IO connection: RFC 9293 state machine, buffers, retransmission | clocks, I/O, threads |
+//! | [`flow`] | a host: 4-tuple demux, listen table, RST for strays, IPv4 framing | I/O |
+//! | [`io`] | batched packet I/O: AF_XDP, the simulated link | TCP internals |
+//! | [`sim`] | deterministic network on a virtual clock, seeded faults | real time |
+//!
+//! The protocol core is sans-IO: inputs are `handle_*(now, ...)`, outputs `poll_*()`, and
+//! `poll_timeout()` gives the next deadline. Only the engine reads a clock.
+
+pub mod flow;
+pub mod io;
+pub mod sim;
+pub mod tcp;
+pub mod time;
+pub mod wire;
+
+pub use time::{Duration, Instant};

@@ -1,0 +1,4 @@
+//! TODO(wire helper).
+pub struct ArpOperation;
+pub struct ArpPacket;
+pub struct ArpRepr;

@@ -1,0 +1,3 @@
+//! TODO(wire helper).
+pub struct Icmpv4Packet;
+pub struct Icmpv4Repr;
