@@ -1,1 +1,136 @@
-//! TODO
+//! The sans-IO TCP connection (RFC 9293) and what it needs: buffers, reassembly, RTT estimation,
+//! congestion control, initial sequence numbers.
+//!
+//! A [`Connection`] never reads a clock and never does I/O. Feed it segments with
+//! [`Connection::handle_segment`] and expired deadlines with [`Connection::handle_timeout`]; take
+//! segments out with [`Connection::poll_transmit`] (then [`Connection::write_payload`] to copy the
+//! payload straight into the outgoing frame), application events with
+//! [`Connection::poll_event`], and the next deadline with [`Connection::poll_timeout`].
+
+pub mod congestion;
+mod conn;
+pub mod isn;
+pub mod reassembly;
+pub mod recv;
+pub mod rtt;
+pub mod send;
+mod state;
+
+pub use conn::{reset_for, ConnStats, Connection, Transmit};
+pub use state::State;
+
+use crate::time::Duration;
+
+/// Per-connection settings. Defaults follow Linux where the RFCs leave a choice.
+#[derive(Debug, Clone, Copy)]
+pub struct Config {
+    /// MSS we advertise: the largest payload we accept in one segment (MTU 1500 - 40).
+    pub mss: u16,
+    pub send_buffer: usize,
+    pub recv_buffer: usize,
+    /// Offer window scaling (RFC 7323).
+    pub window_scale: bool,
+    /// Offer SACK-permitted (RFC 2018).
+    pub sack: bool,
+    /// Offer timestamps (RFC 7323).
+    pub timestamps: bool,
+    /// Disable Nagle's algorithm.
+    pub nodelay: bool,
+    /// Delay for a lone ACK; `None` acknowledges every segment at once.
+    pub delayed_ack: Option<Duration>,
+    /// TIME-WAIT lasts twice this.
+    pub msl: Duration,
+    pub rto_initial: Duration,
+    pub rto_min: Duration,
+    pub rto_max: Duration,
+    /// SYN (or SYN-ACK) retransmissions before giving up.
+    pub syn_retries: u32,
+    /// Data retransmissions (consecutive RTOs) before giving up with a timed-out error.
+    pub max_retries: u32,
+    /// Initial congestion window in segments (RFC 6928).
+    pub initial_window: usize,
+    /// Most disjoint out-of-order ranges held at once.
+    pub max_ooo_ranges: usize,
+    /// Key for initial sequence numbers (RFC 6528); random in production, fixed in tests.
+    pub isn_secret: u64,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            mss: 1460,
+            send_buffer: 256 * 1024,
+            recv_buffer: 256 * 1024,
+            window_scale: true,
+            sack: false,
+            timestamps: true,
+            nodelay: false,
+            delayed_ack: Some(Duration::from_millis(40)),
+            msl: Duration::from_secs(30),
+            rto_initial: Duration::from_secs(1),
+            rto_min: Duration::from_millis(200),
+            rto_max: Duration::from_secs(60),
+            syn_retries: 6,
+            max_retries: 15,
+            initial_window: 10,
+            max_ooo_ranges: 64,
+            isn_secret: 0x5eed,
+        }
+    }
+}
+
+/// What the application learns from a connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Event {
+    /// The handshake completed.
+    Connected,
+    /// New bytes can be read.
+    Readable,
+    /// Send-buffer space was freed.
+    Writable,
+    /// The peer sent FIN: reads return end of stream once the buffer is drained.
+    PeerClosed,
+    /// The connection failed; the error is also kept for [`Connection::take_error`].
+    Error(Error),
+    /// The connection reached CLOSED; its resources can be released.
+    Closed,
+}
+
+/// Connection errors, as users know them from sockets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Error {
+    /// Nothing to read or no buffer space yet (EAGAIN).
+    WouldBlock,
+    /// Not connected yet, or already closed (ENOTCONN).
+    NotConnected,
+    /// Writing after our shutdown of writing (EPIPE).
+    BrokenPipe,
+    /// The peer reset the connection (ECONNRESET).
+    Reset,
+    /// The peer answered our SYN with RST (ECONNREFUSED).
+    Refused,
+    /// Retransmissions or keep-alive probes went unanswered (ETIMEDOUT).
+    TimedOut,
+    /// An ICMP error reported the peer unreachable (EHOSTUNREACH).
+    HostUnreachable,
+    /// The application aborted the connection (ECONNABORTED).
+    Aborted,
+}
+
+impl core::fmt::Display for Error {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        let s = match self {
+            Error::WouldBlock => "operation would block",
+            Error::NotConnected => "not connected",
+            Error::BrokenPipe => "broken pipe",
+            Error::Reset => "connection reset",
+            Error::Refused => "connection refused",
+            Error::TimedOut => "timed out",
+            Error::HostUnreachable => "host unreachable",
+            Error::Aborted => "connection aborted",
+        };
+        f.write_str(s)
+    }
+}
+
+impl std::error::Error for Error {}

@@ -1,0 +1,1391 @@
+//! One TCP connection as a sans-IO state machine (RFC 9293 section 3.10).
+//!
+//! Sequence space on the sending side: `iss` (the SYN), then the data bytes held by the send
+//! buffer from `snd_una` on, then our FIN at `send_buf.end()` once the application closed.
+//! Invariants: `snd_una <= snd_nxt <= snd_max`, where `snd_max` is one past the highest sequence
+//! number ever sent; after a retransmission timeout `snd_nxt` goes back to `snd_una` and the
+//! window is resent (go-back-N; selective recovery plugs in at `on_dupack`/`on_rto`).
+//!
+//! On the receiving side `rcv_nxt` is the receive buffer's next expected byte, plus one once the
+//! peer's FIN has been consumed in order.
+
+use std::collections::VecDeque;
+use std::net::{Ipv4Addr, SocketAddrV4};
+
+use super::congestion::{CongestionControl, NewReno};
+use super::isn::IsnGenerator;
+use super::recv::RecvBuffer;
+use super::rtt::RttEstimator;
+use super::send::SendBuffer;
+use super::{Config, Error, Event, State};
+use crate::time::{Duration, Instant};
+use crate::wire::tcp::MAX_SACK_BLOCKS;
+use crate::wire::{SeqNumber, TcpFlags, TcpOptions, TcpRepr};
+
+/// MSS assumed when the peer sends none (RFC 9293 3.7.1).
+const DEFAULT_PEER_MSS: u16 = 536;
+/// Bytes the timestamp option adds to every segment (10, padded to 12).
+const TIMESTAMP_OPTION_LEN: usize = 12;
+const MAX_WINDOW_SHIFT: u8 = 14;
+/// Persist (zero-window probe) timer bounds.
+const PERSIST_MIN: Duration = Duration::from_millis(200);
+const PERSIST_MAX: Duration = Duration::from_secs(60);
+
+/// A segment to send: the header (its payload left empty) and how many payload bytes follow.
+/// Copy the payload with [`Connection::write_payload`] straight into the outgoing frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Transmit {
+    pub src: SocketAddrV4,
+    pub dst: SocketAddrV4,
+    pub repr: TcpRepr<'static>,
+    pub payload_len: usize,
+}
+
+/// Counters in the spirit of Linux `tcp_info`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ConnStats {
+    pub segs_in: u64,
+    pub segs_out: u64,
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+    pub bytes_acked: u64,
+    pub bytes_retrans: u64,
+    pub retrans_segs: u64,
+    pub rto_events: u64,
+    pub dupacks_in: u64,
+    pub ooo_segs_in: u64,
+    pub dup_segs_in: u64,
+    pub acks_out: u64,
+    pub rst_in: u64,
+    pub rst_out: u64,
+    pub challenge_acks: u64,
+    pub zero_window_probes: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum AckState {
+    None,
+    Delayed,
+    Now,
+}
+
+#[derive(Debug)]
+pub struct Connection {
+    cfg: Config,
+    state: State,
+    local: SocketAddrV4,
+    remote: SocketAddrV4,
+    /// Opened from LISTEN: an RST in SYN-RECEIVED just drops the embryo instead of an error.
+    passive: bool,
+
+    iss: SeqNumber,
+    snd_una: SeqNumber,
+    snd_nxt: SeqNumber,
+    snd_max: SeqNumber,
+    snd_wnd: usize,
+    max_snd_wnd: usize,
+    snd_wl1: SeqNumber,
+    snd_wl2: SeqNumber,
+    snd_wscale: u8,
+    send_buf: SendBuffer,
+    fin_queued: bool,
+
+    irs: SeqNumber,
+    rcv_wscale: u8,
+    /// Right edge of the window last advertised; it never moves left.
+    rcv_adv: SeqNumber,
+    recv_buf: RecvBuffer,
+    /// Sequence number of the peer's FIN once seen, in order or not.
+    peer_fin: Option<SeqNumber>,
+    fin_consumed: bool,
+    read_shut: bool,
+
+    /// Payload bytes per segment we may send (peer's MSS, less options we always carry).
+    mss: usize,
+    sack_ok: bool,
+    ts_ok: bool,
+    ts_recent: u32,
+    last_ack_sent: SeqNumber,
+
+    ack: AckState,
+    /// Full-sized segments received since our last ACK.
+    unacked_full: u32,
+
+    rto_at: Option<Instant>,
+    delack_at: Option<Instant>,
+    persist_at: Option<Instant>,
+    persist_backoff: u32,
+    timewait_at: Option<Instant>,
+    force_probe: bool,
+
+    rtt: RttEstimator,
+    /// A timed segment: (sequence number it ends at, when it was sent).
+    rtt_probe: Option<(SeqNumber, Instant)>,
+    retries: u32,
+    dupacks: u32,
+    cc: NewReno,
+
+    replies: VecDeque<TcpRepr<'static>>,
+    events: VecDeque<Event>,
+    readable_queued: bool,
+    writable_queued: bool,
+    error: Option<Error>,
+    stats: ConnStats,
+}
+
+/// The RST answering `seg` when no connection wants it (RFC 9293 3.10.7.1), or `None` if `seg`
+/// is itself an RST.
+pub fn reset_for(seg: &TcpRepr) -> Option<TcpRepr<'static>> {
+    if seg.flags.rst() {
+        return None;
+    }
+    let (seq, ack, flags) = if seg.flags.ack() {
+        (seg.ack, SeqNumber(0), TcpFlags::RST)
+    } else {
+        (
+            SeqNumber(0),
+            seg.seq + seg.seg_len(),
+            TcpFlags::RST | TcpFlags::ACK,
+        )
+    };
+    Some(TcpRepr {
+        src_port: seg.dst_port,
+        dst_port: seg.src_port,
+        seq,
+        ack,
+        flags,
+        window: 0,
+        urgent: 0,
+        options: TcpOptions::default(),
+        payload: &[],
+    })
+}
+
+fn window_shift_for(buffer: usize) -> u8 {
+    let mut shift = 0;
+    while shift < MAX_WINDOW_SHIFT && (buffer >> shift) > u16::MAX as usize {
+        shift += 1;
+    }
+    shift
+}
+
+fn earliest(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
+    match (a, b) {
+        (Some(x), Some(y)) => Some(x.min(y)),
+        (x, None) => x,
+        (None, y) => y,
+    }
+}
+
+impl Connection {
+    fn new(
+        cfg: Config,
+        state: State,
+        local: SocketAddrV4,
+        remote: SocketAddrV4,
+        iss: SeqNumber,
+    ) -> Self {
+        let mss = cfg.mss as usize;
+        Connection {
+            cfg,
+            state,
+            local,
+            remote,
+            passive: false,
+            iss,
+            snd_una: iss,
+            snd_nxt: iss,
+            snd_max: iss,
+            snd_wnd: 0,
+            max_snd_wnd: 0,
+            snd_wl1: SeqNumber(0),
+            snd_wl2: iss,
+            snd_wscale: 0,
+            send_buf: SendBuffer::new(cfg.send_buffer, iss + 1),
+            fin_queued: false,
+            irs: SeqNumber(0),
+            rcv_wscale: if cfg.window_scale {
+                window_shift_for(cfg.recv_buffer)
+            } else {
+                0
+            },
+            rcv_adv: SeqNumber(0),
+            recv_buf: RecvBuffer::new(cfg.recv_buffer, SeqNumber(0), cfg.max_ooo_ranges),
+            peer_fin: None,
+            fin_consumed: false,
+            read_shut: false,
+            mss,
+            sack_ok: false,
+            ts_ok: false,
+            ts_recent: 0,
+            last_ack_sent: SeqNumber(0),
+            ack: AckState::None,
+            unacked_full: 0,
+            rto_at: None,
+            delack_at: None,
+            persist_at: None,
+            persist_backoff: 0,
+            timewait_at: None,
+            force_probe: false,
+            rtt: RttEstimator::new(
+                cfg.rto_initial,
+                cfg.rto_min,
+                cfg.rto_max,
+                Duration::from_millis(1),
+            ),
+            rtt_probe: None,
+            retries: 0,
+            dupacks: 0,
+            cc: NewReno::new(mss, cfg.initial_window),
+            replies: VecDeque::new(),
+            events: VecDeque::new(),
+            readable_queued: false,
+            writable_queued: false,
+            error: None,
+            stats: ConnStats::default(),
+        }
+    }
+
+    /// Active open: the connection starts in SYN-SENT and its SYN is ready to transmit.
+    pub fn connect(cfg: Config, local: SocketAddrV4, remote: SocketAddrV4, iss: SeqNumber) -> Self {
+        Connection::new(cfg, State::SynSent, local, remote, iss)
+    }
+
+    /// Passive open: a connection in LISTEN that becomes SYN-RECEIVED on the first SYN, with an
+    /// ISS from `isn`.
+    pub fn listen(cfg: Config, local: SocketAddrV4) -> Self {
+        Connection::new(
+            cfg,
+            State::Listen,
+            local,
+            SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0),
+            SeqNumber(0),
+        )
+    }
+
+    /// Passive open straight from a SYN that a listener accepted: the result is in SYN-RECEIVED
+    /// with its SYN-ACK ready to transmit.
+    pub fn accept(
+        cfg: Config,
+        local: SocketAddrV4,
+        remote: SocketAddrV4,
+        iss: SeqNumber,
+        now: Instant,
+        syn: &TcpRepr,
+    ) -> Self {
+        let mut c = Connection::listen(cfg, local);
+        c.on_listen_syn(now, remote, iss, syn);
+        c
+    }
+
+    pub fn state(&self) -> State {
+        self.state
+    }
+
+    pub fn local(&self) -> SocketAddrV4 {
+        self.local
+    }
+
+    pub fn remote(&self) -> SocketAddrV4 {
+        self.remote
+    }
+
+    pub fn stats(&self) -> &ConnStats {
+        &self.stats
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.cfg
+    }
+
+    pub fn iss(&self) -> SeqNumber {
+        self.iss
+    }
+
+    pub fn irs(&self) -> SeqNumber {
+        self.irs
+    }
+
+    pub fn snd_una(&self) -> SeqNumber {
+        self.snd_una
+    }
+
+    pub fn snd_nxt(&self) -> SeqNumber {
+        self.snd_nxt
+    }
+
+    /// The peer's window in bytes, scaled.
+    pub fn snd_wnd(&self) -> usize {
+        self.snd_wnd
+    }
+
+    pub fn rcv_nxt(&self) -> SeqNumber {
+        self.recv_buf.rcv_nxt() + self.fin_consumed as usize
+    }
+
+    /// The window we can offer now, in bytes.
+    pub fn rcv_wnd(&self) -> usize {
+        self.recv_buf.window()
+    }
+
+    /// Payload bytes per segment we send.
+    pub fn mss(&self) -> usize {
+        self.mss
+    }
+
+    pub fn window_shifts(&self) -> (u8, u8) {
+        (self.snd_wscale, self.rcv_wscale)
+    }
+
+    pub fn sack_enabled(&self) -> bool {
+        self.sack_ok
+    }
+
+    pub fn timestamps_enabled(&self) -> bool {
+        self.ts_ok
+    }
+
+    pub fn cwnd(&self) -> usize {
+        self.cc.cwnd()
+    }
+
+    pub fn ssthresh(&self) -> usize {
+        self.cc.ssthresh()
+    }
+
+    pub fn rtt(&self) -> &RttEstimator {
+        &self.rtt
+    }
+
+    /// Current retransmission timeout, backoff included.
+    pub fn rto(&self) -> Duration {
+        self.rtt.rto()
+    }
+
+    /// Bytes sent and not yet acknowledged (SYN and FIN count one each).
+    pub fn bytes_in_flight(&self) -> usize {
+        self.snd_max - self.snd_una
+    }
+
+    /// Bytes queued in the send buffer, sent or not.
+    pub fn send_queue(&self) -> usize {
+        self.send_buf.len()
+    }
+
+    pub fn send_capacity(&self) -> usize {
+        self.send_buf.capacity()
+    }
+
+    pub fn recv_capacity(&self) -> usize {
+        self.recv_buf.capacity()
+    }
+
+    /// Changes the send-buffer size; never below what is queued.
+    pub fn set_send_capacity(&mut self, bytes: usize) {
+        self.send_buf.set_capacity(bytes);
+    }
+
+    /// Changes the receive-buffer size. The window scale was fixed at the handshake, so a larger
+    /// buffer helps only up to 65535 << shift.
+    pub fn set_recv_capacity(&mut self, bytes: usize) {
+        self.recv_buf.set_capacity(bytes);
+    }
+
+    pub fn set_nodelay(&mut self, nodelay: bool) {
+        self.cfg.nodelay = nodelay;
+    }
+
+    pub fn nodelay(&self) -> bool {
+        self.cfg.nodelay
+    }
+
+    /// True once the handshake has completed (even if closing since).
+    pub fn is_established(&self) -> bool {
+        self.state.is_synchronized()
+    }
+
+    /// True when the connection holds no more state worth keeping.
+    pub fn is_closed(&self) -> bool {
+        self.state == State::Closed && self.replies.is_empty()
+    }
+
+    /// The pending error, cleared by reading it (SO_ERROR).
+    pub fn take_error(&mut self) -> Option<Error> {
+        self.error.take()
+    }
+
+    pub fn error(&self) -> Option<Error> {
+        self.error
+    }
+
+    pub fn poll_event(&mut self) -> Option<Event> {
+        let ev = self.events.pop_front()?;
+        match ev {
+            Event::Readable => self.readable_queued = false,
+            Event::Writable => self.writable_queued = false,
+            _ => {}
+        }
+        Some(ev)
+    }
+
+    fn push_event(&mut self, ev: Event) {
+        match ev {
+            Event::Readable if self.readable_queued => return,
+            Event::Writable if self.writable_queued => return,
+            Event::Readable => self.readable_queued = true,
+            Event::Writable => self.writable_queued = true,
+            _ => {}
+        }
+        self.events.push_back(ev);
+    }
+
+    // ---------------------------------------------------------------- application calls
+
+    /// Queues bytes for sending; returns how many fit (0 when the buffer is full).
+    pub fn send(&mut self, data: &[u8]) -> Result<usize, Error> {
+        if let Some(e) = self.error {
+            return Err(e);
+        }
+        if self.fin_queued {
+            return Err(Error::BrokenPipe);
+        }
+        match self.state {
+            State::SynSent | State::SynReceived | State::Established | State::CloseWait => {}
+            State::Closed | State::Listen => return Err(Error::NotConnected),
+            _ => return Err(Error::BrokenPipe),
+        }
+        let n = self.send_buf.write(data);
+        if n == 0 && !data.is_empty() {
+            return Err(Error::WouldBlock);
+        }
+        Ok(n)
+    }
+
+    /// Bytes that can be queued now.
+    pub fn send_space(&self) -> usize {
+        if self.state.can_send() && !self.fin_queued {
+            self.send_buf.free()
+        } else {
+            0
+        }
+    }
+
+    /// Readable bytes.
+    pub fn recv_queue(&self) -> usize {
+        self.recv_buf.len()
+    }
+
+    /// Reads and consumes bytes. `Ok(0)` means end of stream (the peer's FIN, or our shutdown of
+    /// reading); `Err(WouldBlock)` means nothing yet.
+    pub fn recv(&mut self, buf: &mut [u8]) -> Result<usize, Error> {
+        self.recv_with(buf, false)
+    }
+
+    /// Like [`Connection::recv`] without consuming.
+    pub fn peek(&mut self, buf: &mut [u8]) -> Result<usize, Error> {
+        self.recv_with(buf, true)
+    }
+
+    fn recv_with(&mut self, buf: &mut [u8], peek: bool) -> Result<usize, Error> {
+        if self.recv_buf.is_empty() || buf.is_empty() {
+            return self.recv_empty_result(buf.is_empty());
+        }
+        let n = if peek {
+            self.recv_buf.peek(buf)
+        } else {
+            self.recv_buf.read(buf)
+        };
+        if !peek {
+            self.after_read();
+        }
+        Ok(n)
+    }
+
+    /// The readable bytes as up to two slices, without copying; follow with [`Connection::consume`].
+    pub fn readable(&self) -> (&[u8], &[u8]) {
+        self.recv_buf.readable()
+    }
+
+    /// Marks `n` readable bytes consumed (after [`Connection::readable`]).
+    pub fn consume(&mut self, n: usize) -> usize {
+        let n = self.recv_buf.consume(n);
+        self.after_read();
+        n
+    }
+
+    fn recv_empty_result(&self, zero_len_buf: bool) -> Result<usize, Error> {
+        if !self.recv_buf.is_empty() && zero_len_buf {
+            return Ok(0);
+        }
+        if self.fin_consumed || self.read_shut {
+            return Ok(0);
+        }
+        if let Some(e) = self.error {
+            return Err(e);
+        }
+        match self.state {
+            State::Closed | State::Listen => Err(Error::NotConnected),
+            _ => Err(Error::WouldBlock),
+        }
+    }
+
+    /// True when a read would return end of stream.
+    pub fn at_eof(&self) -> bool {
+        self.recv_buf.is_empty() && (self.fin_consumed || self.read_shut)
+    }
+
+    /// After the application freed receive space: announce a window that opened enough to matter
+    /// (receiver-side silly window avoidance, RFC 9293 3.8.6.2.2).
+    fn after_read(&mut self) {
+        if !self.state.can_receive() {
+            return;
+        }
+        let advertised = self.rcv_adv.diff(self.rcv_nxt()).max(0) as usize;
+        let possible = self.recv_buf.window();
+        let threshold = (self.recv_buf.capacity() / 2).min(self.cfg.mss as usize);
+        if possible >= advertised + threshold && advertised < possible / 2 {
+            self.ack = AckState::Now;
+        }
+    }
+
+    /// Shuts down writing: queues a FIN after the buffered data.
+    pub fn close(&mut self) {
+        match self.state {
+            State::Listen | State::SynSent => self.enter_closed(),
+            State::SynReceived | State::Established => {
+                self.fin_queued = true;
+                if self.state == State::Established {
+                    self.state = State::FinWait1;
+                }
+            }
+            State::CloseWait => {
+                self.fin_queued = true;
+                self.state = State::LastAck;
+            }
+            _ => {}
+        }
+    }
+
+    /// Shuts down reading: reads return end of stream; data still arriving is acknowledged and
+    /// discarded.
+    pub fn shutdown_read(&mut self) {
+        self.read_shut = true;
+        let n = self.recv_buf.len();
+        self.recv_buf.consume(n);
+    }
+
+    pub fn is_write_shut(&self) -> bool {
+        self.fin_queued
+    }
+
+    /// Aborts: sends RST if the peer knows of us and drops all state.
+    pub fn abort(&mut self) {
+        if matches!(
+            self.state,
+            State::SynReceived
+                | State::Established
+                | State::FinWait1
+                | State::FinWait2
+                | State::CloseWait
+        ) {
+            let rst = self.bare(self.snd_nxt, TcpFlags::RST);
+            self.replies.push_back(rst);
+        }
+        self.enter_closed();
+    }
+
+    // ---------------------------------------------------------------- timers
+
+    /// The next instant at which [`Connection::handle_timeout`] has work.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        let t = earliest(self.rto_at, self.delack_at);
+        let t = earliest(t, self.persist_at);
+        earliest(t, self.timewait_at)
+    }
+
+    pub fn handle_timeout(&mut self, now: Instant) {
+        if self.timewait_at.is_some_and(|t| t <= now) {
+            self.timewait_at = None;
+            self.enter_closed();
+            return;
+        }
+        if self.delack_at.is_some_and(|t| t <= now) {
+            self.delack_at = None;
+            self.ack = AckState::Now;
+        }
+        if self.rto_at.is_some_and(|t| t <= now) {
+            self.rto_at = None;
+            self.on_rto(now);
+        }
+        if self.persist_at.is_some_and(|t| t <= now) {
+            self.persist_at = None;
+            self.force_probe = true;
+            self.persist_backoff = self.persist_backoff.saturating_add(1);
+        }
+    }
+
+    fn on_rto(&mut self, now: Instant) {
+        if self.snd_una == self.snd_max
+            && !matches!(self.state, State::SynSent | State::SynReceived)
+        {
+            return;
+        }
+        self.retries += 1;
+        let limit = match self.state {
+            State::SynSent | State::SynReceived => self.cfg.syn_retries,
+            _ => self.cfg.max_retries,
+        };
+        if self.retries > limit {
+            self.fail(Error::TimedOut);
+            return;
+        }
+        self.stats.rto_events += 1;
+        self.rtt.on_timeout();
+        self.rtt_probe = None;
+        let flight = self.bytes_in_flight();
+        self.cc.on_rto(now, flight, self.mss);
+        self.dupacks = 0;
+        // go back: everything unacknowledged is sent again, starting with the oldest
+        self.snd_nxt = self.snd_una;
+        self.rto_at = Some(now + self.rtt.rto());
+    }
+
+    fn restart_rto(&mut self, now: Instant) {
+        self.rto_at = Some(now + self.rtt.rto());
+    }
+
+    // ---------------------------------------------------------------- input
+
+    /// Processes one received segment. `src` is the sender's IPv4 address (the connection has
+    /// been matched by 4-tuple already, except in LISTEN, where it binds to the sender).
+    pub fn handle_segment(&mut self, now: Instant, src: Ipv4Addr, seg: &TcpRepr) {
+        self.stats.segs_in += 1;
+        if seg.flags.rst() {
+            self.stats.rst_in += 1;
+        }
+        match self.state {
+            State::Closed => {
+                if let Some(rst) = reset_for(seg) {
+                    self.push_rst(rst);
+                }
+            }
+            State::Listen => self.on_listen(now, src, seg),
+            State::SynSent => self.on_syn_sent(now, seg),
+            _ => self.on_synchronized(now, seg),
+        }
+    }
+
+    fn push_rst(&mut self, rst: TcpRepr<'static>) {
+        self.stats.rst_out += 1;
+        self.replies.push_back(rst);
+    }
+
+    fn on_listen(&mut self, now: Instant, src: Ipv4Addr, seg: &TcpRepr) {
+        if seg.flags.rst() {
+            return;
+        }
+        if seg.flags.ack() {
+            if let Some(rst) = reset_for(seg) {
+                self.push_rst(rst);
+            }
+            return;
+        }
+        if !seg.flags.syn() {
+            return;
+        }
+        let remote = SocketAddrV4::new(src, seg.src_port);
+        let iss = IsnGenerator::new(self.cfg.isn_secret).generate(now, self.local, remote);
+        self.on_listen_syn(now, remote, iss, seg);
+    }
+
+    fn on_listen_syn(&mut self, now: Instant, remote: SocketAddrV4, iss: SeqNumber, syn: &TcpRepr) {
+        self.remote = remote;
+        self.passive = true;
+        self.iss = iss;
+        self.snd_una = iss;
+        self.snd_nxt = iss;
+        self.snd_max = iss;
+        self.send_buf.reset_start(iss + 1);
+        self.take_peer_syn(syn);
+        // the SYN-ACK's window field is never scaled; the peer's SYN window neither
+        self.snd_wnd = syn.window as usize;
+        self.max_snd_wnd = self.snd_wnd;
+        self.snd_wl1 = syn.seq;
+        self.snd_wl2 = iss;
+        self.state = State::SynReceived;
+        let _ = now;
+    }
+
+    /// Records the peer's initial sequence number and negotiates options from its SYN.
+    fn take_peer_syn(&mut self, syn: &TcpRepr) {
+        self.irs = syn.seq;
+        self.recv_buf.reset_start(syn.seq + 1);
+        self.rcv_adv = syn.seq + 1;
+        let o = &syn.options;
+        let peer_mss = o.mss.unwrap_or(DEFAULT_PEER_MSS).max(64);
+        match (self.cfg.window_scale, o.window_scale) {
+            (true, Some(shift)) => self.snd_wscale = shift.min(MAX_WINDOW_SHIFT),
+            _ => {
+                self.snd_wscale = 0;
+                self.rcv_wscale = 0;
+            }
+        }
+        self.sack_ok = self.cfg.sack && o.sack_permitted;
+        self.ts_ok = self.cfg.timestamps && o.timestamp.is_some();
+        if let Some((tsval, _)) = o.timestamp {
+            self.ts_recent = tsval;
+        }
+        let mut mss = peer_mss.min(self.cfg.mss) as usize;
+        if self.ts_ok {
+            mss -= TIMESTAMP_OPTION_LEN;
+        }
+        self.mss = mss;
+        self.cc = NewReno::new(mss, self.cfg.initial_window);
+    }
+
+    fn on_syn_sent(&mut self, now: Instant, seg: &TcpRepr) {
+        let f = seg.flags;
+        if f.ack() && (seg.ack.diff(self.iss) <= 0 || seg.ack.diff(self.snd_max) > 0) {
+            if !f.rst() {
+                if let Some(rst) = reset_for(seg) {
+                    self.push_rst(rst);
+                }
+            }
+            return;
+        }
+        if f.rst() {
+            if f.ack() {
+                self.fail(Error::Refused);
+            }
+            return;
+        }
+        if !f.syn() {
+            return;
+        }
+        self.take_peer_syn(seg);
+        if f.ack() {
+            self.snd_una = seg.ack;
+            self.snd_wnd = (seg.window as usize) << self.snd_wscale;
+            self.max_snd_wnd = self.snd_wnd;
+            self.snd_wl1 = seg.seq;
+            self.snd_wl2 = seg.ack;
+            self.on_handshake_rtt(now);
+            self.rto_at = None;
+            self.retries = 0;
+            self.state = State::Established;
+            self.ack = AckState::Now;
+            self.push_event(Event::Connected);
+            if self.fin_queued {
+                self.state = State::FinWait1;
+            }
+            if !seg.payload.is_empty() {
+                self.accept_payload(now, seg.seq + 1, seg.payload, false);
+            }
+        } else {
+            // simultaneous open: answer with SYN-ACK from our original ISS
+            self.state = State::SynReceived;
+            self.snd_wnd = seg.window as usize;
+            self.snd_wl1 = seg.seq;
+            self.snd_nxt = self.iss;
+        }
+    }
+
+    fn on_handshake_rtt(&mut self, now: Instant) {
+        if let Some((_, sent)) = self.rtt_probe.take() {
+            self.rtt.sample(now - sent);
+        }
+    }
+
+    /// RCV.WND for the acceptability test: what we advertised, or more if the buffer allows.
+    fn acceptance_window(&self) -> usize {
+        let advertised = self.rcv_adv.diff(self.rcv_nxt()).max(0) as usize;
+        advertised.max(self.recv_buf.window())
+    }
+
+    fn acceptable(&self, seq: SeqNumber, len: usize) -> bool {
+        let nxt = self.rcv_nxt();
+        let wnd = self.acceptance_window();
+        let in_win = |s: SeqNumber| s.diff(nxt) >= 0 && (s.diff(nxt) as usize) < wnd;
+        match (len, wnd) {
+            (0, 0) => seq == nxt,
+            (0, _) => in_win(seq),
+            (_, 0) => false,
+            (_, _) => in_win(seq) || in_win(seq + (len - 1)),
+        }
+    }
+
+    fn challenge_ack(&mut self) {
+        self.stats.challenge_acks += 1;
+        self.ack = AckState::Now;
+    }
+
+    fn on_synchronized(&mut self, now: Instant, seg: &TcpRepr) {
+        let mut seg = *seg;
+        // a retransmitted SYN (or SYN-ACK) from the peer: its SYN was processed already
+        if seg.flags.syn() && seg.seq == self.irs {
+            seg.flags = TcpFlags(seg.flags.0 & !TcpFlags::SYN.0);
+            seg.seq += 1;
+            if self.state == State::SynReceived && !seg.flags.ack() {
+                // our SYN-ACK may have been lost: send it again
+                self.snd_nxt = self.iss;
+                return;
+            }
+            if self.state != State::SynReceived {
+                self.ack = AckState::Now;
+            }
+        }
+
+        // first: sequence number (with the PAWS check of RFC 7323 when timestamps are on)
+        if self.ts_ok && !seg.flags.rst() {
+            if let Some((tsval, _)) = seg.options.timestamp {
+                if (tsval.wrapping_sub(self.ts_recent) as i32) < 0 {
+                    self.stats.dup_segs_in += 1;
+                    self.ack = AckState::Now;
+                    return;
+                }
+            }
+        }
+        let len = seg.seg_len();
+        if !self.acceptable(seg.seq, len) {
+            // zero window: an in-sequence segment still carries a valid ACK (RFC 9293 3.10.7.4)
+            let zero_window_ack =
+                len > 0 && seg.seq == self.rcv_nxt() && self.acceptance_window() == 0;
+            if !zero_window_ack {
+                if !seg.flags.rst() {
+                    self.stats.dup_segs_in += 1;
+                    self.ack = AckState::Now;
+                    if self.state == State::TimeWait && seg.flags.fin() {
+                        self.timewait_at = Some(now + self.cfg.msl.saturating_mul(2));
+                    }
+                }
+                return;
+            }
+            seg.payload = &[];
+            seg.flags = TcpFlags(seg.flags.0 & !TcpFlags::FIN.0);
+            self.ack = AckState::Now;
+        }
+        if self.ts_ok {
+            if let Some((tsval, _)) = seg.options.timestamp {
+                if seg.seq.diff(self.last_ack_sent) <= 0 {
+                    self.ts_recent = tsval;
+                }
+            }
+        }
+
+        // second: RST (RFC 5961 3.2: only an exact match resets; in-window gets a challenge)
+        if seg.flags.rst() {
+            if seg.seq != self.rcv_nxt() {
+                self.challenge_ack();
+                return;
+            }
+            match self.state {
+                State::SynReceived if self.passive => self.enter_closed(),
+                State::SynReceived => self.fail(Error::Refused),
+                State::Established | State::FinWait1 | State::FinWait2 | State::CloseWait => {
+                    self.fail(Error::Reset)
+                }
+                _ => self.enter_closed(),
+            }
+            return;
+        }
+
+        // fourth: SYN in a synchronized state (RFC 5961 4.2)
+        if seg.flags.syn() {
+            self.challenge_ack();
+            return;
+        }
+
+        // fifth: ACK
+        if !seg.flags.ack() {
+            return;
+        }
+        if self.state == State::SynReceived {
+            if seg.ack.diff(self.snd_una) > 0 && seg.ack.diff(self.snd_max) <= 0 {
+                self.state = State::Established;
+                self.snd_wnd = (seg.window as usize) << self.snd_wscale;
+                self.max_snd_wnd = self.snd_wnd;
+                self.snd_wl1 = seg.seq;
+                self.snd_wl2 = seg.ack;
+                self.retries = 0;
+                self.push_event(Event::Connected);
+                if self.fin_queued {
+                    self.state = State::FinWait1;
+                }
+            } else {
+                if let Some(rst) = reset_for(&seg) {
+                    self.push_rst(rst);
+                }
+                return;
+            }
+        }
+        if !self.process_ack(now, &seg) {
+            return;
+        }
+        match self.state {
+            State::FinWait1 if self.our_fin_acked() => self.state = State::FinWait2,
+            State::Closing if self.our_fin_acked() => self.enter_time_wait(now),
+            State::LastAck if self.our_fin_acked() => {
+                self.enter_closed();
+                return;
+            }
+            _ => {}
+        }
+
+        // seventh: segment text
+        if !seg.payload.is_empty() {
+            if self.state.can_receive() {
+                self.accept_payload(now, seg.seq, seg.payload, seg.flags.psh());
+            } else {
+                // data after the peer's FIN is a protocol error we simply ignore
+                self.ack = AckState::Now;
+            }
+        }
+
+        // eighth: FIN
+        if seg.flags.fin() {
+            let fin_seq = seg.seq + seg.payload.len();
+            if fin_seq.diff(self.recv_buf.rcv_nxt() + self.recv_buf.window()) <= 0 {
+                self.peer_fin = Some(fin_seq);
+            }
+            self.ack = AckState::Now;
+        }
+        self.try_consume_fin(now);
+    }
+
+    /// Handles the acknowledgment fields. Returns false if the segment must be dropped.
+    fn process_ack(&mut self, now: Instant, seg: &TcpRepr) -> bool {
+        let ack = seg.ack;
+        if ack.diff(self.snd_max) > 0 {
+            // acknowledges something never sent
+            self.ack = AckState::Now;
+            return false;
+        }
+        if ack.diff(self.snd_una) > 0 {
+            self.on_new_ack(now, ack);
+        } else if ack == self.snd_una
+            && seg.payload.is_empty()
+            && !seg.flags.fin()
+            && self.snd_una != self.snd_max
+            && (seg.window as usize) << self.snd_wscale == self.snd_wnd
+        {
+            self.on_dupack(now);
+        }
+        if ack.diff(self.snd_una) >= 0
+            && (self.snd_wl1.diff(seg.seq) < 0
+                || (self.snd_wl1 == seg.seq && self.snd_wl2.diff(ack) <= 0))
+        {
+            let was_zero = self.snd_wnd == 0;
+            self.snd_wnd = (seg.window as usize) << self.snd_wscale;
+            self.max_snd_wnd = self.max_snd_wnd.max(self.snd_wnd);
+            self.snd_wl1 = seg.seq;
+            self.snd_wl2 = ack;
+            if self.snd_wnd > 0 {
+                self.persist_at = None;
+                self.persist_backoff = 0;
+                if was_zero && self.snd_nxt != self.snd_una && self.rto_at.is_none() {
+                    self.restart_rto(now);
+                }
+            }
+        }
+        true
+    }
+
+    fn on_new_ack(&mut self, now: Instant, ack: SeqNumber) {
+        let acked = ack - self.snd_una;
+        let syn_acked = self.snd_una == self.iss;
+        let data_acked = self.send_buf.ack_to(ack);
+        self.snd_una = ack;
+        if self.snd_nxt.diff(ack) < 0 {
+            self.snd_nxt = ack;
+        }
+        self.stats.bytes_acked += data_acked as u64;
+        if let Some((end, sent)) = self.rtt_probe {
+            if ack.diff(end) >= 0 {
+                self.rtt.sample(now - sent);
+                self.rtt_probe = None;
+            }
+        }
+        self.retries = 0;
+        self.dupacks = 0;
+        self.rtt.reset_backoff();
+        self.force_probe = false;
+        if self.snd_una == self.snd_max {
+            self.rto_at = None;
+        } else {
+            self.restart_rto(now);
+        }
+        let counted = acked - syn_acked as usize;
+        if counted > 0 {
+            self.cc.on_ack(now, counted, self.mss);
+        }
+        if data_acked > 0 && self.send_space() > 0 {
+            self.push_event(Event::Writable);
+        }
+    }
+
+    /// Seam for loss recovery: duplicate ACKs are counted here.
+    fn on_dupack(&mut self, _now: Instant) {
+        self.stats.dupacks_in += 1;
+        self.dupacks += 1;
+    }
+
+    fn our_fin_acked(&self) -> bool {
+        self.fin_queued && self.snd_una.diff(self.send_buf.end()) > 0
+    }
+
+    fn accept_payload(&mut self, now: Instant, seq: SeqNumber, payload: &[u8], _psh: bool) {
+        self.stats.bytes_in += payload.len() as u64;
+        let full = payload.len() >= self.mss;
+        let r = self.recv_buf.insert(seq, payload);
+        if r.out_of_order {
+            self.stats.ooo_segs_in += 1;
+            self.ack = AckState::Now;
+            return;
+        }
+        if r.advanced == 0 {
+            self.stats.dup_segs_in += 1;
+            self.ack = AckState::Now;
+            return;
+        }
+        if self.read_shut {
+            let n = self.recv_buf.len();
+            self.recv_buf.consume(n);
+        } else {
+            self.push_event(Event::Readable);
+        }
+        if r.advanced > payload.len() || self.recv_buf.has_out_of_order() {
+            // filled (part of) a hole: acknowledge at once (RFC 5681 4.2)
+            self.ack = AckState::Now;
+            return;
+        }
+        if full {
+            self.unacked_full += 1;
+        }
+        match self.cfg.delayed_ack {
+            Some(d) if self.unacked_full < 2 => {
+                if self.ack < AckState::Delayed {
+                    self.ack = AckState::Delayed;
+                    self.delack_at = Some(now + d);
+                }
+            }
+            _ => self.ack = AckState::Now,
+        }
+    }
+
+    fn try_consume_fin(&mut self, now: Instant) {
+        let Some(fin) = self.peer_fin else { return };
+        if self.fin_consumed || fin != self.recv_buf.rcv_nxt() {
+            return;
+        }
+        self.fin_consumed = true;
+        self.ack = AckState::Now;
+        self.push_event(Event::PeerClosed);
+        match self.state {
+            State::SynReceived | State::Established => self.state = State::CloseWait,
+            State::FinWait1 => {
+                if self.our_fin_acked() {
+                    self.enter_time_wait(now);
+                } else {
+                    self.state = State::Closing;
+                }
+            }
+            State::FinWait2 => self.enter_time_wait(now),
+            _ => {}
+        }
+    }
+
+    fn enter_time_wait(&mut self, now: Instant) {
+        self.state = State::TimeWait;
+        self.rto_at = None;
+        self.persist_at = None;
+        self.delack_at = None;
+        self.timewait_at = Some(now + self.cfg.msl.saturating_mul(2));
+    }
+
+    fn enter_closed(&mut self) {
+        let was = self.state;
+        self.state = State::Closed;
+        self.rto_at = None;
+        self.delack_at = None;
+        self.persist_at = None;
+        self.timewait_at = None;
+        self.ack = AckState::None;
+        if was != State::Closed && was != State::Listen {
+            self.push_event(Event::Closed);
+        }
+    }
+
+    fn fail(&mut self, e: Error) {
+        self.error = Some(e);
+        self.push_event(Event::Error(e));
+        self.send_buf.ack_to(self.send_buf.end());
+        self.enter_closed();
+    }
+
+    // ---------------------------------------------------------------- output
+
+    fn ts_val(&self, now: Instant) -> u32 {
+        now.as_millis() as u32
+    }
+
+    fn bare(&self, seq: SeqNumber, flags: TcpFlags) -> TcpRepr<'static> {
+        TcpRepr {
+            src_port: self.local.port(),
+            dst_port: self.remote.port(),
+            seq,
+            ack: SeqNumber(0),
+            flags,
+            window: 0,
+            urgent: 0,
+            options: TcpOptions::default(),
+            payload: &[],
+        }
+    }
+
+    fn transmit(&self, repr: TcpRepr<'static>, payload_len: usize) -> Transmit {
+        Transmit {
+            src: self.local,
+            dst: self.remote,
+            repr,
+            payload_len,
+        }
+    }
+
+    /// The window field to send, applying receiver SWS avoidance and never moving the right edge
+    /// left.
+    fn advertise_window(&mut self) -> u16 {
+        let nxt = self.rcv_nxt();
+        let free = if self.fin_consumed {
+            0
+        } else {
+            self.recv_buf.window()
+        };
+        let right = self.recv_buf.rcv_nxt() + free;
+        let threshold = (self.recv_buf.capacity() / 2)
+            .min(self.cfg.mss as usize)
+            .max(1);
+        let old = self.rcv_adv.max(nxt);
+        let edge = if right.diff(old) >= threshold as i32 || free == self.recv_buf.capacity() {
+            right.max(old)
+        } else {
+            old
+        };
+        let wnd = ((edge - nxt) >> self.rcv_wscale).min(u16::MAX as usize);
+        let adv = nxt + (wnd << self.rcv_wscale);
+        if adv.diff(self.rcv_adv) > 0 {
+            self.rcv_adv = adv;
+        }
+        wnd as u16
+    }
+
+    fn syn_options(&self, now: Instant, reply_to_peer: bool) -> TcpOptions {
+        let mut o = TcpOptions {
+            mss: Some(self.cfg.mss),
+            ..TcpOptions::default()
+        };
+        let offer_ws =
+            self.cfg.window_scale && (!reply_to_peer || self.snd_wscale > 0 || self.rcv_wscale > 0);
+        if offer_ws {
+            o.window_scale = Some(self.rcv_wscale);
+        }
+        o.sack_permitted = if reply_to_peer {
+            self.sack_ok
+        } else {
+            self.cfg.sack
+        };
+        let ts = if reply_to_peer {
+            self.ts_ok
+        } else {
+            self.cfg.timestamps
+        };
+        if ts {
+            o.timestamp = Some((
+                self.ts_val(now),
+                if reply_to_peer { self.ts_recent } else { 0 },
+            ));
+        }
+        o
+    }
+
+    /// The next segment to send, if any. Call until it returns `None`; every call may change
+    /// [`Connection::poll_timeout`].
+    pub fn poll_transmit(&mut self, now: Instant) -> Option<Transmit> {
+        if let Some(r) = self.replies.pop_front() {
+            return Some(self.transmit(r, 0));
+        }
+        let t = match self.state {
+            State::Closed | State::Listen => None,
+            State::SynSent | State::SynReceived if self.snd_nxt == self.iss => {
+                Some(self.emit_syn(now))
+            }
+            State::SynSent => None,
+            State::SynReceived => self.emit_ack_if_due(now),
+            State::TimeWait => self.emit_ack_if_due(now),
+            _ => self.emit_data(now).or_else(|| self.emit_ack_if_due(now)),
+        };
+        if t.is_none() {
+            self.arm_persist(now);
+        }
+        t
+    }
+
+    fn emit_syn(&mut self, now: Instant) -> Transmit {
+        let passive = self.state == State::SynReceived;
+        let mut repr = self.bare(self.iss, TcpFlags::SYN);
+        repr.options = self.syn_options(now, passive);
+        repr.window = self.recv_buf.window().min(u16::MAX as usize) as u16;
+        if passive {
+            repr.flags |= TcpFlags::ACK;
+            repr.ack = self.rcv_nxt();
+            self.rcv_adv = self.rcv_nxt() + repr.window as usize;
+            self.last_ack_sent = repr.ack;
+            self.ack = AckState::None;
+        }
+        let first = self.snd_max == self.iss;
+        self.snd_nxt = self.iss + 1;
+        self.snd_max = self.snd_max.max(self.snd_nxt);
+        if first {
+            self.rtt_probe = Some((self.snd_nxt, now));
+        } else {
+            self.stats.retrans_segs += 1;
+        }
+        if self.rto_at.is_none() {
+            self.restart_rto(now);
+        }
+        self.stats.segs_out += 1;
+        self.transmit(repr, 0)
+    }
+
+    /// Header fields every synchronized segment carries: ACK, window, timestamps.
+    fn fill_ack(&mut self, now: Instant, repr: &mut TcpRepr<'static>) {
+        repr.flags |= TcpFlags::ACK;
+        repr.ack = self.rcv_nxt();
+        repr.window = self.advertise_window();
+        if self.ts_ok {
+            repr.options.timestamp = Some((self.ts_val(now), self.ts_recent));
+        }
+        self.last_ack_sent = repr.ack;
+        self.ack = AckState::None;
+        self.delack_at = None;
+        self.unacked_full = 0;
+        self.stats.segs_out += 1;
+    }
+
+    fn emit_data(&mut self, now: Instant) -> Option<Transmit> {
+        let data_end = self.send_buf.end();
+        let fin_pending = self.fin_queued && !self.our_fin_acked();
+        let avail = if self.snd_nxt.diff(data_end) < 0 {
+            data_end - self.snd_nxt
+        } else {
+            0
+        };
+        let in_flight = self.snd_nxt - self.snd_una;
+        let wnd = self.snd_wnd.min(self.cc.cwnd());
+        let mut usable = wnd.saturating_sub(in_flight);
+        let probing = self.force_probe && self.snd_wnd == 0 && in_flight == 0 && avail > 0;
+        if probing {
+            usable = 1;
+        }
+        let len = avail.min(self.mss).min(usable);
+        let retransmitting = self.snd_nxt.diff(self.snd_max) < 0;
+        let send_data = len > 0
+            && (len == self.mss
+                || retransmitting
+                || probing
+                || (len == avail && (self.cfg.nodelay || in_flight == 0 || fin_pending))
+                || (self.max_snd_wnd > 0 && len >= self.max_snd_wnd / 2));
+        let len = if send_data { len } else { 0 };
+        let fin = fin_pending && self.snd_nxt + len == data_end && (len > 0 || avail == 0);
+        if len == 0 && !fin {
+            return None;
+        }
+        let mut repr = self.bare(self.snd_nxt, TcpFlags::NONE);
+        if len > 0 && (len == avail || probing) {
+            repr.flags |= TcpFlags::PSH;
+        }
+        if fin {
+            repr.flags |= TcpFlags::FIN;
+        }
+        self.fill_ack(now, &mut repr);
+        let new_data = !retransmitting;
+        self.snd_nxt += len + fin as usize;
+        if self.snd_nxt.diff(self.snd_max) > 0 {
+            self.snd_max = self.snd_nxt;
+        }
+        if probing {
+            self.force_probe = false;
+            self.stats.zero_window_probes += 1;
+        }
+        if retransmitting {
+            self.stats.retrans_segs += 1;
+            self.stats.bytes_retrans += len as u64;
+        } else {
+            self.stats.bytes_out += len as u64;
+        }
+        if new_data && self.rtt_probe.is_none() {
+            self.rtt_probe = Some((self.snd_nxt, now));
+        }
+        if self.rto_at.is_none() {
+            self.restart_rto(now);
+        }
+        Some(self.transmit(repr, len))
+    }
+
+    fn emit_ack_if_due(&mut self, now: Instant) -> Option<Transmit> {
+        if self.ack != AckState::Now {
+            return None;
+        }
+        let mut repr = self.bare(self.snd_nxt, TcpFlags::NONE);
+        self.fill_ack(now, &mut repr);
+        self.stats.acks_out += 1;
+        Some(self.transmit(repr, 0))
+    }
+
+    /// Starts the persist timer when data waits on a zero window and nothing else will wake us.
+    fn arm_persist(&mut self, now: Instant) {
+        let waiting = self.state.is_synchronized()
+            && self.snd_wnd == 0
+            && self.snd_nxt.diff(self.send_buf.end()) < 0
+            && self.snd_una == self.snd_max;
+        if waiting && self.persist_at.is_none() && self.rto_at.is_none() && !self.force_probe {
+            let base = self.rtt.base_rto().max(PERSIST_MIN);
+            let d = base
+                .saturating_mul(1 << self.persist_backoff.min(16))
+                .min(PERSIST_MAX);
+            self.persist_at = Some(now + d);
+        }
+    }
+
+    /// Copies the payload of `t` (from [`Connection::poll_transmit`]) into `dst`, which must be
+    /// exactly `t.payload_len` bytes.
+    pub fn write_payload(&self, t: &Transmit, dst: &mut [u8]) {
+        debug_assert_eq!(dst.len(), t.payload_len);
+        if t.payload_len > 0 {
+            self.send_buf.copy_out(t.repr.seq, dst);
+        }
+    }
+
+    /// SACK blocks we would report (receiver side), most recent first.
+    pub fn sack_blocks(&self) -> ([(SeqNumber, SeqNumber); MAX_SACK_BLOCKS], usize) {
+        let mut out = [(SeqNumber(0), SeqNumber(0)); MAX_SACK_BLOCKS];
+        let ranges = self.recv_buf.out_of_order().ranges();
+        let mut n = 0;
+        if let Some(first) = self.recv_buf.out_of_order().last_touched() {
+            if let Some(r) = ranges.iter().find(|r| r.0 == first) {
+                out[0] = *r;
+                n = 1;
+            }
+        }
+        for r in ranges {
+            if n == MAX_SACK_BLOCKS {
+                break;
+            }
+            if n > 0 && out[0] == *r {
+                continue;
+            }
+            out[n] = *r;
+            n += 1;
+        }
+        (out, n)
+    }
+}

@@ -1,0 +1,130 @@
+//! Round-trip time estimation and the retransmission timeout, per RFC 6298.
+//!
+//! Before the first sample RTO is the initial value (1 s). The first sample R sets SRTT = R,
+//! RTTVAR = R/2; later samples update RTTVAR = 3/4 RTTVAR + 1/4 |SRTT - R| and then
+//! SRTT = 7/8 SRTT + 1/8 R. RTO = SRTT + max(G, 4 RTTVAR), clamped to [min, max]. Each timeout
+//! doubles the RTO (backoff) until a new sample arrives. Callers apply Karn's rule: no sample
+//! from a retransmitted segment unless timestamps disambiguate it.
+
+use crate::time::Duration;
+
+#[derive(Debug, Clone)]
+pub struct RttEstimator {
+    srtt: Option<Duration>,
+    rttvar: Duration,
+    initial: Duration,
+    min: Duration,
+    max: Duration,
+    granularity: Duration,
+    backoff: u32,
+}
+
+impl RttEstimator {
+    pub fn new(initial: Duration, min: Duration, max: Duration, granularity: Duration) -> Self {
+        RttEstimator {
+            srtt: None,
+            rttvar: Duration::ZERO,
+            initial,
+            min,
+            max,
+            granularity,
+            backoff: 0,
+        }
+    }
+
+    pub fn sample(&mut self, r: Duration) {
+        match self.srtt {
+            None => {
+                self.srtt = Some(r);
+                self.rttvar = Duration::from_nanos(r.as_nanos() / 2);
+            }
+            Some(srtt) => {
+                let delta = if srtt > r { srtt - r } else { r - srtt };
+                self.rttvar =
+                    Duration::from_nanos((3 * self.rttvar.as_nanos() + delta.as_nanos()) / 4);
+                self.srtt = Some(Duration::from_nanos(
+                    (7 * srtt.as_nanos() + r.as_nanos()) / 8,
+                ));
+            }
+        }
+        self.backoff = 0;
+    }
+
+    pub fn srtt(&self) -> Option<Duration> {
+        self.srtt
+    }
+
+    pub fn rttvar(&self) -> Duration {
+        self.rttvar
+    }
+
+    /// RTO before backoff.
+    pub fn base_rto(&self) -> Duration {
+        let rto = match self.srtt {
+            None => self.initial,
+            Some(srtt) => srtt + self.granularity.max(self.rttvar.saturating_mul(4)),
+        };
+        rto.max(self.min).min(self.max)
+    }
+
+    /// RTO with the current exponential backoff applied.
+    pub fn rto(&self) -> Duration {
+        let shift = self.backoff.min(32);
+        self.base_rto().saturating_mul(1u64 << shift).min(self.max)
+    }
+
+    pub fn on_timeout(&mut self) {
+        self.backoff = self.backoff.saturating_add(1);
+    }
+
+    /// Resets the backoff without a sample (RFC 6298 5.7 after new data is acknowledged).
+    pub fn reset_backoff(&mut self) {
+        self.backoff = 0;
+    }
+
+    pub fn backoff(&self) -> u32 {
+        self.backoff
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn est() -> RttEstimator {
+        RttEstimator::new(
+            Duration::from_secs(1),
+            Duration::from_millis(200),
+            Duration::from_secs(60),
+            Duration::from_millis(1),
+        )
+    }
+
+    #[test]
+    fn rfc6298_formulas() {
+        let mut e = est();
+        assert_eq!(e.rto(), Duration::from_secs(1));
+        e.sample(Duration::from_millis(100));
+        assert_eq!(e.srtt(), Some(Duration::from_millis(100)));
+        assert_eq!(e.rttvar(), Duration::from_millis(50));
+        assert_eq!(e.rto(), Duration::from_millis(300));
+        e.sample(Duration::from_millis(200));
+        // RTTVAR = 3/4*50 + 1/4*100 = 62.5; SRTT = 7/8*100 + 1/8*200 = 112.5
+        assert_eq!(e.rttvar(), Duration::from_micros(62_500));
+        assert_eq!(e.srtt(), Some(Duration::from_micros(112_500)));
+        assert_eq!(e.rto(), Duration::from_micros(362_500));
+        e.on_timeout();
+        e.on_timeout();
+        assert_eq!(e.rto(), Duration::from_micros(1_450_000));
+        e.sample(Duration::from_millis(10));
+        assert_eq!(e.backoff(), 0);
+        // min clamp
+        let mut f = est();
+        f.sample(Duration::from_millis(1));
+        assert_eq!(f.rto(), Duration::from_millis(200));
+        for _ in 0..20 {
+            f.on_timeout();
+        }
+        assert_eq!(f.rto(), Duration::from_secs(60));
+    }
+}
