@@ -75,6 +75,9 @@ pub struct ChecksumCaps {
 
 impl Default for ChecksumCaps {
     fn default() -> Self {
-        ChecksumCaps { verify_rx: true, compute_tx: true }
+        ChecksumCaps {
+            verify_rx: true,
+            compute_tx: true,
+        }
     }
 }
