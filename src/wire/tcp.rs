@@ -207,7 +207,10 @@ impl fmt::Debug for TcpFlags {
 pub const MAX_SACK_BLOCKS: usize = 4;
 
 /// The options we understand. Unknown options are skipped on parse and never emitted.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+///
+/// Equality looks only at the valid SACK blocks (`sack()`), not at stale entries past
+/// `sack_len`.
+#[derive(Debug, Clone, Copy, Eq, Default)]
 pub struct TcpOptions {
     pub mss: Option<u16>,
     pub window_scale: Option<u8>,
@@ -217,6 +220,16 @@ pub struct TcpOptions {
     pub sack_len: u8,
     /// (TSval, TSecr)
     pub timestamp: Option<(u32, u32)>,
+}
+
+impl PartialEq for TcpOptions {
+    fn eq(&self, other: &TcpOptions) -> bool {
+        self.mss == other.mss
+            && self.window_scale == other.window_scale
+            && self.sack_permitted == other.sack_permitted
+            && self.timestamp == other.timestamp
+            && self.sack() == other.sack()
+    }
 }
 
 impl TcpOptions {
@@ -1039,6 +1052,16 @@ mod tests {
         all.emit_header(&mut TcpPacket::new_unchecked(&mut buf[..]));
         assert_eq!(buf[12], 0x50);
         assert_eq!(buf[13], 0xff);
+    }
+
+    #[test]
+    fn equality_ignores_stale_sack_slots() {
+        let mut a = TcpOptions::with_sack(&[(SeqNumber(1), SeqNumber(2)); 3]);
+        a.sack_len = 1;
+        let b = TcpOptions::with_sack(&[(SeqNumber(1), SeqNumber(2))]);
+        assert_eq!(a, b);
+        a.sack_blocks[0].1 = SeqNumber(3);
+        assert_ne!(a, b);
     }
 
     #[test]
