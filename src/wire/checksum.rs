@@ -1,1 +1,260 @@
-//! TODO(wire helper).
+//! The internet checksum (RFC 1071) and its incremental update (RFC 1624).
+//!
+//! Every function here returns a *sum*: the 16-bit one's-complement sum of big-endian words,
+//! folded but not inverted, except [`update`]/[`update_u32`], which take and return a checksum
+//! as it sits in a header (inverted). A header's checksum field holds `!combine(&[...])`.
+//!
+//! A sum of non-zero data is never `0x0000` (one's complement "negative zero" `0xffff` stands in
+//! for it), so `data` of all-zero bytes is the only way to get `0`.
+//!
+//! [`data`] treats its slice as starting on a word boundary of the covered data; a trailing odd
+//! byte is padded with a zero on the right. Sums over pieces that start at odd offsets cannot be
+//! combined with [`combine`]: hand whole, word-aligned pieces to it.
+
+use std::net::Ipv4Addr;
+
+/// Bytes summed before the 64-bit accumulator is folded, so it can never overflow. A multiple of
+/// 8, which keeps every block after the first word-aligned.
+const BLOCK: usize = 1 << 30;
+
+/// One's-complement sum of `bytes` as big-endian 16-bit words, folded to 16 bits.
+#[inline]
+pub fn data(bytes: &[u8]) -> u16 {
+    let mut acc = 0u64;
+    if bytes.len() <= BLOCK {
+        acc = sum_block(bytes);
+    } else {
+        for block in bytes.chunks(BLOCK) {
+            acc += u64::from(fold(sum_block(block)));
+        }
+    }
+    // The words were read in native order. The one's-complement sum commutes with byte swapping
+    // (RFC 1071 section 2(B)), so swapping the folded result once gives the big-endian sum.
+    u16::from_be(fold(acc))
+}
+
+/// Sums at most `BLOCK` bytes in native byte order, eight at a time. Each 8-byte word is split
+/// into two 32-bit halves so the additions never carry out; there are at most 2^27 of them.
+#[inline(always)]
+fn sum_block(bytes: &[u8]) -> u64 {
+    let mut chunks = bytes.chunks_exact(32);
+    // Four independent accumulators keep the adds off a single dependency chain.
+    let (mut a, mut b, mut c, mut d) = (0u64, 0u64, 0u64, 0u64);
+    for chunk in &mut chunks {
+        a += halves(word(&chunk[0..8]));
+        b += halves(word(&chunk[8..16]));
+        c += halves(word(&chunk[16..24]));
+        d += halves(word(&chunk[24..32]));
+    }
+    let mut acc = a + b + c + d;
+    let mut words = chunks.remainder().chunks_exact(8);
+    for w in &mut words {
+        acc += halves(word(w));
+    }
+    let rest = words.remainder();
+    if !rest.is_empty() {
+        let mut tail = [0u8; 8];
+        tail[..rest.len()].copy_from_slice(rest);
+        acc += halves(u64::from_ne_bytes(tail));
+    }
+    acc
+}
+
+#[inline(always)]
+fn word(bytes: &[u8]) -> u64 {
+    let mut w = [0u8; 8];
+    w.copy_from_slice(bytes);
+    u64::from_ne_bytes(w)
+}
+
+#[inline(always)]
+fn halves(w: u64) -> u64 {
+    (w & 0xffff_ffff) + (w >> 32)
+}
+
+/// Folds a wide sum to 16 bits with end-around carry. Congruent mod 0xffff, and zero only for
+/// a zero input.
+#[inline(always)]
+fn fold(mut s: u64) -> u16 {
+    s = (s & 0xffff_ffff) + (s >> 32);
+    s = (s & 0xffff_ffff) + (s >> 32);
+    s = (s & 0xffff) + (s >> 16);
+    s = (s & 0xffff) + (s >> 16);
+    s = (s & 0xffff) + (s >> 16);
+    s as u16
+}
+
+/// One's-complement sum of partial sums (for example a pseudo-header and a segment).
+#[inline]
+pub fn combine(sums: &[u16]) -> u16 {
+    fold(sums.iter().map(|&s| u64::from(s)).sum())
+}
+
+/// Sum of the IPv4 pseudo-header of RFC 9293 section 3.1 (also UDP's): source, destination, a
+/// zero byte, the protocol, and the upper-layer length.
+#[inline]
+pub fn pseudo_header_v4(src: Ipv4Addr, dst: Ipv4Addr, proto: u8, len: u32) -> u16 {
+    let s = u32::from(src);
+    let d = u32::from(dst);
+    let sum = u64::from(s >> 16)
+        + u64::from(s & 0xffff)
+        + u64::from(d >> 16)
+        + u64::from(d & 0xffff)
+        + u64::from(proto)
+        + u64::from(len >> 16)
+        + u64::from(len & 0xffff);
+    fold(sum)
+}
+
+/// New header checksum after a 16-bit field changes from `old_field` to `new_field`, by RFC 1624
+/// equation 3: `HC' = ~(~HC + ~m + m')`. Unlike equation 2 it never produces `0xffff` (negative
+/// zero) from a non-zero sum, so it agrees with a full recomputation for any header that is not
+/// all zeros.
+#[inline]
+pub fn update(old_checksum: u16, old_field: u16, new_field: u16) -> u16 {
+    let sum = u64::from(!old_checksum) + u64::from(!old_field) + u64::from(new_field);
+    !fold(sum)
+}
+
+/// [`update`] for a 32-bit field (an IPv4 address, a sequence number): two 16-bit updates at once.
+#[inline]
+pub fn update_u32(old_checksum: u16, old_field: u32, new_field: u32) -> u16 {
+    let sum = u64::from(!old_checksum)
+        + u64::from(!(old_field >> 16) & 0xffff)
+        + u64::from(!old_field & 0xffff)
+        + u64::from(new_field >> 16)
+        + u64::from(new_field & 0xffff);
+    !fold(sum)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::{Rng, RngCore, SeedableRng};
+    use rand_chacha::ChaCha8Rng;
+
+    /// Word by word, carry folded back after every addition: RFC 1071 as written.
+    fn naive(bytes: &[u8]) -> u16 {
+        let mut sum: u32 = 0;
+        let mut i = 0;
+        while i < bytes.len() {
+            let hi = bytes[i] as u32;
+            let lo = if i + 1 < bytes.len() {
+                bytes[i + 1] as u32
+            } else {
+                0
+            };
+            sum += (hi << 8) | lo;
+            sum = (sum & 0xffff) + (sum >> 16);
+            i += 2;
+        }
+        sum as u16
+    }
+
+    #[test]
+    fn matches_naive_for_every_length_and_alignment() {
+        let mut rng = ChaCha8Rng::seed_from_u64(1071);
+        let mut buf = vec![0u8; 2000 + 16];
+        for len in 0..=2000 {
+            rng.fill_bytes(&mut buf);
+            for align in [0, 1, 2, 3, 5, 7, 8, 13] {
+                let s = &buf[align..align + len];
+                assert_eq!(data(s), naive(s), "len {len} align {align}");
+            }
+        }
+    }
+
+    #[test]
+    fn extreme_values() {
+        for len in 0..100 {
+            let ones = vec![0xffu8; len];
+            assert_eq!(data(&ones), naive(&ones), "ones len {len}");
+            let zeros = vec![0u8; len];
+            assert_eq!(data(&zeros), 0);
+        }
+        // 64 KiB of 0xff: the widest sum a packet produces.
+        let big = vec![0xffu8; 65536];
+        assert_eq!(data(&big), 0xffff);
+    }
+
+    #[test]
+    fn rfc1071_example() {
+        // RFC 1071 section 3: the sum of these bytes is ddf2.
+        let bytes = [0x00, 0x01, 0xf2, 0x03, 0xf4, 0xf5, 0xf6, 0xf7];
+        assert_eq!(data(&bytes), 0xddf2);
+    }
+
+    #[test]
+    fn combine_equals_sum_of_concatenation() {
+        let mut rng = ChaCha8Rng::seed_from_u64(7);
+        for _ in 0..1000 {
+            let a_len = rng.gen_range(0..200) * 2;
+            let b_len = rng.gen_range(0..200);
+            let mut buf = vec![0u8; a_len + b_len];
+            rng.fill_bytes(&mut buf);
+            let (a, b) = buf.split_at(a_len);
+            assert_eq!(combine(&[data(a), data(b)]), naive(&buf));
+        }
+    }
+
+    #[test]
+    fn pseudo_header_matches_bytes() {
+        let src = Ipv4Addr::new(192, 168, 1, 10);
+        let dst = Ipv4Addr::new(10, 250, 3, 7);
+        let mut ph = Vec::new();
+        ph.extend_from_slice(&src.octets());
+        ph.extend_from_slice(&dst.octets());
+        ph.extend_from_slice(&[0, 6]);
+        ph.extend_from_slice(&1480u16.to_be_bytes());
+        assert_eq!(pseudo_header_v4(src, dst, 6, 1480), naive(&ph));
+    }
+
+    #[test]
+    fn rfc1624_examples() {
+        // RFC 1624 section 4: HC = 0xdd2f, m = 0x5555 -> m' = 0x3285. Equation 3 gives 0x0000,
+        // the checksum a full recomputation gives; equation 2 would give the wrong 0xffff.
+        assert_eq!(update(0xdd2f, 0x5555, 0x3285), 0x0000);
+        // Section 3: a header whose only change is to itself keeps its checksum.
+        assert_eq!(update(0x1234, 0xabcd, 0xabcd), 0x1234);
+    }
+
+    /// A 20-byte IPv4-like header with a valid checksum at bytes 10..12.
+    fn header(rng: &mut ChaCha8Rng) -> [u8; 20] {
+        let mut h = [0u8; 20];
+        rng.fill_bytes(&mut h);
+        h[0] = 0x45; // never all zeros
+        h[10] = 0;
+        h[11] = 0;
+        let c = !data(&h);
+        h[10..12].copy_from_slice(&c.to_be_bytes());
+        h
+    }
+
+    #[test]
+    fn incremental_equals_full_recompute() {
+        let mut rng = ChaCha8Rng::seed_from_u64(1624);
+        for i in 0..20_000 {
+            let mut h = header(&mut rng);
+            let old_ck = u16::from_be_bytes([h[10], h[11]]);
+            let new_ck = if i % 2 == 0 {
+                // A 16-bit field outside the checksum (bytes 10..12).
+                let at = [0, 2, 4, 6, 8, 12, 14, 16, 18][rng.gen_range(0..9)];
+                let old = u16::from_be_bytes([h[at], h[at + 1]]);
+                let new: u16 = if rng.gen_bool(0.1) { old } else { rng.gen() };
+                h[at..at + 2].copy_from_slice(&new.to_be_bytes());
+                update(old_ck, old, new)
+            } else {
+                let at = [12, 16][rng.gen_range(0..2)];
+                let old = u32::from_be_bytes(h[at..at + 4].try_into().unwrap());
+                let new: u32 = rng.gen();
+                h[at..at + 4].copy_from_slice(&new.to_be_bytes());
+                update_u32(old_ck, old, new)
+            };
+            h[10] = 0;
+            h[11] = 0;
+            assert_eq!(new_ck, !data(&h), "iteration {i}");
+            h[10..12].copy_from_slice(&new_ck.to_be_bytes());
+            assert_eq!(data(&h), 0xffff);
+        }
+    }
+}

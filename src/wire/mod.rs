@@ -9,13 +9,14 @@ pub mod checksum;
 pub mod ethernet;
 pub mod icmpv4;
 pub mod ipv4;
+pub mod pretty;
 pub mod tcp;
 
 pub use arp::{ArpOperation, ArpPacket, ArpRepr};
 pub use ethernet::{EtherType, EthernetAddress, EthernetFrame, EthernetRepr};
-pub use icmpv4::{Icmpv4Packet, Icmpv4Repr};
+pub use icmpv4::{Icmpv4Message, Icmpv4Packet, Icmpv4Repr};
 pub use ipv4::{IpProtocol, Ipv4Packet, Ipv4Repr};
-pub use tcp::{SeqNumber, TcpFlags, TcpOptions, TcpPacket, TcpRepr};
+pub use tcp::{SeqNumber, TcpFlags, TcpOptions, TcpPacket, TcpRepr, MAX_SACK_BLOCKS};
 
 pub use std::net::Ipv4Addr;
 
