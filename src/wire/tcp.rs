@@ -12,7 +12,7 @@
 //!
 //! Emission ([`TcpRepr::emit_header`]) lays options out as Linux does, every group 4-byte
 //! aligned so no EOL padding is ever needed:
-//! `MSS | SACK-permitted TS (or NOP NOP TS) | NOP WS | NOP NOP SACK-permitted (without TS) |
+//! `MSS | SACK-permitted TS (or NOP NOP TS, or without TS NOP NOP SACK-permitted) | NOP WS |
 //! NOP NOP SACK blocks`. Option space is 40 bytes: when SACK blocks do not fit beside the
 //! others, the last blocks are dropped until they do (with timestamps at most 3 remain; with
 //! everything a SYN carries, 2). [`TcpRepr::header_len`] accounts for that drop, so it always
@@ -874,6 +874,17 @@ mod tests {
         assert_eq!(buf[12], 0xa0);
         assert_eq!(&buf[20..], &LINUX_SYN_OPTIONS);
         assert_eq!(parse(&buf).unwrap(), syn());
+    }
+
+    #[test]
+    fn syn_without_timestamps_matches_linux_layout() {
+        let opts = TcpOptions {
+            timestamp: None,
+            ..syn().options
+        };
+        let mut out = [0u8; 40];
+        let n = opts.emit(&mut out);
+        assert_eq!(&out[..n], &[2, 4, 0x05, 0xb4, 1, 1, 4, 2, 1, 3, 3, 7]);
     }
 
     #[test]
