@@ -51,11 +51,20 @@ fn sum_block(bytes: &[u8]) -> u64 {
     for w in &mut words {
         acc += halves(word(w));
     }
-    let rest = words.remainder();
-    if !rest.is_empty() {
-        let mut tail = [0u8; 8];
-        tail[..rest.len()].copy_from_slice(rest);
-        acc += halves(u64::from_ne_bytes(tail));
+    // Up to 7 bytes left, starting on an even offset, so every piece below is a whole number
+    // of 16-bit lanes in native order. Piecewise reads avoid a memcpy call for the tail.
+    let mut rest = words.remainder();
+    if rest.len() >= 4 {
+        acc += u64::from(u32::from_ne_bytes([rest[0], rest[1], rest[2], rest[3]]));
+        rest = &rest[4..];
+    }
+    if rest.len() >= 2 {
+        acc += u64::from(u16::from_ne_bytes([rest[0], rest[1]]));
+        rest = &rest[2..];
+    }
+    if let Some(&last) = rest.first() {
+        // The odd byte is the high half of a big-endian word whose low half is zero.
+        acc += u64::from(u16::from_ne_bytes([last, 0]));
     }
     acc
 }
@@ -72,10 +81,11 @@ fn halves(w: u64) -> u64 {
     (w & 0xffff_ffff) + (w >> 32)
 }
 
-/// Folds a wide sum to 16 bits with end-around carry. Congruent mod 0xffff, and zero only for
-/// a zero input.
+/// Folds a wide sum of 16-bit words (each added as a big-endian value) to 16 bits with
+/// end-around carry. Congruent mod 0xffff, and zero only for a zero input. Lets emitters sum
+/// header fields from the values they write instead of reading the bytes back.
 #[inline(always)]
-fn fold(mut s: u64) -> u16 {
+pub fn fold(mut s: u64) -> u16 {
     s = (s & 0xffff_ffff) + (s >> 32);
     s = (s & 0xffff_ffff) + (s >> 32);
     s = (s & 0xffff) + (s >> 16);

@@ -12,7 +12,7 @@
 //!
 //! Emission ([`TcpRepr::emit_header`]) lays options out as Linux does, every group 4-byte
 //! aligned so no EOL padding is ever needed:
-//! `MSS | SACK-permitted TS (or NOP NOP TS) | NOP WS | NOP NOP SACK-permitted (without TS) |
+//! `MSS | SACK-permitted TS (or NOP NOP TS, or without TS NOP NOP SACK-permitted) | NOP WS |
 //! NOP NOP SACK blocks`. Option space is 40 bytes: when SACK blocks do not fit beside the
 //! others, the last blocks are dropped until they do (with timestamps at most 3 remain; with
 //! everything a SYN carries, 2). [`TcpRepr::header_len`] accounts for that drop, so it always
@@ -513,6 +513,18 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> TcpPacket<T> {
         self.set_checksum(c);
     }
 
+    /// Like [`TcpPacket::fill_checksum`], but reads only the payload: the header's sum is the
+    /// one [`TcpRepr::emit_header_with_sum`] returned, and the header must not have changed
+    /// since.
+    #[inline]
+    pub fn fill_checksum_with_header_sum(&mut self, src: Ipv4Addr, dst: Ipv4Addr, header_sum: u16) {
+        let b = self.buffer.as_ref();
+        let ph = checksum::pseudo_header_v4(src, dst, 6, b.len() as u32);
+        let payload = checksum::data(&b[self.payload_start()..]);
+        let c = !checksum::combine(&[ph, header_sum, payload]);
+        self.set_checksum(c);
+    }
+
     #[inline]
     fn set_u16(&mut self, at: usize, v: u16) {
         self.buffer.as_mut()[at..at + 2].copy_from_slice(&v.to_be_bytes());
@@ -536,6 +548,7 @@ impl TcpOptions {
 
     /// Parses an option list (the bytes between the fixed header and the data offset).
     /// Allocation-free; see the module docs for what is accepted.
+    #[inline]
     pub fn parse(bytes: &[u8]) -> Result<TcpOptions> {
         let mut opts = TcpOptions::default();
         let mut i = 0;
@@ -621,29 +634,40 @@ impl TcpOptions {
 
     /// Writes the options in the layout of the module docs; returns the bytes written, which is
     /// [`TcpOptions::buffer_len`]. Panics if `out` is shorter than that.
+    #[inline]
     pub fn emit(&self, out: &mut [u8]) -> usize {
+        self.emit_with_sum(out).0
+    }
+
+    /// [`TcpOptions::emit`], also returning the sum of the words written. Every piece of the
+    /// layout is a 4-byte word at a 4-byte offset, so the sum is taken from the values.
+    #[inline]
+    fn emit_with_sum(&self, out: &mut [u8]) -> (usize, u64) {
         let mut at = 0;
-        let mut put = |bytes: &[u8]| {
-            out[at..at + bytes.len()].copy_from_slice(bytes);
-            at += bytes.len();
+        let mut sum = 0u64;
+        let mut put = |word: [u8; 4]| {
+            out[at..at + 4].copy_from_slice(&word);
+            at += 4;
+            let w = u32::from_be_bytes(word);
+            sum += u64::from(w >> 16) + u64::from(w & 0xffff);
         };
         if let Some(mss) = self.mss {
             let [a, b] = mss.to_be_bytes();
-            put(&[kind::MSS, 4, a, b]);
+            put([kind::MSS, 4, a, b]);
         }
         if let Some((val, ecr)) = self.timestamp {
             if self.sack_permitted {
-                put(&[kind::SACK_PERMITTED, 2, kind::TIMESTAMP, 10]);
+                put([kind::SACK_PERMITTED, 2, kind::TIMESTAMP, 10]);
             } else {
-                put(&[kind::NOP, kind::NOP, kind::TIMESTAMP, 10]);
+                put([kind::NOP, kind::NOP, kind::TIMESTAMP, 10]);
             }
-            put(&val.to_be_bytes());
-            put(&ecr.to_be_bytes());
+            put(val.to_be_bytes());
+            put(ecr.to_be_bytes());
         } else if self.sack_permitted {
-            put(&[kind::NOP, kind::NOP, kind::SACK_PERMITTED, 2]);
+            put([kind::NOP, kind::NOP, kind::SACK_PERMITTED, 2]);
         }
         if let Some(shift) = self.window_scale {
-            put(&[
+            put([
                 kind::NOP,
                 kind::WINDOW_SCALE,
                 3,
@@ -652,13 +676,13 @@ impl TcpOptions {
         }
         let n = self.sack_blocks_emitted();
         if n > 0 {
-            put(&[kind::NOP, kind::NOP, kind::SACK, (2 + 8 * n) as u8]);
+            put([kind::NOP, kind::NOP, kind::SACK, (2 + 8 * n) as u8]);
             for &(left, right) in &self.sack_blocks[..n] {
-                put(&left.0.to_be_bytes());
-                put(&right.0.to_be_bytes());
+                put(left.0.to_be_bytes());
+                put(right.0.to_be_bytes());
             }
         }
-        at
+        (at, sum)
     }
 }
 
@@ -720,6 +744,18 @@ impl<'a> TcpRepr<'a> {
     /// caller will write. Panics if it is shorter than `header_len()`.
     #[inline]
     pub fn emit_header<T: AsRef<[u8]> + AsMut<[u8]>>(&self, packet: &mut TcpPacket<T>) {
+        self.emit_header_with_sum(packet);
+    }
+
+    /// [`TcpRepr::emit_header`], also returning the sum of the header as written (checksum
+    /// field zero) for [`TcpPacket::fill_checksum_with_header_sum`]. That pair checksums a
+    /// segment built in place without reading back the header just written, whose narrow stores
+    /// make the wide loads of a checksum stall on store forwarding.
+    #[inline]
+    pub fn emit_header_with_sum<T: AsRef<[u8]> + AsMut<[u8]>>(
+        &self,
+        packet: &mut TcpPacket<T>,
+    ) -> u16 {
         let header_len = self.header_len();
         assert!(
             packet.buffer.as_ref().len() >= header_len,
@@ -729,16 +765,33 @@ impl<'a> TcpRepr<'a> {
         packet.set_dst_port(self.dst_port);
         packet.set_seq_number(self.seq);
         packet.set_ack_number(self.ack);
-        // Also clears the reserved bits.
-        packet.buffer.as_mut()[field::DATA_OFF] = ((header_len / 4) as u8) << 4;
-        packet.set_flags(self.flags);
+        // Data offset and flags as one word; this also clears the reserved bits.
+        let off_flags = (((header_len / 4) as u16) << 12) | u16::from(self.flags.0);
+        packet.set_u16(field::DATA_OFF, off_flags);
         packet.set_window_len(self.window);
         packet.set_checksum(0);
         packet.set_urgent_at(self.urgent);
+        let mut sum = [
+            self.src_port,
+            self.dst_port,
+            (self.seq.0 >> 16) as u16,
+            self.seq.0 as u16,
+            (self.ack.0 >> 16) as u16,
+            self.ack.0 as u16,
+            off_flags,
+            self.window,
+            self.urgent,
+        ]
+        .iter()
+        .map(|&w| u64::from(w))
+        .sum::<u64>();
         if header_len > HEADER_LEN {
-            self.options
-                .emit(&mut packet.buffer.as_mut()[field::OPTIONS..header_len]);
+            let (_, options_sum) = self
+                .options
+                .emit_with_sum(&mut packet.buffer.as_mut()[field::OPTIONS..header_len]);
+            sum += options_sum;
         }
+        checksum::fold(sum)
     }
 
     /// Writes the whole segment: header, a copy of `self.payload`, and the checksum when
@@ -756,10 +809,13 @@ impl<'a> TcpRepr<'a> {
             self.buffer_len(),
             "TCP buffer length"
         );
-        self.emit_header(packet);
+        let header_sum = self.emit_header_with_sum(packet);
         packet.payload_mut().copy_from_slice(self.payload);
         if caps.compute_tx {
-            packet.fill_checksum(src, dst);
+            // The payload is summed from the source slice, not from the copy just made.
+            let ph = checksum::pseudo_header_v4(src, dst, 6, self.buffer_len() as u32);
+            let sum = checksum::combine(&[ph, header_sum, checksum::data(self.payload)]);
+            packet.set_checksum(!sum);
         }
     }
 }
@@ -818,6 +874,17 @@ mod tests {
         assert_eq!(buf[12], 0xa0);
         assert_eq!(&buf[20..], &LINUX_SYN_OPTIONS);
         assert_eq!(parse(&buf).unwrap(), syn());
+    }
+
+    #[test]
+    fn syn_without_timestamps_matches_linux_layout() {
+        let opts = TcpOptions {
+            timestamp: None,
+            ..syn().options
+        };
+        let mut out = [0u8; 40];
+        let n = opts.emit(&mut out);
+        assert_eq!(&out[..n], &[2, 4, 0x05, 0xb4, 1, 1, 4, 2, 1, 3, 3, 7]);
     }
 
     #[test]
