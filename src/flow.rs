@@ -1,1 +1,597 @@
-//! TODO
+//! A host: one IPv4 address, its connections keyed by 4-tuple, its listen table, and the
+//! framing between IPv4 packets and TCP segments. Sans-IO like the connections it holds.
+//!
+//! Inputs: [`Host::handle_ipv4`] for each received packet, [`Host::handle_timeout`] when
+//! [`Host::poll_timeout`] is due, and application calls ([`Host::connect`], [`Host::listen`],
+//! [`Host::accept`], [`Host::with_conn`] and the wrappers around it). Outputs:
+//! [`Host::poll_transmit`], which writes whole IPv4 packets into the caller's buffer, and
+//! [`Host::poll_event`].
+//!
+//! Only connections that something happened to are visited: every input or application call
+//! puts the connection on a ready queue, and `poll_transmit` drains just that queue. Deadlines
+//! live in a min-heap with lazy deletion (an entry is live only if it still matches the
+//! connection's registered deadline), so no call scans every connection.
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap, VecDeque};
+use std::net::{Ipv4Addr, SocketAddrV4};
+
+use crate::tcp::{self, isn::IsnGenerator, Connection, Event, Transmit};
+use crate::time::Instant;
+use crate::wire::{self, ipv4, ChecksumCaps, IpProtocol, Ipv4Packet, Ipv4Repr, TcpPacket, TcpRepr};
+
+/// A connection's handle. The generation makes a handle to a freed and reused slot harmless.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ConnId {
+    index: u32,
+    generation: u32,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct HostConfig {
+    pub addr: Ipv4Addr,
+    pub tcp: tcp::Config,
+    pub checksum: ChecksumCaps,
+    /// Local ports for active opens, inclusive.
+    pub ephemeral_ports: (u16, u16),
+    pub ttl: u8,
+}
+
+impl HostConfig {
+    pub fn new(addr: Ipv4Addr) -> Self {
+        HostConfig {
+            addr,
+            tcp: tcp::Config::default(),
+            checksum: ChecksumCaps::default(),
+            ephemeral_ports: (32768, 60999),
+            ttl: ipv4::DEFAULT_TTL,
+        }
+    }
+}
+
+/// Why a received packet was dropped. Every drop is counted under one of these.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum DropReason {
+    Ipv4(wire::Error),
+    Tcp(wire::Error),
+    NotOurAddress,
+    UnhandledProtocol,
+    /// A SYN to a listener whose backlog is full.
+    BacklogFull,
+    /// A segment for no connection and no listener (answered by RST unless it was one).
+    NoConnection,
+}
+
+impl DropReason {
+    const WIRE_ERRORS: [wire::Error; 9] = [
+        wire::Error::Truncated,
+        wire::Error::BadLength,
+        wire::Error::BadOffset,
+        wire::Error::BadChecksum,
+        wire::Error::BadVersion,
+        wire::Error::BadOption,
+        wire::Error::Fragmented,
+        wire::Error::Unsupported,
+        wire::Error::Malformed,
+    ];
+    pub const COUNT: usize = 2 * Self::WIRE_ERRORS.len() + 4;
+
+    pub fn index(self) -> usize {
+        let w = |e: wire::Error| Self::WIRE_ERRORS.iter().position(|x| *x == e).unwrap_or(0);
+        let n = Self::WIRE_ERRORS.len();
+        match self {
+            DropReason::Ipv4(e) => w(e),
+            DropReason::Tcp(e) => n + w(e),
+            DropReason::NotOurAddress => 2 * n,
+            DropReason::UnhandledProtocol => 2 * n + 1,
+            DropReason::BacklogFull => 2 * n + 2,
+            DropReason::NoConnection => 2 * n + 3,
+        }
+    }
+
+    pub fn all() -> impl Iterator<Item = DropReason> {
+        let wires = Self::WIRE_ERRORS;
+        wires
+            .into_iter()
+            .map(DropReason::Ipv4)
+            .chain(wires.into_iter().map(DropReason::Tcp))
+            .chain([
+                DropReason::NotOurAddress,
+                DropReason::UnhandledProtocol,
+                DropReason::BacklogFull,
+                DropReason::NoConnection,
+            ])
+    }
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct HostStats {
+    pub rx_packets: u64,
+    pub rx_segments: u64,
+    pub tx_packets: u64,
+    pub rst_sent_no_conn: u64,
+    pub conns_opened: u64,
+    pub conns_accepted: u64,
+    pub conns_freed: u64,
+    drops: [u64; DropReason::COUNT],
+}
+
+impl HostStats {
+    pub fn dropped(&self, reason: DropReason) -> u64 {
+        self.drops[reason.index()]
+    }
+
+    pub fn dropped_total(&self) -> u64 {
+        self.drops.iter().sum()
+    }
+
+    /// Every non-zero drop counter.
+    pub fn drops(&self) -> impl Iterator<Item = (DropReason, u64)> + '_ {
+        DropReason::all()
+            .map(|r| (r, self.dropped(r)))
+            .filter(|(_, n)| *n > 0)
+    }
+}
+
+#[derive(Debug)]
+struct Listener {
+    backlog: usize,
+    /// Established, not yet accepted.
+    ready: VecDeque<ConnId>,
+    /// In SYN-RECEIVED.
+    embryos: usize,
+}
+
+#[derive(Debug)]
+struct Slot {
+    generation: u32,
+    conn: Option<Connection>,
+    in_ready: bool,
+    deadline: Option<Instant>,
+    /// The application is done with it: free the slot once the connection is closed.
+    released: bool,
+    /// Passive and not accepted yet: the listener's port.
+    pending_on: Option<u16>,
+}
+
+fn flow_key(remote: SocketAddrV4, local_port: u16) -> u64 {
+    (u64::from(u32::from(*remote.ip())) << 32)
+        | (u64::from(remote.port()) << 16)
+        | u64::from(local_port)
+}
+
+pub struct Host {
+    cfg: HostConfig,
+    slots: Vec<Slot>,
+    free: Vec<u32>,
+    table: HashMap<u64, u32, ahash::RandomState>,
+    listeners: HashMap<u16, Listener, ahash::RandomState>,
+    ready: VecDeque<u32>,
+    timers: BinaryHeap<Reverse<(Instant, u32, u32)>>,
+    events: VecDeque<(ConnId, Event)>,
+    strays: VecDeque<(Ipv4Addr, TcpRepr<'static>)>,
+    isn: IsnGenerator,
+    next_port: u16,
+    stats: HostStats,
+}
+
+impl Host {
+    pub fn new(cfg: HostConfig) -> Self {
+        Host {
+            cfg,
+            slots: Vec::new(),
+            free: Vec::new(),
+            table: HashMap::default(),
+            listeners: HashMap::default(),
+            ready: VecDeque::new(),
+            timers: BinaryHeap::new(),
+            events: VecDeque::new(),
+            strays: VecDeque::new(),
+            isn: IsnGenerator::new(cfg.tcp.isn_secret),
+            next_port: cfg.ephemeral_ports.0,
+            stats: HostStats::default(),
+        }
+    }
+
+    pub fn addr(&self) -> Ipv4Addr {
+        self.cfg.addr
+    }
+
+    pub fn config(&self) -> &HostConfig {
+        &self.cfg
+    }
+
+    pub fn stats(&self) -> &HostStats {
+        &self.stats
+    }
+
+    /// Connections currently held (any state but freed).
+    pub fn conn_count(&self) -> usize {
+        self.table.len()
+    }
+
+    // ------------------------------------------------------------ application side
+
+    /// Starts accepting connections on `port`, holding at most `backlog` not yet accepted.
+    pub fn listen(&mut self, port: u16, backlog: usize) {
+        self.listeners.entry(port).or_insert(Listener {
+            backlog: backlog.max(1),
+            ready: VecDeque::new(),
+            embryos: 0,
+        });
+    }
+
+    /// Stops listening; connections not yet accepted are reset.
+    pub fn unlisten(&mut self, port: u16) {
+        let Some(l) = self.listeners.remove(&port) else {
+            return;
+        };
+        for id in l.ready {
+            self.abort(id);
+        }
+        let pending: Vec<u32> = (0..self.slots.len() as u32)
+            .filter(|&i| self.slots[i as usize].pending_on == Some(port))
+            .collect();
+        for i in pending {
+            let id = ConnId {
+                index: i,
+                generation: self.slots[i as usize].generation,
+            };
+            self.abort(id);
+        }
+    }
+
+    /// An established connection from `port`'s listener, if one is waiting.
+    pub fn accept(&mut self, port: u16) -> Option<ConnId> {
+        let id = self.listeners.get_mut(&port)?.ready.pop_front()?;
+        self.slots[id.index as usize].pending_on = None;
+        self.stats.conns_accepted += 1;
+        Some(id)
+    }
+
+    /// Active open to `remote` from an ephemeral port.
+    pub fn connect(&mut self, now: Instant, remote: SocketAddrV4) -> Result<ConnId, tcp::Error> {
+        let (lo, hi) = self.cfg.ephemeral_ports;
+        let span = u32::from(hi - lo) + 1;
+        for _ in 0..span {
+            let port = self.next_port;
+            self.next_port = if port >= hi { lo } else { port + 1 };
+            if self.listeners.contains_key(&port)
+                || self.table.contains_key(&flow_key(remote, port))
+            {
+                continue;
+            }
+            return Ok(self.connect_from(now, port, remote));
+        }
+        Err(tcp::Error::WouldBlock)
+    }
+
+    fn connect_from(&mut self, now: Instant, port: u16, remote: SocketAddrV4) -> ConnId {
+        let local = SocketAddrV4::new(self.cfg.addr, port);
+        let iss = self.isn.generate(now, local, remote);
+        let conn = Connection::connect(self.cfg.tcp, local, remote, iss);
+        let id = self.insert(conn, None);
+        self.stats.conns_opened += 1;
+        id
+    }
+
+    /// Runs `f` on the connection and then schedules whatever it caused (segments, timers,
+    /// events). `None` if the handle is stale.
+    pub fn with_conn<R>(&mut self, id: ConnId, f: impl FnOnce(&mut Connection) -> R) -> Option<R> {
+        let slot = self.slots.get_mut(id.index as usize)?;
+        if slot.generation != id.generation {
+            return None;
+        }
+        let r = f(slot.conn.as_mut()?);
+        self.touch(id.index);
+        Some(r)
+    }
+
+    /// Read-only view of a connection.
+    pub fn conn(&self, id: ConnId) -> Option<&Connection> {
+        let slot = self.slots.get(id.index as usize)?;
+        if slot.generation != id.generation {
+            return None;
+        }
+        slot.conn.as_ref()
+    }
+
+    pub fn send(&mut self, id: ConnId, data: &[u8]) -> Result<usize, tcp::Error> {
+        self.with_conn(id, |c| c.send(data))
+            .unwrap_or(Err(tcp::Error::NotConnected))
+    }
+
+    pub fn recv(&mut self, id: ConnId, buf: &mut [u8]) -> Result<usize, tcp::Error> {
+        self.with_conn(id, |c| c.recv(buf))
+            .unwrap_or(Err(tcp::Error::NotConnected))
+    }
+
+    /// Closes like close(2): FIN after queued data, and the handle is given up (the connection
+    /// lingers through FIN-WAIT/TIME-WAIT on its own).
+    pub fn close(&mut self, id: ConnId) {
+        self.release_with(id, Connection::close);
+    }
+
+    /// Resets the connection and gives up the handle.
+    pub fn abort(&mut self, id: ConnId) {
+        self.release_with(id, Connection::abort);
+    }
+
+    fn release_with(&mut self, id: ConnId, f: fn(&mut Connection)) {
+        if let Some(slot) = self.slots.get_mut(id.index as usize) {
+            if slot.generation == id.generation && slot.conn.is_some() {
+                slot.released = true;
+                self.with_conn(id, f);
+            }
+        }
+    }
+
+    pub fn poll_event(&mut self) -> Option<(ConnId, Event)> {
+        self.events.pop_front()
+    }
+
+    // ------------------------------------------------------------ network side
+
+    /// Processes one received IPv4 packet (no link-layer header).
+    pub fn handle_ipv4(&mut self, now: Instant, packet: &[u8]) {
+        self.stats.rx_packets += 1;
+        let caps = self.cfg.checksum;
+        let ip = match Ipv4Packet::new_checked(packet)
+            .and_then(|p| Ipv4Repr::parse(&p, &caps).map(|r| (p, r)))
+        {
+            Ok(x) => x,
+            Err(e) => return self.drop(DropReason::Ipv4(e)),
+        };
+        let (pkt, repr) = ip;
+        if repr.dst_addr != self.cfg.addr {
+            return self.drop(DropReason::NotOurAddress);
+        }
+        if repr.protocol != IpProtocol::Tcp {
+            return self.drop(DropReason::UnhandledProtocol);
+        }
+        let payload = pkt.payload();
+        let seg = match TcpPacket::new_checked(payload)
+            .and_then(|t| TcpRepr::parse(&t, repr.src_addr, repr.dst_addr, &caps))
+        {
+            Ok(s) => s,
+            Err(e) => return self.drop(DropReason::Tcp(e)),
+        };
+        self.handle_segment(now, repr.src_addr, &seg);
+    }
+
+    /// Processes one parsed TCP segment addressed to us.
+    pub fn handle_segment(&mut self, now: Instant, src: Ipv4Addr, seg: &TcpRepr) {
+        self.stats.rx_segments += 1;
+        let remote = SocketAddrV4::new(src, seg.src_port);
+        if let Some(&index) = self.table.get(&flow_key(remote, seg.dst_port)) {
+            if let Some(conn) = self.slots[index as usize].conn.as_mut() {
+                conn.handle_segment(now, src, seg);
+            }
+            self.touch(index);
+            return;
+        }
+        let is_syn = seg.flags.syn() && !seg.flags.ack() && !seg.flags.rst();
+        if let Some(listener) = self.listeners.get_mut(&seg.dst_port) {
+            if is_syn {
+                if listener.ready.len() + listener.embryos >= listener.backlog {
+                    return self.drop(DropReason::BacklogFull);
+                }
+                listener.embryos += 1;
+                let local = SocketAddrV4::new(self.cfg.addr, seg.dst_port);
+                let iss = self.isn.generate(now, local, remote);
+                let conn = Connection::accept(self.cfg.tcp, local, remote, iss, now, seg);
+                self.insert(conn, Some(seg.dst_port));
+                return;
+            }
+        }
+        self.drop(DropReason::NoConnection);
+        if let Some(rst) = tcp::reset_for(seg) {
+            self.stats.rst_sent_no_conn += 1;
+            self.strays.push_back((src, rst));
+        }
+    }
+
+    fn drop(&mut self, reason: DropReason) {
+        self.stats.drops[reason.index()] += 1;
+    }
+
+    /// Writes the next IPv4 packet to send into `buf` and returns its length.
+    ///
+    /// `buf` must hold at least 20 + 60 + MSS bytes.
+    pub fn poll_transmit(&mut self, now: Instant, buf: &mut [u8]) -> Option<usize> {
+        if let Some((dst, repr)) = self.strays.pop_front() {
+            let t = Transmit {
+                src: SocketAddrV4::new(self.cfg.addr, repr.src_port),
+                dst: SocketAddrV4::new(dst, repr.dst_port),
+                repr,
+                payload_len: 0,
+            };
+            return Some(self.emit(&t, None, buf));
+        }
+        while let Some(&index) = self.ready.front() {
+            let slot = &mut self.slots[index as usize];
+            if let Some(conn) = slot.conn.as_mut() {
+                if let Some(t) = conn.poll_transmit(now) {
+                    let conn = self.slots[index as usize].conn.as_ref();
+                    let n = emit_segment(&self.cfg, &t, conn, buf);
+                    self.stats.tx_packets += 1;
+                    return Some(n);
+                }
+            }
+            self.ready.pop_front();
+            self.slots[index as usize].in_ready = false;
+            self.settle(index);
+        }
+        None
+    }
+
+    fn emit(&mut self, t: &Transmit, conn: Option<&Connection>, buf: &mut [u8]) -> usize {
+        self.stats.tx_packets += 1;
+        emit_segment(&self.cfg, t, conn, buf)
+    }
+
+    /// The earliest deadline of any connection.
+    pub fn poll_timeout(&mut self) -> Option<Instant> {
+        if !self.ready.is_empty() || !self.strays.is_empty() {
+            return Some(Instant::ZERO);
+        }
+        while let Some(&Reverse((t, index, generation))) = self.timers.peek() {
+            let slot = &self.slots[index as usize];
+            if slot.generation == generation && slot.deadline == Some(t) {
+                return Some(t);
+            }
+            self.timers.pop();
+        }
+        None
+    }
+
+    /// Runs every deadline that is due at `now`.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        while let Some(&Reverse((t, index, generation))) = self.timers.peek() {
+            if t > now {
+                break;
+            }
+            self.timers.pop();
+            let slot = &mut self.slots[index as usize];
+            if slot.generation != generation || slot.deadline != Some(t) {
+                continue;
+            }
+            slot.deadline = None;
+            if let Some(conn) = slot.conn.as_mut() {
+                conn.handle_timeout(now);
+            }
+            self.touch(index);
+        }
+    }
+
+    // ------------------------------------------------------------ slots
+
+    fn insert(&mut self, conn: Connection, pending_on: Option<u16>) -> ConnId {
+        let key = flow_key(conn.remote(), conn.local().port());
+        let index = match self.free.pop() {
+            Some(i) => i,
+            None => {
+                self.slots.push(Slot {
+                    generation: 0,
+                    conn: None,
+                    in_ready: false,
+                    deadline: None,
+                    released: false,
+                    pending_on: None,
+                });
+                (self.slots.len() - 1) as u32
+            }
+        };
+        let slot = &mut self.slots[index as usize];
+        slot.conn = Some(conn);
+        slot.released = false;
+        slot.pending_on = pending_on;
+        slot.deadline = None;
+        let id = ConnId {
+            index,
+            generation: slot.generation,
+        };
+        self.table.insert(key, index);
+        self.touch(index);
+        id
+    }
+
+    /// Something happened to the connection: collect its events, queue it for transmission.
+    fn touch(&mut self, index: u32) {
+        let slot = &mut self.slots[index as usize];
+        let id = ConnId {
+            index,
+            generation: slot.generation,
+        };
+        if let Some(conn) = slot.conn.as_mut() {
+            while let Some(ev) = conn.poll_event() {
+                match (ev, slot.pending_on) {
+                    (Event::Connected, Some(port)) => {
+                        if let Some(l) = self.listeners.get_mut(&port) {
+                            l.embryos = l.embryos.saturating_sub(1);
+                            l.ready.push_back(id);
+                        }
+                    }
+                    (Event::Closed, Some(port)) if !conn.is_established() || slot.released => {
+                        if let Some(l) = self.listeners.get_mut(&port) {
+                            if let Some(pos) = l.ready.iter().position(|x| *x == id) {
+                                l.ready.remove(pos);
+                            } else {
+                                l.embryos = l.embryos.saturating_sub(1);
+                            }
+                        }
+                        slot.released = true;
+                    }
+                    _ => {}
+                }
+                if slot.pending_on.is_none() || matches!(ev, Event::Connected) {
+                    self.events.push_back((id, ev));
+                }
+            }
+        }
+        if !slot.in_ready {
+            slot.in_ready = true;
+            self.ready.push_back(index);
+        }
+    }
+
+    /// After a connection's output is drained: register its deadline, free it if finished.
+    fn settle(&mut self, index: u32) {
+        let slot = &mut self.slots[index as usize];
+        let Some(conn) = slot.conn.as_ref() else {
+            return;
+        };
+        if conn.is_closed() && (slot.released || slot.pending_on.is_some()) {
+            if let Some(port) = slot.pending_on {
+                let id = ConnId {
+                    index,
+                    generation: slot.generation,
+                };
+                if let Some(l) = self.listeners.get_mut(&port) {
+                    if let Some(pos) = l.ready.iter().position(|x| *x == id) {
+                        l.ready.remove(pos);
+                    }
+                }
+            }
+            let key = flow_key(conn.remote(), conn.local().port());
+            self.table.remove(&key);
+            slot.conn = None;
+            slot.deadline = None;
+            slot.generation = slot.generation.wrapping_add(1);
+            self.free.push(index);
+            self.stats.conns_freed += 1;
+            return;
+        }
+        let deadline = conn.poll_timeout();
+        if deadline != slot.deadline {
+            slot.deadline = deadline;
+            if let Some(t) = deadline {
+                self.timers.push(Reverse((t, index, slot.generation)));
+            }
+        }
+    }
+}
+
+/// Builds IPv4 + TCP headers and copies the payload from the connection's send buffer.
+fn emit_segment(
+    cfg: &HostConfig,
+    t: &Transmit,
+    conn: Option<&Connection>,
+    buf: &mut [u8],
+) -> usize {
+    let tcp_len = t.repr.header_len() + t.payload_len;
+    let total = ipv4::HEADER_LEN + tcp_len;
+    let mut ip = Ipv4Repr::new(*t.src.ip(), *t.dst.ip(), IpProtocol::Tcp, tcp_len);
+    ip.ttl = cfg.ttl;
+    let (ip_buf, tcp_buf) = buf[..total].split_at_mut(ipv4::HEADER_LEN);
+    ip.emit(&mut Ipv4Packet::new_unchecked(&mut *ip_buf), &cfg.checksum);
+    let mut seg = TcpPacket::new_unchecked(tcp_buf);
+    t.repr.emit_header(&mut seg);
+    if let Some(conn) = conn {
+        conn.write_payload(t, seg.payload_mut());
+    }
+    if cfg.checksum.compute_tx {
+        seg.fill_checksum(*t.src.ip(), *t.dst.ip());
+    }
+    total
+}

@@ -4,3 +4,4 @@
 //! seed and its inputs, and a failing seed replays exactly.
 
 pub mod link;
+pub mod network;

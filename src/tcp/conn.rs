@@ -30,6 +30,9 @@ const MAX_WINDOW_SHIFT: u8 = 14;
 /// Persist (zero-window probe) timer bounds.
 const PERSIST_MIN: Duration = Duration::from_millis(200);
 const PERSIST_MAX: Duration = Duration::from_secs(60);
+/// Least spacing of ACKs sent in answer to out-of-window segments without data (as Linux's
+/// tcp_invalid_ratelimit).
+const OOW_ACK_INTERVAL: Duration = Duration::from_millis(500);
 
 /// A segment to send: the header (its payload left empty) and how many payload bytes follow.
 /// Copy the payload with [`Connection::write_payload`] straight into the outgoing frame.
@@ -117,6 +120,7 @@ pub struct Connection {
     persist_backoff: u32,
     timewait_at: Option<Instant>,
     force_probe: bool,
+    last_oow_ack: Option<Instant>,
 
     rtt: RttEstimator,
     /// A timed segment: (sequence number it ends at, when it was sent).
@@ -227,6 +231,7 @@ impl Connection {
             persist_backoff: 0,
             timewait_at: None,
             force_probe: false,
+            last_oow_ack: None,
             rtt: RttEstimator::new(
                 cfg.rto_initial,
                 cfg.rto_min,
@@ -814,6 +819,22 @@ impl Connection {
         }
     }
 
+    /// Answers an unacceptable segment with an ACK. Without payload it may be the other half of
+    /// an ACK loop (two ends each finding the other's ACKs out of window), so such answers are
+    /// limited to one per [`OOW_ACK_INTERVAL`]; data always gets its duplicate ACK.
+    fn ack_out_of_window(&mut self, now: Instant, pure: bool) {
+        if pure {
+            if self
+                .last_oow_ack
+                .is_some_and(|t| now - t < OOW_ACK_INTERVAL)
+            {
+                return;
+            }
+            self.last_oow_ack = Some(now);
+        }
+        self.ack = AckState::Now;
+    }
+
     fn challenge_ack(&mut self) {
         self.stats.challenge_acks += 1;
         self.ack = AckState::Now;
@@ -840,7 +861,7 @@ impl Connection {
             if let Some((tsval, _)) = seg.options.timestamp {
                 if (tsval.wrapping_sub(self.ts_recent) as i32) < 0 {
                     self.stats.dup_segs_in += 1;
-                    self.ack = AckState::Now;
+                    self.ack_out_of_window(now, seg.payload.is_empty());
                     return;
                 }
             }
@@ -853,7 +874,7 @@ impl Connection {
             if !zero_window_ack {
                 if !seg.flags.rst() {
                     self.stats.dup_segs_in += 1;
-                    self.ack = AckState::Now;
+                    self.ack_out_of_window(now, seg.payload.is_empty());
                     if self.state == State::TimeWait && seg.flags.fin() {
                         self.timewait_at = Some(now + self.cfg.msl.saturating_mul(2));
                     }
@@ -1335,7 +1356,10 @@ impl Connection {
         if self.ack != AckState::Now {
             return None;
         }
-        let mut repr = self.bare(self.snd_nxt, TcpFlags::NONE);
+        // snd_nxt may have gone back for a retransmission; the peer may already hold everything
+        // up to snd_max, and a sequence number behind its rcv_nxt would make this ACK
+        // unacceptable to it
+        let mut repr = self.bare(self.snd_max, TcpFlags::NONE);
         self.fill_ack(now, &mut repr);
         self.stats.acks_out += 1;
         Some(self.transmit(repr, 0))
