@@ -5,6 +5,8 @@
 //! so an implementation backed by UMEM can let the engine parse received frames in place and
 //! build transmitted frames directly in their final buffer.
 
+pub mod xdp;
+
 /// A batched, frame-oriented device.
 pub trait PacketIo {
     /// Calls `f` on up to `budget` received frames, in arrival order; returns how many.
