@@ -340,6 +340,21 @@ mod tests {
     }
 
     #[test]
+    fn larger_frames_give_larger_capacity() {
+        let cfg = UmemConfig {
+            frame_size: 4096,
+            frame_count: 8,
+            fill_ring: 4,
+            comp_ring: 4,
+            frame_headroom: 64,
+        };
+        let p = FramePool::new(&cfg).unwrap();
+        assert_eq!(p.frame_capacity(), 4096 - 256 - 64);
+        assert_eq!(p.index_of(p.desc(7).addr()), Some(7));
+        p.check_accounting().unwrap();
+    }
+
+    #[test]
     fn rejects_bad_geometry() {
         assert!(FramePool::new(&UmemConfig {
             frame_size: 3000,
