@@ -5,6 +5,8 @@
 //! so an implementation backed by UMEM can let the engine parse received frames in place and
 //! build transmitted frames directly in their final buffer.
 
+pub mod xdp;
+
 /// A batched, frame-oriented device.
 pub trait PacketIo {
     /// Calls `f` on up to `budget` received frames, in arrival order; returns how many.
@@ -18,4 +20,12 @@ pub trait PacketIo {
 
     /// Largest frame a transmit buffer can hold.
     fn frame_capacity(&self) -> usize;
+
+    /// Sleeps until a frame may be ready for [`PacketIo::recv_batch`] or `timeout` passes;
+    /// returns whether one may be (spurious `true` is allowed). For an engine with nothing to do
+    /// that is allowed to sleep. The default returns `true` at once (devices that are polled).
+    fn wait_rx(&mut self, timeout: core::time::Duration) -> bool {
+        let _ = timeout;
+        true
+    }
 }
