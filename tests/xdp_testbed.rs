@@ -338,6 +338,8 @@ fn handshake_with_kernel(tag: &str, mode: AttachMode, expect: XdpMode) {
     const ISN: u32 = 0x1000_0000;
     let mut syn_seen = 0;
     let mut acked = false;
+    // the client's RST (SO_LINGER 0) can come in the same rx batch as its ACK
+    let mut rst = false;
     let mut client_port = None;
     let deadline = Instant::now() + Duration::from_secs(5);
     while Instant::now() < deadline && !acked {
@@ -348,6 +350,7 @@ fn handshake_with_kernel(tag: &str, mode: AttachMode, expect: XdpMode) {
                 panic!("non-TCP frame steered to us: {f:02x?}")
             };
             assert_eq!((t.dst, t.dport, t.src), (ip_stack, STACK_PORT, ip_peer));
+            rst |= t.flags & RST != 0;
             if t.flags & SYN != 0 {
                 syn_seen += 1;
                 client_port = Some(t.sport);
@@ -385,7 +388,6 @@ fn handshake_with_kernel(tag: &str, mode: AttachMode, expect: XdpMode) {
     );
 
     // The RST from the client's close (SO_LINGER 0) arrives too; collect until quiet.
-    let mut rst = false;
     let quiet_until = Instant::now() + Duration::from_millis(300);
     while Instant::now() < quiet_until {
         sock.wait_rx(Duration::from_millis(20));
