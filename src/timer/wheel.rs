@@ -285,6 +285,17 @@ impl TimerWheel {
     /// of its span: they go to lower levels or the ready list (or stay in overflow if still
     /// beyond the top level's block).
     fn cascade(&mut self, list: u16) {
+        if (list as usize) < SLOTS {
+            // A level-0 slot is all due now, and the ready list is empty whenever time advances:
+            // swap the lists instead of placing each timer again.
+            debug_assert!(self.lists[READY as usize].is_empty());
+            self.lists.swap(list as usize, READY as usize);
+            self.occupied[0] &= !(1 << list);
+            for &index in self.lists[READY as usize].iter() {
+                self.entries[index as usize].list = READY;
+            }
+            return;
+        }
         let mut indices = std::mem::take(&mut self.lists[list as usize]);
         if list < READY {
             self.occupied[list as usize / SLOTS] &= !(1 << (list as usize % SLOTS));
