@@ -65,7 +65,15 @@ struct Entry {
     list: u16,
 }
 
-/// Single-threaded hierarchical timer wheel; see the [module docs](self).
+/// Single-threaded hierarchical timer wheel: 6 levels of 64 slots of `tick` each, so timers up
+/// to `64^6` ticks ahead sit in the levels and later ones in an overflow list.
+///
+/// Insert, cancel and reschedule are O(1); firing is amortised O(1). A timer fires at the first
+/// tick boundary at or after its deadline: never early, and at most one tick late when polled at
+/// every boundary. Use: [`insert`](Self::insert) returns a [`TimerId`] to
+/// [`cancel`](Self::cancel) or [`reschedule`](Self::reschedule) with; sleep until
+/// [`next_expiry`](Self::next_expiry); then call [`poll_expired`](Self::poll_expired) until it
+/// returns `None`.
 #[derive(Clone, Debug)]
 pub struct TimerWheel {
     start: Instant,
