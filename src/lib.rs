@@ -18,6 +18,7 @@ pub mod io;
 pub mod sim;
 pub mod tcp;
 pub mod time;
+pub mod timer;
 pub mod wire;
 
 pub use time::{Duration, Instant};

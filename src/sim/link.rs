@@ -395,8 +395,8 @@ impl Link {
             at += self.cfg.reorder_delay;
             self.stats.reordered += 1;
         }
-        // Drawn even when the filter already asked for a copy, so a verdict never shifts the
-        // random sequence of later frames.
+        // Drawn even when the filter already asked for a copy, so that verdict does not shift
+        // the random draws of later frames.
         duplicate |= chance(&mut self.rng, self.cfg.duplicate);
 
         let copy = duplicate.then(|| {
