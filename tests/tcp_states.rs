@@ -574,6 +574,27 @@ mod syn_sent {
     }
 
     #[test]
+    fn all_options_negotiated_when_the_peer_offers_them() {
+        let mut t = Tcp::connect(cfg_all_options());
+        t.next().unwrap();
+        t.at(100)
+            .inject(seg!(< S., seq IRS, ack ISS + 1, win 65535, mss 1400, ws 7, sackOK, ts 500 0))
+            // our window is scaled by 3 from here on: 256 KiB >> 3
+            .expect(seg!(> ., seq ISS + 1, ack IRS + 1, win 32768, ts 100 500));
+        assert_eq!(t.state(), State::Established);
+        // the peer's MSS less the 12 bytes every timestamped segment carries
+        assert_eq!(t.c.mss(), 1400 - 12);
+        assert_eq!(t.c.window_shifts(), (7, 3));
+        assert!(t.c.sack_enabled());
+        assert!(t.c.timestamps_enabled());
+        // the window field of a SYN is never scaled (RFC 7323 2.2)
+        assert_eq!(t.c.snd_wnd(), 65535);
+        t.at(200)
+            .inject(seg!(< ., seq IRS + 1, ack ISS + 1, win 1000, ts 510 100));
+        assert_eq!(t.c.snd_wnd(), 1000 << 7);
+    }
+
+    #[test]
     fn no_options_negotiated_when_the_peer_offers_none() {
         let mut t = Tcp::connect(cfg_all_options());
         t.next().unwrap();
@@ -766,6 +787,69 @@ mod syn_sent {
         assert_eq!(t.state(), State::Established);
         assert_eq!(t.c.snd_wnd(), 2000);
         assert_eq!(t.deadline(), None);
+    }
+
+    #[test]
+    fn simultaneous_open_of_two_connections() {
+        let cfg = Config::default();
+        let mut p = Pair {
+            a: Connection::connect(cfg, US, PEER, SeqNumber(ISS)),
+            b: Connection::connect(cfg, PEER, US, SeqNumber(IRS)),
+            now: ms(10),
+            log: Vec::new(),
+        };
+        // the SYNs cross: both are taken before either is delivered
+        let syn_a = p.a.poll_transmit(p.now).unwrap().repr;
+        let syn_b = p.b.poll_transmit(p.now).unwrap().repr;
+        assert_eq!(syn_a.flags, TcpFlags::SYN);
+        assert_eq!(syn_b.flags, TcpFlags::SYN);
+        p.now = ms(20);
+        p.a.handle_segment(p.now, *PEER.ip(), &syn_b);
+        p.b.handle_segment(p.now, *US.ip(), &syn_a);
+        assert_eq!(p.a.state(), State::SynReceived);
+        assert_eq!(p.b.state(), State::SynReceived);
+        let syn_ack_a = p.a.poll_transmit(p.now).unwrap().repr;
+        let syn_ack_b = p.b.poll_transmit(p.now).unwrap().repr;
+        let expect_a = TcpRepr {
+            options: TcpOptions {
+                mss: Some(1460),
+                window_scale: Some(3),
+                timestamp: Some((20, 10)),
+                ..TcpOptions::default()
+            },
+            ..seg!(> S., seq ISS, ack IRS + 1, win 65535)
+        };
+        assert_eq!(syn_ack_a, expect_a);
+        assert_eq!(syn_ack_b.flags, TcpFlags::SYN | TcpFlags::ACK);
+        assert_eq!(
+            (syn_ack_b.seq, syn_ack_b.ack),
+            (SeqNumber(IRS), SeqNumber(ISS + 1))
+        );
+        p.now = ms(30);
+        p.a.handle_segment(p.now, *PEER.ip(), &syn_ack_b);
+        p.b.handle_segment(p.now, *US.ip(), &syn_ack_a);
+        for c in [&mut p.a, &mut p.b] {
+            assert_eq!(c.state(), State::Established);
+            assert_eq!(events(c), [Event::Connected]);
+            assert_eq!(c.window_shifts(), (3, 3));
+            assert!(c.timestamps_enabled());
+            // the window of a SYN-ACK is not scaled
+            assert_eq!(c.snd_wnd(), 65535);
+            assert_eq!(c.poll_timeout(), None);
+        }
+        assert_eq!(p.step(), 0, "nothing left to say after the SYN-ACKs");
+        // and data flows both ways
+        p.a.send(b"ping").unwrap();
+        p.b.send(b"pong").unwrap();
+        p.drive(
+            |_, _| {},
+            |a, b| a.bytes_in_flight() == 0 && b.bytes_in_flight() == 0,
+        );
+        let mut buf = [0u8; 8];
+        assert_eq!(p.b.recv(&mut buf), Ok(4));
+        assert_eq!(&buf[..4], b"ping");
+        assert_eq!(p.a.recv(&mut buf), Ok(4));
+        assert_eq!(&buf[..4], b"pong");
     }
 }
 
@@ -1070,6 +1154,37 @@ mod established {
         t.expect(seg!(> P., seq ISS + 2, ack IRS + 1, win 65535, "b"))
             .expect_nothing();
         assert_eq!(t.c.bytes_in_flight(), 2);
+    }
+
+    #[test]
+    fn peer_window_is_scaled_by_its_shift() {
+        let mut t = Tcp::connect(Config {
+            window_scale: true,
+            nodelay: true,
+            ..cfg()
+        });
+        // a 65535-byte buffer needs no scaling, but we still offer the option
+        t.expect(seg!(> S, seq ISS, win 65535, mss 1460, ws 0));
+        t.at(100)
+            .inject(seg!(< S., seq IRS, ack ISS + 1, win 1000, mss 1460, ws 4))
+            .expect(seg!(> ., seq ISS + 1, ack IRS + 1, win 65535));
+        assert_eq!(t.c.window_shifts(), (4, 0));
+        assert_eq!(t.c.snd_wnd(), 1000);
+        t.at(150)
+            .inject(seg!(< ., seq IRS + 1, ack ISS + 1, win 200));
+        assert_eq!(t.c.snd_wnd(), 3200);
+        let data = pattern(4000);
+        t.c.send(&data).unwrap();
+        t.at(200)
+            .expect(seg!(> ., seq ISS + 1, ack IRS + 1, win 65535, data &data[..1460]))
+            .expect(seg!(> ., seq ISS + 1461, ack IRS + 1, win 65535, data &data[1460..2920]))
+            // 280 bytes of window left and 1080 to send: too little to be worth a segment
+            // (sender silly window avoidance, RFC 9293 3.8.6.2.1)
+            .expect_nothing();
+        t.at(300)
+            .inject(seg!(< ., seq IRS + 1, ack ISS + 2921, win 200))
+            .expect(seg!(> P., seq ISS + 2921, ack IRS + 1, win 65535, data &data[2920..]))
+            .expect_nothing();
     }
 
     #[test]

@@ -765,7 +765,8 @@ impl Connection {
         self.take_peer_syn(seg);
         if f.ack() {
             self.snd_una = seg.ack;
-            self.snd_wnd = (seg.window as usize) << self.snd_wscale;
+            // the window field of a SYN is never scaled (RFC 7323 2.2)
+            self.snd_wnd = seg.window as usize;
             self.max_snd_wnd = self.snd_wnd;
             self.snd_wl1 = seg.seq;
             self.snd_wl2 = seg.ack;
@@ -822,7 +823,10 @@ impl Connection {
     fn on_synchronized(&mut self, now: Instant, seg: &TcpRepr) {
         let mut seg = *seg;
         // a retransmitted SYN (or SYN-ACK) from the peer: its SYN was processed already
-        if seg.flags.syn() && seg.seq == self.irs {
+        let old_syn = seg.flags.syn() && seg.seq == self.irs;
+        // the window field of a SYN is never scaled (RFC 7323 2.2), even once we strip the SYN
+        let wnd = (seg.window as usize) << if old_syn { 0 } else { self.snd_wscale };
+        if old_syn {
             seg.flags = TcpFlags(seg.flags.0 & !TcpFlags::SYN.0);
             seg.seq += 1;
             if self.state == State::SynReceived && !seg.flags.ack() {
@@ -902,7 +906,7 @@ impl Connection {
         if self.state == State::SynReceived {
             if seg.ack.diff(self.snd_una) > 0 && seg.ack.diff(self.snd_max) <= 0 {
                 self.state = State::Established;
-                self.snd_wnd = (seg.window as usize) << self.snd_wscale;
+                self.snd_wnd = wnd;
                 self.max_snd_wnd = self.snd_wnd;
                 self.snd_wl1 = seg.seq;
                 self.snd_wl2 = seg.ack;
@@ -918,7 +922,7 @@ impl Connection {
                 return;
             }
         }
-        if !self.process_ack(now, &seg) {
+        if !self.process_ack(now, &seg, wnd) {
             return;
         }
         match self.state {
@@ -952,8 +956,9 @@ impl Connection {
         self.try_consume_fin(now);
     }
 
-    /// Handles the acknowledgment fields. Returns false if the segment must be dropped.
-    fn process_ack(&mut self, now: Instant, seg: &TcpRepr) -> bool {
+    /// Handles the acknowledgment fields; `wnd` is the peer's window, scaled. Returns false if
+    /// the segment must be dropped.
+    fn process_ack(&mut self, now: Instant, seg: &TcpRepr, wnd: usize) -> bool {
         let ack = seg.ack;
         if ack.diff(self.snd_max) > 0 {
             // acknowledges something never sent
@@ -966,7 +971,7 @@ impl Connection {
             && seg.payload.is_empty()
             && !seg.flags.fin()
             && self.snd_una != self.snd_max
-            && (seg.window as usize) << self.snd_wscale == self.snd_wnd
+            && wnd == self.snd_wnd
         {
             self.on_dupack(now);
         }
@@ -975,7 +980,7 @@ impl Connection {
                 || (self.snd_wl1 == seg.seq && self.snd_wl2.diff(ack) <= 0))
         {
             let was_zero = self.snd_wnd == 0;
-            self.snd_wnd = (seg.window as usize) << self.snd_wscale;
+            self.snd_wnd = wnd;
             self.max_snd_wnd = self.max_snd_wnd.max(self.snd_wnd);
             self.snd_wl1 = seg.seq;
             self.snd_wl2 = ack;
