@@ -524,12 +524,37 @@ mod listen {
     }
 
     #[test]
+    fn ack_is_answered_with_rst_at_its_ack_number() {
+        let mut t = Tcp::listen(cfg());
+        t.inject(seg!(< ., seq IRS, ack 4321, win 100))
+            .expect(seg!(> R, seq 4321))
+            .expect_nothing();
+        // a SYN-ACK is an ACK too
+        t.inject(seg!(< S., seq IRS, ack 99, win 100, mss 1460))
+            .expect(seg!(> R, seq 99));
+        assert_eq!(t.state(), State::Listen);
+    }
+
+    #[test]
     fn segment_without_syn_ack_or_rst_is_dropped() {
         let mut t = Tcp::listen(cfg());
         t.inject(seg!(< P, seq IRS, "data")).expect_nothing();
         t.inject(seg!(< F, seq IRS)).expect_nothing();
         assert_eq!(t.state(), State::Listen);
         assert_eq!(t.deadline(), None);
+    }
+
+    #[test]
+    fn close_goes_to_closed() {
+        let mut t = Tcp::listen(cfg());
+        assert_eq!(t.c.send(b"x"), Err(Error::NotConnected));
+        t.c.close();
+        assert_eq!(t.state(), State::Closed);
+        t.expect_nothing();
+        // no connection existed, so there is nothing to report closed
+        t.expect_events(&[]);
+        t.inject(seg!(< S, seq IRS, win 100))
+            .expect(seg!(> R., seq 0, ack IRS + 1));
     }
 }
 
@@ -1377,6 +1402,7 @@ mod established {
         assert_eq!(t.state(), State::Closed);
         assert!(!t.c.is_closed(), "the RST is still to be sent");
         t.expect(seg!(> R, seq ISS + 2)).expect_nothing();
+        assert_eq!(t.c.stats().rst_out, 1);
         assert!(t.c.is_closed());
         t.expect_events(&[Event::Closed]);
         assert_eq!(t.deadline(), None);

@@ -125,7 +125,9 @@ pub struct Connection {
     dupacks: u32,
     cc: NewReno,
 
-    replies: VecDeque<TcpRepr<'static>>,
+    /// RSTs to send, each with its destination: from LISTEN or CLOSED that is the sender of the
+    /// segment answered, not `remote`.
+    replies: VecDeque<(SocketAddrV4, TcpRepr<'static>)>,
     events: VecDeque<Event>,
     readable_queued: bool,
     writable_queued: bool,
@@ -589,7 +591,7 @@ impl Connection {
                 | State::CloseWait
         ) {
             let rst = self.bare(self.snd_nxt, TcpFlags::RST);
-            self.replies.push_back(rst);
+            self.push_rst(self.remote, rst);
         }
         self.enter_closed();
     }
@@ -666,7 +668,7 @@ impl Connection {
         match self.state {
             State::Closed => {
                 if let Some(rst) = reset_for(seg) {
-                    self.push_rst(rst);
+                    self.push_rst(SocketAddrV4::new(src, seg.src_port), rst);
                 }
             }
             State::Listen => self.on_listen(now, src, seg),
@@ -675,9 +677,9 @@ impl Connection {
         }
     }
 
-    fn push_rst(&mut self, rst: TcpRepr<'static>) {
+    fn push_rst(&mut self, to: SocketAddrV4, rst: TcpRepr<'static>) {
         self.stats.rst_out += 1;
-        self.replies.push_back(rst);
+        self.replies.push_back((to, rst));
     }
 
     fn on_listen(&mut self, now: Instant, src: Ipv4Addr, seg: &TcpRepr) {
@@ -686,7 +688,7 @@ impl Connection {
         }
         if seg.flags.ack() {
             if let Some(rst) = reset_for(seg) {
-                self.push_rst(rst);
+                self.push_rst(SocketAddrV4::new(src, seg.src_port), rst);
             }
             return;
         }
@@ -748,7 +750,7 @@ impl Connection {
         if f.ack() && (seg.ack.diff(self.iss) <= 0 || seg.ack.diff(self.snd_max) > 0) {
             if !f.rst() {
                 if let Some(rst) = reset_for(seg) {
-                    self.push_rst(rst);
+                    self.push_rst(self.remote, rst);
                 }
             }
             return;
@@ -917,7 +919,7 @@ impl Connection {
                 }
             } else {
                 if let Some(rst) = reset_for(&seg) {
-                    self.push_rst(rst);
+                    self.push_rst(self.remote, rst);
                 }
                 return;
             }
@@ -1215,8 +1217,13 @@ impl Connection {
     /// The next segment to send, if any. Call until it returns `None`; every call may change
     /// [`Connection::poll_timeout`].
     pub fn poll_transmit(&mut self, now: Instant) -> Option<Transmit> {
-        if let Some(r) = self.replies.pop_front() {
-            return Some(self.transmit(r, 0));
+        if let Some((dst, repr)) = self.replies.pop_front() {
+            return Some(Transmit {
+                src: self.local,
+                dst,
+                repr,
+                payload_len: 0,
+            });
         }
         let t = match self.state {
             State::Closed | State::Listen => None,
