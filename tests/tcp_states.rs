@@ -1272,6 +1272,95 @@ mod established {
     }
 
     #[test]
+    fn zero_window_is_probed_until_it_opens() {
+        let mut t = open(cfg(), 1000);
+        let data = pattern(3000);
+        t.c.send(&data).unwrap();
+        t.at(200)
+            .expect(seg!(> ., seq ISS + 1, ack IRS + 1, win 65535, data &data[..1000]))
+            .expect_nothing();
+        t.at(300)
+            .inject(seg!(< ., seq IRS + 1, ack ISS + 1001, win 0))
+            .expect_nothing()
+            .expect_events(&[Event::Writable]);
+        // the persist timer: one RTO, then one byte beyond the window
+        t.fire(1300)
+            .expect(seg!(> P., seq ISS + 1001, ack IRS + 1, win 65535, data &data[1000..1001]))
+            .expect_nothing();
+        t.at(1400)
+            .inject(seg!(< ., seq IRS + 1, ack ISS + 1001, win 0))
+            .expect_nothing();
+        // the window stays shut: probe again, backing off
+        t.fire(2300)
+            .expect(seg!(> P., seq ISS + 1001, ack IRS + 1, win 65535, data &data[1000..1001]))
+            .expect_nothing();
+        assert_eq!(t.deadline(), Some(ms(4300)));
+        t.at(2400)
+            .inject(seg!(< ., seq IRS + 1, ack ISS + 1001, win 0))
+            .expect_nothing();
+        // the window opens: sending resumes at the byte the probe carried
+        t.at(2500)
+            .inject(seg!(< ., seq IRS + 1, ack ISS + 1001, win 2000))
+            .expect(seg!(> ., seq ISS + 1001, ack IRS + 1, win 65535, data &data[1000..2460]))
+            .expect_nothing();
+        t.at(2600)
+            .inject(seg!(< ., seq IRS + 1, ack ISS + 2461, win 2000))
+            .expect(seg!(> P., seq ISS + 2461, ack IRS + 1, win 65535, data &data[2460..]))
+            .expect_nothing();
+        assert_eq!(t.deadline(), Some(ms(3600)));
+        assert_eq!(t.state(), State::Established);
+    }
+
+    #[test]
+    fn answered_zero_window_probes_never_time_out() {
+        let mut t = open(
+            Config {
+                max_retries: 2,
+                ..cfg()
+            },
+            1000,
+        );
+        let data = pattern(2000);
+        t.c.send(&data).unwrap();
+        t.at(200).next().unwrap();
+        t.at(300)
+            .inject(seg!(< ., seq IRS + 1, ack ISS + 1001, win 0))
+            .expect_nothing();
+        let probe = seg!(> P., seq ISS + 1001, ack IRS + 1, win 65535, data &data[1000..1001]);
+        let mut at = 1300;
+        for backoff in 0..6 {
+            t.fire(at).expect(probe).expect_nothing();
+            t.at(at + 50)
+                .inject(seg!(< ., seq IRS + 1, ack ISS + 1001, win 0));
+            at += 1000 << backoff;
+        }
+        assert_eq!(t.state(), State::Established);
+        assert_eq!(t.c.take_error(), None);
+    }
+
+    #[test]
+    fn unanswered_zero_window_probes_time_out() {
+        let mut t = open(
+            Config {
+                max_retries: 2,
+                ..cfg()
+            },
+            1000,
+        );
+        t.c.send(&pattern(2000)).unwrap();
+        t.at(200).next().unwrap();
+        t.at(300)
+            .inject(seg!(< ., seq IRS + 1, ack ISS + 1001, win 0))
+            .expect_nothing();
+        t.fire(1300).next().unwrap();
+        t.fire(2300).next().unwrap();
+        t.fire(4300).next().unwrap();
+        t.fire(8300).expect_nothing();
+        assert_eq!(t.state(), State::Closed);
+        assert_eq!(t.c.take_error(), Some(Error::TimedOut));
+    }
+
+    #[test]
     fn rto_resends_the_same_bytes_and_doubles() {
         let mut t = established();
         t.c.send(b"hello").unwrap();

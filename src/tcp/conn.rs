@@ -649,6 +649,10 @@ impl Connection {
         self.dupacks = 0;
         // go back: everything unacknowledged is sent again, starting with the oldest
         self.snd_nxt = self.snd_una;
+        if self.snd_wnd == 0 {
+            // the window is still shut: without a probe nothing would be resent at all
+            self.force_probe = true;
+        }
         self.rto_at = Some(now + self.rtt.rto());
     }
 
@@ -989,9 +993,18 @@ impl Connection {
             if self.snd_wnd > 0 {
                 self.persist_at = None;
                 self.persist_backoff = 0;
-                if was_zero && self.snd_nxt != self.snd_una && self.rto_at.is_none() {
-                    self.restart_rto(now);
+                if was_zero && self.snd_nxt != self.snd_una {
+                    // what we sent into the shut window (the probe) was dropped: send it again
+                    self.snd_nxt = self.snd_una;
+                    self.rtt_probe = None;
+                    if self.rto_at.is_none() {
+                        self.restart_rto(now);
+                    }
                 }
+            } else {
+                // the peer answers our probes: it may keep its window shut as long as it likes
+                // (RFC 9293 3.8.6.1)
+                self.retries = 0;
             }
         }
         true
