@@ -1380,6 +1380,36 @@ mod established {
     }
 
     #[test]
+    fn rto_goes_back_to_the_oldest_unacknowledged_byte() {
+        let mut t = established();
+        t.c.set_nodelay(true);
+        let data = pattern(3000);
+        t.c.send(&data).unwrap();
+        t.at(200)
+            .expect(seg!(> ., seq ISS + 1, ack IRS + 1, win 65535, data &data[..1460]))
+            .expect(seg!(> ., seq ISS + 1461, ack IRS + 1, win 65535, data &data[1460..2920]))
+            .expect(seg!(> P., seq ISS + 2921, ack IRS + 1, win 65535, data &data[2920..]))
+            .expect_nothing();
+        // the window collapses to one segment
+        t.fire(1200)
+            .expect(seg!(> ., seq ISS + 1, ack IRS + 1, win 65535, data &data[..1460]))
+            .expect_nothing();
+        assert_eq!(t.c.cwnd(), 1460);
+        // a pure ACK still carries the highest sequence number sent, which is what the peer
+        // expects next (RFC 9293 3.10.7.4: a segment starting below RCV.NXT is unacceptable)
+        t.at(1300)
+            .inject(seg!(< P., seq IRS + 1, ack ISS + 1, win 65535, "x"))
+            .expect_nothing();
+        t.fire(1340)
+            .expect(seg!(> ., seq ISS + 3001, ack IRS + 2, win 65534));
+        t.at(1400)
+            .inject(seg!(< ., seq IRS + 2, ack ISS + 1461, win 65535))
+            .expect(seg!(> ., seq ISS + 1461, ack IRS + 2, win 65534, data &data[1460..2920]))
+            .expect(seg!(> P., seq ISS + 2921, ack IRS + 2, win 65534, data &data[2920..]))
+            .expect_nothing();
+    }
+
+    #[test]
     fn gives_up_after_max_retries() {
         let mut t = open(
             Config {
@@ -1498,6 +1528,23 @@ mod established {
         // from now on the peer's segments are strays
         t.inject(seg!(< ., seq IRS + 1, ack ISS + 2, win 100))
             .expect(seg!(> R, seq ISS + 2));
+    }
+
+    #[test]
+    fn abort_after_an_rto_resets_from_the_highest_sequence_sent() {
+        let mut t = established();
+        t.c.set_nodelay(true);
+        t.c.send(&pattern(3000)).unwrap();
+        t.at(200);
+        for _ in 0..3 {
+            t.next().unwrap();
+        }
+        // resends only the first segment: snd_nxt is back at ISS + 1461
+        t.fire(1200).next().unwrap();
+        t.expect_nothing();
+        t.c.abort();
+        // the peer may hold all 3000 bytes; an RST below its RCV.NXT would be ignored
+        t.expect(seg!(> R, seq ISS + 3001)).expect_nothing();
     }
 
     #[test]

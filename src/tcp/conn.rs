@@ -590,7 +590,7 @@ impl Connection {
                 | State::FinWait2
                 | State::CloseWait
         ) {
-            let rst = self.bare(self.snd_nxt, TcpFlags::RST);
+            let rst = self.bare(self.snd_max, TcpFlags::RST);
             self.push_rst(self.remote, rst);
         }
         self.enter_closed();
@@ -1360,7 +1360,9 @@ impl Connection {
         if self.ack != AckState::Now {
             return None;
         }
-        let mut repr = self.bare(self.snd_nxt, TcpFlags::NONE);
+        // snd_max, not snd_nxt, which an RTO rewinds: the peer may already hold everything up
+        // to snd_max and would find a segment starting below its RCV.NXT unacceptable
+        let mut repr = self.bare(self.snd_max, TcpFlags::NONE);
         self.fill_ack(now, &mut repr);
         self.stats.acks_out += 1;
         Some(self.transmit(repr, 0))
