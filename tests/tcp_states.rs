@@ -796,6 +796,21 @@ mod syn_sent {
     }
 
     #[test]
+    fn fin_on_the_syn_ack_moves_to_close_wait() {
+        let mut t = Tcp::connect(cfg());
+        t.next().unwrap();
+        // nothing can arrive after the FIN, so no window is offered
+        t.at(100)
+            .inject(seg!(< SFP., seq IRS, ack ISS + 1, win 1000, mss 1460, "bye"))
+            .expect(seg!(> ., seq ISS + 1, ack IRS + 5, win 0))
+            .expect_nothing()
+            .expect_events(&[Event::Connected, Event::Readable, Event::PeerClosed]);
+        assert_eq!(t.state(), State::CloseWait);
+        assert_eq!(t.read_all(), b"bye");
+        assert_eq!(t.c.recv(&mut [0; 4]), Ok(0));
+    }
+
+    #[test]
     fn lone_syn_moves_to_syn_received_and_is_answered_from_our_iss() {
         let mut t = Tcp::connect(cfg());
         t.next().unwrap();

@@ -788,6 +788,11 @@ impl Connection {
             if !seg.payload.is_empty() {
                 self.accept_payload(now, seg.seq + 1, seg.payload, false);
             }
+            // other controls are processed as in a synchronized state (RFC 9293 3.10.7.3)
+            if f.fin() {
+                self.peer_fin = Some(seg.seq + 1 + seg.payload.len());
+                self.try_consume_fin(now);
+            }
         } else {
             // simultaneous open: answer with SYN-ACK from our original ISS
             self.state = State::SynReceived;
