@@ -129,7 +129,9 @@ pub struct Connection {
     dupacks: u32,
     cc: NewReno,
 
-    replies: VecDeque<TcpRepr<'static>>,
+    /// RSTs to send, each with its destination: from LISTEN or CLOSED that is the sender of the
+    /// segment answered, not `remote`.
+    replies: VecDeque<(SocketAddrV4, TcpRepr<'static>)>,
     events: VecDeque<Event>,
     readable_queued: bool,
     writable_queued: bool,
@@ -593,8 +595,8 @@ impl Connection {
                 | State::FinWait2
                 | State::CloseWait
         ) {
-            let rst = self.bare(self.snd_nxt, TcpFlags::RST);
-            self.replies.push_back(rst);
+            let rst = self.bare(self.snd_max, TcpFlags::RST);
+            self.push_rst(self.remote, rst);
         }
         self.enter_closed();
     }
@@ -652,6 +654,10 @@ impl Connection {
         self.dupacks = 0;
         // go back: everything unacknowledged is sent again, starting with the oldest
         self.snd_nxt = self.snd_una;
+        if self.snd_wnd == 0 {
+            // the window is still shut: without a probe nothing would be resent at all
+            self.force_probe = true;
+        }
         self.rto_at = Some(now + self.rtt.rto());
     }
 
@@ -671,7 +677,7 @@ impl Connection {
         match self.state {
             State::Closed => {
                 if let Some(rst) = reset_for(seg) {
-                    self.push_rst(rst);
+                    self.push_rst(SocketAddrV4::new(src, seg.src_port), rst);
                 }
             }
             State::Listen => self.on_listen(now, src, seg),
@@ -680,9 +686,9 @@ impl Connection {
         }
     }
 
-    fn push_rst(&mut self, rst: TcpRepr<'static>) {
+    fn push_rst(&mut self, to: SocketAddrV4, rst: TcpRepr<'static>) {
         self.stats.rst_out += 1;
-        self.replies.push_back(rst);
+        self.replies.push_back((to, rst));
     }
 
     fn on_listen(&mut self, now: Instant, src: Ipv4Addr, seg: &TcpRepr) {
@@ -691,7 +697,7 @@ impl Connection {
         }
         if seg.flags.ack() {
             if let Some(rst) = reset_for(seg) {
-                self.push_rst(rst);
+                self.push_rst(SocketAddrV4::new(src, seg.src_port), rst);
             }
             return;
         }
@@ -753,7 +759,7 @@ impl Connection {
         if f.ack() && (seg.ack.diff(self.iss) <= 0 || seg.ack.diff(self.snd_max) > 0) {
             if !f.rst() {
                 if let Some(rst) = reset_for(seg) {
-                    self.push_rst(rst);
+                    self.push_rst(self.remote, rst);
                 }
             }
             return;
@@ -770,7 +776,8 @@ impl Connection {
         self.take_peer_syn(seg);
         if f.ack() {
             self.snd_una = seg.ack;
-            self.snd_wnd = (seg.window as usize) << self.snd_wscale;
+            // the window field of a SYN is never scaled (RFC 7323 2.2)
+            self.snd_wnd = seg.window as usize;
             self.max_snd_wnd = self.snd_wnd;
             self.snd_wl1 = seg.seq;
             self.snd_wl2 = seg.ack;
@@ -785,6 +792,11 @@ impl Connection {
             }
             if !seg.payload.is_empty() {
                 self.accept_payload(now, seg.seq + 1, seg.payload, false);
+            }
+            // other controls are processed as in a synchronized state (RFC 9293 3.10.7.3)
+            if f.fin() {
+                self.peer_fin = Some(seg.seq + 1 + seg.payload.len());
+                self.try_consume_fin(now);
             }
         } else {
             // simultaneous open: answer with SYN-ACK from our original ISS
@@ -843,7 +855,10 @@ impl Connection {
     fn on_synchronized(&mut self, now: Instant, seg: &TcpRepr) {
         let mut seg = *seg;
         // a retransmitted SYN (or SYN-ACK) from the peer: its SYN was processed already
-        if seg.flags.syn() && seg.seq == self.irs {
+        let old_syn = seg.flags.syn() && seg.seq == self.irs;
+        // the window field of a SYN is never scaled (RFC 7323 2.2), even once we strip the SYN
+        let wnd = (seg.window as usize) << if old_syn { 0 } else { self.snd_wscale };
+        if old_syn {
             seg.flags = TcpFlags(seg.flags.0 & !TcpFlags::SYN.0);
             seg.seq += 1;
             if self.state == State::SynReceived && !seg.flags.ack() {
@@ -923,7 +938,7 @@ impl Connection {
         if self.state == State::SynReceived {
             if seg.ack.diff(self.snd_una) > 0 && seg.ack.diff(self.snd_max) <= 0 {
                 self.state = State::Established;
-                self.snd_wnd = (seg.window as usize) << self.snd_wscale;
+                self.snd_wnd = wnd;
                 self.max_snd_wnd = self.snd_wnd;
                 self.snd_wl1 = seg.seq;
                 self.snd_wl2 = seg.ack;
@@ -934,12 +949,12 @@ impl Connection {
                 }
             } else {
                 if let Some(rst) = reset_for(&seg) {
-                    self.push_rst(rst);
+                    self.push_rst(self.remote, rst);
                 }
                 return;
             }
         }
-        if !self.process_ack(now, &seg) {
+        if !self.process_ack(now, &seg, wnd) {
             return;
         }
         match self.state {
@@ -973,8 +988,9 @@ impl Connection {
         self.try_consume_fin(now);
     }
 
-    /// Handles the acknowledgment fields. Returns false if the segment must be dropped.
-    fn process_ack(&mut self, now: Instant, seg: &TcpRepr) -> bool {
+    /// Handles the acknowledgment fields; `wnd` is the peer's window, scaled. Returns false if
+    /// the segment must be dropped.
+    fn process_ack(&mut self, now: Instant, seg: &TcpRepr, wnd: usize) -> bool {
         let ack = seg.ack;
         if ack.diff(self.snd_max) > 0 {
             // acknowledges something never sent
@@ -987,7 +1003,7 @@ impl Connection {
             && seg.payload.is_empty()
             && !seg.flags.fin()
             && self.snd_una != self.snd_max
-            && (seg.window as usize) << self.snd_wscale == self.snd_wnd
+            && wnd == self.snd_wnd
         {
             self.on_dupack(now);
         }
@@ -996,16 +1012,25 @@ impl Connection {
                 || (self.snd_wl1 == seg.seq && self.snd_wl2.diff(ack) <= 0))
         {
             let was_zero = self.snd_wnd == 0;
-            self.snd_wnd = (seg.window as usize) << self.snd_wscale;
+            self.snd_wnd = wnd;
             self.max_snd_wnd = self.max_snd_wnd.max(self.snd_wnd);
             self.snd_wl1 = seg.seq;
             self.snd_wl2 = ack;
             if self.snd_wnd > 0 {
                 self.persist_at = None;
                 self.persist_backoff = 0;
-                if was_zero && self.snd_nxt != self.snd_una && self.rto_at.is_none() {
-                    self.restart_rto(now);
+                if was_zero && self.snd_nxt != self.snd_una {
+                    // what we sent into the shut window (the probe) was dropped: send it again
+                    self.snd_nxt = self.snd_una;
+                    self.rtt_probe = None;
+                    if self.rto_at.is_none() {
+                        self.restart_rto(now);
+                    }
                 }
+            } else {
+                // the peer answers our probes: it may keep its window shut as long as it likes
+                // (RFC 9293 3.8.6.1)
+                self.retries = 0;
             }
         }
         true
@@ -1231,8 +1256,13 @@ impl Connection {
     /// The next segment to send, if any. Call until it returns `None`; every call may change
     /// [`Connection::poll_timeout`].
     pub fn poll_transmit(&mut self, now: Instant) -> Option<Transmit> {
-        if let Some(r) = self.replies.pop_front() {
-            return Some(self.transmit(r, 0));
+        if let Some((dst, repr)) = self.replies.pop_front() {
+            return Some(Transmit {
+                src: self.local,
+                dst,
+                repr,
+                payload_len: 0,
+            });
         }
         let t = match self.state {
             State::Closed | State::Listen => None,
@@ -1356,9 +1386,8 @@ impl Connection {
         if self.ack != AckState::Now {
             return None;
         }
-        // snd_nxt may have gone back for a retransmission; the peer may already hold everything
-        // up to snd_max, and a sequence number behind its rcv_nxt would make this ACK
-        // unacceptable to it
+        // snd_max, not snd_nxt, which an RTO rewinds: the peer may already hold everything up
+        // to snd_max and would find a segment starting below its RCV.NXT unacceptable
         let mut repr = self.bare(self.snd_max, TcpFlags::NONE);
         self.fill_ack(now, &mut repr);
         self.stats.acks_out += 1;

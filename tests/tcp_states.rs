@@ -1,0 +1,2164 @@
+//! Per-state tests of `tcp::Connection` (RFC 9293 section 3.10, Figure 5), written against the
+//! public API only.
+//!
+//! Segments are written packetdrill-style with [`seg!`]: `<` for what the peer sends us, `>` for
+//! what we expect the connection to send, then the flags (`S`, `F`, `R`, `P`, `.` for ACK), then
+//! fields. [`Tcp::expect`] compares the whole `TcpRepr` the connection sends, payload included.
+//! Time is absolute milliseconds of virtual time (`t.at(200)`); timers fire only through
+//! [`Tcp::fire`], which first checks that the connection asked for exactly that deadline.
+//!
+//! Unless a test says otherwise the connection runs with [`cfg`]: no options beyond MSS, a
+//! 65535-byte receive buffer (so no window scaling), and a 1 s minimum RTO, so every RTO in these
+//! tests is 1 s doubled per backoff. Our ISS is [`ISS`], the peer's [`IRS`].
+
+use std::net::{Ipv4Addr, SocketAddrV4};
+
+use xdp_tcp::tcp::isn::IsnGenerator;
+use xdp_tcp::tcp::{reset_for, Config, Connection, Error, Event, State};
+use xdp_tcp::time::{Duration, Instant};
+use xdp_tcp::wire::{SeqNumber, TcpFlags, TcpOptions, TcpRepr};
+
+const US: SocketAddrV4 = SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, 1), 4000);
+const PEER: SocketAddrV4 = SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, 2), 80);
+const ISS: u32 = 1000;
+const IRS: u32 = 5000;
+/// Twice the default MSL, in milliseconds.
+const TWO_MSL: u64 = 60_000;
+
+fn cfg() -> Config {
+    Config {
+        window_scale: false,
+        timestamps: false,
+        sack: false,
+        recv_buffer: 65535,
+        send_buffer: 64 * 1024,
+        rto_min: Duration::from_secs(1),
+        ..Config::default()
+    }
+}
+
+/// Every option on, with a buffer that needs window scale 3.
+fn cfg_all_options() -> Config {
+    Config {
+        window_scale: true,
+        timestamps: true,
+        sack: true,
+        recv_buffer: 256 * 1024,
+        ..cfg()
+    }
+}
+
+fn ms(n: u64) -> Instant {
+    Instant::from_millis(n)
+}
+
+/// `n` bytes that differ from their neighbours, so a misplaced byte shows.
+fn pattern(n: usize) -> Vec<u8> {
+    (0..n).map(|i| (i % 251) as u8).collect()
+}
+
+/// Anything a sequence number can be written as in [`seg!`].
+trait IntoSeq {
+    fn seq(self) -> SeqNumber;
+}
+impl IntoSeq for u32 {
+    fn seq(self) -> SeqNumber {
+        SeqNumber(self)
+    }
+}
+impl IntoSeq for i32 {
+    fn seq(self) -> SeqNumber {
+        SeqNumber(self as u32)
+    }
+}
+impl IntoSeq for SeqNumber {
+    fn seq(self) -> SeqNumber {
+        self
+    }
+}
+
+fn flags(s: &str) -> TcpFlags {
+    let mut f = TcpFlags::NONE;
+    for c in s.chars() {
+        f |= match c {
+            'S' => TcpFlags::SYN,
+            'F' => TcpFlags::FIN,
+            'R' => TcpFlags::RST,
+            'P' => TcpFlags::PSH,
+            '.' => TcpFlags::ACK,
+            ' ' => TcpFlags::NONE,
+            _ => panic!("unknown flag {c:?} in {s:?}"),
+        };
+    }
+    f
+}
+
+/// A segment, packetdrill-style:
+/// `seg!(< S., seq IRS, ack ISS + 1, win 65535, mss 1460, ws 7, sackOK, ts 100 0)` is a SYN-ACK
+/// from the peer; `seg!(> P., seq ISS + 1, ack IRS + 1, win 65535, "hello")` is data we send.
+/// `data EXPR` gives the payload as a byte slice; a string literal is shorthand for it.
+macro_rules! seg {
+    (< $($t:tt)*) => { seg!(@flags [] (PEER.port(), US.port()) $($t)*) };
+    (> $($t:tt)*) => { seg!(@flags [] (US.port(), PEER.port()) $($t)*) };
+    (@flags [$($f:tt)*] $ports:tt , $($rest:tt)*) => {
+        seg!(@build [$($f)*] $ports $($rest)*)
+    };
+    (@flags [$($f:tt)*] $ports:tt) => { seg!(@build [$($f)*] $ports) };
+    (@flags [$($f:tt)*] $ports:tt $t:tt $($rest:tt)*) => {
+        seg!(@flags [$($f)* $t] $ports $($rest)*)
+    };
+    (@build [$($f:tt)*] $ports:tt $($rest:tt)*) => {{
+        #[allow(unused_mut)]
+        let mut r = TcpRepr {
+            src_port: $ports.0,
+            dst_port: $ports.1,
+            seq: SeqNumber(0),
+            ack: SeqNumber(0),
+            flags: flags(stringify!($($f)*)),
+            window: 0,
+            urgent: 0,
+            options: TcpOptions::default(),
+            payload: &[],
+        };
+        seg!(@field r $($rest)*);
+        r
+    }};
+    (@field $r:ident $(,)?) => {};
+    (@field $r:ident seq $v:expr $(, $($rest:tt)*)?) => {
+        $r.seq = IntoSeq::seq($v);
+        seg!(@field $r $($($rest)*)?);
+    };
+    (@field $r:ident ack $v:expr $(, $($rest:tt)*)?) => {
+        $r.ack = IntoSeq::seq($v);
+        seg!(@field $r $($($rest)*)?);
+    };
+    (@field $r:ident win $v:expr $(, $($rest:tt)*)?) => {
+        $r.window = $v;
+        seg!(@field $r $($($rest)*)?);
+    };
+    (@field $r:ident mss $v:expr $(, $($rest:tt)*)?) => {
+        $r.options.mss = Some($v);
+        seg!(@field $r $($($rest)*)?);
+    };
+    (@field $r:ident ws $v:expr $(, $($rest:tt)*)?) => {
+        $r.options.window_scale = Some($v);
+        seg!(@field $r $($($rest)*)?);
+    };
+    (@field $r:ident sackOK $(, $($rest:tt)*)?) => {
+        $r.options.sack_permitted = true;
+        seg!(@field $r $($($rest)*)?);
+    };
+    (@field $r:ident ts $val:tt $ecr:tt $(, $($rest:tt)*)?) => {
+        $r.options.timestamp = Some(($val, $ecr));
+        seg!(@field $r $($($rest)*)?);
+    };
+    (@field $r:ident data $v:expr $(, $($rest:tt)*)?) => {
+        $r.payload = $v;
+        seg!(@field $r $($($rest)*)?);
+    };
+    (@field $r:ident $v:literal $(, $($rest:tt)*)?) => {
+        $r.payload = AsRef::<[u8]>::as_ref($v);
+        seg!(@field $r $($($rest)*)?);
+    };
+}
+
+/// One connection under test, the peer played by the test, and virtual time.
+struct Tcp {
+    c: Connection,
+    now: Instant,
+}
+
+/// A segment the connection sent, its payload copied out with `write_payload`.
+struct Sent {
+    repr: TcpRepr<'static>,
+    payload: Vec<u8>,
+}
+
+impl Tcp {
+    fn connect(cfg: Config) -> Tcp {
+        Tcp {
+            c: Connection::connect(cfg, US, PEER, SeqNumber(ISS)),
+            now: Instant::ZERO,
+        }
+    }
+
+    fn listen(cfg: Config) -> Tcp {
+        Tcp {
+            c: Connection::listen(cfg, US),
+            now: Instant::ZERO,
+        }
+    }
+
+    fn accept(cfg: Config, syn: &TcpRepr) -> Tcp {
+        Tcp {
+            c: Connection::accept(cfg, US, PEER, SeqNumber(ISS), Instant::ZERO, syn),
+            now: Instant::ZERO,
+        }
+    }
+
+    /// Moves virtual time to `t` ms without firing timers.
+    fn at(&mut self, t: u64) -> &mut Self {
+        assert!(ms(t) >= self.now, "time went backwards");
+        self.now = ms(t);
+        self
+    }
+
+    /// The peer's segment arrives now.
+    fn inject(&mut self, seg: TcpRepr) -> &mut Self {
+        self.c.handle_segment(self.now, *PEER.ip(), &seg);
+        self
+    }
+
+    fn deadline(&self) -> Option<Instant> {
+        self.c.poll_timeout()
+    }
+
+    /// Checks that the next deadline is `t` ms, moves there, and fires it.
+    fn fire(&mut self, t: u64) -> &mut Self {
+        assert_eq!(self.deadline(), Some(ms(t)), "deadline");
+        self.now = ms(t);
+        self.c.handle_timeout(self.now);
+        self
+    }
+
+    fn next(&mut self) -> Option<Sent> {
+        let t = self.c.poll_transmit(self.now)?;
+        // everything, RSTs from LISTEN or CLOSED included, goes back to the one peer
+        assert_eq!((t.src, t.dst), (US, PEER), "addresses of {:?}", t.repr);
+        assert!(t.repr.payload.is_empty(), "header carries no payload");
+        let mut payload = vec![0; t.payload_len];
+        self.c.write_payload(&t, &mut payload);
+        Some(Sent {
+            repr: t.repr,
+            payload,
+        })
+    }
+
+    /// The next segment sent must be exactly `want`, payload included.
+    #[track_caller]
+    fn expect(&mut self, want: TcpRepr) -> &mut Self {
+        let now = self.now;
+        let Some(s) = self.next() else {
+            panic!("at {now:?}: nothing sent, want {}", show(&want));
+        };
+        let got = TcpRepr {
+            payload: &s.payload,
+            ..s.repr
+        };
+        assert!(
+            got == want,
+            "at {now:?}\n  sent: {}\n  want: {}",
+            show(&got),
+            show(&want)
+        );
+        self
+    }
+
+    #[track_caller]
+    fn expect_nothing(&mut self) -> &mut Self {
+        if let Some(s) = self.next() {
+            panic!("at {:?}: unexpected {:?}", self.now, s.repr);
+        }
+        self
+    }
+
+    /// Drains the events; they must be exactly `want`.
+    #[track_caller]
+    fn expect_events(&mut self, want: &[Event]) -> &mut Self {
+        let got: Vec<Event> = std::iter::from_fn(|| self.c.poll_event()).collect();
+        assert_eq!(got, want, "events at {:?}", self.now);
+        self
+    }
+
+    fn read_all(&mut self) -> Vec<u8> {
+        let mut out = Vec::new();
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = self.c.recv(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            out.extend_from_slice(&buf[..n]);
+        }
+        out
+    }
+
+    fn state(&self) -> State {
+        self.c.state()
+    }
+}
+
+/// Active open at t = 0 ms, SYN-ACK (no options but MSS 1460) at 100 ms; ends in ESTABLISHED with
+/// the handshake's ACK and the Connected event consumed.
+fn open(cfg: Config, peer_win: u16) -> Tcp {
+    let win = cfg.recv_buffer.min(65535) as u16;
+    let mut t = Tcp::connect(cfg);
+    t.expect(seg!(> S, seq ISS, win win, mss 1460));
+    t.at(100)
+        .inject(seg!(< S., seq IRS, ack ISS + 1, win peer_win, mss 1460))
+        .expect(seg!(> ., seq ISS + 1, ack IRS + 1, win win))
+        .expect_nothing()
+        .expect_events(&[Event::Connected]);
+    assert_eq!(t.state(), State::Established);
+    t
+}
+
+fn established() -> Tcp {
+    open(cfg(), 65535)
+}
+
+/// A segment in one line, packetdrill-style, with a hash of its payload.
+fn show(r: &TcpRepr) -> String {
+    let o = &r.options;
+    let mut s = format!(
+        "{}:{} > {:?} seq {} ack {} win {}",
+        r.src_port, r.dst_port, r.flags, r.seq, r.ack, r.window
+    );
+    if let Some(m) = o.mss {
+        s += &format!(" mss {m}");
+    }
+    if let Some(w) = o.window_scale {
+        s += &format!(" ws {w}");
+    }
+    if o.sack_permitted {
+        s += " sackOK";
+    }
+    if let Some((v, e)) = o.timestamp {
+        s += &format!(" ts {v} {e}");
+    }
+    if r.urgent != 0 || o.sack_len != 0 {
+        s += &format!(" urg {} sack {:?}", r.urgent, o.sack());
+    }
+    let hash = r.payload.iter().fold(0x811c_9dc5u32, |h, &b| {
+        (h ^ b as u32).wrapping_mul(0x0100_0193)
+    });
+    s + &format!(" len {} (fnv {hash:08x})", r.payload.len())
+}
+
+/// Two connections joined by a lossless, zero-delay link.
+struct Pair {
+    a: Connection,
+    b: Connection,
+    now: Instant,
+    /// Every segment delivered: (from A?, seq, payload length).
+    log: Vec<(bool, SeqNumber, usize)>,
+}
+
+impl Pair {
+    /// Hands everything `from` has to send to `to`; returns how many segments moved.
+    fn deliver(
+        from: &mut Connection,
+        to: &mut Connection,
+        now: Instant,
+        log: &mut Vec<(bool, SeqNumber, usize)>,
+        from_a: bool,
+    ) -> usize {
+        let mut n = 0;
+        while let Some(t) = from.poll_transmit(now) {
+            let mut payload = vec![0; t.payload_len];
+            from.write_payload(&t, &mut payload);
+            let seg = TcpRepr {
+                payload: &payload,
+                ..t.repr
+            };
+            log.push((from_a, seg.seq, payload.len()));
+            to.handle_segment(now, *t.src.ip(), &seg);
+            n += 1;
+        }
+        n
+    }
+
+    /// One round: A's segments to B, then B's to A.
+    fn step(&mut self) -> usize {
+        let n = Pair::deliver(&mut self.a, &mut self.b, self.now, &mut self.log, true);
+        n + Pair::deliver(&mut self.b, &mut self.a, self.now, &mut self.log, false)
+    }
+
+    /// Runs `app` and exchanges segments until both are quiet, jumping virtual time to the next
+    /// deadline when nothing moves; stops when `done` holds or no deadline is left.
+    fn drive(
+        &mut self,
+        mut app: impl FnMut(&mut Connection, &mut Connection),
+        done: impl Fn(&Connection, &Connection) -> bool,
+    ) {
+        for _ in 0..1_000_000 {
+            app(&mut self.a, &mut self.b);
+            if self.step() > 0 {
+                continue;
+            }
+            if done(&self.a, &self.b) {
+                return;
+            }
+            let next = match (self.a.poll_timeout(), self.b.poll_timeout()) {
+                (Some(x), Some(y)) => x.min(y),
+                (Some(x), None) | (None, Some(x)) => x,
+                (None, None) => return,
+            };
+            self.now = self.now.max(next);
+            self.a.handle_timeout(self.now);
+            self.b.handle_timeout(self.now);
+        }
+        panic!("pair did not settle");
+    }
+}
+
+fn events(c: &mut Connection) -> Vec<Event> {
+    std::iter::from_fn(|| c.poll_event()).collect()
+}
+
+mod closed {
+    use super::*;
+
+    /// A connection that went SYN-SENT -> CLOSED on the user's close.
+    fn closed() -> Tcp {
+        let mut t = Tcp::connect(cfg());
+        t.c.close();
+        assert_eq!(t.state(), State::Closed);
+        t.expect_nothing().expect_events(&[Event::Closed]);
+        assert!(t.c.is_closed());
+        t
+    }
+
+    #[test]
+    fn segment_without_ack_gets_rst_ack_covering_it() {
+        let mut t = closed();
+        t.inject(seg!(< S, seq 7000, win 1000, mss 1460))
+            .expect(seg!(> R., seq 0, ack 7001))
+            .expect_nothing();
+        // SEG.LEN counts the payload and the FIN
+        t.inject(seg!(< FP, seq 7000, "abc"))
+            .expect(seg!(> R., seq 0, ack 7004))
+            .expect_nothing();
+        assert_eq!(t.state(), State::Closed);
+        assert!(t.c.is_closed());
+    }
+
+    #[test]
+    fn segment_with_ack_gets_rst_at_its_ack_number() {
+        let mut t = closed();
+        t.inject(seg!(< P., seq 7000, ack 1234, win 500, "x"))
+            .expect(seg!(> R, seq 1234))
+            .expect_nothing();
+        t.inject(seg!(< F., seq 7000, ack 0xffff_fff0u32))
+            .expect(seg!(> R, seq 0xffff_fff0u32));
+        t.expect_events(&[]);
+    }
+
+    #[test]
+    fn rst_is_never_answered() {
+        let mut t = closed();
+        t.inject(seg!(< R, seq 7000)).expect_nothing();
+        t.inject(seg!(< R., seq 7000, ack 1001)).expect_nothing();
+        assert_eq!(reset_for(&seg!(< R., seq 1, ack 2)), None);
+        t.expect_events(&[]);
+    }
+
+    #[test]
+    fn reset_for_builds_both_rfc_forms() {
+        // <SEQ=SEG.ACK><CTL=RST>
+        assert_eq!(
+            reset_for(&seg!(< S., seq 10, ack 20, win 9, mss 536, "hi")),
+            Some(seg!(> R, seq 20))
+        );
+        // <SEQ=0><ACK=SEG.SEQ+SEG.LEN><CTL=RST,ACK>; SYN and FIN each count one
+        assert_eq!(
+            reset_for(&seg!(< SF, seq u32::MAX, "ab")),
+            Some(seg!(> R., seq 0, ack 3))
+        );
+    }
+
+    #[test]
+    fn application_calls_fail_with_not_connected() {
+        let mut t = closed();
+        assert_eq!(t.c.send(b"x"), Err(Error::NotConnected));
+        assert_eq!(t.c.recv(&mut [0; 4]), Err(Error::NotConnected));
+        assert_eq!(t.c.send_space(), 0);
+        t.c.close();
+        t.c.abort();
+        t.expect_nothing().expect_events(&[]);
+        assert_eq!(t.deadline(), None);
+    }
+}
+
+mod listen {
+    use super::*;
+
+    #[test]
+    fn syn_moves_to_syn_received_and_is_answered_with_syn_ack() {
+        let mut t = Tcp::listen(cfg());
+        assert_eq!(t.state(), State::Listen);
+        t.at(5).inject(seg!(< S, seq IRS, win 8192, mss 1400));
+        assert_eq!(t.state(), State::SynReceived);
+        assert_eq!(t.c.remote(), PEER);
+        let iss = IsnGenerator::new(cfg().isn_secret).generate(ms(5), US, PEER);
+        assert_eq!(t.c.iss(), iss);
+        t.expect(seg!(> S., seq iss, ack IRS + 1, win 65535, mss 1460))
+            .expect_nothing();
+        assert_eq!(t.deadline(), Some(ms(1005)));
+        assert_eq!(t.c.mss(), 1400);
+        assert_eq!(t.c.snd_wnd(), 8192);
+        t.expect_events(&[]);
+    }
+
+    #[test]
+    fn passive_open_reaches_established() {
+        let mut t = Tcp::listen(cfg());
+        t.inject(seg!(< S, seq IRS, win 8192, mss 1460));
+        let iss = t.c.iss();
+        t.expect(seg!(> S., seq iss, ack IRS + 1, win 65535, mss 1460));
+        t.at(50)
+            .inject(seg!(< ., seq IRS + 1, ack iss + 1, win 8192))
+            .expect_nothing()
+            .expect_events(&[Event::Connected]);
+        assert_eq!(t.state(), State::Established);
+        assert_eq!(t.deadline(), None);
+        assert_eq!(t.c.snd_una(), iss + 1);
+    }
+
+    #[test]
+    fn rst_is_ignored() {
+        let mut t = Tcp::listen(cfg());
+        t.inject(seg!(< R, seq IRS)).expect_nothing();
+        t.inject(seg!(< R., seq IRS, ack 77)).expect_nothing();
+        assert_eq!(t.state(), State::Listen);
+        t.expect_events(&[]);
+    }
+
+    #[test]
+    fn ack_is_answered_with_rst_at_its_ack_number() {
+        let mut t = Tcp::listen(cfg());
+        t.inject(seg!(< ., seq IRS, ack 4321, win 100))
+            .expect(seg!(> R, seq 4321))
+            .expect_nothing();
+        // a SYN-ACK is an ACK too
+        t.inject(seg!(< S., seq IRS, ack 99, win 100, mss 1460))
+            .expect(seg!(> R, seq 99));
+        assert_eq!(t.state(), State::Listen);
+    }
+
+    #[test]
+    fn segment_without_syn_ack_or_rst_is_dropped() {
+        let mut t = Tcp::listen(cfg());
+        t.inject(seg!(< P, seq IRS, "data")).expect_nothing();
+        t.inject(seg!(< F, seq IRS)).expect_nothing();
+        assert_eq!(t.state(), State::Listen);
+        assert_eq!(t.deadline(), None);
+    }
+
+    #[test]
+    fn close_goes_to_closed() {
+        let mut t = Tcp::listen(cfg());
+        assert_eq!(t.c.send(b"x"), Err(Error::NotConnected));
+        t.c.close();
+        assert_eq!(t.state(), State::Closed);
+        t.expect_nothing();
+        // no connection existed, so there is nothing to report closed
+        t.expect_events(&[]);
+        t.inject(seg!(< S, seq IRS, win 100))
+            .expect(seg!(> R., seq 0, ack IRS + 1));
+    }
+}
+
+mod syn_sent {
+    use super::*;
+
+    #[test]
+    fn connect_sends_syn_and_arms_the_initial_rto() {
+        let mut t = Tcp::connect(cfg());
+        assert_eq!(t.state(), State::SynSent);
+        t.expect(seg!(> S, seq ISS, win 65535, mss 1460))
+            .expect_nothing();
+        assert_eq!(t.deadline(), Some(ms(1000)));
+        assert_eq!(t.c.bytes_in_flight(), 1);
+    }
+
+    #[test]
+    fn syn_offers_every_configured_option() {
+        let mut t = Tcp::connect(cfg_all_options());
+        t.at(3)
+            .expect(seg!(> S, seq ISS, win 65535, mss 1460, ws 3, sackOK, ts 3 0));
+    }
+
+    #[test]
+    fn syn_ack_completes_the_handshake() {
+        let mut t = Tcp::connect(cfg());
+        t.expect(seg!(> S, seq ISS, win 65535, mss 1460));
+        t.at(100)
+            .inject(seg!(< S., seq IRS, ack ISS + 1, win 30000, mss 1200))
+            .expect(seg!(> ., seq ISS + 1, ack IRS + 1, win 65535))
+            .expect_nothing()
+            .expect_events(&[Event::Connected]);
+        assert_eq!(t.state(), State::Established);
+        assert_eq!(t.c.irs(), SeqNumber(IRS));
+        assert_eq!(t.c.snd_una(), SeqNumber(ISS + 1));
+        assert_eq!(t.c.rcv_nxt(), SeqNumber(IRS + 1));
+        assert_eq!(t.c.snd_wnd(), 30000);
+        assert_eq!(t.c.mss(), 1200);
+        assert_eq!(t.deadline(), None);
+        // RFC 6298: the first sample R gives SRTT = R, RTTVAR = R/2
+        assert_eq!(t.c.rtt().srtt(), Some(Duration::from_millis(100)));
+    }
+
+    #[test]
+    fn all_options_negotiated_when_the_peer_offers_them() {
+        let mut t = Tcp::connect(cfg_all_options());
+        t.next().unwrap();
+        t.at(100)
+            .inject(seg!(< S., seq IRS, ack ISS + 1, win 65535, mss 1400, ws 7, sackOK, ts 500 0))
+            // our window is scaled by 3 from here on: 256 KiB >> 3
+            .expect(seg!(> ., seq ISS + 1, ack IRS + 1, win 32768, ts 100 500));
+        assert_eq!(t.state(), State::Established);
+        // the peer's MSS less the 12 bytes every timestamped segment carries
+        assert_eq!(t.c.mss(), 1400 - 12);
+        assert_eq!(t.c.window_shifts(), (7, 3));
+        assert!(t.c.sack_enabled());
+        assert!(t.c.timestamps_enabled());
+        // the window field of a SYN is never scaled (RFC 7323 2.2)
+        assert_eq!(t.c.snd_wnd(), 65535);
+        t.at(200)
+            .inject(seg!(< ., seq IRS + 1, ack ISS + 1, win 1000, ts 510 100));
+        assert_eq!(t.c.snd_wnd(), 1000 << 7);
+    }
+
+    #[test]
+    fn no_options_negotiated_when_the_peer_offers_none() {
+        let mut t = Tcp::connect(cfg_all_options());
+        t.next().unwrap();
+        t.at(100)
+            .inject(seg!(< S., seq IRS, ack ISS + 1, win 65535))
+            // no scaling: the 256 KiB buffer is advertised as the largest unscaled window
+            .expect(seg!(> ., seq ISS + 1, ack IRS + 1, win 65535));
+        // RFC 9293 3.7.1: 536 when the peer sends no MSS option
+        assert_eq!(t.c.mss(), 536);
+        assert_eq!(t.c.window_shifts(), (0, 0));
+        assert!(!t.c.sack_enabled());
+        assert!(!t.c.timestamps_enabled());
+    }
+
+    #[test]
+    fn each_option_is_negotiated_on_its_own() {
+        type Check = fn(&Connection) -> bool;
+        let cases: [(TcpOptions, Check); 4] = [
+            (seg!(< S, mss 1000).options, |c| {
+                c.mss() == 1000 && c.window_shifts() == (0, 0) && !c.timestamps_enabled()
+            }),
+            (seg!(< S, ws 5).options, |c| {
+                c.mss() == 536 && c.window_shifts() == (5, 3) && !c.sack_enabled()
+            }),
+            (seg!(< S, sackOK).options, |c| {
+                c.sack_enabled() && c.window_shifts() == (0, 0) && !c.timestamps_enabled()
+            }),
+            (seg!(< S, ts 9 0).options, |c| {
+                c.timestamps_enabled() && c.mss() == 536 - 12 && !c.sack_enabled()
+            }),
+        ];
+        for (i, (options, check)) in cases.into_iter().enumerate() {
+            let mut t = Tcp::connect(cfg_all_options());
+            t.next().unwrap();
+            let mut syn_ack = seg!(< S., seq IRS, ack ISS + 1, win 65535);
+            syn_ack.options = options;
+            t.at(100).inject(syn_ack);
+            assert_eq!(t.state(), State::Established, "case {i}");
+            assert!(check(&t.c), "case {i}: {:?}", t.c);
+        }
+    }
+
+    #[test]
+    fn options_we_did_not_offer_stay_off() {
+        let mut t = Tcp::connect(cfg());
+        t.expect(seg!(> S, seq ISS, win 65535, mss 1460));
+        t.at(100)
+            .inject(seg!(< S., seq IRS, ack ISS + 1, win 1000, mss 1460, ws 7, sackOK, ts 5 0))
+            .expect(seg!(> ., seq ISS + 1, ack IRS + 1, win 65535));
+        assert_eq!(t.c.window_shifts(), (0, 0));
+        assert!(!t.c.sack_enabled());
+        assert!(!t.c.timestamps_enabled());
+        assert_eq!(t.c.mss(), 1460);
+        assert_eq!(t.c.snd_wnd(), 1000);
+    }
+
+    #[test]
+    fn syn_ack_with_bad_ack_gets_rst_at_its_ack() {
+        let mut t = Tcp::connect(cfg());
+        t.next().unwrap();
+        // acknowledges our ISS itself, not the SYN
+        t.at(10)
+            .inject(seg!(< S., seq IRS, ack ISS, win 100, mss 1460))
+            .expect(seg!(> R, seq ISS))
+            .expect_nothing();
+        // acknowledges more than we sent
+        t.inject(seg!(< S., seq IRS, ack ISS + 2, win 100, mss 1460))
+            .expect(seg!(> R, seq ISS + 2))
+            .expect_nothing();
+        assert_eq!(t.state(), State::SynSent);
+        assert_eq!(t.deadline(), Some(ms(1000)));
+        t.expect_events(&[]);
+        // the real SYN-ACK still completes the handshake
+        t.inject(seg!(< S., seq IRS, ack ISS + 1, win 100, mss 1460));
+        assert_eq!(t.state(), State::Established);
+    }
+
+    #[test]
+    fn rst_ack_means_connection_refused() {
+        let mut t = Tcp::connect(cfg());
+        t.next().unwrap();
+        t.at(10)
+            .inject(seg!(< R., seq 0, ack ISS + 1))
+            .expect_nothing();
+        assert_eq!(t.state(), State::Closed);
+        t.expect_events(&[Event::Error(Error::Refused), Event::Closed]);
+        assert_eq!(t.deadline(), None);
+        assert_eq!(t.c.send(b"x"), Err(Error::Refused));
+        assert_eq!(t.c.take_error(), Some(Error::Refused));
+        assert_eq!(t.c.take_error(), None);
+    }
+
+    #[test]
+    fn rst_without_acceptable_ack_is_ignored() {
+        let mut t = Tcp::connect(cfg());
+        t.next().unwrap();
+        t.inject(seg!(< R, seq 0)).expect_nothing();
+        t.inject(seg!(< R., seq 0, ack ISS + 7)).expect_nothing();
+        t.inject(seg!(< R., seq 0, ack ISS)).expect_nothing();
+        assert_eq!(t.state(), State::SynSent);
+        t.expect_events(&[]);
+    }
+
+    #[test]
+    fn segment_without_syn_is_dropped() {
+        let mut t = Tcp::connect(cfg());
+        t.next().unwrap();
+        t.inject(seg!(< P., seq IRS + 1, ack ISS + 1, win 100, "early"))
+            .expect_nothing();
+        assert_eq!(t.state(), State::SynSent);
+        assert_eq!(t.c.recv_queue(), 0);
+    }
+
+    #[test]
+    fn syn_is_retransmitted_with_backoff_then_gives_up() {
+        let mut t = Tcp::connect(Config {
+            syn_retries: 2,
+            ..cfg()
+        });
+        let syn = seg!(> S, seq ISS, win 65535, mss 1460);
+        t.expect(syn).expect_nothing();
+        t.fire(1000).expect(syn).expect_nothing();
+        t.fire(3000).expect(syn).expect_nothing();
+        t.expect_events(&[]);
+        t.fire(7000).expect_nothing();
+        assert_eq!(t.state(), State::Closed);
+        t.expect_events(&[Event::Error(Error::TimedOut), Event::Closed]);
+        assert_eq!(t.deadline(), None);
+    }
+
+    #[test]
+    fn rtt_is_not_sampled_from_a_retransmitted_syn() {
+        let mut t = Tcp::connect(cfg());
+        t.next().unwrap();
+        t.fire(1000).next().unwrap();
+        t.at(1100)
+            .inject(seg!(< S., seq IRS, ack ISS + 1, win 100, mss 1460));
+        assert_eq!(t.state(), State::Established);
+        // Karn: the SYN-ACK may answer either SYN
+        assert_eq!(t.c.rtt().srtt(), None);
+    }
+
+    #[test]
+    fn close_goes_to_closed_without_sending() {
+        let mut t = Tcp::connect(cfg());
+        t.next().unwrap();
+        t.c.close();
+        assert_eq!(t.state(), State::Closed);
+        t.expect_nothing().expect_events(&[Event::Closed]);
+        assert_eq!(t.deadline(), None);
+    }
+
+    #[test]
+    fn data_queued_before_the_handshake_goes_out_with_its_ack() {
+        let mut t = Tcp::connect(cfg());
+        assert_eq!(t.c.send(b"early"), Ok(5));
+        t.expect(seg!(> S, seq ISS, win 65535, mss 1460))
+            .expect_nothing();
+        t.at(100)
+            .inject(seg!(< S., seq IRS, ack ISS + 1, win 1000, mss 1460))
+            .expect(seg!(> P., seq ISS + 1, ack IRS + 1, win 65535, "early"))
+            .expect_nothing();
+    }
+
+    #[test]
+    fn data_on_the_syn_ack_is_received() {
+        let mut t = Tcp::connect(cfg());
+        t.next().unwrap();
+        t.at(100)
+            .inject(seg!(< S., seq IRS, ack ISS + 1, win 1000, mss 1460, "hi"))
+            .expect(seg!(> ., seq ISS + 1, ack IRS + 3, win 65533))
+            .expect_events(&[Event::Connected, Event::Readable]);
+        assert_eq!(t.read_all(), b"hi");
+    }
+
+    #[test]
+    fn fin_on_the_syn_ack_moves_to_close_wait() {
+        let mut t = Tcp::connect(cfg());
+        t.next().unwrap();
+        // nothing can arrive after the FIN, so no window is offered
+        t.at(100)
+            .inject(seg!(< SFP., seq IRS, ack ISS + 1, win 1000, mss 1460, "bye"))
+            .expect(seg!(> ., seq ISS + 1, ack IRS + 5, win 0))
+            .expect_nothing()
+            .expect_events(&[Event::Connected, Event::Readable, Event::PeerClosed]);
+        assert_eq!(t.state(), State::CloseWait);
+        assert_eq!(t.read_all(), b"bye");
+        assert_eq!(t.c.recv(&mut [0; 4]), Ok(0));
+    }
+
+    #[test]
+    fn lone_syn_moves_to_syn_received_and_is_answered_from_our_iss() {
+        let mut t = Tcp::connect(cfg());
+        t.next().unwrap();
+        t.at(10)
+            .inject(seg!(< S, seq IRS, win 2000, mss 1460))
+            .expect(seg!(> S., seq ISS, ack IRS + 1, win 65535, mss 1460))
+            .expect_nothing();
+        assert_eq!(t.state(), State::SynReceived);
+        // the peer's SYN-ACK (its SYN again, now acknowledging ours) completes the open
+        t.at(20)
+            .inject(seg!(< S., seq IRS, ack ISS + 1, win 2000, mss 1460))
+            .expect_nothing()
+            .expect_events(&[Event::Connected]);
+        assert_eq!(t.state(), State::Established);
+        assert_eq!(t.c.snd_wnd(), 2000);
+        assert_eq!(t.deadline(), None);
+    }
+
+    #[test]
+    fn simultaneous_open_of_two_connections() {
+        let cfg = Config::default();
+        let mut p = Pair {
+            a: Connection::connect(cfg, US, PEER, SeqNumber(ISS)),
+            b: Connection::connect(cfg, PEER, US, SeqNumber(IRS)),
+            now: ms(10),
+            log: Vec::new(),
+        };
+        // the SYNs cross: both are taken before either is delivered
+        let syn_a = p.a.poll_transmit(p.now).unwrap().repr;
+        let syn_b = p.b.poll_transmit(p.now).unwrap().repr;
+        assert_eq!(syn_a.flags, TcpFlags::SYN);
+        assert_eq!(syn_b.flags, TcpFlags::SYN);
+        p.now = ms(20);
+        p.a.handle_segment(p.now, *PEER.ip(), &syn_b);
+        p.b.handle_segment(p.now, *US.ip(), &syn_a);
+        assert_eq!(p.a.state(), State::SynReceived);
+        assert_eq!(p.b.state(), State::SynReceived);
+        let syn_ack_a = p.a.poll_transmit(p.now).unwrap().repr;
+        let syn_ack_b = p.b.poll_transmit(p.now).unwrap().repr;
+        let expect_a = TcpRepr {
+            options: TcpOptions {
+                mss: Some(1460),
+                window_scale: Some(3),
+                timestamp: Some((20, 10)),
+                ..TcpOptions::default()
+            },
+            ..seg!(> S., seq ISS, ack IRS + 1, win 65535)
+        };
+        assert_eq!(syn_ack_a, expect_a);
+        assert_eq!(syn_ack_b.flags, TcpFlags::SYN | TcpFlags::ACK);
+        assert_eq!(
+            (syn_ack_b.seq, syn_ack_b.ack),
+            (SeqNumber(IRS), SeqNumber(ISS + 1))
+        );
+        p.now = ms(30);
+        p.a.handle_segment(p.now, *PEER.ip(), &syn_ack_b);
+        p.b.handle_segment(p.now, *US.ip(), &syn_ack_a);
+        for c in [&mut p.a, &mut p.b] {
+            assert_eq!(c.state(), State::Established);
+            assert_eq!(events(c), [Event::Connected]);
+            assert_eq!(c.window_shifts(), (3, 3));
+            assert!(c.timestamps_enabled());
+            // the window of a SYN-ACK is not scaled
+            assert_eq!(c.snd_wnd(), 65535);
+            assert_eq!(c.poll_timeout(), None);
+        }
+        assert_eq!(p.step(), 0, "nothing left to say after the SYN-ACKs");
+        // and data flows both ways
+        p.a.send(b"ping").unwrap();
+        p.b.send(b"pong").unwrap();
+        p.drive(
+            |_, _| {},
+            |a, b| a.bytes_in_flight() == 0 && b.bytes_in_flight() == 0,
+        );
+        let mut buf = [0u8; 8];
+        assert_eq!(p.b.recv(&mut buf), Ok(4));
+        assert_eq!(&buf[..4], b"ping");
+        assert_eq!(p.a.recv(&mut buf), Ok(4));
+        assert_eq!(&buf[..4], b"pong");
+    }
+}
+
+mod syn_received {
+    use super::*;
+
+    fn passive(cfg: Config) -> Tcp {
+        let mut t = Tcp::accept(cfg, &seg!(< S, seq IRS, win 8192, mss 1460));
+        assert_eq!(t.state(), State::SynReceived);
+        t.expect(seg!(> S., seq ISS, ack IRS + 1, win 65535, mss 1460))
+            .expect_nothing();
+        t
+    }
+
+    #[test]
+    fn ack_of_syn_ack_establishes() {
+        let mut t = passive(cfg());
+        assert_eq!(t.deadline(), Some(ms(1000)));
+        t.at(100)
+            .inject(seg!(< ., seq IRS + 1, ack ISS + 1, win 8000))
+            .expect_nothing()
+            .expect_events(&[Event::Connected]);
+        assert_eq!(t.state(), State::Established);
+        assert_eq!(t.c.snd_wnd(), 8000);
+        assert_eq!(t.deadline(), None);
+        assert_eq!(t.c.rtt().srtt(), Some(Duration::from_millis(100)));
+    }
+
+    #[test]
+    fn syn_ack_answers_the_options_offered() {
+        let syn = seg!(< S, seq IRS, win 65535, mss 1400, ws 2, sackOK, ts 900 0);
+        let mut t = Tcp::accept(cfg_all_options(), &syn);
+        t.expect(seg!(> S., seq ISS, ack IRS + 1, win 65535, mss 1460, ws 3, sackOK, ts 0 900));
+        assert_eq!(t.c.mss(), 1400 - 12);
+        assert_eq!(t.c.window_shifts(), (2, 3));
+        // the SYN's window is not scaled, the third segment's is
+        assert_eq!(t.c.snd_wnd(), 65535);
+        t.at(100)
+            .inject(seg!(< ., seq IRS + 1, ack ISS + 1, win 1000, ts 910 0));
+        assert_eq!(t.state(), State::Established);
+        assert_eq!(t.c.snd_wnd(), 4000);
+    }
+
+    #[test]
+    fn syn_ack_offers_nothing_the_peer_did_not() {
+        let mut t = Tcp::accept(cfg_all_options(), &seg!(< S, seq IRS, win 65535));
+        t.expect(seg!(> S., seq ISS, ack IRS + 1, win 65535, mss 1460));
+        assert_eq!(t.c.mss(), 536);
+        assert_eq!(t.c.window_shifts(), (0, 0));
+        assert!(!t.c.sack_enabled() && !t.c.timestamps_enabled());
+    }
+
+    #[test]
+    fn bad_ack_gets_rst_at_its_ack() {
+        let mut t = passive(cfg());
+        t.inject(seg!(< ., seq IRS + 1, ack ISS + 5, win 100))
+            .expect(seg!(> R, seq ISS + 5))
+            .expect_nothing();
+        t.inject(seg!(< ., seq IRS + 1, ack ISS, win 100))
+            .expect(seg!(> R, seq ISS))
+            .expect_nothing();
+        assert_eq!(t.state(), State::SynReceived);
+        t.expect_events(&[]);
+    }
+
+    #[test]
+    fn retransmitted_syn_gets_the_syn_ack_again() {
+        let mut t = passive(cfg());
+        t.at(500)
+            .inject(seg!(< S, seq IRS, win 8192, mss 1460))
+            .expect(seg!(> S., seq ISS, ack IRS + 1, win 65535, mss 1460))
+            .expect_nothing();
+        assert_eq!(t.state(), State::SynReceived);
+        assert_eq!(t.deadline(), Some(ms(1000)));
+    }
+
+    #[test]
+    fn syn_ack_is_retransmitted_with_backoff_then_gives_up() {
+        let mut t = Tcp::accept(
+            Config {
+                syn_retries: 1,
+                ..cfg()
+            },
+            &seg!(< S, seq IRS, win 8192, mss 1460),
+        );
+        let syn_ack = seg!(> S., seq ISS, ack IRS + 1, win 65535, mss 1460);
+        t.expect(syn_ack).expect_nothing();
+        t.fire(1000).expect(syn_ack).expect_nothing();
+        t.fire(3000).expect_nothing();
+        assert_eq!(t.state(), State::Closed);
+        t.expect_events(&[Event::Error(Error::TimedOut), Event::Closed]);
+    }
+
+    #[test]
+    fn exact_rst_drops_a_passive_embryo_quietly() {
+        let mut t = passive(cfg());
+        t.inject(seg!(< R, seq IRS + 1)).expect_nothing();
+        assert_eq!(t.state(), State::Closed);
+        t.expect_events(&[Event::Closed]);
+        assert_eq!(t.c.take_error(), None);
+        assert_eq!(t.deadline(), None);
+    }
+
+    #[test]
+    fn exact_rst_refuses_an_active_open() {
+        let mut t = Tcp::connect(cfg());
+        t.next().unwrap();
+        t.inject(seg!(< S, seq IRS, win 100, mss 1460))
+            .expect(seg!(> S., seq ISS, ack IRS + 1, win 65535, mss 1460));
+        assert_eq!(t.state(), State::SynReceived);
+        t.inject(seg!(< R, seq IRS + 1)).expect_nothing();
+        assert_eq!(t.state(), State::Closed);
+        t.expect_events(&[Event::Error(Error::Refused), Event::Closed]);
+    }
+
+    #[test]
+    fn in_window_rst_gets_a_challenge_ack() {
+        let mut t = passive(cfg());
+        t.inject(seg!(< R, seq IRS + 100))
+            .expect(seg!(> ., seq ISS + 1, ack IRS + 1, win 65535))
+            .expect_nothing();
+        assert_eq!(t.state(), State::SynReceived);
+        assert_eq!(t.c.stats().challenge_acks, 1);
+    }
+
+    #[test]
+    fn out_of_window_rst_is_ignored() {
+        let mut t = passive(cfg());
+        t.inject(seg!(< R, seq IRS + 100_000)).expect_nothing();
+        t.inject(seg!(< R, seq IRS)).expect_nothing();
+        assert_eq!(t.state(), State::SynReceived);
+        t.expect_events(&[]);
+    }
+
+    #[test]
+    fn close_sends_fin_once_established() {
+        let mut t = passive(cfg());
+        t.c.close();
+        assert_eq!(t.state(), State::SynReceived);
+        assert_eq!(t.c.send(b"x"), Err(Error::BrokenPipe));
+        t.expect_nothing();
+        t.at(100)
+            .inject(seg!(< ., seq IRS + 1, ack ISS + 1, win 8000))
+            .expect(seg!(> F., seq ISS + 1, ack IRS + 1, win 65535))
+            .expect_nothing()
+            .expect_events(&[Event::Connected]);
+        assert_eq!(t.state(), State::FinWait1);
+    }
+
+    #[test]
+    fn data_on_the_third_segment_is_received() {
+        let mut t = passive(cfg());
+        t.at(100)
+            .inject(seg!(< P., seq IRS + 1, ack ISS + 1, win 8000, "hello"))
+            .expect_nothing()
+            .expect_events(&[Event::Connected, Event::Readable]);
+        assert_eq!(t.state(), State::Established);
+        t.fire(140)
+            .expect(seg!(> ., seq ISS + 1, ack IRS + 6, win 65530));
+        assert_eq!(t.read_all(), b"hello");
+    }
+
+    #[test]
+    fn fin_on_the_third_segment_moves_to_close_wait() {
+        let mut t = passive(cfg());
+        t.at(100)
+            .inject(seg!(< F., seq IRS + 1, ack ISS + 1, win 8000))
+            .expect(seg!(> ., seq ISS + 1, ack IRS + 2, win 65534))
+            .expect_events(&[Event::Connected, Event::PeerClosed]);
+        assert_eq!(t.state(), State::CloseWait);
+    }
+}
+
+mod established {
+    use super::*;
+
+    #[test]
+    fn in_order_data_is_delivered_and_acked_after_the_delay() {
+        let mut t = established();
+        t.at(200)
+            .inject(seg!(< P., seq IRS + 1, ack ISS + 1, win 65535, "hello"))
+            .expect_nothing()
+            .expect_events(&[Event::Readable]);
+        assert_eq!(t.deadline(), Some(ms(240)));
+        t.fire(240)
+            .expect(seg!(> ., seq ISS + 1, ack IRS + 6, win 65530))
+            .expect_nothing();
+        assert_eq!(t.deadline(), None);
+        assert_eq!(t.read_all(), b"hello");
+        assert_eq!(t.c.recv(&mut [0; 8]), Err(Error::WouldBlock));
+    }
+
+    #[test]
+    fn every_second_full_segment_is_acked_at_once() {
+        let mut t = established();
+        let data = pattern(2 * 1460);
+        t.at(200)
+            .inject(seg!(< ., seq IRS + 1, ack ISS + 1, win 65535, data &data[..1460]))
+            .expect_nothing();
+        assert_eq!(t.deadline(), Some(ms(240)));
+        t.at(201)
+            .inject(seg!(< P., seq IRS + 1461, ack ISS + 1, win 65535, data &data[1460..]))
+            .expect(seg!(> ., seq ISS + 1, ack IRS + 2921, win 65535 - 2920))
+            .expect_nothing();
+        assert_eq!(t.deadline(), None);
+        assert_eq!(t.read_all(), data);
+    }
+
+    #[test]
+    fn out_of_order_data_is_acked_at_once_and_reassembled() {
+        let mut t = established();
+        t.at(200)
+            .inject(seg!(< P., seq IRS + 6, ack ISS + 1, win 65535, "world"))
+            .expect(seg!(> ., seq ISS + 1, ack IRS + 1, win 65535))
+            .expect_nothing()
+            .expect_events(&[]);
+        assert_eq!(t.c.recv(&mut [0; 8]), Err(Error::WouldBlock));
+        // filling the hole is acknowledged at once too (RFC 5681 4.2)
+        t.inject(seg!(< ., seq IRS + 1, ack ISS + 1, win 65535, "hello"))
+            .expect(seg!(> ., seq ISS + 1, ack IRS + 11, win 65525))
+            .expect_nothing()
+            .expect_events(&[Event::Readable]);
+        assert_eq!(t.read_all(), b"helloworld");
+    }
+
+    #[test]
+    fn duplicate_data_is_acked_at_once_and_delivered_once() {
+        let mut t = established();
+        t.at(200)
+            .inject(seg!(< P., seq IRS + 1, ack ISS + 1, win 65535, "hello"))
+            .expect_nothing();
+        t.at(210)
+            .inject(seg!(< P., seq IRS + 1, ack ISS + 1, win 65535, "hello"))
+            .expect(seg!(> ., seq ISS + 1, ack IRS + 6, win 65530))
+            .expect_nothing()
+            .expect_events(&[Event::Readable]);
+        // a partial overlap delivers only the new bytes
+        t.inject(seg!(< P., seq IRS + 4, ack ISS + 1, win 65535, "loworld"))
+            .expect_nothing();
+        assert_eq!(t.read_all(), b"helloworld");
+    }
+
+    #[test]
+    fn lost_final_ack_of_the_handshake_is_resent() {
+        let mut t = established();
+        // the peer never saw our ACK and retransmits its SYN-ACK
+        t.at(1100)
+            .inject(seg!(< S., seq IRS, ack ISS + 1, win 65535, mss 1460))
+            .expect(seg!(> ., seq ISS + 1, ack IRS + 1, win 65535))
+            .expect_nothing()
+            .expect_events(&[]);
+        assert_eq!(t.state(), State::Established);
+    }
+
+    #[test]
+    fn sent_data_is_acknowledged() {
+        let mut t = established();
+        assert_eq!(t.c.send(b"hello"), Ok(5));
+        t.at(200)
+            .expect(seg!(> P., seq ISS + 1, ack IRS + 1, win 65535, "hello"))
+            .expect_nothing();
+        assert_eq!(t.deadline(), Some(ms(1200)));
+        assert_eq!(t.c.bytes_in_flight(), 5);
+        t.at(300)
+            .inject(seg!(< ., seq IRS + 1, ack ISS + 6, win 65535))
+            .expect_nothing()
+            .expect_events(&[Event::Writable]);
+        assert_eq!(t.c.bytes_in_flight(), 0);
+        assert_eq!(t.c.snd_una(), SeqNumber(ISS + 6));
+        assert_eq!(t.deadline(), None);
+    }
+
+    #[test]
+    fn nagle_holds_small_segments_while_data_is_in_flight() {
+        let mut t = established();
+        t.at(200);
+        t.c.send(b"a").unwrap();
+        t.expect(seg!(> P., seq ISS + 1, ack IRS + 1, win 65535, "a"));
+        t.c.send(b"b").unwrap();
+        t.expect_nothing();
+        t.c.send(b"c").unwrap();
+        t.expect_nothing();
+        t.at(300)
+            .inject(seg!(< ., seq IRS + 1, ack ISS + 2, win 65535))
+            .expect(seg!(> P., seq ISS + 2, ack IRS + 1, win 65535, "bc"))
+            .expect_nothing();
+        // a full-sized segment is never held back
+        let full = pattern(1460);
+        t.c.send(&full).unwrap();
+        t.expect(seg!(> P., seq ISS + 4, ack IRS + 1, win 65535, data &full[..]))
+            .expect_nothing();
+    }
+
+    #[test]
+    fn nodelay_sends_small_segments_at_once() {
+        let mut t = established();
+        t.c.set_nodelay(true);
+        t.at(200);
+        t.c.send(b"a").unwrap();
+        t.expect(seg!(> P., seq ISS + 1, ack IRS + 1, win 65535, "a"));
+        t.c.send(b"b").unwrap();
+        t.expect(seg!(> P., seq ISS + 2, ack IRS + 1, win 65535, "b"))
+            .expect_nothing();
+        assert_eq!(t.c.bytes_in_flight(), 2);
+    }
+
+    #[test]
+    fn peer_window_is_scaled_by_its_shift() {
+        let mut t = Tcp::connect(Config {
+            window_scale: true,
+            nodelay: true,
+            ..cfg()
+        });
+        // a 65535-byte buffer needs no scaling, but we still offer the option
+        t.expect(seg!(> S, seq ISS, win 65535, mss 1460, ws 0));
+        t.at(100)
+            .inject(seg!(< S., seq IRS, ack ISS + 1, win 1000, mss 1460, ws 4))
+            .expect(seg!(> ., seq ISS + 1, ack IRS + 1, win 65535));
+        assert_eq!(t.c.window_shifts(), (4, 0));
+        assert_eq!(t.c.snd_wnd(), 1000);
+        t.at(150)
+            .inject(seg!(< ., seq IRS + 1, ack ISS + 1, win 200));
+        assert_eq!(t.c.snd_wnd(), 3200);
+        let data = pattern(4000);
+        t.c.send(&data).unwrap();
+        t.at(200)
+            .expect(seg!(> ., seq ISS + 1, ack IRS + 1, win 65535, data &data[..1460]))
+            .expect(seg!(> ., seq ISS + 1461, ack IRS + 1, win 65535, data &data[1460..2920]))
+            // 280 bytes of window left and 1080 to send: too little to be worth a segment
+            // (sender silly window avoidance, RFC 9293 3.8.6.2.1)
+            .expect_nothing();
+        t.at(300)
+            .inject(seg!(< ., seq IRS + 1, ack ISS + 2921, win 200))
+            .expect(seg!(> P., seq ISS + 2921, ack IRS + 1, win 65535, data &data[2920..]))
+            .expect_nothing();
+    }
+
+    #[test]
+    fn window_update_after_the_application_reads_avoids_silly_windows() {
+        let mut t = open(
+            Config {
+                recv_buffer: 4000,
+                ..cfg()
+            },
+            65535,
+        );
+        let data = pattern(4000);
+        t.at(200)
+            .inject(seg!(< ., seq IRS + 1, ack ISS + 1, win 65535, data &data[..1460]))
+            .expect_nothing()
+            .inject(seg!(< ., seq IRS + 1461, ack ISS + 1, win 65535, data &data[1460..2920]))
+            .expect(seg!(> ., seq ISS + 1, ack IRS + 2921, win 1080))
+            .inject(seg!(< P., seq IRS + 2921, ack ISS + 1, win 65535, data &data[2920..]))
+            .expect_nothing();
+        t.fire(240)
+            .expect(seg!(> ., seq ISS + 1, ack IRS + 4001, win 0));
+        assert_eq!(t.c.rcv_wnd(), 0);
+        // a small read opens no window (RFC 9293 3.8.6.2.2)
+        let mut buf = [0u8; 1500];
+        assert_eq!(t.c.recv(&mut buf[..100]), Ok(100));
+        t.expect_nothing();
+        // min(MSS, buffer / 2) freed: the window opens at once
+        assert_eq!(t.c.recv(&mut buf[100..]), Ok(1400));
+        assert_eq!(&buf[..], &data[..1500]);
+        t.expect(seg!(> ., seq ISS + 1, ack IRS + 4001, win 1500))
+            .expect_nothing();
+    }
+
+    #[test]
+    fn zero_receive_window_still_takes_acks() {
+        let mut t = open(
+            Config {
+                recv_buffer: 1000,
+                ..cfg()
+            },
+            65535,
+        );
+        let data = pattern(1000);
+        t.c.send(b"abc").unwrap();
+        t.at(200)
+            .expect(seg!(> P., seq ISS + 1, ack IRS + 1, win 1000, "abc"))
+            .inject(seg!(< P., seq IRS + 1, ack ISS + 1, win 65535, data &data[..]))
+            .expect_events(&[Event::Readable]);
+        t.fire(240)
+            .expect(seg!(> ., seq ISS + 4, ack IRS + 1001, win 0));
+        // in sequence but no room: the ACK field counts, the payload does not
+        t.at(300)
+            .inject(seg!(< P., seq IRS + 1001, ack ISS + 4, win 65535, "more"))
+            .expect(seg!(> ., seq ISS + 4, ack IRS + 1001, win 0))
+            .expect_nothing()
+            .expect_events(&[Event::Writable]);
+        assert_eq!(t.c.bytes_in_flight(), 0);
+        assert_eq!(t.deadline(), None);
+        assert_eq!(t.read_all(), data);
+    }
+
+    #[test]
+    fn zero_window_is_probed_until_it_opens() {
+        let mut t = open(cfg(), 1000);
+        let data = pattern(3000);
+        t.c.send(&data).unwrap();
+        t.at(200)
+            .expect(seg!(> ., seq ISS + 1, ack IRS + 1, win 65535, data &data[..1000]))
+            .expect_nothing();
+        t.at(300)
+            .inject(seg!(< ., seq IRS + 1, ack ISS + 1001, win 0))
+            .expect_nothing()
+            .expect_events(&[Event::Writable]);
+        // the persist timer: one RTO, then one byte beyond the window
+        t.fire(1300)
+            .expect(seg!(> P., seq ISS + 1001, ack IRS + 1, win 65535, data &data[1000..1001]))
+            .expect_nothing();
+        t.at(1400)
+            .inject(seg!(< ., seq IRS + 1, ack ISS + 1001, win 0))
+            .expect_nothing();
+        // the window stays shut: probe again, backing off
+        t.fire(2300)
+            .expect(seg!(> P., seq ISS + 1001, ack IRS + 1, win 65535, data &data[1000..1001]))
+            .expect_nothing();
+        assert_eq!(t.deadline(), Some(ms(4300)));
+        t.at(2400)
+            .inject(seg!(< ., seq IRS + 1, ack ISS + 1001, win 0))
+            .expect_nothing();
+        // the window opens: sending resumes at the byte the probe carried
+        t.at(2500)
+            .inject(seg!(< ., seq IRS + 1, ack ISS + 1001, win 2000))
+            .expect(seg!(> ., seq ISS + 1001, ack IRS + 1, win 65535, data &data[1000..2460]))
+            .expect_nothing();
+        t.at(2600)
+            .inject(seg!(< ., seq IRS + 1, ack ISS + 2461, win 2000))
+            .expect(seg!(> P., seq ISS + 2461, ack IRS + 1, win 65535, data &data[2460..]))
+            .expect_nothing();
+        assert_eq!(t.deadline(), Some(ms(3600)));
+        assert_eq!(t.state(), State::Established);
+    }
+
+    #[test]
+    fn answered_zero_window_probes_never_time_out() {
+        let mut t = open(
+            Config {
+                max_retries: 2,
+                ..cfg()
+            },
+            1000,
+        );
+        let data = pattern(2000);
+        t.c.send(&data).unwrap();
+        t.at(200).next().unwrap();
+        t.at(300)
+            .inject(seg!(< ., seq IRS + 1, ack ISS + 1001, win 0))
+            .expect_nothing();
+        let probe = seg!(> P., seq ISS + 1001, ack IRS + 1, win 65535, data &data[1000..1001]);
+        let mut at = 1300;
+        for backoff in 0..6 {
+            t.fire(at).expect(probe).expect_nothing();
+            t.at(at + 50)
+                .inject(seg!(< ., seq IRS + 1, ack ISS + 1001, win 0));
+            at += 1000 << backoff;
+        }
+        assert_eq!(t.state(), State::Established);
+        assert_eq!(t.c.take_error(), None);
+    }
+
+    #[test]
+    fn unanswered_zero_window_probes_time_out() {
+        let mut t = open(
+            Config {
+                max_retries: 2,
+                ..cfg()
+            },
+            1000,
+        );
+        t.c.send(&pattern(2000)).unwrap();
+        t.at(200).next().unwrap();
+        t.at(300)
+            .inject(seg!(< ., seq IRS + 1, ack ISS + 1001, win 0))
+            .expect_nothing();
+        t.fire(1300).next().unwrap();
+        t.fire(2300).next().unwrap();
+        t.fire(4300).next().unwrap();
+        t.fire(8300).expect_nothing();
+        assert_eq!(t.state(), State::Closed);
+        assert_eq!(t.c.take_error(), Some(Error::TimedOut));
+    }
+
+    #[test]
+    fn rto_resends_the_same_bytes_and_doubles() {
+        let mut t = established();
+        t.c.send(b"hello").unwrap();
+        let data = seg!(> P., seq ISS + 1, ack IRS + 1, win 65535, "hello");
+        t.at(200).expect(data).expect_nothing();
+        assert_eq!(t.c.rto(), Duration::from_secs(1));
+        t.fire(1200).expect(data).expect_nothing();
+        assert_eq!(t.c.rto(), Duration::from_secs(2));
+        t.fire(3200).expect(data).expect_nothing();
+        assert_eq!(t.deadline(), Some(ms(7200)));
+        assert_eq!(t.c.stats().retrans_segs, 2);
+        t.at(3300)
+            .inject(seg!(< ., seq IRS + 1, ack ISS + 6, win 65535))
+            .expect_nothing();
+        assert_eq!(t.deadline(), None);
+        assert_eq!(t.c.rto(), Duration::from_secs(1));
+    }
+
+    #[test]
+    fn rto_goes_back_to_the_oldest_unacknowledged_byte() {
+        let mut t = established();
+        t.c.set_nodelay(true);
+        let data = pattern(3000);
+        t.c.send(&data).unwrap();
+        t.at(200)
+            .expect(seg!(> ., seq ISS + 1, ack IRS + 1, win 65535, data &data[..1460]))
+            .expect(seg!(> ., seq ISS + 1461, ack IRS + 1, win 65535, data &data[1460..2920]))
+            .expect(seg!(> P., seq ISS + 2921, ack IRS + 1, win 65535, data &data[2920..]))
+            .expect_nothing();
+        // the window collapses to one segment
+        t.fire(1200)
+            .expect(seg!(> ., seq ISS + 1, ack IRS + 1, win 65535, data &data[..1460]))
+            .expect_nothing();
+        assert_eq!(t.c.cwnd(), 1460);
+        // a pure ACK still carries the highest sequence number sent, which is what the peer
+        // expects next (RFC 9293 3.10.7.4: a segment starting below RCV.NXT is unacceptable)
+        t.at(1300)
+            .inject(seg!(< P., seq IRS + 1, ack ISS + 1, win 65535, "x"))
+            .expect_nothing();
+        t.fire(1340)
+            .expect(seg!(> ., seq ISS + 3001, ack IRS + 2, win 65534));
+        t.at(1400)
+            .inject(seg!(< ., seq IRS + 2, ack ISS + 1461, win 65535))
+            .expect(seg!(> ., seq ISS + 1461, ack IRS + 2, win 65534, data &data[1460..2920]))
+            .expect(seg!(> P., seq ISS + 2921, ack IRS + 2, win 65534, data &data[2920..]))
+            .expect_nothing();
+    }
+
+    #[test]
+    fn gives_up_after_max_retries() {
+        let mut t = open(
+            Config {
+                max_retries: 2,
+                ..cfg()
+            },
+            65535,
+        );
+        t.c.send(b"hello").unwrap();
+        t.at(200).next().unwrap();
+        t.fire(1200).next().unwrap();
+        t.fire(3200).next().unwrap();
+        t.expect_events(&[]);
+        t.fire(7200).expect_nothing();
+        assert_eq!(t.state(), State::Closed);
+        t.expect_events(&[Event::Error(Error::TimedOut), Event::Closed]);
+        assert_eq!(t.c.send(b"x"), Err(Error::TimedOut));
+        assert_eq!(t.c.take_error(), Some(Error::TimedOut));
+        assert_eq!(t.deadline(), None);
+    }
+
+    #[test]
+    fn unacceptable_segments_are_acked_and_dropped() {
+        let mut t = established();
+        t.at(200);
+        // beyond the window
+        t.inject(seg!(< P., seq IRS + 1 + 70_000, ack ISS + 1, win 65535, "far"))
+            .expect(seg!(> ., seq ISS + 1, ack IRS + 1, win 65535))
+            .expect_nothing();
+        // entirely old
+        t.inject(seg!(< P., seq IRS - 99, ack ISS + 1, win 65535, "old"))
+            .expect(seg!(> ., seq ISS + 1, ack IRS + 1, win 65535))
+            .expect_nothing();
+        t.expect_events(&[]);
+        assert_eq!(t.c.recv_queue(), 0);
+        assert_eq!(t.state(), State::Established);
+    }
+
+    #[test]
+    fn ack_of_unsent_data_is_acked_and_dropped() {
+        let mut t = established();
+        t.at(200)
+            .inject(seg!(< P., seq IRS + 1, ack ISS + 100, win 65535, "hi"))
+            .expect(seg!(> ., seq ISS + 1, ack IRS + 1, win 65535))
+            .expect_nothing()
+            .expect_events(&[]);
+        assert_eq!(t.c.recv_queue(), 0);
+        assert_eq!(t.c.snd_una(), SeqNumber(ISS + 1));
+    }
+
+    #[test]
+    fn syn_gets_a_challenge_ack() {
+        let mut t = established();
+        // in the window (RFC 5961 4.2)
+        t.at(200)
+            .inject(seg!(< S, seq IRS + 100, win 65535, mss 1460))
+            .expect(seg!(> ., seq ISS + 1, ack IRS + 1, win 65535))
+            .expect_nothing();
+        assert_eq!(t.c.stats().challenge_acks, 1);
+        // outside it
+        t.inject(seg!(< S, seq IRS + 100_000, win 65535, mss 1460))
+            .expect(seg!(> ., seq ISS + 1, ack IRS + 1, win 65535))
+            .expect_nothing();
+        assert_eq!(t.state(), State::Established);
+        t.expect_events(&[]);
+    }
+
+    #[test]
+    fn exact_rst_resets() {
+        let mut t = established();
+        t.c.send(b"unsent").unwrap();
+        t.at(200)
+            .inject(seg!(< R, seq IRS + 1))
+            .expect_nothing()
+            .expect_events(&[Event::Error(Error::Reset), Event::Closed]);
+        assert_eq!(t.state(), State::Closed);
+        assert_eq!(t.deadline(), None);
+        assert_eq!(t.c.recv(&mut [0; 4]), Err(Error::Reset));
+        assert_eq!(t.c.take_error(), Some(Error::Reset));
+    }
+
+    #[test]
+    fn in_window_rst_gets_a_challenge_ack() {
+        let mut t = established();
+        t.at(200)
+            .inject(seg!(< R, seq IRS + 2))
+            .expect(seg!(> ., seq ISS + 1, ack IRS + 1, win 65535))
+            .expect_nothing()
+            .expect_events(&[]);
+        assert_eq!(t.state(), State::Established);
+        assert_eq!(t.c.stats().challenge_acks, 1);
+    }
+
+    #[test]
+    fn out_of_window_rst_is_ignored() {
+        let mut t = established();
+        t.inject(seg!(< R, seq IRS + 70_000)).expect_nothing();
+        t.inject(seg!(< R., seq IRS, ack ISS + 1)).expect_nothing();
+        assert_eq!(t.state(), State::Established);
+        t.expect_events(&[]);
+    }
+
+    #[test]
+    fn abort_sends_rst() {
+        let mut t = established();
+        t.c.send(b"x").unwrap();
+        t.at(200).next().unwrap();
+        t.c.abort();
+        assert_eq!(t.state(), State::Closed);
+        assert!(!t.c.is_closed(), "the RST is still to be sent");
+        t.expect(seg!(> R, seq ISS + 2)).expect_nothing();
+        assert_eq!(t.c.stats().rst_out, 1);
+        assert!(t.c.is_closed());
+        t.expect_events(&[Event::Closed]);
+        assert_eq!(t.deadline(), None);
+        // from now on the peer's segments are strays
+        t.inject(seg!(< ., seq IRS + 1, ack ISS + 2, win 100))
+            .expect(seg!(> R, seq ISS + 2));
+    }
+
+    #[test]
+    fn abort_after_an_rto_resets_from_the_highest_sequence_sent() {
+        let mut t = established();
+        t.c.set_nodelay(true);
+        t.c.send(&pattern(3000)).unwrap();
+        t.at(200);
+        for _ in 0..3 {
+            t.next().unwrap();
+        }
+        // resends only the first segment: snd_nxt is back at ISS + 1461
+        t.fire(1200).next().unwrap();
+        t.expect_nothing();
+        t.c.abort();
+        // the peer may hold all 3000 bytes; an RST below its RCV.NXT would be ignored
+        t.expect(seg!(> R, seq ISS + 3001)).expect_nothing();
+    }
+
+    #[test]
+    fn paws_drops_old_timestamps() {
+        let mut t = Tcp::connect(Config {
+            timestamps: true,
+            ..cfg()
+        });
+        t.expect(seg!(> S, seq ISS, win 65535, mss 1460, ts 0 0));
+        t.at(100)
+            .inject(seg!(< S., seq IRS, ack ISS + 1, win 65535, mss 1460, ts 700 0))
+            .expect(seg!(> ., seq ISS + 1, ack IRS + 1, win 65535, ts 100 700))
+            .expect_events(&[Event::Connected]);
+        assert_eq!(t.c.mss(), 1448);
+        // an older TSval: a segment from a previous wrap of the sequence space (RFC 7323 5.3)
+        t.at(200)
+            .inject(seg!(< P., seq IRS + 1, ack ISS + 1, win 65535, ts 600 0, "stale"))
+            .expect(seg!(> ., seq ISS + 1, ack IRS + 1, win 65535, ts 200 700))
+            .expect_nothing()
+            .expect_events(&[]);
+        assert_eq!(t.c.recv_queue(), 0);
+        t.at(250)
+            .inject(seg!(< P., seq IRS + 1, ack ISS + 1, win 65535, ts 720 0, "fresh"))
+            .expect_nothing()
+            .expect_events(&[Event::Readable]);
+        t.fire(290)
+            .expect(seg!(> ., seq ISS + 1, ack IRS + 6, win 65530, ts 290 720));
+        assert_eq!(t.read_all(), b"fresh");
+    }
+
+    #[test]
+    fn peek_and_zero_copy_reads() {
+        let mut t = established();
+        t.at(200)
+            .inject(seg!(< P., seq IRS + 1, ack ISS + 1, win 65535, "abcdef"));
+        let mut buf = [0u8; 3];
+        assert_eq!(t.c.peek(&mut buf), Ok(3));
+        assert_eq!(&buf, b"abc");
+        assert_eq!(t.c.recv_queue(), 6);
+        let (a, b) = t.c.readable();
+        assert_eq!([a, b].concat(), b"abcdef");
+        assert_eq!(t.c.consume(4), 4);
+        assert_eq!(t.read_all(), b"ef");
+    }
+
+    #[test]
+    fn sequence_numbers_wrap_during_a_transfer() {
+        let cfg = Config::default();
+        let iss_a = SeqNumber(u32::MAX - 10_000);
+        let iss_b = SeqNumber(u32::MAX - 20_000);
+        let mut a = Connection::connect(cfg, US, PEER, iss_a);
+        let syn = a.poll_transmit(Instant::ZERO).unwrap();
+        let b = Connection::accept(cfg, PEER, US, iss_b, Instant::ZERO, &syn.repr);
+        let mut p = Pair {
+            a,
+            b,
+            now: Instant::ZERO,
+            log: Vec::new(),
+        };
+        let to_b = pattern(300_000);
+        let to_a: Vec<u8> = pattern(200_003).into_iter().rev().collect();
+        let (mut sent_a, mut sent_b) = (0, 0);
+        let (mut got_a, mut got_b) = (Vec::new(), Vec::new());
+        let mut buf = vec![0u8; 8192];
+        p.drive(
+            |a, b| {
+                if a.is_established() {
+                    sent_a += a.send(&to_b[sent_a..]).unwrap_or(0);
+                    sent_b += b.send(&to_a[sent_b..]).unwrap_or(0);
+                }
+                while let Ok(n @ 1..) = a.recv(&mut buf) {
+                    got_a.extend_from_slice(&buf[..n]);
+                }
+                while let Ok(n @ 1..) = b.recv(&mut buf) {
+                    got_b.extend_from_slice(&buf[..n]);
+                }
+            },
+            |a, b| {
+                b.rcv_nxt() == iss_a + 1 + to_b.len()
+                    && a.rcv_nxt() == iss_b + 1 + to_a.len()
+                    && a.bytes_in_flight() == 0
+                    && b.bytes_in_flight() == 0
+            },
+        );
+        assert!(got_b == to_b, "A -> B delivered {} bytes", got_b.len());
+        assert!(got_a == to_a, "B -> A delivered {} bytes", got_a.len());
+        assert_eq!(p.a.snd_una(), iss_a + 1 + to_b.len());
+        assert_eq!(p.b.rcv_nxt(), iss_a + 1 + to_b.len());
+        assert_eq!(p.b.snd_una(), iss_b + 1 + to_a.len());
+        // both sequence spaces really crossed zero
+        for from_a in [true, false] {
+            let seqs: Vec<u32> = p
+                .log
+                .iter()
+                .filter(|&&(f, _, len)| f == from_a && len > 0)
+                .map(|&(_, s, _)| s.0)
+                .collect();
+            let before = seqs.iter().position(|&s| s > u32::MAX - 30_000).unwrap();
+            let after = seqs.iter().position(|&s| s < 300_000).unwrap();
+            assert!(before < after, "from_a={from_a}: {seqs:?}");
+        }
+        assert_eq!(p.a.stats().retrans_segs, 0);
+        assert_eq!(p.b.stats().retrans_segs, 0);
+        // and a clean close across the wrapped space
+        p.a.close();
+        p.b.close();
+        p.drive(|_, _| {}, |a, b| a.is_closed() && b.is_closed());
+        assert_eq!(p.a.state(), State::Closed);
+        assert_eq!(p.b.state(), State::Closed);
+    }
+}
+
+mod fin_wait_1 {
+    use super::*;
+
+    #[test]
+    fn close_sends_fin() {
+        let mut t = established();
+        t.at(200).c.close();
+        assert_eq!(t.state(), State::FinWait1);
+        t.expect(seg!(> F., seq ISS + 1, ack IRS + 1, win 65535))
+            .expect_nothing();
+        assert_eq!(t.deadline(), Some(ms(1200)));
+        assert_eq!(t.c.send(b"x"), Err(Error::BrokenPipe));
+        assert!(t.c.is_write_shut());
+    }
+
+    #[test]
+    fn fin_rides_on_the_last_data() {
+        let mut t = established();
+        t.c.send(b"bye").unwrap();
+        t.c.close();
+        t.at(200)
+            .expect(seg!(> FP., seq ISS + 1, ack IRS + 1, win 65535, "bye"))
+            .expect_nothing();
+    }
+
+    #[test]
+    fn close_flushes_what_nagle_was_holding() {
+        let mut t = established();
+        t.c.send(b"a").unwrap();
+        t.at(200)
+            .expect(seg!(> P., seq ISS + 1, ack IRS + 1, win 65535, "a"));
+        t.c.send(b"b").unwrap();
+        t.c.close();
+        // closing ends the stream: the last bytes and the FIN go at once
+        t.expect(seg!(> FP., seq ISS + 2, ack IRS + 1, win 65535, "b"))
+            .expect_nothing();
+    }
+
+    #[test]
+    fn ack_of_fin_moves_to_fin_wait_2() {
+        let mut t = established();
+        t.at(200).c.close();
+        t.next().unwrap();
+        t.at(300)
+            .inject(seg!(< ., seq IRS + 1, ack ISS + 2, win 65535))
+            .expect_nothing()
+            .expect_events(&[]);
+        assert_eq!(t.state(), State::FinWait2);
+        assert_eq!(t.deadline(), None);
+    }
+
+    #[test]
+    fn fin_with_ack_of_our_fin_moves_straight_to_time_wait() {
+        let mut t = established();
+        t.at(200).c.close();
+        t.next().unwrap();
+        t.at(300)
+            .inject(seg!(< F., seq IRS + 1, ack ISS + 2, win 65535))
+            .expect(seg!(> ., seq ISS + 2, ack IRS + 2, win 65534))
+            .expect_nothing()
+            .expect_events(&[Event::PeerClosed]);
+        assert_eq!(t.state(), State::TimeWait);
+        assert_eq!(t.deadline(), Some(ms(300 + TWO_MSL)));
+    }
+
+    #[test]
+    fn fin_is_retransmitted_on_rto() {
+        let mut t = established();
+        t.at(200).c.close();
+        let fin = seg!(> F., seq ISS + 1, ack IRS + 1, win 65535);
+        t.expect(fin);
+        t.fire(1200).expect(fin).expect_nothing();
+        assert_eq!(t.deadline(), Some(ms(3200)));
+        assert_eq!(t.state(), State::FinWait1);
+    }
+
+    #[test]
+    fn data_is_still_received() {
+        let mut t = established();
+        t.at(200).c.close();
+        t.next().unwrap();
+        t.inject(seg!(< P., seq IRS + 1, ack ISS + 1, win 65535, "hi"))
+            .expect_events(&[Event::Readable]);
+        assert_eq!(t.state(), State::FinWait1);
+        assert_eq!(t.read_all(), b"hi");
+    }
+
+    #[test]
+    fn exact_rst_resets() {
+        let mut t = established();
+        t.at(200).c.close();
+        t.next().unwrap();
+        t.inject(seg!(< R, seq IRS + 1))
+            .expect_nothing()
+            .expect_events(&[Event::Error(Error::Reset), Event::Closed]);
+        assert_eq!(t.state(), State::Closed);
+    }
+
+    #[test]
+    fn in_window_rst_gets_a_challenge_ack() {
+        let mut t = established();
+        t.at(200).c.close();
+        t.next().unwrap();
+        t.inject(seg!(< R, seq IRS + 3))
+            .expect(seg!(> ., seq ISS + 2, ack IRS + 1, win 65535))
+            .expect_nothing();
+        assert_eq!(t.state(), State::FinWait1);
+    }
+}
+
+mod fin_wait_2 {
+    use super::*;
+
+    /// Closed at 200 ms, FIN acknowledged at 300 ms.
+    fn fin_wait_2() -> Tcp {
+        let mut t = established();
+        t.at(200).c.close();
+        t.expect(seg!(> F., seq ISS + 1, ack IRS + 1, win 65535));
+        t.at(300)
+            .inject(seg!(< ., seq IRS + 1, ack ISS + 2, win 65535));
+        assert_eq!(t.state(), State::FinWait2);
+        t
+    }
+
+    #[test]
+    fn data_still_flows_in_after_our_half_close() {
+        let mut t = fin_wait_2();
+        t.at(400)
+            .inject(seg!(< P., seq IRS + 1, ack ISS + 2, win 65535, "more data"))
+            .expect_nothing()
+            .expect_events(&[Event::Readable]);
+        t.fire(440)
+            .expect(seg!(> ., seq ISS + 2, ack IRS + 10, win 65526));
+        assert_eq!(t.read_all(), b"more data");
+        assert_eq!(t.state(), State::FinWait2);
+    }
+
+    #[test]
+    fn fin_moves_to_time_wait() {
+        let mut t = fin_wait_2();
+        t.at(400)
+            .inject(seg!(< FP., seq IRS + 1, ack ISS + 2, win 65535, "tail"))
+            .expect(seg!(> ., seq ISS + 2, ack IRS + 6, win 65530))
+            .expect_nothing()
+            .expect_events(&[Event::Readable, Event::PeerClosed]);
+        assert_eq!(t.state(), State::TimeWait);
+        assert_eq!(t.deadline(), Some(ms(400 + TWO_MSL)));
+        assert_eq!(t.read_all(), b"tail");
+        assert_eq!(t.c.recv(&mut [0; 4]), Ok(0));
+    }
+
+    #[test]
+    fn exact_rst_resets() {
+        let mut t = fin_wait_2();
+        t.inject(seg!(< R., seq IRS + 1, ack ISS + 2))
+            .expect_nothing()
+            .expect_events(&[Event::Error(Error::Reset), Event::Closed]);
+        assert_eq!(t.state(), State::Closed);
+    }
+
+    #[test]
+    fn in_window_rst_gets_a_challenge_ack() {
+        let mut t = fin_wait_2();
+        t.inject(seg!(< R, seq IRS + 1000))
+            .expect(seg!(> ., seq ISS + 2, ack IRS + 1, win 65535))
+            .expect_nothing();
+        assert_eq!(t.state(), State::FinWait2);
+    }
+}
+
+mod close_wait {
+    use super::*;
+
+    /// The peer's FIN arrives at 200 ms.
+    fn close_wait() -> Tcp {
+        let mut t = established();
+        t.at(200)
+            .inject(seg!(< F., seq IRS + 1, ack ISS + 1, win 65535))
+            .expect(seg!(> ., seq ISS + 1, ack IRS + 2, win 65534))
+            .expect_nothing()
+            .expect_events(&[Event::PeerClosed]);
+        assert_eq!(t.state(), State::CloseWait);
+        t
+    }
+
+    #[test]
+    fn fin_moves_to_close_wait_and_reads_end() {
+        let mut t = close_wait();
+        assert_eq!(t.c.recv(&mut [0; 4]), Ok(0));
+        assert!(t.c.at_eof());
+        assert_eq!(t.c.rcv_nxt(), SeqNumber(IRS + 2));
+        assert_eq!(t.deadline(), None);
+    }
+
+    #[test]
+    fn data_before_the_fin_is_read_first() {
+        let mut t = established();
+        t.at(200)
+            .inject(seg!(< FP., seq IRS + 1, ack ISS + 1, win 65535, "last"))
+            .expect(seg!(> ., seq ISS + 1, ack IRS + 6, win 65530))
+            .expect_events(&[Event::Readable, Event::PeerClosed]);
+        assert_eq!(t.state(), State::CloseWait);
+        assert_eq!(t.read_all(), b"last");
+        assert_eq!(t.c.recv(&mut [0; 4]), Ok(0));
+    }
+
+    #[test]
+    fn fin_ahead_of_a_hole_waits_for_it() {
+        let mut t = established();
+        t.at(200)
+            .inject(seg!(< F., seq IRS + 4, ack ISS + 1, win 65535))
+            .expect(seg!(> ., seq ISS + 1, ack IRS + 1, win 65535))
+            .expect_events(&[]);
+        assert_eq!(t.state(), State::Established);
+        t.inject(seg!(< P., seq IRS + 1, ack ISS + 1, win 65535, "abc"))
+            .expect(seg!(> ., seq ISS + 1, ack IRS + 5, win 65531))
+            .expect_events(&[Event::Readable, Event::PeerClosed]);
+        assert_eq!(t.state(), State::CloseWait);
+    }
+
+    #[test]
+    fn we_can_still_send_after_the_peer_closed() {
+        let mut t = close_wait();
+        t.c.send(b"reply").unwrap();
+        t.at(300)
+            .expect(seg!(> P., seq ISS + 1, ack IRS + 2, win 65534, "reply"))
+            .expect_nothing();
+        t.at(400)
+            .inject(seg!(< ., seq IRS + 2, ack ISS + 6, win 65535))
+            .expect_nothing()
+            .expect_events(&[Event::Writable]);
+        assert_eq!(t.state(), State::CloseWait);
+        assert_eq!(t.c.bytes_in_flight(), 0);
+    }
+
+    #[test]
+    fn close_sends_fin_and_moves_to_last_ack() {
+        let mut t = close_wait();
+        t.at(300).c.close();
+        assert_eq!(t.state(), State::LastAck);
+        t.expect(seg!(> F., seq ISS + 1, ack IRS + 2, win 65534))
+            .expect_nothing();
+        assert_eq!(t.deadline(), Some(ms(1300)));
+    }
+
+    #[test]
+    fn retransmitted_fin_is_acked() {
+        let mut t = close_wait();
+        t.at(300)
+            .inject(seg!(< F., seq IRS + 1, ack ISS + 1, win 65535))
+            .expect(seg!(> ., seq ISS + 1, ack IRS + 2, win 65534))
+            .expect_nothing()
+            .expect_events(&[]);
+        assert_eq!(t.state(), State::CloseWait);
+    }
+
+    #[test]
+    fn exact_rst_resets() {
+        let mut t = close_wait();
+        t.inject(seg!(< R, seq IRS + 2))
+            .expect_nothing()
+            .expect_events(&[Event::Error(Error::Reset), Event::Closed]);
+        assert_eq!(t.state(), State::Closed);
+    }
+
+    #[test]
+    fn in_window_rst_gets_a_challenge_ack() {
+        let mut t = close_wait();
+        t.inject(seg!(< R, seq IRS + 50))
+            .expect(seg!(> ., seq ISS + 1, ack IRS + 2, win 65534))
+            .expect_nothing();
+        assert_eq!(t.state(), State::CloseWait);
+    }
+}
+
+mod closing {
+    use super::*;
+
+    /// We close at 200 ms; the peer's FIN, not acknowledging ours, arrives at 250 ms.
+    fn closing() -> Tcp {
+        let mut t = established();
+        t.at(200).c.close();
+        t.expect(seg!(> F., seq ISS + 1, ack IRS + 1, win 65535));
+        t.at(250)
+            .inject(seg!(< F., seq IRS + 1, ack ISS + 1, win 65535))
+            .expect(seg!(> ., seq ISS + 2, ack IRS + 2, win 65534))
+            .expect_nothing()
+            .expect_events(&[Event::PeerClosed]);
+        assert_eq!(t.state(), State::Closing);
+        t
+    }
+
+    #[test]
+    fn ack_of_fin_moves_to_time_wait() {
+        let mut t = closing();
+        t.at(300)
+            .inject(seg!(< ., seq IRS + 2, ack ISS + 2, win 65535))
+            .expect_nothing();
+        assert_eq!(t.state(), State::TimeWait);
+        assert_eq!(t.deadline(), Some(ms(300 + TWO_MSL)));
+    }
+
+    #[test]
+    fn fin_is_retransmitted_on_rto() {
+        let mut t = closing();
+        t.fire(1200)
+            .expect(seg!(> F., seq ISS + 1, ack IRS + 2, win 65534))
+            .expect_nothing();
+        assert_eq!(t.state(), State::Closing);
+    }
+
+    #[test]
+    fn exact_rst_closes_quietly() {
+        let mut t = closing();
+        t.inject(seg!(< R, seq IRS + 2))
+            .expect_nothing()
+            .expect_events(&[Event::Closed]);
+        assert_eq!(t.state(), State::Closed);
+        assert_eq!(t.c.take_error(), None);
+    }
+
+    #[test]
+    fn simultaneous_close_of_two_connections() {
+        let cfg = cfg();
+        let mut a = Connection::connect(cfg, US, PEER, SeqNumber(ISS));
+        let syn = a.poll_transmit(Instant::ZERO).unwrap();
+        let b = Connection::accept(cfg, PEER, US, SeqNumber(IRS), Instant::ZERO, &syn.repr);
+        let mut p = Pair {
+            a,
+            b,
+            now: Instant::ZERO,
+            log: Vec::new(),
+        };
+        p.drive(|_, _| {}, |a, b| a.is_established() && b.is_established());
+        p.now = ms(100);
+        p.a.close();
+        p.b.close();
+        let fin_a = p.a.poll_transmit(p.now).unwrap().repr;
+        let fin_b = p.b.poll_transmit(p.now).unwrap().repr;
+        p.a.handle_segment(p.now, *PEER.ip(), &fin_b);
+        p.b.handle_segment(p.now, *US.ip(), &fin_a);
+        assert_eq!(p.a.state(), State::Closing);
+        assert_eq!(p.b.state(), State::Closing);
+        p.step();
+        assert_eq!(p.a.state(), State::TimeWait);
+        assert_eq!(p.b.state(), State::TimeWait);
+        assert_eq!(p.a.poll_timeout(), Some(ms(100 + TWO_MSL)));
+        p.drive(|_, _| {}, |_, _| false);
+        assert!(p.a.is_closed() && p.b.is_closed());
+        assert_eq!(p.now, ms(100 + TWO_MSL));
+        for c in [&mut p.a, &mut p.b] {
+            assert_eq!(
+                events(c),
+                [Event::Connected, Event::PeerClosed, Event::Closed]
+            );
+        }
+    }
+}
+
+mod last_ack {
+    use super::*;
+
+    /// The peer's FIN at 200 ms, our close and FIN at 300 ms.
+    fn last_ack(cfg: Config) -> Tcp {
+        let mut t = open(cfg, 65535);
+        t.at(200)
+            .inject(seg!(< F., seq IRS + 1, ack ISS + 1, win 65535))
+            .expect(seg!(> ., seq ISS + 1, ack IRS + 2, win 65534))
+            .expect_events(&[Event::PeerClosed]);
+        t.at(300).c.close();
+        t.expect(seg!(> F., seq ISS + 1, ack IRS + 2, win 65534));
+        assert_eq!(t.state(), State::LastAck);
+        t
+    }
+
+    #[test]
+    fn ack_of_fin_closes() {
+        let mut t = last_ack(cfg());
+        t.at(400)
+            .inject(seg!(< ., seq IRS + 2, ack ISS + 2, win 65535))
+            .expect_nothing()
+            .expect_events(&[Event::Closed]);
+        assert_eq!(t.state(), State::Closed);
+        assert!(t.c.is_closed());
+        assert_eq!(t.deadline(), None);
+        assert_eq!(t.c.take_error(), None);
+    }
+
+    #[test]
+    fn fin_is_retransmitted_then_gives_up() {
+        let mut t = last_ack(Config {
+            max_retries: 1,
+            ..cfg()
+        });
+        t.fire(1300)
+            .expect(seg!(> F., seq ISS + 1, ack IRS + 2, win 65534))
+            .expect_nothing();
+        t.fire(3300).expect_nothing();
+        assert_eq!(t.state(), State::Closed);
+        t.expect_events(&[Event::Error(Error::TimedOut), Event::Closed]);
+    }
+
+    #[test]
+    fn exact_rst_closes_quietly() {
+        let mut t = last_ack(cfg());
+        t.inject(seg!(< R, seq IRS + 2))
+            .expect_nothing()
+            .expect_events(&[Event::Closed]);
+        assert_eq!(t.state(), State::Closed);
+        assert_eq!(t.c.take_error(), None);
+    }
+}
+
+mod time_wait {
+    use super::*;
+
+    /// FIN-WAIT-2 at 300 ms, the peer's FIN at 400 ms.
+    fn time_wait() -> Tcp {
+        let mut t = established();
+        t.at(200).c.close();
+        t.expect(seg!(> F., seq ISS + 1, ack IRS + 1, win 65535));
+        t.at(300)
+            .inject(seg!(< ., seq IRS + 1, ack ISS + 2, win 65535));
+        t.at(400)
+            .inject(seg!(< F., seq IRS + 1, ack ISS + 2, win 65535))
+            .expect(seg!(> ., seq ISS + 2, ack IRS + 2, win 65534))
+            .expect_nothing()
+            .expect_events(&[Event::PeerClosed]);
+        assert_eq!(t.state(), State::TimeWait);
+        t
+    }
+
+    #[test]
+    fn lasts_exactly_two_msl() {
+        let mut t = time_wait();
+        let end = ms(400 + TWO_MSL);
+        assert_eq!(t.deadline(), Some(end));
+        t.now = end.checked_sub(Duration::from_nanos(1)).unwrap();
+        t.c.handle_timeout(t.now);
+        assert_eq!(t.state(), State::TimeWait);
+        t.fire(400 + TWO_MSL).expect_nothing();
+        assert_eq!(t.state(), State::Closed);
+        t.expect_events(&[Event::Closed]);
+        assert!(t.c.is_closed());
+        assert_eq!(t.deadline(), None);
+    }
+
+    #[test]
+    fn retransmitted_fin_is_acked_and_restarts_the_timer() {
+        let mut t = time_wait();
+        t.at(10_400)
+            .inject(seg!(< F., seq IRS + 1, ack ISS + 2, win 65535))
+            .expect(seg!(> ., seq ISS + 2, ack IRS + 2, win 65534))
+            .expect_nothing()
+            .expect_events(&[]);
+        assert_eq!(t.state(), State::TimeWait);
+        assert_eq!(t.deadline(), Some(ms(10_400 + TWO_MSL)));
+    }
+
+    #[test]
+    fn exact_rst_closes_quietly() {
+        let mut t = time_wait();
+        t.inject(seg!(< R, seq IRS + 2))
+            .expect_nothing()
+            .expect_events(&[Event::Closed]);
+        assert_eq!(t.state(), State::Closed);
+        assert_eq!(t.c.take_error(), None);
+    }
+
+    #[test]
+    fn in_window_rst_gets_a_challenge_ack() {
+        let mut t = time_wait();
+        t.inject(seg!(< R, seq IRS + 9))
+            .expect(seg!(> ., seq ISS + 2, ack IRS + 2, win 65534))
+            .expect_nothing();
+        assert_eq!(t.state(), State::TimeWait);
+    }
+
+    #[test]
+    fn application_calls_after_close() {
+        let mut t = time_wait();
+        assert_eq!(t.c.send(b"x"), Err(Error::BrokenPipe));
+        assert_eq!(t.c.recv(&mut [0; 4]), Ok(0));
+        t.c.close();
+        t.c.abort();
+        t.expect_nothing();
+        assert_eq!(t.state(), State::Closed);
+        t.expect_events(&[Event::Closed]);
+    }
+}
