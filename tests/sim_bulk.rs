@@ -73,6 +73,13 @@ fn loss_reorder_duplication() {
 }
 
 #[test]
+fn ten_percent_loss() {
+    let mut l = base();
+    l.loss = 0.10;
+    run("10% loss", l, Duration::from_secs(3600));
+}
+
+#[test]
 fn one_percent_corruption() {
     let mut l = base();
     l.corrupt = 0.01;

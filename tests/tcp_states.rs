@@ -854,6 +854,7 @@ mod syn_sent {
             options: TcpOptions {
                 mss: Some(1460),
                 window_scale: Some(3),
+                sack_permitted: true,
                 timestamp: Some((20, 10)),
                 ..TcpOptions::default()
             },

@@ -2,9 +2,23 @@
 //!
 //! Sequence space on the sending side: `iss` (the SYN), then the data bytes held by the send
 //! buffer from `snd_una` on, then our FIN at `send_buf.end()` once the application closed.
-//! Invariants: `snd_una <= snd_nxt <= snd_max`, where `snd_max` is one past the highest sequence
-//! number ever sent; after a retransmission timeout `snd_nxt` goes back to `snd_una` and the
-//! window is resent (go-back-N; selective recovery plugs in at `on_dupack`/`on_rto`).
+//! Invariants: `snd_una <= snd_nxt == snd_max` once synchronized (`snd_nxt` only rewinds to
+//! resend a SYN). Every segment sent is recorded in a [`Scoreboard`] with its transmit time;
+//! retransmissions are chosen from it, never by rewinding `snd_nxt`.
+//!
+//! Loss detection and recovery, in the order they act:
+//! - RACK (RFC 8985): a segment sent before one that has since been delivered (cumulatively or by
+//!   SACK) is lost once it is older than that RTT plus a reordering window; the reordering timer
+//!   looks again when the window runs out. With SACK this is the primary detector, backed by the
+//!   duplicate threshold of RFC 6675.
+//! - Without SACK, three duplicate ACKs trigger fast retransmit and NewReno recovery (RFC 6582),
+//!   with limited transmit (RFC 3042) on the first two.
+//! - The tail loss probe (RFC 8985 section 7) resends the last segment (or sends new data) two
+//!   SRTTs after the last transmission, so a lost tail is repaired without waiting for the RTO.
+//! - The RTO (RFC 6298) marks everything unacknowledged lost and restarts from one segment.
+//!
+//! Fast recovery sends retransmissions first, then new data, while RFC 6675's `pipe` is below
+//! `cwnd`; congestion control reduces once per recovery episode.
 //!
 //! On the receiving side `rcv_nxt` is the receive buffer's next expected byte, plus one once the
 //! peer's FIN has been consumed in order.
@@ -12,12 +26,13 @@
 use std::collections::VecDeque;
 use std::net::{Ipv4Addr, SocketAddrV4};
 
-use super::congestion::{CongestionControl, NewReno};
+use super::congestion::{CongestionControl, Controller};
 use super::isn::IsnGenerator;
 use super::recv::RecvBuffer;
 use super::rtt::RttEstimator;
+use super::scoreboard::{Delivered, LossCause, Rack, Scoreboard};
 use super::send::SendBuffer;
-use super::{Config, Error, Event, State};
+use super::{Config, Error, Event, KeepAlive, State};
 use crate::time::{Duration, Instant};
 use crate::wire::tcp::MAX_SACK_BLOCKS;
 use crate::wire::{SeqNumber, TcpFlags, TcpOptions, TcpRepr};
@@ -33,6 +48,73 @@ const PERSIST_MAX: Duration = Duration::from_secs(60);
 /// Least spacing of ACKs sent in answer to out-of-window segments without data (as Linux's
 /// tcp_invalid_ratelimit).
 const OOW_ACK_INTERVAL: Duration = Duration::from_millis(500);
+/// Added to the tail loss probe timeout when a single segment is in flight: the peer may hold
+/// its ACK that long (RFC 8985 WCDelAckT).
+const TLP_DELACK_ALLOWANCE: Duration = Duration::from_millis(200);
+/// Floor of the tail loss probe timeout (as Linux).
+const TLP_MIN: Duration = Duration::from_millis(10);
+
+/// The kinds of timer a connection runs; a timer wheel keys them by (connection, kind).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum TimerKind {
+    Rto,
+    TailLossProbe,
+    Reorder,
+    DelayedAck,
+    Persist,
+    KeepAlive,
+    TimeWait,
+}
+
+impl TimerKind {
+    pub const ALL: [TimerKind; 7] = [
+        TimerKind::Rto,
+        TimerKind::TailLossProbe,
+        TimerKind::Reorder,
+        TimerKind::DelayedAck,
+        TimerKind::Persist,
+        TimerKind::KeepAlive,
+        TimerKind::TimeWait,
+    ];
+}
+
+/// A snapshot in the spirit of Linux `tcp_info`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TcpInfo {
+    pub state: State,
+    pub srtt: Option<Duration>,
+    pub rttvar: Duration,
+    pub rto: Duration,
+    pub min_rtt: Option<Duration>,
+    pub mss: usize,
+    pub cwnd: usize,
+    pub ssthresh: usize,
+    pub snd_wnd: usize,
+    pub rcv_wnd: usize,
+    pub bytes_in_flight: usize,
+    pub pipe: usize,
+    pub sacked_bytes: usize,
+    pub lost_bytes: usize,
+    pub in_recovery: bool,
+    pub backoff: u32,
+    pub stats: ConnStats,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Recovery {
+    /// snd_max when it began: it ends once snd_una passes this.
+    point: SeqNumber,
+    /// Fast recovery (cwnd frozen) rather than after an RTO (slow start).
+    fast: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct TailProbe {
+    /// snd_max after the probe: the episode ends when this is acknowledged.
+    end: SeqNumber,
+    retransmission: bool,
+    dsacked: bool,
+}
 
 /// A segment to send: the header (its payload left empty) and how many payload bytes follow.
 /// Copy the payload with [`Connection::write_payload`] straight into the outgoing frame.
@@ -63,6 +145,18 @@ pub struct ConnStats {
     pub rst_out: u64,
     pub challenge_acks: u64,
     pub zero_window_probes: u64,
+    /// Retransmissions by cause.
+    pub retrans_rto: u64,
+    pub retrans_fast: u64,
+    pub retrans_tlp: u64,
+    pub fast_recoveries: u64,
+    pub tlp_probes: u64,
+    pub sack_blocks_in: u64,
+    pub sack_blocks_out: u64,
+    pub dsack_in: u64,
+    pub dsack_out: u64,
+    pub keepalive_probes: u64,
+    pub icmp_errors: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -123,11 +217,28 @@ pub struct Connection {
     last_oow_ack: Option<Instant>,
 
     rtt: RttEstimator,
-    /// A timed segment: (sequence number it ends at, when it was sent).
+    /// The SYN's transmission time, for the handshake's RTT sample.
     rtt_probe: Option<(SeqNumber, Instant)>,
     retries: u32,
     dupacks: u32,
-    cc: NewReno,
+    cc: Controller,
+    sb: Scoreboard,
+    rack: Rack,
+    reorder_at: Option<Instant>,
+    recovery: Option<Recovery>,
+    /// NewReno's `recover` (RFC 6582): no new fast retransmit until snd_una passes it.
+    recover: SeqNumber,
+    /// Retransmit the first lost segment at once, whatever cwnd says (RFC 6675 4.2).
+    rexmit_head: bool,
+    tlp_at: Option<Instant>,
+    tlp_fire: bool,
+    tlp: Option<TailProbe>,
+    /// A duplicate range to report first in the next SACK option (RFC 2883).
+    dsack: Option<(SeqNumber, SeqNumber)>,
+    keepalive: Option<KeepAlive>,
+    keepalive_at: Option<Instant>,
+    keepalive_probes_out: u32,
+    keepalive_send: bool,
 
     /// RSTs to send, each with its destination: from LISTEN or CLOSED that is the sender of the
     /// segment answered, not `remote`.
@@ -136,6 +247,8 @@ pub struct Connection {
     readable_queued: bool,
     writable_queued: bool,
     error: Option<Error>,
+    /// An error worth reporting that did not end the connection (an ICMP report).
+    soft_error: Option<Error>,
     stats: ConnStats,
 }
 
@@ -243,12 +356,30 @@ impl Connection {
             rtt_probe: None,
             retries: 0,
             dupacks: 0,
-            cc: NewReno::new(mss, cfg.initial_window),
+            cc: Controller::new(cfg.congestion, mss, cfg.initial_window),
+            sb: Scoreboard::new(),
+            rack: Rack {
+                reo_wnd_mult: 1,
+                ..Rack::default()
+            },
+            reorder_at: None,
+            recovery: None,
+            recover: iss,
+            rexmit_head: false,
+            tlp_at: None,
+            tlp_fire: false,
+            tlp: None,
+            dsack: None,
+            keepalive: cfg.keepalive,
+            keepalive_at: None,
+            keepalive_probes_out: 0,
+            keepalive_send: false,
             replies: VecDeque::new(),
             events: VecDeque::new(),
             readable_queued: false,
             writable_queued: false,
             error: None,
+            soft_error: None,
             stats: ConnStats::default(),
         }
     }
@@ -416,9 +547,9 @@ impl Connection {
         self.state == State::Closed && self.replies.is_empty()
     }
 
-    /// The pending error, cleared by reading it (SO_ERROR).
+    /// The pending error, cleared by reading it (SO_ERROR): a fatal one, else a soft one.
     pub fn take_error(&mut self) -> Option<Error> {
-        self.error.take()
+        self.error.take().or_else(|| self.soft_error.take())
     }
 
     pub fn error(&self) -> Option<Error> {
@@ -603,44 +734,73 @@ impl Connection {
 
     // ---------------------------------------------------------------- timers
 
-    /// The next instant at which [`Connection::handle_timeout`] has work.
-    pub fn poll_timeout(&self) -> Option<Instant> {
-        let t = earliest(self.rto_at, self.delack_at);
-        let t = earliest(t, self.persist_at);
-        earliest(t, self.timewait_at)
+    /// The deadline of one kind of timer, if armed.
+    pub fn timer(&self, kind: TimerKind) -> Option<Instant> {
+        match kind {
+            TimerKind::Rto => self.rto_at,
+            TimerKind::TailLossProbe => self.tlp_at,
+            TimerKind::Reorder => self.reorder_at,
+            TimerKind::DelayedAck => self.delack_at,
+            TimerKind::Persist => self.persist_at,
+            TimerKind::KeepAlive => self.keepalive_at,
+            TimerKind::TimeWait => self.timewait_at,
+        }
     }
 
+    /// The next instant at which [`Connection::handle_timeout`] has work.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        TimerKind::ALL
+            .iter()
+            .fold(None, |t, k| earliest(t, self.timer(*k)))
+    }
+
+    /// Runs every timer due at `now`.
     pub fn handle_timeout(&mut self, now: Instant) {
-        if self.timewait_at.is_some_and(|t| t <= now) {
+        let due = |t: Option<Instant>| t.is_some_and(|t| t <= now);
+        if due(self.timewait_at) {
             self.timewait_at = None;
             self.enter_closed();
             return;
         }
-        if self.delack_at.is_some_and(|t| t <= now) {
+        if due(self.delack_at) {
             self.delack_at = None;
             self.ack = AckState::Now;
         }
-        if self.rto_at.is_some_and(|t| t <= now) {
+        if due(self.rto_at) {
             self.rto_at = None;
             self.on_rto(now);
         }
-        if self.persist_at.is_some_and(|t| t <= now) {
+        if due(self.reorder_at) {
+            self.reorder_at = None;
+            self.detect_losses(now);
+        }
+        if due(self.tlp_at) {
+            self.tlp_at = None;
+            if self.tlp.is_none() && self.recovery.is_none() && !self.sb.is_empty() {
+                self.tlp_fire = true;
+            }
+        }
+        if due(self.persist_at) {
             self.persist_at = None;
             self.force_probe = true;
             self.persist_backoff = self.persist_backoff.saturating_add(1);
         }
+        if due(self.keepalive_at) {
+            self.keepalive_at = None;
+            self.on_keepalive_timer(now);
+        }
     }
 
     fn on_rto(&mut self, now: Instant) {
-        if self.snd_una == self.snd_max
-            && !matches!(self.state, State::SynSent | State::SynReceived)
-        {
+        let handshake = matches!(self.state, State::SynSent | State::SynReceived);
+        if self.snd_una == self.snd_max && !handshake {
             return;
         }
         self.retries += 1;
-        let limit = match self.state {
-            State::SynSent | State::SynReceived => self.cfg.syn_retries,
-            _ => self.cfg.max_retries,
+        let limit = if handshake {
+            self.cfg.syn_retries
+        } else {
+            self.cfg.max_retries
         };
         if self.retries > limit {
             self.fail(Error::TimedOut);
@@ -649,14 +809,27 @@ impl Connection {
         self.stats.rto_events += 1;
         self.rtt.on_timeout();
         self.rtt_probe = None;
-        let flight = self.bytes_in_flight();
-        self.cc.on_rto(now, flight, self.mss);
-        self.dupacks = 0;
-        // go back: everything unacknowledged is sent again, starting with the oldest
-        self.snd_nxt = self.snd_una;
-        if self.snd_wnd == 0 {
-            // the window is still shut: without a probe nothing would be resent at all
-            self.force_probe = true;
+        if handshake {
+            self.snd_nxt = self.iss;
+        } else {
+            self.cc.on_rto(now, self.sb.pipe());
+            // a receiver may renege on SACKed data: after repeated timeouts, resend it too
+            self.sb.mark_all_lost(self.retries > 1);
+            self.recovery = Some(Recovery {
+                point: self.snd_max,
+                fast: false,
+            });
+            self.recover = self.snd_max;
+            self.rexmit_head = true;
+            self.dupacks = 0;
+            self.tlp = None;
+            self.tlp_at = None;
+            self.tlp_fire = false;
+            self.reorder_at = None;
+            if self.snd_wnd == 0 {
+                // the window is still shut: the retransmission goes out as a window probe
+                self.force_probe = true;
+            }
         }
         self.rto_at = Some(now + self.rtt.rto());
     }
@@ -682,7 +855,10 @@ impl Connection {
             }
             State::Listen => self.on_listen(now, src, seg),
             State::SynSent => self.on_syn_sent(now, seg),
-            _ => self.on_synchronized(now, seg),
+            _ => {
+                self.on_synchronized(now, seg);
+                self.peer_alive(now);
+            }
         }
     }
 
@@ -751,7 +927,7 @@ impl Connection {
             mss -= TIMESTAMP_OPTION_LEN;
         }
         self.mss = mss;
-        self.cc = NewReno::new(mss, self.cfg.initial_window);
+        self.cc = Controller::new(self.cfg.congestion, mss, self.cfg.initial_window);
     }
 
     fn on_syn_sent(&mut self, now: Instant, seg: &TcpRepr) {
@@ -787,6 +963,7 @@ impl Connection {
             self.state = State::Established;
             self.ack = AckState::Now;
             self.push_event(Event::Connected);
+            self.peer_alive(now);
             if self.fin_queued {
                 self.state = State::FinWait1;
             }
@@ -889,6 +1066,12 @@ impl Connection {
             if !zero_window_ack {
                 if !seg.flags.rst() {
                     self.stats.dup_segs_in += 1;
+                    if !seg.payload.is_empty()
+                        && (seg.seq + seg.payload.len()).diff(self.rcv_nxt()) <= 0
+                    {
+                        // wholly old data: a spurious retransmission, reported by D-SACK
+                        self.dsack = Some((seg.seq, seg.seq + seg.payload.len()));
+                    }
                     self.ack_out_of_window(now, seg.payload.is_empty());
                     if self.state == State::TimeWait && seg.flags.fin() {
                         self.timewait_at = Some(now + self.cfg.msl.saturating_mul(2));
@@ -997,19 +1180,49 @@ impl Connection {
             self.ack = AckState::Now;
             return false;
         }
-        if ack.diff(self.snd_una) > 0 {
+        if ack.diff(self.snd_una) < 0 {
+            // an old duplicate: nothing to learn, not even the window (RFC 9293 3.10.7.4)
+            return true;
+        }
+        let mut delivered = Delivered::default();
+        let newly_acked = ack - self.snd_una;
+        let syn_acked = self.snd_una == self.iss && newly_acked > 0;
+        if newly_acked > 0 {
+            self.sb.ack_to(ack, &mut delivered);
             self.on_new_ack(now, ack);
-        } else if ack == self.snd_una
-            && seg.payload.is_empty()
+        } else if seg.payload.is_empty()
             && !seg.flags.fin()
             && self.snd_una != self.snd_max
             && wnd == self.snd_wnd
         {
-            self.on_dupack(now);
+            self.stats.dupacks_in += 1;
+            self.dupacks += 1;
         }
-        if ack.diff(self.snd_una) >= 0
-            && (self.snd_wl1.diff(seg.seq) < 0
-                || (self.snd_wl1 == seg.seq && self.snd_wl2.diff(ack) <= 0))
+        if self.sack_ok {
+            self.process_sack(seg, &mut delivered);
+        }
+        self.sample_rtt(now, seg, &delivered);
+        self.rack.update(now, &delivered);
+        if let Some(r) = self.recovery {
+            if self.snd_una.diff(r.point) >= 0 {
+                self.recovery = None;
+                if r.fast {
+                    self.cc.on_recovery_end(now);
+                }
+            }
+        }
+        let delivered_bytes = newly_acked - syn_acked as usize + delivered.sacked_bytes;
+        if delivered_bytes > 0 && self.recovery.is_none_or(|r| !r.fast) {
+            self.cc.on_ack(now, delivered_bytes, self.rtt.srtt());
+        }
+        self.end_tail_probe(now);
+        self.detect_losses(now);
+        if newly_acked > 0 && !self.sack_ok {
+            self.newreno_partial_ack(ack);
+        }
+
+        if self.snd_wl1.diff(seg.seq) < 0
+            || (self.snd_wl1 == seg.seq && self.snd_wl2.diff(ack) <= 0)
         {
             let was_zero = self.snd_wnd == 0;
             self.snd_wnd = wnd;
@@ -1019,13 +1232,13 @@ impl Connection {
             if self.snd_wnd > 0 {
                 self.persist_at = None;
                 self.persist_backoff = 0;
-                if was_zero && self.snd_nxt != self.snd_una {
-                    // what we sent into the shut window (the probe) was dropped: send it again
+                if was_zero && self.snd_max != self.snd_una {
+                    // what we sent into the shut window (the probes) was dropped: forget it and
+                    // send those bytes again as part of full segments
+                    self.sb.clear();
                     self.snd_nxt = self.snd_una;
-                    self.rtt_probe = None;
-                    if self.rto_at.is_none() {
-                        self.restart_rto(now);
-                    }
+                    self.snd_max = self.snd_una;
+                    self.rto_at = None;
                 }
             } else {
                 // the peer answers our probes: it may keep its window shut as long as it likes
@@ -1033,12 +1246,13 @@ impl Connection {
                 self.retries = 0;
             }
         }
+        if newly_acked > 0 {
+            self.schedule_tail_probe(now);
+        }
         true
     }
 
     fn on_new_ack(&mut self, now: Instant, ack: SeqNumber) {
-        let acked = ack - self.snd_una;
-        let syn_acked = self.snd_una == self.iss;
         let data_acked = self.send_buf.ack_to(ack);
         self.snd_una = ack;
         if self.snd_nxt.diff(ack) < 0 {
@@ -1052,27 +1266,163 @@ impl Connection {
             }
         }
         self.retries = 0;
-        self.dupacks = 0;
+        if self.recovery.is_none() {
+            self.dupacks = 0;
+        }
         self.rtt.reset_backoff();
         self.force_probe = false;
         if self.snd_una == self.snd_max {
             self.rto_at = None;
+            self.tlp_at = None;
+            self.reorder_at = None;
         } else {
             self.restart_rto(now);
-        }
-        let counted = acked - syn_acked as usize;
-        if counted > 0 {
-            self.cc.on_ack(now, counted, self.mss);
         }
         if data_acked > 0 && self.send_space() > 0 {
             self.push_event(Event::Writable);
         }
     }
 
-    /// Seam for loss recovery: duplicate ACKs are counted here.
-    fn on_dupack(&mut self, _now: Instant) {
-        self.stats.dupacks_in += 1;
-        self.dupacks += 1;
+    /// Applies the SACK blocks of an ACK to the scoreboard; a D-SACK (RFC 2883: a first block
+    /// below the cumulative ACK or inside the second block) tells of a spurious retransmission
+    /// or reordering instead.
+    fn process_sack(&mut self, seg: &TcpRepr, delivered: &mut Delivered) {
+        let blocks = seg.options.sack();
+        self.stats.sack_blocks_in += blocks.len() as u64;
+        for (i, &(left, right)) in blocks.iter().enumerate() {
+            if right.diff(left) <= 0 {
+                continue;
+            }
+            let dsack = i == 0
+                && (right.diff(seg.ack) <= 0
+                    || blocks
+                        .get(1)
+                        .is_some_and(|&(l2, r2)| left.diff(l2) >= 0 && right.diff(r2) <= 0));
+            if dsack {
+                self.stats.dsack_in += 1;
+                self.rack.reordering_seen = true;
+                self.rack.reo_wnd_mult = (self.rack.reo_wnd_mult + 1).min(16);
+                self.rack.reo_wnd_persist = 16;
+                if let Some(t) = self.tlp.as_mut() {
+                    t.dsacked = true;
+                }
+                continue;
+            }
+            // only blocks within what is outstanding count
+            let left = left.max(self.snd_una);
+            let right = right.min(self.snd_max);
+            if right.diff(left) > 0 {
+                self.sb.sack(left, right, delivered);
+            }
+        }
+    }
+
+    /// RTT sample from the newest segment this ACK delivered: never from a retransmission
+    /// (Karn) unless the echoed timestamp proves the ACK answers that retransmission.
+    fn sample_rtt(&mut self, now: Instant, seg: &TcpRepr, delivered: &Delivered) {
+        let Some((sent_at, _, retransmitted, ts_val)) = delivered.newest else {
+            return;
+        };
+        let unambiguous = !retransmitted
+            || (self.ts_ok
+                && seg
+                    .options
+                    .timestamp
+                    .is_some_and(|(_, ecr)| (ecr.wrapping_sub(ts_val) as i32) >= 0));
+        if unambiguous {
+            self.rtt.sample(now - sent_at);
+        }
+    }
+
+    /// Runs RACK (and, with SACK, the duplicate threshold) over the scoreboard; enters fast
+    /// recovery if anything new was marked lost.
+    fn detect_losses(&mut self, now: Instant) {
+        let mut marked = 0;
+        if self.sack_ok {
+            let in_recovery = self.recovery.is_some();
+            let dupthresh_met = self.sb.sacked_bytes() >= 3 * self.mss;
+            let srtt = self.rtt.srtt().unwrap_or(self.rtt.base_rto());
+            let reo_wnd = self.rack.reo_wnd(in_recovery, dupthresh_met, srtt);
+            let (n, recheck) = self.sb.rack_detect(now, &self.rack, reo_wnd);
+            marked += n + self.sb.dupthresh_detect(self.mss);
+            self.reorder_at = recheck;
+        } else if self.dupacks >= 3
+            && self.recovery.is_none()
+            && self.snd_una.diff(self.recover) >= 0
+        {
+            // NewReno fast retransmit (RFC 6582 3.2 step 2)
+            if !self.sb.is_empty() && self.sb.mark_lost(0, LossCause::Fast) {
+                marked += 1;
+            }
+        }
+        if marked > 0 && self.recovery.is_none() {
+            self.stats.fast_recoveries += 1;
+            let flight = self.sb.pipe() + self.sb.lost_bytes();
+            self.cc.on_congestion_event(now, flight);
+            self.recovery = Some(Recovery {
+                point: self.snd_max,
+                fast: true,
+            });
+            self.recover = self.snd_max;
+            self.rexmit_head = true;
+            self.tlp_at = None;
+        }
+    }
+
+    /// NewReno partial acknowledgment (RFC 6582 3.2 step 5): the next hole is lost too.
+    fn newreno_partial_ack(&mut self, ack: SeqNumber) {
+        if let Some(r) = self.recovery {
+            if r.fast && ack.diff(r.point) < 0 && !self.sb.is_empty() {
+                self.sb.mark_lost(0, LossCause::Fast);
+                self.rexmit_head = true;
+                self.dupacks = 0;
+            }
+        }
+    }
+
+    /// Arms the tail loss probe (RFC 8985 7.2) after new data went out or was acknowledged.
+    fn schedule_tail_probe(&mut self, now: Instant) {
+        if !self.sack_ok
+            || !self.state.is_synchronized()
+            || self.recovery.is_some()
+            || self.tlp.is_some()
+            || self.sb.is_empty()
+        {
+            self.tlp_at = None;
+            return;
+        }
+        let pto = match self.rtt.srtt() {
+            Some(srtt) => {
+                let mut p = srtt.saturating_mul(2);
+                if self.sb.len() == 1 {
+                    p = p + TLP_DELACK_ALLOWANCE;
+                }
+                p.max(TLP_MIN)
+            }
+            None => self.cfg.rto_initial,
+        };
+        let at = now + pto;
+        if self.rto_at.is_some_and(|rto| rto <= at) {
+            self.tlp_at = None;
+        } else {
+            self.tlp_at = Some(at);
+        }
+    }
+
+    /// The probe's episode ends once what it sent is acknowledged. If it was a retransmission
+    /// that no D-SACK called spurious, it repaired a real loss: reduce as for one
+    /// (RFC 8985 7.4).
+    fn end_tail_probe(&mut self, now: Instant) {
+        let Some(t) = self.tlp else { return };
+        if self.snd_una.diff(t.end) < 0 {
+            return;
+        }
+        self.tlp = None;
+        if t.retransmission && !t.dsacked && self.recovery.is_none() {
+            let flight = self.sb.pipe();
+            self.cc.on_congestion_event(now, flight);
+            self.cc.on_recovery_end(now);
+        }
     }
 
     fn our_fin_acked(&self) -> bool {
@@ -1090,6 +1440,10 @@ impl Connection {
         }
         if r.advanced == 0 {
             self.stats.dup_segs_in += 1;
+            let end = (seq + payload.len()).min(self.recv_buf.rcv_nxt());
+            if end.diff(seq) > 0 {
+                self.dsack = Some((seq, end));
+            }
             self.ack = AckState::Now;
             return;
         }
@@ -1142,19 +1496,25 @@ impl Connection {
 
     fn enter_time_wait(&mut self, now: Instant) {
         self.state = State::TimeWait;
-        self.rto_at = None;
-        self.persist_at = None;
-        self.delack_at = None;
+        self.stop_timers();
         self.timewait_at = Some(now + self.cfg.msl.saturating_mul(2));
+    }
+
+    fn stop_timers(&mut self) {
+        self.rto_at = None;
+        self.tlp_at = None;
+        self.reorder_at = None;
+        self.delack_at = None;
+        self.persist_at = None;
+        self.keepalive_at = None;
+        self.timewait_at = None;
     }
 
     fn enter_closed(&mut self) {
         let was = self.state;
         self.state = State::Closed;
-        self.rto_at = None;
-        self.delack_at = None;
-        self.persist_at = None;
-        self.timewait_at = None;
+        self.stop_timers();
+        self.sb.clear();
         self.ack = AckState::None;
         if was != State::Closed && was != State::Listen {
             self.push_event(Event::Closed);
@@ -1162,10 +1522,105 @@ impl Connection {
     }
 
     fn fail(&mut self, e: Error) {
+        self.sb.clear();
         self.error = Some(e);
         self.push_event(Event::Error(e));
         self.send_buf.ack_to(self.send_buf.end());
         self.enter_closed();
+    }
+
+    // ---------------------------------------------------------------- keep-alive, ICMP
+
+    /// Enables (or with `None` disables) keep-alive probing (SO_KEEPALIVE with TCP_KEEPIDLE,
+    /// TCP_KEEPINTVL, TCP_KEEPCNT).
+    pub fn set_keepalive(&mut self, now: Instant, ka: Option<KeepAlive>) {
+        self.keepalive = ka;
+        self.keepalive_probes_out = 0;
+        self.keepalive_at = match ka {
+            Some(k) if self.state.is_synchronized() => Some(now + k.idle),
+            _ => None,
+        };
+    }
+
+    pub fn keepalive(&self) -> Option<KeepAlive> {
+        self.keepalive
+    }
+
+    /// Any segment from the peer proves it alive: the idle period starts again.
+    fn peer_alive(&mut self, now: Instant) {
+        self.keepalive_probes_out = 0;
+        if let Some(k) = self.keepalive {
+            if matches!(
+                self.state,
+                State::Established | State::CloseWait | State::FinWait1 | State::FinWait2
+            ) {
+                self.keepalive_at = Some(now + k.idle);
+            }
+        }
+    }
+
+    fn on_keepalive_timer(&mut self, now: Instant) {
+        let Some(k) = self.keepalive else { return };
+        if !matches!(
+            self.state,
+            State::Established | State::CloseWait | State::FinWait1 | State::FinWait2
+        ) {
+            return;
+        }
+        if !self.sb.is_empty() || !self.send_buf.is_empty() {
+            // data in flight: the retransmission timer watches the peer instead
+            self.keepalive_at = Some(now + k.idle);
+            return;
+        }
+        if self.keepalive_probes_out >= k.count {
+            self.fail(Error::TimedOut);
+            return;
+        }
+        self.keepalive_probes_out += 1;
+        self.keepalive_send = true;
+        self.keepalive_at = Some(now + k.interval);
+    }
+
+    /// An ICMP destination-unreachable (or time-exceeded) quoting one of our segments with
+    /// sequence number `seq`. It is believed only if `seq` is one we may have sent (RFC 5927).
+    /// It ends the connection while we are already doubting the peer (connecting, or
+    /// retransmitting, or probing an idle peer) and is kept as a soft error otherwise, as a
+    /// transient routing failure must not kill a healthy connection (RFC 1122 4.2.3.9).
+    pub fn handle_icmp_unreachable(&mut self, _now: Instant, seq: SeqNumber) {
+        if !seq.in_range_incl(self.snd_una - 1, self.snd_max) {
+            return;
+        }
+        self.stats.icmp_errors += 1;
+        let doubting =
+            self.state == State::SynSent || self.retries > 0 || self.keepalive_probes_out > 0;
+        match self.state {
+            State::Closed | State::Listen | State::TimeWait => {}
+            _ if doubting => self.fail(Error::HostUnreachable),
+            _ => self.soft_error = Some(Error::HostUnreachable),
+        }
+    }
+
+    /// A snapshot of the connection's state and counters, like Linux `tcp_info`.
+    pub fn info(&self) -> TcpInfo {
+        TcpInfo {
+            state: self.state,
+            srtt: self.rtt.srtt(),
+            rttvar: self.rtt.rttvar(),
+            rto: self.rtt.rto(),
+            min_rtt: self.rack.min_rtt,
+            mss: self.mss,
+            cwnd: self.cc.cwnd(),
+            ssthresh: self.cc.ssthresh(),
+            snd_wnd: self.snd_wnd,
+            rcv_wnd: self.recv_buf.window(),
+            bytes_in_flight: self.bytes_in_flight(),
+            pipe: self.sb.pipe(),
+            sacked_bytes: self.sb.sacked_bytes(),
+            lost_bytes: self.sb.lost_bytes(),
+            in_recovery: self.recovery.is_some(),
+            backoff: self.rtt.backoff(),
+            stats: self.stats,
+        }
     }
 
     // ---------------------------------------------------------------- output
@@ -1272,7 +1727,10 @@ impl Connection {
             State::SynSent => None,
             State::SynReceived => self.emit_ack_if_due(now),
             State::TimeWait => self.emit_ack_if_due(now),
-            _ => self.emit_data(now).or_else(|| self.emit_ack_if_due(now)),
+            _ => self
+                .emit_data(now)
+                .or_else(|| self.emit_ack_if_due(now))
+                .or_else(|| self.emit_keepalive(now)),
         };
         if t.is_none() {
             self.arm_persist(now);
@@ -1315,6 +1773,9 @@ impl Connection {
         if self.ts_ok {
             repr.options.timestamp = Some((self.ts_val(now), self.ts_recent));
         }
+        if self.sack_ok {
+            self.fill_sack(&mut repr.options);
+        }
         self.last_ack_sent = repr.ack;
         self.ack = AckState::None;
         self.delack_at = None;
@@ -1323,34 +1784,145 @@ impl Connection {
     }
 
     fn emit_data(&mut self, now: Instant) -> Option<Transmit> {
+        if self.tlp_fire {
+            self.tlp_fire = false;
+            if let Some(t) = self.emit_tail_probe(now) {
+                return Some(t);
+            }
+        }
+        if let Some(t) = self.emit_retransmission(now) {
+            return Some(t);
+        }
+        self.emit_new_data(now, false)
+    }
+
+    /// Room congestion control leaves for more bytes in flight.
+    fn cwnd_room(&self) -> usize {
+        let mut cwnd = self.cc.cwnd();
+        if !self.sack_ok {
+            // without SACK a duplicate ACK is the only sign a segment left the network: in
+            // NewReno recovery each inflates the window by one segment (RFC 6582); before it,
+            // the first two allow a segment each (limited transmit, RFC 3042)
+            let extra = match self.recovery {
+                Some(r) if r.fast => self.dupacks as usize,
+                Some(_) => 0,
+                None => self.dupacks.min(2) as usize,
+            };
+            cwnd += extra * self.mss;
+        }
+        cwnd.saturating_sub(self.sb.pipe())
+    }
+
+    /// Resends the first segment marked lost, if congestion control and the peer's window
+    /// allow it.
+    fn emit_retransmission(&mut self, now: Instant) -> Option<Transmit> {
+        let (i, seg) = self.sb.next_lost()?;
+        let in_window = seg.end.diff(self.snd_una + self.snd_wnd) <= 0;
+        let probe = self.force_probe && self.snd_wnd == 0 && self.sb.pipe() == 0;
+        let room = self.rexmit_head || self.sb.pipe() == 0 || seg.len() <= self.cwnd_room();
+        if !room || !(in_window || probe) {
+            return None;
+        }
+        self.rexmit_head = false;
+        if probe {
+            self.force_probe = false;
+            self.stats.zero_window_probes += 1;
+        }
+        match seg.lost {
+            Some(LossCause::Rto) => self.stats.retrans_rto += 1,
+            Some(LossCause::Fast) => self.stats.retrans_fast += 1,
+            _ => {}
+        }
+        Some(self.resend(now, i))
+    }
+
+    /// Sends segment `i` of the scoreboard again.
+    fn resend(&mut self, now: Instant, i: usize) -> Transmit {
+        let seg = self.sb.get(i);
+        let payload_len = seg.payload_len();
+        let mut repr = self.bare(seg.start, TcpFlags::NONE);
+        if seg.fin {
+            repr.flags |= TcpFlags::FIN;
+        }
+        if payload_len > 0 && seg.end == self.snd_max {
+            repr.flags |= TcpFlags::PSH;
+        }
+        self.fill_ack(now, &mut repr);
+        self.sb.on_retransmit(i, now, self.ts_val(now));
+        self.stats.retrans_segs += 1;
+        self.stats.bytes_retrans += payload_len as u64;
+        if self.rto_at.is_none() {
+            self.restart_rto(now);
+        }
+        self.transmit(repr, payload_len)
+    }
+
+    /// The tail loss probe (RFC 8985 7.3): one new segment if the window allows, else the last
+    /// segment again.
+    fn emit_tail_probe(&mut self, now: Instant) -> Option<Transmit> {
+        if self.sb.is_empty() || self.recovery.is_some() {
+            return None;
+        }
+        self.stats.tlp_probes += 1;
+        if let Some(t) = self.emit_new_data(now, true) {
+            self.tlp = Some(TailProbe {
+                end: self.snd_max,
+                retransmission: false,
+                dsacked: false,
+            });
+            self.restart_rto(now);
+            return Some(t);
+        }
+        let i = self.sb.last_index()?;
+        if self.sb.get(i).sacked {
+            return None;
+        }
+        self.stats.retrans_tlp += 1;
+        let t = self.resend(now, i);
+        self.tlp = Some(TailProbe {
+            end: self.snd_max,
+            retransmission: true,
+            dsacked: false,
+        });
+        self.restart_rto(now);
+        Some(t)
+    }
+
+    /// Sends new data (and our FIN) as the windows, Nagle and sender-side silly window avoidance
+    /// allow. A tail loss probe may exceed cwnd by one segment.
+    fn emit_new_data(&mut self, now: Instant, tail_probe: bool) -> Option<Transmit> {
         let data_end = self.send_buf.end();
-        let fin_pending = self.fin_queued && !self.our_fin_acked();
+        let fin_pending = self.fin_queued && self.snd_max.diff(data_end) <= 0;
         let avail = if self.snd_nxt.diff(data_end) < 0 {
             data_end - self.snd_nxt
         } else {
             0
         };
-        let in_flight = self.snd_nxt - self.snd_una;
-        let wnd = self.snd_wnd.min(self.cc.cwnd());
-        let mut usable = wnd.saturating_sub(in_flight);
-        let probing = self.force_probe && self.snd_wnd == 0 && in_flight == 0 && avail > 0;
+        let outstanding = self.snd_nxt - self.snd_una;
+        let wnd_room = self.snd_wnd.saturating_sub(outstanding);
+        let mut usable = wnd_room.min(self.cwnd_room());
+        if tail_probe {
+            usable = wnd_room.min(self.mss);
+        }
+        let probing = self.force_probe && self.snd_wnd == 0 && self.sb.is_empty() && avail > 0;
         if probing {
             usable = 1;
         }
         let len = avail.min(self.mss).min(usable);
-        let retransmitting = self.snd_nxt.diff(self.snd_max) < 0;
         let send_data = len > 0
             && (len == self.mss
-                || retransmitting
                 || probing
-                || (len == avail && (self.cfg.nodelay || in_flight == 0 || fin_pending))
+                || tail_probe
+                || (len == avail && (self.cfg.nodelay || outstanding == 0 || fin_pending))
                 || (self.max_snd_wnd > 0 && len >= self.max_snd_wnd / 2));
         let len = if send_data { len } else { 0 };
-        let fin = fin_pending && self.snd_nxt + len == data_end && (len > 0 || avail == 0);
+        let fin =
+            fin_pending && !tail_probe && self.snd_nxt + len == data_end && (len > 0 || avail == 0);
         if len == 0 && !fin {
             return None;
         }
-        let mut repr = self.bare(self.snd_nxt, TcpFlags::NONE);
+        let start = self.snd_nxt;
+        let mut repr = self.bare(start, TcpFlags::NONE);
         if len > 0 && (len == avail || probing) {
             repr.flags |= TcpFlags::PSH;
         }
@@ -1358,28 +1930,34 @@ impl Connection {
             repr.flags |= TcpFlags::FIN;
         }
         self.fill_ack(now, &mut repr);
-        let new_data = !retransmitting;
         self.snd_nxt += len + fin as usize;
-        if self.snd_nxt.diff(self.snd_max) > 0 {
-            self.snd_max = self.snd_nxt;
-        }
+        self.snd_max = self.snd_nxt;
+        self.sb
+            .push(start, self.snd_nxt, fin, now, self.ts_val(now));
         if probing {
             self.force_probe = false;
             self.stats.zero_window_probes += 1;
         }
-        if retransmitting {
-            self.stats.retrans_segs += 1;
-            self.stats.bytes_retrans += len as u64;
-        } else {
-            self.stats.bytes_out += len as u64;
-        }
-        if new_data && self.rtt_probe.is_none() {
-            self.rtt_probe = Some((self.snd_nxt, now));
-        }
+        self.stats.bytes_out += len as u64;
         if self.rto_at.is_none() {
             self.restart_rto(now);
         }
+        if !tail_probe {
+            self.schedule_tail_probe(now);
+        }
         Some(self.transmit(repr, len))
+    }
+
+    /// A keep-alive probe: an ACK carrying `snd_una - 1`, which the peer must answer with an ACK
+    /// (RFC 9293 3.8.4).
+    fn emit_keepalive(&mut self, now: Instant) -> Option<Transmit> {
+        if !std::mem::take(&mut self.keepalive_send) {
+            return None;
+        }
+        let mut repr = self.bare(self.snd_una - 1, TcpFlags::NONE);
+        self.fill_ack(now, &mut repr);
+        self.stats.keepalive_probes += 1;
+        Some(self.transmit(repr, 0))
     }
 
     fn emit_ack_if_due(&mut self, now: Instant) -> Option<Transmit> {
@@ -1394,12 +1972,35 @@ impl Connection {
         Some(self.transmit(repr, 0))
     }
 
+    /// SACK blocks for an outgoing ACK (RFC 2018 4): a pending D-SACK first, then the block
+    /// holding the most recent out-of-order segment, then the others; three fit beside the
+    /// timestamp option, four without it.
+    fn fill_sack(&mut self, o: &mut TcpOptions) {
+        let room = if self.ts_ok { 3 } else { MAX_SACK_BLOCKS };
+        let mut n = 0;
+        if let Some(d) = self.dsack.take() {
+            o.sack_blocks[0] = d;
+            n = 1;
+            self.stats.dsack_out += 1;
+        }
+        let (blocks, count) = self.sack_blocks();
+        for b in &blocks[..count] {
+            if n == room {
+                break;
+            }
+            o.sack_blocks[n] = *b;
+            n += 1;
+        }
+        o.sack_len = n as u8;
+        self.stats.sack_blocks_out += n as u64;
+    }
+
     /// Starts the persist timer when data waits on a zero window and nothing else will wake us.
     fn arm_persist(&mut self, now: Instant) {
         let waiting = self.state.is_synchronized()
             && self.snd_wnd == 0
             && self.snd_nxt.diff(self.send_buf.end()) < 0
-            && self.snd_una == self.snd_max;
+            && self.sb.is_empty();
         if waiting && self.persist_at.is_none() && self.rto_at.is_none() && !self.force_probe {
             let base = self.rtt.base_rto().max(PERSIST_MIN);
             let d = base

@@ -13,10 +13,12 @@ pub mod isn;
 pub mod reassembly;
 pub mod recv;
 pub mod rtt;
+pub mod scoreboard;
 pub mod send;
 mod state;
 
-pub use conn::{reset_for, ConnStats, Connection, Transmit};
+pub use congestion::Algorithm;
+pub use conn::{reset_for, ConnStats, Connection, TcpInfo, TimerKind, Transmit};
 pub use state::State;
 
 use crate::time::Duration;
@@ -53,6 +55,30 @@ pub struct Config {
     pub max_ooo_ranges: usize,
     /// Key for initial sequence numbers (RFC 6528); random in production, fixed in tests.
     pub isn_secret: u64,
+    pub congestion: congestion::Algorithm,
+    /// Keep-alive probing; off by default as in Linux.
+    pub keepalive: Option<KeepAlive>,
+}
+
+/// Keep-alive parameters (TCP_KEEPIDLE, TCP_KEEPINTVL, TCP_KEEPCNT). An idle connection is
+/// probed after `idle`, then every `interval`; after `count` unanswered probes it is closed with
+/// [`Error::TimedOut`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KeepAlive {
+    pub idle: Duration,
+    pub interval: Duration,
+    pub count: u32,
+}
+
+impl Default for KeepAlive {
+    /// Linux's defaults: 7200 s, 75 s, 9 probes.
+    fn default() -> Self {
+        KeepAlive {
+            idle: Duration::from_secs(7200),
+            interval: Duration::from_secs(75),
+            count: 9,
+        }
+    }
 }
 
 impl Default for Config {
@@ -62,7 +88,7 @@ impl Default for Config {
             send_buffer: 256 * 1024,
             recv_buffer: 256 * 1024,
             window_scale: true,
-            sack: false,
+            sack: true,
             timestamps: true,
             nodelay: false,
             delayed_ack: Some(Duration::from_millis(40)),
@@ -75,6 +101,8 @@ impl Default for Config {
             initial_window: 10,
             max_ooo_ranges: 64,
             isn_secret: 0x5eed,
+            congestion: congestion::Algorithm::Cubic,
+            keepalive: None,
         }
     }
 }

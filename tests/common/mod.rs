@@ -240,6 +240,15 @@ pub fn bulk_both_ways(
         net.host_ref(c).conn_count(),
         net.host_ref(s).conn_count()
     );
+    // drain the links, so every frame sent has been delivered and judged
+    let mut guard = 0;
+    while net.step() {
+        guard += 1;
+        assert!(
+            guard < 1_000_000,
+            "seed {seed}: the network never went idle"
+        );
+    }
     let corrupted =
         net.link(c, s).unwrap().stats().corrupted + net.link(s, c).unwrap().stats().corrupted;
     let malformed = |h: &xdp_tcp::flow::Host| -> u64 {
