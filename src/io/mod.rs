@@ -5,6 +5,7 @@
 //! so an implementation backed by UMEM can let the engine parse received frames in place and
 //! build transmitted frames directly in their final buffer.
 
+pub mod fault;
 pub mod mem;
 pub mod pcap;
 pub mod xdp;
