@@ -6,6 +6,7 @@
 //! build transmitted frames directly in their final buffer.
 
 pub mod fault;
+pub mod fault_bpf;
 pub mod mem;
 pub mod pcap;
 pub mod xdp;
