@@ -501,6 +501,19 @@ mod tests {
         assert_eq!(tap.recv_batch(8, |_| {}), 1);
     }
 
+    #[test]
+    fn dropping_the_tap_flushes_the_file() {
+        let path = temp_path("drop-flush");
+        let mut mem = MemIo::new(2048);
+        mem.push_rx(tcp_frame(A, B, 1, 2, b"x"));
+        let mut tap = PcapTap::create(mem, &path, PcapConfig::default()).unwrap();
+        assert_eq!(tap.recv_batch(4, |_| {}), 1);
+        drop(tap);
+        let bytes = std::fs::read(&path).unwrap();
+        let _ = std::fs::remove_file(&path);
+        assert_eq!(parse(&bytes).unwrap().1.len(), 1);
+    }
+
     /// tshark must read what we write. It is a test dependency (deploy/install-deps.sh).
     #[test]
     fn tshark_reads_our_files() {
