@@ -17,7 +17,10 @@
 # Offloads: the kernel peer must put full checksums in what it sends (`tx off`; otherwise veth
 # hands us CHECKSUM_PARTIAL frames with an incomplete TCP checksum) and must not send TSO/GSO
 # super-frames (in generic XDP mode they arrive whole); GRO is off on both ends so every frame
-# the XDP program sees is one wire frame. No bpffs is needed: nothing is pinned.
+# the XDP program sees is one wire frame. Kernel TCP builds GSO packets even with gso off and
+# they are split only after the tc egress hook, so gso_max_segs 1 makes the kernel build one
+# segment per packet: a tc-BPF fault program (bpf/fault.c) then acts on wire frames at egress too.
+# No bpffs is needed: nothing is pinned.
 set -euo pipefail
 
 usage() { echo "usage: $0 up|down NAME [--root-ns]" >&2; exit 2; }
@@ -66,6 +69,8 @@ up() {
     in_peer ip addr replace "$ip_peer/24" dev "$if_peer"
     in_peer ethtool -K "$if_peer" tx off tso off gso off gro off >/dev/null
     in_stk ethtool -K "$if_stk" tx off tso off gso off gro off >/dev/null
+    in_peer ip link set "$if_peer" gso_max_segs 1
+    in_stk ip link set "$if_stk" gso_max_segs 1
     in_stk ip link set "$if_stk" up
     in_peer ip link set "$if_peer" up
     local ifindex

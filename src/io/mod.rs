@@ -5,6 +5,10 @@
 //! so an implementation backed by UMEM can let the engine parse received frames in place and
 //! build transmitted frames directly in their final buffer.
 
+pub mod fault;
+pub mod fault_bpf;
+pub mod mem;
+pub mod pcap;
 pub mod xdp;
 
 /// A batched, frame-oriented device.

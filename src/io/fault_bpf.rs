@@ -1,0 +1,411 @@
+//! Loss and duplication on a real link: the tc-BPF program `bpf/fault.c`, attached to a device's
+//! tcx ingress and egress hooks. There is no netem on the test machines; this is how a veth
+//! between the stack and a kernel peer loses frames.
+//!
+//! Attach it to the **kernel peer's** end of the link, from the peer's network namespace
+//! ([`TcFaultProgram::attach_in_netns`] does the namespace switch on a helper thread), so that it
+//! acts on the peer's traffic in both directions without touching the stack's own XDP program.
+//! Only IPv4 TCP frames are dropped or duplicated; ARP, ICMP and the rest pass and are counted as
+//! [`TcFaultStats::other`]. Rates can change at any time ([`TcFaultProgram::set_rates`]).
+//! Offloads: kernel TCP builds GSO packets even with `gso off`, and they are split into wire
+//! frames only after the egress hook, so at egress one "frame" would be a burst of segments. The
+//! testbed sets `gso_max_segs 1` on the device, which makes TCP build one segment per packet;
+//! [`TcFaultStats::super_frames`] counts any multi-segment packet the program still sees.
+//!
+//! Attachment uses BPF links of type tcx (kernel >= 6.6) rather than a netlink clsact filter
+//! (`bpf_tc_attach`): closing a link detaches exactly our program from exactly that hook, from
+//! any thread and namespace, and the kernel closes it if the process dies, so a crashed test
+//! leaves no filter behind. Dropping the program detaches it.
+
+use std::ffi::{c_int, c_void, CString};
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::path::Path;
+use std::ptr::NonNull;
+
+use bytemuck::{Pod, Zeroable};
+use libxdp_sys as sys;
+
+/// The compiled program, built from `bpf/fault.c` by `build.rs`.
+pub static FAULT_OBJECT: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/fault.o"));
+
+const MAP_CONFIG: &str = "fault_cfg";
+const MAP_STATS: &str = "fault_stats";
+const PROG_INGRESS: &str = "fault_ingress";
+const PROG_EGRESS: &str = "fault_egress";
+
+// <linux/bpf.h> of kernel >= 6.6; the libxdp-sys bindings were generated from older headers.
+const BPF_TCX_INGRESS: sys::bpf_attach_type = 46;
+const BPF_TCX_EGRESS: sys::bpf_attach_type = 47;
+
+/// A hook direction, as seen by the device the program is attached to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Direction {
+    /// Frames the device receives (on the peer's veth: what the stack sent).
+    Ingress,
+    /// Frames the device transmits (on the peer's veth: what the kernel peer sends).
+    Egress,
+}
+
+impl Direction {
+    fn key(self) -> u32 {
+        match self {
+            Direction::Ingress => 0,
+            Direction::Egress => 1,
+        }
+    }
+}
+
+/// Probabilities for one direction, each in `0.0..=1.0`. A frame is dropped with `drop`;
+/// otherwise duplicated with `duplicate`.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct TcFaultRates {
+    pub drop: f64,
+    pub duplicate: f64,
+}
+
+/// Mirrors `struct fault_config`: probabilities scaled to `2^32`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Pod, Zeroable)]
+struct RawFaultConfig {
+    drop_thresh: u64,
+    dup_thresh: u64,
+}
+
+fn threshold(p: f64) -> u64 {
+    // p = 1.0 gives 2^32, above every u32 the program draws: always.
+    (p * 4_294_967_296.0).round() as u64
+}
+
+/// Per-direction counters summed over CPUs. Mirrors `struct fault_stats` field for field.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Pod, Zeroable)]
+pub struct TcFaultStats {
+    /// TCP frames let through (the originals of duplicated frames included).
+    pub passed: u64,
+    pub dropped: u64,
+    /// Clones sent.
+    pub duplicated: u64,
+    /// `bpf_clone_redirect` failures (the original still passed).
+    pub clone_failed: u64,
+    /// Our clones coming back through the hook, passed untouched.
+    pub clones_seen: u64,
+    /// Not IPv4 TCP: passed untouched.
+    pub other: u64,
+    /// TCP frames that were GSO packets of several segments (also counted in `passed` or
+    /// `dropped`): non-zero means faults hit bursts, not wire frames (see the module docs).
+    pub super_frames: u64,
+}
+
+impl TcFaultStats {
+    /// TCP frames the program decided on.
+    pub fn tcp_frames(&self) -> u64 {
+        self.passed + self.dropped
+    }
+
+    fn add(&mut self, other: &TcFaultStats) {
+        let a: &mut [u64; 7] = bytemuck::cast_mut(self);
+        let b: &[u64; 7] = bytemuck::cast_ref(other);
+        for (x, y) in a.iter_mut().zip(b) {
+            *x += y;
+        }
+    }
+}
+
+/// The loaded program; attached to at most one device (both hooks).
+#[derive(Debug)]
+pub struct TcFaultProgram {
+    obj: NonNull<sys::bpf_object>,
+    ingress_fd: c_int,
+    egress_fd: c_int,
+    config_fd: c_int,
+    stats_fd: c_int,
+    possible_cpus: usize,
+    /// Ingress then egress link; closing them detaches.
+    links: Vec<OwnedFd>,
+}
+
+// SAFETY: the `bpf_object` is only touched by `load` (before the value exists) and by `Drop`
+// (exclusive); every other method works on program/map fds through the bpf() syscall, which is
+// thread-safe.
+unsafe impl Send for TcFaultProgram {}
+// SAFETY: as above, `&self` methods only issue bpf() syscalls on fds.
+unsafe impl Sync for TcFaultProgram {}
+
+fn neg_errno(ret: c_int) -> io::Result<c_int> {
+    if ret < 0 {
+        Err(io::Error::from_raw_os_error(-ret))
+    } else {
+        Ok(ret)
+    }
+}
+
+fn cstr(s: &str) -> CString {
+    CString::new(s).expect("no NUL in static names")
+}
+
+fn open_object() -> io::Result<NonNull<sys::bpf_object>> {
+    let name = cstr("fault");
+    // SAFETY: all-zero is the documented "no options" state of this C struct; `sz` tells libbpf
+    // which fields we know about.
+    let mut opts: sys::bpf_object_open_opts = unsafe { std::mem::zeroed() };
+    opts.sz = std::mem::size_of::<sys::bpf_object_open_opts>();
+    opts.object_name = name.as_ptr();
+    // SAFETY: the buffer is 'static and outlives the object; libbpf copies what it keeps.
+    // `opts` and `name` are valid for the call.
+    let obj = unsafe {
+        sys::bpf_object__open_mem(FAULT_OBJECT.as_ptr().cast(), FAULT_OBJECT.len(), &opts)
+    };
+    NonNull::new(obj).ok_or_else(io::Error::last_os_error)
+}
+
+/// Fails if a map's value size in the object differs from its Rust mirror.
+fn check_layout(obj: NonNull<sys::bpf_object>) -> io::Result<()> {
+    let expect = [
+        (MAP_CONFIG, std::mem::size_of::<RawFaultConfig>()),
+        (MAP_STATS, std::mem::size_of::<TcFaultStats>()),
+    ];
+    for (name, size) in expect {
+        let cname = cstr(name);
+        // SAFETY: `obj` is a valid open object; the name is a valid C string for the call.
+        let map = unsafe { sys::bpf_object__find_map_by_name(obj.as_ptr(), cname.as_ptr()) };
+        if map.is_null() {
+            return Err(io::Error::other(format!("map {name} missing from fault.o")));
+        }
+        // SAFETY: `map` was just returned non-null by libbpf and belongs to `obj`.
+        let got = unsafe { sys::bpf_map__value_size(map) } as usize;
+        if got != size {
+            return Err(io::Error::other(format!(
+                "map {name}: value size {got} in fault.o, {size} in Rust: update both sides"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Verifies the embedded object parses and its map layouts match the Rust mirrors. No privilege.
+pub fn check_fault_object() -> io::Result<()> {
+    let obj = open_object()?;
+    let res = check_layout(obj);
+    // SAFETY: `obj` came from `bpf_object__open_mem` and is not used afterwards.
+    unsafe { sys::bpf_object__close(obj.as_ptr()) };
+    res
+}
+
+/// Stride of per-CPU map values: parses `/sys/devices/system/cpu/possible` ("0-3", "0,2-5").
+fn possible_cpus() -> io::Result<usize> {
+    let s = std::fs::read_to_string("/sys/devices/system/cpu/possible")?;
+    let bad = || io::Error::other(format!("cannot parse possible CPUs {s:?}"));
+    let mut max = 0usize;
+    for part in s.trim().split(',') {
+        let last = part.rsplit('-').next().ok_or_else(bad)?;
+        max = max.max(last.parse::<usize>().map_err(|_| bad())?);
+    }
+    Ok(max + 1)
+}
+
+/// Attaches `prog_fd` to a tcx hook of `ifindex` (in the calling thread's namespace).
+fn tcx_link(prog_fd: c_int, ifindex: u32, hook: sys::bpf_attach_type) -> io::Result<OwnedFd> {
+    // SAFETY: all-zero is a valid value of this plain C struct (no relative program, any
+    // revision); libbpf also requires the bytes it does not know to be zero.
+    let mut opts: sys::bpf_link_create_opts = unsafe { std::mem::zeroed() };
+    opts.sz = std::mem::size_of::<sys::bpf_link_create_opts>();
+    // SAFETY: plain FFI call with a valid program fd; `opts` is valid for the call.
+    let fd = unsafe { sys::bpf_link_create(prog_fd, ifindex as c_int, hook, &opts) };
+    let fd = neg_errno(fd)?;
+    // SAFETY: `fd` is a new link fd that nothing else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+impl TcFaultProgram {
+    /// Loads the program with every rate at zero (needs CAP_BPF/CAP_SYS_ADMIN). Not attached.
+    pub fn load() -> io::Result<Self> {
+        let obj = open_object()?;
+        let close = |e: io::Error| {
+            // SAFETY: `obj` came from `bpf_object__open_mem` and is not used after this.
+            unsafe { sys::bpf_object__close(obj.as_ptr()) };
+            e
+        };
+        check_layout(obj).map_err(close)?;
+        // SAFETY: `obj` is a valid, not yet loaded object.
+        neg_errno(unsafe { sys::bpf_object__load(obj.as_ptr()) }).map_err(close)?;
+        let fds = (|| {
+            let prog_fd = |name: &str| -> io::Result<c_int> {
+                let cname = cstr(name);
+                // SAFETY: `obj` is loaded; the name is valid for the call.
+                let prog =
+                    unsafe { sys::bpf_object__find_program_by_name(obj.as_ptr(), cname.as_ptr()) };
+                if prog.is_null() {
+                    return Err(io::Error::other(format!(
+                        "program {name} missing from fault.o"
+                    )));
+                }
+                // SAFETY: `prog` is non-null and belongs to the loaded `obj`.
+                neg_errno(unsafe { sys::bpf_program__fd(prog) })
+            };
+            let map_fd = |name: &str| -> io::Result<c_int> {
+                let cname = cstr(name);
+                // SAFETY: `obj` is loaded; the name is valid for the call.
+                neg_errno(unsafe {
+                    sys::bpf_object__find_map_fd_by_name(obj.as_ptr(), cname.as_ptr())
+                })
+            };
+            Ok((
+                prog_fd(PROG_INGRESS)?,
+                prog_fd(PROG_EGRESS)?,
+                map_fd(MAP_CONFIG)?,
+                map_fd(MAP_STATS)?,
+                possible_cpus()?,
+            ))
+        })();
+        let (ingress_fd, egress_fd, config_fd, stats_fd, possible_cpus) = fds.map_err(close)?;
+        Ok(TcFaultProgram {
+            obj,
+            ingress_fd,
+            egress_fd,
+            config_fd,
+            stats_fd,
+            possible_cpus,
+            links: Vec::new(),
+        })
+    }
+
+    /// Sets the rates of one direction; takes effect for the next frame.
+    pub fn set_rates(&self, dir: Direction, rates: TcFaultRates) -> io::Result<()> {
+        for (name, p) in [("drop", rates.drop), ("duplicate", rates.duplicate)] {
+            if !(0.0..=1.0).contains(&p) {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    format!("{name} rate {p} is not in 0..=1"),
+                ));
+            }
+        }
+        let raw = RawFaultConfig {
+            drop_thresh: threshold(rates.drop),
+            dup_thresh: threshold(rates.duplicate),
+        };
+        let key = dir.key();
+        // SAFETY: key and value are plain data of the sizes the map was created with (checked in
+        // `check_layout`), valid for the call.
+        let ret = unsafe {
+            sys::bpf_map_update_elem(
+                self.config_fd,
+                (&key as *const u32).cast(),
+                (&raw as *const RawFaultConfig).cast(),
+                u64::from(sys::BPF_ANY),
+            )
+        };
+        neg_errno(ret).map(|_| ())
+    }
+
+    /// Attaches to the tcx ingress and egress hooks of `ifindex`, an index in the calling
+    /// thread's network namespace. Other tcx programs on the device keep running (ours is
+    /// appended and passes what it does not drop).
+    pub fn attach(&mut self, ifindex: u32) -> io::Result<()> {
+        if !self.links.is_empty() {
+            return Err(io::Error::new(
+                io::ErrorKind::AlreadyExists,
+                "already attached",
+            ));
+        }
+        self.links = Self::links_for(self.ingress_fd, self.egress_fd, ifindex)?;
+        Ok(())
+    }
+
+    /// Attaches to device `ifname` of the network namespace at `netns` (e.g.
+    /// `/run/netns/NAME`), switching namespace on a short-lived helper thread so the caller's
+    /// thread stays where it is.
+    pub fn attach_in_netns(&mut self, netns: &Path, ifname: &str) -> io::Result<()> {
+        if !self.links.is_empty() {
+            return Err(io::Error::new(
+                io::ErrorKind::AlreadyExists,
+                "already attached",
+            ));
+        }
+        let ns = std::fs::File::open(netns)?;
+        let name =
+            CString::new(ifname).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+        let (ingress_fd, egress_fd) = (self.ingress_fd, self.egress_fd);
+        let links = std::thread::scope(|s| {
+            s.spawn(|| {
+                // SAFETY: setns on a valid netns fd changes only this thread's network namespace;
+                // the thread ends right after.
+                if unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
+                    return Err(io::Error::last_os_error());
+                }
+                // SAFETY: `name` is a valid NUL-terminated string for the call.
+                let ifindex = unsafe { libc::if_nametoindex(name.as_ptr()) };
+                if ifindex == 0 {
+                    return Err(io::Error::last_os_error());
+                }
+                Self::links_for(ingress_fd, egress_fd, ifindex)
+            })
+            .join()
+            .unwrap_or_else(|e| std::panic::resume_unwind(e))
+        })?;
+        self.links = links;
+        Ok(())
+    }
+
+    fn links_for(ingress_fd: c_int, egress_fd: c_int, ifindex: u32) -> io::Result<Vec<OwnedFd>> {
+        let ingress = tcx_link(ingress_fd, ifindex, BPF_TCX_INGRESS)?;
+        let egress = tcx_link(egress_fd, ifindex, BPF_TCX_EGRESS)?;
+        Ok(vec![ingress, egress])
+    }
+
+    pub fn is_attached(&self) -> bool {
+        !self.links.is_empty()
+    }
+
+    /// Detaches from both hooks (closes the links); a no-op if not attached.
+    pub fn detach(&mut self) {
+        self.links.clear();
+    }
+
+    /// The counters of one direction, summed over CPUs.
+    pub fn stats(&self, dir: Direction) -> io::Result<TcFaultStats> {
+        let mut per_cpu = vec![TcFaultStats::zeroed(); self.possible_cpus];
+        let key = dir.key();
+        // SAFETY: a per-CPU array lookup writes value_size (56, a multiple of 8) times the number
+        // of possible CPUs, which is exactly the buffer's size.
+        let ret = unsafe {
+            sys::bpf_map_lookup_elem(
+                self.stats_fd,
+                (&key as *const u32).cast(),
+                per_cpu.as_mut_ptr().cast::<c_void>(),
+            )
+        };
+        neg_errno(ret)?;
+        let mut sum = TcFaultStats::default();
+        per_cpu.iter().for_each(|s| sum.add(s));
+        Ok(sum)
+    }
+}
+
+impl Drop for TcFaultProgram {
+    fn drop(&mut self) {
+        self.detach();
+        // SAFETY: `obj` is the object we loaded; nothing uses it or its fds after this.
+        unsafe { sys::bpf_object__close(self.obj.as_ptr()) };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn embedded_object_matches_rust_layouts() {
+        check_fault_object().unwrap();
+        assert_eq!(std::mem::size_of::<RawFaultConfig>(), 16);
+        assert_eq!(std::mem::size_of::<TcFaultStats>(), 56);
+    }
+
+    #[test]
+    fn thresholds_cover_the_u32_draw() {
+        assert_eq!(threshold(0.0), 0);
+        assert_eq!(threshold(1.0), 1 << 32);
+        assert_eq!(threshold(0.5), 1 << 31);
+        assert!(threshold(1e-9) <= 5);
+    }
+}
