@@ -8,17 +8,23 @@
 //! [`Host::poll_event`].
 //!
 //! Only connections that something happened to are visited: every input or application call
-//! puts the connection on a ready queue, and `poll_transmit` drains just that queue. Deadlines
-//! live in a min-heap with lazy deletion (an entry is live only if it still matches the
-//! connection's registered deadline), so no call scans every connection.
+//! puts the connection on a ready queue, and `poll_transmit` drains just that queue. Every
+//! timer of every connection lives in one hierarchical [`TimerWheel`], keyed by (connection,
+//! timer kind); after a connection is visited its deadlines are compared with what the wheel
+//! holds and only changes are written. No call scans every connection.
 
-use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::net::{Ipv4Addr, SocketAddrV4};
 
-use crate::tcp::{self, isn::IsnGenerator, Connection, Event, Transmit};
-use crate::time::Instant;
-use crate::wire::{self, ipv4, ChecksumCaps, IpProtocol, Ipv4Packet, Ipv4Repr, TcpPacket, TcpRepr};
+use crate::tcp::{self, isn::IsnGenerator, Connection, Event, TimerKind, Transmit};
+use crate::time::{Duration, Instant};
+use crate::timer::{TimerId, TimerWheel};
+use crate::wire::{
+    self, ipv4, ChecksumCaps, Icmpv4Packet, Icmpv4Repr, IpProtocol, Ipv4Packet, Ipv4Repr,
+    TcpPacket, TcpRepr,
+};
+
+const KINDS: usize = TimerKind::ALL.len();
 
 /// A connection's handle. The generation makes a handle to a freed and reused slot harmless.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -35,6 +41,8 @@ pub struct HostConfig {
     /// Local ports for active opens, inclusive.
     pub ephemeral_ports: (u16, u16),
     pub ttl: u8,
+    /// Granularity of the timer wheel: timers fire at most this late.
+    pub timer_tick: Duration,
 }
 
 impl HostConfig {
@@ -45,6 +53,7 @@ impl HostConfig {
             checksum: ChecksumCaps::default(),
             ephemeral_ports: (32768, 60999),
             ttl: ipv4::DEFAULT_TTL,
+            timer_tick: Duration::from_micros(100),
         }
     }
 }
@@ -60,6 +69,10 @@ pub enum DropReason {
     BacklogFull,
     /// A segment for no connection and no listener (answered by RST unless it was one).
     NoConnection,
+    /// An ICMP message we do not act on, or an error about no connection of ours.
+    IcmpIgnored,
+    /// ICMP that does not parse.
+    Icmp(wire::Error),
 }
 
 impl DropReason {
@@ -74,7 +87,7 @@ impl DropReason {
         wire::Error::Unsupported,
         wire::Error::Malformed,
     ];
-    pub const COUNT: usize = 2 * Self::WIRE_ERRORS.len() + 4;
+    pub const COUNT: usize = 3 * Self::WIRE_ERRORS.len() + 5;
 
     pub fn index(self) -> usize {
         let w = |e: wire::Error| Self::WIRE_ERRORS.iter().position(|x| *x == e).unwrap_or(0);
@@ -86,6 +99,8 @@ impl DropReason {
             DropReason::UnhandledProtocol => 2 * n + 1,
             DropReason::BacklogFull => 2 * n + 2,
             DropReason::NoConnection => 2 * n + 3,
+            DropReason::IcmpIgnored => 2 * n + 4,
+            DropReason::Icmp(e) => 2 * n + 5 + w(e),
         }
     }
 
@@ -100,7 +115,9 @@ impl DropReason {
                 DropReason::UnhandledProtocol,
                 DropReason::BacklogFull,
                 DropReason::NoConnection,
+                DropReason::IcmpIgnored,
             ])
+            .chain(wires.into_iter().map(DropReason::Icmp))
     }
 }
 
@@ -113,6 +130,8 @@ pub struct HostStats {
     pub conns_opened: u64,
     pub conns_accepted: u64,
     pub conns_freed: u64,
+    pub icmp_errors: u64,
+    pub timers_fired: u64,
     drops: [u64; DropReason::COUNT],
 }
 
@@ -147,7 +166,8 @@ struct Slot {
     generation: u32,
     conn: Option<Connection>,
     in_ready: bool,
-    deadline: Option<Instant>,
+    /// The wheel entry and deadline of each timer kind, as last registered.
+    timers: [Option<(TimerId, Instant)>; KINDS],
     /// The application is done with it: free the slot once the connection is closed.
     released: bool,
     /// Passive and not accepted yet: the listener's port.
@@ -167,7 +187,7 @@ pub struct Host {
     table: HashMap<u64, u32, ahash::RandomState>,
     listeners: HashMap<u16, Listener, ahash::RandomState>,
     ready: VecDeque<u32>,
-    timers: BinaryHeap<Reverse<(Instant, u32, u32)>>,
+    wheel: TimerWheel,
     events: VecDeque<(ConnId, Event)>,
     strays: VecDeque<(Ipv4Addr, TcpRepr<'static>)>,
     isn: IsnGenerator,
@@ -184,7 +204,7 @@ impl Host {
             table: HashMap::default(),
             listeners: HashMap::default(),
             ready: VecDeque::new(),
-            timers: BinaryHeap::new(),
+            wheel: TimerWheel::new(Instant::ZERO, cfg.timer_tick),
             events: VecDeque::new(),
             strays: VecDeque::new(),
             isn: IsnGenerator::new(cfg.tcp.isn_secret),
@@ -346,6 +366,9 @@ impl Host {
         if repr.dst_addr != self.cfg.addr {
             return self.drop(DropReason::NotOurAddress);
         }
+        if repr.protocol == IpProtocol::Icmp {
+            return self.handle_icmp(now, pkt.payload());
+        }
         if repr.protocol != IpProtocol::Tcp {
             return self.drop(DropReason::UnhandledProtocol);
         }
@@ -391,6 +414,38 @@ impl Host {
         }
     }
 
+    /// ICMP errors quoting one of our TCP segments go to that connection (RFC 5927's checks are
+    /// the connection's); anything else is counted and dropped.
+    fn handle_icmp(&mut self, now: Instant, bytes: &[u8]) {
+        let caps = self.cfg.checksum;
+        let icmp = match Icmpv4Packet::new_checked(bytes).and_then(|p| Icmpv4Repr::parse(&p, &caps))
+        {
+            Ok(r) => r,
+            Err(e) => return self.drop(DropReason::Icmp(e)),
+        };
+        let header = match icmp {
+            Icmpv4Repr::DstUnreachable { header, .. } | Icmpv4Repr::TimeExceeded { header, .. } => {
+                header
+            }
+            _ => return self.drop(DropReason::IcmpIgnored),
+        };
+        let (Some((sport, dport)), Some(seq)) = (icmp.quoted_ports(), icmp.quoted_tcp_seq()) else {
+            return self.drop(DropReason::IcmpIgnored);
+        };
+        if header.src_addr != self.cfg.addr || header.protocol != IpProtocol::Tcp {
+            return self.drop(DropReason::IcmpIgnored);
+        }
+        let remote = SocketAddrV4::new(header.dst_addr, dport);
+        let Some(&index) = self.table.get(&flow_key(remote, sport)) else {
+            return self.drop(DropReason::IcmpIgnored);
+        };
+        self.stats.icmp_errors += 1;
+        if let Some(conn) = self.slots[index as usize].conn.as_mut() {
+            conn.handle_icmp_unreachable(now, seq);
+        }
+        self.touch(index);
+    }
+
     fn drop(&mut self, reason: DropReason) {
         self.stats.drops[reason.index()] += 1;
     }
@@ -430,38 +485,33 @@ impl Host {
         emit_segment(&self.cfg, t, conn, buf)
     }
 
-    /// The earliest deadline of any connection.
+    /// The earliest deadline of any connection (a lower bound for timers far away: the wheel
+    /// may wake the caller a few times early before such a timer fires).
     pub fn poll_timeout(&mut self) -> Option<Instant> {
         if !self.ready.is_empty() || !self.strays.is_empty() {
             return Some(Instant::ZERO);
         }
-        while let Some(&Reverse((t, index, generation))) = self.timers.peek() {
-            let slot = &self.slots[index as usize];
-            if slot.generation == generation && slot.deadline == Some(t) {
-                return Some(t);
-            }
-            self.timers.pop();
-        }
-        None
+        self.wheel.next_expiry()
     }
 
-    /// Runs every deadline that is due at `now`.
+    /// Runs every timer that is due at `now`.
     pub fn handle_timeout(&mut self, now: Instant) {
-        while let Some(&Reverse((t, index, generation))) = self.timers.peek() {
-            if t > now {
-                break;
-            }
-            self.timers.pop();
+        while let Some((_, token)) = self.wheel.poll_expired(now) {
+            let index = (token / KINDS as u64) as u32;
+            let kind = (token % KINDS as u64) as usize;
             let slot = &mut self.slots[index as usize];
-            if slot.generation != generation || slot.deadline != Some(t) {
-                continue;
-            }
-            slot.deadline = None;
+            slot.timers[kind] = None;
+            self.stats.timers_fired += 1;
             if let Some(conn) = slot.conn.as_mut() {
                 conn.handle_timeout(now);
             }
             self.touch(index);
         }
+    }
+
+    /// Number of armed timers across all connections.
+    pub fn armed_timers(&self) -> usize {
+        self.wheel.len()
     }
 
     // ------------------------------------------------------------ slots
@@ -475,7 +525,7 @@ impl Host {
                     generation: 0,
                     conn: None,
                     in_ready: false,
-                    deadline: None,
+                    timers: [None; KINDS],
                     released: false,
                     pending_on: None,
                 });
@@ -486,7 +536,6 @@ impl Host {
         slot.conn = Some(conn);
         slot.released = false;
         slot.pending_on = pending_on;
-        slot.deadline = None;
         let id = ConnId {
             index,
             generation: slot.generation,
@@ -535,7 +584,8 @@ impl Host {
         }
     }
 
-    /// After a connection's output is drained: register its deadline, free it if finished.
+    /// After a connection's output is drained: bring its timers in the wheel up to date, free
+    /// it if finished.
     fn settle(&mut self, index: u32) {
         let slot = &mut self.slots[index as usize];
         let Some(conn) = slot.conn.as_ref() else {
@@ -555,19 +605,36 @@ impl Host {
             }
             let key = flow_key(conn.remote(), conn.local().port());
             self.table.remove(&key);
+            for t in slot.timers.iter_mut() {
+                if let Some((id, _)) = t.take() {
+                    self.wheel.cancel(id);
+                }
+            }
             slot.conn = None;
-            slot.deadline = None;
             slot.generation = slot.generation.wrapping_add(1);
             self.free.push(index);
             self.stats.conns_freed += 1;
             return;
         }
-        let deadline = conn.poll_timeout();
-        if deadline != slot.deadline {
-            slot.deadline = deadline;
-            if let Some(t) = deadline {
-                self.timers.push(Reverse((t, index, slot.generation)));
+        for (k, kind) in TimerKind::ALL.iter().enumerate() {
+            let want = conn.timer(*kind);
+            let have = slot.timers[k];
+            if want == have.map(|(_, t)| t) {
+                continue;
             }
+            slot.timers[k] = match (have, want) {
+                (Some((id, _)), Some(t)) if self.wheel.reschedule(id, t) => Some((id, t)),
+                (Some((id, _)), None) => {
+                    self.wheel.cancel(id);
+                    None
+                }
+                (_, Some(t)) => Some((
+                    self.wheel
+                        .insert(t, u64::from(index) * KINDS as u64 + k as u64),
+                    t,
+                )),
+                (None, None) => None,
+            };
         }
     }
 }
