@@ -26,6 +26,8 @@ use std::ptr::NonNull;
 use bytemuck::{Pod, Zeroable};
 use libxdp_sys as sys;
 
+use crate::io::bpf::{cstr, neg_errno, open_object, possible_cpus};
+
 /// The compiled program, built from `bpf/fault.c` by `build.rs`.
 pub static FAULT_OBJECT: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/fault.o"));
 
@@ -132,76 +134,22 @@ unsafe impl Send for TcFaultProgram {}
 // SAFETY: as above, `&self` methods only issue bpf() syscalls on fds.
 unsafe impl Sync for TcFaultProgram {}
 
-fn neg_errno(ret: c_int) -> io::Result<c_int> {
-    if ret < 0 {
-        Err(io::Error::from_raw_os_error(-ret))
-    } else {
-        Ok(ret)
-    }
-}
-
-fn cstr(s: &str) -> CString {
-    CString::new(s).expect("no NUL in static names")
-}
-
-fn open_object() -> io::Result<NonNull<sys::bpf_object>> {
-    let name = cstr("fault");
-    // SAFETY: all-zero is the documented "no options" state of this C struct; `sz` tells libbpf
-    // which fields we know about.
-    let mut opts: sys::bpf_object_open_opts = unsafe { std::mem::zeroed() };
-    opts.sz = std::mem::size_of::<sys::bpf_object_open_opts>();
-    opts.object_name = name.as_ptr();
-    // SAFETY: the buffer is 'static and outlives the object; libbpf copies what it keeps.
-    // `opts` and `name` are valid for the call.
-    let obj = unsafe {
-        sys::bpf_object__open_mem(FAULT_OBJECT.as_ptr().cast(), FAULT_OBJECT.len(), &opts)
-    };
-    NonNull::new(obj).ok_or_else(io::Error::last_os_error)
-}
-
 /// Fails if a map's value size in the object differs from its Rust mirror.
 fn check_layout(obj: NonNull<sys::bpf_object>) -> io::Result<()> {
     let expect = [
         (MAP_CONFIG, std::mem::size_of::<RawFaultConfig>()),
         (MAP_STATS, std::mem::size_of::<TcFaultStats>()),
     ];
-    for (name, size) in expect {
-        let cname = cstr(name);
-        // SAFETY: `obj` is a valid open object; the name is a valid C string for the call.
-        let map = unsafe { sys::bpf_object__find_map_by_name(obj.as_ptr(), cname.as_ptr()) };
-        if map.is_null() {
-            return Err(io::Error::other(format!("map {name} missing from fault.o")));
-        }
-        // SAFETY: `map` was just returned non-null by libbpf and belongs to `obj`.
-        let got = unsafe { sys::bpf_map__value_size(map) } as usize;
-        if got != size {
-            return Err(io::Error::other(format!(
-                "map {name}: value size {got} in fault.o, {size} in Rust: update both sides"
-            )));
-        }
-    }
-    Ok(())
+    crate::io::bpf::check_layout(obj, "fault.o", &expect)
 }
 
 /// Verifies the embedded object parses and its map layouts match the Rust mirrors. No privilege.
 pub fn check_fault_object() -> io::Result<()> {
-    let obj = open_object()?;
+    let obj = open_object("fault", FAULT_OBJECT)?;
     let res = check_layout(obj);
     // SAFETY: `obj` came from `bpf_object__open_mem` and is not used afterwards.
     unsafe { sys::bpf_object__close(obj.as_ptr()) };
     res
-}
-
-/// Stride of per-CPU map values: parses `/sys/devices/system/cpu/possible` ("0-3", "0,2-5").
-fn possible_cpus() -> io::Result<usize> {
-    let s = std::fs::read_to_string("/sys/devices/system/cpu/possible")?;
-    let bad = || io::Error::other(format!("cannot parse possible CPUs {s:?}"));
-    let mut max = 0usize;
-    for part in s.trim().split(',') {
-        let last = part.rsplit('-').next().ok_or_else(bad)?;
-        max = max.max(last.parse::<usize>().map_err(|_| bad())?);
-    }
-    Ok(max + 1)
 }
 
 /// Attaches `prog_fd` to a tcx hook of `ifindex` (in the calling thread's namespace).
@@ -220,7 +168,7 @@ fn tcx_link(prog_fd: c_int, ifindex: u32, hook: sys::bpf_attach_type) -> io::Res
 impl TcFaultProgram {
     /// Loads the program with every rate at zero (needs CAP_BPF/CAP_SYS_ADMIN). Not attached.
     pub fn load() -> io::Result<Self> {
-        let obj = open_object()?;
+        let obj = open_object("fault", FAULT_OBJECT)?;
         let close = |e: io::Error| {
             // SAFETY: `obj` came from `bpf_object__open_mem` and is not used after this.
             unsafe { sys::bpf_object__close(obj.as_ptr()) };

@@ -5,6 +5,7 @@
 //! so an implementation backed by UMEM can let the engine parse received frames in place and
 //! build transmitted frames directly in their final buffer.
 
+pub(crate) mod bpf;
 pub mod fault;
 pub mod fault_bpf;
 pub mod mem;

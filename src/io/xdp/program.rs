@@ -20,6 +20,8 @@ use std::ptr::NonNull;
 use bytemuck::{Pod, Zeroable};
 use libxdp_sys as sys;
 
+use crate::io::bpf::{cstr, neg_errno, open_object, possible_cpus};
+
 /// The compiled steering program, built from `bpf/xdp_steer.c` by `build.rs`.
 pub static STEER_OBJECT: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/xdp_steer.o"));
 
@@ -181,34 +183,6 @@ unsafe impl Send for SteerProgram {}
 // SAFETY: as above, `&self` methods only issue bpf() syscalls on fds.
 unsafe impl Sync for SteerProgram {}
 
-fn neg_errno(ret: c_int) -> io::Result<c_int> {
-    if ret < 0 {
-        Err(io::Error::from_raw_os_error(-ret))
-    } else {
-        Ok(ret)
-    }
-}
-
-fn cstr(s: &str) -> CString {
-    CString::new(s).expect("no NUL in static names")
-}
-
-/// Opens (parses, does not load) the embedded object. Needs no privilege.
-fn open_object() -> io::Result<NonNull<sys::bpf_object>> {
-    let name = cstr("xdp_steer");
-    // SAFETY: all-zero is the documented "no options" state of this C struct; `sz` tells libbpf
-    // which fields we know about.
-    let mut opts: sys::bpf_object_open_opts = unsafe { std::mem::zeroed() };
-    opts.sz = std::mem::size_of::<sys::bpf_object_open_opts>();
-    opts.object_name = name.as_ptr();
-    // SAFETY: the buffer is 'static and outlives the object; libbpf copies what it keeps.
-    // `opts` and `name` are valid for the call.
-    let obj = unsafe {
-        sys::bpf_object__open_mem(STEER_OBJECT.as_ptr().cast(), STEER_OBJECT.len(), &opts)
-    };
-    NonNull::new(obj).ok_or_else(io::Error::last_os_error)
-}
-
 /// Checks that the maps' value sizes in the object match the Rust mirrors, so a layout drift
 /// between C and Rust fails loudly instead of corrupting counters.
 fn check_layout(obj: NonNull<sys::bpf_object>) -> io::Result<()> {
@@ -218,46 +192,16 @@ fn check_layout(obj: NonNull<sys::bpf_object>) -> io::Result<()> {
         (MAP_PORTS, 1),
         (MAP_XSKS, 4),
     ];
-    for (name, size) in expect {
-        let cname = cstr(name);
-        // SAFETY: `obj` is a valid open object; the name is a valid C string for the call.
-        let map = unsafe { sys::bpf_object__find_map_by_name(obj.as_ptr(), cname.as_ptr()) };
-        if map.is_null() {
-            return Err(io::Error::other(format!(
-                "map {name} missing from xdp_steer.o"
-            )));
-        }
-        // SAFETY: `map` was just returned non-null by libbpf and belongs to `obj`.
-        let got = unsafe { sys::bpf_map__value_size(map) } as usize;
-        if got != size {
-            return Err(io::Error::other(format!(
-                "map {name}: value size {got} in xdp_steer.o, {size} in Rust: update both sides"
-            )));
-        }
-    }
-    Ok(())
+    crate::io::bpf::check_layout(obj, "xdp_steer.o", &expect)
 }
 
 /// Verifies the embedded object parses and its map layouts match the Rust mirrors. No privilege.
 pub fn check_object() -> io::Result<()> {
-    let obj = open_object()?;
+    let obj = open_object("xdp_steer", STEER_OBJECT)?;
     let res = check_layout(obj);
     // SAFETY: `obj` came from `bpf_object__open_mem` and is not used afterwards.
     unsafe { sys::bpf_object__close(obj.as_ptr()) };
     res
-}
-
-/// Number of possible CPUs: the stride of per-CPU map values. Parses
-/// `/sys/devices/system/cpu/possible` ("0-3", "0,2-5").
-fn possible_cpus() -> io::Result<usize> {
-    let s = std::fs::read_to_string("/sys/devices/system/cpu/possible")?;
-    let bad = || io::Error::other(format!("cannot parse possible CPUs {s:?}"));
-    let mut max = 0usize;
-    for part in s.trim().split(',') {
-        let last = part.rsplit('-').next().ok_or_else(bad)?;
-        max = max.max(last.parse::<usize>().map_err(|_| bad())?);
-    }
-    Ok(max + 1)
 }
 
 /// The interface index of `name`.
@@ -275,7 +219,7 @@ pub fn ifindex(name: &str) -> io::Result<u32> {
 impl SteerProgram {
     /// Loads the program and creates its maps (needs CAP_BPF/CAP_SYS_ADMIN). Not attached yet.
     pub fn load() -> io::Result<Self> {
-        let obj = open_object()?;
+        let obj = open_object("xdp_steer", STEER_OBJECT)?;
         let close = |e: io::Error| {
             // SAFETY: `obj` came from `bpf_object__open_mem` and is not used after this.
             unsafe { sys::bpf_object__close(obj.as_ptr()) };

@@ -1,0 +1,75 @@
+//! Small libbpf helpers shared by our BPF programs' loaders (`io::xdp::program` for the XDP
+//! steering program, `io::fault_bpf` for the tc fault program).
+
+use std::ffi::{c_int, CString};
+use std::io;
+use std::ptr::NonNull;
+
+use libxdp_sys as sys;
+
+/// libbpf returns `-errno` on failure.
+pub(crate) fn neg_errno(ret: c_int) -> io::Result<c_int> {
+    if ret < 0 {
+        Err(io::Error::from_raw_os_error(-ret))
+    } else {
+        Ok(ret)
+    }
+}
+
+pub(crate) fn cstr(s: &str) -> CString {
+    CString::new(s).expect("no NUL in static names")
+}
+
+/// Opens (parses, does not load) an embedded object file. Needs no privilege.
+pub(crate) fn open_object(
+    name: &str,
+    object: &'static [u8],
+) -> io::Result<NonNull<sys::bpf_object>> {
+    let cname = cstr(name);
+    // SAFETY: all-zero is the documented "no options" state of this C struct; `sz` tells libbpf
+    // which fields we know about.
+    let mut opts: sys::bpf_object_open_opts = unsafe { std::mem::zeroed() };
+    opts.sz = std::mem::size_of::<sys::bpf_object_open_opts>();
+    opts.object_name = cname.as_ptr();
+    // SAFETY: the buffer is 'static and outlives the object; libbpf copies what it keeps.
+    // `opts` and `cname` are valid for the call.
+    let obj = unsafe { sys::bpf_object__open_mem(object.as_ptr().cast(), object.len(), &opts) };
+    NonNull::new(obj).ok_or_else(io::Error::last_os_error)
+}
+
+/// Checks that each named map's value size in the object matches its Rust mirror, so a layout
+/// drift between C and Rust fails loudly instead of corrupting counters.
+pub(crate) fn check_layout(
+    obj: NonNull<sys::bpf_object>,
+    file: &str,
+    expect: &[(&str, usize)],
+) -> io::Result<()> {
+    for &(name, size) in expect {
+        let cname = cstr(name);
+        // SAFETY: `obj` is a valid open object; the name is a valid C string for the call.
+        let map = unsafe { sys::bpf_object__find_map_by_name(obj.as_ptr(), cname.as_ptr()) };
+        if map.is_null() {
+            return Err(io::Error::other(format!("map {name} missing from {file}")));
+        }
+        // SAFETY: `map` was just returned non-null by libbpf and belongs to `obj`.
+        let got = unsafe { sys::bpf_map__value_size(map) } as usize;
+        if got != size {
+            return Err(io::Error::other(format!(
+                "map {name}: value size {got} in {file}, {size} in Rust: update both sides"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Number of possible CPUs: the slot count of a per-CPU map's value.
+pub(crate) fn possible_cpus() -> io::Result<usize> {
+    let s = std::fs::read_to_string("/sys/devices/system/cpu/possible")?;
+    let bad = || io::Error::other(format!("cannot parse possible CPUs {s:?}"));
+    let mut max = 0usize;
+    for part in s.trim().split(',') {
+        let last = part.rsplit('-').next().ok_or_else(bad)?;
+        max = max.max(last.parse::<usize>().map_err(|_| bad())?);
+    }
+    Ok(max + 1)
+}
