@@ -15,6 +15,7 @@
 
 pub mod flow;
 pub mod io;
+pub mod neigh;
 pub mod sim;
 pub mod tcp;
 pub mod time;
