@@ -7,14 +7,18 @@
 //! | [`wire`] | zero-copy views and `Repr`s of Ethernet, ARP, IPv4, ICMPv4, TCP; checksums | anything above |
 //! | [`tcp`] | the sans-IO connection: RFC 9293 state machine, buffers, retransmission | clocks, I/O, threads |
 //! | [`flow`] | a host: 4-tuple demux, listen table, RST for strays, IPv4 framing | I/O |
+//! | [`neigh`] | next hop and ARP/neighbour cache, held packets | I/O |
 //! | [`io`] | batched packet I/O: AF_XDP, the simulated link | TCP internals |
+//! | [`engine`] | the per-core loop joining a socket to a host; the only clock reader | — |
 //! | [`sim`] | deterministic network on a virtual clock, seeded faults | real time |
 //!
 //! The protocol core is sans-IO: inputs are `handle_*(now, ...)`, outputs `poll_*()`, and
 //! `poll_timeout()` gives the next deadline. Only the engine reads a clock.
 
+pub mod engine;
 pub mod flow;
 pub mod io;
+pub mod neigh;
 pub mod sim;
 pub mod tcp;
 pub mod time;

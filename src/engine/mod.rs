@@ -1,0 +1,404 @@
+//! The per-core engine: one run-to-completion loop joining a [`PacketIo`] (an AF_XDP socket on
+//! one queue) to one sans-IO [`Host`] and its [`NeighCache`]. It is the only code that reads a
+//! clock: `std::time::Instant` since the engine started, converted to [`crate::time::Instant`].
+//!
+//! One [`Engine::poll`] iteration:
+//! 1. **rx batch**: each frame is parsed in place in its UMEM frame. IPv4 goes to
+//!    [`Host::handle_ipv4`] without a copy (the source MAC of a valid segment from an on-link
+//!    host confirms or teaches the neighbour cache); ARP goes to [`NeighCache::handle_arp`];
+//!    anything else is dropped under a named counter in [`EngineStats`].
+//! 2. **timers**: [`Host::handle_timeout`] and [`NeighCache::handle_timeout`] when due; kernel
+//!    probes for unresolved next hops (only while the kernel owns ARP, see [`kernel`]).
+//! 3. **application**: the [`App`] gets `&mut Host` and the events drained this iteration.
+//! 4. **tx batch**: into each free UMEM frame go, in order, a pending ARP frame, a packet
+//!    released by resolution, or the next segment: [`Host::poll_transmit`] writes the IPv4 packet
+//!    straight into the frame after a 14-byte gap, then the Ethernet header is written in front.
+//!    A packet whose next hop is unknown is held by the neighbour cache and the next segment
+//!    takes the frame.
+//!
+//! Busy-poll by default. With [`IdleBackoff`], after `after` iterations in a row that did nothing
+//! the engine sleeps in [`PacketIo::wait_rx`] (the socket's `poll`), never past the next deadline.
+//!
+//! # Copies per byte
+//!
+//! | direction | copy | why it remains |
+//! |---|---|---|
+//! | receive | UMEM frame -> connection receive buffer (in `tcp`) | the frame must go back to the fill ring at the end of the rx batch, or the kernel runs out of frames; the application reads later, at its own pace, possibly out of many segments. |
+//! | receive | receive buffer -> application buffer, only with [`Host::recv`] | none with `Connection::readable` + `consume`, which lend the buffered bytes in place. |
+//! | send | application buffer -> connection send buffer ([`Host::send`]) | the bytes must outlive the call until acknowledged: retransmission rebuilds segments from the send buffer. |
+//! | send | send buffer -> UMEM frame (`Connection::write_payload` inside `poll_transmit`) | the frame is lent to the kernel until completion and the segment boundary is chosen at send time; copy mode copies once more inside the kernel. |
+//!
+//! So the stack itself makes exactly one copy per byte each way (frame to buffer, buffer to
+//! frame); headers are built and parsed in place. A packet held for neighbour resolution is
+//! copied twice more (into the hold queue and out), rare and counted
+//! ([`crate::neigh::NeighStats::held_bytes_copied`]). The echo application in [`apps`] adds two
+//! copies of its own through a scratch buffer (receive buffer to scratch to send buffer).
+
+pub mod apps;
+pub mod cores;
+pub mod kernel;
+
+use std::net::Ipv4Addr;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use crate::flow::{ConnId, Host};
+use crate::io::PacketIo;
+use crate::neigh::{Lookup, NeighCache};
+use crate::tcp::Event;
+use crate::time::Instant;
+use crate::wire::{
+    ethernet, ipv4, ArpPacket, ArpRepr, EtherType, EthernetAddress, EthernetFrame, EthernetRepr,
+    Ipv4Packet,
+};
+
+use kernel::KernelTables;
+
+/// Sleep when idle instead of spinning.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IdleBackoff {
+    /// Empty iterations in a row before sleeping.
+    pub after: u32,
+    /// Longest single sleep.
+    pub max_sleep: std::time::Duration,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EngineConfig {
+    /// Frames taken per rx batch.
+    pub rx_batch: usize,
+    /// Frames offered per tx batch.
+    pub tx_batch: usize,
+    /// `None`: busy-poll.
+    pub idle: Option<IdleBackoff>,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        EngineConfig {
+            rx_batch: 64,
+            tx_batch: 64,
+            idle: None,
+        }
+    }
+}
+
+/// Per-engine counters. Drops are counted by reason; the host and the neighbour cache keep
+/// their own.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EngineStats {
+    pub iterations: u64,
+    pub idle_sleeps: u64,
+    pub rx_frames: u64,
+    pub rx_bytes: u64,
+    pub rx_ipv4: u64,
+    pub rx_arp: u64,
+    pub tx_frames: u64,
+    pub tx_bytes: u64,
+    pub tx_ipv4: u64,
+    pub tx_arp: u64,
+    /// Packets sent after waiting for neighbour resolution.
+    pub tx_released: u64,
+    pub events: u64,
+    /// Kernel neighbour look-ups that failed (netlink errors).
+    pub kernel_probe_errors: u64,
+    /// Kernel probes with no netlink socket to serve them.
+    pub kernel_probe_unserved: u64,
+    pub drop_truncated: u64,
+    /// Unicast to another MAC.
+    pub drop_not_our_mac: u64,
+    pub drop_bad_arp: u64,
+    pub drop_ipv6: u64,
+    pub drop_ethertype: u64,
+    /// Outgoing packets with no route to their destination.
+    pub drop_no_route: u64,
+}
+
+impl EngineStats {
+    pub fn rx_dropped(&self) -> u64 {
+        self.drop_truncated
+            + self.drop_not_our_mac
+            + self.drop_bad_arp
+            + self.drop_ipv6
+            + self.drop_ethertype
+    }
+}
+
+/// The application side of an engine: run to completion inside the loop, on the engine's core.
+pub trait App {
+    /// Called once per iteration, after reception and timers, with the events drained from the
+    /// host this iteration (often none). Returns how much work it did (0 = idle), which keeps
+    /// the engine from backing off while the application is busy.
+    fn poll(&mut self, now: Instant, host: &mut Host, events: &[(ConnId, Event)]) -> usize;
+}
+
+/// No application: the host still answers (RST for strays, listeners' handshakes).
+impl App for () {
+    fn poll(&mut self, _: Instant, _: &mut Host, _: &[(ConnId, Event)]) -> usize {
+        0
+    }
+}
+
+impl<F: FnMut(Instant, &mut Host, &[(ConnId, Event)]) -> usize> App for F {
+    fn poll(&mut self, now: Instant, host: &mut Host, events: &[(ConnId, Event)]) -> usize {
+        self(now, host, events)
+    }
+}
+
+pub struct Engine<P: PacketIo, A: App> {
+    io: P,
+    host: Host,
+    neigh: NeighCache,
+    app: A,
+    kernel: Option<KernelTables>,
+    cfg: EngineConfig,
+    origin: std::time::Instant,
+    stats: EngineStats,
+    events: Vec<(ConnId, Event)>,
+    empty_iterations: u32,
+}
+
+impl<P: PacketIo, A: App> Engine<P, A> {
+    /// The clock starts now. Panics if a transmit frame cannot hold a full-sized segment behind
+    /// an Ethernet header (a configuration error).
+    pub fn new(io: P, host: Host, neigh: NeighCache, app: A, cfg: EngineConfig) -> Self {
+        let need =
+            ethernet::HEADER_LEN + ipv4::HEADER_LEN + 60 + usize::from(host.config().tcp.mss);
+        assert!(
+            io.frame_capacity() >= need,
+            "frame capacity {} < {need} (Ethernet + IPv4 + TCP with options + MSS)",
+            io.frame_capacity()
+        );
+        Engine {
+            io,
+            host,
+            neigh,
+            app,
+            kernel: None,
+            cfg,
+            origin: std::time::Instant::now(),
+            stats: EngineStats::default(),
+            events: Vec::with_capacity(256),
+            empty_iterations: 0,
+        }
+    }
+
+    /// Serves kernel probes of the neighbour cache (needed while the kernel owns ARP).
+    pub fn with_kernel(mut self, kernel: KernelTables) -> Self {
+        self.kernel = Some(kernel);
+        self
+    }
+
+    /// Time since the engine started.
+    pub fn now(&self) -> Instant {
+        Instant::from_nanos(u64::try_from(self.origin.elapsed().as_nanos()).unwrap_or(u64::MAX))
+    }
+
+    pub fn host(&self) -> &Host {
+        &self.host
+    }
+    pub fn host_mut(&mut self) -> &mut Host {
+        &mut self.host
+    }
+    pub fn neigh(&self) -> &NeighCache {
+        &self.neigh
+    }
+    pub fn neigh_mut(&mut self) -> &mut NeighCache {
+        &mut self.neigh
+    }
+    pub fn app(&self) -> &A {
+        &self.app
+    }
+    pub fn app_mut(&mut self) -> &mut A {
+        &mut self.app
+    }
+    pub fn io(&self) -> &P {
+        &self.io
+    }
+    pub fn io_mut(&mut self) -> &mut P {
+        &mut self.io
+    }
+    pub fn stats(&self) -> &EngineStats {
+        &self.stats
+    }
+    pub fn config(&self) -> &EngineConfig {
+        &self.cfg
+    }
+
+    pub fn into_parts(self) -> (P, Host, NeighCache, A) {
+        (self.io, self.host, self.neigh, self.app)
+    }
+
+    /// Polls until `stop` is set.
+    pub fn run(&mut self, stop: &AtomicBool) {
+        while !stop.load(Ordering::Relaxed) {
+            self.poll();
+        }
+    }
+
+    /// One iteration (see the module docs). Returns the work done: frames received and sent
+    /// plus the application's own count; 0 means the iteration was idle.
+    pub fn poll(&mut self) -> usize {
+        let now = self.now();
+        self.stats.iterations += 1;
+        let mac = self.neigh.config().mac;
+        let Engine {
+            io,
+            host,
+            neigh,
+            app,
+            kernel,
+            cfg,
+            stats,
+            events,
+            ..
+        } = self;
+
+        let mut work = io.recv_batch(cfg.rx_batch, |frame| {
+            receive(now, frame, mac, host, neigh, stats)
+        });
+
+        if host.poll_timeout().is_some_and(|t| t <= now) {
+            host.handle_timeout(now);
+        }
+        if neigh.poll_timeout().is_some_and(|t| t <= now) {
+            neigh.handle_timeout(now);
+        }
+        while let Some(ip) = neigh.poll_kernel_probe() {
+            match kernel {
+                Some(k) => {
+                    if k.probe(now, neigh, ip).is_err() {
+                        stats.kernel_probe_errors += 1;
+                    }
+                }
+                None => stats.kernel_probe_unserved += 1,
+            }
+        }
+
+        events.clear();
+        while let Some(ev) = host.poll_event() {
+            events.push(ev);
+        }
+        stats.events += events.len() as u64;
+        work += events.len();
+        work += app.poll(now, host, events);
+
+        let sent = io.send_batch(cfg.tx_batch, |buf| {
+            let n = transmit(now, buf, mac, host, neigh, stats)?;
+            stats.tx_bytes += n as u64;
+            Some(n)
+        });
+        stats.tx_frames += sent as u64;
+        work += sent;
+
+        if work > 0 {
+            self.empty_iterations = 0;
+        } else {
+            self.empty_iterations = self.empty_iterations.saturating_add(1);
+            self.idle(now);
+        }
+        work
+    }
+
+    fn idle(&mut self, now: Instant) {
+        let Some(idle) = self.cfg.idle else {
+            return;
+        };
+        if self.empty_iterations < idle.after {
+            return;
+        }
+        let deadline = match (self.host.poll_timeout(), self.neigh.poll_timeout()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        let mut sleep = idle.max_sleep;
+        if let Some(t) = deadline {
+            sleep = sleep.min(t.saturating_since(now).into());
+        }
+        if sleep.is_zero() {
+            return;
+        }
+        self.stats.idle_sleeps += 1;
+        self.io.wait_rx(sleep);
+    }
+}
+
+fn receive(
+    now: Instant,
+    frame: &[u8],
+    mac: EthernetAddress,
+    host: &mut Host,
+    neigh: &mut NeighCache,
+    stats: &mut EngineStats,
+) {
+    stats.rx_frames += 1;
+    stats.rx_bytes += frame.len() as u64;
+    let Ok(eth) = EthernetFrame::new_checked(frame) else {
+        stats.drop_truncated += 1;
+        return;
+    };
+    let dst = eth.dst_addr();
+    if dst != mac && !dst.is_broadcast() {
+        stats.drop_not_our_mac += 1;
+        return;
+    }
+    match eth.ethertype() {
+        EtherType::Ipv4 => {
+            stats.rx_ipv4 += 1;
+            let packet = eth.payload();
+            let before = host.stats().rx_segments;
+            host.handle_ipv4(now, packet);
+            // Only a segment that parsed and verified may teach the cache a MAC.
+            if host.stats().rx_segments != before {
+                let src = Ipv4Packet::new_unchecked(packet).src_addr();
+                neigh.observe_ipv4(now, src, eth.src_addr());
+            }
+        }
+        EtherType::Arp => {
+            stats.rx_arp += 1;
+            match ArpPacket::new_checked(eth.payload()).and_then(|p| ArpRepr::parse(&p)) {
+                Ok(repr) => neigh.handle_arp(now, &repr),
+                Err(_) => stats.drop_bad_arp += 1,
+            }
+        }
+        EtherType::Ipv6 => stats.drop_ipv6 += 1,
+        EtherType::Unknown(_) => stats.drop_ethertype += 1,
+    }
+}
+
+/// Fills one transmit frame; `None` when there is nothing to send.
+fn transmit(
+    now: Instant,
+    buf: &mut [u8],
+    mac: EthernetAddress,
+    host: &mut Host,
+    neigh: &mut NeighCache,
+    stats: &mut EngineStats,
+) -> Option<usize> {
+    if let Some(n) = neigh.poll_arp(buf) {
+        stats.tx_arp += 1;
+        return Some(n);
+    }
+    if let Some(n) = neigh.poll_released(buf) {
+        stats.tx_released += 1;
+        return Some(n);
+    }
+    let (header, body) = buf.split_at_mut(ethernet::HEADER_LEN);
+    loop {
+        let n = host.poll_transmit(now, body)?;
+        let dst: Ipv4Addr = Ipv4Packet::new_unchecked(&body[..n]).dst_addr();
+        match neigh.lookup(now, dst) {
+            Lookup::Ready(dst_mac) => {
+                EthernetRepr {
+                    src_addr: mac,
+                    dst_addr: dst_mac,
+                    ethertype: EtherType::Ipv4,
+                }
+                .emit(&mut EthernetFrame::new_unchecked(&mut *header));
+                stats.tx_ipv4 += 1;
+                return Some(ethernet::HEADER_LEN + n);
+            }
+            Lookup::Pending(hop) => neigh.hold(now, hop, &body[..n]),
+            Lookup::NoRoute => stats.drop_no_route += 1,
+        }
+    }
+}

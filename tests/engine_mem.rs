@@ -1,0 +1,160 @@
+//! Two engines joined by an in-memory Ethernet link, no root needed: the client knows no MAC at
+//! start and resolves the server over ARP (the stack owns ARP on both ends), then bulk data is
+//! echoed and checked byte by byte. Real clock, so bounded by wall time.
+
+use std::cell::RefCell;
+use std::collections::VecDeque;
+use std::net::{Ipv4Addr, SocketAddrV4};
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use xdp_tcp::engine::apps::{BulkClient, EchoServer, StreamOutcome};
+use xdp_tcp::engine::{Engine, EngineConfig};
+use xdp_tcp::flow::{Host, HostConfig};
+use xdp_tcp::io::PacketIo;
+use xdp_tcp::neigh::{ArpOwner, NeighCache, NeighConfig};
+use xdp_tcp::tcp::State;
+use xdp_tcp::wire::EthernetAddress;
+
+type Wire = Rc<RefCell<VecDeque<Vec<u8>>>>;
+
+/// One end of a lossless link of bounded depth.
+struct MemIo {
+    rx: Wire,
+    tx: Wire,
+    depth: usize,
+}
+
+impl PacketIo for MemIo {
+    fn recv_batch<F: FnMut(&[u8])>(&mut self, budget: usize, mut f: F) -> usize {
+        let mut n = 0;
+        while n < budget {
+            let Some(frame) = self.rx.borrow_mut().pop_front() else {
+                break;
+            };
+            f(&frame);
+            n += 1;
+        }
+        n
+    }
+
+    fn send_batch<F: FnMut(&mut [u8]) -> Option<usize>>(
+        &mut self,
+        budget: usize,
+        mut f: F,
+    ) -> usize {
+        let mut n = 0;
+        let mut buf = vec![0u8; 1792];
+        while n < budget && self.tx.borrow().len() < self.depth {
+            let Some(len) = f(&mut buf) else { break };
+            self.tx.borrow_mut().push_back(buf[..len].to_vec());
+            n += 1;
+        }
+        n
+    }
+
+    fn frame_capacity(&self) -> usize {
+        1792
+    }
+}
+
+const CLIENT: Ipv4Addr = Ipv4Addr::new(10, 9, 0, 1);
+const SERVER: Ipv4Addr = Ipv4Addr::new(10, 9, 0, 2);
+const CLIENT_MAC: EthernetAddress = EthernetAddress([2, 9, 0, 0, 0, 1]);
+const SERVER_MAC: EthernetAddress = EthernetAddress([2, 9, 0, 0, 0, 2]);
+const PORT: u16 = 7;
+
+fn neigh(addr: Ipv4Addr, mac: EthernetAddress) -> NeighCache {
+    let mut cfg = NeighConfig::new(addr, 24, mac);
+    cfg.arp_owner = ArpOwner::Stack;
+    cfg.learn_from_ipv4 = false;
+    NeighCache::new(cfg)
+}
+
+#[test]
+fn bulk_echo_between_two_engines_resolving_over_arp() {
+    const CONNS: usize = 8;
+    const LEN: usize = 512 * 1024;
+    let a: Wire = Rc::default();
+    let b: Wire = Rc::default();
+    let mut server_host = Host::new(HostConfig::new(SERVER));
+    server_host.listen(PORT, 64);
+    let echo = EchoServer::new(PORT);
+    let echo_counters = echo.counters();
+    let mut server = Engine::new(
+        MemIo {
+            rx: a.clone(),
+            tx: b.clone(),
+            depth: 256,
+        },
+        server_host,
+        neigh(SERVER, SERVER_MAC),
+        echo,
+        EngineConfig::default(),
+    );
+    let client_app = BulkClient::new(SocketAddrV4::new(SERVER, PORT), CONNS, LEN, 42);
+    let counters = client_app.counters();
+    let mut client = Engine::new(
+        MemIo {
+            rx: b,
+            tx: a,
+            depth: 256,
+        },
+        Host::new(HostConfig::new(CLIENT)),
+        neigh(CLIENT, CLIENT_MAC),
+        client_app,
+        EngineConfig::default(),
+    );
+
+    let started = Instant::now();
+    while !client.app().done() && started.elapsed() < Duration::from_secs(20) {
+        client.poll();
+        server.poll();
+    }
+    // Let the last ACKs of the close cross.
+    let settle = Instant::now();
+    while settle.elapsed() < Duration::from_millis(50) {
+        client.poll();
+        server.poll();
+    }
+    let elapsed = started.elapsed();
+    let outcomes = client.app().outcomes();
+    assert!(
+        outcomes.iter().all(|(_, o)| *o == Some(StreamOutcome::Ok)),
+        "{outcomes:?}"
+    );
+    assert_eq!(counters.get(&counters.bytes_verified), (CONNS * LEN) as u64);
+    assert_eq!(echo_counters.get(&echo_counters.finished), CONNS as u64);
+    assert_eq!(echo_counters.get(&echo_counters.errors), 0);
+    // The client closed second: its connections wait in TIME-WAIT; the server's are gone.
+    for (id, _) in &outcomes {
+        let state = client.host().conn(*id).map(|c| c.state());
+        assert!(
+            matches!(state, None | Some(State::TimeWait)),
+            "client connection in {state:?}"
+        );
+    }
+    assert_eq!(server.host().conn_count(), 0);
+    // One ARP exchange: the client asked, the server answered and learned the client from it.
+    let (cn, sn) = (client.neigh().stats(), server.neigh().stats());
+    assert_eq!(
+        (cn.arp_requests_sent, sn.arp_replies_sent),
+        (1, 1),
+        "{cn:?} {sn:?}"
+    );
+    assert_eq!(cn.resolved, 1);
+    assert!(cn.held >= 1 && cn.released == cn.held, "{cn:?}");
+    assert_eq!(client.neigh().peek(SERVER), Some(SERVER_MAC));
+    assert_eq!(server.neigh().peek(CLIENT), Some(CLIENT_MAC));
+    for e in [client.stats(), server.stats()] {
+        assert_eq!(e.rx_dropped(), 0, "{e:?}");
+        assert_eq!(e.drop_no_route, 0);
+    }
+    assert_eq!(server.host().stats().dropped_total(), 0);
+    assert_eq!(client.host().stats().dropped_total(), 0);
+    eprintln!(
+        "{CONNS} x {LEN} B echoed in {elapsed:?}; client {:?}; server {:?}",
+        client.stats(),
+        server.stats()
+    );
+}
