@@ -1206,6 +1206,9 @@ impl Connection {
         if let Some(r) = self.recovery {
             if self.snd_una.diff(r.point) >= 0 {
                 self.recovery = None;
+                // the duplicates counted during recovery are spent: left standing they would
+                // start a new (spurious) fast retransmit right away
+                self.dupacks = 0;
                 if r.fast {
                     self.cc.on_recovery_end(now);
                 }
