@@ -2163,3 +2163,127 @@ mod time_wait {
         t.expect_events(&[Event::Closed]);
     }
 }
+
+/// RFC 6298 on scripted RTT samples: each ACK arrives a chosen time after the segment it
+/// acknowledges, and SRTT, RTTVAR and RTO must equal the values worked out by hand (all exact in
+/// nanoseconds). Karn's rule: an ACK of a retransmitted segment gives no sample, unless its
+/// timestamp echo (RFC 7323) proves which transmission it answers.
+mod rtt_estimation {
+    use super::*;
+
+    fn ns(n: u64) -> Duration {
+        Duration::from_nanos(n)
+    }
+
+    /// A floor low enough that no RTO in these tests is clamped.
+    fn rtt_cfg(timestamps: bool) -> Config {
+        Config {
+            rto_min: Duration::from_millis(10),
+            nodelay: true,
+            timestamps,
+            ..cfg()
+        }
+    }
+
+    /// SRTT, RTTVAR and RTO in nanoseconds.
+    #[track_caller]
+    fn check(t: &Tcp, srtt: u64, rttvar: u64, rto: u64) {
+        let i = t.c.info();
+        assert_eq!(
+            (i.srtt, i.rttvar, i.rto),
+            (Some(ns(srtt)), ns(rttvar), ns(rto)),
+            "at {:?}",
+            t.now
+        );
+    }
+
+    /// Sends one byte at `at` ms (after `sent_before` bytes); the peer acknowledges it at
+    /// `ack_at` ms.
+    fn exchange(t: &mut Tcp, at: u64, ack_at: u64, sent_before: u32) {
+        t.at(at);
+        t.c.send(b"x").unwrap();
+        let s = t.next().expect("data sent");
+        assert_eq!(s.repr.seq, SeqNumber(ISS + 1 + sent_before));
+        t.at(ack_at)
+            .inject(seg!(< ., seq IRS + 1, ack ISS + 2 + sent_before, win 65535))
+            .expect_nothing();
+    }
+
+    #[test]
+    fn samples_follow_rfc6298_and_karn_skips_retransmissions() {
+        let mut t = open(rtt_cfg(false), 65535);
+        // first sample, the handshake's R = 100: SRTT = R, RTTVAR = R/2, RTO = SRTT + 4 RTTVAR
+        check(&t, 100_000_000, 50_000_000, 300_000_000);
+        // R = 60: RTTVAR = 3/4 50 + 1/4 |100 - 60| = 47.5; SRTT = 7/8 100 + 1/8 60 = 95
+        exchange(&mut t, 200, 260, 0);
+        check(&t, 95_000_000, 47_500_000, 285_000_000);
+        // R = 120: RTTVAR = 3/4 47.5 + 1/4 25 = 41.875; SRTT = 7/8 95 + 1/8 120 = 98.125;
+        // RTO = 98.125 + 167.5
+        exchange(&mut t, 300, 420, 1);
+        check(&t, 98_125_000, 41_875_000, 265_625_000);
+        // Karn: the segment times out and is resent; the ACK after that is ambiguous and gives
+        // no sample, but it ends the backoff (RFC 6298 5.7)
+        t.at(500);
+        t.c.send(b"x").unwrap();
+        t.next().unwrap();
+        let rto_at = ms(500) + ns(265_625_000);
+        assert_eq!(t.deadline(), Some(rto_at));
+        t.now = rto_at;
+        t.c.handle_timeout(t.now);
+        let re = t.next().expect("retransmission");
+        assert_eq!((re.repr.seq, re.payload.len()), (SeqNumber(ISS + 3), 1));
+        assert_eq!(t.c.info().backoff, 1);
+        check(&t, 98_125_000, 41_875_000, 531_250_000);
+        assert_eq!(t.deadline(), Some(rto_at + ns(531_250_000)));
+        t.at(800)
+            .inject(seg!(< ., seq IRS + 1, ack ISS + 4, win 65535))
+            .expect_nothing();
+        assert_eq!(t.c.info().backoff, 0);
+        check(&t, 98_125_000, 41_875_000, 265_625_000);
+        // the next clean sample, R = 100: RTTVAR = 3/4 41.875 + 1/4 1.875 = 31.875;
+        // SRTT = 7/8 98.125 + 1/8 100 = 98.359375; RTO = 98.359375 + 127.5
+        exchange(&mut t, 900, 1000, 3);
+        check(&t, 98_359_375, 31_875_000, 225_859_375);
+    }
+
+    /// Handshake with timestamps at 0 / 100 ms, then one byte sent at 200 ms that times out at
+    /// 500 ms and is resent with TSval 500.
+    fn timed_out_with_timestamps() -> Tcp {
+        let mut t = Tcp::connect(rtt_cfg(true));
+        t.expect(seg!(> S, seq ISS, win 65535, mss 1460, ts 0 0));
+        t.at(100)
+            .inject(seg!(< S., seq IRS, ack ISS + 1, win 65535, mss 1460, ts 700 0))
+            .expect(seg!(> ., seq ISS + 1, ack IRS + 1, win 65535, ts 100 700))
+            .expect_events(&[Event::Connected]);
+        check(&t, 100_000_000, 50_000_000, 300_000_000);
+        t.at(200);
+        t.c.send(b"x").unwrap();
+        t.expect(seg!(> P., seq ISS + 1, ack IRS + 1, win 65535, ts 200 700, "x"));
+        t.fire(500)
+            .expect(seg!(> P., seq ISS + 1, ack IRS + 1, win 65535, ts 500 700, "x"));
+        check(&t, 100_000_000, 50_000_000, 600_000_000);
+        t
+    }
+
+    #[test]
+    fn timestamp_echo_of_the_retransmission_gives_a_valid_sample() {
+        let mut t = timed_out_with_timestamps();
+        // TSecr 500 answers the retransmission sent at 500: R = 540 - 500 = 40.
+        // RTTVAR = 3/4 50 + 1/4 60 = 52.5; SRTT = 7/8 100 + 1/8 40 = 92.5; RTO = 92.5 + 210
+        t.at(540)
+            .inject(seg!(< ., seq IRS + 1, ack ISS + 2, win 65535, ts 710 500))
+            .expect_nothing();
+        check(&t, 92_500_000, 52_500_000, 302_500_000);
+    }
+
+    #[test]
+    fn timestamp_echo_of_the_original_gives_no_sample() {
+        let mut t = timed_out_with_timestamps();
+        // TSecr 200: the ACK answers the first transmission, which Karn's rule (without
+        // measuring from TSecr) leaves unsampled: SRTT and RTTVAR stay, the backoff ends
+        t.at(540)
+            .inject(seg!(< ., seq IRS + 1, ack ISS + 2, win 65535, ts 710 200))
+            .expect_nothing();
+        check(&t, 100_000_000, 50_000_000, 300_000_000);
+    }
+}

@@ -766,19 +766,22 @@ impl Connection {
             self.delack_at = None;
             self.ack = AckState::Now;
         }
-        if due(self.rto_at) {
+        // the probe goes first: it is scheduled no later than the RTO (RFC 8985 7.2), and when
+        // both are due it takes the RTO's place until the next poll_transmit sends it (which
+        // re-arms the RTO); if no probe can be sent, the RTO, still due, fires on the next call
+        if due(self.tlp_at) {
+            self.tlp_at = None;
+            if self.tlp.is_none() && self.recovery.is_none() && !self.sb.is_empty() {
+                self.tlp_fire = true;
+            }
+        }
+        if due(self.rto_at) && !self.tlp_fire {
             self.rto_at = None;
             self.on_rto(now);
         }
         if due(self.reorder_at) {
             self.reorder_at = None;
             self.detect_losses(now);
-        }
-        if due(self.tlp_at) {
-            self.tlp_at = None;
-            if self.tlp.is_none() && self.recovery.is_none() && !self.sb.is_empty() {
-                self.tlp_fire = true;
-            }
         }
         if due(self.persist_at) {
             self.persist_at = None;
@@ -1206,6 +1209,9 @@ impl Connection {
         if let Some(r) = self.recovery {
             if self.snd_una.diff(r.point) >= 0 {
                 self.recovery = None;
+                // the duplicates counted during recovery are spent: left standing they would
+                // start a new (spurious) fast retransmit right away
+                self.dupacks = 0;
                 if r.fast {
                     self.cc.on_recovery_end(now);
                 }
@@ -1401,12 +1407,12 @@ impl Connection {
             }
             None => self.cfg.rto_initial,
         };
+        // a probe that would come after the RTO is sent at the RTO's time instead
+        // (RFC 8985 7.2): with one segment in flight, 2 SRTT plus the delayed-ACK allowance
+        // is often later than the RTO, and the probe repairs a lost tail without the RTO's
+        // collapse of cwnd
         let at = now + pto;
-        if self.rto_at.is_some_and(|rto| rto <= at) {
-            self.tlp_at = None;
-        } else {
-            self.tlp_at = Some(at);
-        }
+        self.tlp_at = Some(self.rto_at.map_or(at, |rto| rto.min(at)));
     }
 
     /// The probe's episode ends once what it sent is acknowledged. If it was a retransmission

@@ -304,6 +304,10 @@ impl Scoreboard {
 
     /// RFC 6675 IsLost for the first in-flight segment: SACKed bytes above it exceed
     /// (DupThresh - 1) * SMSS. Used with SACK when RACK has no sample yet.
+    ///
+    /// Only original transmissions are judged (RFC 6675 NextSeg looks above HighRxt): the
+    /// SACKs above a retransmitted segment were there before it was resent, so they say nothing
+    /// about the retransmission. Whether a retransmission was lost is for RACK's clock to say.
     pub fn dupthresh_detect(&mut self, mss: usize) -> usize {
         let mut marked = 0;
         let mut sacked_above = self.sacked;
@@ -311,6 +315,9 @@ impl Scoreboard {
             let s = self.segs[i];
             if s.sacked {
                 sacked_above -= s.len();
+                continue;
+            }
+            if s.retransmits > 0 {
                 continue;
             }
             if sacked_above > 2 * mss && s.lost.is_none() {
@@ -488,5 +495,10 @@ mod tests {
         // 300 bytes SACKed above each of the first two: both lost by RFC 6675 IsLost
         assert_eq!(b.dupthresh_detect(100), 2);
         assert_eq!(b.next_lost().map(|(i, _)| i), Some(0));
+        // once resent, a segment is not marked lost again by the same SACKs
+        b.on_retransmit(0, Instant::from_millis(20), 0);
+        b.on_retransmit(1, Instant::from_millis(20), 0);
+        assert_eq!(b.dupthresh_detect(100), 0);
+        assert_eq!(b.pipe(), 200);
     }
 }
