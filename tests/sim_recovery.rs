@@ -579,3 +579,44 @@ fn newreno_single_loss_fast_retransmit_after_three_dupacks_with_limited_transmit
     assert_eq!(s3.retrans_fast, 1, "fast retransmit on dupack 3");
     assert_eq!(s3.fast_recoveries, 1);
 }
+
+#[test]
+fn retransmission_gives_up_like_linux_tcp_retries2() {
+    // defaults: rto_max 60 s, give up 924.6 s after the first timeout (tcp_retries2 = 15)
+    let mut r = Rig::new(tcp::Config::default());
+    r.warm_up();
+    let before = r.stats();
+    r.wire.borrow_mut().cut = true;
+    r.write(1000);
+    assert!(r.run(Duration::from_secs(10), |r| r.stats().rto_events
+        > before.rto_events));
+    let first_timeout = r.now();
+    let cfg = tcp::Config::default();
+    let limit = cfg.retrans_timeout + cfg.rto_max + Duration::from_secs(1);
+    let client = r.client;
+    let died = r.run(limit, |r| {
+        r.net
+            .host_ref(r.c)
+            .conn(client)
+            .is_none_or(|c| c.error() == Some(tcp::Error::TimedOut))
+    });
+    assert!(
+        died,
+        "still retransmitting {limit:?} after the first timeout"
+    );
+    let elapsed = r.now() - first_timeout;
+    // checked at each timeout, so it ends at the first one at or past the bound
+    assert!(
+        elapsed >= cfg.retrans_timeout && elapsed <= cfg.retrans_timeout + cfg.rto_max,
+        "gave up {elapsed:?} after the first timeout"
+    );
+    // the schedule: RTO 200 ms backing off to the 60 s cap; every timeout before the bound
+    // retransmits, the one at or past it gives up
+    let (mut t, mut rto, mut timeouts) = (Duration::ZERO, Duration::from_millis(400), 1u64);
+    while t + rto < cfg.retrans_timeout {
+        t = t + rto;
+        rto = rto.saturating_mul(2).min(cfg.rto_max);
+        timeouts += 1;
+    }
+    assert_eq!(r.stats().rto_events - before.rto_events, timeouts);
+}

@@ -220,6 +220,8 @@ pub struct Connection {
     /// The SYN's transmission time, for the handshake's RTT sample.
     rtt_probe: Option<(SeqNumber, Instant)>,
     retries: u32,
+    /// When the current series of retransmission timeouts began.
+    retrans_since: Option<Instant>,
     dupacks: u32,
     cc: Controller,
     sb: Scoreboard,
@@ -355,6 +357,7 @@ impl Connection {
             ),
             rtt_probe: None,
             retries: 0,
+            retrans_since: None,
             dupacks: 0,
             cc: Controller::new(cfg.congestion, mss, cfg.initial_window),
             sb: Scoreboard::new(),
@@ -800,12 +803,13 @@ impl Connection {
             return;
         }
         self.retries += 1;
-        let limit = if handshake {
-            self.cfg.syn_retries
+        let first = *self.retrans_since.get_or_insert(now);
+        let give_up = if handshake {
+            self.retries > self.cfg.syn_retries
         } else {
-            self.cfg.max_retries
+            self.retries > self.cfg.max_retries || now - first >= self.cfg.retrans_timeout
         };
-        if self.retries > limit {
+        if give_up {
             self.fail(Error::TimedOut);
             return;
         }
@@ -835,6 +839,12 @@ impl Connection {
             }
         }
         self.rto_at = Some(now + self.rtt.rto());
+    }
+
+    /// The peer answered: the series of timeouts, and its give-up clock, start again.
+    fn reset_retries(&mut self) {
+        self.retries = 0;
+        self.retrans_since = None;
     }
 
     fn restart_rto(&mut self, now: Instant) {
@@ -962,7 +972,7 @@ impl Connection {
             self.snd_wl2 = seg.ack;
             self.on_handshake_rtt(now);
             self.rto_at = None;
-            self.retries = 0;
+            self.reset_retries();
             self.state = State::Established;
             self.ack = AckState::Now;
             self.push_event(Event::Connected);
@@ -1128,7 +1138,7 @@ impl Connection {
                 self.max_snd_wnd = self.snd_wnd;
                 self.snd_wl1 = seg.seq;
                 self.snd_wl2 = seg.ack;
-                self.retries = 0;
+                self.reset_retries();
                 self.push_event(Event::Connected);
                 if self.fin_queued {
                     self.state = State::FinWait1;
@@ -1249,7 +1259,7 @@ impl Connection {
             } else {
                 // the peer answers our probes: it may keep its window shut as long as it likes
                 // (RFC 9293 3.8.6.1)
-                self.retries = 0;
+                self.reset_retries();
             }
         }
         if newly_acked > 0 {
@@ -1271,7 +1281,7 @@ impl Connection {
                 self.rtt_probe = None;
             }
         }
-        self.retries = 0;
+        self.reset_retries();
         if self.recovery.is_none() {
             self.dupacks = 0;
         }

@@ -47,8 +47,12 @@ pub struct Config {
     pub rto_max: Duration,
     /// SYN (or SYN-ACK) retransmissions before giving up.
     pub syn_retries: u32,
-    /// Data retransmissions (consecutive RTOs) before giving up with a timed-out error.
+    /// Consecutive retransmission timeouts before giving up with a timed-out error.
     pub max_retries: u32,
+    /// Time from the first of a series of retransmission timeouts after which the connection
+    /// gives up with a timed-out error. The default is what Linux's `tcp_retries2` = 15 amounts
+    /// to: 15 RTOs doubling from 200 ms, capped at 120 s (924.6 s).
+    pub retrans_timeout: Duration,
     /// Initial congestion window in segments (RFC 6928).
     pub initial_window: usize,
     /// Most disjoint out-of-order ranges held at once.
@@ -97,7 +101,8 @@ impl Default for Config {
             rto_min: Duration::from_millis(200),
             rto_max: Duration::from_secs(60),
             syn_retries: 6,
-            max_retries: 15,
+            max_retries: 64,
+            retrans_timeout: linux_retries2_timeout(),
             initial_window: 10,
             max_ooo_ranges: 64,
             isn_secret: 0x5eed,
@@ -162,3 +167,32 @@ impl core::fmt::Display for Error {
 }
 
 impl std::error::Error for Error {}
+
+/// The give-up time Linux derives from `tcp_retries2` = 15 (`retransmits_timed_out`): the sum of
+/// 16 timeouts doubling from 200 ms and capped at 120 s.
+const fn linux_retries2_timeout() -> Duration {
+    let mut total_ms = 0;
+    let mut rto_ms = 200;
+    let mut i = 0;
+    while i <= 15 {
+        total_ms += rto_ms;
+        rto_ms = if rto_ms * 2 > 120_000 {
+            120_000
+        } else {
+            rto_ms * 2
+        };
+        i += 1;
+    }
+    Duration::from_millis(total_ms)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn retries2_default_is_linux_924_6_seconds() {
+        assert_eq!(
+            super::linux_retries2_timeout(),
+            super::Duration::from_millis(924_600)
+        );
+    }
+}
