@@ -1334,19 +1334,22 @@ impl Connection {
     }
 
     /// RTT sample from the newest segment this ACK delivered: never from a retransmission
-    /// (Karn) unless the echoed timestamp proves the ACK answers that retransmission.
+    /// (Karn) unless the echoed timestamp proves the ACK answers that retransmission, and never
+    /// from a segment that had been marked lost (its original transmission was slow to be
+    /// acknowledged, maybe across a whole RTO: timing it would inflate SRTT).
     fn sample_rtt(&mut self, now: Instant, seg: &TcpRepr, delivered: &Delivered) {
-        let Some((sent_at, _, retransmitted, ts_val)) = delivered.newest else {
+        let Some(d) = delivered.newest else { return };
+        if d.was_lost {
             return;
-        };
-        let unambiguous = !retransmitted
+        }
+        let unambiguous = !d.retransmitted
             || (self.ts_ok
                 && seg
                     .options
                     .timestamp
-                    .is_some_and(|(_, ecr)| (ecr.wrapping_sub(ts_val) as i32) >= 0));
+                    .is_some_and(|(_, ecr)| (ecr.wrapping_sub(d.ts_val) as i32) >= 0));
         if unambiguous {
-            self.rtt.sample(now - sent_at);
+            self.rtt.sample(now - d.sent_at);
         }
     }
 

@@ -54,14 +54,26 @@ impl Segment {
     }
 }
 
+/// A segment an acknowledgment delivered, as RTT sampling and RACK need it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DeliveredSegment {
+    /// Its last transmission.
+    pub sent_at: Instant,
+    pub end: SeqNumber,
+    pub retransmitted: bool,
+    /// It was marked lost (and perhaps not yet resent): the original transmission arrived
+    /// after all, so `sent_at` says nothing about the path's RTT.
+    pub was_lost: bool,
+    pub ts_val: u32,
+}
+
 /// What an acknowledgment (cumulative and SACK) delivered.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Delivered {
     /// Bytes newly SACKed.
     pub sacked_bytes: usize,
-    /// The most recently sent segment among those newly acknowledged or SACKed:
-    /// (sent_at, end, was it retransmitted, its ts_val).
-    pub newest: Option<(Instant, SeqNumber, bool, u32)>,
+    /// The most recently sent segment among those newly acknowledged or SACKed.
+    pub newest: Option<DeliveredSegment>,
     /// A newly delivered segment lay below the highest SACKed one: the network reordered.
     pub reordered: bool,
 }
@@ -343,10 +355,16 @@ impl Scoreboard {
 fn note_delivered(out: &mut Delivered, s: &Segment, fack: Option<SeqNumber>) {
     let newer = match out.newest {
         None => true,
-        Some((t, e, _, _)) => s.sent_at > t || (s.sent_at == t && s.end.diff(e) > 0),
+        Some(n) => s.sent_at > n.sent_at || (s.sent_at == n.sent_at && s.end.diff(n.end) > 0),
     };
     if newer {
-        out.newest = Some((s.sent_at, s.end, s.retransmits > 0, s.ts_val));
+        out.newest = Some(DeliveredSegment {
+            sent_at: s.sent_at,
+            end: s.end,
+            retransmitted: s.retransmits > 0,
+            was_lost: s.lost.is_some(),
+            ts_val: s.ts_val,
+        });
     }
     if fack.is_some_and(|f| s.end.diff(f) < 0) {
         out.reordered = true;
@@ -372,7 +390,13 @@ impl Rack {
     /// retransmitted segment acknowledged faster than the minimum RTT was acknowledged for its
     /// original transmission and gives no sample.
     pub fn update(&mut self, now: Instant, delivered: &Delivered) {
-        let Some((sent_at, end, retransmitted, _)) = delivered.newest else {
+        let Some(DeliveredSegment {
+            sent_at,
+            end,
+            retransmitted,
+            ..
+        }) = delivered.newest
+        else {
             return;
         };
         let rtt = now - sent_at;
@@ -444,7 +468,7 @@ mod tests {
             (b.pipe(), b.sacked_bytes(), d.sacked_bytes),
             (300, 200, 200)
         );
-        assert_eq!(d.newest.map(|n| n.1), Some(s(400)));
+        assert_eq!(d.newest.map(|n| n.end), Some(s(400)));
         assert!(b.mark_lost(0, LossCause::Fast));
         assert_eq!((b.pipe(), b.lost_bytes()), (200, 100));
         assert_eq!(b.next_lost().map(|(i, _)| i), Some(0));
@@ -456,7 +480,7 @@ mod tests {
         assert_eq!(b.len(), 3);
         assert_eq!((b.pipe(), b.sacked_bytes()), (100, 150));
         assert_eq!(
-            d.newest.map(|n| n.2),
+            d.newest.map(|n| n.retransmitted),
             Some(true),
             "newest delivered was a retransmission"
         );
@@ -483,6 +507,27 @@ mod tests {
             b.rack_detect(Instant::from_millis(15), &rack, Duration::from_millis(2));
         assert_eq!((n2, recheck2), (1, None));
         assert_eq!(b.lost_bytes(), 400);
+    }
+
+    #[test]
+    fn delivery_of_a_segment_marked_lost_is_flagged() {
+        let mut b = board();
+        b.mark_all_lost(false);
+        b.on_retransmit(0, Instant::from_millis(300), 0);
+        // the originals of 1 and 2 arrive after all: their timing includes the RTO wait
+        let mut d = Delivered::default();
+        b.ack_to(s(300), &mut d);
+        let n = d.newest.unwrap();
+        assert_eq!(
+            n.end,
+            s(100),
+            "the retransmission is the most recently sent"
+        );
+        assert!(n.retransmitted && !n.was_lost);
+        let mut d = Delivered::default();
+        b.ack_to(s(400), &mut d);
+        let n = d.newest.unwrap();
+        assert!(n.was_lost && !n.retransmitted);
     }
 
     #[test]
