@@ -8,7 +8,7 @@ set -euo pipefail
 # XDP program (clang -target bpf, headers from libbpf-dev).
 BUILD_PKGS=(build-essential pkg-config libelf-dev zlib1g-dev clang llvm m4 libbpf-dev)
 # Tests: the testbed script (ip, ethtool), kernel-side peers and captures.
-TEST_PKGS=(iproute2 ethtool tshark socat netcat-openbsd python3 tcpdump iputils-ping)
+TEST_PKGS=(iproute2 ethtool tshark socat netcat-openbsd python3 tcpdump iputils-ping curl)
 
 missing=()
 for p in "${BUILD_PKGS[@]}" "${TEST_PKGS[@]}"; do

@@ -5,130 +5,28 @@
 //!
 //! Each test brings up its own testbed (named after the test and the pid, so concurrent runs do
 //! not collide) inside a guard whose Drop tears it down, and runs the AF_XDP side on a thread
-//! that has entered the stack's network namespace.
+//! that has entered the stack's network namespace (`tests/common/testbed.rs`).
 
-use std::collections::HashMap;
+mod common;
+
 use std::io::{BufRead, BufReader};
 use std::net::Ipv4Addr;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
+
+use common::testbed::{self, in_netns, ok, Testbed};
 
 use xdp_tcp::io::xdp::{
     ifindex, AttachMode, SteerConfig, SteerProgram, UmemConfig, XdpMode, XdpSocket, XdpSocketConfig,
 };
 use xdp_tcp::io::PacketIo;
 
-const SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/testbed.sh");
 const STACK_PORT: u16 = 8080;
 const KERNEL_PORT: u16 = 9000;
 
+/// Root and the tools these tests call.
 fn require_environment() {
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
-        panic!("the AF_XDP veth tests need root (CAP_NET_ADMIN, CAP_BPF, CAP_NET_RAW): run `sudo cargo test`");
-    }
-    for tool in ["ip", "ethtool", "python3", "ping", "timeout"] {
-        let found = Command::new("sh")
-            .args(["-c", &format!("command -v {tool}")])
-            .output()
-            .map(|o| o.status.success())
-            .unwrap_or(false);
-        assert!(
-            found,
-            "`{tool}` is missing: run `sudo deploy/install-deps.sh`"
-        );
-    }
-}
-
-/// The testbed; `down` on drop, also when the test panics.
-struct Testbed {
-    name: String,
-    kv: HashMap<String, String>,
-}
-
-impl Testbed {
-    fn up(tag: &str) -> Testbed {
-        let name = format!("xt{tag}{}", std::process::id() % 100_000);
-        let out = Command::new(SCRIPT)
-            .args(["up", &name])
-            .output()
-            .expect("run deploy/testbed.sh");
-        let mut tb = Testbed {
-            name,
-            kv: HashMap::new(),
-        };
-        assert!(
-            out.status.success(),
-            "testbed.sh up failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let kv = String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .filter_map(|l| l.split_once('='))
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
-        tb.kv = kv;
-        tb
-    }
-
-    fn get(&self, key: &str) -> &str {
-        self.kv
-            .get(key)
-            .unwrap_or_else(|| panic!("testbed.sh printed no {key}"))
-    }
-
-    fn ip(&self, key: &str) -> Ipv4Addr {
-        self.get(key).parse().unwrap()
-    }
-
-    fn mac(&self, key: &str) -> [u8; 6] {
-        let mut m = [0u8; 6];
-        for (b, s) in m.iter_mut().zip(self.get(key).split(':')) {
-            *b = u8::from_str_radix(s, 16).unwrap();
-        }
-        m
-    }
-
-    /// `timeout 10 ip netns exec <ns> <args>`: every peer-side command is bounded.
-    fn in_ns(&self, ns_key: &str, args: &[&str]) -> Command {
-        let mut c = Command::new("timeout");
-        c.args(["10", "ip", "netns", "exec", self.get(ns_key)])
-            .args(args);
-        c
-    }
-}
-
-impl Drop for Testbed {
-    fn drop(&mut self) {
-        let _ = Command::new(SCRIPT).args(["down", &self.name]).status();
-    }
-}
-
-/// Runs `f` on a new thread that has entered network namespace `ns`. AF_XDP binds and XDP
-/// attaches resolve interfaces in the calling thread's namespace.
-fn in_netns<T: Send + 'static>(ns: &str, f: impl FnOnce() -> T + Send + 'static) -> T {
-    let path = format!("/run/netns/{ns}");
-    std::thread::spawn(move || {
-        let file = std::fs::File::open(&path).unwrap_or_else(|e| panic!("open {path}: {e}"));
-        use std::os::fd::AsRawFd;
-        // SAFETY: setns on a valid netns fd changes only this thread's network namespace.
-        let ret = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
-        assert_eq!(ret, 0, "setns {path}: {}", std::io::Error::last_os_error());
-        f()
-    })
-    .join()
-    .unwrap_or_else(|e| std::panic::resume_unwind(e))
-}
-
-fn ok(out: Output, what: &str) -> String {
-    assert!(
-        out.status.success(),
-        "{what} failed ({}): stdout {:?} stderr {:?}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    testbed::require_environment(&["python3", "ping"]);
 }
 
 // ---- a minimal Ethernet/IPv4/TCP builder and parser (the wire module is not in this branch) ----

@@ -65,6 +65,11 @@ impl EchoServer {
         self.open.len()
     }
 
+    /// Their handles (for diagnostics).
+    pub fn open_ids(&self) -> Vec<ConnId> {
+        self.open.iter().copied().collect()
+    }
+
     fn service(&mut self, host: &mut Host, id: ConnId) -> usize {
         if !self.open.contains(&id) {
             return 0;

@@ -2,6 +2,8 @@
 //! that checks every byte by hashing both ends of each stream.
 #![allow(dead_code)]
 
+pub mod testbed;
+
 use std::net::{Ipv4Addr, SocketAddrV4};
 
 use xdp_tcp::flow::{ConnId, DropReason, HostConfig};

@@ -1,0 +1,139 @@
+//! The veth testbed shared by the AF_XDP tests: bring-up through `deploy/testbed.sh` inside a
+//! guard that tears it down on drop (also when a test panics), running code in the stack's
+//! network namespace, and bounded commands in either namespace.
+//!
+//! These tests run as root in the normal suite. Without root or a required tool they fail with
+//! the fix rather than skip: a skipped datapath test looks green while proving nothing.
+
+use std::collections::HashMap;
+use std::net::Ipv4Addr;
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+use xdp_tcp::engine::cores::enter_netns;
+
+pub const SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/testbed.sh");
+
+/// Fails (never skips) unless we are root and every tool in `tools` is on the PATH.
+pub fn require_environment(tools: &[&str]) {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        panic!("the AF_XDP veth tests need root (CAP_NET_ADMIN, CAP_BPF, CAP_NET_RAW): run `sudo cargo test`");
+    }
+    for tool in ["ip", "ethtool", "timeout"].iter().chain(tools) {
+        let found = Command::new("sh")
+            .args(["-c", &format!("command -v {tool}")])
+            .output()
+            .map(|o| o.status.success())
+            .unwrap_or(false);
+        assert!(
+            found,
+            "`{tool}` is missing: run `sudo deploy/install-deps.sh`"
+        );
+    }
+}
+
+/// The testbed; `down` on drop, also when the test panics.
+pub struct Testbed {
+    name: String,
+    kv: HashMap<String, String>,
+}
+
+impl Testbed {
+    /// `tag` (a few letters) plus the pid names it, so concurrent runs do not collide.
+    pub fn up(tag: &str) -> Testbed {
+        let name = format!("xt{tag}{}", std::process::id() % 100_000);
+        let out = Command::new(SCRIPT)
+            .args(["up", &name])
+            .output()
+            .expect("run deploy/testbed.sh");
+        let mut tb = Testbed {
+            name,
+            kv: HashMap::new(),
+        };
+        assert!(
+            out.status.success(),
+            "testbed.sh up failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        tb.kv = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(|l| l.split_once('='))
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        tb
+    }
+
+    pub fn get(&self, key: &str) -> &str {
+        self.kv
+            .get(key)
+            .unwrap_or_else(|| panic!("testbed.sh printed no {key}"))
+    }
+
+    pub fn ip(&self, key: &str) -> Ipv4Addr {
+        self.get(key).parse().unwrap()
+    }
+
+    pub fn mac(&self, key: &str) -> [u8; 6] {
+        let mut m = [0u8; 6];
+        for (b, s) in m.iter_mut().zip(self.get(key).split(':')) {
+            *b = u8::from_str_radix(s, 16).unwrap();
+        }
+        m
+    }
+
+    /// `/run/netns/<ns>` for `ns_key` ("ns_stack" or "ns_peer").
+    pub fn netns_path(&self, ns_key: &str) -> PathBuf {
+        PathBuf::from(format!("/run/netns/{}", self.get(ns_key)))
+    }
+
+    /// `timeout 10 ip netns exec <ns> <args>`: every peer-side command is bounded.
+    pub fn in_ns(&self, ns_key: &str, args: &[&str]) -> Command {
+        self.in_ns_for(10, ns_key, args)
+    }
+
+    /// `python3 -c script args...` in `ns_key`, bounded by `secs` seconds.
+    pub fn python(&self, secs: u32, ns_key: &str, script: &str, args: &[&str]) -> Command {
+        let mut argv = vec!["python3", "-c", script];
+        argv.extend_from_slice(args);
+        self.in_ns_for(secs, ns_key, &argv)
+    }
+
+    /// Like [`Testbed::in_ns`] with a bound of `secs` seconds.
+    pub fn in_ns_for(&self, secs: u32, ns_key: &str, args: &[&str]) -> Command {
+        let mut c = Command::new("timeout");
+        c.args([&secs.to_string(), "ip", "netns", "exec", self.get(ns_key)])
+            .args(args);
+        c
+    }
+}
+
+impl Drop for Testbed {
+    fn drop(&mut self) {
+        let _ = Command::new(SCRIPT).args(["down", &self.name]).status();
+    }
+}
+
+/// Runs `f` on a new thread that has entered network namespace `ns`. AF_XDP binds and XDP
+/// attaches resolve interfaces in the calling thread's namespace.
+pub fn in_netns<T: Send + 'static>(ns: &str, f: impl FnOnce() -> T + Send + 'static) -> T {
+    let path = PathBuf::from(format!("/run/netns/{ns}"));
+    std::thread::spawn(move || {
+        enter_netns(&path).unwrap_or_else(|e| panic!("{e}"));
+        f()
+    })
+    .join()
+    .unwrap_or_else(|e| std::panic::resume_unwind(e))
+}
+
+/// The command's stdout, after asserting it succeeded.
+pub fn ok(out: Output, what: &str) -> String {
+    assert!(
+        out.status.success(),
+        "{what} failed ({}): stdout {:?} stderr {:?}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
