@@ -132,6 +132,8 @@ pub struct HostStats {
     pub conns_freed: u64,
     pub icmp_errors: u64,
     pub timers_fired: u64,
+    /// Totals of freed connections' counters, as the kernel's `TcpRetransSegs` and friends.
+    pub closed_conns: tcp::ConnStats,
     drops: [u64; DropReason::COUNT],
 }
 
@@ -605,6 +607,7 @@ impl Host {
             }
             let key = flow_key(conn.remote(), conn.local().port());
             self.table.remove(&key);
+            self.stats.closed_conns.add(conn.stats());
             for t in slot.timers.iter_mut() {
                 if let Some((id, _)) = t.take() {
                     self.wheel.cancel(id);

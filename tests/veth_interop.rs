@@ -7,6 +7,11 @@
 //! - the stack's bulk client -> a kernel echo server, with the kernel owning ARP (the engine
 //!   asks the kernel to resolve the peer over netlink) and with the stack owning ARP.
 //!
+//! The echo test runs its AF_XDP socket behind a pcap tap, and tshark must find every captured
+//! frame and no bad checksum or malformed packet; a second echo run goes through a tc-BPF
+//! program on the peer's veth dropping 2% of TCP frames each way, and must still be byte-exact,
+//! with retransmissions counted by the stack.
+//!
 //! After each: every UMEM frame is back in a known place and the XDP program's redirect counter
 //! equals the frames the engine received. Root and the tools are required: missing ones fail
 //! with the fix, never skip. Each test has its own testbed torn down by a guard.
@@ -20,15 +25,18 @@ use std::process::{Child, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::testbed::{in_netns, ok, require_environment, Testbed};
+use common::testbed::{in_netns, ok, require_environment, tshark_check, RemoveOnDrop, Testbed};
 use xdp_tcp::engine::apps::{BulkClient, EchoServer, StreamOutcome};
 use xdp_tcp::engine::cores::{CoreSpec, EngineThreads};
 use xdp_tcp::engine::kernel::KernelTables;
 use xdp_tcp::engine::{App, Engine, EngineConfig, IdleBackoff};
 use xdp_tcp::flow::{Host, HostConfig};
+use xdp_tcp::io::fault_bpf::{Direction, TcFaultProgram, TcFaultRates};
+use xdp_tcp::io::pcap::{PcapConfig, PcapTap};
 use xdp_tcp::io::xdp::{
     ifindex, AttachMode, SteerConfig, SteerProgram, UmemConfig, XdpSocket, XdpSocketConfig,
 };
+use xdp_tcp::io::PacketIo;
 use xdp_tcp::neigh::{ArpOwner, NeighCache, NeighConfig};
 use xdp_tcp::tcp::State;
 use xdp_tcp::wire::EthernetAddress;
@@ -36,11 +44,35 @@ use xdp_tcp::wire::EthernetAddress;
 const ECHO_PORT: u16 = 7000;
 const KERNEL_PORT: u16 = 9000;
 const MIB: usize = 1 << 20;
-const TOOLS: &[&str] = &["python3", "ping", "nc", "socat", "curl"];
+const TOOLS: &[&str] = &["python3", "ping", "nc", "socat", "curl", "tshark"];
 
-struct Running<A: App> {
+struct Running<P: XdpBacked, A: App> {
     prog: Arc<SteerProgram>,
-    threads: EngineThreads<Engine<XdpSocket, A>>,
+    threads: EngineThreads<Engine<P, A>>,
+}
+
+/// The AF_XDP socket under whatever middleware a test wraps it in.
+trait XdpBacked: PacketIo + Send + 'static {
+    fn xdp(&self) -> &XdpSocket;
+    fn xdp_mut(&mut self) -> &mut XdpSocket;
+}
+
+impl XdpBacked for XdpSocket {
+    fn xdp(&self) -> &XdpSocket {
+        self
+    }
+    fn xdp_mut(&mut self) -> &mut XdpSocket {
+        self
+    }
+}
+
+impl XdpBacked for PcapTap<XdpSocket> {
+    fn xdp(&self) -> &XdpSocket {
+        self.inner()
+    }
+    fn xdp_mut(&mut self) -> &mut XdpSocket {
+        self.inner_mut()
+    }
 }
 
 /// Rings deep enough to absorb a few milliseconds of the peer's bursts while the engine shares
@@ -68,7 +100,18 @@ fn start<A: App + Send + 'static>(
     arp_owner: ArpOwner,
     listen: &[u16],
     app: A,
-) -> Running<A> {
+) -> Running<XdpSocket, A> {
+    start_with(tb, arp_owner, listen, app, |sock| sock)
+}
+
+/// [`start`], with the engine's socket wrapped by `wrap` (a pcap tap, say).
+fn start_with<P: XdpBacked, A: App + Send + 'static>(
+    tb: &Testbed,
+    arp_owner: ArpOwner,
+    listen: &[u16],
+    app: A,
+    wrap: impl FnOnce(XdpSocket) -> P + Send + 'static,
+) -> Running<P, A> {
     let ip = tb.ip("ip_stack");
     let prefix_len: u8 = tb.get("prefix_len").parse().unwrap();
     let if_stack = tb.get("if_stack").to_string();
@@ -100,6 +143,7 @@ fn start<A: App + Send + 'static>(
         netns: Some(tb.netns_path("ns_stack")),
     };
     let app = Mutex::new(Some(app));
+    let wrap = Mutex::new(Some(wrap));
     let listen = listen.to_vec();
     let p = Arc::clone(&prog);
     let threads = EngineThreads::spawn(vec![spec], move |spec| {
@@ -120,6 +164,7 @@ fn start<A: App + Send + 'static>(
             host.listen(port, 256);
         }
         let app = app.lock().unwrap().take().expect("one engine");
+        let io = (wrap.lock().unwrap().take().expect("one engine"))(sock);
         let cfg = EngineConfig {
             // Share the two cores with the kernel peer: spin briefly, then sleep in poll().
             idle: Some(IdleBackoff {
@@ -128,7 +173,7 @@ fn start<A: App + Send + 'static>(
             }),
             ..Default::default()
         };
-        Ok(Engine::new(sock, host, neigh, app, cfg).with_kernel(kernel))
+        Ok(Engine::new(io, host, neigh, app, cfg).with_kernel(kernel))
     })
     .expect("start the engine");
     Running { prog, threads }
@@ -136,7 +181,7 @@ fn start<A: App + Send + 'static>(
 
 /// Stops the engine once quiet and checks the books: the socket leaves the XSKMAP first so no
 /// frame can be redirected after the engine's last receive.
-fn stop<A: App>(tb: &Testbed, run: Running<A>) -> Engine<XdpSocket, A> {
+fn stop<P: XdpBacked, A: App>(tb: &Testbed, run: Running<P, A>) -> Engine<P, A> {
     run.prog.unregister_socket(0).unwrap();
     std::thread::sleep(Duration::from_millis(20));
     let mut engine = run
@@ -146,17 +191,21 @@ fn stop<A: App>(tb: &Testbed, run: Running<A>) -> Engine<XdpSocket, A> {
         .unwrap()
         .expect("the engine thread failed");
     let deadline = Instant::now() + Duration::from_secs(1);
-    while engine.io().accounting().tx > 0 && Instant::now() < deadline {
-        engine.io_mut().reclaim_completions();
+    while engine.io().xdp().accounting().tx > 0 && Instant::now() < deadline {
+        engine.io_mut().xdp_mut().reclaim_completions();
         std::thread::sleep(Duration::from_millis(1));
     }
-    let acc = engine.io().check_accounting().expect("frame accounting");
+    let acc = engine
+        .io()
+        .xdp()
+        .check_accounting()
+        .expect("frame accounting");
     assert_eq!((acc.app, acc.tx, acc.violations), (0, 0, 0), "{acc:?}");
     let steer = run.prog.stats().unwrap();
-    let k = engine.io().kernel_stats().unwrap();
+    let k = engine.io().xdp().kernel_stats().unwrap();
     eprintln!(
         "steer {steer:?}\nsocket {:?}\nkernel xsk drops: rx {} ring-full {} fill-empty {}\nframes {acc:?}\nengine {:?}\nhost {:?} drops {:?}\nneigh {:?}",
-        engine.io().stats(),
+        engine.io().xdp().stats(),
         k.rx_dropped(),
         k.rx_ring_full(),
         k.rx_fill_ring_empty_descs(),
@@ -174,7 +223,10 @@ fn stop<A: App>(tb: &Testbed, run: Running<A>) -> Engine<XdpSocket, A> {
         engine.stats().rx_frames + k.rx_dropped() + k.rx_ring_full(),
         "frames the XDP program redirected vs frames the engine received + socket drops"
     );
-    assert_eq!(engine.stats().rx_frames, engine.io().stats().rx_frames);
+    assert_eq!(
+        engine.stats().rx_frames,
+        engine.io().xdp().stats().rx_frames
+    );
     assert_eq!((k.rx_invalid_descs(), k.tx_invalid_descs()), (0, 0));
     assert_eq!(engine.stats().rx_dropped(), 0, "{:?}", engine.stats());
     assert_eq!(engine.stats().drop_no_route, 0);
@@ -359,7 +411,21 @@ fn kernel_clients_to_stack_echo_server() {
     let tb = Testbed::up("ech");
     let echo = EchoServer::new(ECHO_PORT);
     let counters = echo.counters();
-    let run = start(&tb, ArpOwner::Kernel, &[ECHO_PORT], echo);
+    // every frame the stack receives and sends goes into a pcap file that tshark checks at the end
+    let pcap_path = std::env::temp_dir().join(format!("xdp-tcp-{}-echo.pcap", tb.get("if_stack")));
+    let _remove = RemoveOnDrop(pcap_path.clone());
+    let epoch = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64;
+    let path = pcap_path.clone();
+    let run = start_with(&tb, ArpOwner::Kernel, &[ECHO_PORT], echo, move |sock| {
+        let cfg = PcapConfig {
+            epoch_unix_nanos: epoch,
+            ..Default::default()
+        };
+        PcapTap::create(sock, &path, cfg).expect("create the pcap file")
+    });
     let stack = tb.get("ip_stack").to_string();
     let port = ECHO_PORT.to_string();
     let resets_before = peer_resets(&tb);
@@ -501,7 +567,22 @@ fn kernel_clients_to_stack_echo_server() {
     std::thread::sleep(Duration::from_millis(100));
     let resets_after = peer_resets(&tb);
     let prog = Arc::clone(&run.prog);
-    let engine = stop(&tb, run);
+    let mut engine = stop(&tb, run);
+    let tap = engine.io().stats();
+    engine.io_mut().flush().expect("flush the pcap file");
+    let (frames, bad) = tshark_check(&pcap_path, tb.ip("ip_stack"), ECHO_PORT);
+    assert_eq!(
+        frames,
+        tap.rx_frames + tap.tx_frames,
+        "tshark read every captured frame"
+    );
+    assert_eq!(
+        tap.rx_frames,
+        engine.stats().rx_frames,
+        "the tap saw every frame received"
+    );
+    assert_eq!(bad, "", "tshark found bad checksums or malformed packets");
+    eprintln!("pcap: {frames} frames, tshark found no bad checksum and no malformed packet");
     assert_eq!(
         resets_after, resets_before,
         "the kernel counted resets (EstabResets, OutRsts)"
@@ -529,6 +610,85 @@ fn kernel_clients_to_stack_echo_server() {
         counters.get(&counters.bytes),
         started.elapsed()
     );
+}
+
+/// Issue 4, acceptance 6: the echo test through a real lossy link. A tc-BPF program on the
+/// peer's veth drops 2% of TCP frames in each direction; every connection must still echo
+/// byte-exact and close cleanly, and the stack must have retransmitted.
+#[test]
+fn kernel_clients_to_stack_echo_server_under_2pct_loss_each_way() {
+    require_environment(TOOLS);
+    let tb = Testbed::up("los");
+    let mut fault = TcFaultProgram::load().expect("load fault.o (needs CAP_BPF)");
+    for dir in [Direction::Ingress, Direction::Egress] {
+        fault
+            .set_rates(
+                dir,
+                TcFaultRates {
+                    drop: 0.02,
+                    duplicate: 0.0,
+                },
+            )
+            .unwrap();
+    }
+    fault
+        .attach_in_netns(
+            std::path::Path::new(&tb.netns_path("ns_peer")),
+            tb.get("if_peer"),
+        )
+        .expect("attach tcx ingress/egress on the peer veth (kernel >= 6.6)");
+    let echo = EchoServer::new(ECHO_PORT);
+    let counters = echo.counters();
+    let run = start(&tb, ArpOwner::Kernel, &[ECHO_PORT], echo);
+    const CONNS: usize = 100;
+    let started = Instant::now();
+    let out = tb
+        .python(
+            90,
+            "ns_peer",
+            ECHO_CLIENT,
+            &[
+                tb.get("ip_stack"),
+                &ECHO_PORT.to_string(),
+                &CONNS.to_string(),
+                &MIB.to_string(),
+            ],
+        )
+        .output()
+        .unwrap();
+    let summary = ok(
+        out,
+        "100 kernel connections through the echo server at 2% loss",
+    );
+    wait_for(
+        "the echo server to close every connection",
+        Duration::from_secs(20),
+        || counters.get(&counters.finished) == CONNS as u64,
+    );
+    let engine = stop(&tb, run);
+    let ingress = fault.stats(Direction::Ingress).unwrap();
+    let egress = fault.stats(Direction::Egress).unwrap();
+    let totals = engine.host().stats().closed_conns;
+    eprintln!(
+        "python: {} ({:?}); fault ingress {ingress:?} egress {egress:?}; stack retransmitted {} segments ({} fast, {} TLP, {} RTO)",
+        summary.trim(),
+        started.elapsed(),
+        totals.retrans_segs,
+        totals.retrans_fast,
+        totals.retrans_tlp,
+        totals.retrans_rto
+    );
+    assert!(
+        ingress.dropped > 0 && egress.dropped > 0,
+        "the link lost nothing: {ingress:?} {egress:?}"
+    );
+    assert!(
+        totals.retrans_segs > 0,
+        "no retransmission by the stack: {totals:?}"
+    );
+    assert_eq!(counters.get(&counters.errors), 0);
+    assert_eq!(counters.get(&counters.accepted), CONNS as u64);
+    assert_eq!(engine.host().conn_count(), 0);
 }
 
 /// The stack's bulk client against a Python echo server in the peer namespace.

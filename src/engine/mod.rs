@@ -239,6 +239,7 @@ impl<P: PacketIo, A: App> Engine<P, A> {
     /// plus the application's own count; 0 means the iteration was idle.
     pub fn poll(&mut self) -> usize {
         let now = self.now();
+        self.io.set_time(now);
         self.stats.iterations += 1;
         let mac = self.neigh.config().mac;
         let Engine {

@@ -393,6 +393,10 @@ impl<P: PacketIo> PacketIo for FaultInjector<P> {
         }
         self.inner.wait_rx(timeout)
     }
+
+    fn set_time(&mut self, now: crate::time::Instant) {
+        self.inner.set_time(now);
+    }
 }
 
 #[cfg(test)]

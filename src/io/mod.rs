@@ -33,4 +33,10 @@ pub trait PacketIo {
         let _ = timeout;
         true
     }
+
+    /// The engine's clock, given at the start of each iteration: devices never read a clock
+    /// themselves, and those that stamp frames (the pcap tap) take their time from here.
+    fn set_time(&mut self, now: crate::time::Instant) {
+        let _ = now;
+    }
 }

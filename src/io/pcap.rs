@@ -251,6 +251,11 @@ impl<P: PacketIo, W: Write> PacketIo for PcapTap<P, W> {
     fn wait_rx(&mut self, timeout: core::time::Duration) -> bool {
         self.inner.wait_rx(timeout)
     }
+
+    fn set_time(&mut self, now: Instant) {
+        PcapTap::set_time(self, now);
+        self.inner.set_time(now);
+    }
 }
 
 /// The file header, as read back.

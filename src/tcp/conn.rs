@@ -159,6 +159,68 @@ pub struct ConnStats {
     pub icmp_errors: u64,
 }
 
+impl ConnStats {
+    /// Adds every counter of `o` to this one (to total closed connections).
+    pub fn add(&mut self, o: &ConnStats) {
+        let ConnStats {
+            segs_in,
+            segs_out,
+            bytes_in,
+            bytes_out,
+            bytes_acked,
+            bytes_retrans,
+            retrans_segs,
+            rto_events,
+            dupacks_in,
+            ooo_segs_in,
+            dup_segs_in,
+            acks_out,
+            rst_in,
+            rst_out,
+            challenge_acks,
+            zero_window_probes,
+            retrans_rto,
+            retrans_fast,
+            retrans_tlp,
+            fast_recoveries,
+            tlp_probes,
+            sack_blocks_in,
+            sack_blocks_out,
+            dsack_in,
+            dsack_out,
+            keepalive_probes,
+            icmp_errors,
+        } = *o;
+        self.segs_in += segs_in;
+        self.segs_out += segs_out;
+        self.bytes_in += bytes_in;
+        self.bytes_out += bytes_out;
+        self.bytes_acked += bytes_acked;
+        self.bytes_retrans += bytes_retrans;
+        self.retrans_segs += retrans_segs;
+        self.rto_events += rto_events;
+        self.dupacks_in += dupacks_in;
+        self.ooo_segs_in += ooo_segs_in;
+        self.dup_segs_in += dup_segs_in;
+        self.acks_out += acks_out;
+        self.rst_in += rst_in;
+        self.rst_out += rst_out;
+        self.challenge_acks += challenge_acks;
+        self.zero_window_probes += zero_window_probes;
+        self.retrans_rto += retrans_rto;
+        self.retrans_fast += retrans_fast;
+        self.retrans_tlp += retrans_tlp;
+        self.fast_recoveries += fast_recoveries;
+        self.tlp_probes += tlp_probes;
+        self.sack_blocks_in += sack_blocks_in;
+        self.sack_blocks_out += sack_blocks_out;
+        self.dsack_in += dsack_in;
+        self.dsack_out += dsack_out;
+        self.keepalive_probes += keepalive_probes;
+        self.icmp_errors += icmp_errors;
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 enum AckState {
     None,

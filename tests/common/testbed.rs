@@ -127,6 +127,50 @@ pub fn in_netns<T: Send + 'static>(ns: &str, f: impl FnOnce() -> T + Send + 'sta
 }
 
 /// The command's stdout, after asserting it succeeded.
+/// Reads a capture with tshark, IP and TCP checksum validation on: returns (frames, the lines
+/// tshark prints for frames `sender` sent with a bad checksum, or for any malformed packet).
+///
+/// `port`'s payload is decoded as plain data: test ports may be registered to other protocols
+/// (7000 is Gryphon's) whose dissectors would call random payload malformed. Checksums are
+/// judged on `sender`'s frames only: the kernel peer may legally send 0xFFFF for a zero sum,
+/// which tshark flags (RFC 1624), and its checksums are not ours to vouch for.
+pub fn tshark_check(path: &std::path::Path, sender: Ipv4Addr, port: u16) -> (u64, String) {
+    let decode = format!("tcp.port=={port},data");
+    let tshark = |extra: &[&str]| {
+        let out = Command::new("timeout")
+            .args(["120", "tshark", "-n", "-r"])
+            .arg(path)
+            .args([
+                "-o",
+                "tcp.check_checksum:TRUE",
+                "-o",
+                "ip.check_checksum:TRUE",
+            ])
+            .args(["-d", &decode])
+            .args(extra)
+            .output()
+            .expect("run tshark");
+        ok(out, "tshark")
+    };
+    let frames = tshark(&["-T", "fields", "-e", "frame.number"])
+        .lines()
+        .count() as u64;
+    let filter = format!(
+        "(ip.src == {sender} && (tcp.checksum.status == \"Bad\" || ip.checksum.status == \"Bad\")) || _ws.malformed"
+    );
+    let bad = tshark(&["-Y", &filter]);
+    (frames, bad.trim().to_string())
+}
+
+/// Deletes a file when dropped, also on panic.
+pub struct RemoveOnDrop(pub std::path::PathBuf);
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
 pub fn ok(out: Output, what: &str) -> String {
     assert!(
         out.status.success(),
