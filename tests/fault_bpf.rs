@@ -6,15 +6,15 @@
 //! test brings up its own testbed inside a guard whose Drop tears it down (the namespaces take
 //! the veth, and with it the tcx links, with them); every external command is under `timeout`.
 
-#[path = "common/fault_support.rs"]
-mod support;
+mod common;
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
-use support::*;
+use common::rawtcp::{build_tcp, parse_tcp, Tcp, ACK, RST, SYN};
+use common::testbed::{in_netns, ok, require_environment, tshark_check, Testbed};
 use xdp_tcp::io::fault_bpf::{Direction, TcFaultProgram, TcFaultRates, TcFaultStats};
 use xdp_tcp::io::pcap::{self, PcapConfig, PcapTap};
 use xdp_tcp::io::xdp::XdpSocketConfig;
@@ -39,9 +39,9 @@ fn echo_server(tb: &Testbed) -> Child {
         c.close()\n\
         print(n, h.hexdigest(), flush=True)\n";
     let mut child = tb
-        .in_ns(
-            "ns_peer",
+        .in_ns_for(
             90,
+            "ns_peer",
             &[
                 "python3",
                 "-c",
@@ -81,9 +81,9 @@ fn echo_transfer(tb: &Testbed, len: usize) -> Duration {
         print(got, h.hexdigest(), hashlib.sha256(data).hexdigest(), flush=True)\n";
     let start = Instant::now();
     let out = tb
-        .in_ns(
-            "ns_stack",
+        .in_ns_for(
             90,
+            "ns_stack",
             &[
                 "python3",
                 "-c",
@@ -124,7 +124,7 @@ fn assert_rate(what: &str, count: u64, n: u64, p: f64) {
 
 fn load_on_peer(tb: &Testbed) -> TcFaultProgram {
     let mut prog = TcFaultProgram::load().expect("load fault.o (needs CAP_BPF)");
-    prog.attach_in_netns(Path::new(&tb.netns_path("ns_peer")), tb.get("if_peer"))
+    prog.attach_in_netns(&tb.netns_path("ns_peer"), tb.get("if_peer"))
         .expect("attach tcx ingress/egress on the peer veth (kernel >= 6.6)");
     prog
 }
@@ -193,9 +193,9 @@ fn tc_fault_spares_non_tcp_and_detaches_on_drop() {
     }
     // ARP and ICMP pass.
     ok(
-        tb.in_ns(
-            "ns_stack",
+        tb.in_ns_for(
             10,
+            "ns_stack",
             &["ping", "-c", "3", "-i", "0.2", "-W", "1", tb.get("ip_peer")],
         )
         .output()
@@ -211,9 +211,9 @@ fn tc_fault_spares_non_tcp_and_detaches_on_drop() {
         except socket.timeout: print('timeout')\n";
     let connect = |wait: &str| {
         ok(
-            tb.in_ns(
-                "ns_stack",
+            tb.in_ns_for(
                 10,
+                "ns_stack",
                 &["python3", "-c", probe, tb.get("ip_peer"), "9", wait],
             )
             .output()
@@ -320,7 +320,7 @@ fn pcap_tap_on_af_xdp_passes_tshark_checksum_validation() {
             .unwrap();
         (prog, sock)
     });
-    let path = std::env::temp_dir().join(format!("xdp-tcp-{}-tap.pcap", tb.name));
+    let path = std::env::temp_dir().join(format!("xdp-tcp-{}-tap.pcap", tb.name()));
     struct RemoveOnDrop<'a>(&'a Path);
     impl Drop for RemoveOnDrop<'_> {
         fn drop(&mut self) {
@@ -345,9 +345,9 @@ fn pcap_tap_on_af_xdp_passes_tshark_checksum_validation() {
         s.connect((sys.argv[1], int(sys.argv[2])))\n\
         s.close()\n";
     let client = tb
-        .in_ns(
-            "ns_peer",
+        .in_ns_for(
             10,
+            "ns_peer",
             &[
                 "python3",
                 "-c",
@@ -415,31 +415,8 @@ fn pcap_tap_on_af_xdp_passes_tshark_checksum_validation() {
     let (hdr, records) = pcap::parse(&bytes).expect("our parser reads the file");
     assert_eq!(hdr.linktype, pcap::LINKTYPE_ETHERNET);
     assert_eq!(records.len() as u64, frames);
-    let tshark = |extra: &[&str]| {
-        let out = std::process::Command::new("timeout")
-            .args(["30", "tshark", "-n", "-r"])
-            .arg(&path)
-            .args([
-                "-o",
-                "tcp.check_checksum:TRUE",
-                "-o",
-                "ip.check_checksum:TRUE",
-            ])
-            .args(extra)
-            .output()
-            .expect("run tshark");
-        ok(out, "tshark")
-    };
-    let all = tshark(&["-T", "fields", "-e", "frame.number"]);
-    assert_eq!(
-        all.lines().count() as u64,
-        frames,
-        "tshark frame count: {all}"
-    );
-    let bad = tshark(&[
-        "-Y",
-        "tcp.checksum.status == \"Bad\" || ip.checksum.status == \"Bad\" || _ws.malformed",
-    ]);
-    assert_eq!(bad.trim(), "", "tshark found bad or malformed frames");
+    let (seen, bad) = tshark_check(&path, ip_stack, STACK_PORT);
+    assert_eq!(seen, frames, "tshark frame count");
+    assert_eq!(bad, "", "tshark found bad or malformed frames");
     eprintln!("pcap: {frames} frames ({st:?}), tshark clean");
 }

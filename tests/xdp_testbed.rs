@@ -10,10 +10,10 @@
 mod common;
 
 use std::io::{BufRead, BufReader};
-use std::net::Ipv4Addr;
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
+use common::rawtcp::{self, build_tcp, parse_tcp, Tcp, ACK, RST, SYN};
 use common::testbed::{self, in_netns, ok, Testbed};
 
 use xdp_tcp::io::xdp::{
@@ -29,124 +29,6 @@ fn require_environment() {
     testbed::require_environment(&["python3", "ping"]);
 }
 
-// ---- a minimal Ethernet/IPv4/TCP builder and parser (the wire module is not in this branch) ----
-
-fn csum_add(mut sum: u32, data: &[u8]) -> u32 {
-    let mut chunks = data.chunks_exact(2);
-    for c in &mut chunks {
-        sum += u32::from(u16::from_be_bytes([c[0], c[1]]));
-    }
-    if let [last] = chunks.remainder() {
-        sum += u32::from(*last) << 8;
-    }
-    sum
-}
-
-fn csum_fold(mut sum: u32) -> u16 {
-    while sum > 0xffff {
-        sum = (sum & 0xffff) + (sum >> 16);
-    }
-    !(sum as u16)
-}
-
-struct Tcp {
-    src_mac: [u8; 6],
-    dst_mac: [u8; 6],
-    src: Ipv4Addr,
-    dst: Ipv4Addr,
-    sport: u16,
-    dport: u16,
-    seq: u32,
-    ack: u32,
-    flags: u8,
-}
-
-const SYN: u8 = 0x02;
-const RST: u8 = 0x04;
-const ACK: u8 = 0x10;
-
-/// Writes the segment (with an MSS option when SYN is set) into `buf`; returns its length.
-fn build_tcp(t: &Tcp, buf: &mut [u8]) -> usize {
-    let opts: &[u8] = if t.flags & SYN != 0 {
-        &[2, 4, 0x05, 0xb4]
-    } else {
-        &[]
-    };
-    let tcp_len = 20 + opts.len();
-    let ip_len = 20 + tcp_len;
-    let frame = &mut buf[..14 + ip_len];
-    frame[0..6].copy_from_slice(&t.dst_mac);
-    frame[6..12].copy_from_slice(&t.src_mac);
-    frame[12..14].copy_from_slice(&0x0800u16.to_be_bytes());
-    let ip = &mut frame[14..34];
-    ip.copy_from_slice(&[
-        0x45, 0, 0, 0, 0, 0, 0x40, 0, 64, 6, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
-    ]);
-    ip[2..4].copy_from_slice(&(ip_len as u16).to_be_bytes());
-    ip[12..16].copy_from_slice(&t.src.octets());
-    ip[16..20].copy_from_slice(&t.dst.octets());
-    let c = csum_fold(csum_add(0, ip));
-    ip[10..12].copy_from_slice(&c.to_be_bytes());
-    let tcp = &mut frame[34..34 + tcp_len];
-    tcp[0..2].copy_from_slice(&t.sport.to_be_bytes());
-    tcp[2..4].copy_from_slice(&t.dport.to_be_bytes());
-    tcp[4..8].copy_from_slice(&t.seq.to_be_bytes());
-    tcp[8..12].copy_from_slice(&t.ack.to_be_bytes());
-    tcp[12] = ((tcp_len / 4) as u8) << 4;
-    tcp[13] = t.flags;
-    tcp[14..16].copy_from_slice(&65535u16.to_be_bytes());
-    tcp[16..20].fill(0);
-    tcp[20..].copy_from_slice(opts);
-    let mut pseudo = [0u8; 12];
-    pseudo[0..4].copy_from_slice(&t.src.octets());
-    pseudo[4..8].copy_from_slice(&t.dst.octets());
-    pseudo[9] = 6;
-    pseudo[10..12].copy_from_slice(&(tcp_len as u16).to_be_bytes());
-    let c = csum_fold(csum_add(csum_add(0, &pseudo), tcp));
-    tcp[16..18].copy_from_slice(&c.to_be_bytes());
-    14 + ip_len
-}
-
-/// Parses an Ethernet/IPv4/TCP frame and verifies both checksums; `None` for anything else.
-fn parse_tcp(f: &[u8]) -> Option<Tcp> {
-    if f.len() < 34 || f[12..14] != [0x08, 0x00] || f[14] >> 4 != 4 || f[23] != 6 {
-        return None;
-    }
-    let ihl = usize::from(f[14] & 0xf) * 4;
-    let ip_len = usize::from(u16::from_be_bytes([f[16], f[17]]));
-    if ihl < 20 || ip_len < ihl + 20 || f.len() < 14 + ip_len {
-        return None;
-    }
-    let ip = &f[14..14 + ihl];
-    assert_eq!(
-        csum_fold(csum_add(0, ip)),
-        0,
-        "bad IPv4 checksum from the kernel peer"
-    );
-    let tcp = &f[14 + ihl..14 + ip_len];
-    let mut pseudo = [0u8; 12];
-    pseudo[0..8].copy_from_slice(&f[26..34]);
-    pseudo[9] = 6;
-    pseudo[10..12].copy_from_slice(&(tcp.len() as u16).to_be_bytes());
-    assert_eq!(
-        csum_fold(csum_add(csum_add(0, &pseudo), tcp)),
-        0,
-        "bad TCP checksum from the kernel peer (is tx checksum offload off on the peer?)"
-    );
-    let u32_at = |i: usize| u32::from_be_bytes([tcp[i], tcp[i + 1], tcp[i + 2], tcp[i + 3]]);
-    Some(Tcp {
-        dst_mac: f[0..6].try_into().unwrap(),
-        src_mac: f[6..12].try_into().unwrap(),
-        src: Ipv4Addr::new(f[26], f[27], f[28], f[29]),
-        dst: Ipv4Addr::new(f[30], f[31], f[32], f[33]),
-        sport: u16::from_be_bytes([tcp[0], tcp[1]]),
-        dport: u16::from_be_bytes([tcp[2], tcp[3]]),
-        seq: u32_at(4),
-        ack: u32_at(8),
-        flags: tcp[13],
-    })
-}
-
 #[test]
 fn checksum_helpers_agree_with_a_known_header() {
     // RFC 1071 style check on a textbook IPv4 header whose checksum is 0xb861.
@@ -154,7 +36,7 @@ fn checksum_helpers_agree_with_a_known_header() {
         0x45, 0x00, 0x00, 0x73, 0x00, 0x00, 0x40, 0x00, 0x40, 0x11, 0x00, 0x00, 0xc0, 0xa8, 0x00,
         0x01, 0xc0, 0xa8, 0x00, 0xc7,
     ];
-    assert_eq!(csum_fold(csum_add(0, &hdr)), 0xb861);
+    assert_eq!(rawtcp::csum_fold(rawtcp::csum_add(0, &hdr)), 0xb861);
 }
 
 // ---- the tests ----

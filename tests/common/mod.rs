@@ -2,6 +2,7 @@
 //! that checks every byte by hashing both ends of each stream.
 #![allow(dead_code)]
 
+pub mod rawtcp;
 pub mod testbed;
 
 use std::net::{Ipv4Addr, SocketAddrV4};

@@ -93,6 +93,28 @@ impl Testbed {
     }
 
     /// `python3 -c script args...` in `ns_key`, bounded by `secs` seconds.
+    /// The namespace's TCP counters from /proc/net/snmp (RetransSegs, EstabResets, ...).
+    pub fn tcp_snmp(&self, ns_key: &str) -> std::collections::HashMap<String, u64> {
+        let text = ok(
+            self.in_ns_for(5, ns_key, &["cat", "/proc/net/snmp"])
+                .output()
+                .unwrap(),
+            "read /proc/net/snmp",
+        );
+        let mut lines = text.lines().filter(|l| l.starts_with("Tcp:"));
+        let (names, values) = (lines.next().unwrap(), lines.next().unwrap());
+        names
+            .split_whitespace()
+            .zip(values.split_whitespace())
+            .skip(1)
+            .map(|(k, v)| (k.to_string(), v.parse().unwrap_or(0)))
+            .collect()
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
     pub fn python(&self, secs: u32, ns_key: &str, script: &str, args: &[&str]) -> Command {
         let mut argv = vec!["python3", "-c", script];
         argv.extend_from_slice(args);
