@@ -60,7 +60,6 @@ fn main() -> std::io::Result<()> {
     println!("echo on {}:{port}", stack.addr());
     stack.wait();
     let panicked = stack.handler_panicked();
-    drop(stack);
-    println!("stopped");
+    drop(stack); // closes connections, detaches the XDP program
     std::process::exit(i32::from(panicked));
 }
