@@ -7,8 +7,9 @@ set -euo pipefail
 # Build: xsk-rs 0.11 (libxdp-sys compiles libxdp/libbpf with clang, m4, libelf, zlib) and our
 # XDP program (clang -target bpf, headers from libbpf-dev).
 BUILD_PKGS=(build-essential pkg-config libelf-dev zlib1g-dev clang llvm m4 libbpf-dev)
-# Tests: the testbed script (ip, ethtool), kernel-side peers and captures.
-TEST_PKGS=(iproute2 ethtool tshark socat netcat-openbsd python3 tcpdump iputils-ping curl)
+# Tests: the testbed script (ip, ethtool), kernel-side peers and captures, wrk and curl against
+# the HTTP example.
+TEST_PKGS=(iproute2 ethtool tshark socat netcat-openbsd python3 tcpdump iputils-ping wrk curl)
 
 missing=()
 for p in "${BUILD_PKGS[@]}" "${TEST_PKGS[@]}"; do

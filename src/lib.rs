@@ -10,11 +10,13 @@
 //! | [`neigh`] | next hop and ARP/neighbour cache, held packets | I/O |
 //! | [`io`] | batched packet I/O: AF_XDP, the simulated link | TCP internals |
 //! | [`engine`] | the per-core loop joining a socket to a host; the only clock reader | — |
+//! | [`api`] | what applications link against: run-to-completion handlers, std-like sockets, the stack's start and shutdown | — |
 //! | [`sim`] | deterministic network on a virtual clock, seeded faults | real time |
 //!
 //! The protocol core is sans-IO: inputs are `handle_*(now, ...)`, outputs `poll_*()`, and
 //! `poll_timeout()` gives the next deadline. Only the engine reads a clock.
 
+pub mod api;
 pub mod engine;
 pub mod flow;
 pub mod io;

@@ -1,0 +1,140 @@
+//! [`TcpListener`]: accepting connections on an application thread, like
+//! `std::net::TcpListener`.
+
+use std::io;
+use std::net::{SocketAddr, SocketAddrV4};
+use std::sync::Weak;
+
+use crossbeam::channel::{Receiver, TryRecvError};
+
+use super::error::{to_io, would_block};
+use super::sock::{Command, EngineHandle};
+use super::stack::Stack;
+use super::stream::TcpStream;
+use crate::io::xdp::SteerProgram;
+use crate::tcp;
+
+/// A listening port of a [`Stack`]. Every engine listens on it (any queue may receive a SYN);
+/// accepted connections from all of them arrive on one queue. Dropping it stops listening and
+/// resets connections not yet accepted.
+///
+/// ```no_run
+/// use std::io::{Read, Write};
+/// use xdp_tcp::api::{Stack, TcpListener};
+///
+/// # fn run(stack: &Stack) -> std::io::Result<()> {
+/// let listener = TcpListener::bind(stack, 7)?;
+/// loop {
+///     let (mut s, peer) = listener.accept()?;
+///     std::thread::spawn(move || {
+///         let mut buf = [0; 4096];
+///         while let Ok(n @ 1..) = s.read(&mut buf) {
+///             if s.write_all(&buf[..n]).is_err() {
+///                 break;
+///             }
+///         }
+///         eprintln!("{peer} done");
+///     });
+/// }
+/// # }
+/// ```
+pub struct TcpListener {
+    local: SocketAddrV4,
+    rx: Receiver<TcpStream>,
+    /// Our end's identity for the engines: another listener's failed bind must not unlisten us.
+    id: u64,
+    /// Every engine accepted the port.
+    bound: bool,
+    engines: Vec<EngineHandle>,
+    program: Option<Weak<SteerProgram>>,
+    nonblocking: bool,
+}
+
+impl TcpListener {
+    /// Listens on `port` of the stack's address. `EADDRINUSE` when a listener or handler has
+    /// it already; `EINVAL` for port 0 (no port is picked for you).
+    pub fn bind(stack: &Stack, port: u16) -> io::Result<TcpListener> {
+        if port == 0 {
+            return Err(io::Error::from_raw_os_error(libc::EINVAL));
+        }
+        let (accept, rx) = crossbeam::channel::unbounded();
+        let mut listener = TcpListener {
+            local: SocketAddrV4::new(stack.addr(), port),
+            rx,
+            id: stack.next_token(),
+            bound: false,
+            engines: stack.engines(),
+            program: stack.program(),
+            nonblocking: false,
+        };
+        for e in &listener.engines {
+            let (reply, answer) = crossbeam::channel::bounded(1);
+            let sent = e.send(Command::Listen {
+                port,
+                id: listener.id,
+                backlog: stack.defaults().backlog,
+                accept: accept.clone(),
+                reply,
+            });
+            if !sent {
+                return Err(to_io(tcp::Error::Aborted));
+            }
+            answer
+                .recv()
+                .map_err(|_| to_io(tcp::Error::Aborted))
+                .and_then(|r| r)?;
+        }
+        if let Some(p) = listener.program.as_ref().and_then(Weak::upgrade) {
+            p.add_listen_port(port)?;
+        }
+        listener.bound = true;
+        Ok(listener)
+    }
+
+    /// Waits for the next connection (`EAGAIN` at once in non-blocking mode;
+    /// `ECONNABORTED` once the stack shut down).
+    pub fn accept(&self) -> io::Result<(TcpStream, SocketAddr)> {
+        let s = if self.nonblocking {
+            match self.rx.try_recv() {
+                Ok(s) => s,
+                Err(TryRecvError::Empty) => return Err(would_block()),
+                Err(TryRecvError::Disconnected) => return Err(to_io(tcp::Error::Aborted)),
+            }
+        } else {
+            self.rx.recv().map_err(|_| to_io(tcp::Error::Aborted))?
+        };
+        let peer = s.peer_addr()?;
+        Ok((s, peer))
+    }
+
+    /// The address listened on.
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        Ok(SocketAddr::V4(self.local))
+    }
+
+    /// Non-blocking mode for [`TcpListener::accept`].
+    pub fn set_nonblocking(&mut self, nonblocking: bool) -> io::Result<()> {
+        self.nonblocking = nonblocking;
+        Ok(())
+    }
+}
+
+impl Drop for TcpListener {
+    fn drop(&mut self) {
+        let port = self.local.port();
+        for e in &self.engines {
+            e.send(Command::Unlisten { port, id: self.id });
+        }
+        if let (true, Some(p)) = (self.bound, self.program.as_ref().and_then(Weak::upgrade)) {
+            let _ = p.remove_listen_port(port);
+        }
+    }
+}
+
+impl std::fmt::Debug for TcpListener {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TcpListener")
+            .field("local", &self.local)
+            .finish_non_exhaustive()
+    }
+}

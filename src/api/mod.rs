@@ -1,0 +1,41 @@
+//! What applications link against: two ways to use the stack, one error model.
+//!
+//! - **Run to completion** ([`Handler`], [`Cx`], [`HandlerApp`]): callbacks per listener run
+//!   inside an engine's loop on its core and read and write the connection buffers in place.
+//!   No thread hop, no queue, no copy beyond the stack's own (frame to receive buffer, send
+//!   buffer to frame). The way to low latency.
+//! - **std::net-like** ([`TcpListener`], [`TcpStream`]): blocking or non-blocking sockets for
+//!   application threads, with `Read`/`Write`, timeouts, `peek`, `MSG_WAITALL`/`MSG_MORE`-like
+//!   flags, shutdown, buffer sizes and `SO_ERROR`. Each call crosses to the engine's core
+//!   through crossbeam channels (one command queue per engine, one event channel per socket;
+//!   no lock on the engine's side); credits in atomics bound what either side buffers (see
+//!   `sock.rs`). The bytes are copied once more each way, into and out of the messages.
+//!
+//! Both come from a [`Stack`] built by [`StackBuilder`]: on an interface with AF_XDP and the
+//! XDP steering program, or over any [`crate::io::PacketIo`] (such as the in-memory
+//! [`link`]) for tests without root.
+//!
+//! Errors are `std::io::Error`s with Linux's errno and `ErrorKind` ([`error`]): `Ok(0)` after
+//! the peer's FIN, `ECONNRESET`, `EPIPE` (never a signal), `ETIMEDOUT`, `ECONNREFUSED`,
+//! `EHOSTUNREACH`, `EAGAIN`, `ENOTCONN`. As in Linux, a connection's error is reported once
+//! (by the next read, write or [`TcpStream::take_error`]); after it reads return `Ok(0)` and
+//! writes `EPIPE`.
+//!
+//! Limitation: active opens run on the first engine. With several queues the NIC's RSS hash may
+//! steer a connection's return traffic to another queue, whose engine does not know it; use a
+//! single queue for clients until flow steering (or a connection hand-off) exists.
+#![warn(missing_docs)]
+
+pub mod error;
+pub mod handler;
+pub mod link;
+pub mod listener;
+mod sock;
+pub mod stack;
+pub mod stream;
+
+pub use crate::tcp::KeepAlive;
+pub use handler::{Cx, Handler, HandlerApp};
+pub use listener::TcpListener;
+pub use stack::{Device, Stack, StackBuilder};
+pub use stream::{RecvFlags, SendFlags, TcpStream};

@@ -1,0 +1,602 @@
+//! Starting and stopping a stack: [`StackBuilder`] and the [`Stack`] handle.
+//!
+//! On an interface ([`StackBuilder::start`]): load the XDP steering program, tell it our
+//! address, ephemeral ports and listening ports, attach it (native, else generic), then start
+//! one engine per queue on its own thread (pinned to a core if asked), each opening its AF_XDP
+//! socket on its queue, registering it in the program's XSKMAP and seeding its neighbour cache
+//! from the kernel's tables. Over any other [`PacketIo`] ([`StackBuilder::start_on`]): one
+//! engine per device, resolving neighbours over ARP itself; that is how the API is tested
+//! without root.
+//!
+//! Shutdown ([`Stack::shutdown`], also on drop, on Ctrl-C with [`Stack::shutdown_on_ctrl_c`],
+//! and when a handler panics): every engine closes its connections (FIN; RST where received
+//! bytes were never read) and stops listening, waits for them to finish (TIME-WAIT does not
+//! count) up to the grace period, resets whatever remains, and reports drained; then the
+//! sockets leave the XSKMAP, the engines stop and the program detaches.
+
+use std::io;
+use std::net::Ipv4Addr;
+use std::ops::RangeInclusive;
+use std::os::fd::AsRawFd;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering::SeqCst};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
+
+use crossbeam::channel::Sender;
+
+use super::handler::{Handler, HandlerApp};
+use super::sock::{Control, EngineHandle, SockDefaults, StackApp};
+use crate::engine::cores::{enter_netns, CoreId, CoreSpec, EngineThreads};
+use crate::engine::kernel::KernelTables;
+use crate::engine::{Engine, EngineConfig, IdleBackoff};
+use crate::flow::{Host, HostConfig};
+use crate::io::xdp::{ifindex, AttachMode, SteerConfig, SteerProgram, XdpSocket, XdpSocketConfig};
+use crate::io::PacketIo;
+use crate::neigh::{ArpOwner, NeighCache, NeighConfig};
+use crate::tcp;
+use crate::wire::EthernetAddress;
+
+type Factory = Arc<dyn Fn() -> Box<dyn Handler + Send> + Send + Sync>;
+type Stopper = Box<dyn FnOnce() -> Vec<io::Result<()>> + Send>;
+
+/// A device for [`StackBuilder::start_on`]: a [`PacketIo`], the MAC it sends from, and
+/// optionally a way to wake its engine from an idle sleep when a command arrives.
+pub struct Device<P> {
+    /// The device.
+    pub io: P,
+    /// Our MAC on it.
+    pub mac: EthernetAddress,
+    /// Signalled after each command to the engine (see [`super::link::ChanIo::waker`]).
+    pub waker: Option<Sender<()>>,
+}
+
+/// Configures and starts a [`Stack`].
+///
+/// ```no_run
+/// use xdp_tcp::api::{Cx, Handler, Stack};
+/// use xdp_tcp::flow::ConnId;
+///
+/// struct Echo;
+/// impl Handler for Echo {
+///     fn on_readable(&mut self, cx: &mut Cx<'_>, conn: ConnId) {
+///         let mut buf = [0u8; 4096];
+///         let room = cx.send_space(conn).min(buf.len());
+///         match cx.recv(conn, &mut buf[..room]) {
+///             Ok(0) if room > 0 => cx.close(conn),
+///             Ok(n) => drop(cx.write(conn, &buf[..n])),
+///             Err(_) => {}
+///         }
+///     }
+/// }
+///
+/// # fn main() -> std::io::Result<()> {
+/// let stack = Stack::builder()
+///     .interface("eth0")
+///     .handler(7, || Echo)
+///     .start()?;
+/// stack.shutdown_on_ctrl_c()?;
+/// stack.wait();
+/// # Ok(()) }
+/// ```
+pub struct StackBuilder {
+    interface: Option<String>,
+    netns: Option<PathBuf>,
+    queues: u32,
+    cores: Option<Vec<usize>>,
+    addr: Option<(Ipv4Addr, u8)>,
+    ephemeral: RangeInclusive<u16>,
+    tcp: tcp::Config,
+    engine: EngineConfig,
+    attach: AttachMode,
+    socket: XdpSocketConfig,
+    handlers: Vec<(u16, Factory)>,
+    backlog: usize,
+    grace: Duration,
+}
+
+impl Default for StackBuilder {
+    fn default() -> Self {
+        StackBuilder {
+            interface: None,
+            netns: None,
+            queues: 1,
+            cores: None,
+            addr: None,
+            ephemeral: 61000..=65535,
+            tcp: tcp::Config::default(),
+            engine: EngineConfig {
+                idle: Some(IdleBackoff {
+                    after: 1024,
+                    max_sleep: Duration::from_millis(1),
+                }),
+                ..EngineConfig::default()
+            },
+            attach: AttachMode::Auto,
+            socket: XdpSocketConfig::default(),
+            handlers: Vec::new(),
+            backlog: 1024,
+            grace: Duration::from_millis(500),
+        }
+    }
+}
+
+impl StackBuilder {
+    /// The interface to run on ([`StackBuilder::start`]).
+    pub fn interface(mut self, name: &str) -> Self {
+        self.interface = Some(name.to_string());
+        self
+    }
+
+    /// A network namespace (`/run/netns/NAME`) the interface lives in; the engines and the
+    /// set-up enter it, the calling thread does not.
+    pub fn netns(mut self, path: impl Into<PathBuf>) -> Self {
+        self.netns = Some(path.into());
+        self
+    }
+
+    /// Queues to serve, `0..n`, one engine each (default 1). Set the NIC's channel count to
+    /// match, or frames hashed to other queues are lost.
+    pub fn queues(mut self, n: u32) -> Self {
+        self.queues = n.max(1);
+        self
+    }
+
+    /// Pins engine `i` to core `cores[i % len]`. Unpinned by default.
+    pub fn cores(mut self, cores: Vec<usize>) -> Self {
+        self.cores = Some(cores);
+        self
+    }
+
+    /// Our IPv4 address and prefix length. Default on an interface: its first IPv4 address;
+    /// required for [`StackBuilder::start_on`].
+    pub fn addr(mut self, addr: Ipv4Addr, prefix_len: u8) -> Self {
+        self.addr = Some((addr, prefix_len));
+        self
+    }
+
+    /// Local ports for active opens (default 61000-65535). Keep them outside the kernel's
+    /// `net.ipv4.ip_local_port_range` (32768-60999) when sharing its address: the XDP program
+    /// steers these ports to us.
+    pub fn ephemeral_ports(mut self, ports: RangeInclusive<u16>) -> Self {
+        self.ephemeral = ports;
+        self
+    }
+
+    /// Every connection's settings (MSS, buffers, Nagle, delayed ACK, keep-alive, ...).
+    pub fn tcp_config(mut self, cfg: tcp::Config) -> Self {
+        self.tcp = cfg;
+        self
+    }
+
+    /// Send-buffer size of new connections (`SO_SNDBUF`).
+    pub fn send_buffer(mut self, bytes: usize) -> Self {
+        self.tcp.send_buffer = bytes;
+        self
+    }
+
+    /// Receive-buffer size of new connections (`SO_RCVBUF`).
+    pub fn recv_buffer(mut self, bytes: usize) -> Self {
+        self.tcp.recv_buffer = bytes;
+        self
+    }
+
+    /// Engine batch sizes and idling. Default: spin 1024 empty iterations, then sleep up to
+    /// 1 ms in the device's wait (a frame wakes it at once).
+    pub fn engine_config(mut self, cfg: EngineConfig) -> Self {
+        self.engine = cfg;
+        self
+    }
+
+    /// Which XDP hook to attach to (default: native, else generic).
+    pub fn attach_mode(mut self, mode: AttachMode) -> Self {
+        self.attach = mode;
+        self
+    }
+
+    /// AF_XDP socket settings (UMEM, rings, bind mode).
+    pub fn socket_config(mut self, cfg: XdpSocketConfig) -> Self {
+        self.socket = cfg;
+        self
+    }
+
+    /// Pending connections per listener not yet accepted (default 1024).
+    pub fn backlog(mut self, n: usize) -> Self {
+        self.backlog = n.max(1);
+        self
+    }
+
+    /// How long shutdown lets connections close gracefully before resetting them (500 ms).
+    pub fn shutdown_grace(mut self, grace: Duration) -> Self {
+        self.grace = grace;
+        self
+    }
+
+    /// Serves `port` with handlers made by `factory`, one per engine, called on the engine's
+    /// thread inside its loop.
+    pub fn handler<H, F>(mut self, port: u16, factory: F) -> Self
+    where
+        H: Handler + Send + 'static,
+        F: Fn() -> H + Send + Sync + 'static,
+    {
+        self.handlers.push((
+            port,
+            Arc::new(move || Box::new(factory()) as Box<dyn Handler + Send>),
+        ));
+        self
+    }
+
+    fn specs(&self, n: u32) -> Vec<CoreSpec> {
+        (0..n)
+            .map(|q| CoreSpec {
+                queue_id: q,
+                core: self
+                    .cores
+                    .as_ref()
+                    .filter(|c| !c.is_empty())
+                    .map(|c| CoreId {
+                        id: c[q as usize % c.len()],
+                    }),
+                netns: self.netns.clone(),
+            })
+            .collect()
+    }
+
+    /// Starts on the interface: XDP program, one AF_XDP socket and engine per queue. Needs
+    /// CAP_NET_ADMIN, CAP_BPF and CAP_NET_RAW (root), see `deploy/README.md`.
+    pub fn start(self) -> io::Result<Stack> {
+        let ifname = self
+            .interface
+            .clone()
+            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "no interface given"))?;
+        let (addr, prefix_len) = match self.addr {
+            Some(a) => a,
+            None => {
+                let name = ifname.clone();
+                in_netns(self.netns.clone(), move || interface_addr(&name))?
+            }
+        };
+        let steer = SteerConfig {
+            addr,
+            ephemeral_ports: self.ephemeral.clone(),
+            steer_arp: false,
+        };
+        let ports: Vec<u16> = self.handlers.iter().map(|(p, _)| *p).collect();
+        let mode = self.attach;
+        let name = ifname.clone();
+        let (program, index) = in_netns(self.netns.clone(), move || {
+            let index = ifindex(&name)?;
+            let mut prog = SteerProgram::load()?;
+            prog.set_config(&steer)?;
+            for p in ports {
+                prog.add_listen_port(p)?;
+            }
+            prog.attach(index, mode)?;
+            Ok((Arc::new(prog), index))
+        })?;
+        let prog = Arc::clone(&program);
+        let socket = self.socket.clone();
+        let specs = self.specs(self.queues);
+        let open = move |spec: &CoreSpec| {
+            let mut kernel = KernelTables::open(index)?;
+            let mac = kernel.link_mac()?;
+            let sock = XdpSocket::open(&ifname, spec.queue_id, &socket)?;
+            prog.register_socket(spec.queue_id, sock.as_raw_fd())?;
+            let mut neigh = NeighCache::new(NeighConfig::new(addr, prefix_len, mac));
+            kernel.seed(crate::Instant::ZERO, &mut neigh)?;
+            Ok((sock, neigh, Some(kernel)))
+        };
+        let wakes = vec![None; specs.len()];
+        self.launch(addr, specs, open, Some(program), wakes)
+    }
+
+    /// Starts one engine per device (no XDP, no root): the devices' engines resolve
+    /// neighbours over ARP themselves. Needs [`StackBuilder::addr`].
+    pub fn start_on<P: PacketIo + Send + 'static>(
+        self,
+        devices: Vec<Device<P>>,
+    ) -> io::Result<Stack> {
+        let (addr, prefix_len) = self.addr.ok_or_else(|| {
+            io::Error::new(io::ErrorKind::InvalidInput, "start_on needs an address")
+        })?;
+        let specs = self.specs(devices.len() as u32);
+        let wakes: Vec<Option<Sender<()>>> = devices.iter().map(|d| d.waker.clone()).collect();
+        let slots: Mutex<Vec<Option<Device<P>>>> =
+            Mutex::new(devices.into_iter().map(Some).collect());
+        let open = move |spec: &CoreSpec| {
+            let d = slots
+                .lock()
+                .map_err(|_| io::Error::other("device list poisoned"))?
+                .get_mut(spec.queue_id as usize)
+                .and_then(Option::take)
+                .ok_or_else(|| io::Error::other("no device for this engine"))?;
+            let mut cfg = NeighConfig::new(addr, prefix_len, d.mac);
+            cfg.arp_owner = ArpOwner::Stack;
+            Ok((d.io, NeighCache::new(cfg), None))
+        };
+        self.launch(addr, specs, open, None, wakes)
+    }
+
+    fn launch<P, F>(
+        self,
+        addr: Ipv4Addr,
+        specs: Vec<CoreSpec>,
+        open: F,
+        program: Option<Arc<SteerProgram>>,
+        wakes: Vec<Option<Sender<()>>>,
+    ) -> io::Result<Stack>
+    where
+        P: PacketIo + Send + 'static,
+        F: Fn(&CoreSpec) -> io::Result<(P, NeighCache, Option<KernelTables>)>
+            + Send
+            + Sync
+            + 'static,
+    {
+        let control = Control::new();
+        let tokens = Arc::new(AtomicU64::new(1));
+        let defaults = SockDefaults {
+            sndbuf: self.tcp.send_buffer,
+            rcvbuf: self.tcp.recv_buffer,
+            backlog: self.backlog,
+            grace: self.grace.into(),
+        };
+        let mut handles = Vec::new();
+        let mut receivers = Vec::new();
+        for wake in wakes {
+            let (cmd, rx) = crossbeam::channel::unbounded();
+            handles.push(EngineHandle { cmd, wake });
+            receivers.push(Some(rx));
+        }
+        let receivers = Mutex::new(receivers);
+        let mut hcfg = HostConfig::new(addr);
+        hcfg.tcp = self.tcp;
+        hcfg.ephemeral_ports = (*self.ephemeral.start(), *self.ephemeral.end());
+        let seed = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64)
+            ^ u64::from(std::process::id()) << 32;
+        let (engine_cfg, handlers, backlog) = (self.engine, self.handlers, self.backlog);
+        let (ctl, tok, hs) = (Arc::clone(&control), Arc::clone(&tokens), handles.clone());
+        let threads = EngineThreads::spawn(specs, move |spec| {
+            let q = spec.queue_id as usize;
+            let (io, neigh, kernel) = open(spec)?;
+            let mut cfg = hcfg;
+            cfg.tcp.isn_secret = seed ^ (q as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+            let mut host = Host::new(cfg);
+            let mut app = HandlerApp::new();
+            for (port, factory) in &handlers {
+                app.listen_boxed(&mut host, *port, backlog, factory())?;
+            }
+            let rx = receivers
+                .lock()
+                .map_err(|_| io::Error::other("receiver list poisoned"))?[q]
+                .take()
+                .ok_or_else(|| io::Error::other("engine started twice"))?;
+            let app = StackApp::new(
+                app,
+                rx,
+                hs[q].clone(),
+                Arc::clone(&ctl),
+                Arc::clone(&tok),
+                defaults,
+            );
+            let engine = Engine::new(io, host, neigh, app, engine_cfg);
+            Ok(match kernel {
+                Some(k) => engine.with_kernel(k),
+                None => engine,
+            })
+        })?;
+        let stop: Stopper =
+            Box::new(move || threads.stop().into_iter().map(|r| r.map(drop)).collect());
+        Ok(Stack {
+            engines: handles,
+            control,
+            tokens,
+            addr,
+            defaults,
+            program,
+            stop: Some(stop),
+            grace: self.grace,
+        })
+    }
+}
+
+/// Runs `f` on a thread inside `netns` (or the current namespace).
+fn in_netns<T: Send + 'static>(
+    netns: Option<PathBuf>,
+    f: impl FnOnce() -> io::Result<T> + Send + 'static,
+) -> io::Result<T> {
+    std::thread::spawn(move || {
+        if let Some(ns) = &netns {
+            enter_netns(ns)?;
+        }
+        f()
+    })
+    .join()
+    .map_err(|_| io::Error::other("set-up thread panicked"))?
+}
+
+/// The first IPv4 address of `ifname` and its prefix length.
+fn interface_addr(ifname: &str) -> io::Result<(Ipv4Addr, u8)> {
+    let mut list: *mut libc::ifaddrs = std::ptr::null_mut();
+    // SAFETY: getifaddrs fills `list` with a linked list we free below.
+    if unsafe { libc::getifaddrs(&mut list) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let mut found = None;
+    let mut p = list;
+    while !p.is_null() {
+        // SAFETY: `p` is a node of the list getifaddrs returned, valid until freeifaddrs.
+        let ifa = unsafe { &*p };
+        p = ifa.ifa_next;
+        if ifa.ifa_addr.is_null() || ifa.ifa_name.is_null() {
+            continue;
+        }
+        // SAFETY: ifa_name is a NUL-terminated string owned by the list.
+        let name = unsafe { std::ffi::CStr::from_ptr(ifa.ifa_name) };
+        // SAFETY: ifa_addr is non-null and points to a sockaddr of the family it names.
+        let family = i32::from(unsafe { (*ifa.ifa_addr).sa_family });
+        if name.to_bytes() != ifname.as_bytes() || family != libc::AF_INET {
+            continue;
+        }
+        // SAFETY: AF_INET addresses are sockaddr_in; the netmask of one is too (or null).
+        let (a, m) = unsafe {
+            let a = (*(ifa.ifa_addr as *const libc::sockaddr_in))
+                .sin_addr
+                .s_addr;
+            let m = if ifa.ifa_netmask.is_null() {
+                u32::MAX
+            } else {
+                (*(ifa.ifa_netmask as *const libc::sockaddr_in))
+                    .sin_addr
+                    .s_addr
+            };
+            (a, m)
+        };
+        found = Some((
+            Ipv4Addr::from(u32::from_be(a)),
+            u32::from_be(m).count_ones() as u8,
+        ));
+        break;
+    }
+    // SAFETY: frees the list getifaddrs allocated, once.
+    unsafe { libc::freeifaddrs(list) };
+    found.ok_or_else(|| {
+        io::Error::new(
+            io::ErrorKind::NotFound,
+            format!("{ifname} has no IPv4 address"),
+        )
+    })
+}
+
+/// A running stack. Make connections with [`super::TcpStream::connect`] and
+/// [`super::TcpListener::bind`], or serve them with handlers given to the builder.
+/// Dropping it shuts it down ([`Stack::shutdown`]).
+pub struct Stack {
+    engines: Vec<EngineHandle>,
+    control: Arc<Control>,
+    tokens: Arc<AtomicU64>,
+    addr: Ipv4Addr,
+    defaults: SockDefaults,
+    program: Option<Arc<SteerProgram>>,
+    stop: Option<Stopper>,
+    grace: Duration,
+}
+
+impl Stack {
+    /// A builder with the defaults.
+    pub fn builder() -> StackBuilder {
+        StackBuilder::default()
+    }
+
+    /// Our IPv4 address.
+    pub fn addr(&self) -> Ipv4Addr {
+        self.addr
+    }
+
+    /// Engines running.
+    pub fn engine_count(&self) -> usize {
+        self.engines.len()
+    }
+
+    /// Asks for a clean shutdown (returns at once; [`Stack::wait`] returns after it).
+    pub fn request_shutdown(&self) {
+        self.control.request();
+    }
+
+    /// True once shutdown was asked for (Ctrl-C, a handler panic, [`Stack::request_shutdown`]).
+    pub fn shutdown_requested(&self) -> bool {
+        self.control.requested()
+    }
+
+    /// True if a handler panicked (the stack then shuts itself down).
+    pub fn handler_panicked(&self) -> bool {
+        self.control.panicked()
+    }
+
+    /// Blocks until shutdown is asked for: what a server's `main` does after starting.
+    pub fn wait(&self) {
+        self.control.wait();
+    }
+
+    /// Ctrl-C (SIGINT, and SIGTERM) asks for a clean shutdown. Once per process.
+    pub fn shutdown_on_ctrl_c(&self) -> io::Result<()> {
+        let control = Arc::clone(&self.control);
+        ctrlc::set_handler(move || control.request()).map_err(io::Error::other)
+    }
+
+    /// Closes every connection (FIN, then RST after the grace period), stops the engines and
+    /// detaches the XDP program. Returns the first engine failure, if any. Idempotent.
+    pub fn shutdown(&mut self) -> io::Result<()> {
+        let Some(stop) = self.stop.take() else {
+            return Ok(());
+        };
+        self.control.request();
+        let deadline = std::time::Instant::now() + self.grace + Duration::from_secs(1);
+        while self.control.drained.load(SeqCst) < self.engines.len()
+            && std::time::Instant::now() < deadline
+        {
+            for e in &self.engines {
+                if let Some(w) = &e.wake {
+                    let _ = w.try_send(());
+                }
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        // Let the last FINs and RSTs leave before the sockets close.
+        std::thread::sleep(Duration::from_millis(5));
+        if let Some(p) = &self.program {
+            for q in 0..self.engines.len() as u32 {
+                let _ = p.unregister_socket(q);
+            }
+        }
+        let results = stop();
+        // Listeners hold only weak references: this detaches the program.
+        self.program = None;
+        results
+            .into_iter()
+            .find_map(Result::err)
+            .map_or(Ok(()), Err)
+    }
+
+    pub(crate) fn engine(&self, i: usize) -> io::Result<EngineHandle> {
+        if self.stop.is_none() {
+            return Err(super::error::to_io(tcp::Error::Aborted));
+        }
+        self.engines
+            .get(i)
+            .cloned()
+            .ok_or_else(super::error::not_connected)
+    }
+
+    pub(crate) fn engines(&self) -> Vec<EngineHandle> {
+        self.engines.clone()
+    }
+
+    pub(crate) fn next_token(&self) -> u64 {
+        self.tokens.fetch_add(1, SeqCst)
+    }
+
+    pub(crate) fn defaults(&self) -> SockDefaults {
+        self.defaults
+    }
+
+    pub(crate) fn program(&self) -> Option<Weak<SteerProgram>> {
+        self.program.as_ref().map(Arc::downgrade)
+    }
+}
+
+impl Drop for Stack {
+    fn drop(&mut self) {
+        let _ = self.shutdown();
+    }
+}
+
+impl std::fmt::Debug for Stack {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Stack")
+            .field("addr", &self.addr)
+            .field("engines", &self.engines.len())
+            .finish_non_exhaustive()
+    }
+}

@@ -1,0 +1,238 @@
+//! The examples on the veth testbed against independent kernel-side clients (root): the HTTP
+//! server serves `wrk` (100 keep-alive connections, 10 s, no socket error, no non-2xx) and
+//! `curl` (the exact body); the echo server serves a Python ping-pong client for 10 s. Each
+//! server is stopped with SIGINT, which must shut it down cleanly (exit status 0).
+//!
+//! The examples are built with `cargo build --examples` first (a no-op when fresh), then run
+//! inside the stack's namespace with `ip netns exec`. The testbed is removed on drop, also
+//! when a test fails.
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/testbed.sh");
+
+struct Testbed {
+    name: String,
+    kv: HashMap<String, String>,
+}
+
+impl Testbed {
+    fn up(tag: &str) -> Testbed {
+        let name = format!("xa{tag}{}", std::process::id() % 100_000);
+        let out = Command::new(SCRIPT).args(["up", &name]).output().unwrap();
+        let tb = Testbed {
+            name,
+            kv: String::from_utf8_lossy(&out.stdout)
+                .lines()
+                .filter_map(|l| l.split_once('='))
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        };
+        assert!(
+            out.status.success(),
+            "testbed up: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        tb
+    }
+
+    fn get(&self, k: &str) -> &str {
+        &self.kv[k]
+    }
+
+    /// `timeout SECS ip netns exec NS args...`
+    fn cmd(&self, ns: &str, secs: u32, args: &[&str]) -> Command {
+        let mut c = Command::new("timeout");
+        c.args([&secs.to_string(), "ip", "netns", "exec", self.get(ns)])
+            .args(args);
+        c
+    }
+}
+
+impl Drop for Testbed {
+    fn drop(&mut self) {
+        let _ = Command::new(SCRIPT).args(["down", &self.name]).status();
+    }
+}
+
+fn require_root_and(tools: &[&str]) {
+    // SAFETY: geteuid has no preconditions.
+    assert_eq!(
+        unsafe { libc::geteuid() },
+        0,
+        "needs root: run `sudo cargo test`"
+    );
+    for t in tools {
+        let ok = Command::new("sh")
+            .args(["-c", &format!("command -v {t}")])
+            .output();
+        assert!(
+            ok.is_ok_and(|o| o.status.success()),
+            "`{t}` missing: run deploy/install-deps.sh"
+        );
+    }
+}
+
+/// The example binary, built now if needed.
+fn example(name: &str) -> PathBuf {
+    let status = Command::new(env!("CARGO"))
+        .args(["build", "--quiet", "--example", name])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .status()
+        .expect("run cargo");
+    assert!(status.success(), "cargo build --example {name}");
+    let exe = std::env::current_exe().unwrap();
+    // target/<profile>/deps/this-test -> target/debug/examples/NAME (cargo build's profile)
+    let target = exe.parent().unwrap().parent().unwrap().parent().unwrap();
+    target.join("debug/examples").join(name)
+}
+
+/// A server example in the stack's namespace; SIGINT and a clean exit on `stop`, SIGKILL on
+/// drop if it is still there.
+struct Server(Child);
+
+impl Server {
+    fn start(tb: &Testbed, name: &str, port: u16) -> Server {
+        let exe = example(name);
+        let mut child = tb
+            .cmd(
+                "ns_stack",
+                60,
+                &[exe.to_str().unwrap(), tb.get("if_stack"), &port.to_string()],
+            )
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        assert!(
+            line.contains(&format!(":{port}")),
+            "{name} did not start: {line:?}"
+        );
+        Server(child)
+    }
+
+    /// SIGINT (through `timeout`, which forwards it); the server must exit 0 within 5 s.
+    fn stop(mut self) {
+        // SAFETY: kill with a valid pid of our child.
+        unsafe { libc::kill(self.0.id() as i32, libc::SIGINT) };
+        let t = Instant::now();
+        loop {
+            if let Some(st) = self.0.try_wait().unwrap() {
+                assert!(st.success(), "server exited with {st}");
+                return;
+            }
+            assert!(
+                t.elapsed() < Duration::from_secs(5),
+                "server ignored SIGINT"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn http_example_serves_wrk_and_curl() {
+    require_root_and(&["ip", "ethtool", "timeout", "wrk", "curl"]);
+    let tb = Testbed::up("h");
+    let server = Server::start(&tb, "http_server", 8080);
+    let url = format!("http://{}:8080/", tb.get("ip_stack"));
+    let out = tb
+        .cmd("ns_peer", 10, &["curl", "-sS", "--max-time", "5", &url])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "curl: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(out.stdout, b"Hello from xdp-tcp!\n");
+    let out = tb
+        .cmd(
+            "ns_peer",
+            30,
+            &["wrk", "-t2", "-c100", "-d10s", "--timeout", "2s", &url],
+        )
+        .output()
+        .unwrap();
+    let report = String::from_utf8_lossy(&out.stdout);
+    eprintln!("{report}");
+    assert!(
+        out.status.success(),
+        "wrk: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        !report.contains("Socket errors"),
+        "socket errors:\n{report}"
+    );
+    assert!(!report.contains("Non-2xx"), "non-2xx responses:\n{report}");
+    let requests: u64 = report
+        .lines()
+        .find_map(|l| {
+            l.trim()
+                .split_once(" requests in ")
+                .map(|(n, _)| n.parse().unwrap())
+        })
+        .expect("wrk printed no request count");
+    assert!(requests > 1000, "{requests} requests");
+    server.stop();
+}
+
+/// Ping-pong for 10 s with payloads of 1 to 4000 bytes; every echo checked.
+const PING_PONG: &str = r#"
+import os, socket, sys, time
+s = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=5)
+s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+n, end = 0, time.time() + 10
+while time.time() < end:
+    msg = os.urandom(1 + n * 7919 % 4000)
+    s.sendall(msg)
+    got = b""
+    while len(got) < len(msg):
+        part = s.recv(65536)
+        assert part, "server closed early"
+        got += part
+    assert got == msg, "echo differs"
+    n += 1
+s.shutdown(socket.SHUT_WR)
+assert s.recv(1) == b"", "bytes after the last echo"
+print(n)
+"#;
+
+#[test]
+fn echo_example_serves_a_ping_pong_client() {
+    require_root_and(&["ip", "ethtool", "timeout", "python3"]);
+    let tb = Testbed::up("e");
+    let server = Server::start(&tb, "echo_server", 7);
+    let out = tb
+        .cmd(
+            "ns_peer",
+            30,
+            &["python3", "-c", PING_PONG, tb.get("ip_stack"), "7"],
+        )
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "client: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let rounds: u64 = String::from_utf8_lossy(&out.stdout).trim().parse().unwrap();
+    eprintln!("{rounds} echoes in 10 s");
+    assert!(rounds > 1000, "{rounds} round trips");
+    server.stop();
+}
