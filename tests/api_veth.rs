@@ -7,75 +7,14 @@
 //! inside the stack's namespace with `ip netns exec`. The testbed is removed on drop, also
 //! when a test fails.
 
-use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
+
+mod common;
+
+use common::testbed::{require_environment, Testbed};
 use std::time::{Duration, Instant};
-
-const SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/testbed.sh");
-
-struct Testbed {
-    name: String,
-    kv: HashMap<String, String>,
-}
-
-impl Testbed {
-    fn up(tag: &str) -> Testbed {
-        let name = format!("xa{tag}{}", std::process::id() % 100_000);
-        let out = Command::new(SCRIPT).args(["up", &name]).output().unwrap();
-        let tb = Testbed {
-            name,
-            kv: String::from_utf8_lossy(&out.stdout)
-                .lines()
-                .filter_map(|l| l.split_once('='))
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
-        };
-        assert!(
-            out.status.success(),
-            "testbed up: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        tb
-    }
-
-    fn get(&self, k: &str) -> &str {
-        &self.kv[k]
-    }
-
-    /// `timeout SECS ip netns exec NS args...`
-    fn cmd(&self, ns: &str, secs: u32, args: &[&str]) -> Command {
-        let mut c = Command::new("timeout");
-        c.args([&secs.to_string(), "ip", "netns", "exec", self.get(ns)])
-            .args(args);
-        c
-    }
-}
-
-impl Drop for Testbed {
-    fn drop(&mut self) {
-        let _ = Command::new(SCRIPT).args(["down", &self.name]).status();
-    }
-}
-
-fn require_root_and(tools: &[&str]) {
-    // SAFETY: geteuid has no preconditions.
-    assert_eq!(
-        unsafe { libc::geteuid() },
-        0,
-        "needs root: run `sudo cargo test`"
-    );
-    for t in tools {
-        let ok = Command::new("sh")
-            .args(["-c", &format!("command -v {t}")])
-            .output();
-        assert!(
-            ok.is_ok_and(|o| o.status.success()),
-            "`{t}` missing: run deploy/install-deps.sh"
-        );
-    }
-}
 
 /// The example binary, built now if needed.
 fn example(name: &str) -> PathBuf {
@@ -99,9 +38,9 @@ impl Server {
     fn start(tb: &Testbed, name: &str, port: u16) -> Server {
         let exe = example(name);
         let mut child = tb
-            .cmd(
-                "ns_stack",
+            .in_ns_for(
                 60,
+                "ns_stack",
                 &[exe.to_str().unwrap(), tb.get("if_stack"), &port.to_string()],
             )
             .stdout(Stdio::piped())
@@ -146,12 +85,12 @@ impl Drop for Server {
 
 #[test]
 fn http_example_serves_wrk_and_curl() {
-    require_root_and(&["ip", "ethtool", "timeout", "wrk", "curl"]);
+    require_environment(&["ip", "ethtool", "timeout", "wrk", "curl"]);
     let tb = Testbed::up("h");
     let server = Server::start(&tb, "http_server", 8080);
     let url = format!("http://{}:8080/", tb.get("ip_stack"));
     let out = tb
-        .cmd("ns_peer", 10, &["curl", "-sS", "--max-time", "5", &url])
+        .in_ns_for(10, "ns_peer", &["curl", "-sS", "--max-time", "5", &url])
         .output()
         .unwrap();
     assert!(
@@ -161,9 +100,9 @@ fn http_example_serves_wrk_and_curl() {
     );
     assert_eq!(out.stdout, b"Hello from xdp-tcp!\n");
     let out = tb
-        .cmd(
-            "ns_peer",
+        .in_ns_for(
             30,
+            "ns_peer",
             &["wrk", "-t2", "-c100", "-d10s", "--timeout", "2s", &url],
         )
         .output()
@@ -215,13 +154,13 @@ print(n)
 
 #[test]
 fn echo_example_serves_a_ping_pong_client() {
-    require_root_and(&["ip", "ethtool", "timeout", "python3"]);
+    require_environment(&["ip", "ethtool", "timeout", "python3"]);
     let tb = Testbed::up("e");
     let server = Server::start(&tb, "echo_server", 7);
     let out = tb
-        .cmd(
-            "ns_peer",
+        .in_ns_for(
             30,
+            "ns_peer",
             &["python3", "-c", PING_PONG, tb.get("ip_stack"), "7"],
         )
         .output()
