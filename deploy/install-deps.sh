@@ -9,7 +9,7 @@ set -euo pipefail
 BUILD_PKGS=(build-essential pkg-config libelf-dev zlib1g-dev clang llvm m4 libbpf-dev)
 # Tests: the testbed script (ip, ethtool), kernel-side peers and captures, wrk and curl against
 # the HTTP example.
-TEST_PKGS=(iproute2 ethtool tshark socat netcat-openbsd python3 tcpdump iputils-ping wrk curl)
+TEST_PKGS=(iproute2 ethtool tshark socat netcat-openbsd python3 tcpdump iputils-ping wrk curl apache2-utils)
 
 missing=()
 for p in "${BUILD_PKGS[@]}" "${TEST_PKGS[@]}"; do

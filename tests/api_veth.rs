@@ -8,6 +8,7 @@
 //! when a test fails.
 
 use std::io::{BufRead, BufReader};
+use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 
@@ -44,6 +45,8 @@ impl Server {
                 &[exe.to_str().unwrap(), tb.get("if_stack"), &port.to_string()],
             )
             .stdout(Stdio::piped())
+            // its own process group, so Drop can kill `timeout` and the server under it alike
+            .process_group(0)
             .spawn()
             .unwrap();
         let mut line = String::new();
@@ -78,14 +81,17 @@ impl Server {
 
 impl Drop for Server {
     fn drop(&mut self) {
-        let _ = self.0.kill();
+        if let Ok(None) = self.0.try_wait() {
+            // SAFETY: kill(2) on the process group of a child we spawned and have not reaped.
+            unsafe { libc::kill(-(self.0.id() as i32), libc::SIGKILL) };
+        }
         let _ = self.0.wait();
     }
 }
 
 #[test]
-fn http_example_serves_wrk_and_curl() {
-    require_environment(&["ip", "ethtool", "timeout", "wrk", "curl"]);
+fn http_example_serves_wrk_ab_and_curl() {
+    require_environment(&["ip", "ethtool", "timeout", "wrk", "ab", "curl"]);
     let tb = Testbed::up("h");
     let server = Server::start(&tb, "http_server", 8080);
     let url = format!("http://{}:8080/", tb.get("ip_stack"));
@@ -128,6 +134,37 @@ fn http_example_serves_wrk_and_curl() {
         })
         .expect("wrk printed no request count");
     assert!(requests > 1000, "{requests} requests");
+    // ApacheBench as a second, independent client: 100 keep-alive connections, 20k requests
+    let out = tb
+        .in_ns_for(
+            30,
+            "ns_peer",
+            &[
+                "ab", "-q", "-k", "-c", "100", "-n", "20000", "-s", "5", &url,
+            ],
+        )
+        .output()
+        .unwrap();
+    let report = String::from_utf8_lossy(&out.stdout);
+    eprintln!("{report}");
+    assert!(
+        out.status.success(),
+        "ab: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let field = |name: &str| -> Option<u64> {
+        report.lines().find_map(|l| {
+            let rest = l.strip_prefix(name)?;
+            rest.split_whitespace().next()?.parse().ok()
+        })
+    };
+    assert_eq!(field("Complete requests:"), Some(20_000), "{report}");
+    assert_eq!(field("Failed requests:"), Some(0), "{report}");
+    assert_eq!(field("Keep-Alive requests:"), Some(20_000), "{report}");
+    assert!(
+        !report.contains("Non-2xx responses"),
+        "non-2xx responses:\n{report}"
+    );
     server.stop();
 }
 
