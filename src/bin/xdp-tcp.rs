@@ -29,6 +29,7 @@ usage:
   xdp-tcp floor ping    --iface IF --target IP:PORT [--size 64] [--duration 5] [--warmup 1] ...
   xdp-tcp bench [--rounds 3] [--duration 2] [--warmup 0.5] [--idle 10000] [--quick]
                 [--json FILE] [--testbed-script deploy/testbed.sh] [--name xtbench]
+                [--only pingpong,rr64,bulk,churn,idle]
 
 The xdp back-end needs root; --iface is the interface it attaches to (in --netns if given).
 Kernel servers and clients busy-spin unless --block. The result of `load` is printed as a table
@@ -169,6 +170,7 @@ fn serve(args: &Args) -> Result<(), String> {
                     spin: !block,
                     core,
                     marks: None,
+                    expect_conns: None,
                 };
                 kernel::serve(port, mode, &o, stop, ready).map_err(err)
             }
@@ -325,6 +327,11 @@ fn bench_cmd(args: &Args) -> Result<(), String> {
         idle_conns: args.get("idle", d.idle_conns)?,
         json: args.kv.get("json").map(PathBuf::from),
         quick: args.flag("quick"),
+        only: args
+            .kv
+            .get("only")
+            .map(|o| o.split(',').map(str::to_string).collect())
+            .unwrap_or_default(),
         ..d
     };
     let report = bench::run(&opts).map_err(err)?;

@@ -36,6 +36,8 @@ pub struct BenchOpts {
     pub json: Option<PathBuf>,
     /// Only the ping-pong row (and the floor).
     pub quick: bool,
+    /// Only these rows (pingpong, rr64, bulk, churn, idle); empty = all.
+    pub only: Vec<String>,
 }
 
 impl Default for BenchOpts {
@@ -51,6 +53,7 @@ impl Default for BenchOpts {
             idle_conns: 10_000,
             json: None,
             quick: false,
+            only: Vec::new(),
         }
     }
 }
@@ -131,7 +134,14 @@ pub enum ServerKind {
 #[serde(rename_all = "snake_case")]
 pub enum ClientKind {
     Xdp,
-    Kernel { spin: bool },
+    Kernel {
+        spin: bool,
+    },
+    /// Kernel sockets in a child `xdp-tcp load` process: with both ends of 10k+ connections as
+    /// kernel sockets one process would pass the open-file limit (a hard 20000 here).
+    KernelProcess {
+        spin: bool,
+    },
     Pinger,
 }
 
@@ -146,8 +156,22 @@ pub struct Case {
     pub workload: Workload,
     /// Both threads on the client's core (the "blocking, one core" kernel reference).
     pub same_core: bool,
-    /// Kernel offloads (TSO/GSO/GRO, checksum) at their defaults for this run.
-    pub offloads_on: bool,
+    /// Kernel offloads for this run.
+    pub offloads: Offloads,
+}
+
+/// Offload settings of both veth ends during a run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Offloads {
+    /// The testbed's: checksum, TSO, GSO, GRO off and `gso_max_segs 1`, so every frame the XDP
+    /// program sees is one wire frame with a full checksum (what xdp-tcp needs).
+    Testbed,
+    /// TSO and GSO off, the rest at veth's defaults (checksum offload on, `gso_max_segs` 65535):
+    /// the kernel with segmentation done per MTU-sized packet, as the stack does.
+    NoTsoGso,
+    /// Everything at veth's defaults: the kernel at its best on this link.
+    Defaults,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -191,6 +215,10 @@ fn run_case(env: &Env, opts: &BenchOpts, case: &Case) -> io::Result<(LoadResult,
         ServerKind::Kernel { .. } => KERNEL_PORT,
         ServerKind::Reflector => FLOOR_PORT,
     };
+    let expect_conns = match case.client {
+        ClientKind::KernelProcess { .. } => Some(case.workload.conns()),
+        _ => None,
+    };
     let server = {
         let stop = Arc::clone(&stop);
         let marks = Arc::clone(&marks);
@@ -217,6 +245,7 @@ fn run_case(env: &Env, opts: &BenchOpts, case: &Case) -> io::Result<(LoadResult,
                             spin,
                             core: Some(server_core),
                             marks: Some(marks),
+                            expect_conns,
                         };
                         kernel::serve(port, mode, &o, &stop, ready)
                     }
@@ -264,6 +293,7 @@ fn run_case(env: &Env, opts: &BenchOpts, case: &Case) -> io::Result<(LoadResult,
                 match kind {
                     ClientKind::Xdp => xdp::run_client(&cfg, &XdpOpts::new(&iface)),
                     ClientKind::Kernel { spin } => kernel::run_client(&cfg, spin),
+                    ClientKind::KernelProcess { spin } => kernel_process(&cfg, spin, core, &ns),
                     ClientKind::Pinger => {
                         let size = match cfg.workload {
                             Workload::PingPong { size, .. } => size,
@@ -284,14 +314,56 @@ fn run_case(env: &Env, opts: &BenchOpts, case: &Case) -> io::Result<(LoadResult,
     Ok((client, server))
 }
 
-fn offloads(tb: &Testbed, env: &Env, on: bool) -> io::Result<()> {
-    let v = if on { "on" } else { "off" };
-    let segs = if on { "65535" } else { "1" };
+/// Runs a kernel client as a child `xdp-tcp load` and reads its JSON result.
+fn kernel_process(cfg: &RunConfig, spin: bool, core: usize, ns: &str) -> io::Result<LoadResult> {
+    let Workload::Idle {
+        idle,
+        active,
+        size,
+        rate,
+    } = cfg.workload
+    else {
+        return Err(io::Error::other("only idle runs use a client process"));
+    };
+    let out = std::env::temp_dir().join(format!("xdp-tcp-load-{}.json", std::process::id()));
+    let mut cmd = Command::new(std::env::current_exe()?);
+    cmd.args(["load", "--backend", "kernel", "--workload", "idle"])
+        .args(["--idle", &idle.to_string(), "--active", &active.to_string()])
+        .args(["--size", &size.to_string(), "--rate", &rate.to_string()])
+        .args(["--warmup", &cfg.warmup.as_secs_f64().to_string()])
+        .args(["--duration", &cfg.duration.as_secs_f64().to_string()])
+        .args([
+            "--target",
+            &cfg.target.to_string(),
+            "--core",
+            &core.to_string(),
+        ])
+        .args(["--netns", ns, "--json"])
+        .arg(&out)
+        .stdout(std::process::Stdio::null());
+    if !spin {
+        cmd.arg("--block");
+    }
+    let status = cmd.status()?;
+    if !status.success() {
+        return Err(io::Error::other(format!("kernel client process: {status}")));
+    }
+    let text = std::fs::read_to_string(&out)?;
+    let _ = std::fs::remove_file(&out);
+    serde_json::from_str(&text).map_err(io::Error::other)
+}
+
+fn offloads(tb: &Testbed, env: &Env, o: Offloads) -> io::Result<()> {
+    let (tx, seg, gro, segs) = match o {
+        Offloads::Testbed => ("off", "off", "off", "1"),
+        Offloads::NoTsoGso => ("on", "off", "off", "65535"),
+        Offloads::Defaults => ("on", "on", "on", "65535"),
+    };
     for (ns, ifname) in [("ns_stack", &env.if_stack), ("ns_peer", &env.if_peer)] {
         tb.exec(
             ns,
             &[
-                "ethtool", "-K", ifname, "tx", v, "tso", v, "gso", v, "gro", v,
+                "ethtool", "-K", ifname, "tx", tx, "tso", seg, "gso", seg, "gro", gro,
             ],
         )?;
         tb.exec(ns, &["ip", "link", "set", ifname, "gso_max_segs", segs])?;
@@ -317,7 +389,7 @@ fn matrix(opts: &BenchOpts) -> Vec<Case> {
         mode,
         workload,
         same_core: false,
-        offloads_on: false,
+        offloads: Offloads::Testbed,
     };
     let mut v = vec![
         case(
@@ -386,16 +458,19 @@ fn matrix(opts: &BenchOpts) -> Vec<Case> {
         ServeMode::Discard,
         bulk,
     ));
-    v.push(case(
-        "bulk",
-        "kernel",
-        ServerKind::Kernel { spin: false },
-        ClientKind::Kernel { spin: false },
-        ServeMode::Discard,
-        bulk,
-    ));
     v.push(Case {
-        offloads_on: true,
+        offloads: Offloads::NoTsoGso,
+        ..case(
+            "bulk",
+            "kernel",
+            ServerKind::Kernel { spin: false },
+            ClientKind::Kernel { spin: false },
+            ServeMode::Discard,
+            bulk,
+        )
+    });
+    v.push(Case {
+        offloads: Offloads::Defaults,
         ..case(
             "bulk",
             "kernel-offloads",
@@ -443,7 +518,7 @@ fn matrix(opts: &BenchOpts) -> Vec<Case> {
         "idle",
         "kernel-spin",
         ServerKind::Kernel { spin: true },
-        ClientKind::Kernel { spin: true },
+        ClientKind::KernelProcess { spin: true },
         echo,
         idle,
     ));
@@ -473,6 +548,9 @@ pub struct Medians {
     pub rate: Option<f64>,
     pub gbps: Option<f64>,
     pub core_busy: Option<f64>,
+    /// CPU time of the server thread per second (user + system, which includes the softirq work
+    /// done in its system calls).
+    pub server_cpu: Option<f64>,
     pub per_core_rate: Option<f64>,
     pub bytes_per_idle_conn: Option<f64>,
 }
@@ -486,7 +564,8 @@ fn medians(r: &CaseResult) -> Medians {
         rate: m(&|x| Some(x.client.rate)),
         gbps: m(&|x| Some(x.client.gbit_per_s)),
         core_busy: m(&|x| x.server.core_busy),
-        per_core_rate: m(&|x| x.server.core_busy.map(|b| x.client.rate / b.max(1e-3))),
+        server_cpu: m(&|x| x.server.thread_cpu),
+        per_core_rate: m(&|x| x.server.thread_cpu.map(|b| x.client.rate / b.max(1e-3))),
         bytes_per_idle_conn: m(&|x| x.server.bytes_per_idle_conn),
     }
 }
@@ -674,7 +753,7 @@ fn table(results: &[CaseResult]) -> (Vec<Line>, Vec<(String, String, Medians)>) 
             line(
                 &mut lines,
                 w,
-                "server core busy %",
+                "server thread CPU %",
                 pct(x.core_busy),
                 "kernel, TSO/GSO off",
                 pct(k.core_busy),
@@ -696,7 +775,7 @@ fn table(results: &[CaseResult]) -> (Vec<Line>, Vec<(String, String, Medians)>) 
             line(
                 &mut lines,
                 w,
-                "server core busy %",
+                "server thread CPU %",
                 pct(x.core_busy),
                 "kernel, offloads on",
                 pct(k.core_busy),
@@ -896,7 +975,10 @@ pub fn run(opts: &BenchOpts) -> io::Result<Report> {
         &["sysctl", "-qw", "net.ipv4.ip_local_port_range=10000 65000"],
     )?;
 
-    let cases = matrix(opts);
+    let mut cases = matrix(opts);
+    if !opts.only.is_empty() {
+        cases.retain(|c| opts.only.iter().any(|o| o == c.row));
+    }
     let mut results: Vec<CaseResult> = cases
         .iter()
         .map(|c| CaseResult {
@@ -907,12 +989,12 @@ pub fn run(opts: &BenchOpts) -> io::Result<Report> {
     let started = std::time::Instant::now();
     for round in 0..opts.rounds {
         for (i, case) in cases.iter().enumerate() {
-            if case.offloads_on {
-                offloads(&tb, &env, true)?;
+            if case.offloads != Offloads::Testbed {
+                offloads(&tb, &env, case.offloads)?;
             }
             let r = run_case(&env, opts, case);
-            if case.offloads_on {
-                offloads(&tb, &env, false)?;
+            if case.offloads != Offloads::Testbed {
+                offloads(&tb, &env, Offloads::Testbed)?;
             }
             let (client, server) = r.map_err(|e| {
                 io::Error::new(
@@ -933,8 +1015,8 @@ pub fn run(opts: &BenchOpts) -> io::Result<Report> {
                 client.rate,
                 client.gbit_per_s,
                 server
-                    .core_busy
-                    .map(|b| format!(" server core {:.0}%", b * 100.0))
+                    .thread_cpu
+                    .map(|b| format!(" server CPU {:.0}%", b * 100.0))
                     .unwrap_or_default()
             );
             results[i].runs.push(Run {

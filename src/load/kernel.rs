@@ -412,6 +412,9 @@ pub struct ServeOpts {
     /// The core this thread is pinned to (for its /proc/stat line).
     pub core: Option<usize>,
     pub marks: Option<Arc<Marks>>,
+    /// Sample memory per connection when this many are open (for a client in another process,
+    /// which cannot set [`Marks`]).
+    pub expect_conns: Option<usize>,
 }
 
 /// Serves `port` on all addresses of the thread's namespace until `stop` is set.
@@ -472,7 +475,11 @@ pub fn serve(
         if let Some(m) = &opts.marks {
             let p = m.get();
             if p != phase {
-                if p >= Phase::IdleReady && phase < Phase::IdleReady && open > 0 {
+                if p >= Phase::IdleReady
+                    && phase < Phase::IdleReady
+                    && open > 0
+                    && report.idle_conns.is_none()
+                {
                     let delta = kernel_socket_memory().saturating_sub(mem_base);
                     report.idle_conns = Some(open as u64);
                     // Both ends of every connection are kernel sockets on this machine.
@@ -490,6 +497,11 @@ pub fn serve(
                 }
                 phase = p;
             }
+        }
+        if opts.expect_conns == Some(open) && report.idle_conns.is_none() {
+            let delta = kernel_socket_memory().saturating_sub(mem_base);
+            report.idle_conns = Some(open as u64);
+            report.bytes_per_idle_conn = Some(delta as f64 / (2 * open) as f64);
         }
         let nev = ep.wait(&mut evs, timeout);
         for e in &evs[..nev] {
@@ -547,6 +559,12 @@ pub fn serve(
                 open -= 1;
             }
         }
+    }
+    // Stopped before the Done mark was seen (a blocking server sleeps up to 10 ms).
+    if let Some(c) = cpu.take() {
+        let (busy, thread) = c.since(opts.core);
+        report.core_busy = busy;
+        report.thread_cpu = Some(thread);
     }
     for c in conns.into_iter().flatten() {
         close(c.fd);

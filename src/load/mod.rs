@@ -29,7 +29,7 @@ use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 pub use hist::Summary;
 
@@ -156,7 +156,7 @@ impl RunConfig {
 }
 
 /// What a client run measured; serialised as the machine-readable result.
-#[derive(Debug, Clone, Serialize, Default)]
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
 pub struct LoadResult {
     pub backend: String,
     pub workload: String,
