@@ -19,10 +19,10 @@ static ALLOC: CountingAlloc = CountingAlloc;
 
 const USAGE: &str = "\
 usage:
-  xdp-tcp serve --backend xdp|kernel --port P [--mode echo|discard|source|echo-close=N]
+  xdp-tcp serve --backend xdp|kernel --port P [--ports N] [--mode echo|discard|source|echo-close=N]
                 [--iface IF] [--block] [--core C] [--netns NS] [--duration S]
   xdp-tcp load  --backend xdp|kernel --target IP:PORT [--workload pingpong|openloop|bulk|churn|idle]
-                [--size 64] [--conns 1] [--depth 1] [--rate R] [--idle N] [--active N]
+                [--size 64] [--conns 1] [--depth 1] [--rate R] [--idle N] [--active N] [--ports N]
                 [--download] [--duration 5] [--warmup 1] [--iface IF] [--block]
                 [--core C] [--netns NS] [--json FILE]
   xdp-tcp floor reflect --iface IF --port P [--core C] [--netns NS] [--duration S]
@@ -144,6 +144,8 @@ fn serve(args: &Args) -> Result<(), String> {
         .parse()
         .map_err(|e| format!("--port: {e}"))?;
     let mode: ServeMode = args.get("mode", ServeMode::Echo)?;
+    let nports: u16 = args.get("ports", 1u16)?;
+    let ports: Vec<u16> = (0..nports.max(1)).map(|i| port + i).collect();
     let stop = stop_on_signals();
     if let Some(d) = args.kv.get("duration") {
         let d: f64 = d.parse().map_err(|e| format!("--duration: {e}"))?;
@@ -163,7 +165,7 @@ fn serve(args: &Args) -> Result<(), String> {
                 let mut o = XdpOpts::new(&iface);
                 o.ephemeral = xdp::no_ephemeral();
                 o.idle_backoff = block;
-                xdp::serve(&o, port, mode, None, core, stop, ready).map_err(err)
+                xdp::serve(&o, &ports, mode, None, core, stop, ready).map_err(err)
             }
             "kernel" => {
                 let o = kernel::ServeOpts {
@@ -172,7 +174,7 @@ fn serve(args: &Args) -> Result<(), String> {
                     marks: None,
                     expect_conns: None,
                 };
-                kernel::serve(port, mode, &o, stop, ready).map_err(err)
+                kernel::serve(&ports, mode, &o, stop, ready).map_err(err)
             }
             b => Err(format!("unknown back-end {b}")),
         }
@@ -206,6 +208,7 @@ fn workload(args: &Args) -> Result<Workload, String> {
             "churn" => Workload::Churn {
                 size,
                 concurrency: conns,
+                ports: args.get("ports", 1u16)?,
             },
             "idle" => Workload::Idle {
                 idle: args.get("idle", 10_000usize)?,

@@ -184,8 +184,10 @@ pub fn run_client(cfg: &RunConfig, spin: bool) -> io::Result<LoadResult> {
     let mut woke: Vec<usize> = Vec::new();
     let mut result: io::Result<()> = Ok(());
 
+    let opened = std::cell::Cell::new(0u64);
     let open = |k: usize, conns: &mut Vec<KConn>, now: u64| -> io::Result<()> {
-        let fd = connect_nb(cfg.target)?;
+        let fd = connect_nb(cfg.workload.target_of(cfg.target, opened.get()))?;
+        opened.set(opened.get() + 1);
         ep.add(fd, ET_ALL, k as u64)?;
         conns[k] = KConn {
             fd,
@@ -288,12 +290,19 @@ pub fn run_client(cfg: &RunConfig, spin: bool) -> io::Result<LoadResult> {
                         let t = if churn { c.opened } else { now };
                         d.connected(k, &mut c.req, t);
                     }
-                    Err(_) => {
+                    Err(e) => {
                         d.errors += 1;
                         close(c.fd);
                         c.st = St::Unused;
                         connecting -= 1;
-                        if churn && !d.finished(now) {
+                        if !churn {
+                            result = Err(io::Error::new(
+                                e.kind(),
+                                format!("connect to {}: {e}", cfg.target),
+                            ));
+                            break 'run;
+                        }
+                        if !d.finished(now) {
                             if let Err(e) = open(k, &mut conns, now) {
                                 result = Err(e);
                                 break 'run;
@@ -399,33 +408,10 @@ pub fn run_client(cfg: &RunConfig, spin: bool) -> io::Result<LoadResult> {
     Ok(d.result(if spin { "kernel-spin" } else { "kernel-block" }))
 }
 
-struct SConn {
-    fd: RawFd,
-    pending: Vec<u8>,
-    echoed: usize,
-}
+/// Epoll data of listener `i` is `LISTENER - i`; connections use their slot + 1.
+const LISTENER: u64 = u64::MAX;
 
-/// Counters a kernel server publishes while it runs.
-#[derive(Debug, Default)]
-pub struct ServeOpts {
-    pub spin: bool,
-    /// The core this thread is pinned to (for its /proc/stat line).
-    pub core: Option<usize>,
-    pub marks: Option<Arc<Marks>>,
-    /// Sample memory per connection when this many are open (for a client in another process,
-    /// which cannot set [`Marks`]).
-    pub expect_conns: Option<usize>,
-}
-
-/// Serves `port` on all addresses of the thread's namespace until `stop` is set.
-pub fn serve(
-    port: u16,
-    mode: ServeMode,
-    opts: &ServeOpts,
-    stop: &AtomicBool,
-    ready: impl FnOnce(),
-) -> io::Result<ServerReport> {
-    super::sys::raise_nofile();
+fn listen_on(port: u16) -> io::Result<RawFd> {
     // SAFETY: plain socket setup calls on values we own.
     let lfd = cvt(unsafe {
         libc::socket(
@@ -453,8 +439,47 @@ pub fn serve(
             format!("listen on port {port}: {e}"),
         ));
     }
+    Ok(lfd)
+}
+
+struct SConn {
+    fd: RawFd,
+    pending: Vec<u8>,
+    echoed: usize,
+}
+
+/// Counters a kernel server publishes while it runs.
+#[derive(Debug, Default)]
+pub struct ServeOpts {
+    pub spin: bool,
+    /// The core this thread is pinned to (for its /proc/stat line).
+    pub core: Option<usize>,
+    pub marks: Option<Arc<Marks>>,
+    /// Sample memory per connection when this many are open (for a client in another process,
+    /// which cannot set [`Marks`]).
+    pub expect_conns: Option<usize>,
+}
+
+/// Serves `ports` on all addresses of the thread's namespace until `stop` is set.
+pub fn serve(
+    ports: &[u16],
+    mode: ServeMode,
+    opts: &ServeOpts,
+    stop: &AtomicBool,
+    ready: impl FnOnce(),
+) -> io::Result<ServerReport> {
+    super::sys::raise_nofile();
     let ep = Epoll::new()?;
-    ep.add(lfd, libc::EPOLLIN as u32 | libc::EPOLLET as u32, 0)?;
+    let mut listeners = Vec::new();
+    for (i, &port) in ports.iter().enumerate() {
+        let lfd = listen_on(port)?;
+        listeners.push(lfd);
+        ep.add(
+            lfd,
+            libc::EPOLLIN as u32 | libc::EPOLLET as u32,
+            LISTENER - i as u64,
+        )?;
+    }
     ready();
 
     let mut conns: Vec<Option<SConn>> = Vec::new();
@@ -505,7 +530,8 @@ pub fn serve(
         }
         let nev = ep.wait(&mut evs, timeout);
         for e in &evs[..nev] {
-            if e.u64 == 0 {
+            if e.u64 > LISTENER - listeners.len() as u64 {
+                let lfd = listeners[(LISTENER - e.u64) as usize];
                 loop {
                     // SAFETY: accept4 with null address arguments.
                     let fd = unsafe {
@@ -569,7 +595,9 @@ pub fn serve(
     for c in conns.into_iter().flatten() {
         close(c.fd);
     }
-    close(lfd);
+    for lfd in listeners {
+        close(lfd);
+    }
     Ok(report)
 }
 

@@ -54,7 +54,13 @@ pub enum Workload {
     Bulk { conns: usize, upload: bool },
     /// `concurrency` slots, each: connect, one `size`-byte request, the response, close (the
     /// server closes first, so TIME-WAIT stays on the server as it does for real servers).
-    Churn { size: usize, concurrency: usize },
+    /// Successive connections go round `ports` consecutive server ports from the target's, so
+    /// a run of up to `ports` x the client's ephemeral range never repeats a 4-tuple.
+    Churn {
+        size: usize,
+        concurrency: usize,
+        ports: u16,
+    },
     /// `idle` connections opened first and left silent, then an open loop at `rate` over
     /// `active` more.
     Idle {
@@ -76,6 +82,25 @@ impl Workload {
         }
     }
 
+    /// The server port of the `n`-th connection to `target`.
+    pub fn target_of(&self, target: SocketAddrV4, n: u64) -> SocketAddrV4 {
+        match *self {
+            Workload::Churn { ports, .. } if ports > 1 => SocketAddrV4::new(
+                *target.ip(),
+                target.port().wrapping_add((n % u64::from(ports)) as u16),
+            ),
+            _ => target,
+        }
+    }
+
+    /// Server ports this workload connects to.
+    pub fn server_ports(&self, base: u16) -> Vec<u16> {
+        match *self {
+            Workload::Churn { ports, .. } => (0..ports.max(1)).map(|i| base + i).collect(),
+            _ => vec![base],
+        }
+    }
+
     pub fn label(&self) -> String {
         match *self {
             Workload::PingPong { size, conns, depth } => {
@@ -88,8 +113,12 @@ impl Workload {
                 "bulk {} x{conns} conn",
                 if upload { "upload" } else { "download" }
             ),
-            Workload::Churn { size, concurrency } => {
-                format!("churn {size} B, {concurrency} in parallel")
+            Workload::Churn {
+                size,
+                concurrency,
+                ports,
+            } => {
+                format!("churn {size} B, {concurrency} in parallel, {ports} server ports")
             }
             Workload::Idle {
                 idle,

@@ -109,7 +109,7 @@ pub fn open<A: App>(opts: &XdpOpts, listen: &[u16], app: A) -> io::Result<Endpoi
 
 /// Echo / discard / source / echo-then-close on one port, and the server-side measurements.
 pub struct ServerApp {
-    port: u16,
+    ports: Vec<u16>,
     mode: ServeMode,
     scratch: Vec<u8>,
     zeros: Vec<u8>,
@@ -123,9 +123,14 @@ pub struct ServerApp {
 }
 
 impl ServerApp {
-    pub fn new(port: u16, mode: ServeMode, marks: Option<Arc<Marks>>, core: Option<usize>) -> Self {
+    pub fn new(
+        ports: &[u16],
+        mode: ServeMode,
+        marks: Option<Arc<Marks>>,
+        core: Option<usize>,
+    ) -> Self {
         ServerApp {
-            port,
+            ports: ports.to_vec(),
             mode,
             scratch: vec![0; 64 * 1024],
             zeros: vec![0; 64 * 1024],
@@ -251,10 +256,12 @@ impl App for ServerApp {
         for &(id, ev) in events {
             match ev {
                 Event::Connected => {
-                    while let Some(id) = host.accept(self.port) {
-                        self.report.accepted += 1;
-                        self.conns.insert(id, 0);
-                        work += 1 + self.service(host, id);
+                    for i in 0..self.ports.len() {
+                        while let Some(id) = host.accept(self.ports[i]) {
+                            self.report.accepted += 1;
+                            self.conns.insert(id, 0);
+                            work += 1 + self.service(host, id);
+                        }
                     }
                 }
                 Event::Closed => {
@@ -269,19 +276,19 @@ impl App for ServerApp {
     }
 }
 
-/// Serves `port` on `opts.iface` until `stop` is set; `ready` is called once the socket is
+/// Serves `ports` on `opts.iface` until `stop` is set; `ready` is called once the socket is
 /// registered. Runs in the calling thread (pinned and in its namespace already).
 pub fn serve(
     opts: &XdpOpts,
-    port: u16,
+    ports: &[u16],
     mode: ServeMode,
     marks: Option<Arc<Marks>>,
     core: Option<usize>,
     stop: &AtomicBool,
     ready: impl FnOnce(),
 ) -> io::Result<ServerReport> {
-    let app = ServerApp::new(port, mode, marks, core);
-    let mut ep = open(opts, &[port], app)?;
+    let app = ServerApp::new(ports, mode, marks, core);
+    let mut ep = open(opts, ports, app)?;
     ready();
     let mut n = 0u32;
     loop {
@@ -323,6 +330,8 @@ pub struct ClientApp {
     index: HashMap<ConnId, usize, ahash::RandomState>,
     zeros: Vec<u8>,
     next_open: usize,
+    /// Connections opened so far (picks the server port of churn runs).
+    opened: u64,
     connecting: usize,
     established: usize,
     ready_at: Option<u64>,
@@ -352,6 +361,7 @@ impl ClientApp {
             index: HashMap::default(),
             zeros: vec![0; 64 * 1024],
             next_open: 0,
+            opened: 0,
             connecting: 0,
             established: 0,
             ready_at: None,
@@ -376,7 +386,9 @@ impl ClientApp {
     }
 
     fn open(&mut self, k: usize, now: Instant, host: &mut Host) {
-        match host.connect(now, self.cfg.target) {
+        let target = self.cfg.workload.target_of(self.cfg.target, self.opened);
+        self.opened += 1;
+        match host.connect(now, target) {
             Ok(id) => {
                 self.index.insert(id, k);
                 self.conns[k] = XConn {
