@@ -10,9 +10,12 @@ BUILD_PKGS=(build-essential pkg-config libelf-dev zlib1g-dev clang llvm m4 libbp
 # Tests: the testbed script (ip, ethtool), kernel-side peers and captures, wrk and curl against
 # the HTTP example.
 TEST_PKGS=(iproute2 ethtool tshark socat netcat-openbsd python3 tcpdump iputils-ping wrk curl apache2-utils)
+# Benchmark (deploy/bench): the plot, the independent ping-pong client the load generator is
+# checked against, and callgrind for profiles where perf has no hardware counters (this VM).
+BENCH_PKGS=(python3-matplotlib sockperf valgrind)
 
 missing=()
-for p in "${BUILD_PKGS[@]}" "${TEST_PKGS[@]}"; do
+for p in "${BUILD_PKGS[@]}" "${TEST_PKGS[@]}" "${BENCH_PKGS[@]}"; do
     # `dpkg -s` alone also succeeds for removed-but-not-purged packages; check the status line.
     if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q '^install ok installed$'; then
         missing+=("$p")

@@ -309,6 +309,17 @@ impl Host {
         Some(r)
     }
 
+    /// The connection with this 4-tuple (our address, `local_port`, `remote`), if any: the same
+    /// hash-table look-up every received segment goes through.
+    pub fn lookup(&self, remote: SocketAddrV4, local_port: u16) -> Option<ConnId> {
+        let index = *self.table.get(&flow_key(remote, local_port))?;
+        let slot = &self.slots[index as usize];
+        slot.conn.as_ref().map(|_| ConnId {
+            index,
+            generation: slot.generation,
+        })
+    }
+
     /// Read-only view of a connection.
     pub fn conn(&self, id: ConnId) -> Option<&Connection> {
         let slot = self.slots.get(id.index as usize)?;

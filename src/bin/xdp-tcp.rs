@@ -1,0 +1,351 @@
+//! `xdp-tcp`: the command-line tool. `serve` and `load` on either back-end (the Linux kernel or
+//! xdp-tcp on AF_XDP), the raw AF_XDP floor, and `bench`, the side-by-side benchmark.
+
+use std::collections::HashMap;
+use std::io;
+use std::net::SocketAddrV4;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use xdp_tcp::load::alloc::CountingAlloc;
+use xdp_tcp::load::bench::{self, BenchOpts};
+use xdp_tcp::load::sys::{place_thread, stop_on_signals};
+use xdp_tcp::load::xdp::XdpOpts;
+use xdp_tcp::load::{floor, kernel, xdp, LoadResult, RunConfig, ServeMode, Workload};
+
+#[global_allocator]
+static ALLOC: CountingAlloc = CountingAlloc;
+
+const USAGE: &str = "\
+usage:
+  xdp-tcp serve --backend xdp|kernel --port P [--ports N] [--mode echo|discard|source|echo-close=N]
+                [--iface IF] [--block] [--core C] [--netns NS] [--duration S]
+  xdp-tcp load  --backend xdp|kernel --target IP:PORT [--workload pingpong|openloop|bulk|churn|idle]
+                [--size 64] [--conns 1] [--depth 1] [--rate R] [--idle N] [--active N] [--ports N]
+                [--download] [--duration 5] [--warmup 1] [--iface IF] [--block]
+                [--core C] [--netns NS] [--json FILE]
+  xdp-tcp floor reflect --iface IF --port P [--core C] [--netns NS] [--duration S]
+  xdp-tcp floor ping    --iface IF --target IP:PORT [--size 64] [--duration 5] [--warmup 1] ...
+  xdp-tcp bench [--rounds 3] [--duration 2] [--warmup 0.5] [--idle 10000] [--quick]
+                [--json FILE] [--testbed-script deploy/testbed.sh] [--name xtbench]
+                [--only pingpong,rr64,bulk,churn,idle]
+
+The xdp back-end needs root; --iface is the interface it attaches to (in --netns if given).
+Kernel servers and clients busy-spin unless --block. The result of `load` is printed as a table
+and, with --json, written as JSON (\"-\" for stdout).";
+
+struct Args {
+    pos: Vec<String>,
+    kv: HashMap<String, String>,
+}
+
+impl Args {
+    fn parse(raw: impl Iterator<Item = String>) -> Result<Args, String> {
+        let flags = ["block", "download", "quick"];
+        let mut pos = Vec::new();
+        let mut kv = HashMap::new();
+        let mut it = raw.peekable();
+        while let Some(a) = it.next() {
+            if let Some(k) = a.strip_prefix("--") {
+                if flags.contains(&k) {
+                    kv.insert(k.to_string(), "1".to_string());
+                } else {
+                    let v = it.next().ok_or(format!("--{k} needs a value"))?;
+                    kv.insert(k.to_string(), v);
+                }
+            } else {
+                pos.push(a);
+            }
+        }
+        Ok(Args { pos, kv })
+    }
+
+    fn get<T: std::str::FromStr>(&self, k: &str, default: T) -> Result<T, String>
+    where
+        T::Err: std::fmt::Display,
+    {
+        match self.kv.get(k) {
+            None => Ok(default),
+            Some(v) => v.parse().map_err(|e| format!("--{k} {v}: {e}")),
+        }
+    }
+
+    fn need(&self, k: &str) -> Result<String, String> {
+        self.kv.get(k).cloned().ok_or(format!("--{k} is required"))
+    }
+
+    fn flag(&self, k: &str) -> bool {
+        self.kv.contains_key(k)
+    }
+
+    fn secs(&self, k: &str, default: f64) -> Result<Duration, String> {
+        Ok(Duration::from_secs_f64(self.get(k, default)?))
+    }
+
+    fn core(&self) -> Result<Option<usize>, String> {
+        self.kv
+            .get("core")
+            .map(|v| v.parse().map_err(|e| format!("--core {v}: {e}")))
+            .transpose()
+    }
+}
+
+fn main() -> ExitCode {
+    let args = match Args::parse(std::env::args().skip(1)) {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("xdp-tcp: {e}\n{USAGE}");
+            return ExitCode::from(2);
+        }
+    };
+    let result = match args.pos.first().map(String::as_str) {
+        Some("serve") => serve(&args),
+        Some("load") => load(&args),
+        Some("floor") => floor_cmd(&args),
+        Some("bench") => bench_cmd(&args),
+        _ => {
+            eprintln!("{USAGE}");
+            return ExitCode::from(2);
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("xdp-tcp: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn err(e: io::Error) -> String {
+    e.to_string()
+}
+
+/// Runs `f` on a thread placed on the requested core and namespace.
+fn placed<T: Send + 'static>(
+    args: &Args,
+    f: impl FnOnce() -> Result<T, String> + Send + 'static,
+) -> Result<T, String> {
+    let core = args.core()?;
+    let ns = args.kv.get("netns").cloned();
+    std::thread::spawn(move || {
+        place_thread(core, ns.as_deref()).map_err(err)?;
+        f()
+    })
+    .join()
+    .map_err(|_| "worker thread panicked".to_string())?
+}
+
+fn serve(args: &Args) -> Result<(), String> {
+    let backend = args.need("backend")?;
+    let port: u16 = args
+        .need("port")?
+        .parse()
+        .map_err(|e| format!("--port: {e}"))?;
+    let mode: ServeMode = args.get("mode", ServeMode::Echo)?;
+    let nports: u16 = args.get("ports", 1u16)?;
+    let ports: Vec<u16> = (0..nports.max(1)).map(|i| port + i).collect();
+    let stop = stop_on_signals();
+    if let Some(d) = args.kv.get("duration") {
+        let d: f64 = d.parse().map_err(|e| format!("--duration: {e}"))?;
+        std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_secs_f64(d));
+            stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        });
+    }
+    let core = args.core()?;
+    let block = args.flag("block");
+    let iface = args.kv.get("iface").cloned();
+    let report = placed(args, move || {
+        let ready = move || eprintln!("serving on port {port} ({mode:?})");
+        match backend.as_str() {
+            "xdp" => {
+                let iface = iface.ok_or("--iface is required for the xdp back-end")?;
+                let mut o = XdpOpts::new(&iface);
+                o.ephemeral = xdp::no_ephemeral();
+                o.idle_backoff = block;
+                xdp::serve(&o, &ports, mode, None, core, stop, ready).map_err(err)
+            }
+            "kernel" => {
+                let o = kernel::ServeOpts {
+                    spin: !block,
+                    core,
+                    marks: None,
+                    expect_conns: None,
+                };
+                kernel::serve(&ports, mode, &o, stop, ready).map_err(err)
+            }
+            b => Err(format!("unknown back-end {b}")),
+        }
+    })?;
+    eprintln!(
+        "accepted {} connections, {} bytes in, {} bytes out",
+        report.accepted, report.bytes_in, report.bytes_out
+    );
+    Ok(())
+}
+
+fn workload(args: &Args) -> Result<Workload, String> {
+    let size = args.get("size", 64usize)?;
+    let conns = args.get("conns", 1usize)?;
+    Ok(
+        match args.get("workload", "pingpong".to_string())?.as_str() {
+            "pingpong" => Workload::PingPong {
+                size,
+                conns,
+                depth: args.get("depth", 1usize)?,
+            },
+            "openloop" => Workload::OpenLoop {
+                size,
+                conns,
+                rate: args.get("rate", 10_000u64)?,
+            },
+            "bulk" => Workload::Bulk {
+                conns,
+                upload: !args.flag("download"),
+            },
+            "churn" => Workload::Churn {
+                size,
+                concurrency: conns,
+                ports: args.get("ports", 1u16)?,
+            },
+            "idle" => Workload::Idle {
+                idle: args.get("idle", 10_000usize)?,
+                active: args.get("active", 1000usize)?,
+                size,
+                rate: args.get("rate", 20_000u64)?,
+            },
+            w => return Err(format!("unknown workload {w}")),
+        },
+    )
+}
+
+fn print_result(r: &LoadResult, json: Option<&String>) -> Result<(), String> {
+    println!("{} | {} | {:.1} s", r.backend, r.workload, r.seconds);
+    println!(
+        "  completed {}  ({:.0}/s)   {:.3} Gbit/s   connections {}   errors {}",
+        r.completed, r.rate, r.gbit_per_s, r.connections, r.errors
+    );
+    if let Some(l) = &r.latency {
+        println!(
+            "  latency µs: p50 {:.2}  p90 {:.2}  p99 {:.2}  p99.9 {:.2}  p99.99 {:.2}  max {:.2}",
+            l.p50, l.p90, l.p99, l.p999, l.p9999, l.max
+        );
+    }
+    if let Some(path) = json {
+        let text = serde_json::to_string_pretty(r).map_err(|e| e.to_string())?;
+        if path == "-" {
+            println!("{text}");
+        } else {
+            std::fs::write(path, text).map_err(|e| format!("{path}: {e}"))?;
+        }
+    }
+    Ok(())
+}
+
+fn run_config(args: &Args, workload: Workload) -> Result<RunConfig, String> {
+    let target: SocketAddrV4 = args
+        .need("target")?
+        .parse()
+        .map_err(|e| format!("--target: {e}"))?;
+    Ok(RunConfig {
+        target,
+        workload,
+        warmup: args.secs("warmup", 1.0)?,
+        duration: args.secs("duration", 5.0)?,
+        progress: true,
+        marks: None,
+    })
+}
+
+fn load(args: &Args) -> Result<(), String> {
+    let backend = args.need("backend")?;
+    let cfg = run_config(args, workload(args)?)?;
+    let block = args.flag("block");
+    let iface = args.kv.get("iface").cloned();
+    let r = placed(args, move || match backend.as_str() {
+        "xdp" => {
+            let iface = iface.ok_or("--iface is required for the xdp back-end")?;
+            xdp::run_client(&cfg, &XdpOpts::new(&iface)).map_err(err)
+        }
+        "kernel" => kernel::run_client(&cfg, !block).map_err(err),
+        b => Err(format!("unknown back-end {b}")),
+    })?;
+    print_result(&r, args.kv.get("json"))
+}
+
+fn floor_cmd(args: &Args) -> Result<(), String> {
+    let iface = args.need("iface")?;
+    match args.pos.get(1).map(String::as_str) {
+        Some("reflect") => {
+            let port: u16 = args
+                .need("port")?
+                .parse()
+                .map_err(|e| format!("--port: {e}"))?;
+            let stop = stop_on_signals();
+            if let Some(d) = args.kv.get("duration") {
+                let d: f64 = d.parse().map_err(|e| format!("--duration: {e}"))?;
+                std::thread::spawn(move || {
+                    std::thread::sleep(Duration::from_secs_f64(d));
+                    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+                });
+            }
+            let n = placed(args, move || {
+                floor::reflect(&XdpOpts::new(&iface), port, stop, || {
+                    eprintln!("reflecting port {port}")
+                })
+                .map_err(err)
+            })?;
+            eprintln!("bounced {n} frames");
+            Ok(())
+        }
+        Some("ping") => {
+            let size = args.get("size", 64usize)?;
+            let cfg = run_config(
+                args,
+                Workload::PingPong {
+                    size,
+                    conns: 1,
+                    depth: 1,
+                },
+            )?;
+            let r = placed(args, move || {
+                floor::ping(&cfg, &XdpOpts::new(&iface), size).map_err(err)
+            })?;
+            print_result(&r, args.kv.get("json"))
+        }
+        _ => Err("floor reflect|ping".into()),
+    }
+}
+
+fn bench_cmd(args: &Args) -> Result<(), String> {
+    let d = BenchOpts::default();
+    let opts = BenchOpts {
+        rounds: args.get("rounds", d.rounds)?,
+        warmup: args.secs("warmup", d.warmup.as_secs_f64())?,
+        duration: args.secs("duration", d.duration.as_secs_f64())?,
+        testbed_script: args.get("testbed-script", d.testbed_script.clone())?,
+        name: args.get("name", d.name.clone())?,
+        idle_conns: args.get("idle", d.idle_conns)?,
+        json: args.kv.get("json").map(PathBuf::from),
+        quick: args.flag("quick"),
+        only: args
+            .kv
+            .get("only")
+            .map(|o| o.split(',').map(str::to_string).collect())
+            .unwrap_or_default(),
+        ..d
+    };
+    let report = bench::run(&opts).map_err(err)?;
+    println!(
+        "\nxdp-tcp vs Linux kernel: 64 B unless stated, veth testbed, server and client pinned to \
+         separate cores, medians of {} rounds x {:.1} s ({})\n",
+        report.rounds, report.duration_s, report.machine
+    );
+    print!("{}", bench::render(&report.lines));
+    if let Some(p) = &opts.json {
+        println!("\nresults: {}", p.display());
+    }
+    Ok(())
+}

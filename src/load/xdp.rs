@@ -1,0 +1,601 @@
+//! The xdp-tcp back-end: the load generator's client and the servers as engine [`App`]s, each on
+//! its own AF_XDP socket with the steering program attached to its interface.
+//!
+//! [`open`] builds one endpoint in the calling thread (which must already be in the interface's
+//! namespace): steering program (our listen ports and ephemeral range only; everything else
+//! still reaches the kernel), socket on queue 0, host on the interface's address, neighbour cache
+//! seeded from the kernel's tables (the kernel keeps answering ARP). The caller then spins on
+//! [`Engine::poll`].
+
+use std::collections::HashMap;
+use std::io;
+use std::ops::RangeInclusive;
+use std::os::fd::AsRawFd;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use super::alloc::thread_live_bytes;
+use super::driver::{Clock, ConnState, Driver};
+use super::sys::{iface_ipv4, CpuMark};
+use super::{LoadResult, Marks, Phase, RunConfig, ServeMode, ServerReport, Workload};
+use crate::engine::kernel::KernelTables;
+use crate::engine::{App, Engine, EngineConfig, IdleBackoff};
+use crate::flow::{ConnId, Host, HostConfig};
+use crate::io::xdp::{ifindex, AttachMode, SteerConfig, SteerProgram, XdpSocket, XdpSocketConfig};
+use crate::neigh::{NeighCache, NeighConfig};
+use crate::tcp::Event;
+use crate::time::Instant;
+
+/// Where and how an endpoint runs.
+#[derive(Debug, Clone)]
+pub struct XdpOpts {
+    pub iface: String,
+    pub attach: AttachMode,
+    /// Ports our active opens use (steered to us); keep it clear of the kernel's range when the
+    /// kernel on this interface makes connections of its own.
+    pub ephemeral: RangeInclusive<u16>,
+    /// Sleep in `poll` after a run of idle iterations instead of spinning (CPU-honest bulk).
+    pub idle_backoff: bool,
+}
+
+impl XdpOpts {
+    pub fn new(iface: &str) -> Self {
+        XdpOpts {
+            iface: iface.to_string(),
+            attach: AttachMode::Auto,
+            ephemeral: 10000..=65000,
+            idle_backoff: false,
+        }
+    }
+}
+
+/// No ephemeral ports (a server): lo > hi, which the steering program reads as none.
+#[allow(clippy::reversed_empty_ranges)]
+pub fn no_ephemeral() -> RangeInclusive<u16> {
+    1..=0
+}
+
+/// An engine with its steering program; dropping it detaches the program.
+pub struct Endpoint<A: App> {
+    pub engine: Engine<XdpSocket, A>,
+    // Dropped after the engine (field order): the socket leaves the XSKMAP first.
+    pub prog: SteerProgram,
+}
+
+/// Builds an endpoint on `opts.iface` in the calling thread's namespace.
+pub fn open<A: App>(opts: &XdpOpts, listen: &[u16], app: A) -> io::Result<Endpoint<A>> {
+    let (addr, prefix) = iface_ipv4(&opts.iface)?;
+    let index = ifindex(&opts.iface)?;
+    let mut prog = SteerProgram::load()?;
+    prog.set_config(&SteerConfig {
+        addr,
+        ephemeral_ports: opts.ephemeral.clone(),
+        steer_arp: false,
+    })?;
+    for &p in listen {
+        prog.add_listen_port(p)?;
+    }
+    prog.attach(index, opts.attach)?;
+    let sock = XdpSocket::open(&opts.iface, 0, &XdpSocketConfig::default())?;
+    prog.register_socket(0, sock.as_raw_fd())?;
+
+    let mut hc = HostConfig::new(addr);
+    hc.ephemeral_ports = (*opts.ephemeral.start(), *opts.ephemeral.end());
+    hc.tcp.nodelay = true;
+    hc.tcp.isn_secret = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(1);
+    let mut host = Host::new(hc);
+    for &p in listen {
+        host.listen(p, 65536);
+    }
+    let mut tables = KernelTables::open(index)?;
+    let mac = tables.link_mac()?;
+    let mut neigh = NeighCache::new(NeighConfig::new(addr, prefix, mac));
+    tables.seed(Instant::ZERO, &mut neigh)?;
+    let cfg = EngineConfig {
+        idle: opts.idle_backoff.then_some(IdleBackoff {
+            after: 256,
+            max_sleep: std::time::Duration::from_millis(1),
+        }),
+        ..EngineConfig::default()
+    };
+    let engine = Engine::new(sock, host, neigh, app, cfg).with_kernel(tables);
+    Ok(Endpoint { engine, prog })
+}
+
+// ---------------------------------------------------------------------------------------- server
+
+/// Echo / discard / source / echo-then-close on one port, and the server-side measurements.
+pub struct ServerApp {
+    ports: Vec<u16>,
+    mode: ServeMode,
+    scratch: Vec<u8>,
+    zeros: Vec<u8>,
+    conns: HashMap<ConnId, usize, ahash::RandomState>,
+    pub report: ServerReport,
+    marks: Option<Arc<Marks>>,
+    core: Option<usize>,
+    phase: Phase,
+    mem_base: Option<i64>,
+    cpu: Option<CpuMark>,
+}
+
+impl ServerApp {
+    pub fn new(
+        ports: &[u16],
+        mode: ServeMode,
+        marks: Option<Arc<Marks>>,
+        core: Option<usize>,
+    ) -> Self {
+        ServerApp {
+            ports: ports.to_vec(),
+            mode,
+            scratch: vec![0; 64 * 1024],
+            zeros: vec![0; 64 * 1024],
+            conns: HashMap::default(),
+            report: ServerReport::default(),
+            marks,
+            core,
+            phase: Phase::Setup,
+            mem_base: None,
+            cpu: None,
+        }
+    }
+
+    fn sample(&mut self) {
+        let Some(m) = &self.marks else { return };
+        let p = m.get();
+        if p == self.phase {
+            return;
+        }
+        if p >= Phase::IdleReady && self.phase < Phase::IdleReady && !self.conns.is_empty() {
+            let delta = thread_live_bytes() - self.mem_base.unwrap_or(0);
+            self.report.idle_conns = Some(self.conns.len() as u64);
+            self.report.bytes_per_idle_conn = Some(delta as f64 / self.conns.len() as f64);
+        }
+        if p == Phase::Measure {
+            self.cpu = Some(CpuMark::take(self.core));
+        }
+        if p == Phase::Done {
+            if let Some(c) = self.cpu.take() {
+                let (busy, thread) = c.since(self.core);
+                self.report.core_busy = busy;
+                self.report.thread_cpu = Some(thread);
+            }
+        }
+        self.phase = p;
+    }
+
+    /// Moves what it can on one connection; closes it when done.
+    fn service(&mut self, host: &mut Host, id: ConnId) -> usize {
+        let Some(&echoed) = self.conns.get(&id) else {
+            return 0;
+        };
+        let mut echoed = echoed;
+        let mut work = 0;
+        let close = loop {
+            let Some(c) = host.conn(id) else {
+                break false;
+            };
+            if c.error().is_some() {
+                break true;
+            }
+            match self.mode {
+                ServeMode::Echo | ServeMode::EchoClose(_) => {
+                    let n = c.recv_queue().min(c.send_space()).min(self.scratch.len());
+                    if n == 0 {
+                        let done = matches!(self.mode, ServeMode::EchoClose(l) if echoed >= l);
+                        break (c.at_eof() && c.recv_queue() == 0) || done;
+                    }
+                    let scratch = &mut self.scratch[..n];
+                    let moved = host
+                        .with_conn(id, |c| {
+                            let got = c.recv(scratch).unwrap_or(0);
+                            c.send(&scratch[..got]).unwrap_or(0)
+                        })
+                        .unwrap_or(0);
+                    if moved == 0 {
+                        break false;
+                    }
+                    echoed += moved;
+                    work += moved;
+                    self.report.bytes_in += moved as u64;
+                    self.report.bytes_out += moved as u64;
+                }
+                ServeMode::Discard => {
+                    let n = c.recv_queue();
+                    if n == 0 {
+                        break c.at_eof();
+                    }
+                    // In place: nothing is copied out of the receive buffer.
+                    let got = host.with_conn(id, |c| c.consume(n)).unwrap_or(0);
+                    work += got;
+                    self.report.bytes_in += got as u64;
+                }
+                ServeMode::Source => {
+                    let q = c.recv_queue();
+                    if q > 0 {
+                        host.with_conn(id, |c| c.consume(q));
+                    }
+                    let c = host.conn(id).expect("checked above");
+                    if c.at_eof() {
+                        break true;
+                    }
+                    let n = c.send_space().min(self.zeros.len());
+                    if n == 0 {
+                        break false;
+                    }
+                    let sent = host.send(id, &self.zeros[..n]).unwrap_or(0);
+                    if sent == 0 {
+                        break false;
+                    }
+                    work += sent;
+                    self.report.bytes_out += sent as u64;
+                }
+            }
+        };
+        if close {
+            self.conns.remove(&id);
+            host.close(id);
+        } else if let Some(e) = self.conns.get_mut(&id) {
+            *e = echoed;
+        }
+        work
+    }
+}
+
+impl App for ServerApp {
+    fn poll(&mut self, _now: Instant, host: &mut Host, events: &[(ConnId, Event)]) -> usize {
+        if self.mem_base.is_none() {
+            self.mem_base = Some(thread_live_bytes());
+        }
+        self.sample();
+        let mut work = 0;
+        for &(id, ev) in events {
+            match ev {
+                Event::Connected => {
+                    for i in 0..self.ports.len() {
+                        while let Some(id) = host.accept(self.ports[i]) {
+                            self.report.accepted += 1;
+                            self.conns.insert(id, 0);
+                            work += 1 + self.service(host, id);
+                        }
+                    }
+                }
+                Event::Closed => {
+                    if self.conns.remove(&id).is_some() {
+                        host.close(id);
+                    }
+                }
+                _ => work += self.service(host, id),
+            }
+        }
+        work
+    }
+}
+
+/// Serves `ports` on `opts.iface` until `stop` is set; `ready` is called once the socket is
+/// registered. Runs in the calling thread (pinned and in its namespace already).
+pub fn serve(
+    opts: &XdpOpts,
+    ports: &[u16],
+    mode: ServeMode,
+    marks: Option<Arc<Marks>>,
+    core: Option<usize>,
+    stop: &AtomicBool,
+    ready: impl FnOnce(),
+) -> io::Result<ServerReport> {
+    let app = ServerApp::new(ports, mode, marks, core);
+    let mut ep = open(opts, ports, app)?;
+    ready();
+    let mut n = 0u32;
+    loop {
+        ep.engine.poll();
+        n = n.wrapping_add(1);
+        if n % 1024 == 0 && stop.load(Ordering::Relaxed) {
+            break;
+        }
+    }
+    // One more look at the marks (Done may have come during the last batch).
+    ep.engine.app_mut().sample();
+    Ok(ep.engine.app().report.clone())
+}
+
+// ---------------------------------------------------------------------------------------- client
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum St {
+    Unused,
+    Connecting,
+    Open,
+    /// Churn: the response came, waiting for the server's FIN.
+    Draining,
+}
+
+struct XConn {
+    id: Option<ConnId>,
+    st: St,
+    opened: u64,
+    req: ConnState,
+}
+
+/// The load generator's client as an engine application.
+pub struct ClientApp {
+    cfg: RunConfig,
+    clock: Clock,
+    pub driver: Driver,
+    conns: Vec<XConn>,
+    index: HashMap<ConnId, usize, ahash::RandomState>,
+    zeros: Vec<u8>,
+    next_open: usize,
+    /// Connections opened so far (picks the server port of churn runs).
+    opened: u64,
+    connecting: usize,
+    established: usize,
+    ready_at: Option<u64>,
+    setup_limit: u64,
+    woke: Vec<usize>,
+    done: bool,
+    pub error: Option<String>,
+}
+
+const CONNECT_BURST: usize = 256;
+
+impl ClientApp {
+    pub fn new(cfg: &RunConfig) -> Self {
+        let n = cfg.workload.conns();
+        let clock = Clock::new();
+        ClientApp {
+            cfg: cfg.clone(),
+            driver: Driver::new(cfg),
+            conns: (0..n)
+                .map(|_| XConn {
+                    id: None,
+                    st: St::Unused,
+                    opened: 0,
+                    req: ConnState::default(),
+                })
+                .collect(),
+            index: HashMap::default(),
+            zeros: vec![0; 64 * 1024],
+            next_open: 0,
+            opened: 0,
+            connecting: 0,
+            established: 0,
+            ready_at: None,
+            setup_limit: clock.now() + 30_000_000_000,
+            clock,
+            woke: Vec::new(),
+            done: false,
+            error: None,
+        }
+    }
+
+    pub fn done(&self) -> bool {
+        self.done
+    }
+
+    fn churn(&self) -> bool {
+        matches!(self.cfg.workload, Workload::Churn { .. })
+    }
+
+    fn upload(&self) -> bool {
+        matches!(self.cfg.workload, Workload::Bulk { upload: true, .. })
+    }
+
+    fn open(&mut self, k: usize, now: Instant, host: &mut Host) {
+        let target = self.cfg.workload.target_of(self.cfg.target, self.opened);
+        self.opened += 1;
+        match host.connect(now, target) {
+            Ok(id) => {
+                self.index.insert(id, k);
+                self.conns[k] = XConn {
+                    id: Some(id),
+                    st: St::Connecting,
+                    opened: self.clock.now(),
+                    req: ConnState::default(),
+                };
+                self.connecting += 1;
+            }
+            Err(e) => {
+                self.driver.errors += 1;
+                self.error = Some(format!("connect: {e:?}"));
+                self.done = true;
+            }
+        }
+    }
+
+    /// Connection `k` ended (cleanly for a churn cycle, else an error): reopen it for churn.
+    fn ended(&mut self, k: usize, host: &mut Host, clean: bool, now: Instant) {
+        let c = &mut self.conns[k];
+        if let Some(id) = c.id.take() {
+            self.index.remove(&id);
+            if clean {
+                host.close(id);
+            } else {
+                host.abort(id);
+            }
+        }
+        if c.st == St::Connecting {
+            self.connecting -= 1;
+        }
+        c.st = St::Unused;
+        self.driver.disconnected(k, &mut c.req);
+        if !clean {
+            self.driver.errors += 1;
+        }
+        if self.churn() && !self.driver.finished(self.clock.now()) {
+            self.open(k, now, host);
+        } else if !self.churn() {
+            self.error = Some("a connection failed or was closed by the server".into());
+            self.done = true;
+        }
+    }
+
+    fn pump(&mut self, k: usize, host: &mut Host, now: Instant) -> usize {
+        let Some(id) = self.conns[k].id else {
+            return 0;
+        };
+        let mut work = 0;
+        // Read: the bytes are only counted, so consume them in place.
+        let (got, eof, failed) = match host.conn(id) {
+            Some(c) => (c.recv_queue(), c.at_eof(), c.error().is_some()),
+            None => (0, false, true),
+        };
+        if got > 0 {
+            host.with_conn(id, |c| c.consume(got));
+            let t = self.clock.now();
+            let churn = self.churn();
+            let c = &mut self.conns[k];
+            if self.driver.received(&mut c.req, got, t) && churn {
+                c.st = St::Draining;
+            }
+            work += got;
+        }
+        if failed || (eof && got == 0) || (eof && host.conn(id).is_some_and(|c| c.at_eof())) {
+            let clean = !failed && self.conns[k].st == St::Draining;
+            self.ended(k, host, clean, now);
+            return work + 1;
+        }
+        // Write what is due.
+        let upload = self.upload() && self.driver.started();
+        loop {
+            let c = &mut self.conns[k];
+            let want = if upload {
+                self.zeros.len()
+            } else {
+                c.req.to_send.min(self.zeros.len())
+            };
+            if want == 0 {
+                break;
+            }
+            let n = host.send(id, &self.zeros[..want]).unwrap_or(0);
+            if n == 0 {
+                break;
+            }
+            if upload {
+                self.driver.wrote(n, self.clock.now());
+            } else {
+                c.req.to_send -= n;
+            }
+            work += n;
+        }
+        work
+    }
+
+    fn step(&mut self, now: Instant, host: &mut Host, events: &[(ConnId, Event)]) -> usize {
+        let n = self.conns.len();
+        let mut work = 0;
+        let t = self.clock.now();
+        while !self.driver.started() && self.next_open < n && self.connecting < CONNECT_BURST {
+            let k = self.next_open;
+            self.next_open += 1;
+            self.open(k, now, host);
+            work += 1;
+        }
+        if self.churn() && !self.driver.started() {
+            self.driver.start(t);
+        }
+        for &(id, ev) in events {
+            let Some(&k) = self.index.get(&id) else {
+                continue;
+            };
+            if ev == Event::Connected && self.conns[k].st == St::Connecting {
+                let churn = self.churn();
+                let c = &mut self.conns[k];
+                c.st = St::Open;
+                self.connecting -= 1;
+                self.established += 1;
+                let at = if churn { c.opened } else { self.clock.now() };
+                self.driver.connected(k, &mut c.req, at);
+            }
+            if matches!(ev, Event::Error(_) | Event::Closed) && self.conns[k].st == St::Connecting {
+                self.ended(k, host, false, now);
+                continue;
+            }
+            work += self.pump(k, host, now);
+        }
+        if !self.driver.started() {
+            if self.established == n {
+                match self.ready_at {
+                    None => {
+                        self.cfg.mark(Phase::IdleReady);
+                        let settle = if matches!(self.cfg.workload, Workload::Idle { .. }) {
+                            200_000_000
+                        } else {
+                            0
+                        };
+                        self.ready_at = Some(t + settle);
+                    }
+                    Some(r) if t >= r => {
+                        self.driver.start(t);
+                        if self.upload() {
+                            self.woke.extend(0..n);
+                        }
+                    }
+                    Some(_) => {}
+                }
+            } else if t > self.setup_limit {
+                self.error = Some(format!(
+                    "only {} of {n} connections established in 30 s",
+                    self.established
+                ));
+                self.done = true;
+            }
+        }
+        let Self {
+            driver,
+            conns,
+            woke,
+            ..
+        } = self;
+        driver.tick(t, |k, due, size| {
+            conns[k].req.push(due, size);
+            woke.push(k);
+        });
+        while let Some(k) = self.woke.pop() {
+            work += self.pump(k, host, now);
+        }
+        if let Some(p) = self.driver.phase_change(t) {
+            self.cfg.mark(p);
+        }
+        self.driver.maybe_progress(t);
+        if self.driver.finished(t) {
+            self.done = true;
+        }
+        work
+    }
+}
+
+impl App for ClientApp {
+    fn poll(&mut self, now: Instant, host: &mut Host, events: &[(ConnId, Event)]) -> usize {
+        if self.done {
+            return 0;
+        }
+        self.step(now, host, events)
+    }
+}
+
+/// Runs one client workload on `opts.iface` in the calling thread (pinned and in its namespace).
+pub fn run_client(cfg: &RunConfig, opts: &XdpOpts) -> io::Result<LoadResult> {
+    let mut ep = open(opts, &[], ClientApp::new(cfg))?;
+    while !ep.engine.app().done() {
+        ep.engine.poll();
+    }
+    cfg.mark(Phase::Done);
+    // Reset what is left so a long-running server does not keep it, and let the RSTs out.
+    let ids: Vec<ConnId> = ep.engine.app().index.keys().copied().collect();
+    for id in ids {
+        ep.engine.host_mut().abort(id);
+    }
+    for _ in 0..64 {
+        ep.engine.poll();
+    }
+    let app = ep.engine.app();
+    if let Some(e) = &app.error {
+        return Err(io::Error::other(e.clone()));
+    }
+    Ok(app.driver.result("xdp-tcp"))
+}
