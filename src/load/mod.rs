@@ -1,6 +1,6 @@
 //! The load generator and the servers it measures, on two back-ends: Linux kernel sockets
 //! ([`kernel`]) and xdp-tcp engine applications on their own AF_XDP socket ([`xdp`]), plus the
-//! raw AF_XDP frame-echo floor ([`floor`]) and the side-by-side benchmark ([`bench`]).
+//! raw AF_XDP frame-echo floor ([`floor`]) and the side-by-side benchmark ([`bench`](mod@bench)).
 //!
 //! Both client back-ends drive the same [`driver::Driver`], which decides when requests are due
 //! and records round trips in an HDR histogram, so the two are measured by the same rules:
