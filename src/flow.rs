@@ -132,6 +132,8 @@ pub struct HostStats {
     pub conns_freed: u64,
     pub icmp_errors: u64,
     pub timers_fired: u64,
+    /// Connections in TIME-WAIT ended early by a newer SYN for the same 4-tuple.
+    pub time_wait_reused: u64,
     /// Totals of freed connections' counters, as the kernel's `TcpRetransSegs` and friends.
     pub closed_conns: tcp::ConnStats,
     drops: [u64; DropReason::COUNT],
@@ -400,11 +402,20 @@ impl Host {
         self.stats.rx_segments += 1;
         let remote = SocketAddrV4::new(src, seg.src_port);
         if let Some(&index) = self.table.get(&flow_key(remote, seg.dst_port)) {
-            if let Some(conn) = self.slots[index as usize].conn.as_mut() {
-                conn.handle_segment(now, src, seg);
+            let slot = &self.slots[index as usize];
+            let reincarnation = slot.released
+                && self.listeners.contains_key(&seg.dst_port)
+                && slot.conn.as_ref().is_some_and(|c| c.accepts_new_syn(seg));
+            if !reincarnation {
+                if let Some(conn) = self.slots[index as usize].conn.as_mut() {
+                    conn.handle_segment(now, src, seg);
+                }
+                self.touch(index);
+                return;
             }
-            self.touch(index);
-            return;
+            // a newer SYN ends TIME-WAIT early (as Linux does): the listener takes it below
+            self.stats.time_wait_reused += 1;
+            self.free_slot(index);
         }
         let is_syn = seg.flags.syn() && !seg.flags.ack() && !seg.flags.rst();
         if let Some(listener) = self.listeners.get_mut(&seg.dst_port) {
@@ -597,6 +608,37 @@ impl Host {
         }
     }
 
+    /// Forgets a connection: out of the flow table, the listener's queue and the wheel; its
+    /// counters are added to the totals and its slot is reused.
+    fn free_slot(&mut self, index: u32) {
+        let slot = &mut self.slots[index as usize];
+        let Some(conn) = slot.conn.take() else {
+            return;
+        };
+        if let Some(port) = slot.pending_on.take() {
+            let id = ConnId {
+                index,
+                generation: slot.generation,
+            };
+            if let Some(l) = self.listeners.get_mut(&port) {
+                if let Some(pos) = l.ready.iter().position(|x| *x == id) {
+                    l.ready.remove(pos);
+                }
+            }
+        }
+        self.table
+            .remove(&flow_key(conn.remote(), conn.local().port()));
+        self.stats.closed_conns.add(conn.stats());
+        for t in slot.timers.iter_mut() {
+            if let Some((id, _)) = t.take() {
+                self.wheel.cancel(id);
+            }
+        }
+        slot.generation = slot.generation.wrapping_add(1);
+        self.free.push(index);
+        self.stats.conns_freed += 1;
+    }
+
     /// After a connection's output is drained: bring its timers in the wheel up to date, free
     /// it if finished.
     fn settle(&mut self, index: u32) {
@@ -605,30 +647,7 @@ impl Host {
             return;
         };
         if conn.is_closed() && (slot.released || slot.pending_on.is_some()) {
-            if let Some(port) = slot.pending_on {
-                let id = ConnId {
-                    index,
-                    generation: slot.generation,
-                };
-                if let Some(l) = self.listeners.get_mut(&port) {
-                    if let Some(pos) = l.ready.iter().position(|x| *x == id) {
-                        l.ready.remove(pos);
-                    }
-                }
-            }
-            let key = flow_key(conn.remote(), conn.local().port());
-            self.table.remove(&key);
-            self.stats.closed_conns.add(conn.stats());
-            for t in slot.timers.iter_mut() {
-                if let Some((id, _)) = t.take() {
-                    self.wheel.cancel(id);
-                }
-            }
-            slot.conn = None;
-            slot.generation = slot.generation.wrapping_add(1);
-            self.free.push(index);
-            self.stats.conns_freed += 1;
-            return;
+            return self.free_slot(index);
         }
         for (k, kind) in TimerKind::ALL.iter().enumerate() {
             let want = conn.timer(*kind);

@@ -781,6 +781,19 @@ impl Connection {
         self.fin_queued
     }
 
+    /// Whether `seg`, a SYN for this connection's 4-tuple while it is in TIME-WAIT, may start a
+    /// new incarnation: its timestamp is newer than the last one seen (RFC 6191), or, without
+    /// timestamps, its sequence number lies beyond everything received (RFC 1122 4.2.2.13).
+    pub fn accepts_new_syn(&self, seg: &TcpRepr) -> bool {
+        if self.state != State::TimeWait || !seg.flags.syn() || seg.flags.ack() || seg.flags.rst() {
+            return false;
+        }
+        match (self.ts_ok, seg.options.timestamp) {
+            (true, Some((tsval, _))) => (tsval.wrapping_sub(self.ts_recent) as i32) > 0,
+            _ => seg.seq.diff(self.rcv_nxt()) > 0,
+        }
+    }
+
     /// Aborts: sends RST if the peer knows of us and drops all state.
     pub fn abort(&mut self) {
         if matches!(
