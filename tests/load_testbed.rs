@@ -3,55 +3,14 @@
 //!
 //! Needs root like the other veth tests; fails with the fix rather than skipping.
 
-use std::collections::HashMap;
 use std::process::{Child, Command, Stdio};
+
+mod common;
+
+use common::testbed::{require_environment, Testbed};
 use std::time::{Duration, Instant};
 
-const SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/testbed.sh");
 const BIN: &str = env!("CARGO_BIN_EXE_xdp-tcp");
-
-struct Testbed {
-    name: String,
-    kv: HashMap<String, String>,
-}
-
-impl Testbed {
-    fn up() -> Testbed {
-        // SAFETY: geteuid has no preconditions.
-        assert_eq!(
-            unsafe { libc::geteuid() },
-            0,
-            "the load tests need root (AF_XDP, XDP, namespaces): run `sudo cargo test`"
-        );
-        let name = format!("xtld{}", std::process::id() % 100_000);
-        let out = Command::new(SCRIPT).args(["up", &name]).output().unwrap();
-        let mut tb = Testbed {
-            name,
-            kv: HashMap::new(),
-        };
-        assert!(
-            out.status.success(),
-            "testbed.sh up: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        tb.kv = String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .filter_map(|l| l.split_once('='))
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
-        tb
-    }
-
-    fn get(&self, k: &str) -> &str {
-        &self.kv[k]
-    }
-}
-
-impl Drop for Testbed {
-    fn drop(&mut self) {
-        let _ = Command::new(SCRIPT).args(["down", &self.name]).status();
-    }
-}
 
 /// A server process, stopped with SIGTERM (it detaches its XDP program and exits) on drop.
 struct Server(Child);
@@ -138,7 +97,8 @@ fn load(tb: &Testbed, backend: &str, port: u16, workload: &[&str]) -> serde_json
 
 #[test]
 fn load_runs_against_kernel_and_xdp_servers_on_both_backends() {
-    let tb = Testbed::up();
+    require_environment(&[]);
+    let tb = Testbed::up("ld");
     let _k = serve(&tb, "kernel", 7101);
     let _x = serve(&tb, "xdp", 7100);
     for server_port in [7101u16, 7100] {
