@@ -563,8 +563,8 @@ fn kernel_clients_to_stack_echo_server() {
         Duration::from_secs(5),
         || counters.get(&counters.finished) == CONNS as u64 + 3,
     );
-    // Final ACKs of the last closes.
-    std::thread::sleep(Duration::from_millis(100));
+    // Final ACKs of the last closes; a lost one costs a FIN retransmission (RTO 200 ms, doubling).
+    std::thread::sleep(Duration::from_millis(1000));
     let resets_after = peer_resets(&tb);
     let prog = Arc::clone(&run.prog);
     let mut engine = stop(&tb, run);
@@ -665,6 +665,10 @@ fn kernel_clients_to_stack_echo_server_under_2pct_loss_each_way() {
         Duration::from_secs(20),
         || counters.get(&counters.finished) == CONNS as u64,
     );
+    // Our FINs go out as the application closes; on this lossy link a FIN or its ACK may be
+    // dropped, and the connection then sits in LAST-ACK until the FIN's retransmission (RTO
+    // 200 ms, doubling). Give three such rounds before the books are checked.
+    std::thread::sleep(Duration::from_millis(1500));
     let engine = stop(&tb, run);
     let ingress = fault.stats(Direction::Ingress).unwrap();
     let egress = fault.stats(Direction::Egress).unwrap();
@@ -688,7 +692,13 @@ fn kernel_clients_to_stack_echo_server_under_2pct_loss_each_way() {
     );
     assert_eq!(counters.get(&counters.errors), 0);
     assert_eq!(counters.get(&counters.accepted), CONNS as u64);
-    assert_eq!(engine.host().conn_count(), 0);
+    let left: Vec<_> = engine
+        .app()
+        .open_ids()
+        .into_iter()
+        .filter_map(|id| engine.host().conn(id).map(|c| (c.state(), c.info())))
+        .collect();
+    assert_eq!(engine.host().conn_count(), 0, "connections left: {left:?}");
 }
 
 /// The stack's bulk client against a Python echo server in the peer namespace.
