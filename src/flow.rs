@@ -512,10 +512,16 @@ impl Host {
     /// The earliest deadline of any connection (a lower bound for timers far away: the wheel
     /// may wake the caller a few times early before such a timer fires).
     pub fn poll_timeout(&mut self) -> Option<Instant> {
-        if !self.ready.is_empty() || !self.strays.is_empty() {
+        if self.has_output() {
             return Some(Instant::ZERO);
         }
         self.wheel.next_expiry()
+    }
+
+    /// Whether [`Host::poll_transmit`] may have something to send: a connection was touched or
+    /// an RST for a stray segment waits. Cheap; lets a caller skip lending a frame otherwise.
+    pub fn has_output(&self) -> bool {
+        !self.ready.is_empty() || !self.strays.is_empty()
     }
 
     /// Runs every timer that is due at `now`.

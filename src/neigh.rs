@@ -396,6 +396,11 @@ impl NeighCache {
         }
     }
 
+    /// Whether [`NeighCache::poll_arp`] or [`NeighCache::poll_released`] has a frame to give.
+    pub fn has_output(&self) -> bool {
+        !self.replies.is_empty() || !self.requests.is_empty() || !self.released.is_empty()
+    }
+
     /// Writes the next ARP frame to send (a reply, or with [`ArpOwner::Stack`] a request) into
     /// `buf`; returns its length ([`ARP_FRAME_LEN`]). `None` if there is none or `buf` is short.
     pub fn poll_arp(&mut self, buf: &mut [u8]) -> Option<usize> {
