@@ -3,7 +3,7 @@
 
     plot.py results/bench-X.json out.png
 
-One panel per latency workload (ping-pong, 64 connections, churn, idle); in each, one curve per
+One panel per latency workload (ping-pong, 64 connections, churn, 10k and 100k idle); in each, one curve per
 system: the run with the median p50 of its rounds. The x axis is the percentile on a log scale of
 1/(1-p), as is usual for latency distributions, so the tail gets room.
 """
@@ -20,7 +20,9 @@ ROWS = [
     ("pingpong", "64 B ping-pong, 1 connection"),
     ("rr64", "64 B request/response, 64 connections"),
     ("churn", "connect + 64 B request + close"),
-    ("idle", "idle connections + 1k active, open loop"),
+    ("idle0", "1k active connections, open loop (no idle ones)"),
+    ("idle10k", "10k idle connections + 1k active, open loop"),
+    ("idle100k", "100k idle connections + 1k active, open loop"),
 ]
 
 

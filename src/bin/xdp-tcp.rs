@@ -19,7 +19,7 @@ static ALLOC: CountingAlloc = CountingAlloc;
 
 const USAGE: &str = "\
 usage:
-  xdp-tcp serve --backend xdp|kernel --port P [--ports N] [--mode echo|discard|source|echo-close=N]
+  xdp-tcp serve --backend xdp|kernel --port P [--ports N] [--shards N] [--mode echo|discard|source|echo-close=N]
                 [--iface IF] [--block] [--core C] [--netns NS] [--duration S]
   xdp-tcp load  --backend xdp|kernel --target IP:PORT [--workload pingpong|openloop|bulk|churn|idle]
                 [--size 64] [--conns 1] [--depth 1] [--rate R] [--idle N] [--active N] [--ports N]
@@ -27,12 +27,14 @@ usage:
                 [--core C] [--netns NS] [--json FILE]
   xdp-tcp floor reflect --iface IF --port P [--core C] [--netns NS] [--duration S]
   xdp-tcp floor ping    --iface IF --target IP:PORT [--size 64] [--duration 5] [--warmup 1] ...
-  xdp-tcp bench [--rounds 3] [--duration 2] [--warmup 0.5] [--idle 10000] [--quick]
+  xdp-tcp bench [--rounds 3] [--duration 2] [--warmup 0.5] [--idle 0,10000,100000] [--quick]
                 [--json FILE] [--testbed-script deploy/testbed.sh] [--name xtbench]
                 [--only pingpong,rr64,bulk,churn,idle]
 
 The xdp back-end needs root; --iface is the interface it attaches to (in --netns if given).
-Kernel servers and clients busy-spin unless --block. The result of `load` is printed as a table
+Kernel servers and clients busy-spin unless --block. --shards N runs a kernel server as N epoll
+threads sharing the ports (SO_REUSEPORT), each with a descriptor table of its own, for more
+connections than the open-file limit allows one table. The result of `load` is printed as a table
 and, with --json, written as JSON (\"-\" for stdout).";
 
 struct Args {
@@ -156,6 +158,7 @@ fn serve(args: &Args) -> Result<(), String> {
     }
     let core = args.core()?;
     let block = args.flag("block");
+    let shards: usize = args.get("shards", 1usize)?;
     let iface = args.kv.get("iface").cloned();
     let report = placed(args, move || {
         let ready = move || eprintln!("serving on port {port} ({mode:?})");
@@ -173,6 +176,7 @@ fn serve(args: &Args) -> Result<(), String> {
                     core,
                     marks: None,
                     expect_conns: None,
+                    shards,
                 };
                 kernel::serve(&ports, mode, &o, stop, ready).map_err(err)
             }
@@ -210,12 +214,17 @@ fn workload(args: &Args) -> Result<Workload, String> {
                 concurrency: conns,
                 ports: args.get("ports", 1u16)?,
             },
-            "idle" => Workload::Idle {
-                idle: args.get("idle", 10_000usize)?,
-                active: args.get("active", 1000usize)?,
-                size,
-                rate: args.get("rate", 20_000u64)?,
-            },
+            "idle" => {
+                let idle = args.get("idle", 10_000usize)?;
+                let active = args.get("active", 1000usize)?;
+                Workload::Idle {
+                    idle,
+                    active,
+                    size,
+                    rate: args.get("rate", 20_000u64)?,
+                    ports: args.get("ports", xdp_tcp::load::idle_ports(idle + active))?,
+                }
+            }
             w => return Err(format!("unknown workload {w}")),
         },
     )
@@ -327,7 +336,13 @@ fn bench_cmd(args: &Args) -> Result<(), String> {
         duration: args.secs("duration", d.duration.as_secs_f64())?,
         testbed_script: args.get("testbed-script", d.testbed_script.clone())?,
         name: args.get("name", d.name.clone())?,
-        idle_conns: args.get("idle", d.idle_conns)?,
+        idle_conns: match args.kv.get("idle") {
+            None => d.idle_conns.clone(),
+            Some(v) => v
+                .split(',')
+                .map(|n| n.parse().map_err(|e| format!("--idle {v}: {e}")))
+                .collect::<Result<_, _>>()?,
+        },
         json: args.kv.get("json").map(PathBuf::from),
         quick: args.flag("quick"),
         only: args
@@ -344,6 +359,10 @@ fn bench_cmd(args: &Args) -> Result<(), String> {
         report.rounds, report.duration_s, report.machine
     );
     print!("{}", bench::render(&report.lines));
+    println!();
+    for j in &report.jitter {
+        println!("{}", bench::jitter_line(j));
+    }
     if let Some(p) = &opts.json {
         println!("\nresults: {}", p.display());
     }

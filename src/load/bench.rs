@@ -32,11 +32,14 @@ pub struct BenchOpts {
     pub name: String,
     pub server_core: usize,
     pub client_core: usize,
-    pub idle_conns: usize,
+    /// One idle row per entry: this many idle connections beside the 1k active ones (0: the
+    /// same open loop without idle connections, the control the others are compared with).
+    pub idle_conns: Vec<usize>,
     pub json: Option<PathBuf>,
     /// Only the ping-pong row (and the floor).
     pub quick: bool,
-    /// Only these rows (pingpong, rr64, bulk, churn, idle); empty = all.
+    /// Only these rows (pingpong, rr64, bulk, churn, idle10k, ...; a prefix such as `idle`
+    /// selects every row it begins); empty = all.
     pub only: Vec<String>,
 }
 
@@ -50,7 +53,7 @@ impl Default for BenchOpts {
             name: "xtbench".into(),
             server_core: 0,
             client_core: 1,
-            idle_conns: 10_000,
+            idle_conns: vec![0, 10_000, 100_000],
             json: None,
             quick: false,
             only: Vec::new(),
@@ -148,7 +151,7 @@ pub enum ClientKind {
 /// One system measured on one workload.
 #[derive(Debug, Clone, Serialize)]
 pub struct Case {
-    pub row: &'static str,
+    pub row: String,
     pub system: &'static str,
     pub server: ServerKind,
     pub client: ClientKind,
@@ -227,6 +230,7 @@ fn run_case(env: &Env, opts: &BenchOpts, case: &Case) -> io::Result<(LoadResult,
         let kind = case.server;
         let mode = case.mode;
         let ports = case.workload.server_ports(port);
+        let shards = kernel::tables_for(case.workload.conns());
         std::thread::Builder::new()
             .name("bench-server".into())
             .spawn(move || -> io::Result<ServerReport> {
@@ -255,6 +259,7 @@ fn run_case(env: &Env, opts: &BenchOpts, case: &Case) -> io::Result<(LoadResult,
                             core: Some(server_core),
                             marks: Some(marks),
                             expect_conns,
+                            shards,
                         };
                         kernel::serve(&ports, mode, &o, &stop, ready)
                     }
@@ -330,6 +335,7 @@ fn kernel_process(cfg: &RunConfig, spin: bool, core: usize, ns: &str) -> io::Res
         active,
         size,
         rate,
+        ports,
     } = cfg.workload
     else {
         return Err(io::Error::other("only idle runs use a client process"));
@@ -339,6 +345,7 @@ fn kernel_process(cfg: &RunConfig, spin: bool, core: usize, ns: &str) -> io::Res
     cmd.args(["load", "--backend", "kernel", "--workload", "idle"])
         .args(["--idle", &idle.to_string(), "--active", &active.to_string()])
         .args(["--size", &size.to_string(), "--rate", &rate.to_string()])
+        .args(["--ports", &ports.to_string()])
         .args(["--warmup", &cfg.warmup.as_secs_f64().to_string()])
         .args(["--duration", &cfg.duration.as_secs_f64().to_string()])
         .args([
@@ -390,8 +397,8 @@ fn matrix(opts: &BenchOpts) -> Vec<Case> {
     let xdp_spin = ServerKind::Xdp {
         idle_backoff: false,
     };
-    let case = |row, system, server, client, mode, workload| Case {
-        row,
+    let case = |row: &str, system, server, client, mode, workload| Case {
+        row: row.to_string(),
         system,
         server,
         client,
@@ -512,29 +519,44 @@ fn matrix(opts: &BenchOpts) -> Vec<Case> {
         ServeMode::EchoClose(64),
         churn,
     ));
-    let idle = Workload::Idle {
-        idle: opts.idle_conns,
-        active: 1000,
-        size: 64,
-        rate: 20_000,
-    };
-    v.push(case(
-        "idle",
-        "xdp-tcp",
-        xdp_spin,
-        ClientKind::Xdp,
-        echo,
-        idle,
-    ));
-    v.push(case(
-        "idle",
-        "kernel-spin",
-        ServerKind::Kernel { spin: true },
-        ClientKind::KernelProcess { spin: true },
-        echo,
-        idle,
-    ));
+    for &n in &opts.idle_conns {
+        let active = 1000;
+        let idle = Workload::Idle {
+            idle: n,
+            active,
+            size: 64,
+            rate: 20_000,
+            ports: super::idle_ports(n + active),
+        };
+        let row = idle_row(n);
+        v.push(case(&row, "xdp-tcp", xdp_spin, ClientKind::Xdp, echo, idle));
+        // Past one descriptor table (see kernel::tables_for) the kernel server runs one epoll
+        // thread per table on its core; those threads block, as spinning ones would only take
+        // turns at the scheduler's pace.
+        let spin = kernel::tables_for(n + active) == 1;
+        v.push(case(
+            &row,
+            if spin {
+                "kernel-spin"
+            } else {
+                "kernel-threads"
+            },
+            ServerKind::Kernel { spin },
+            ClientKind::KernelProcess { spin },
+            echo,
+            idle,
+        ));
+    }
     v
+}
+
+/// The row name of the idle workload with `n` idle connections (`idle10k`, `idle100k`).
+fn idle_row(n: usize) -> String {
+    if n >= 1000 && n % 1000 == 0 {
+        format!("idle{}k", n / 1000)
+    } else {
+        format!("idle{n}")
+    }
 }
 
 fn median(mut v: Vec<f64>) -> Option<f64> {
@@ -598,6 +620,8 @@ pub struct Line {
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
     pub machine: String,
+    /// The machine's own noise on the two cores, measured before the matrix.
+    pub jitter: Vec<super::jitter::Jitter>,
     pub rounds: usize,
     pub warmup_s: f64,
     pub duration_s: f64,
@@ -819,40 +843,73 @@ fn table(results: &[CaseResult]) -> (Vec<Line>, Vec<(String, String, Medians)>) 
             "",
         );
     }
-    if let Some(x) = get("idle", "xdp-tcp") {
-        let w = "idle conns + 1k active @20k/s";
-        if let Some(k) = get("idle", "kernel-spin") {
-            line(
-                &mut lines,
-                w,
-                "p99 µs",
-                x.p99,
-                "kernel busy-spin",
-                k.p99,
-                Lower,
-                "",
-            );
-            line(
-                &mut lines,
-                w,
-                "bytes per idle conn",
-                x.bytes_per_idle_conn,
-                "kernel (slab+buffers)",
-                k.bytes_per_idle_conn,
-                Lower,
-                "report",
-            );
+    let mut idle_rows: Vec<&String> = results
+        .iter()
+        .filter(|r| matches!(r.case.workload, Workload::Idle { .. }))
+        .map(|r| &r.case.row)
+        .collect();
+    idle_rows.dedup();
+    for row in idle_rows {
+        let Some(x) = get(row, "xdp-tcp") else {
+            continue;
+        };
+        let n = results
+            .iter()
+            .find_map(|r| match r.case.workload {
+                Workload::Idle { idle, .. } if &r.case.row == row => Some(idle),
+                _ => None,
+            })
+            .unwrap_or(0);
+        let w = if n >= 1000 {
+            format!("{}k idle + 1k active @20k/s", n / 1000)
+        } else {
+            format!("{n} idle + 1k active @20k/s")
+        };
+        let kernel = get(row, "kernel-spin")
+            .map(|k| (k, "kernel busy-spin".to_string()))
+            .or_else(|| {
+                get(row, "kernel-threads").map(|k| {
+                    let t = kernel::tables_for(n + 1000);
+                    (k, format!("kernel, {t} epoll threads"))
+                })
+            });
+        if let Some((k, name)) = kernel {
+            line(&mut lines, &w, "p99 µs", x.p99, &name, k.p99, Lower, "");
+            if n > 0 {
+                line(
+                    &mut lines,
+                    &w,
+                    "bytes per idle conn",
+                    x.bytes_per_idle_conn,
+                    "kernel (slab+buffers)",
+                    k.bytes_per_idle_conn,
+                    Lower,
+                    "report",
+                );
+            }
         }
         if let Some(one) = get("pingpong", "xdp-tcp") {
             line(
                 &mut lines,
-                w,
+                &w,
                 "p99 µs (ratio = this/1-conn p99)",
                 x.p99,
                 "xdp-tcp 1 conn ping-pong",
                 one.p99,
                 OursOver,
                 "<= 1.2",
+            );
+        }
+        if let (true, Some(none)) = (n > 0, get("idle0", "xdp-tcp")) {
+            line(
+                &mut lines,
+                &w,
+                "p99 µs (ratio = this/0-idle p99)",
+                x.p99,
+                "xdp-tcp, same load, 0 idle",
+                none.p99,
+                OursOver,
+                "",
             );
         }
     }
@@ -942,6 +999,21 @@ pub fn render(lines: &[Line]) -> String {
     s
 }
 
+/// One line on the machine's noise, printed under the table.
+pub fn jitter_line(j: &super::jitter::Jitter) -> String {
+    format!(
+        "machine noise, core {}: a spinning thread lost {:.2}% of {:.0} s to gaps > 5 µs ({} gaps), \
+         {:.2}% to gaps > 100 µs ({}); longest {:.0} µs",
+        j.core,
+        j.lost_over_5us * 100.0,
+        j.seconds,
+        j.gaps_over_5us,
+        j.lost_over_100us * 100.0,
+        j.gaps_over_100us,
+        j.longest_us
+    )
+}
+
 fn machine() -> String {
     let uname = Command::new("uname")
         .arg("-r")
@@ -987,9 +1059,16 @@ pub fn run(opts: &BenchOpts) -> io::Result<Report> {
         &["sysctl", "-qw", "net.ipv4.ip_local_port_range=10000 65000"],
     )?;
 
+    let jitter = super::jitter::measure(
+        &[opts.server_core, opts.client_core],
+        Duration::from_secs(1),
+    )?;
+    for j in &jitter {
+        eprintln!("{}", jitter_line(j));
+    }
     let mut cases = matrix(opts);
     if !opts.only.is_empty() {
-        cases.retain(|c| opts.only.iter().any(|o| o == c.row));
+        cases.retain(|c| opts.only.iter().any(|o| c.row.starts_with(o.as_str())));
     }
     let mut results: Vec<CaseResult> = cases
         .iter()
@@ -1042,6 +1121,7 @@ pub fn run(opts: &BenchOpts) -> io::Result<Report> {
     let (lines, medians) = table(&results);
     let report = Report {
         machine: machine(),
+        jitter,
         rounds: opts.rounds,
         warmup_s: opts.warmup.as_secs_f64(),
         duration_s: opts.duration.as_secs_f64(),

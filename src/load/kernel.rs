@@ -51,8 +51,36 @@ fn close(fd: RawFd) {
     unsafe { libc::close(fd) };
 }
 
+/// Closes with a reset (`SO_LINGER` 0), as the xdp-tcp client ends its run: a client that
+/// closed first would keep every 4-tuple in TIME-WAIT for a minute, and a later run binding
+/// the same local ports would collide with them.
+fn abort(fd: RawFd) {
+    let l = libc::linger {
+        l_onoff: 1,
+        l_linger: 0,
+    };
+    // SAFETY: setsockopt reads one linger struct we own; fd is ours and closed once.
+    unsafe {
+        libc::setsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_LINGER,
+            &l as *const libc::linger as *const libc::c_void,
+            mem::size_of::<libc::linger>() as libc::socklen_t,
+        );
+        libc::close(fd);
+    }
+}
+
 /// A non-blocking socket with a connect in progress.
 fn connect_nb(target: SocketAddrV4) -> io::Result<RawFd> {
+    connect_nb_from(target, None)
+}
+
+/// As [`connect_nb`], from local port `port` when given (`SO_REUSEADDR`, so one port serves
+/// several server ports). The kernel's own choice searches its port range for a free 4-tuple,
+/// which turns quadratic when most of the range is taken (100k connections).
+fn connect_nb_from(target: SocketAddrV4, port: Option<u16>) -> io::Result<RawFd> {
     // SAFETY: plain socket/connect calls on values we own.
     let fd = cvt(unsafe {
         libc::socket(
@@ -62,6 +90,23 @@ fn connect_nb(target: SocketAddrV4) -> io::Result<RawFd> {
         )
     })?;
     set_int_opt(fd, libc::IPPROTO_TCP, libc::TCP_NODELAY, 1);
+    if let Some(p) = port {
+        set_int_opt(fd, libc::SOL_SOCKET, libc::SO_REUSEADDR, 1);
+        let local = sockaddr(SocketAddrV4::new(std::net::Ipv4Addr::UNSPECIFIED, p));
+        // SAFETY: local is a valid sockaddr_in of the given length.
+        let r = unsafe {
+            libc::bind(
+                fd,
+                &local as *const _ as *const libc::sockaddr,
+                mem::size_of::<libc::sockaddr_in>() as libc::socklen_t,
+            )
+        };
+        if r < 0 {
+            let e = io::Error::last_os_error();
+            close(fd);
+            return Err(io::Error::new(e.kind(), format!("bind port {p}: {e}")));
+        }
+    }
     let sa = sockaddr(target);
     // SAFETY: sa is a valid sockaddr_in of the given length.
     let r = unsafe {
@@ -157,6 +202,12 @@ struct KConn {
 /// namespace). `spin`: never sleep.
 pub fn run_client(cfg: &RunConfig, spin: bool) -> io::Result<LoadResult> {
     super::sys::raise_nofile();
+    if let Workload::Idle { idle, active, .. } = cfg.workload {
+        let tables = tables_for(idle + active);
+        if tables > 1 {
+            return run_client_with_holders(cfg, spin, tables);
+        }
+    }
     let clock = Clock::new();
     let mut d = Driver::new(cfg);
     let churn = matches!(cfg.workload, Workload::Churn { .. });
@@ -268,15 +319,12 @@ pub fn run_client(cfg: &RunConfig, spin: bool) -> io::Result<LoadResult> {
             woke.push(e.u64 as usize);
         }
         let now = clock.now();
-        d.tick(now, |k, t, size| conns[k].req.push(t, size));
-        if d.next_due().is_some() {
-            // Open loop: every connection with requests due may need a write.
-            for (k, c) in conns.iter().enumerate() {
-                if c.req.to_send > 0 {
-                    woke.push(k);
-                }
-            }
-        }
+        // Open loop: a connection given a request needs a write; one whose earlier write was
+        // short gets EPOLLOUT when there is room again.
+        d.tick(now, |k, t, size| {
+            conns[k].req.push(t, size);
+            woke.push(k);
+        });
         while let Some(k) = woke.pop() {
             let c = &mut conns[k];
             match c.st {
@@ -401,17 +449,177 @@ pub fn run_client(cfg: &RunConfig, spin: bool) -> io::Result<LoadResult> {
     cfg.mark(Phase::Done);
     for c in &conns {
         if c.st != St::Unused {
-            close(c.fd);
+            abort(c.fd);
         }
     }
     result?;
     Ok(d.result(if spin { "kernel-spin" } else { "kernel-block" }))
 }
 
+/// An idle workload with more connections than one descriptor table takes: `tables` threads,
+/// each with a table of its own, open and hold the idle connections (the same way and to the
+/// same server ports as [`run_client`] would), then this thread runs the active ones.
+fn run_client_with_holders(cfg: &RunConfig, spin: bool, tables: usize) -> io::Result<LoadResult> {
+    let Workload::Idle {
+        idle,
+        active,
+        size,
+        rate,
+        ports,
+    } = cfg.workload
+    else {
+        unreachable!("only idle workloads have holders");
+    };
+    let established = std::sync::atomic::AtomicUsize::new(0);
+    let failed = AtomicBool::new(false);
+    let stop = AtomicBool::new(false);
+    let per = idle.div_ceil(tables);
+    std::thread::scope(|sc| -> io::Result<LoadResult> {
+        let holders: Vec<_> = (0..tables)
+            .map(|i| {
+                let range = (i * per).min(idle)..((i + 1) * per).min(idle);
+                let (established, failed, stop) = (&established, &failed, &stop);
+                std::thread::Builder::new()
+                    .name(format!("kidle-{i}"))
+                    .spawn_scoped(sc, move || {
+                        let r = hold_idle(cfg, range, established, stop);
+                        if r.is_err() {
+                            failed.store(true, Ordering::Relaxed);
+                        }
+                        r
+                    })
+            })
+            .collect::<Result<_, _>>()?;
+        let limit = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        while established.load(Ordering::Relaxed) < idle
+            && !failed.load(Ordering::Relaxed)
+            && std::time::Instant::now() < limit
+        {
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        let result = if established.load(Ordering::Relaxed) < idle {
+            Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!(
+                    "only {} of {idle} idle connections established",
+                    established.load(Ordering::Relaxed)
+                ),
+            ))
+        } else {
+            // The idle connections go to the first server ports in turn; the active ones
+            // continue the rotation.
+            let mut run = cfg.clone();
+            run.workload = Workload::Idle {
+                idle: 0,
+                active,
+                size,
+                rate,
+                ports,
+            };
+            run_client(&run, spin)
+        };
+        stop.store(true, Ordering::Relaxed);
+        for h in holders {
+            h.join()
+                .unwrap_or_else(|_| Err(io::Error::other("idle holder panicked")))?;
+        }
+        let mut r = result?;
+        r.workload = cfg.workload.label();
+        r.connections += idle as u64;
+        Ok(r)
+    })
+}
+
+/// Opens connections `range` of an idle workload in a descriptor table of this thread's own
+/// and holds them, silent, until `stop`.
+fn hold_idle(
+    cfg: &RunConfig,
+    range: std::ops::Range<usize>,
+    established: &std::sync::atomic::AtomicUsize,
+    stop: &AtomicBool,
+) -> io::Result<()> {
+    own_fd_table()?;
+    let ep = Epoll::new()?;
+    let mut fds: Vec<RawFd> = Vec::with_capacity(range.len());
+    let mut up = vec![false; range.len()];
+    let mut evs = vec![libc::epoll_event { events: 0, u64: 0 }; 1024];
+    let (mut next, mut pending, mut done) = (range.start, 0usize, 0usize);
+    let limit = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let result = loop {
+        if done == range.len() {
+            break Ok(());
+        }
+        if stop.load(Ordering::Relaxed) || std::time::Instant::now() > limit {
+            break Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!("{done} of {} idle connections established", range.len()),
+            ));
+        }
+        while next < range.end && pending < CONNECT_BURST {
+            // Connection n goes to server port n % ports from local port FIRST + n / ports:
+            // every 4-tuple differs without a search through the kernel's port range.
+            const FIRST: usize = 10_000;
+            let ports = match cfg.workload {
+                Workload::Idle { ports, .. } => usize::from(ports.max(1)),
+                _ => 1,
+            };
+            let local = u16::try_from(FIRST + next / ports)
+                .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "too few server ports"));
+            let fd = match local.and_then(|p| {
+                connect_nb_from(cfg.workload.target_of(cfg.target, next as u64), Some(p))
+            }) {
+                Ok(fd) => fd,
+                Err(e) => return close_all(&fds, Err(e)),
+            };
+            fds.push(fd);
+            if let Err(e) = ep.add(fd, ET_ALL, (fds.len() - 1) as u64) {
+                return close_all(&fds, Err(e));
+            }
+            next += 1;
+            pending += 1;
+        }
+        let n = ep.wait(&mut evs, 10);
+        let mut err = None;
+        for e in &evs[..n] {
+            let i = e.u64 as usize;
+            if up[i] {
+                continue;
+            }
+            match connect_done(fds[i]) {
+                Ok(false) => {}
+                Ok(true) => {
+                    up[i] = true;
+                    pending -= 1;
+                    done += 1;
+                    established.fetch_add(1, Ordering::Relaxed);
+                }
+                Err(e) => err = Some(e),
+            }
+        }
+        if let Some(e) = err {
+            break Err(io::Error::new(
+                e.kind(),
+                format!("connect to {}: {e}", cfg.target),
+            ));
+        }
+    };
+    while result.is_ok() && !stop.load(Ordering::Relaxed) {
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    close_all(&fds, result)
+}
+
+fn close_all<T>(fds: &[RawFd], r: io::Result<T>) -> io::Result<T> {
+    for &fd in fds {
+        abort(fd);
+    }
+    r
+}
+
 /// Epoll data of listener `i` is `LISTENER - i`; connections use their slot + 1.
 const LISTENER: u64 = u64::MAX;
 
-fn listen_on(port: u16) -> io::Result<RawFd> {
+fn listen_on(port: u16, reuseport: bool) -> io::Result<RawFd> {
     // SAFETY: plain socket setup calls on values we own.
     let lfd = cvt(unsafe {
         libc::socket(
@@ -421,6 +629,9 @@ fn listen_on(port: u16) -> io::Result<RawFd> {
         )
     })?;
     set_int_opt(lfd, libc::SOL_SOCKET, libc::SO_REUSEADDR, 1);
+    if reuseport {
+        set_int_opt(lfd, libc::SOL_SOCKET, libc::SO_REUSEPORT, 1);
+    }
     let sa = sockaddr(SocketAddrV4::new(std::net::Ipv4Addr::UNSPECIFIED, port));
     // SAFETY: sa is a valid sockaddr_in.
     let bound = cvt(unsafe {
@@ -458,6 +669,40 @@ pub struct ServeOpts {
     /// Sample memory per connection when this many are open (for a client in another process,
     /// which cannot set [`Marks`]).
     pub expect_conns: Option<usize>,
+    /// Threads sharing the ports through `SO_REUSEPORT`, each with an epoll loop and a file
+    /// descriptor table of its own (0 or 1: one loop in the calling thread). A process that
+    /// may not raise its open-file limit (no CAP_SYS_RESOURCE) holds at most that many sockets
+    /// per table; this is how a kernel server then holds 100k connections.
+    pub shards: usize,
+}
+
+/// Sockets one file descriptor table of a sharded server or idle holder takes, under the hard
+/// open-file limit this machine sets (20,000) with room for everything else.
+pub const FDS_PER_TABLE: usize = 15_000;
+
+/// How many descriptor tables `conns` sockets need when the open-file limit cannot be raised
+/// past the hard limit (1 when it can).
+pub fn tables_for(conns: usize) -> usize {
+    let limit = super::sys::nofile_limit();
+    if conns + 1000 <= limit {
+        1
+    } else {
+        conns.div_ceil(FDS_PER_TABLE.min(limit.saturating_sub(1000).max(1000)))
+    }
+}
+
+/// Gives the calling thread a file descriptor table of its own (a copy of the process's): it
+/// may then open up to the open-file limit itself, and its sockets close when it exits.
+fn own_fd_table() -> io::Result<()> {
+    // SAFETY: unshare(CLONE_FILES) only affects the calling thread's descriptor table.
+    cvt(unsafe { libc::unshare(libc::CLONE_FILES) }).map(|_| ())
+}
+
+/// What the threads of a sharded server share.
+struct Shard<'a> {
+    index: usize,
+    /// Connections open over all shards.
+    open: &'a std::sync::atomic::AtomicUsize,
 }
 
 /// Serves `ports` on all addresses of the thread's namespace until `stop` is set.
@@ -469,10 +714,84 @@ pub fn serve(
     ready: impl FnOnce(),
 ) -> io::Result<ServerReport> {
     super::sys::raise_nofile();
+    if opts.shards <= 1 {
+        return serve_loop(ports, mode, opts, stop, ready, None);
+    }
+    let open = std::sync::atomic::AtomicUsize::new(0);
+    let barrier = std::sync::Barrier::new(opts.shards + 1);
+    let reports: Vec<io::Result<ServerReport>> = std::thread::scope(|sc| {
+        let handles: Vec<_> = (0..opts.shards)
+            .map(|index| {
+                let (open, barrier) = (&open, &barrier);
+                // Threads inherit the caller's network namespace and CPU affinity.
+                std::thread::Builder::new()
+                    .name(format!("kserve-{index}"))
+                    .spawn_scoped(sc, move || {
+                        let mut waited = false;
+                        let r = own_fd_table().and_then(|_| {
+                            let shard = Shard { index, open };
+                            serve_loop(
+                                ports,
+                                mode,
+                                opts,
+                                stop,
+                                || {
+                                    waited = true;
+                                    barrier.wait();
+                                },
+                                Some(shard),
+                            )
+                        });
+                        if !waited {
+                            // Failed before listening: do not leave the others waiting.
+                            barrier.wait();
+                        }
+                        r
+                    })
+            })
+            .collect::<Result<_, _>>()
+            .expect("spawning a server thread");
+        barrier.wait();
+        ready();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| Err(io::Error::other("server thread panicked")))
+            })
+            .collect()
+    });
+    let mut total = ServerReport::default();
+    for (i, r) in reports.into_iter().enumerate() {
+        let r = r?;
+        total.accepted += r.accepted;
+        total.bytes_in += r.bytes_in;
+        total.bytes_out += r.bytes_out;
+        if let Some(t) = r.thread_cpu {
+            total.thread_cpu = Some(total.thread_cpu.unwrap_or(0.0) + t);
+        }
+        if i == 0 {
+            total.core_busy = r.core_busy;
+            total.idle_conns = r.idle_conns;
+            total.bytes_per_idle_conn = r.bytes_per_idle_conn;
+        }
+    }
+    Ok(total)
+}
+
+/// One epoll loop: the whole server, or one shard of it.
+fn serve_loop(
+    ports: &[u16],
+    mode: ServeMode,
+    opts: &ServeOpts,
+    stop: &AtomicBool,
+    ready: impl FnOnce(),
+    shard: Option<Shard>,
+) -> io::Result<ServerReport> {
     let ep = Epoll::new()?;
     let mut listeners = Vec::new();
     for (i, &port) in ports.iter().enumerate() {
-        let lfd = listen_on(port)?;
+        let lfd = listen_on(port, shard.is_some())?;
         listeners.push(lfd);
         ep.add(
             lfd,
@@ -494,18 +813,33 @@ pub fn serve(
     let mut cpu: Option<CpuMark> = None;
     let timeout = if opts.spin { 0 } else { 10 };
     let mut iter = 0u32;
+    let samples_memory = shard.as_ref().is_none_or(|s| s.index == 0);
+    let count = |delta: isize| {
+        if let Some(s) = &shard {
+            if delta > 0 {
+                s.open.fetch_add(1, Ordering::Relaxed);
+            } else {
+                s.open.fetch_sub(1, Ordering::Relaxed);
+            }
+        }
+    };
 
     while !stop.load(Ordering::Relaxed) {
         iter = iter.wrapping_add(1);
         if let Some(m) = &opts.marks {
             let p = m.get();
             if p != phase {
+                let all = shard
+                    .as_ref()
+                    .map_or(open, |s| s.open.load(Ordering::Relaxed));
                 if p >= Phase::IdleReady
                     && phase < Phase::IdleReady
-                    && open > 0
+                    && all > 0
+                    && samples_memory
                     && report.idle_conns.is_none()
                 {
                     let delta = kernel_socket_memory().saturating_sub(mem_base);
+                    let open = all;
                     report.idle_conns = Some(open as u64);
                     // Both ends of every connection are kernel sockets on this machine.
                     report.bytes_per_idle_conn = Some(delta as f64 / (2 * open) as f64);
@@ -523,7 +857,11 @@ pub fn serve(
                 phase = p;
             }
         }
-        if opts.expect_conns == Some(open) && report.idle_conns.is_none() {
+        let all = shard
+            .as_ref()
+            .map_or(open, |s| s.open.load(Ordering::Relaxed));
+        if samples_memory && opts.expect_conns == Some(all) && report.idle_conns.is_none() {
+            let open = all;
             let delta = kernel_socket_memory().saturating_sub(mem_base);
             report.idle_conns = Some(open as u64);
             report.bytes_per_idle_conn = Some(delta as f64 / (2 * open) as f64);
@@ -562,6 +900,7 @@ pub fn serve(
                         continue;
                     }
                     open += 1;
+                    count(1);
                     report.accepted += 1;
                     // Data may have arrived with the handshake.
                     if service(&mut conns[slot], mode, &mut buf, &zeros, &mut report) {
@@ -569,6 +908,7 @@ pub fn serve(
                         conns[slot] = None;
                         free.push(slot);
                         open -= 1;
+                        count(-1);
                     }
                 }
                 continue;
@@ -583,6 +923,7 @@ pub fn serve(
                 }
                 free.push(slot);
                 open -= 1;
+                count(-1);
             }
         }
     }

@@ -20,6 +20,7 @@ pub mod bench;
 pub mod driver;
 pub mod floor;
 pub mod hist;
+pub mod jitter;
 pub mod kernel;
 pub mod sys;
 pub mod xdp;
@@ -62,12 +63,15 @@ pub enum Workload {
         ports: u16,
     },
     /// `idle` connections opened first and left silent, then an open loop at `rate` over
-    /// `active` more.
+    /// `active` more. Connections go round `ports` consecutive server ports as in
+    /// [`Workload::Churn`]: one client address has one ephemeral range (~55k ports) per server
+    /// port, so 100k connections need at least two.
     Idle {
         idle: usize,
         active: usize,
         size: usize,
         rate: u64,
+        ports: u16,
     },
 }
 
@@ -85,10 +89,12 @@ impl Workload {
     /// The server port of the `n`-th connection to `target`.
     pub fn target_of(&self, target: SocketAddrV4, n: u64) -> SocketAddrV4 {
         match *self {
-            Workload::Churn { ports, .. } if ports > 1 => SocketAddrV4::new(
-                *target.ip(),
-                target.port().wrapping_add((n % u64::from(ports)) as u16),
-            ),
+            Workload::Churn { ports, .. } | Workload::Idle { ports, .. } if ports > 1 => {
+                SocketAddrV4::new(
+                    *target.ip(),
+                    target.port().wrapping_add((n % u64::from(ports)) as u16),
+                )
+            }
             _ => target,
         }
     }
@@ -96,7 +102,9 @@ impl Workload {
     /// Server ports this workload connects to.
     pub fn server_ports(&self, base: u16) -> Vec<u16> {
         match *self {
-            Workload::Churn { ports, .. } => (0..ports.max(1)).map(|i| base + i).collect(),
+            Workload::Churn { ports, .. } | Workload::Idle { ports, .. } => {
+                (0..ports.max(1)).map(|i| base + i).collect()
+            }
             _ => vec![base],
         }
     }
@@ -125,9 +133,19 @@ impl Workload {
                 active,
                 size,
                 rate,
-            } => format!("{idle} idle + {active} active, {size} B at {rate}/s"),
+                ports,
+            } => {
+                format!("{idle} idle + {active} active, {size} B at {rate}/s, {ports} server ports")
+            }
         }
     }
+}
+
+/// Client ephemeral ports per server port, on both back-ends (10000..=65000, less a margin):
+/// the number of server ports `conns` connections from one client address need.
+pub fn idle_ports(conns: usize) -> u16 {
+    const PER_PORT: usize = 50_000;
+    conns.div_ceil(PER_PORT).max(1) as u16
 }
 
 /// Progress of a client run, published for a server in the same process to sample its CPU and
