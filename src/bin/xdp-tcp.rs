@@ -363,13 +363,6 @@ fn bench_cmd(args: &Args) -> Result<(), String> {
     for j in &report.jitter {
         println!("{}", bench::jitter_line(j));
     }
-    if !report.jitter.is_empty() {
-        println!(
-            "together they add {:.1} µs at the 99th percentile to a request arriving at a random \
-             instant (the open-loop rows' noise floor)",
-            xdp_tcp::load::jitter::delay_quantile(&report.jitter, 0.99)
-        );
-    }
     if let Some(p) = &opts.json {
         println!("\nresults: {}", p.display());
     }

@@ -630,13 +630,7 @@ pub struct Report {
     pub cases: Vec<CaseResult>,
 }
 
-fn table(
-    results: &[CaseResult],
-    jitter: &[super::jitter::Jitter],
-) -> (Vec<Line>, Vec<(String, String, Medians)>) {
-    // What the machine's gaps alone add at the 99th percentile to a request that needs both
-    // cores running (see jitter::delay_quantile).
-    let gap_p99 = (!jitter.is_empty()).then(|| super::jitter::delay_quantile(jitter, 0.99));
+fn table(results: &[CaseResult]) -> (Vec<Line>, Vec<(String, String, Medians)>) {
     let med: Vec<(String, String, Medians)> = results
         .iter()
         .map(|r| {
@@ -906,18 +900,6 @@ fn table(
                 "<= 1.2",
             );
         }
-        if let (Some(p50), Some(gap)) = (x.p50, gap_p99) {
-            line(
-                &mut lines,
-                &w,
-                "p99 µs (ratio = this/noise floor)",
-                x.p99,
-                "p50 + machine gaps at p99",
-                Some(p50 + gap),
-                OursOver,
-                "",
-            );
-        }
         if let (true, Some(none)) = (n > 0, get("idle0", "xdp-tcp")) {
             line(
                 &mut lines,
@@ -1079,7 +1061,7 @@ pub fn run(opts: &BenchOpts) -> io::Result<Report> {
 
     let jitter = super::jitter::measure(
         &[opts.server_core, opts.client_core],
-        Duration::from_secs(2),
+        Duration::from_secs(1),
     )?;
     for j in &jitter {
         eprintln!("{}", jitter_line(j));
@@ -1136,7 +1118,7 @@ pub fn run(opts: &BenchOpts) -> io::Result<Report> {
         }
     }
     drop(tb);
-    let (lines, medians) = table(&results, &jitter);
+    let (lines, medians) = table(&results);
     let report = Report {
         machine: machine(),
         jitter,
