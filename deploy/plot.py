@@ -62,7 +62,7 @@ def main():
         ax.grid(True, which="both", alpha=0.3)
         ax.legend()
     fig.suptitle(f"xdp-tcp vs Linux kernel, {report['machine']}", fontsize=9)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0, 1, 0.985))
     fig.savefig(dst, dpi=110)
 
 
