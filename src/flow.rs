@@ -342,9 +342,13 @@ impl Host {
     }
 
     /// Closes like close(2): FIN after queued data, and the handle is given up (the connection
-    /// lingers through FIN-WAIT/TIME-WAIT on its own).
+    /// lingers through FIN-WAIT/TIME-WAIT on its own; FIN-WAIT-2 for at most
+    /// [`tcp::Config::fin_timeout`]).
     pub fn close(&mut self, id: ConnId) {
-        self.release_with(id, Connection::close);
+        self.release_with(id, |c| {
+            c.close();
+            c.orphan();
+        });
     }
 
     /// Resets the connection and gives up the handle.

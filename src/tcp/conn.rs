@@ -63,6 +63,8 @@ pub enum TimerKind {
     DelayedAck,
     Persist,
     KeepAlive,
+    /// TIME-WAIT's 2 MSL, and the FIN-WAIT-2 limit of a connection its application has closed
+    /// ([`Config::fin_timeout`]).
     TimeWait,
 }
 
@@ -275,6 +277,9 @@ pub struct Connection {
     persist_at: Option<Instant>,
     persist_backoff: u32,
     timewait_at: Option<Instant>,
+    /// The application has given the connection up (closed, not just shut down for writing):
+    /// nobody will read, and FIN-WAIT-2 is bounded by `cfg.fin_timeout`.
+    orphaned: bool,
     force_probe: bool,
     last_oow_ack: Option<Instant>,
 
@@ -409,6 +414,7 @@ impl Connection {
             persist_at: None,
             persist_backoff: 0,
             timewait_at: None,
+            orphaned: false,
             force_probe: false,
             last_oow_ack: None,
             rtt: RttEstimator::new(
@@ -767,6 +773,14 @@ impl Connection {
             }
             _ => {}
         }
+    }
+
+    /// The application gives the connection up (close(2) rather than shutdown(2)): from now on
+    /// FIN-WAIT-2 lasts at most [`Config::fin_timeout`], as Linux's `tcp_fin_timeout` bounds
+    /// orphaned sockets, so a peer that never sends its FIN cannot hold the connection forever.
+    /// A connection only shut down for writing stays in FIN-WAIT-2 as long as the peer likes.
+    pub fn orphan(&mut self) {
+        self.orphaned = true;
     }
 
     /// Shuts down reading: reads return end of stream; data still arriving is acknowledged and
@@ -1805,6 +1819,13 @@ impl Connection {
     /// The next segment to send, if any. Call until it returns `None`; every call may change
     /// [`Connection::poll_timeout`].
     pub fn poll_transmit(&mut self, now: Instant) -> Option<Transmit> {
+        // Every state change is followed by a poll here (the host polls touched connections),
+        // so this is where an orphaned FIN-WAIT-2 gets its limit, whichever came first.
+        if self.orphaned && self.state == State::FinWait2 && self.timewait_at.is_none() {
+            if let Some(t) = self.cfg.fin_timeout {
+                self.timewait_at = Some(now + t);
+            }
+        }
         if let Some((dst, repr)) = self.replies.pop_front() {
             return Some(Transmit {
                 src: self.local,

@@ -42,6 +42,10 @@ pub struct Config {
     pub delayed_ack: Option<Duration>,
     /// TIME-WAIT lasts twice this.
     pub msl: Duration,
+    /// How long a connection the application has closed may wait in FIN-WAIT-2 for the peer's
+    /// FIN before it is dropped silently (Linux's `tcp_fin_timeout`, 60 s); `None` waits for
+    /// ever. Connections only shut down for writing are not limited.
+    pub fin_timeout: Option<Duration>,
     pub rto_initial: Duration,
     pub rto_min: Duration,
     pub rto_max: Duration,
@@ -97,6 +101,7 @@ impl Default for Config {
             nodelay: false,
             delayed_ack: Some(Duration::from_millis(40)),
             msl: Duration::from_secs(30),
+            fin_timeout: Some(Duration::from_secs(60)),
             rto_initial: Duration::from_secs(1),
             rto_min: Duration::from_millis(200),
             rto_max: Duration::from_secs(60),
