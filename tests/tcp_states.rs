@@ -1485,12 +1485,60 @@ mod established {
             .expect(seg!(> ., seq ISS + 1, ack IRS + 1, win 65535))
             .expect_nothing();
         assert_eq!(t.c.stats().challenge_acks, 1);
-        // outside it
+        // outside it: answered too, but not within 500 ms of the last answer (RFC 5961 7)
         t.inject(seg!(< S, seq IRS + 100_000, win 65535, mss 1460))
+            .expect_nothing();
+        t.at(700)
+            .inject(seg!(< S, seq IRS + 100_000, win 65535, mss 1460))
             .expect(seg!(> ., seq ISS + 1, ack IRS + 1, win 65535))
             .expect_nothing();
         assert_eq!(t.state(), State::Established);
         t.expect_events(&[]);
+    }
+
+    #[test]
+    fn challenge_acks_are_rate_limited() {
+        let mut t = established();
+        t.at(200)
+            .inject(seg!(< R, seq IRS + 100))
+            .expect(seg!(> ., seq ISS + 1, ack IRS + 1, win 65535))
+            .expect_nothing();
+        // a flood of forged RSTs and SYNs within 500 ms: no more answers
+        for k in 0..10u32 {
+            t.at(200 + 40 * u64::from(k))
+                .inject(seg!(< R, seq IRS + 200 + k))
+                .inject(seg!(< S, seq IRS + 300 + k, win 65535, mss 1460))
+                .expect_nothing();
+        }
+        assert_eq!(t.c.stats().challenge_acks, 1);
+        assert_eq!(t.c.stats().challenge_acks_limited, 20);
+        t.at(700)
+            .inject(seg!(< R, seq IRS + 100))
+            .expect(seg!(> ., seq ISS + 1, ack IRS + 1, win 65535))
+            .expect_nothing();
+        assert_eq!(t.c.stats().challenge_acks, 2);
+        assert_eq!(t.state(), State::Established);
+        t.expect_events(&[]);
+    }
+
+    #[test]
+    fn ack_older_than_a_window_drops_the_segment() {
+        // RFC 5961 5.2: SND.UNA - MAX.SND.WND <= SEG.ACK, else drop with a challenge ACK
+        let mut t = established();
+        // the peer's window is 65535: an ACK 65,546 behind SND.UNA is too old, data and all
+        t.at(200)
+            .inject(seg!(< P., seq IRS + 1, ack ISS.wrapping_sub(65_545), win 65535, b"evil"))
+            .expect(seg!(> ., seq ISS + 1, ack IRS + 1, win 65535))
+            .expect_nothing();
+        assert_eq!(t.c.recv_queue(), 0);
+        assert_eq!(t.c.stats().challenge_acks, 1);
+        t.expect_events(&[]);
+        // one within a window behind is only an old duplicate: the data is taken
+        t.at(300)
+            .inject(seg!(< P., seq IRS + 1, ack ISS.wrapping_sub(99), win 65535, b"good"));
+        assert_eq!(t.c.recv_queue(), 4);
+        assert_eq!(t.read_all(), b"good");
+        assert_eq!(t.c.stats().challenge_acks, 1);
     }
 
     #[test]

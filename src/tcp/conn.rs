@@ -146,6 +146,8 @@ pub struct ConnStats {
     pub rst_in: u64,
     pub rst_out: u64,
     pub challenge_acks: u64,
+    /// Challenge ACKs not sent because one went out less than 500 ms before.
+    pub challenge_acks_limited: u64,
     pub zero_window_probes: u64,
     /// Retransmissions by cause.
     pub retrans_rto: u64,
@@ -180,6 +182,7 @@ impl ConnStats {
             rst_in,
             rst_out,
             challenge_acks,
+            challenge_acks_limited,
             zero_window_probes,
             retrans_rto,
             retrans_fast,
@@ -208,6 +211,7 @@ impl ConnStats {
         self.rst_in += rst_in;
         self.rst_out += rst_out;
         self.challenge_acks += challenge_acks;
+        self.challenge_acks_limited += challenge_acks_limited;
         self.zero_window_probes += zero_window_probes;
         self.retrans_rto += retrans_rto;
         self.retrans_fast += retrans_fast;
@@ -1126,7 +1130,19 @@ impl Connection {
         self.ack = AckState::Now;
     }
 
-    fn challenge_ack(&mut self) {
+    /// RFC 5961's challenge ACK (for an in-window RST, a SYN in a synchronized state, an ACK
+    /// outside the acceptable range), under the same per-connection limit as other answers to
+    /// invalid segments (section 7; Linux's `tcp_invalid_ratelimit`): a flood of forged
+    /// segments gets one ACK per [`OOW_ACK_INTERVAL`], not one each.
+    fn challenge_ack(&mut self, now: Instant) {
+        if self
+            .last_oow_ack
+            .is_some_and(|t| now - t < OOW_ACK_INTERVAL)
+        {
+            self.stats.challenge_acks_limited += 1;
+            return;
+        }
+        self.last_oow_ack = Some(now);
         self.stats.challenge_acks += 1;
         self.ack = AckState::Now;
     }
@@ -1196,7 +1212,7 @@ impl Connection {
         // second: RST (RFC 5961 3.2: only an exact match resets; in-window gets a challenge)
         if seg.flags.rst() {
             if seg.seq != self.rcv_nxt() {
-                self.challenge_ack();
+                self.challenge_ack(now);
                 return;
             }
             match self.state {
@@ -1212,7 +1228,7 @@ impl Connection {
 
         // fourth: SYN in a synchronized state (RFC 5961 4.2)
         if seg.flags.syn() {
-            self.challenge_ack();
+            self.challenge_ack(now);
             return;
         }
 
@@ -1277,9 +1293,14 @@ impl Connection {
     /// the segment must be dropped.
     fn process_ack(&mut self, now: Instant, seg: &TcpRepr, wnd: usize) -> bool {
         let ack = seg.ack;
-        if ack.diff(self.snd_max) > 0 {
-            // acknowledges something never sent
-            self.ack = AckState::Now;
+        // RFC 5961 5.2: acceptable is SND.UNA - MAX.SND.WND <= SEG.ACK <= SND.NXT (SND.MAX here,
+        // so ACKs of a retransmitted tail still count); anything else, beyond what we sent or
+        // older than a window behind, is dropped with a challenge ACK: a blind attacker must
+        // then guess the acknowledgement within a window too before its data is taken
+        if ack.diff(self.snd_max) > 0
+            || ack.diff(self.snd_una) < -(self.max_snd_wnd.min(i32::MAX as usize) as i32)
+        {
+            self.challenge_ack(now);
             return false;
         }
         if ack.diff(self.snd_una) < 0 {
