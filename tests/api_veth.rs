@@ -212,3 +212,66 @@ fn echo_example_serves_a_ping_pong_client() {
     assert!(rounds > 1000, "{rounds} round trips");
     server.stop();
 }
+
+/// An engine that has gone to sleep in poll(2) (nothing to do, no timer armed, longest sleep
+/// 30 s here) must be woken by a write from an application thread at once, not when its sleep
+/// ends: five writes, each after the engine has slept for 300 ms, each answered by a kernel
+/// peer within 100 ms (a round trip on this testbed is some tens of microseconds).
+#[test]
+fn application_writes_wake_a_sleeping_engine() {
+    use std::io::{Read, Write};
+    use std::net::{SocketAddrV4, TcpListener};
+    use xdp_tcp::api::{Stack, TcpStream};
+    use xdp_tcp::engine::{EngineConfig, IdleBackoff};
+
+    require_environment(&["ip", "ethtool"]);
+    let tb = Testbed::up("wk");
+    let peer = SocketAddrV4::new(tb.ip("ip_peer"), 9100);
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    let ns = tb.get("ns_peer").to_string();
+    let echo = std::thread::spawn(move || {
+        common::testbed::in_netns(&ns, move || {
+            let l = TcpListener::bind(peer).unwrap();
+            ready_tx.send(()).unwrap();
+            let (mut s, _) = l.accept().unwrap();
+            let mut buf = [0u8; 4];
+            let mut n = 0;
+            while s.read_exact(&mut buf).is_ok() {
+                s.write_all(&buf).unwrap();
+                n += 1;
+            }
+            n
+        })
+    });
+    ready_rx.recv_timeout(Duration::from_secs(10)).unwrap();
+
+    let mut stack = Stack::builder()
+        .interface(tb.get("if_stack"))
+        .netns(tb.netns_path("ns_stack"))
+        .engine_config(EngineConfig {
+            idle: Some(IdleBackoff {
+                after: 64,
+                max_sleep: std::time::Duration::from_secs(30),
+            }),
+            ..EngineConfig::default()
+        })
+        .start()
+        .unwrap();
+    let mut s = TcpStream::connect(&stack, peer).unwrap();
+    let mut buf = [0u8; 4];
+    for round in 0..5u8 {
+        std::thread::sleep(Duration::from_millis(300));
+        let t0 = Instant::now();
+        s.write_all(&[round; 4]).unwrap();
+        s.read_exact(&mut buf).unwrap();
+        let took = t0.elapsed();
+        assert_eq!(buf, [round; 4]);
+        assert!(
+            took < Duration::from_millis(100),
+            "round {round}: {took:?} (the engine slept through the write)"
+        );
+    }
+    drop(s);
+    stack.shutdown().unwrap();
+    assert_eq!(echo.join().unwrap(), 5);
+}

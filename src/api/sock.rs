@@ -130,7 +130,27 @@ pub(crate) enum Ev {
 #[derive(Clone)]
 pub(crate) struct EngineHandle {
     pub cmd: Sender<Command>,
-    pub wake: Option<Sender<()>>,
+    pub wake: Option<Wake>,
+}
+
+/// How an engine sleeping in its device's wait is woken.
+#[derive(Clone)]
+pub(crate) enum Wake {
+    /// A channel the device selects on ([`super::link::ChanIo::waker`]).
+    Chan(Sender<()>),
+    /// The eventfd an AF_XDP socket polls beside itself.
+    Xdp(crate::io::xdp::Waker),
+}
+
+impl Wake {
+    pub fn wake(&self) {
+        match self {
+            Wake::Chan(s) => {
+                let _ = s.try_send(());
+            }
+            Wake::Xdp(w) => w.wake(),
+        }
+    }
 }
 
 impl EngineHandle {
@@ -138,7 +158,7 @@ impl EngineHandle {
     pub fn send(&self, c: Command) -> bool {
         let ok = self.cmd.send(c).is_ok();
         if let Some(w) = &self.wake {
-            let _ = w.try_send(());
+            w.wake();
         }
         ok
     }

@@ -26,12 +26,14 @@ use std::time::Duration;
 use crossbeam::channel::Sender;
 
 use super::handler::{Handler, HandlerApp};
-use super::sock::{Control, EngineHandle, SockDefaults, StackApp};
+use super::sock::{Control, EngineHandle, SockDefaults, StackApp, Wake};
 use crate::engine::cores::{enter_netns, CoreId, CoreSpec, EngineThreads};
 use crate::engine::kernel::KernelTables;
 use crate::engine::{Engine, EngineConfig, IdleBackoff};
 use crate::flow::{Host, HostConfig};
-use crate::io::xdp::{ifindex, AttachMode, SteerConfig, SteerProgram, XdpSocket, XdpSocketConfig};
+use crate::io::xdp::{
+    ifindex, AttachMode, SteerConfig, SteerProgram, Waker, XdpSocket, XdpSocketConfig,
+};
 use crate::io::PacketIo;
 use crate::neigh::{ArpOwner, NeighCache, NeighConfig};
 use crate::tcp;
@@ -182,7 +184,8 @@ impl StackBuilder {
     }
 
     /// Engine batch sizes and idling. Default: spin 1024 empty iterations, then sleep up to
-    /// 1 ms in the device's wait (a frame wakes it at once).
+    /// 1 ms in the device's wait (a frame, or a command from an application thread, wakes it
+    /// at once).
     pub fn engine_config(mut self, cfg: EngineConfig) -> Self {
         self.engine = cfg;
         self
@@ -277,16 +280,25 @@ impl StackBuilder {
         let prog = Arc::clone(&program);
         let socket = self.socket.clone();
         let specs = self.specs(self.queues);
+        // An engine sleeping in poll(2) when idle is woken by its application threads' commands
+        // through an eventfd polled beside the socket, not after its longest sleep.
+        let wakers = specs
+            .iter()
+            .map(|_| Waker::new())
+            .collect::<io::Result<Vec<Waker>>>()?;
+        let wakes = wakers.iter().cloned().map(Wake::Xdp).map(Some).collect();
         let open = move |spec: &CoreSpec| {
             let mut kernel = KernelTables::open(index)?;
             let mac = kernel.link_mac()?;
-            let sock = XdpSocket::open(&ifname, spec.queue_id, &socket)?;
+            let mut sock = XdpSocket::open(&ifname, spec.queue_id, &socket)?;
+            if let Some(w) = wakers.get(spec.queue_id as usize) {
+                sock.set_waker(w.clone());
+            }
             prog.register_socket(spec.queue_id, sock.as_raw_fd())?;
             let mut neigh = NeighCache::new(NeighConfig::new(addr, prefix_len, mac));
             kernel.seed(crate::Instant::ZERO, &mut neigh)?;
             Ok((sock, neigh, Some(kernel)))
         };
-        let wakes = vec![None; specs.len()];
         self.launch(addr, specs, open, Some(program), wakes)
     }
 
@@ -300,7 +312,10 @@ impl StackBuilder {
             io::Error::new(io::ErrorKind::InvalidInput, "start_on needs an address")
         })?;
         let specs = self.specs(devices.len() as u32);
-        let wakes: Vec<Option<Sender<()>>> = devices.iter().map(|d| d.waker.clone()).collect();
+        let wakes: Vec<Option<Wake>> = devices
+            .iter()
+            .map(|d| d.waker.clone().map(Wake::Chan))
+            .collect();
         let slots: Mutex<Vec<Option<Device<P>>>> =
             Mutex::new(devices.into_iter().map(Some).collect());
         let open = move |spec: &CoreSpec| {
@@ -323,7 +338,7 @@ impl StackBuilder {
         specs: Vec<CoreSpec>,
         open: F,
         program: Option<Arc<SteerProgram>>,
-        wakes: Vec<Option<Sender<()>>>,
+        wakes: Vec<Option<Wake>>,
     ) -> io::Result<Stack>
     where
         P: PacketIo + Send + 'static,
@@ -386,8 +401,14 @@ impl StackBuilder {
                 None => engine,
             })
         })?;
-        let stop: Stopper =
-            Box::new(move || threads.stop().into_iter().map(|r| r.map(drop)).collect());
+        let wakes: Vec<Wake> = handles.iter().filter_map(|h| h.wake.clone()).collect();
+        let stop: Stopper = Box::new(move || {
+            threads
+                .stop_waking(|| wakes.iter().for_each(Wake::wake))
+                .into_iter()
+                .map(|r| r.map(drop))
+                .collect()
+        });
         Ok(Stack {
             engines: handles,
             control,
@@ -538,7 +559,7 @@ impl Stack {
         {
             for e in &self.engines {
                 if let Some(w) = &e.wake {
-                    let _ = w.try_send(());
+                    w.wake();
                 }
             }
             std::thread::sleep(Duration::from_millis(1));

@@ -153,7 +153,17 @@ impl<E> EngineThreads<E> {
 
     /// Stops every engine and returns each, or why it failed (a panic becomes an error).
     pub fn stop(self) -> Vec<io::Result<E>> {
+        self.stop_waking(|| {})
+    }
+
+    /// As [`EngineThreads::stop`], calling `wake` every millisecond until every engine thread
+    /// has ended: an engine asleep in its device's wait reads the stop flag only when it wakes.
+    pub fn stop_waking(self, wake: impl Fn()) -> Vec<io::Result<E>> {
         self.stop.store(true, Ordering::Relaxed);
+        while !self.handles.iter().all(|h| h.is_finished()) {
+            wake();
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
         self.handles
             .into_iter()
             .map(|h| {

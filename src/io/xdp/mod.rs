@@ -22,6 +22,6 @@ mod umem;
 pub use program::{
     check_object, ifindex, AttachMode, SteerConfig, SteerProgram, SteerStats, XdpMode, STEER_OBJECT,
 };
-pub use socket::{BindMode, SocketStats, XdpSocket, XdpSocketConfig};
+pub use socket::{BindMode, SocketStats, Waker, XdpSocket, XdpSocketConfig};
 pub use umem::{AccountingError, FrameAccounting, FrameLocation, FramePool, UmemConfig};
 pub use xsk_rs::socket::XdpStatistics;

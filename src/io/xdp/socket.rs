@@ -11,9 +11,12 @@
 //! awake (zero-copy drivers); the fill ring is kicked with a zero-timeout `poll` when rx comes
 //! up empty and the kernel asks for it.
 
-use std::io;
-use std::os::fd::{AsRawFd, RawFd};
+use std::fs::File;
+use std::io::{self, Read, Write};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::str::FromStr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::SeqCst};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use xsk_rs::config::{BindFlags, Interface, LibxdpFlags, QueueSize, SocketConfig};
@@ -79,6 +82,8 @@ pub struct SocketStats {
     pub tx_bad_len: u64,
     /// Bind attempts that failed with EBUSY before one succeeded.
     pub bind_busy_retries: u32,
+    /// Sleeps in `wait_rx` ended by a [`Waker`].
+    pub wakeups: u64,
 }
 
 /// An AF_XDP socket on one queue with a private UMEM.
@@ -99,6 +104,56 @@ pub struct XdpSocket {
     need_wakeup: bool,
     bind_time: Duration,
     stats: SocketStats,
+    /// Lets other threads end a sleep in [`PacketIo::wait_rx`], with the count of their wake-ups
+    /// seen at the start of the current iteration.
+    waker: Option<(Waker, u64)>,
+}
+
+/// Wakes an engine sleeping in [`XdpSocket`]'s `wait_rx` from another thread (an application
+/// thread that just queued a command for it). Cheap when the engine is awake: an atomic add and
+/// a load; an `eventfd` write only while it sleeps.
+#[derive(Clone, Debug)]
+pub struct Waker(Arc<WakeState>);
+
+#[derive(Debug)]
+struct WakeState {
+    /// Non-blocking eventfd, polled beside the socket.
+    fd: File,
+    /// The engine is in (or about to enter) its sleep.
+    asleep: AtomicBool,
+    /// Wake-ups asked for so far.
+    asked: AtomicU64,
+}
+
+impl Waker {
+    /// A waker with its own eventfd; give a clone to [`XdpSocket::set_waker`].
+    pub fn new() -> io::Result<Waker> {
+        // SAFETY: eventfd takes no pointers; a non-negative result is a new descriptor that
+        // nothing else owns, so OwnedFd may take it.
+        let fd = unsafe { libc::eventfd(0, libc::EFD_NONBLOCK | libc::EFD_CLOEXEC) };
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: as above, `fd` is ours alone.
+        let fd = File::from(unsafe { OwnedFd::from_raw_fd(fd) });
+        Ok(Waker(Arc::new(WakeState {
+            fd,
+            asleep: AtomicBool::new(false),
+            asked: AtomicU64::new(0),
+        })))
+    }
+
+    /// Ends the engine's sleep, or its next one if it is about to sleep having missed what the
+    /// caller queued. Call after queueing the work.
+    pub fn wake(&self) {
+        // Dekker-style with wait_rx: the engine sets `asleep` then reads `asked`; we add to
+        // `asked` then read `asleep` (all SeqCst). Either it sees our request and does not
+        // sleep, or we see it asleep and write the eventfd.
+        self.0.asked.fetch_add(1, SeqCst);
+        if self.0.asleep.load(SeqCst) {
+            let _ = (&self.0.fd).write(&1u64.to_ne_bytes());
+        }
+    }
 }
 
 fn is_errno(e: &xsk_rs::socket::SocketCreateError, code: i32) -> bool {
@@ -210,6 +265,7 @@ impl XdpSocket {
                 bind_busy_retries: busy_retries,
                 ..Default::default()
             },
+            waker: None,
         };
         sock.zero_copy = sock.query_zero_copy()?;
         sock.refill();
@@ -340,7 +396,52 @@ impl XdpSocket {
             return Ok(true);
         }
         let ms = timeout.as_millis().min(i32::MAX as u128) as i32;
-        self.rx.poll(ms)
+        let Some((waker, seen)) = &self.waker else {
+            return self.rx.poll(ms);
+        };
+        let state = &waker.0;
+        state.asleep.store(true, SeqCst);
+        if state.asked.load(SeqCst) != *seen {
+            // work was queued after this iteration began: the application may not have seen it
+            state.asleep.store(false, SeqCst);
+            return Ok(true);
+        }
+        let mut fds = [
+            libc::pollfd {
+                fd: self.rx.fd().as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            },
+            libc::pollfd {
+                fd: state.fd.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            },
+        ];
+        // SAFETY: `fds` is an array of two initialised pollfd for the call's whole duration;
+        // both descriptors stay open (the socket and the waker are borrowed by self).
+        let n = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, ms) };
+        state.asleep.store(false, SeqCst);
+        if n < 0 {
+            let e = io::Error::last_os_error();
+            return if e.kind() == io::ErrorKind::Interrupted {
+                Ok(true)
+            } else {
+                Err(e)
+            };
+        }
+        if fds[1].revents & libc::POLLIN != 0 {
+            self.stats.wakeups += 1;
+            // reset the eventfd's counter (non-blocking; empty is fine)
+            let _ = (&state.fd).read(&mut [0u8; 8]);
+        }
+        Ok(n > 0)
+    }
+
+    /// Lets `waker` end this socket's sleeps in [`PacketIo::wait_rx`] (see [`Waker::wake`]).
+    pub fn set_waker(&mut self, waker: Waker) {
+        let seen = waker.0.asked.load(SeqCst);
+        self.waker = Some((waker, seen));
     }
 }
 
@@ -352,6 +453,10 @@ impl AsRawFd for XdpSocket {
 
 impl PacketIo for XdpSocket {
     fn recv_batch<F: FnMut(&[u8])>(&mut self, budget: usize, mut f: F) -> usize {
+        // wake-ups asked for by now will be seen by this iteration's application
+        if let Some((w, seen)) = &mut self.waker {
+            *seen = w.0.asked.load(SeqCst);
+        }
         self.flush();
         let max = budget.min(self.scratch.len());
         // SAFETY: the descriptors written are plain values copied out of the rx ring of this
