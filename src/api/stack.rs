@@ -28,7 +28,7 @@ use crossbeam::channel::Sender;
 use super::handler::{Handler, HandlerApp};
 use super::sock::{Control, EngineHandle, SockDefaults, StackApp, Wake};
 use crate::engine::cores::{enter_netns, CoreId, CoreSpec, EngineThreads};
-use crate::engine::kernel::KernelTables;
+use crate::engine::kernel::{interface_ipv4, KernelTables};
 use crate::engine::{Engine, EngineConfig, IdleBackoff};
 use crate::flow::{Host, HostConfig};
 use crate::io::xdp::{
@@ -256,7 +256,7 @@ impl StackBuilder {
             Some(a) => a,
             None => {
                 let name = ifname.clone();
-                in_netns(self.netns.clone(), move || interface_addr(&name))?
+                in_netns(self.netns.clone(), move || interface_ipv4(&name))?
             }
         };
         let steer = SteerConfig {
@@ -435,59 +435,6 @@ fn in_netns<T: Send + 'static>(
     })
     .join()
     .map_err(|_| io::Error::other("set-up thread panicked"))?
-}
-
-/// The first IPv4 address of `ifname` and its prefix length.
-fn interface_addr(ifname: &str) -> io::Result<(Ipv4Addr, u8)> {
-    let mut list: *mut libc::ifaddrs = std::ptr::null_mut();
-    // SAFETY: getifaddrs fills `list` with a linked list we free below.
-    if unsafe { libc::getifaddrs(&mut list) } != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    let mut found = None;
-    let mut p = list;
-    while !p.is_null() {
-        // SAFETY: `p` is a node of the list getifaddrs returned, valid until freeifaddrs.
-        let ifa = unsafe { &*p };
-        p = ifa.ifa_next;
-        if ifa.ifa_addr.is_null() || ifa.ifa_name.is_null() {
-            continue;
-        }
-        // SAFETY: ifa_name is a NUL-terminated string owned by the list.
-        let name = unsafe { std::ffi::CStr::from_ptr(ifa.ifa_name) };
-        // SAFETY: ifa_addr is non-null and points to a sockaddr of the family it names.
-        let family = i32::from(unsafe { (*ifa.ifa_addr).sa_family });
-        if name.to_bytes() != ifname.as_bytes() || family != libc::AF_INET {
-            continue;
-        }
-        // SAFETY: AF_INET addresses are sockaddr_in; the netmask of one is too (or null).
-        let (a, m) = unsafe {
-            let a = (*(ifa.ifa_addr as *const libc::sockaddr_in))
-                .sin_addr
-                .s_addr;
-            let m = if ifa.ifa_netmask.is_null() {
-                u32::MAX
-            } else {
-                (*(ifa.ifa_netmask as *const libc::sockaddr_in))
-                    .sin_addr
-                    .s_addr
-            };
-            (a, m)
-        };
-        found = Some((
-            Ipv4Addr::from(u32::from_be(a)),
-            u32::from_be(m).count_ones() as u8,
-        ));
-        break;
-    }
-    // SAFETY: frees the list getifaddrs allocated, once.
-    unsafe { libc::freeifaddrs(list) };
-    found.ok_or_else(|| {
-        io::Error::new(
-            io::ErrorKind::NotFound,
-            format!("{ifname} has no IPv4 address"),
-        )
-    })
 }
 
 /// A running stack. Make connections with [`super::TcpStream::connect`] and

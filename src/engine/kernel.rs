@@ -280,3 +280,54 @@ impl KernelTables {
         Ok(SeedReport { routes, neighbours })
     }
 }
+
+/// The first IPv4 address of interface `ifname` in the calling thread's namespace, with its
+/// prefix length (getifaddrs).
+pub fn interface_ipv4(ifname: &str) -> io::Result<(Ipv4Addr, u8)> {
+    let mut head: *mut libc::ifaddrs = std::ptr::null_mut();
+    // SAFETY: getifaddrs allocates a list we free below; we only read it in between.
+    if unsafe { libc::getifaddrs(&mut head) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let mut found = None;
+    let mut p = head;
+    while !p.is_null() {
+        // SAFETY: p is a node of the list getifaddrs returned, not yet freed.
+        let ifa = unsafe { &*p };
+        p = ifa.ifa_next;
+        if ifa.ifa_addr.is_null() || ifa.ifa_name.is_null() {
+            continue;
+        }
+        // SAFETY: ifa_name is a NUL-terminated string owned by the list.
+        let name = unsafe { std::ffi::CStr::from_ptr(ifa.ifa_name) };
+        // SAFETY: ifa_addr is non-null and points to a sockaddr of at least its family's size.
+        let family = unsafe { (*ifa.ifa_addr).sa_family } as i32;
+        if name.to_bytes() != ifname.as_bytes() || family != libc::AF_INET {
+            continue;
+        }
+        // SAFETY: family AF_INET means these are sockaddr_in.
+        let (addr, mask) = unsafe {
+            let a = &*(ifa.ifa_addr as *const libc::sockaddr_in);
+            let m = if ifa.ifa_netmask.is_null() {
+                u32::MAX
+            } else {
+                u32::from_be(
+                    (*(ifa.ifa_netmask as *const libc::sockaddr_in))
+                        .sin_addr
+                        .s_addr,
+                )
+            };
+            (Ipv4Addr::from(u32::from_be(a.sin_addr.s_addr)), m)
+        };
+        found = Some((addr, mask.count_ones() as u8));
+        break;
+    }
+    // SAFETY: head came from getifaddrs and is freed once.
+    unsafe { libc::freeifaddrs(head) };
+    found.ok_or_else(|| {
+        io::Error::new(
+            io::ErrorKind::NotFound,
+            format!("no IPv4 address on {ifname} in this namespace"),
+        )
+    })
+}

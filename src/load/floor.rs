@@ -16,9 +16,9 @@ use std::time::Duration;
 
 use super::driver::Clock;
 use super::hist::Latency;
-use super::sys::iface_ipv4;
 use super::xdp::XdpOpts;
 use super::{LoadResult, RunConfig};
+use crate::engine::kernel::interface_ipv4;
 use crate::engine::kernel::KernelTables;
 use crate::io::xdp::{ifindex, SteerConfig, SteerProgram, XdpSocket, XdpSocketConfig};
 use crate::io::PacketIo;
@@ -31,7 +31,7 @@ const TCP: usize = 20;
 const PING_PORT: u16 = 60999;
 
 fn open_socket(opts: &XdpOpts, port: u16) -> io::Result<(SteerProgram, XdpSocket, Ipv4Addr)> {
-    let (addr, _) = iface_ipv4(&opts.iface)?;
+    let (addr, _) = interface_ipv4(&opts.iface)?;
     let mut prog = SteerProgram::load()?;
     prog.set_config(&SteerConfig {
         addr,

@@ -16,8 +16,9 @@ use std::sync::Arc;
 
 use super::alloc::thread_live_bytes;
 use super::driver::{Clock, ConnState, Driver};
-use super::sys::{iface_ipv4, CpuMark};
+use super::sys::CpuMark;
 use super::{LoadResult, Marks, Phase, RunConfig, ServeMode, ServerReport, Workload};
+use crate::engine::kernel::interface_ipv4;
 use crate::engine::kernel::KernelTables;
 use crate::engine::{App, Engine, EngineConfig, IdleBackoff};
 use crate::flow::{ConnId, Host, HostConfig};
@@ -64,7 +65,7 @@ pub struct Endpoint<A: App> {
 
 /// Builds an endpoint on `opts.iface` in the calling thread's namespace.
 pub fn open<A: App>(opts: &XdpOpts, listen: &[u16], app: A) -> io::Result<Endpoint<A>> {
-    let (addr, prefix) = iface_ipv4(&opts.iface)?;
+    let (addr, prefix) = interface_ipv4(&opts.iface)?;
     let index = ifindex(&opts.iface)?;
     let mut prog = SteerProgram::load()?;
     prog.set_config(&SteerConfig {
