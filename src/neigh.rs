@@ -191,7 +191,15 @@ pub struct NeighStats {
     /// ARP that changed nothing: unsolicited replies, requests for other hosts of unknown
     /// senders, senders off our subnet.
     pub arp_ignored: u64,
+    /// With [`ArpOwner::Stack`]: neighbours handed to the kernel's table
+    /// ([`NeighCache::poll_kernel_update`]), and those dropped by the rate limit.
+    pub kernel_updates: u64,
+    pub kernel_updates_limited: u64,
 }
+
+/// Most neighbours handed to the kernel per second: each costs the engine a netlink request, and
+/// ARP is cheap to forge.
+const KERNEL_UPDATES_PER_SEC: u32 = 64;
 
 /// Ethernet frames carrying ARP are padded to the 60-byte minimum (FCS excluded).
 pub const ARP_FRAME_LEN: usize = 60;
@@ -207,6 +215,10 @@ pub struct NeighCache {
     requests: VecDeque<Ipv4Addr>,
     replies: VecDeque<(EthernetAddress, Ipv4Addr)>,
     kernel_probes: VecDeque<Ipv4Addr>,
+    /// ARP the kernel would have learned from, had the XDP program not steered it to us.
+    kernel_updates: VecDeque<(Ipv4Addr, EthernetAddress)>,
+    /// Start of the current second of kernel updates, and how many it has had.
+    update_window: (Instant, u32),
     next_probe: Option<Instant>,
     next_gc: Option<Instant>,
     stats: NeighStats,
@@ -229,6 +241,8 @@ impl NeighCache {
             requests: VecDeque::new(),
             replies: VecDeque::new(),
             kernel_probes: VecDeque::new(),
+            kernel_updates: VecDeque::new(),
+            update_window: (Instant::ZERO, 0),
             next_probe: None,
             next_gc: None,
             stats: NeighStats::default(),
@@ -479,6 +493,33 @@ impl NeighCache {
         Some(ip)
     }
 
+    /// With [`ArpOwner::Stack`]: a neighbour the engine should write into the kernel's table.
+    /// The XDP program steers ARP for our address to the stack, so the kernel, which shares the
+    /// address (ping, other ports), would otherwise never hear a reply to its own requests nor
+    /// refresh its entries.
+    pub fn poll_kernel_update(&mut self) -> Option<(Ipv4Addr, EthernetAddress)> {
+        let u = self.kernel_updates.pop_front()?;
+        self.stats.kernel_updates += 1;
+        Some(u)
+    }
+
+    fn queue_kernel_update(&mut self, now: Instant, ip: Ipv4Addr, mac: EthernetAddress) {
+        if self.kernel_updates.contains(&(ip, mac)) {
+            return;
+        }
+        let (start, n) = &mut self.update_window;
+        if now.saturating_since(*start) >= crate::time::Duration::from_secs(1) {
+            *start = now;
+            *n = 0;
+        }
+        if *n >= KERNEL_UPDATES_PER_SEC {
+            self.stats.kernel_updates_limited += 1;
+            return;
+        }
+        *n += 1;
+        self.kernel_updates.push_back((ip, mac));
+    }
+
     // ------------------------------------------------------------ receive side
 
     /// Processes a received ARP packet.
@@ -520,6 +561,11 @@ impl NeighCache {
         }
         if spa == tpa {
             self.stats.gratuitous += 1;
+        }
+        if for_us && self.cfg.arp_owner == ArpOwner::Stack && self.on_link(spa) {
+            // what the kernel learns from ARP addressed to it (a reply to its request, or a
+            // request for its address), whether or not the stack keeps an entry
+            self.queue_kernel_update(now, spa, sha);
         }
         let changed = if self.on_link(spa) {
             self.update(now, spa, sha, is_request && for_us)
@@ -928,6 +974,54 @@ mod tests {
         n.seed(t(2), GW, GW_MAC, SeedState::Permanent);
         n.handle_arp(t(3), &arp(ArpOperation::Reply, NEW_MAC, GW, GW));
         assert_eq!(n.peek(GW), Some(GW_MAC));
+    }
+
+    #[test]
+    fn arp_for_us_is_handed_to_the_kernel_when_the_stack_owns_arp() {
+        let mut n = cache(ArpOwner::Stack);
+        // a reply to the kernel's own request: the stack keeps no entry, the kernel gets one
+        n.handle_arp(t(1), &arp(ArpOperation::Reply, PEER_MAC, PEER, US));
+        assert_eq!(n.peek(PEER), None);
+        assert_eq!(n.poll_kernel_update(), Some((PEER, PEER_MAC)));
+        assert_eq!(n.poll_kernel_update(), None);
+        // a request for our address too; one for another host, or from off the subnet, not
+        n.handle_arp(t(2), &arp(ArpOperation::Request, NEW_MAC, PEER, US));
+        n.handle_arp(t(2), &arp(ArpOperation::Request, GW_MAC, GW, PEER));
+        n.handle_arp(
+            t(2),
+            &arp(
+                ArpOperation::Request,
+                GW_MAC,
+                Ipv4Addr::new(10, 9, 9, 9),
+                US,
+            ),
+        );
+        assert_eq!(n.poll_kernel_update(), Some((PEER, NEW_MAC)));
+        assert_eq!(n.poll_kernel_update(), None);
+        assert_eq!(n.stats().kernel_updates, 2);
+        // the kernel hears ARP itself when it owns it
+        let mut k = cache(ArpOwner::Kernel);
+        k.handle_arp(t(1), &arp(ArpOperation::Reply, PEER_MAC, PEER, US));
+        assert_eq!(k.poll_kernel_update(), None);
+    }
+
+    #[test]
+    fn kernel_updates_are_rate_limited() {
+        let mut n = cache(ArpOwner::Stack);
+        let host = |i: u32| Ipv4Addr::from(u32::from(US) & !0xff | (i % 250 + 2));
+        for i in 0..100u32 {
+            let mac = EthernetAddress([2, 0, 0, 0, 1, i as u8]);
+            n.handle_arp(t(10), &arp(ArpOperation::Request, mac, host(i), US));
+            while n.poll_kernel_update().is_some() {}
+        }
+        assert_eq!(n.stats().kernel_updates, u64::from(KERNEL_UPDATES_PER_SEC));
+        assert_eq!(
+            n.stats().kernel_updates_limited,
+            100 - u64::from(KERNEL_UPDATES_PER_SEC)
+        );
+        // a second later the budget is back
+        n.handle_arp(t(1010), &arp(ArpOperation::Reply, PEER_MAC, PEER, US));
+        assert_eq!(n.poll_kernel_update(), Some((PEER, PEER_MAC)));
     }
 
     #[test]

@@ -796,24 +796,30 @@ fn stack_client_to_kernel_server_stack_arp() {
     stack_client_to_kernel_server("arp", ArpOwner::Stack, 20);
 }
 
-/// With ARP steered to the stack, the peer resolves our address through the stack's replies.
+/// With ARP steered to the stack, the peer resolves our address through the stack's replies,
+/// and the kernel, which shares our address, still reaches the peer and is reached: the stack
+/// hands what it hears in ARP for our address to the kernel's neighbour table.
 #[test]
 fn stack_answers_arp_when_steered() {
     require_environment(TOOLS);
     let tb = Testbed::up("ans");
     let run = start(&tb, ArpOwner::Stack, &[], ());
     let if_peer = tb.get("if_peer").to_string();
+    let if_stack = tb.get("if_stack").to_string();
     let stack = tb.get("ip_stack").to_string();
-    ok(
-        tb.in_ns("ns_peer", &["ip", "neigh", "flush", "dev", &if_peer])
-            .output()
-            .unwrap(),
-        "flush the peer's neighbours",
-    );
-    // The kernel cannot answer the ping (it no longer hears ARP); the peer's request for our
-    // address is what matters.
-    let _ = tb
-        .in_ns("ns_peer", &["ping", "-c", "1", "-W", "1", &stack])
+    let peer = tb.get("ip_peer").to_string();
+    for (ns, dev) in [("ns_peer", &if_peer), ("ns_stack", &if_stack)] {
+        ok(
+            tb.in_ns(ns, &["ip", "neigh", "flush", "dev", dev])
+                .output()
+                .unwrap(),
+            "flush the neighbours",
+        );
+    }
+    // The peer's request for our address reaches the stack, which answers it; the kernel gets
+    // the peer's entry from the stack and so can answer the ping itself.
+    let from_peer = tb
+        .in_ns("ns_peer", &["ping", "-c", "2", "-W", "2", &stack])
         .output()
         .unwrap();
     let shown = ok(
@@ -822,13 +828,49 @@ fn stack_answers_arp_when_steered() {
             .unwrap(),
         "ip neigh show",
     );
+    // The kernel's own request: the reply is steered to the stack, which hands it over.
+    ok(
+        tb.in_ns("ns_stack", &["ip", "neigh", "flush", "dev", &if_stack])
+            .output()
+            .unwrap(),
+        "flush the stack side's kernel neighbours",
+    );
+    let from_stack = tb
+        .in_ns("ns_stack", &["ping", "-c", "2", "-W", "2", &peer])
+        .output()
+        .unwrap();
+    let kernel_entry = ok(
+        tb.in_ns(
+            "ns_stack",
+            &["ip", "neigh", "show", &peer, "dev", &if_stack],
+        )
+        .output()
+        .unwrap(),
+        "ip neigh show",
+    );
     let engine = stop(&tb, run);
     assert!(
         shown.contains(tb.get("mac_stack")),
         "the peer did not learn our MAC from the stack: {shown:?}"
     );
+    assert!(
+        from_peer.status.success(),
+        "the kernel did not answer the peer's ping: {}",
+        String::from_utf8_lossy(&from_peer.stdout)
+    );
+    assert!(
+        from_stack.status.success(),
+        "the kernel's ping to the peer failed: {}",
+        String::from_utf8_lossy(&from_stack.stdout)
+    );
+    assert!(
+        kernel_entry.contains(tb.get("mac_peer")),
+        "the kernel has no entry for the peer: {kernel_entry:?}"
+    );
     let n = engine.neigh().stats();
     assert!(n.arp_replies_sent >= 1, "{n:?}");
+    assert!(n.kernel_updates >= 2, "{n:?}");
+    assert_eq!(engine.stats().kernel_update_errors, 0);
     assert_eq!(
         engine.neigh().peek(tb.ip("ip_peer")),
         Some(EthernetAddress(tb.mac("mac_peer"))),

@@ -11,7 +11,7 @@ use std::net::Ipv4Addr;
 
 use netlink_packet_core::{
     NetlinkHeader, NetlinkMessage, NetlinkPayload, NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP,
-    NLM_F_REQUEST,
+    NLM_F_REPLACE, NLM_F_REQUEST,
 };
 use netlink_packet_route::link::{LinkAttribute, LinkMessage};
 use netlink_packet_route::neighbour::{
@@ -247,6 +247,26 @@ impl KernelTables {
         self.request(
             RouteNetlinkMessage::NewNeighbour(msg),
             NLM_F_CREATE | NLM_F_ACK,
+        )
+        .map(drop)
+    }
+
+    /// Writes `ip` at `mac` into the kernel's neighbour table as reachable (creating or
+    /// replacing the entry), as the kernel would after hearing the ARP itself; packets the
+    /// kernel queued for `ip` go out.
+    pub fn set_neighbour(&mut self, ip: Ipv4Addr, mac: EthernetAddress) -> io::Result<()> {
+        let mut msg = NeighbourMessage::default();
+        msg.header.family = AddressFamily::Inet;
+        msg.header.ifindex = self.ifindex;
+        msg.header.state = NeighbourState::Reachable;
+        msg.attributes
+            .push(NeighbourAttribute::Destination(NeighbourAddress::Inet(ip)));
+        msg.attributes.push(NeighbourAttribute::LinkLayerAddress(
+            mac.as_bytes().to_vec(),
+        ));
+        self.request(
+            RouteNetlinkMessage::NewNeighbour(msg),
+            NLM_F_CREATE | NLM_F_REPLACE | NLM_F_ACK,
         )
         .map(drop)
     }

@@ -103,6 +103,10 @@ pub struct EngineStats {
     pub kernel_probe_errors: u64,
     /// Kernel probes with no netlink socket to serve them.
     pub kernel_probe_unserved: u64,
+    /// Neighbours the stack learned from ARP (it owns ARP) that the kernel refused, or that no
+    /// netlink socket could hand over.
+    pub kernel_update_errors: u64,
+    pub kernel_update_unserved: u64,
     pub drop_truncated: u64,
     /// Unicast to another MAC.
     pub drop_not_our_mac: u64,
@@ -263,6 +267,16 @@ impl<P: PacketIo, A: App> Engine<P, A> {
         }
         if neigh.poll_timeout().is_some_and(|t| t <= now) {
             neigh.handle_timeout(now);
+        }
+        while let Some((ip, mac)) = neigh.poll_kernel_update() {
+            match kernel {
+                Some(k) => {
+                    if k.set_neighbour(ip, mac).is_err() {
+                        stats.kernel_update_errors += 1;
+                    }
+                }
+                None => stats.kernel_update_unserved += 1,
+            }
         }
         while let Some(ip) = neigh.poll_kernel_probe() {
             match kernel {
