@@ -487,3 +487,68 @@ fn builder_handlers_serve_threaded_clients_and_a_panic_shuts_down() {
              // The handler had read "panic" before it panicked: the shutdown closes with FIN.
     assert_eq!(a.read(&mut buf).unwrap(), 0);
 }
+
+/// A server stack with two engines, each on its own link with its own client stack: one
+/// listener takes connections from both engines, and each connection is served by the engine
+/// its packets arrive on.
+#[test]
+fn a_listener_accepts_on_every_engine() {
+    const C2: Ipv4Addr = Ipv4Addr::new(10, 7, 0, 3);
+    let (c1_io, s0, _l0) = link::pair(2048);
+    let (c2_io, s1, _l1) = link::pair(2048);
+    let server = builder(S)
+        .start_on(vec![
+            Device {
+                waker: Some(s0.waker()),
+                io: s0,
+                mac: EthernetAddress([2, 7, 0, 0, 0, 2]),
+            },
+            Device {
+                waker: Some(s1.waker()),
+                io: s1,
+                mac: EthernetAddress([2, 7, 0, 0, 1, 2]),
+            },
+        ])
+        .expect("start the two-engine server");
+    let c1 = start(builder(C), c1_io, 1);
+    let c2 = start(builder(C2), c2_io, 3);
+    let l = TcpListener::bind(&server, 7300).unwrap();
+    let target = SocketAddrV4::new(S, 7300);
+    let mut clients = Vec::new();
+    for c in [&c1, &c2] {
+        for _ in 0..3 {
+            let mut s = TcpStream::connect_timeout(c, target, Duration::from_secs(5)).unwrap();
+            timeout(&mut s);
+            clients.push(s);
+        }
+    }
+    let mut peers = Vec::new();
+    let mut served = Vec::new();
+    for _ in 0..clients.len() {
+        let (mut s, peer) = l.accept().unwrap();
+        timeout(&mut s);
+        peers.push(peer.ip());
+        served.push(s);
+    }
+    peers.sort();
+    assert_eq!(peers, [C, C, C, C2, C2, C2].map(std::net::IpAddr::V4));
+    for (i, c) in clients.iter_mut().enumerate() {
+        c.write_all(format!("hello {i}").as_bytes()).unwrap();
+    }
+    for s in &mut served {
+        let mut buf = [0u8; 16];
+        let n = s.read(&mut buf).unwrap();
+        s.write_all(&buf[..n]).unwrap();
+    }
+    for (i, c) in clients.iter_mut().enumerate() {
+        let want = format!("hello {i}");
+        let mut buf = vec![0u8; want.len()];
+        c.read_exact(&mut buf).unwrap();
+        assert_eq!(buf, want.as_bytes());
+    }
+    drop(served);
+    for c in &mut clients {
+        let mut buf = [0u8; 1];
+        assert_eq!(c.read(&mut buf).unwrap(), 0, "the server's FIN");
+    }
+}
