@@ -2,61 +2,16 @@
 //! start and resolves the server over ARP (the stack owns ARP on both ends), then bulk data is
 //! echoed and checked byte by byte. Real clock, so bounded by wall time.
 
-use std::cell::RefCell;
-use std::collections::VecDeque;
 use std::net::{Ipv4Addr, SocketAddrV4};
-use std::rc::Rc;
 use std::time::{Duration, Instant};
 
+use xdp_tcp::api::link;
 use xdp_tcp::engine::apps::{BulkClient, EchoServer, StreamOutcome};
 use xdp_tcp::engine::{Engine, EngineConfig};
 use xdp_tcp::flow::{Host, HostConfig};
-use xdp_tcp::io::PacketIo;
 use xdp_tcp::neigh::{ArpOwner, NeighCache, NeighConfig};
 use xdp_tcp::tcp::State;
 use xdp_tcp::wire::EthernetAddress;
-
-type Wire = Rc<RefCell<VecDeque<Vec<u8>>>>;
-
-/// One end of a lossless link of bounded depth.
-struct MemIo {
-    rx: Wire,
-    tx: Wire,
-    depth: usize,
-}
-
-impl PacketIo for MemIo {
-    fn recv_batch<F: FnMut(&[u8])>(&mut self, budget: usize, mut f: F) -> usize {
-        let mut n = 0;
-        while n < budget {
-            let Some(frame) = self.rx.borrow_mut().pop_front() else {
-                break;
-            };
-            f(&frame);
-            n += 1;
-        }
-        n
-    }
-
-    fn send_batch<F: FnMut(&mut [u8]) -> Option<usize>>(
-        &mut self,
-        budget: usize,
-        mut f: F,
-    ) -> usize {
-        let mut n = 0;
-        let mut buf = vec![0u8; 1792];
-        while n < budget && self.tx.borrow().len() < self.depth {
-            let Some(len) = f(&mut buf) else { break };
-            self.tx.borrow_mut().push_back(buf[..len].to_vec());
-            n += 1;
-        }
-        n
-    }
-
-    fn frame_capacity(&self) -> usize {
-        1792
-    }
-}
 
 const CLIENT: Ipv4Addr = Ipv4Addr::new(10, 9, 0, 1);
 const SERVER: Ipv4Addr = Ipv4Addr::new(10, 9, 0, 2);
@@ -75,18 +30,14 @@ fn neigh(addr: Ipv4Addr, mac: EthernetAddress) -> NeighCache {
 fn bulk_echo_between_two_engines_resolving_over_arp() {
     const CONNS: usize = 8;
     const LEN: usize = 512 * 1024;
-    let a: Wire = Rc::default();
-    let b: Wire = Rc::default();
+    // The in-memory link of the API tests: lossless, bounded, 1792-byte frames.
+    let (client_io, server_io, _link) = link::pair(1792);
     let mut server_host = Host::new(HostConfig::new(SERVER));
     server_host.listen(PORT, 64);
     let echo = EchoServer::new(PORT);
     let echo_counters = echo.counters();
     let mut server = Engine::new(
-        MemIo {
-            rx: a.clone(),
-            tx: b.clone(),
-            depth: 256,
-        },
+        server_io,
         server_host,
         neigh(SERVER, SERVER_MAC),
         echo,
@@ -95,11 +46,7 @@ fn bulk_echo_between_two_engines_resolving_over_arp() {
     let client_app = BulkClient::new(SocketAddrV4::new(SERVER, PORT), CONNS, LEN, 42);
     let counters = client_app.counters();
     let mut client = Engine::new(
-        MemIo {
-            rx: b,
-            tx: a,
-            depth: 256,
-        },
+        client_io,
         Host::new(HostConfig::new(CLIENT)),
         neigh(CLIENT, CLIENT_MAC),
         client_app,
