@@ -24,15 +24,16 @@
 //! app reports [`HandlerApp::stop_requested`], which the [`crate::api::Stack`] turns into a
 //! clean shutdown of the whole stack.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::io;
 use std::net::{Shutdown, SocketAddrV4};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use super::error::{not_connected, to_io};
+use super::linger::{close_or_reset, Lingering};
 use crate::engine::App;
 use crate::flow::{ConnId, Host};
-use crate::tcp::{self, Connection, Event, KeepAlive};
+use crate::tcp::{Connection, Event, KeepAlive};
 use crate::time::Instant;
 
 /// Callbacks for the connections of one listener (or of the connections a handler opened).
@@ -194,11 +195,7 @@ impl Cx<'_> {
     /// for it. As in Linux, unread received bytes (or bytes arriving later) make it an RST
     /// instead, so the peer learns its data was not read.
     pub fn close(&mut self, conn: ConnId) {
-        if self.readable_len(conn) > 0 {
-            self.host.abort(conn);
-        } else {
-            self.host.close(conn);
-        }
+        close_or_reset(self.host, conn);
         self.ops.released.push(conn);
     }
 
@@ -305,8 +302,7 @@ struct Entry {
 pub struct HandlerApp {
     handlers: Vec<Entry>,
     owner: HashMap<ConnId, usize>,
-    /// Released by the application but not closed yet: bytes arriving now are answered by RST.
-    lingering: HashSet<ConnId>,
+    lingering: Lingering,
     stop: bool,
     panicked: bool,
 }
@@ -436,13 +432,7 @@ impl HandlerApp {
             }
         }
         for (id, _) in std::mem::take(&mut self.owner) {
-            let unread = host.conn(id).is_some_and(|c| c.recv_queue() > 0);
-            if unread {
-                host.abort(id);
-            } else {
-                host.close(id);
-                self.lingering.insert(id);
-            }
+            self.lingering.close(host, id);
         }
     }
 
@@ -451,23 +441,13 @@ impl HandlerApp {
         for (id, _) in std::mem::take(&mut self.owner) {
             host.abort(id);
         }
-        for id in std::mem::take(&mut self.lingering) {
-            host.abort(id);
-        }
+        self.lingering.abort_all(host);
     }
 
     /// True when no connection is open and every closing one is closed, in TIME-WAIT, or in
     /// FIN-WAIT-2 (everything we sent, FIN included, is acknowledged).
     pub fn quiet(&self, host: &Host) -> bool {
-        self.owner.is_empty()
-            && self.lingering.iter().all(|&id| {
-                host.conn(id).is_none_or(|c| {
-                    matches!(
-                        c.state(),
-                        tcp::State::Closed | tcp::State::TimeWait | tcp::State::FinWait2
-                    )
-                })
-            })
+        self.owner.is_empty() && self.lingering.quiet(host)
     }
 
     fn call(
@@ -515,16 +495,7 @@ impl HandlerApp {
         id: ConnId,
         ev: Event,
     ) -> bool {
-        if self.lingering.contains(&id) {
-            match ev {
-                Event::Readable if host.conn(id).is_some_and(|c| c.recv_queue() > 0) => {
-                    host.abort(id)
-                }
-                Event::Closed => {
-                    self.lingering.remove(&id);
-                }
-                _ => {}
-            }
+        if self.lingering.event(host, id, ev) {
             return true;
         }
         if let Some(&idx) = self.owner.get(&id) {

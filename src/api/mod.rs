@@ -28,6 +28,7 @@
 
 pub mod error;
 pub mod handler;
+mod linger;
 pub mod link;
 pub mod listener;
 mod sock;

@@ -19,7 +19,7 @@
 //!   in the queue and the engine, plus the send buffer itself (Linux also reserves twice the
 //!   value set). A waiting writer sets `send_waiting`; the engine answers it with a `Credit` event.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::net::{Shutdown, SocketAddrV4};
 use std::sync::atomic::{AtomicBool, AtomicIsize, AtomicU64, AtomicUsize, Ordering::SeqCst};
 use std::sync::Arc;
@@ -27,6 +27,7 @@ use std::sync::Arc;
 use crossbeam::channel::{Receiver, Sender};
 
 use super::handler::HandlerApp;
+use super::linger::Lingering;
 use super::stream::TcpStream;
 use crate::engine::App;
 use crate::flow::{ConnId, Host};
@@ -269,7 +270,7 @@ pub(crate) struct StackApp {
     socks: HashMap<u64, Sock, ahash::RandomState>,
     by_conn: HashMap<ConnId, u64, ahash::RandomState>,
     /// Released by their owner and not closed yet: bytes arriving now are answered by RST.
-    lingering: HashSet<ConnId, ahash::RandomState>,
+    lingering: Lingering,
     listeners: HashMap<u16, (u64, Sender<TcpStream>), ahash::RandomState>,
     held: Vec<u64>,
     cmds: Receiver<Command>,
@@ -294,7 +295,7 @@ impl StackApp {
             handlers,
             socks: HashMap::default(),
             by_conn: HashMap::default(),
-            lingering: HashSet::default(),
+            lingering: Lingering::default(),
             listeners: HashMap::default(),
             held: Vec::new(),
             cmds,
@@ -465,13 +466,7 @@ impl StackApp {
         }
         if s.closed {
             if s.pending.is_empty() {
-                let unread = host.conn(id).is_some_and(|c| c.recv_queue() > 0);
-                if unread {
-                    host.abort(id);
-                } else {
-                    host.close(id);
-                    self.lingering.insert(id);
-                }
+                self.lingering.close(host, id);
                 self.socks.remove(&token);
                 self.by_conn.remove(&id);
             }
@@ -525,16 +520,7 @@ impl StackApp {
     }
 
     fn event(&mut self, now: Instant, host: &mut Host, id: ConnId, ev: Event) -> usize {
-        if self.lingering.contains(&id) {
-            match ev {
-                Event::Readable if host.conn(id).is_some_and(|c| c.recv_queue() > 0) => {
-                    host.abort(id)
-                }
-                Event::Closed => {
-                    self.lingering.remove(&id);
-                }
-                _ => {}
-            }
+        if self.lingering.event(host, id, ev) {
             return 1;
         }
         if let Some(&token) = self.by_conn.get(&id) {
@@ -610,27 +596,13 @@ impl StackApp {
         }
         for (_, s) in std::mem::take(&mut self.socks) {
             let _ = s.tx.send(Ev::Error(tcp::Error::Aborted));
-            let unread = host.conn(s.conn).is_some_and(|c| c.recv_queue() > 0);
-            if unread {
-                host.abort(s.conn);
-            } else {
-                host.close(s.conn);
-                self.lingering.insert(s.conn);
-            }
+            self.lingering.close(host, s.conn);
         }
         self.by_conn.clear();
     }
 
     fn quiet(&self, host: &Host) -> bool {
-        self.handlers.quiet(host)
-            && self.lingering.iter().all(|&id| {
-                host.conn(id).is_none_or(|c| {
-                    matches!(
-                        c.state(),
-                        tcp::State::Closed | tcp::State::TimeWait | tcp::State::FinWait2
-                    )
-                })
-            })
+        self.handlers.quiet(host) && self.lingering.quiet(host)
     }
 }
 
@@ -670,9 +642,7 @@ impl App for StackApp {
         if let Some(deadline) = self.shutdown_at {
             if !self.drained && (now >= deadline || self.quiet(host)) {
                 self.handlers.abort_all(host);
-                for id in std::mem::take(&mut self.lingering) {
-                    host.abort(id);
-                }
+                self.lingering.abort_all(host);
                 self.drained = true;
                 self.control.drained.fetch_add(1, SeqCst);
             }
