@@ -148,14 +148,7 @@ fn serve(args: &Args) -> Result<(), String> {
     let mode: ServeMode = args.get("mode", ServeMode::Echo)?;
     let nports: u16 = args.get("ports", 1u16)?;
     let ports: Vec<u16> = (0..nports.max(1)).map(|i| port + i).collect();
-    let stop = stop_on_signals();
-    if let Some(d) = args.kv.get("duration") {
-        let d: f64 = d.parse().map_err(|e| format!("--duration: {e}"))?;
-        std::thread::spawn(move || {
-            std::thread::sleep(Duration::from_secs_f64(d));
-            stop.store(true, std::sync::atomic::Ordering::Relaxed);
-        });
-    }
+    let stop = stop_flag(args)?;
     let core = args.core()?;
     let block = args.flag("block");
     let shards: usize = args.get("shards", 1usize)?;
@@ -292,14 +285,7 @@ fn floor_cmd(args: &Args) -> Result<(), String> {
                 .need("port")?
                 .parse()
                 .map_err(|e| format!("--port: {e}"))?;
-            let stop = stop_on_signals();
-            if let Some(d) = args.kv.get("duration") {
-                let d: f64 = d.parse().map_err(|e| format!("--duration: {e}"))?;
-                std::thread::spawn(move || {
-                    std::thread::sleep(Duration::from_secs_f64(d));
-                    stop.store(true, std::sync::atomic::Ordering::Relaxed);
-                });
-            }
+            let stop = stop_flag(args)?;
             let n = placed(args, move || {
                 floor::reflect(&XdpOpts::new(&iface), port, stop, || {
                     eprintln!("reflecting port {port}")
@@ -326,6 +312,19 @@ fn floor_cmd(args: &Args) -> Result<(), String> {
         }
         _ => Err("floor reflect|ping".into()),
     }
+}
+
+/// Set on SIGINT/SIGTERM, and after `--duration` seconds when given.
+fn stop_flag(args: &Args) -> Result<&'static std::sync::atomic::AtomicBool, String> {
+    let stop = stop_on_signals();
+    if let Some(d) = args.kv.get("duration") {
+        let d: f64 = d.parse().map_err(|e| format!("--duration: {e}"))?;
+        std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_secs_f64(d));
+            stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        });
+    }
+    Ok(stop)
 }
 
 fn bench_cmd(args: &Args) -> Result<(), String> {
