@@ -92,10 +92,19 @@ impl Testbed {
     }
 
     pub fn get(&self, k: &str) -> io::Result<String> {
-        self.kv
-            .get(k)
-            .cloned()
+        self.value(k)
+            .map(str::to_string)
             .ok_or_else(|| io::Error::other(format!("testbed.sh printed no {k}")))
+    }
+
+    /// One of the `key=value` lines `testbed.sh up` printed.
+    pub fn value(&self, k: &str) -> Option<&str> {
+        self.kv.get(k).map(String::as_str)
+    }
+
+    /// The NAME it was brought up as.
+    pub fn name(&self) -> &str {
+        &self.name
     }
 
     /// Runs a command inside namespace `ns_key` (`ns_stack` or `ns_peer`).

@@ -5,7 +5,6 @@
 //! These tests run as root in the normal suite. Without root or a required tool they fail with
 //! the fix rather than skip: a skipped datapath test looks green while proving nothing.
 
-use std::collections::HashMap;
 use std::net::Ipv4Addr;
 use std::path::PathBuf;
 use std::process::{Command, Output};
@@ -33,40 +32,23 @@ pub fn require_environment(tools: &[&str]) {
     }
 }
 
-/// The testbed; `down` on drop, also when the test panics.
-pub struct Testbed {
-    name: String,
-    kv: HashMap<String, String>,
-}
+/// The testbed (the benchmark's, `xdp_tcp::load::bench::Testbed`); `down` on drop, also when
+/// the test panics.
+pub struct Testbed(xdp_tcp::load::bench::Testbed);
 
 impl Testbed {
     /// `tag` (a few letters) plus the pid names it, so concurrent runs do not collide.
     pub fn up(tag: &str) -> Testbed {
         let name = format!("xt{tag}{}", std::process::id() % 100_000);
-        let out = Command::new(SCRIPT)
-            .args(["up", &name])
-            .output()
-            .expect("run deploy/testbed.sh");
-        let mut tb = Testbed {
-            name,
-            kv: HashMap::new(),
-        };
-        assert!(
-            out.status.success(),
-            "testbed.sh up failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        tb.kv = String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .filter_map(|l| l.split_once('='))
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
-        tb
+        Testbed(
+            xdp_tcp::load::bench::Testbed::up(std::path::Path::new(SCRIPT), &name)
+                .unwrap_or_else(|e| panic!("testbed.sh up failed: {e}")),
+        )
     }
 
     pub fn get(&self, key: &str) -> &str {
-        self.kv
-            .get(key)
+        self.0
+            .value(key)
             .unwrap_or_else(|| panic!("testbed.sh printed no {key}"))
     }
 
@@ -112,7 +94,7 @@ impl Testbed {
     }
 
     pub fn name(&self) -> &str {
-        &self.name
+        self.0.name()
     }
 
     pub fn python(&self, secs: u32, ns_key: &str, script: &str, args: &[&str]) -> Command {
@@ -127,12 +109,6 @@ impl Testbed {
         c.args([&secs.to_string(), "ip", "netns", "exec", self.get(ns_key)])
             .args(args);
         c
-    }
-}
-
-impl Drop for Testbed {
-    fn drop(&mut self) {
-        let _ = Command::new(SCRIPT).args(["down", &self.name]).status();
     }
 }
 
