@@ -302,8 +302,7 @@ fn pcap_tap_on_af_xdp_passes_tshark_checksum_validation() {
     let tb = Testbed::up("pcp");
     let ns = tb.get("ns_stack").to_string();
     let if_stack = tb.get("if_stack").to_string();
-    let (ip_stack, ip_peer) = (tb.ip("ip_stack"), tb.ip("ip_peer"));
-    let (mac_stack, mac_peer) = (tb.mac("mac_stack"), tb.mac("mac_peer"));
+    let ip_stack = tb.ip("ip_stack");
     let (prog, sock) = in_netns(&ns, move || {
         let mut prog = SteerProgram::load().expect("load xdp_steer (needs CAP_BPF)");
         prog.set_config(&SteerConfig {
@@ -373,17 +372,7 @@ fn pcap_tap_on_af_xdp_passes_tshark_checksum_validation() {
             let t = parse_tcp(f).expect("only TCP is steered to us");
             rst |= t.flags & RST != 0;
             if t.flags & SYN != 0 {
-                replies.push(Tcp {
-                    src_mac: mac_stack,
-                    dst_mac: mac_peer,
-                    src: ip_stack,
-                    dst: ip_peer,
-                    sport: STACK_PORT,
-                    dport: t.sport,
-                    seq: ISN,
-                    ack: t.seq.wrapping_add(1),
-                    flags: SYN | ACK,
-                });
+                replies.push(Tcp::syn_ack(&t, ISN));
             } else if t.flags & ACK != 0 && t.ack == ISN.wrapping_add(1) {
                 acked = true;
             }

@@ -86,7 +86,6 @@ fn handshake_with_kernel(tag: &str, mode: AttachMode, expect: XdpMode) {
     let ns = tb.get("ns_stack").to_string();
     let if_stack = tb.get("if_stack").to_string();
     let (ip_stack, ip_peer) = (tb.ip("ip_stack"), tb.ip("ip_peer"));
-    let (mac_stack, mac_peer) = (tb.mac("mac_stack"), tb.mac("mac_peer"));
 
     let (prog, mut sock) = in_netns(&ns, move || {
         let mut prog = SteerProgram::load().expect("load xdp_steer (needs CAP_BPF)");
@@ -134,17 +133,7 @@ fn handshake_with_kernel(tag: &str, mode: AttachMode, expect: XdpMode) {
             if t.flags & SYN != 0 {
                 syn_seen += 1;
                 client_port = Some(t.sport);
-                replies.push(Tcp {
-                    src_mac: mac_stack,
-                    dst_mac: mac_peer,
-                    src: ip_stack,
-                    dst: ip_peer,
-                    sport: STACK_PORT,
-                    dport: t.sport,
-                    seq: ISN,
-                    ack: t.seq.wrapping_add(1),
-                    flags: SYN | ACK,
-                });
+                replies.push(Tcp::syn_ack(&t, ISN));
             } else if t.flags & ACK != 0 && t.ack == ISN.wrapping_add(1) {
                 acked = true;
             }

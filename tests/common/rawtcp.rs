@@ -34,6 +34,24 @@ pub struct Tcp {
     pub flags: u8,
 }
 
+impl Tcp {
+    /// The SYN-ACK (sequence `isn`) answering `syn`: addresses and ports swapped, its sequence
+    /// number acknowledged.
+    pub fn syn_ack(syn: &Tcp, isn: u32) -> Tcp {
+        Tcp {
+            src_mac: syn.dst_mac,
+            dst_mac: syn.src_mac,
+            src: syn.dst,
+            dst: syn.src,
+            sport: syn.dport,
+            dport: syn.sport,
+            seq: isn,
+            ack: syn.seq.wrapping_add(1),
+            flags: SYN | ACK,
+        }
+    }
+}
+
 pub const SYN: u8 = 0x02;
 pub const RST: u8 = 0x04;
 pub const ACK: u8 = 0x10;
