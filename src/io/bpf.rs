@@ -1,10 +1,11 @@
 //! Small libbpf helpers shared by our BPF programs' loaders (`io::xdp::program` for the XDP
 //! steering program, `io::fault_bpf` for the tc fault program).
 
-use std::ffi::{c_int, CString};
+use std::ffi::{c_int, c_void, CString};
 use std::io;
 use std::ptr::NonNull;
 
+use bytemuck::Pod;
 use libxdp_sys as sys;
 
 /// libbpf returns `-errno` on failure.
@@ -72,4 +73,47 @@ pub(crate) fn possible_cpus() -> io::Result<usize> {
         max = max.max(last.parse::<usize>().map_err(|_| bad())?);
     }
     Ok(max + 1)
+}
+
+/// Sets `key` to `value` in map `fd`. The types must have the map's key and value sizes, which
+/// the loaders check against the object (`check_layout`).
+pub(crate) fn map_update<K: Pod, V: Pod>(fd: c_int, key: &K, value: &V) -> io::Result<()> {
+    // SAFETY: key and value are plain data of the map's sizes, valid for the call.
+    let ret = unsafe {
+        sys::bpf_map_update_elem(
+            fd,
+            (key as *const K).cast(),
+            (value as *const V).cast(),
+            u64::from(sys::BPF_ANY),
+        )
+    };
+    neg_errno(ret).map(|_| ())
+}
+
+/// Removes `key` from map `fd` (a key of the map's key size).
+pub(crate) fn map_delete<K: Pod>(fd: c_int, key: &K) -> io::Result<()> {
+    // SAFETY: the key is plain data of the map's key size, valid for the call.
+    neg_errno(unsafe { sys::bpf_map_delete_elem(fd, (key as *const K).cast()) }).map(|_| ())
+}
+
+/// The `cpus` per-CPU values of `key` in the per-CPU array `fd`, whose value type is `T` (its
+/// size a multiple of 8, as the kernel lays out per-CPU values).
+pub(crate) fn map_lookup_percpu<T: Pod>(fd: c_int, key: u32, cpus: usize) -> io::Result<Vec<T>> {
+    assert_eq!(
+        std::mem::size_of::<T>() % 8,
+        0,
+        "per-CPU values are 8-byte aligned"
+    );
+    let mut per_cpu = vec![T::zeroed(); cpus];
+    // SAFETY: a per-CPU array lookup writes value_size (a multiple of 8, asserted above) times
+    // the number of possible CPUs, which is exactly the buffer's size.
+    let ret = unsafe {
+        sys::bpf_map_lookup_elem(
+            fd,
+            (&key as *const u32).cast(),
+            per_cpu.as_mut_ptr().cast::<c_void>(),
+        )
+    };
+    neg_errno(ret)?;
+    Ok(per_cpu)
 }

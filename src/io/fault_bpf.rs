@@ -17,7 +17,7 @@
 //! any thread and namespace, and the kernel closes it if the process dies, so a crashed test
 //! leaves no filter behind. Dropping the program detaches it.
 
-use std::ffi::{c_int, c_void, CString};
+use std::ffi::{c_int, CString};
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::path::Path;
@@ -26,7 +26,7 @@ use std::ptr::NonNull;
 use bytemuck::{Pod, Zeroable};
 use libxdp_sys as sys;
 
-use crate::io::bpf::{cstr, neg_errno, open_object, possible_cpus};
+use crate::io::bpf::{cstr, map_lookup_percpu, map_update, neg_errno, open_object, possible_cpus};
 
 /// The compiled program, built from `bpf/fault.c` by `build.rs`.
 pub static FAULT_OBJECT: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/fault.o"));
@@ -232,18 +232,7 @@ impl TcFaultProgram {
             drop_thresh: threshold(rates.drop),
             dup_thresh: threshold(rates.duplicate),
         };
-        let key = dir.key();
-        // SAFETY: key and value are plain data of the sizes the map was created with (checked in
-        // `check_layout`), valid for the call.
-        let ret = unsafe {
-            sys::bpf_map_update_elem(
-                self.config_fd,
-                (&key as *const u32).cast(),
-                (&raw as *const RawFaultConfig).cast(),
-                u64::from(sys::BPF_ANY),
-            )
-        };
-        neg_errno(ret).map(|_| ())
+        map_update(self.config_fd, &dir.key(), &raw)
     }
 
     /// Attaches to the tcx ingress and egress hooks of `ifindex`, an index in the calling
@@ -312,18 +301,8 @@ impl TcFaultProgram {
 
     /// The counters of one direction, summed over CPUs.
     pub fn stats(&self, dir: Direction) -> io::Result<TcFaultStats> {
-        let mut per_cpu = vec![TcFaultStats::zeroed(); self.possible_cpus];
-        let key = dir.key();
-        // SAFETY: a per-CPU array lookup writes value_size (56, a multiple of 8) times the number
-        // of possible CPUs, which is exactly the buffer's size.
-        let ret = unsafe {
-            sys::bpf_map_lookup_elem(
-                self.stats_fd,
-                (&key as *const u32).cast(),
-                per_cpu.as_mut_ptr().cast::<c_void>(),
-            )
-        };
-        neg_errno(ret)?;
+        let per_cpu: Vec<TcFaultStats> =
+            map_lookup_percpu(self.stats_fd, dir.key(), self.possible_cpus)?;
         let mut sum = TcFaultStats::default();
         per_cpu.iter().for_each(|s| sum.add(s));
         Ok(sum)

@@ -10,7 +10,7 @@
 //! fails on this kernel, and sockets are created with `XSK_LIBXDP_FLAGS_INHIBIT_PROG_LOAD` so
 //! libxdp never attaches its default program over ours.
 
-use std::ffi::{c_int, c_void, CString};
+use std::ffi::{c_int, CString};
 use std::io;
 use std::net::Ipv4Addr;
 use std::ops::RangeInclusive;
@@ -20,7 +20,9 @@ use std::ptr::NonNull;
 use bytemuck::{Pod, Zeroable};
 use libxdp_sys as sys;
 
-use crate::io::bpf::{cstr, neg_errno, open_object, possible_cpus};
+use crate::io::bpf::{
+    cstr, map_delete, map_lookup_percpu, map_update, neg_errno, open_object, possible_cpus,
+};
 
 /// The compiled steering program, built from `bpf/xdp_steer.c` by `build.rs`.
 pub static STEER_OBJECT: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/xdp_steer.o"));
@@ -282,17 +284,17 @@ impl SteerProgram {
     /// Replaces the configuration; takes effect for the next frame.
     pub fn set_config(&self, config: &SteerConfig) -> io::Result<()> {
         let raw = config.to_raw();
-        self.update(self.config_fd, &0u32, &raw)
+        map_update(self.config_fd, &0u32, &raw)
     }
 
     /// Steers TCP to `port` on our address to the stack.
     pub fn add_listen_port(&self, port: u16) -> io::Result<()> {
-        self.update(self.ports_fd, &port, &1u8)
+        map_update(self.ports_fd, &port, &1u8)
     }
 
     /// Stops steering `port` (unless it is in the ephemeral range).
     pub fn remove_listen_port(&self, port: u16) -> io::Result<()> {
-        self.delete(self.ports_fd, &port)
+        map_delete(self.ports_fd, &port)
     }
 
     /// Attaches to `ifindex` (an index in the calling thread's network namespace) through a BPF
@@ -362,51 +364,21 @@ impl SteerProgram {
 
     /// Directs frames steered on `queue_id` to the AF_XDP socket `fd` (bound to that queue).
     pub fn register_socket(&self, queue_id: u32, fd: RawFd) -> io::Result<()> {
-        self.update(self.xsks_fd, &queue_id, &(fd as u32))
+        map_update(self.xsks_fd, &queue_id, &(fd as u32))
     }
 
     /// Removes the socket of `queue_id`; its frames are then passed (counted `redirect_failed`).
     /// Closing a socket removes it too.
     pub fn unregister_socket(&self, queue_id: u32) -> io::Result<()> {
-        self.delete(self.xsks_fd, &queue_id)
+        map_delete(self.xsks_fd, &queue_id)
     }
 
     /// The per-verdict counters summed over all CPUs.
     pub fn stats(&self) -> io::Result<SteerStats> {
-        let mut per_cpu = vec![SteerStats::zeroed(); self.possible_cpus];
-        let key = 0u32;
-        // SAFETY: a per-CPU array lookup writes value_size (rounded to 8; SteerStats is 72 bytes)
-        // times the number of possible CPUs, which is exactly the buffer's size.
-        let ret = unsafe {
-            sys::bpf_map_lookup_elem(
-                self.stats_fd,
-                (&key as *const u32).cast(),
-                per_cpu.as_mut_ptr().cast::<c_void>(),
-            )
-        };
-        neg_errno(ret)?;
+        let per_cpu: Vec<SteerStats> = map_lookup_percpu(self.stats_fd, 0, self.possible_cpus)?;
         let mut sum = SteerStats::default();
         per_cpu.iter().for_each(|s| sum.add(s));
         Ok(sum)
-    }
-
-    fn update<K: Pod, V: Pod>(&self, fd: c_int, key: &K, value: &V) -> io::Result<()> {
-        // SAFETY: key and value are plain data of the sizes the map was created with (checked
-        // against the object in `check_layout`), valid for the call.
-        let ret = unsafe {
-            sys::bpf_map_update_elem(
-                fd,
-                (key as *const K).cast(),
-                (value as *const V).cast(),
-                u64::from(sys::BPF_ANY),
-            )
-        };
-        neg_errno(ret).map(|_| ())
-    }
-
-    fn delete<K: Pod>(&self, fd: c_int, key: &K) -> io::Result<()> {
-        // SAFETY: the key is plain data of the map's key size, valid for the call.
-        neg_errno(unsafe { sys::bpf_map_delete_elem(fd, (key as *const K).cast()) }).map(|_| ())
     }
 }
 
