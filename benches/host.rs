@@ -8,7 +8,7 @@ use std::time::Instant as StdInstant;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use xdp_tcp::flow::{ConnId, Host, HostConfig};
+use xdp_tcp::host::{ConnId, Host, HostConfig};
 use xdp_tcp::time::Instant;
 
 const A: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 1);

@@ -12,7 +12,7 @@ use xdp_tcp::api::{
     TcpStream,
 };
 use xdp_tcp::engine::{EngineConfig, IdleBackoff};
-use xdp_tcp::flow::ConnId;
+use xdp_tcp::host::ConnId;
 use xdp_tcp::wire::EthernetAddress;
 
 const C: Ipv4Addr = Ipv4Addr::new(10, 7, 0, 1);

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use xdp_tcp::api::link;
 use xdp_tcp::engine::apps::{BulkClient, EchoServer, StreamOutcome};
 use xdp_tcp::engine::{Engine, EngineConfig};
-use xdp_tcp::flow::{Host, HostConfig};
+use xdp_tcp::host::{Host, HostConfig};
 use xdp_tcp::neigh::{ArpOwner, NeighCache, NeighConfig};
 use xdp_tcp::tcp::State;
 use xdp_tcp::wire::EthernetAddress;

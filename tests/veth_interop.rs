@@ -30,7 +30,7 @@ use xdp_tcp::engine::apps::{BulkClient, EchoServer, StreamOutcome};
 use xdp_tcp::engine::cores::{CoreSpec, EngineThreads};
 use xdp_tcp::engine::kernel::KernelTables;
 use xdp_tcp::engine::{App, Engine, EngineConfig, IdleBackoff};
-use xdp_tcp::flow::{Host, HostConfig};
+use xdp_tcp::host::{Host, HostConfig};
 use xdp_tcp::io::fault_bpf::{Direction, TcFaultProgram, TcFaultRates};
 use xdp_tcp::io::pcap::{PcapConfig, PcapTap};
 use xdp_tcp::io::xdp::{

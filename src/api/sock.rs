@@ -30,7 +30,7 @@ use super::handler::HandlerApp;
 use super::linger::Lingering;
 use super::stream::TcpStream;
 use crate::engine::App;
-use crate::flow::{ConnId, Host};
+use crate::host::{ConnId, Host};
 use crate::tcp::{self, Event, KeepAlive};
 use crate::time::{Duration, Instant};
 

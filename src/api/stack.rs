@@ -30,7 +30,7 @@ use super::sock::{Control, EngineHandle, SockDefaults, StackApp, Wake};
 use crate::engine::cores::{enter_netns, CoreId, CoreSpec, EngineThreads};
 use crate::engine::kernel::{interface_ipv4, KernelTables};
 use crate::engine::{Engine, EngineConfig, IdleBackoff};
-use crate::flow::{Host, HostConfig};
+use crate::host::{Host, HostConfig};
 use crate::io::xdp::{
     ifindex, AttachMode, SteerConfig, SteerProgram, Waker, XdpSocket, XdpSocketConfig,
 };
@@ -57,7 +57,7 @@ pub struct Device<P> {
 ///
 /// ```no_run
 /// use xdp_tcp::api::{Cx, Handler, Stack};
-/// use xdp_tcp::flow::ConnId;
+/// use xdp_tcp::host::ConnId;
 ///
 /// struct Echo;
 /// impl Handler for Echo {

@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use super::App;
-use crate::flow::{ConnId, Host};
+use crate::host::{ConnId, Host};
 use crate::tcp::{self, Event};
 use crate::time::Instant;
 

@@ -41,7 +41,7 @@ pub mod kernel;
 use std::net::Ipv4Addr;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use crate::flow::{ConnId, Host};
+use crate::host::{ConnId, Host};
 use crate::io::PacketIo;
 use crate::neigh::{Lookup, NeighCache};
 use crate::tcp::Event;

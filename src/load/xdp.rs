@@ -21,7 +21,7 @@ use super::{LoadResult, Marks, Phase, RunConfig, ServeMode, ServerReport, Worklo
 use crate::engine::kernel::interface_ipv4;
 use crate::engine::kernel::KernelTables;
 use crate::engine::{App, Engine, EngineConfig, IdleBackoff};
-use crate::flow::{ConnId, Host, HostConfig};
+use crate::host::{ConnId, Host, HostConfig};
 use crate::io::xdp::{ifindex, AttachMode, SteerConfig, SteerProgram, XdpSocket, XdpSocketConfig};
 use crate::neigh::{NeighCache, NeighConfig};
 use crate::tcp::Event;

@@ -9,7 +9,7 @@
 use std::net::Ipv4Addr;
 
 use super::link::{Link, LinkConfig};
-use crate::flow::{Host, HostConfig};
+use crate::host::{Host, HostConfig};
 use crate::time::Instant;
 use crate::wire::Ipv4Packet;
 
