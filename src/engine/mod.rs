@@ -38,7 +38,6 @@ pub mod apps;
 pub mod cores;
 pub mod kernel;
 
-use std::net::Ipv4Addr;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::host::{ConnId, Host};
@@ -48,7 +47,6 @@ use crate::tcp::Event;
 use crate::time::Instant;
 use crate::wire::{
     ethernet, ipv4, ArpPacket, ArpRepr, EtherType, EthernetAddress, EthernetFrame, EthernetRepr,
-    Ipv4Packet,
 };
 
 use kernel::KernelTables;
@@ -365,12 +363,8 @@ fn receive(
     match eth.ethertype() {
         EtherType::Ipv4 => {
             stats.rx_ipv4 += 1;
-            let packet = eth.payload();
-            let before = host.stats().rx_segments;
-            host.handle_ipv4(now, packet);
             // Only a segment that parsed and verified may teach the cache a MAC.
-            if host.stats().rx_segments != before {
-                let src = Ipv4Packet::new_unchecked(packet).src_addr();
+            if let Some(src) = host.handle_ipv4(now, eth.payload()).verified_source() {
                 neigh.observe_ipv4(now, src, eth.src_addr());
             }
         }
@@ -405,9 +399,8 @@ fn transmit(
     }
     let (header, body) = buf.split_at_mut(ethernet::HEADER_LEN);
     loop {
-        let n = host.poll_transmit(now, body)?;
-        let dst: Ipv4Addr = Ipv4Packet::new_unchecked(&body[..n]).dst_addr();
-        match neigh.lookup(now, dst) {
+        let tx = host.poll_transmit(now, body)?;
+        match neigh.lookup(now, tx.dst) {
             Lookup::Ready(dst_mac) => {
                 EthernetRepr {
                     src_addr: mac,
@@ -416,9 +409,9 @@ fn transmit(
                 }
                 .emit(&mut EthernetFrame::new_unchecked(&mut *header));
                 stats.tx_ipv4 += 1;
-                return Some(ethernet::HEADER_LEN + n);
+                return Some(ethernet::HEADER_LEN + tx.len);
             }
-            Lookup::Pending(hop) => neigh.hold(now, hop, &body[..n]),
+            Lookup::Pending(hop) => neigh.hold(now, hop, &body[..tx.len]),
             Lookup::NoRoute => stats.drop_no_route += 1,
         }
     }
