@@ -28,7 +28,6 @@ use std::time::{Duration, Instant};
 use common::testbed::{in_netns, ok, require_environment, tshark_check, RemoveOnDrop, Testbed};
 use xdp_tcp::engine::apps::{BulkClient, EchoServer, StreamOutcome};
 use xdp_tcp::engine::cores::{CoreSpec, EngineThreads};
-use xdp_tcp::engine::kernel::KernelTables;
 use xdp_tcp::engine::{App, Engine, EngineConfig, IdleBackoff};
 use xdp_tcp::host::{Host, HostConfig};
 use xdp_tcp::io::fault_bpf::{Direction, TcFaultProgram, TcFaultRates};
@@ -37,6 +36,7 @@ use xdp_tcp::io::xdp::{
     ifindex, AttachMode, SteerConfig, SteerProgram, UmemConfig, XdpSocket, XdpSocketConfig,
 };
 use xdp_tcp::io::PacketIo;
+use xdp_tcp::neigh::netlink::KernelTables;
 use xdp_tcp::neigh::{ArpOwner, NeighCache, NeighConfig};
 use xdp_tcp::tcp::State;
 use xdp_tcp::wire::EthernetAddress;

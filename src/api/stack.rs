@@ -28,13 +28,13 @@ use crossbeam::channel::Sender;
 use super::handler::{Handler, HandlerApp};
 use super::sock::{Control, EngineHandle, SockDefaults, StackApp, Wake};
 use crate::engine::cores::{enter_netns, CoreId, CoreSpec, EngineThreads};
-use crate::engine::kernel::{interface_ipv4, KernelTables};
 use crate::engine::{Engine, EngineConfig, IdleBackoff};
 use crate::host::{Host, HostConfig};
 use crate::io::xdp::{
     ifindex, AttachMode, SteerConfig, SteerProgram, Waker, XdpSocket, XdpSocketConfig,
 };
 use crate::io::PacketIo;
+use crate::neigh::netlink::{interface_ipv4, KernelTables};
 use crate::neigh::{ArpOwner, NeighCache, NeighConfig};
 use crate::tcp;
 use crate::wire::EthernetAddress;

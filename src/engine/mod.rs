@@ -8,7 +8,7 @@
 //!    host confirms or teaches the neighbour cache); ARP goes to [`NeighCache::handle_arp`];
 //!    anything else is dropped under a named counter in [`EngineStats`].
 //! 2. **timers**: [`Host::handle_timeout`] and [`NeighCache::handle_timeout`] when due; kernel
-//!    probes for unresolved next hops (only while the kernel owns ARP, see [`kernel`]).
+//!    probes for unresolved next hops (only while the kernel owns ARP, see [`crate::neigh::netlink`]).
 //! 3. **application**: the [`App`] gets `&mut Host` and the events drained this iteration.
 //! 4. **tx batch**: into each free UMEM frame go, in order, a pending ARP frame, a packet
 //!    released by resolution, or the next segment: [`Host::poll_transmit`] writes the IPv4 packet
@@ -36,7 +36,6 @@
 
 pub mod apps;
 pub mod cores;
-pub mod kernel;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -49,7 +48,7 @@ use crate::wire::{
     ethernet, ipv4, ArpPacket, ArpRepr, EtherType, EthernetAddress, EthernetFrame, EthernetRepr,
 };
 
-use kernel::KernelTables;
+use crate::neigh::netlink::KernelTables;
 
 /// Sleep when idle instead of spinning.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

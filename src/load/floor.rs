@@ -18,10 +18,10 @@ use super::driver::Clock;
 use super::hist::Latency;
 use super::xdp::XdpOpts;
 use super::{LoadResult, RunConfig};
-use crate::engine::kernel::interface_ipv4;
-use crate::engine::kernel::KernelTables;
 use crate::io::xdp::{ifindex, SteerConfig, SteerProgram, XdpSocket, XdpSocketConfig};
 use crate::io::PacketIo;
+use crate::neigh::netlink::interface_ipv4;
+use crate::neigh::netlink::KernelTables;
 use crate::wire::{checksum, EthernetAddress};
 
 const ETH: usize = 14;
