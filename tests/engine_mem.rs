@@ -5,10 +5,10 @@
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::time::{Duration, Instant};
 
-use xdp_tcp::api::link;
 use xdp_tcp::engine::apps::{BulkClient, EchoServer, StreamOutcome};
 use xdp_tcp::engine::{Engine, EngineConfig};
 use xdp_tcp::host::{Host, HostConfig};
+use xdp_tcp::io::mem;
 use xdp_tcp::neigh::{ArpOwner, NeighCache, NeighConfig};
 use xdp_tcp::tcp::State;
 use xdp_tcp::wire::EthernetAddress;
@@ -31,7 +31,7 @@ fn bulk_echo_between_two_engines_resolving_over_arp() {
     const CONNS: usize = 8;
     const LEN: usize = 512 * 1024;
     // The in-memory link of the API tests: lossless, bounded, 1792-byte frames.
-    let (client_io, server_io, _link) = link::pair(1792);
+    let (client_io, server_io, _link) = mem::pair(1792);
     let mut server_host = Host::new(HostConfig::new(SERVER));
     server_host.listen(PORT, 64);
     let echo = EchoServer::new(PORT);

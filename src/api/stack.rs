@@ -49,7 +49,7 @@ pub struct Device<P> {
     pub io: P,
     /// Our MAC on it.
     pub mac: EthernetAddress,
-    /// Signalled after each command to the engine (see [`super::link::ChanIo::waker`]).
+    /// Signalled after each command to the engine (see [`crate::io::mem::ChanIo::waker`]).
     pub waker: Option<Sender<()>>,
 }
 
