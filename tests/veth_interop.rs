@@ -25,8 +25,8 @@ use std::process::{Child, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use common::apps::{BulkClient, EchoServer, StreamOutcome};
 use common::testbed::{in_netns, ok, require_environment, tshark_check, RemoveOnDrop, Testbed};
-use xdp_tcp::engine::apps::{BulkClient, EchoServer, StreamOutcome};
 use xdp_tcp::engine::cores::{CoreSpec, EngineThreads};
 use xdp_tcp::engine::{App, Engine, EngineConfig, IdleBackoff};
 use xdp_tcp::host::{Host, HostConfig};

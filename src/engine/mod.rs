@@ -4,17 +4,25 @@
 //!
 //! One [`Engine::poll`] iteration:
 //! 1. **rx batch**: each frame is parsed in place in its UMEM frame. IPv4 goes to
-//!    [`Host::handle_ipv4`] without a copy (the source MAC of a valid segment from an on-link
-//!    host confirms or teaches the neighbour cache); ARP goes to [`NeighCache::handle_arp`];
+//!    [`Host::handle_ipv4`] without a copy, and the engine acts on the
+//!    [`RxVerdict`](crate::host::RxVerdict) it returns: a TCP segment that parsed and verified
+//!    ([`verified_source`](crate::host::RxVerdict::verified_source)) lets its source MAC confirm
+//!    or teach the neighbour cache the sender's entry ([`NeighCache::observe_ipv4`], on-link
+//!    senders only); anything dropped teaches nothing. ARP goes to [`NeighCache::handle_arp`];
 //!    anything else is dropped under a named counter in [`EngineStats`].
-//! 2. **timers**: [`Host::handle_timeout`] and [`NeighCache::handle_timeout`] when due; kernel
-//!    probes for unresolved next hops (only while the kernel owns ARP, see [`crate::neigh::netlink`]).
+//! 2. **timers**: [`Host::handle_timeout`] and [`NeighCache::handle_timeout`] when due; then the
+//!    neighbour cache's requests to the kernel: probes for unresolved next hops (while the kernel
+//!    owns ARP) and neighbours to hand over (while the stack owns it), served over rtnetlink by
+//!    [`KernelTables`] ([`crate::neigh::netlink`]).
 //! 3. **application**: the [`App`] gets `&mut Host` and the events drained this iteration.
-//! 4. **tx batch**: into each free UMEM frame go, in order, a pending ARP frame, a packet
-//!    released by resolution, or the next segment: [`Host::poll_transmit`] writes the IPv4 packet
-//!    straight into the frame after a 14-byte gap, then the Ethernet header is written in front.
-//!    A packet whose next hop is unknown is held by the neighbour cache and the next segment
-//!    takes the frame.
+//! 4. **tx batch**: into each free UMEM frame go, in order, a pending ARP frame
+//!    ([`NeighCache::poll_arp`]), a packet released by resolution
+//!    ([`NeighCache::poll_released`]), or the next segment: [`Host::poll_transmit`] writes the
+//!    IPv4 packet straight into the frame after a 14-byte gap and returns a
+//!    [`Tx`](crate::host::Tx) (its length and destination); [`NeighCache::lookup`] picks the next
+//!    hop toward `Tx::dst` and its MAC, and the Ethernet header is written in front. A packet whose next hop is not resolved yet
+//!    is copied into the hold queue ([`NeighCache::hold`]) and the next segment takes the frame;
+//!    one with no route is dropped and counted.
 //!
 //! Busy-poll by default. With [`IdleBackoff`], after `after` iterations in a row that did nothing
 //! the engine sleeps in [`PacketIo::wait_rx`] (the socket's `poll`), never past the next deadline.
@@ -31,10 +39,10 @@
 //! So the stack itself makes exactly one copy per byte each way (frame to buffer, buffer to
 //! frame); headers are built and parsed in place. A packet held for neighbour resolution is
 //! copied twice more (into the hold queue and out), rare and counted
-//! ([`crate::neigh::NeighStats::held_bytes_copied`]). The echo application in [`apps`] adds two
-//! copies of its own through a scratch buffer (receive buffer to scratch to send buffer).
+//! ([`crate::neigh::NeighStats::held_bytes_copied`]). An application may add copies of its own:
+//! the echo server of the engine tests (`tests/common/apps.rs`) adds two through a scratch
+//! buffer (receive buffer to scratch to send buffer).
 
-pub mod apps;
 pub mod cores;
 
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -2,6 +2,7 @@
 //! that checks every byte by hashing both ends of each stream.
 #![allow(dead_code)]
 
+pub mod apps;
 pub mod rawtcp;
 pub mod testbed;
 
