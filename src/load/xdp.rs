@@ -2,15 +2,14 @@
 //! its own AF_XDP socket with the steering program attached to its interface.
 //!
 //! [`open`] builds one endpoint in the calling thread (which must already be in the interface's
-//! namespace): steering program (our listen ports and ephemeral range only; everything else
-//! still reaches the kernel), socket on queue 0, host on the interface's address, neighbour cache
-//! seeded from the kernel's tables (the kernel keeps answering ARP). The caller then spins on
-//! [`Engine::poll`].
+//! namespace) the way `api::Stack` does ([`crate::engine::endpoint`]): steering program (our
+//! listen ports and ephemeral range only; everything else still reaches the kernel), socket on
+//! queue 0, neighbour cache seeded from the kernel's tables (the kernel keeps answering ARP),
+//! and a host on the interface's address. The caller then spins on [`Engine::poll`].
 
 use std::collections::HashMap;
 use std::io;
 use std::ops::RangeInclusive;
-use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
@@ -18,12 +17,10 @@ use super::alloc::thread_live_bytes;
 use super::driver::{Clock, ConnState, Driver};
 use super::sys::CpuMark;
 use super::{LoadResult, Marks, Phase, RunConfig, ServeMode, ServerReport, Workload};
-use crate::engine::kernel::interface_ipv4;
-use crate::engine::kernel::KernelTables;
+use crate::engine::endpoint::{InterfaceConfig, XdpInterface};
 use crate::engine::{App, Engine, EngineConfig, IdleBackoff};
 use crate::flow::{ConnId, Host, HostConfig};
-use crate::io::xdp::{ifindex, AttachMode, SteerConfig, SteerProgram, XdpSocket, XdpSocketConfig};
-use crate::neigh::{NeighCache, NeighConfig};
+use crate::io::xdp::{AttachMode, XdpSocket, XdpSocketConfig};
 use crate::tcp::Event;
 use crate::time::Instant;
 
@@ -60,27 +57,25 @@ pub fn no_ephemeral() -> RangeInclusive<u16> {
 pub struct Endpoint<A: App> {
     pub engine: Engine<XdpSocket, A>,
     // Dropped after the engine (field order): the socket leaves the XSKMAP first.
-    pub prog: SteerProgram,
+    pub iface: XdpInterface,
+}
+
+/// The interface `opts` names with `listen` steered to us, as [`open`] and the floor attach it.
+pub fn attach(opts: &XdpOpts, listen: &[u16]) -> io::Result<XdpInterface> {
+    XdpInterface::attach(&InterfaceConfig {
+        name: opts.iface.clone(),
+        addr: None,
+        ephemeral: opts.ephemeral.clone(),
+        listen: listen.to_vec(),
+        attach: opts.attach,
+    })
 }
 
 /// Builds an endpoint on `opts.iface` in the calling thread's namespace.
 pub fn open<A: App>(opts: &XdpOpts, listen: &[u16], app: A) -> io::Result<Endpoint<A>> {
-    let (addr, prefix) = interface_ipv4(&opts.iface)?;
-    let index = ifindex(&opts.iface)?;
-    let mut prog = SteerProgram::load()?;
-    prog.set_config(&SteerConfig {
-        addr,
-        ephemeral_ports: opts.ephemeral.clone(),
-        steer_arp: false,
-    })?;
-    for &p in listen {
-        prog.add_listen_port(p)?;
-    }
-    prog.attach(index, opts.attach)?;
-    let sock = XdpSocket::open(&opts.iface, 0, &XdpSocketConfig::default())?;
-    prog.register_socket(0, sock.as_raw_fd())?;
-
-    let mut hc = HostConfig::new(addr);
+    let iface = attach(opts, listen)?;
+    let device = iface.open_queue(0, &XdpSocketConfig::default(), None)?;
+    let mut hc = HostConfig::new(iface.addr().0);
     hc.ephemeral_ports = (*opts.ephemeral.start(), *opts.ephemeral.end());
     hc.tcp.nodelay = true;
     hc.tcp.isn_secret = std::time::SystemTime::now()
@@ -91,10 +86,6 @@ pub fn open<A: App>(opts: &XdpOpts, listen: &[u16], app: A) -> io::Result<Endpoi
     for &p in listen {
         host.listen(p, 65536);
     }
-    let mut tables = KernelTables::open(index)?;
-    let mac = tables.link_mac()?;
-    let mut neigh = NeighCache::new(NeighConfig::new(addr, prefix, mac));
-    tables.seed(Instant::ZERO, &mut neigh)?;
     let cfg = EngineConfig {
         idle: opts.idle_backoff.then_some(IdleBackoff {
             after: 256,
@@ -102,8 +93,8 @@ pub fn open<A: App>(opts: &XdpOpts, listen: &[u16], app: A) -> io::Result<Endpoi
         }),
         ..EngineConfig::default()
     };
-    let engine = Engine::new(sock, host, neigh, app, cfg).with_kernel(tables);
-    Ok(Endpoint { engine, prog })
+    let engine = device.into_engine(host, app, cfg);
+    Ok(Endpoint { engine, iface })
 }
 
 // ---------------------------------------------------------------------------------------- server
