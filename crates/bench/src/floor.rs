@@ -17,11 +17,11 @@ use super::driver::Clock;
 use super::hist::Latency;
 use super::xdp::XdpOpts;
 use super::{LoadResult, RunConfig};
-use crate::engine::endpoint::XdpInterface;
-use crate::engine::kernel::KernelTables;
-use crate::io::xdp::{XdpSocket, XdpSocketConfig};
-use crate::io::PacketIo;
-use crate::wire::{checksum, EthernetAddress};
+use xdp_tcp::engine::endpoint::XdpInterface;
+use xdp_tcp::engine::kernel::KernelTables;
+use xdp_tcp::io::xdp::{XdpSocket, XdpSocketConfig};
+use xdp_tcp::io::PacketIo;
+use xdp_tcp::wire::{checksum, EthernetAddress};
 
 const ETH: usize = 14;
 const IP: usize = 20;
@@ -227,7 +227,7 @@ pub fn ping(cfg: &RunConfig, opts: &XdpOpts, payload: usize) -> io::Result<LoadR
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::wire::{ChecksumCaps, Ipv4Packet, Ipv4Repr, TcpPacket, TcpRepr};
+    use xdp_tcp::wire::{ChecksumCaps, Ipv4Packet, Ipv4Repr, TcpPacket, TcpRepr};
 
     #[test]
     fn built_frame_parses_and_reflects_with_valid_checksums() {

@@ -8,11 +8,11 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use xdp_tcp::load::alloc::CountingAlloc;
-use xdp_tcp::load::bench::{self, BenchOpts};
-use xdp_tcp::load::sys::{place_thread, stop_on_signals};
-use xdp_tcp::load::xdp::XdpOpts;
-use xdp_tcp::load::{floor, kernel, xdp, LoadResult, RunConfig, ServeMode, Workload};
+use xdp_tcp_bench::alloc::CountingAlloc;
+use xdp_tcp_bench::bench::{self, BenchOpts};
+use xdp_tcp_bench::sys::{place_thread, stop_on_signals};
+use xdp_tcp_bench::xdp::XdpOpts;
+use xdp_tcp_bench::{floor, kernel, xdp, LoadResult, RunConfig, ServeMode, Workload};
 
 #[global_allocator]
 static ALLOC: CountingAlloc = CountingAlloc;
@@ -215,7 +215,7 @@ fn workload(args: &Args) -> Result<Workload, String> {
                     active,
                     size,
                     rate: args.get("rate", 20_000u64)?,
-                    ports: args.get("ports", xdp_tcp::load::idle_ports(idle + active))?,
+                    ports: args.get("ports", xdp_tcp_bench::idle_ports(idle + active))?,
                 }
             }
             w => return Err(format!("unknown workload {w}")),

@@ -8,7 +8,6 @@
 //! the client on a thread in the peer's namespace. Each run starts its own server and removes it
 //! again (XDP programs detach when their link closes), so the systems never overlap.
 
-use std::collections::HashMap;
 use std::io;
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::path::PathBuf;
@@ -61,76 +60,7 @@ impl Default for BenchOpts {
     }
 }
 
-/// The veth testbed, removed on drop.
-pub struct Testbed {
-    script: PathBuf,
-    name: String,
-    kv: HashMap<String, String>,
-}
-
-impl Testbed {
-    pub fn up(script: &std::path::Path, name: &str) -> io::Result<Testbed> {
-        let out = Command::new(script).args(["up", name]).output()?;
-        let mut tb = Testbed {
-            script: script.to_path_buf(),
-            name: name.to_string(),
-            kv: HashMap::new(),
-        };
-        if !out.status.success() {
-            return Err(io::Error::other(format!(
-                "{} up {name}: {}",
-                script.display(),
-                String::from_utf8_lossy(&out.stderr)
-            )));
-        }
-        tb.kv = String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .filter_map(|l| l.split_once('='))
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
-        Ok(tb)
-    }
-
-    pub fn get(&self, k: &str) -> io::Result<String> {
-        self.value(k)
-            .map(str::to_string)
-            .ok_or_else(|| io::Error::other(format!("testbed.sh printed no {k}")))
-    }
-
-    /// One of the `key=value` lines `testbed.sh up` printed.
-    pub fn value(&self, k: &str) -> Option<&str> {
-        self.kv.get(k).map(String::as_str)
-    }
-
-    /// The NAME it was brought up as.
-    pub fn name(&self) -> &str {
-        &self.name
-    }
-
-    /// Runs a command inside namespace `ns_key` (`ns_stack` or `ns_peer`).
-    pub fn exec(&self, ns_key: &str, args: &[&str]) -> io::Result<()> {
-        let ns = self.get(ns_key)?;
-        let out = Command::new("ip")
-            .args(["netns", "exec", &ns])
-            .args(args)
-            .output()?;
-        if !out.status.success() {
-            return Err(io::Error::other(format!(
-                "{args:?} in {ns}: {}",
-                String::from_utf8_lossy(&out.stderr)
-            )));
-        }
-        Ok(())
-    }
-}
-
-impl Drop for Testbed {
-    fn drop(&mut self) {
-        let _ = Command::new(&self.script)
-            .args(["down", &self.name])
-            .output();
-    }
-}
+pub use xdp_tcp_testbed::Testbed;
 
 /// A server for one run.
 #[derive(Debug, Clone, Copy, Serialize)]

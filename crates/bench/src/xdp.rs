@@ -2,7 +2,7 @@
 //! its own AF_XDP socket with the steering program attached to its interface.
 //!
 //! [`open`] builds one endpoint in the calling thread (which must already be in the interface's
-//! namespace) the way `api::Stack` does ([`crate::engine::endpoint`]): steering program (our
+//! namespace) the way `api::Stack` does ([`xdp_tcp::engine::endpoint`]): steering program (our
 //! listen ports and ephemeral range only; everything else still reaches the kernel), socket on
 //! queue 0, neighbour cache seeded from the kernel's tables (the kernel keeps answering ARP),
 //! and a host on the interface's address. The caller then spins on [`Engine::poll`].
@@ -17,12 +17,12 @@ use super::alloc::thread_live_bytes;
 use super::driver::{Clock, ConnState, Driver};
 use super::sys::CpuMark;
 use super::{LoadResult, Marks, Phase, RunConfig, ServeMode, ServerReport, Workload};
-use crate::engine::endpoint::{InterfaceConfig, XdpInterface};
-use crate::engine::{App, Engine, EngineConfig, IdleBackoff};
-use crate::flow::{ConnId, Host, HostConfig};
-use crate::io::xdp::{AttachMode, XdpSocket, XdpSocketConfig};
-use crate::tcp::Event;
-use crate::time::Instant;
+use xdp_tcp::engine::endpoint::{InterfaceConfig, XdpInterface};
+use xdp_tcp::engine::{App, Engine, EngineConfig, IdleBackoff};
+use xdp_tcp::flow::{ConnId, Host, HostConfig};
+use xdp_tcp::io::xdp::{AttachMode, XdpSocket, XdpSocketConfig};
+use xdp_tcp::tcp::Event;
+use xdp_tcp::time::Instant;
 
 /// Where and how an endpoint runs.
 #[derive(Debug, Clone)]

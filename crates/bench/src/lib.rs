@@ -1,3 +1,6 @@
+//! The benchmark harness of xdp-tcp, kept out of the library so applications that link xdp-tcp
+//! do not pull in its dependencies (serde, serde_json, hdrhistogram).
+//!
 //! The load generator and the servers it measures, on two back-ends: Linux kernel sockets
 //! ([`kernel`]) and xdp-tcp engine applications on their own AF_XDP socket ([`xdp`]), plus the
 //! raw AF_XDP frame-echo floor ([`floor`]) and the side-by-side benchmark ([`bench`](mod@bench)).
