@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use super::alloc::thread_live_bytes;
-use super::driver::{Clock, ConnState, Driver};
+use super::driver::{Clock, ConnState, Driver, SlotState};
 use super::sys::CpuMark;
 use super::{LoadResult, Marks, Phase, RunConfig, ServeMode, ServerReport, Workload};
 use xdp_tcp::engine::endpoint::{InterfaceConfig, XdpInterface};
@@ -96,8 +96,6 @@ pub fn open<A: App>(opts: &XdpOpts, listen: &[u16], app: A) -> io::Result<Endpoi
     let engine = device.into_engine(host, app, cfg);
     Ok(Endpoint { engine, iface })
 }
-
-// ---------------------------------------------------------------------------------------- server
 
 /// Echo / discard / source / echo-then-close on one port, and the server-side measurements.
 pub struct ServerApp {
@@ -295,22 +293,13 @@ pub fn serve(
     Ok(ep.engine.app().report.clone())
 }
 
-// ---------------------------------------------------------------------------------------- client
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum St {
-    Unused,
-    Connecting,
-    Open,
-    /// Churn: the response came, waiting for the server's FIN.
-    Draining,
-}
-
-struct XConn {
+/// One client connection: its id in the host, where it is in its life, and its requests.
+struct ClientSlot {
     id: Option<ConnId>,
-    st: St,
+    state: SlotState,
+    /// When the connect was sent (churn latency runs from here).
     opened: u64,
-    req: ConnState,
+    requests: ConnState,
 }
 
 /// The load generator's client as an engine application.
@@ -318,7 +307,7 @@ pub struct ClientApp {
     cfg: RunConfig,
     clock: Clock,
     pub driver: Driver,
-    conns: Vec<XConn>,
+    conns: Vec<ClientSlot>,
     index: HashMap<ConnId, usize, ahash::RandomState>,
     zeros: Vec<u8>,
     next_open: usize,
@@ -343,11 +332,11 @@ impl ClientApp {
             cfg: cfg.clone(),
             driver: Driver::new(cfg),
             conns: (0..n)
-                .map(|_| XConn {
+                .map(|_| ClientSlot {
                     id: None,
-                    st: St::Unused,
+                    state: SlotState::Unused,
                     opened: 0,
-                    req: ConnState::default(),
+                    requests: ConnState::default(),
                 })
                 .collect(),
             index: HashMap::default(),
@@ -383,11 +372,11 @@ impl ClientApp {
         match host.connect(now, target) {
             Ok(id) => {
                 self.index.insert(id, k);
-                self.conns[k] = XConn {
+                self.conns[k] = ClientSlot {
                     id: Some(id),
-                    st: St::Connecting,
+                    state: SlotState::Connecting,
                     opened: self.clock.now(),
-                    req: ConnState::default(),
+                    requests: ConnState::default(),
                 };
                 self.connecting += 1;
             }
@@ -410,11 +399,11 @@ impl ClientApp {
                 host.abort(id);
             }
         }
-        if c.st == St::Connecting {
+        if c.state == SlotState::Connecting {
             self.connecting -= 1;
         }
-        c.st = St::Unused;
-        self.driver.disconnected(k, &mut c.req);
+        c.state = SlotState::Unused;
+        self.driver.disconnected(k, &mut c.requests);
         if !clean {
             self.driver.errors += 1;
         }
@@ -441,13 +430,13 @@ impl ClientApp {
             let t = self.clock.now();
             let churn = self.churn();
             let c = &mut self.conns[k];
-            if self.driver.received(&mut c.req, got, t) && churn {
-                c.st = St::Draining;
+            if self.driver.received(&mut c.requests, got, t) && churn {
+                c.state = SlotState::Draining;
             }
             work += got;
         }
         if failed || (eof && got == 0) || (eof && host.conn(id).is_some_and(|c| c.at_eof())) {
-            let clean = !failed && self.conns[k].st == St::Draining;
+            let clean = !failed && self.conns[k].state == SlotState::Draining;
             self.ended(k, host, clean, now);
             return work + 1;
         }
@@ -458,7 +447,7 @@ impl ClientApp {
             let want = if upload {
                 self.zeros.len()
             } else {
-                c.req.to_send.min(self.zeros.len())
+                c.requests.to_send.min(self.zeros.len())
             };
             if want == 0 {
                 break;
@@ -470,7 +459,7 @@ impl ClientApp {
             if upload {
                 self.driver.wrote(n, self.clock.now());
             } else {
-                c.req.to_send -= n;
+                c.requests.to_send -= n;
             }
             work += n;
         }
@@ -494,16 +483,18 @@ impl ClientApp {
             let Some(&k) = self.index.get(&id) else {
                 continue;
             };
-            if ev == Event::Connected && self.conns[k].st == St::Connecting {
+            if ev == Event::Connected && self.conns[k].state == SlotState::Connecting {
                 let churn = self.churn();
                 let c = &mut self.conns[k];
-                c.st = St::Open;
+                c.state = SlotState::Open;
                 self.connecting -= 1;
                 self.established += 1;
                 let at = if churn { c.opened } else { self.clock.now() };
-                self.driver.connected(k, &mut c.req, at);
+                self.driver.connected(k, &mut c.requests, at);
             }
-            if matches!(ev, Event::Error(_) | Event::Closed) && self.conns[k].st == St::Connecting {
+            if matches!(ev, Event::Error(_) | Event::Closed)
+                && self.conns[k].state == SlotState::Connecting
+            {
                 self.ended(k, host, false, now);
                 continue;
             }
@@ -544,7 +535,7 @@ impl ClientApp {
             ..
         } = self;
         driver.tick(t, |k, due, size| {
-            conns[k].req.push(due, size);
+            conns[k].requests.push(due, size);
             woke.push(k);
         });
         while let Some(k) = self.woke.pop() {
