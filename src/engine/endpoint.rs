@@ -13,8 +13,9 @@
 //!    no engine.
 //! 3. [`EngineIo::into_engine`] with the queue's [`Host`] and application.
 //!
-//! Invariant: the program outlives the engines on it. Drop (or unregister) the sockets first;
-//! dropping the last [`Arc`] of the program detaches it.
+//! Dropping the last [`Arc`] of the program detaches it. Sockets may close before or after (the
+//! kernel removes a closed socket from the XSKMAP); keep the program while engines run, or the
+//! frames they expect go to the kernel instead.
 
 use std::io;
 use std::net::Ipv4Addr;
