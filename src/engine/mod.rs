@@ -36,6 +36,7 @@
 
 pub mod apps;
 pub mod cores;
+pub mod endpoint;
 pub mod kernel;
 
 use std::net::Ipv4Addr;
