@@ -26,13 +26,15 @@
 use std::collections::VecDeque;
 use std::net::{Ipv4Addr, SocketAddrV4};
 
+use super::config::{Config, KeepAlive};
 use super::congestion::{CongestionControl, Controller};
+use super::event::{Error, Event};
 use super::isn::IsnGenerator;
 use super::recv::RecvBuffer;
 use super::rtt::RttEstimator;
 use super::scoreboard::{Delivered, LossCause, Rack, Scoreboard};
 use super::send::SendBuffer;
-use super::{Config, Error, Event, KeepAlive, State};
+use super::state::State;
 use crate::time::{Duration, Instant};
 use crate::wire::tcp::MAX_SACK_BLOCKS;
 use crate::wire::{SeqNumber, TcpFlags, TcpOptions, TcpRepr};
