@@ -35,6 +35,7 @@ use super::rtt::RttEstimator;
 use super::scoreboard::{Delivered, LossCause, Rack, Scoreboard};
 use super::send::SendBuffer;
 use super::state::State;
+use super::stats::{ConnStats, TcpInfo};
 use crate::time::{Duration, Instant};
 use crate::wire::tcp::MAX_SACK_BLOCKS;
 use crate::wire::{SeqNumber, TcpFlags, TcpOptions, TcpRepr};
@@ -82,28 +83,6 @@ impl TimerKind {
     ];
 }
 
-/// A snapshot in the spirit of Linux `tcp_info`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct TcpInfo {
-    pub state: State,
-    pub srtt: Option<Duration>,
-    pub rttvar: Duration,
-    pub rto: Duration,
-    pub min_rtt: Option<Duration>,
-    pub mss: usize,
-    pub cwnd: usize,
-    pub ssthresh: usize,
-    pub snd_wnd: usize,
-    pub rcv_wnd: usize,
-    pub bytes_in_flight: usize,
-    pub pipe: usize,
-    pub sacked_bytes: usize,
-    pub lost_bytes: usize,
-    pub in_recovery: bool,
-    pub backoff: u32,
-    pub stats: ConnStats,
-}
-
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Recovery {
     /// snd_max when it began: it ends once snd_una passes this.
@@ -128,105 +107,6 @@ pub struct Transmit {
     pub dst: SocketAddrV4,
     pub repr: TcpRepr<'static>,
     pub payload_len: usize,
-}
-
-/// Counters in the spirit of Linux `tcp_info`.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct ConnStats {
-    pub segs_in: u64,
-    pub segs_out: u64,
-    pub bytes_in: u64,
-    pub bytes_out: u64,
-    pub bytes_acked: u64,
-    pub bytes_retrans: u64,
-    pub retrans_segs: u64,
-    pub rto_events: u64,
-    pub dupacks_in: u64,
-    pub ooo_segs_in: u64,
-    pub dup_segs_in: u64,
-    pub acks_out: u64,
-    pub rst_in: u64,
-    pub rst_out: u64,
-    pub challenge_acks: u64,
-    /// Challenge ACKs not sent because one went out less than 500 ms before.
-    pub challenge_acks_limited: u64,
-    pub zero_window_probes: u64,
-    /// Retransmissions by cause.
-    pub retrans_rto: u64,
-    pub retrans_fast: u64,
-    pub retrans_tlp: u64,
-    pub fast_recoveries: u64,
-    pub tlp_probes: u64,
-    pub sack_blocks_in: u64,
-    pub sack_blocks_out: u64,
-    pub dsack_in: u64,
-    pub dsack_out: u64,
-    pub keepalive_probes: u64,
-    pub icmp_errors: u64,
-}
-
-impl ConnStats {
-    /// Adds every counter of `o` to this one (to total closed connections).
-    pub fn add(&mut self, o: &ConnStats) {
-        let ConnStats {
-            segs_in,
-            segs_out,
-            bytes_in,
-            bytes_out,
-            bytes_acked,
-            bytes_retrans,
-            retrans_segs,
-            rto_events,
-            dupacks_in,
-            ooo_segs_in,
-            dup_segs_in,
-            acks_out,
-            rst_in,
-            rst_out,
-            challenge_acks,
-            challenge_acks_limited,
-            zero_window_probes,
-            retrans_rto,
-            retrans_fast,
-            retrans_tlp,
-            fast_recoveries,
-            tlp_probes,
-            sack_blocks_in,
-            sack_blocks_out,
-            dsack_in,
-            dsack_out,
-            keepalive_probes,
-            icmp_errors,
-        } = *o;
-        self.segs_in += segs_in;
-        self.segs_out += segs_out;
-        self.bytes_in += bytes_in;
-        self.bytes_out += bytes_out;
-        self.bytes_acked += bytes_acked;
-        self.bytes_retrans += bytes_retrans;
-        self.retrans_segs += retrans_segs;
-        self.rto_events += rto_events;
-        self.dupacks_in += dupacks_in;
-        self.ooo_segs_in += ooo_segs_in;
-        self.dup_segs_in += dup_segs_in;
-        self.acks_out += acks_out;
-        self.rst_in += rst_in;
-        self.rst_out += rst_out;
-        self.challenge_acks += challenge_acks;
-        self.challenge_acks_limited += challenge_acks_limited;
-        self.zero_window_probes += zero_window_probes;
-        self.retrans_rto += retrans_rto;
-        self.retrans_fast += retrans_fast;
-        self.retrans_tlp += retrans_tlp;
-        self.fast_recoveries += fast_recoveries;
-        self.tlp_probes += tlp_probes;
-        self.sack_blocks_in += sack_blocks_in;
-        self.sack_blocks_out += sack_blocks_out;
-        self.dsack_in += dsack_in;
-        self.dsack_out += dsack_out;
-        self.keepalive_probes += keepalive_probes;
-        self.icmp_errors += icmp_errors;
-    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]

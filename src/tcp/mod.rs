@@ -18,9 +18,11 @@ pub mod rtt;
 pub mod scoreboard;
 pub mod send;
 mod state;
+mod stats;
 
 pub use config::{Config, KeepAlive};
 pub use congestion::Algorithm;
-pub use conn::{reset_for, ConnStats, Connection, TcpInfo, TimerKind, Transmit};
+pub use conn::{reset_for, Connection, TimerKind, Transmit};
 pub use event::{Error, Event};
 pub use state::State;
+pub use stats::{ConnStats, TcpInfo};
