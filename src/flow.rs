@@ -16,7 +16,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::net::{Ipv4Addr, SocketAddrV4};
 
-use crate::tcp::{self, isn::IsnGenerator, Connection, Event, TimerKind, Transmit};
+use crate::tcp::{self, isn::IsnGenerator, Connection, Event, TimerKind, TimerSet, Transmit};
 use crate::time::{Duration, Instant};
 use crate::timer::{TimerId, TimerWheel};
 use crate::wire::{
@@ -172,6 +172,8 @@ struct Slot {
     in_ready: bool,
     /// The wheel entry and deadline of each timer kind, as last registered.
     timers: [Option<(TimerId, Instant)>; KINDS],
+    /// Kinds that fired in the current [`Host::handle_timeout`], not yet handed over.
+    fired: TimerSet,
     /// The application is done with it: free the slot once the connection is closed.
     released: bool,
     /// Passive and not accepted yet: the listener's port.
@@ -192,6 +194,8 @@ pub struct Host {
     listeners: HashMap<u16, Listener, ahash::RandomState>,
     ready: VecDeque<u32>,
     wheel: TimerWheel,
+    /// Connections with timers that fired, during [`Host::handle_timeout`].
+    fired: Vec<u32>,
     events: VecDeque<(ConnId, Event)>,
     strays: VecDeque<(Ipv4Addr, TcpRepr<'static>)>,
     isn: IsnGenerator,
@@ -209,6 +213,7 @@ impl Host {
             listeners: HashMap::default(),
             ready: VecDeque::new(),
             wheel: TimerWheel::new(Instant::ZERO, cfg.timer_tick),
+            fired: Vec::new(),
             events: VecDeque::new(),
             strays: VecDeque::new(),
             isn: IsnGenerator::new(cfg.tcp.isn_secret),
@@ -528,19 +533,32 @@ impl Host {
         !self.ready.is_empty() || !self.strays.is_empty()
     }
 
-    /// Runs every timer that is due at `now`.
+    /// Runs every timer that is due at `now`: each connection once, with the kinds of its
+    /// timers that fired, so it handles them in its own order.
     pub fn handle_timeout(&mut self, now: Instant) {
         while let Some((_, token)) = self.wheel.poll_expired(now) {
             let index = (token / KINDS as u64) as u32;
-            let kind = (token % KINDS as u64) as usize;
+            let k = (token % KINDS as u64) as usize;
             let slot = &mut self.slots[index as usize];
-            slot.timers[kind] = None;
+            slot.timers[k] = None;
             self.stats.timers_fired += 1;
+            if let Some(kind) = TimerKind::from_index(k) {
+                if slot.fired.is_empty() {
+                    self.fired.push(index);
+                }
+                slot.fired.insert(kind);
+            }
+        }
+        for i in 0..self.fired.len() {
+            let index = self.fired[i];
+            let slot = &mut self.slots[index as usize];
+            let fired = std::mem::take(&mut slot.fired);
             if let Some(conn) = slot.conn.as_mut() {
-                conn.handle_timeout(now);
+                conn.handle_timers(now, fired);
             }
             self.touch(index);
         }
+        self.fired.clear();
     }
 
     /// Number of armed timers across all connections.
@@ -560,6 +578,7 @@ impl Host {
                     conn: None,
                     in_ready: false,
                     timers: [None; KINDS],
+                    fired: TimerSet::EMPTY,
                     released: false,
                     pending_on: None,
                 });
@@ -659,8 +678,7 @@ impl Host {
         if conn.is_closed() && (slot.released || slot.pending_on.is_some()) {
             return self.free_slot(index);
         }
-        for (k, kind) in TimerKind::ALL.iter().enumerate() {
-            let want = conn.timer(*kind);
+        for (k, &want) in conn.timers().deadlines().iter().enumerate() {
             let have = slot.timers[k];
             if want == have.map(|(_, t)| t) {
                 continue;

@@ -36,6 +36,7 @@ use super::scoreboard::{Delivered, LossCause, Rack, Scoreboard};
 use super::send::SendBuffer;
 use super::state::State;
 use super::stats::{ConnStats, TcpInfo};
+use super::timers::{TimerKind, TimerSet, Timers};
 use crate::time::{Duration, Instant};
 use crate::wire::tcp::MAX_SACK_BLOCKS;
 use crate::wire::{SeqNumber, TcpFlags, TcpOptions, TcpRepr};
@@ -56,32 +57,6 @@ const OOW_ACK_INTERVAL: Duration = Duration::from_millis(500);
 const TLP_DELACK_ALLOWANCE: Duration = Duration::from_millis(200);
 /// Floor of the tail loss probe timeout (as Linux).
 const TLP_MIN: Duration = Duration::from_millis(10);
-
-/// The kinds of timer a connection runs; a timer wheel keys them by (connection, kind).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum TimerKind {
-    Rto,
-    TailLossProbe,
-    Reorder,
-    DelayedAck,
-    Persist,
-    KeepAlive,
-    /// TIME-WAIT's 2 MSL, and the FIN-WAIT-2 limit of a connection its application has closed
-    /// ([`Config::fin_timeout`]).
-    TimeWait,
-}
-
-impl TimerKind {
-    pub const ALL: [TimerKind; 7] = [
-        TimerKind::Rto,
-        TimerKind::TailLossProbe,
-        TimerKind::Reorder,
-        TimerKind::DelayedAck,
-        TimerKind::Persist,
-        TimerKind::KeepAlive,
-        TimerKind::TimeWait,
-    ];
-}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Recovery {
@@ -158,14 +133,11 @@ pub struct Connection {
     /// Full-sized segments received since our last ACK.
     unacked_full: u32,
 
-    rto_at: Option<Instant>,
-    delack_at: Option<Instant>,
-    persist_at: Option<Instant>,
     persist_backoff: u32,
-    timewait_at: Option<Instant>,
     /// The application has given the connection up (closed, not just shut down for writing):
     /// nobody will read, and FIN-WAIT-2 is bounded by `cfg.fin_timeout`.
     orphaned: bool,
+    timers: Timers,
     force_probe: bool,
     last_oow_ack: Option<Instant>,
 
@@ -179,19 +151,16 @@ pub struct Connection {
     cc: Controller,
     sb: Scoreboard,
     rack: Rack,
-    reorder_at: Option<Instant>,
     recovery: Option<Recovery>,
     /// NewReno's `recover` (RFC 6582): no new fast retransmit until snd_una passes it.
     recover: SeqNumber,
     /// Retransmit the first lost segment at once, whatever cwnd says (RFC 6675 4.2).
     rexmit_head: bool,
-    tlp_at: Option<Instant>,
     tlp_fire: bool,
     tlp: Option<TailProbe>,
     /// A duplicate range to report first in the next SACK option (RFC 2883).
     dsack: Option<(SeqNumber, SeqNumber)>,
     keepalive: Option<KeepAlive>,
-    keepalive_at: Option<Instant>,
     keepalive_probes_out: u32,
     keepalive_send: bool,
 
@@ -243,14 +212,6 @@ fn window_shift_for(buffer: usize) -> u8 {
     shift
 }
 
-fn earliest(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
-    match (a, b) {
-        (Some(x), Some(y)) => Some(x.min(y)),
-        (x, None) => x,
-        (None, y) => y,
-    }
-}
-
 impl Connection {
     fn new(
         cfg: Config,
@@ -295,12 +256,9 @@ impl Connection {
             last_ack_sent: SeqNumber(0),
             ack: AckState::None,
             unacked_full: 0,
-            rto_at: None,
-            delack_at: None,
-            persist_at: None,
             persist_backoff: 0,
-            timewait_at: None,
             orphaned: false,
+            timers: Timers::default(),
             force_probe: false,
             last_oow_ack: None,
             rtt: RttEstimator::new(
@@ -319,16 +277,13 @@ impl Connection {
                 reo_wnd_mult: 1,
                 ..Rack::default()
             },
-            reorder_at: None,
             recovery: None,
             recover: iss,
             rexmit_head: false,
-            tlp_at: None,
             tlp_fire: false,
             tlp: None,
             dsack: None,
             keepalive: cfg.keepalive,
-            keepalive_at: None,
             keepalive_probes_out: 0,
             keepalive_send: false,
             replies: VecDeque::new(),
@@ -712,63 +667,74 @@ impl Connection {
 
     // ---------------------------------------------------------------- timers
 
-    /// The deadline of one kind of timer, if armed.
-    pub fn timer(&self, kind: TimerKind) -> Option<Instant> {
-        match kind {
-            TimerKind::Rto => self.rto_at,
-            TimerKind::TailLossProbe => self.tlp_at,
-            TimerKind::Reorder => self.reorder_at,
-            TimerKind::DelayedAck => self.delack_at,
-            TimerKind::Persist => self.persist_at,
-            TimerKind::KeepAlive => self.keepalive_at,
-            TimerKind::TimeWait => self.timewait_at,
-        }
+    /// The deadline of every timer: mirror changed ones into a timer wheel after each visit.
+    pub fn timers(&self) -> &Timers {
+        &self.timers
     }
 
     /// The next instant at which [`Connection::handle_timeout`] has work.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        TimerKind::ALL
-            .iter()
-            .fold(None, |t, k| earliest(t, self.timer(*k)))
+        self.timers.next_deadline()
     }
 
-    /// Runs every timer due at `now`.
+    /// Runs every timer due at `now`, in [`TimerKind::ALL`] order.
     pub fn handle_timeout(&mut self, now: Instant) {
-        let due = |t: Option<Instant>| t.is_some_and(|t| t <= now);
-        if due(self.timewait_at) {
-            self.timewait_at = None;
-            self.enter_closed();
-            return;
-        }
-        if due(self.delack_at) {
-            self.delack_at = None;
-            self.ack = AckState::Now;
-        }
-        // the probe goes first: it is scheduled no later than the RTO (RFC 8985 7.2), and when
-        // both are due it takes the RTO's place until the next poll_transmit sends it (which
-        // re-arms the RTO); if no probe can be sent, the RTO, still due, fires on the next call
-        if due(self.tlp_at) {
-            self.tlp_at = None;
-            if self.tlp.is_none() && self.recovery.is_none() && !self.sb.is_empty() {
-                self.tlp_fire = true;
+        self.handle_timers(now, self.timers.due(now));
+    }
+
+    /// Runs the timers of `fired` (the kinds a timer wheel found expired), in
+    /// [`TimerKind::ALL`] order. A kind whose deadline is not due at `now` (moved later, or
+    /// cleared by a kind handled before it) is skipped.
+    pub fn handle_timers(&mut self, now: Instant, fired: TimerSet) {
+        for kind in fired.iter() {
+            if self.timers.is_due(kind, now) {
+                self.on_timer(now, kind);
             }
         }
-        if due(self.rto_at) && !self.tlp_fire {
-            self.rto_at = None;
-            self.on_rto(now);
-        }
-        if due(self.reorder_at) {
-            self.reorder_at = None;
-            self.detect_losses(now);
-        }
-        if due(self.persist_at) {
-            self.persist_at = None;
-            self.force_probe = true;
-            self.persist_backoff = self.persist_backoff.saturating_add(1);
-        }
-        if due(self.keepalive_at) {
-            self.keepalive_at = None;
-            self.on_keepalive_timer(now);
+    }
+
+    fn on_timer(&mut self, now: Instant, kind: TimerKind) {
+        match kind {
+            TimerKind::TimeWait => {
+                self.timers.clear(kind);
+                self.enter_closed();
+            }
+            TimerKind::DelayedAck => {
+                self.timers.clear(kind);
+                self.ack = AckState::Now;
+            }
+            TimerKind::TailLossProbe => {
+                self.timers.clear(kind);
+                if self.tlp.is_none() && self.recovery.is_none() && !self.sb.is_empty() {
+                    self.tlp_fire = true;
+                }
+            }
+            TimerKind::Rto => {
+                // the probe goes first: it is scheduled no later than the RTO (RFC 8985 7.2), and
+                // when both are due it takes the RTO's place until the next poll_transmit sends
+                // it (which re-arms the RTO); if no probe can be sent, the RTO, still due, fires
+                // on the next call
+                if self.timers.is_due(TimerKind::TailLossProbe, now) {
+                    self.on_timer(now, TimerKind::TailLossProbe);
+                }
+                if !self.tlp_fire {
+                    self.timers.clear(kind);
+                    self.on_rto(now);
+                }
+            }
+            TimerKind::Reorder => {
+                self.timers.clear(kind);
+                self.detect_losses(now);
+            }
+            TimerKind::Persist => {
+                self.timers.clear(kind);
+                self.force_probe = true;
+                self.persist_backoff = self.persist_backoff.saturating_add(1);
+            }
+            TimerKind::KeepAlive => {
+                self.timers.clear(kind);
+                self.on_keepalive_timer(now);
+            }
         }
     }
 
@@ -805,15 +771,15 @@ impl Connection {
             self.rexmit_head = true;
             self.dupacks = 0;
             self.tlp = None;
-            self.tlp_at = None;
+            self.timers.clear(TimerKind::TailLossProbe);
             self.tlp_fire = false;
-            self.reorder_at = None;
+            self.timers.clear(TimerKind::Reorder);
             if self.snd_wnd == 0 {
                 // the window is still shut: the retransmission goes out as a window probe
                 self.force_probe = true;
             }
         }
-        self.rto_at = Some(now + self.rtt.rto());
+        self.timers.set(TimerKind::Rto, now + self.rtt.rto());
     }
 
     /// The peer answered: the series of timeouts, and its give-up clock, start again.
@@ -823,7 +789,7 @@ impl Connection {
     }
 
     fn restart_rto(&mut self, now: Instant) {
-        self.rto_at = Some(now + self.rtt.rto());
+        self.timers.set(TimerKind::Rto, now + self.rtt.rto());
     }
 
     // ---------------------------------------------------------------- input
@@ -946,7 +912,7 @@ impl Connection {
             self.snd_wl1 = seg.seq;
             self.snd_wl2 = seg.ack;
             self.on_handshake_rtt(now);
-            self.rto_at = None;
+            self.timers.clear(TimerKind::Rto);
             self.reset_retries();
             self.state = State::Established;
             self.ack = AckState::Now;
@@ -1074,7 +1040,8 @@ impl Connection {
                     }
                     self.ack_out_of_window(now, seg.payload.is_empty());
                     if self.state == State::TimeWait && seg.flags.fin() {
-                        self.timewait_at = Some(now + self.cfg.msl.saturating_mul(2));
+                        self.timers
+                            .set(TimerKind::TimeWait, now + self.cfg.msl.saturating_mul(2));
                     }
                 }
                 return;
@@ -1238,7 +1205,7 @@ impl Connection {
             self.snd_wl1 = seg.seq;
             self.snd_wl2 = ack;
             if self.snd_wnd > 0 {
-                self.persist_at = None;
+                self.timers.clear(TimerKind::Persist);
                 self.persist_backoff = 0;
                 if was_zero && self.snd_max != self.snd_una {
                     // what we sent into the shut window (the probes) was dropped: forget it and
@@ -1246,7 +1213,7 @@ impl Connection {
                     self.sb.clear();
                     self.snd_nxt = self.snd_una;
                     self.snd_max = self.snd_una;
-                    self.rto_at = None;
+                    self.timers.clear(TimerKind::Rto);
                 }
             } else {
                 // the peer answers our probes: it may keep its window shut as long as it likes
@@ -1280,9 +1247,9 @@ impl Connection {
         self.rtt.reset_backoff();
         self.force_probe = false;
         if self.snd_una == self.snd_max {
-            self.rto_at = None;
-            self.tlp_at = None;
-            self.reorder_at = None;
+            self.timers.clear(TimerKind::Rto);
+            self.timers.clear(TimerKind::TailLossProbe);
+            self.timers.clear(TimerKind::Reorder);
         } else {
             self.restart_rto(now);
         }
@@ -1356,7 +1323,7 @@ impl Connection {
             let reo_wnd = self.rack.reo_wnd(in_recovery, dupthresh_met, srtt);
             let (n, recheck) = self.sb.rack_detect(now, &self.rack, reo_wnd);
             marked += n + self.sb.dupthresh_detect(self.mss);
-            self.reorder_at = recheck;
+            self.timers.set_or_clear(TimerKind::Reorder, recheck);
         } else if self.dupacks >= 3
             && self.recovery.is_none()
             && self.snd_una.diff(self.recover) >= 0
@@ -1376,7 +1343,7 @@ impl Connection {
             });
             self.recover = self.snd_max;
             self.rexmit_head = true;
-            self.tlp_at = None;
+            self.timers.clear(TimerKind::TailLossProbe);
         }
     }
 
@@ -1399,7 +1366,7 @@ impl Connection {
             || self.tlp.is_some()
             || self.sb.is_empty()
         {
-            self.tlp_at = None;
+            self.timers.clear(TimerKind::TailLossProbe);
             return;
         }
         let pto = match self.rtt.srtt() {
@@ -1417,7 +1384,12 @@ impl Connection {
         // is often later than the RTO, and the probe repairs a lost tail without the RTO's
         // collapse of cwnd
         let at = now + pto;
-        self.tlp_at = Some(self.rto_at.map_or(at, |rto| rto.min(at)));
+        self.timers.set(
+            TimerKind::TailLossProbe,
+            self.timers
+                .get(TimerKind::Rto)
+                .map_or(at, |rto| rto.min(at)),
+        );
     }
 
     /// The probe's episode ends once what it sent is acknowledged. If it was a retransmission
@@ -1476,7 +1448,7 @@ impl Connection {
             Some(d) if self.unacked_full < 2 => {
                 if self.ack < AckState::Delayed {
                     self.ack = AckState::Delayed;
-                    self.delack_at = Some(now + d);
+                    self.timers.set(TimerKind::DelayedAck, now + d);
                 }
             }
             _ => self.ack = AckState::Now,
@@ -1508,17 +1480,12 @@ impl Connection {
     fn enter_time_wait(&mut self, now: Instant) {
         self.state = State::TimeWait;
         self.stop_timers();
-        self.timewait_at = Some(now + self.cfg.msl.saturating_mul(2));
+        self.timers
+            .set(TimerKind::TimeWait, now + self.cfg.msl.saturating_mul(2));
     }
 
     fn stop_timers(&mut self) {
-        self.rto_at = None;
-        self.tlp_at = None;
-        self.reorder_at = None;
-        self.delack_at = None;
-        self.persist_at = None;
-        self.keepalive_at = None;
-        self.timewait_at = None;
+        self.timers.clear_all();
     }
 
     fn enter_closed(&mut self) {
@@ -1547,10 +1514,11 @@ impl Connection {
     pub fn set_keepalive(&mut self, now: Instant, ka: Option<KeepAlive>) {
         self.keepalive = ka;
         self.keepalive_probes_out = 0;
-        self.keepalive_at = match ka {
+        let at = match ka {
             Some(k) if self.state.is_synchronized() => Some(now + k.idle),
             _ => None,
         };
+        self.timers.set_or_clear(TimerKind::KeepAlive, at);
     }
 
     pub fn keepalive(&self) -> Option<KeepAlive> {
@@ -1565,7 +1533,7 @@ impl Connection {
                 self.state,
                 State::Established | State::CloseWait | State::FinWait1 | State::FinWait2
             ) {
-                self.keepalive_at = Some(now + k.idle);
+                self.timers.set(TimerKind::KeepAlive, now + k.idle);
             }
         }
     }
@@ -1580,7 +1548,7 @@ impl Connection {
         }
         if !self.sb.is_empty() || !self.send_buf.is_empty() {
             // data in flight: the retransmission timer watches the peer instead
-            self.keepalive_at = Some(now + k.idle);
+            self.timers.set(TimerKind::KeepAlive, now + k.idle);
             return;
         }
         if self.keepalive_probes_out >= k.count {
@@ -1589,7 +1557,7 @@ impl Connection {
         }
         self.keepalive_probes_out += 1;
         self.keepalive_send = true;
-        self.keepalive_at = Some(now + k.interval);
+        self.timers.set(TimerKind::KeepAlive, now + k.interval);
     }
 
     /// An ICMP destination-unreachable (or time-exceeded) quoting one of our segments with
@@ -1724,9 +1692,12 @@ impl Connection {
     pub fn poll_transmit(&mut self, now: Instant) -> Option<Transmit> {
         // Every state change is followed by a poll here (the host polls touched connections),
         // so this is where an orphaned FIN-WAIT-2 gets its limit, whichever came first.
-        if self.orphaned && self.state == State::FinWait2 && self.timewait_at.is_none() {
+        if self.orphaned
+            && self.state == State::FinWait2
+            && !self.timers.is_armed(TimerKind::TimeWait)
+        {
             if let Some(t) = self.cfg.fin_timeout {
-                self.timewait_at = Some(now + t);
+                self.timers.set(TimerKind::TimeWait, now + t);
             }
         }
         if let Some((dst, repr)) = self.replies.pop_front() {
@@ -1776,7 +1747,7 @@ impl Connection {
         } else {
             self.stats.retrans_segs += 1;
         }
-        if self.rto_at.is_none() {
+        if !self.timers.is_armed(TimerKind::Rto) {
             self.restart_rto(now);
         }
         self.stats.segs_out += 1;
@@ -1796,7 +1767,7 @@ impl Connection {
         }
         self.last_ack_sent = repr.ack;
         self.ack = AckState::None;
-        self.delack_at = None;
+        self.timers.clear(TimerKind::DelayedAck);
         self.unacked_full = 0;
         self.stats.segs_out += 1;
     }
@@ -1869,7 +1840,7 @@ impl Connection {
         self.sb.on_retransmit(i, now, self.ts_val(now));
         self.stats.retrans_segs += 1;
         self.stats.bytes_retrans += payload_len as u64;
-        if self.rto_at.is_none() {
+        if !self.timers.is_armed(TimerKind::Rto) {
             self.restart_rto(now);
         }
         self.transmit(repr, payload_len)
@@ -1957,7 +1928,7 @@ impl Connection {
             self.stats.zero_window_probes += 1;
         }
         self.stats.bytes_out += len as u64;
-        if self.rto_at.is_none() {
+        if !self.timers.is_armed(TimerKind::Rto) {
             self.restart_rto(now);
         }
         if !tail_probe {
@@ -2019,12 +1990,16 @@ impl Connection {
             && self.snd_wnd == 0
             && self.snd_nxt.diff(self.send_buf.end()) < 0
             && self.sb.is_empty();
-        if waiting && self.persist_at.is_none() && self.rto_at.is_none() && !self.force_probe {
+        if waiting
+            && !self.timers.is_armed(TimerKind::Persist)
+            && !self.timers.is_armed(TimerKind::Rto)
+            && !self.force_probe
+        {
             let base = self.rtt.base_rto().max(PERSIST_MIN);
             let d = base
                 .saturating_mul(1 << self.persist_backoff.min(16))
                 .min(PERSIST_MAX);
-            self.persist_at = Some(now + d);
+            self.timers.set(TimerKind::Persist, now + d);
         }
     }
 

@@ -19,10 +19,12 @@ pub mod scoreboard;
 pub mod send;
 mod state;
 mod stats;
+mod timers;
 
 pub use config::{Config, KeepAlive};
 pub use congestion::Algorithm;
-pub use conn::{reset_for, Connection, TimerKind, Transmit};
+pub use conn::{reset_for, Connection, Transmit};
 pub use event::{Error, Event};
 pub use state::State;
 pub use stats::{ConnStats, TcpInfo};
+pub use timers::{TimerKind, TimerSet, Timers};
