@@ -67,7 +67,8 @@ pub enum DropReason {
     UnhandledProtocol,
     /// A SYN to a listener whose backlog is full.
     BacklogFull,
-    /// A segment for no connection and no listener (answered by RST unless it was one).
+    /// A segment for no connection: answered by RST unless it was one or, sent to a listening
+    /// port, carried no ACK.
     NoConnection,
     /// An ICMP message we do not act on, or an error about no connection of ours.
     IcmpIgnored,
@@ -438,6 +439,11 @@ impl Host {
                 let conn = Connection::accept(self.cfg.tcp, local, remote, iss, now, seg);
                 self.insert(conn, Some(seg.dst_port));
                 return;
+            }
+            if !seg.flags.ack() {
+                // a listener answers only an ACK with RST; anything else without SYN is dropped
+                // (RFC 9293 3.10.7.2)
+                return self.drop(DropReason::NoConnection);
             }
         }
         self.drop(DropReason::NoConnection);

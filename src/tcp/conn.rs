@@ -29,7 +29,6 @@ use std::net::{Ipv4Addr, SocketAddrV4};
 use super::config::{Config, KeepAlive};
 use super::congestion::{CongestionControl, Controller};
 use super::event::{Error, Event};
-use super::isn::IsnGenerator;
 use super::recv::RecvBuffer;
 use super::rtt::RttEstimator;
 use super::scoreboard::{Delivered, LossCause, Rack, Scoreboard};
@@ -164,8 +163,8 @@ pub struct Connection {
     keepalive_probes_out: u32,
     keepalive_send: bool,
 
-    /// RSTs to send, each with its destination: from LISTEN or CLOSED that is the sender of the
-    /// segment answered, not `remote`.
+    /// RSTs to send, each with its destination: in CLOSED that is the sender of the segment
+    /// answered, not `remote`.
     replies: VecDeque<(SocketAddrV4, TcpRepr<'static>)>,
     events: VecDeque<Event>,
     readable_queued: bool,
@@ -301,30 +300,24 @@ impl Connection {
         Connection::new(cfg, State::SynSent, local, remote, iss)
     }
 
-    /// Passive open: a connection in LISTEN that becomes SYN-RECEIVED on the first SYN, with an
-    /// ISS from `isn`.
-    pub fn listen(cfg: Config, local: SocketAddrV4) -> Self {
-        Connection::new(
-            cfg,
-            State::Listen,
-            local,
-            SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0),
-            SeqNumber(0),
-        )
-    }
-
-    /// Passive open straight from a SYN that a listener accepted: the result is in SYN-RECEIVED
-    /// with its SYN-ACK ready to transmit.
+    /// Passive open from a SYN that a listener accepted: the result is in SYN-RECEIVED with its
+    /// SYN-ACK ready to transmit. Listening itself (answering other segments to the port, the
+    /// backlog) is the host's.
     pub fn accept(
         cfg: Config,
         local: SocketAddrV4,
         remote: SocketAddrV4,
         iss: SeqNumber,
-        now: Instant,
+        _now: Instant,
         syn: &TcpRepr,
     ) -> Self {
-        let mut c = Connection::listen(cfg, local);
-        c.on_listen_syn(now, remote, iss, syn);
+        let mut c = Connection::new(cfg, State::SynReceived, local, remote, iss);
+        c.passive = true;
+        c.take_peer_syn(syn);
+        // the SYN-ACK's window field is never scaled; the peer's SYN window neither
+        c.snd_wnd = syn.window as usize;
+        c.max_snd_wnd = c.snd_wnd;
+        c.snd_wl1 = syn.seq;
         c
     }
 
@@ -501,7 +494,7 @@ impl Connection {
         }
         match self.state {
             State::SynSent | State::SynReceived | State::Established | State::CloseWait => {}
-            State::Closed | State::Listen => return Err(Error::NotConnected),
+            State::Closed => return Err(Error::NotConnected),
             _ => return Err(Error::BrokenPipe),
         }
         let n = self.send_buf.write(data);
@@ -574,7 +567,7 @@ impl Connection {
             return Err(e);
         }
         match self.state {
-            State::Closed | State::Listen => Err(Error::NotConnected),
+            State::Closed => Err(Error::NotConnected),
             _ => Err(Error::WouldBlock),
         }
     }
@@ -601,7 +594,7 @@ impl Connection {
     /// Shuts down writing: queues a FIN after the buffered data.
     pub fn close(&mut self) {
         match self.state {
-            State::Listen | State::SynSent => self.enter_closed(),
+            State::SynSent => self.enter_closed(),
             State::SynReceived | State::Established => {
                 self.fin_queued = true;
                 if self.state == State::Established {
@@ -794,8 +787,8 @@ impl Connection {
 
     // ---------------------------------------------------------------- input
 
-    /// Processes one received segment. `src` is the sender's IPv4 address (the connection has
-    /// been matched by 4-tuple already, except in LISTEN, where it binds to the sender).
+    /// Processes one received segment, already matched to this connection by 4-tuple. `src` is
+    /// the sender's IPv4 address: a connection in CLOSED answers it with RST.
     pub fn handle_segment(&mut self, now: Instant, src: Ipv4Addr, seg: &TcpRepr) {
         self.stats.segs_in += 1;
         if seg.flags.rst() {
@@ -807,7 +800,6 @@ impl Connection {
                     self.push_rst(SocketAddrV4::new(src, seg.src_port), rst);
                 }
             }
-            State::Listen => self.on_listen(now, src, seg),
             State::SynSent => self.on_syn_sent(now, seg),
             _ => {
                 self.on_synchronized(now, seg);
@@ -819,42 +811,6 @@ impl Connection {
     fn push_rst(&mut self, to: SocketAddrV4, rst: TcpRepr<'static>) {
         self.stats.rst_out += 1;
         self.replies.push_back((to, rst));
-    }
-
-    fn on_listen(&mut self, now: Instant, src: Ipv4Addr, seg: &TcpRepr) {
-        if seg.flags.rst() {
-            return;
-        }
-        if seg.flags.ack() {
-            if let Some(rst) = reset_for(seg) {
-                self.push_rst(SocketAddrV4::new(src, seg.src_port), rst);
-            }
-            return;
-        }
-        if !seg.flags.syn() {
-            return;
-        }
-        let remote = SocketAddrV4::new(src, seg.src_port);
-        let iss = IsnGenerator::new(self.cfg.isn_secret).generate(now, self.local, remote);
-        self.on_listen_syn(now, remote, iss, seg);
-    }
-
-    fn on_listen_syn(&mut self, now: Instant, remote: SocketAddrV4, iss: SeqNumber, syn: &TcpRepr) {
-        self.remote = remote;
-        self.passive = true;
-        self.iss = iss;
-        self.snd_una = iss;
-        self.snd_nxt = iss;
-        self.snd_max = iss;
-        self.send_buf.reset_start(iss + 1);
-        self.take_peer_syn(syn);
-        // the SYN-ACK's window field is never scaled; the peer's SYN window neither
-        self.snd_wnd = syn.window as usize;
-        self.max_snd_wnd = self.snd_wnd;
-        self.snd_wl1 = syn.seq;
-        self.snd_wl2 = iss;
-        self.state = State::SynReceived;
-        let _ = now;
     }
 
     /// Records the peer's initial sequence number and negotiates options from its SYN.
@@ -1494,7 +1450,7 @@ impl Connection {
         self.stop_timers();
         self.sb.clear();
         self.ack = AckState::None;
-        if was != State::Closed && was != State::Listen {
+        if was != State::Closed {
             self.push_event(Event::Closed);
         }
     }
@@ -1573,7 +1529,7 @@ impl Connection {
         let doubting =
             self.state == State::SynSent || self.retries > 0 || self.keepalive_probes_out > 0;
         match self.state {
-            State::Closed | State::Listen | State::TimeWait => {}
+            State::Closed | State::TimeWait => {}
             _ if doubting => self.fail(Error::HostUnreachable),
             _ => self.soft_error = Some(Error::HostUnreachable),
         }
@@ -1709,7 +1665,7 @@ impl Connection {
             });
         }
         let t = match self.state {
-            State::Closed | State::Listen => None,
+            State::Closed => None,
             State::SynSent | State::SynReceived if self.snd_nxt == self.iss => {
                 Some(self.emit_syn(now))
             }
