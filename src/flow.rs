@@ -706,26 +706,20 @@ impl Host {
     }
 }
 
-/// Builds IPv4 + TCP headers and copies the payload from the connection's send buffer.
+/// Builds the IPv4 header and writes the TCP segment after it in one step (header, payload
+/// from the connection's send buffer, checksum).
 fn emit_segment(
     cfg: &HostConfig,
     t: &Transmit,
     conn: Option<&Connection>,
     buf: &mut [u8],
 ) -> usize {
-    let tcp_len = t.repr.header_len() + t.payload_len;
+    let tcp_len = t.segment_len();
     let total = ipv4::HEADER_LEN + tcp_len;
     let mut ip = Ipv4Repr::new(*t.src.ip(), *t.dst.ip(), IpProtocol::Tcp, tcp_len);
     ip.ttl = cfg.ttl;
     let (ip_buf, tcp_buf) = buf[..total].split_at_mut(ipv4::HEADER_LEN);
     ip.emit(&mut Ipv4Packet::new_unchecked(&mut *ip_buf), &cfg.checksum);
-    let mut seg = TcpPacket::new_unchecked(tcp_buf);
-    t.repr.emit_header(&mut seg);
-    if let Some(conn) = conn {
-        conn.write_payload(t, seg.payload_mut());
-    }
-    if cfg.checksum.compute_tx {
-        seg.fill_checksum(*t.src.ip(), *t.dst.ip());
-    }
+    t.write_segment(conn, tcp_buf, cfg.checksum.compute_tx);
     total
 }

@@ -2,10 +2,12 @@
 //! congestion control, initial sequence numbers.
 //!
 //! A [`Connection`] never reads a clock and never does I/O. Feed it segments with
-//! [`Connection::handle_segment`] and expired deadlines with [`Connection::handle_timeout`]; take
-//! segments out with [`Connection::poll_transmit`] (then [`Connection::write_payload`] to copy the
-//! payload straight into the outgoing frame), application events with
-//! [`Connection::poll_event`], and the next deadline with [`Connection::poll_timeout`].
+//! [`Connection::handle_segment`] and expired timers with [`Connection::handle_timers`] (the
+//! kinds a timer wheel found expired) or [`Connection::handle_timeout`]; take segments out with
+//! [`Connection::poll_transmit`] (then [`Transmit::write_segment`] writes the whole segment,
+//! payload copied straight from the send buffer, into the outgoing frame), application events
+//! with [`Connection::poll_event`], and deadlines from [`Connection::timers`] or
+//! [`Connection::poll_timeout`].
 
 mod config;
 pub mod congestion;

@@ -22,6 +22,8 @@ mod app;
 mod input;
 mod output;
 mod space;
+#[cfg(test)]
+mod testing;
 mod timer;
 
 pub use output::Transmit;

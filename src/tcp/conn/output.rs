@@ -18,20 +18,50 @@ use crate::tcp::state::State;
 use crate::tcp::timers::TimerKind;
 use crate::time::{Duration, Instant};
 use crate::wire::tcp::MAX_SACK_BLOCKS;
-use crate::wire::{SeqNumber, TcpFlags, TcpOptions, TcpRepr};
+use crate::wire::{SeqNumber, TcpFlags, TcpOptions, TcpPacket, TcpRepr};
 
 /// Persist (zero-window probe) timer bounds.
 const PERSIST_MIN: Duration = Duration::from_millis(200);
 const PERSIST_MAX: Duration = Duration::from_secs(60);
 
 /// A segment to send: the header (its payload left empty) and how many payload bytes follow.
-/// Copy the payload with [`Connection::write_payload`] straight into the outgoing frame.
+/// Write it into the outgoing frame with [`Transmit::write_segment`], which copies the payload
+/// straight from the connection's send buffer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Transmit {
     pub src: SocketAddrV4,
     pub dst: SocketAddrV4,
     pub repr: TcpRepr<'static>,
     pub payload_len: usize,
+}
+
+impl Transmit {
+    /// Bytes of the whole TCP segment: header (with options) and payload.
+    #[inline]
+    pub fn segment_len(&self) -> usize {
+        self.repr.header_len() + self.payload_len
+    }
+
+    /// Writes the whole TCP segment into `buf`, which must be exactly [`Transmit::segment_len`]
+    /// bytes: the header, the payload copied from `conn` (the connection whose
+    /// [`Connection::poll_transmit`] gave this segment, with nothing polled from it since), and
+    /// the checksum over the IPv4 pseudo-header if `checksum` (else the field is left zero).
+    /// A segment without payload, like an RST answering a stray segment, needs no connection.
+    #[inline]
+    pub fn write_segment(&self, conn: Option<&Connection>, buf: &mut [u8], checksum: bool) {
+        debug_assert_eq!(buf.len(), self.segment_len());
+        let mut seg = TcpPacket::new_unchecked(buf);
+        self.repr.emit_header(&mut seg);
+        if self.payload_len > 0 {
+            debug_assert!(conn.is_some(), "a payload needs its connection");
+            if let Some(c) = conn {
+                c.snd.buf.copy_out(self.repr.seq, seg.payload_mut());
+            }
+        }
+        if checksum {
+            seg.fill_checksum(*self.src.ip(), *self.dst.ip());
+        }
+    }
 }
 
 impl Connection {
@@ -396,7 +426,8 @@ impl Connection {
     }
 
     /// Copies the payload of `t` (from [`Connection::poll_transmit`]) into `dst`, which must be
-    /// exactly `t.payload_len` bytes.
+    /// exactly `t.payload_len` bytes. [`Transmit::write_segment`] does this as part of writing
+    /// the whole segment.
     pub fn write_payload(&self, t: &Transmit, dst: &mut [u8]) {
         debug_assert_eq!(dst.len(), t.payload_len);
         if t.payload_len > 0 {
@@ -426,5 +457,56 @@ impl Connection {
             n += 1;
         }
         (out, n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::testing::{established, from_peer, ms, IRS, ISS, PEER, US};
+    use super::*;
+    use crate::tcp::config::Config;
+    use crate::wire::ChecksumCaps;
+
+    /// Writes `t` as a whole segment and parses it back, checksum verified.
+    fn written(c: &Connection, t: &Transmit) -> (TcpRepr<'static>, Vec<u8>) {
+        let mut buf = vec![0u8; t.segment_len()];
+        t.write_segment(Some(c), &mut buf, true);
+        let p = TcpPacket::new_checked(&buf[..]).expect("valid segment");
+        let r = TcpRepr::parse(&p, *t.src.ip(), *t.dst.ip(), &ChecksumCaps::default())
+            .expect("checksum and options");
+        (TcpRepr { payload: &[], ..r }, r.payload.to_vec())
+    }
+
+    #[test]
+    fn write_segment_writes_header_payload_and_checksum() {
+        let cfg = Config {
+            nodelay: true,
+            ..Config::default()
+        };
+        let mut c = established(cfg, true);
+        let data: Vec<u8> = (0..3000u32).map(|i| (i % 251) as u8).collect();
+        c.send(&data).unwrap();
+        let mut got = Vec::new();
+        while let Some(t) = c.poll_transmit(ms(100)) {
+            let (repr, payload) = written(&c, &t);
+            assert_eq!(repr, t.repr);
+            assert_eq!(payload.len(), t.payload_len);
+            got.extend(payload);
+        }
+        assert!(got == data, "{} bytes sent of {}", got.len(), data.len());
+        // without payload no connection is needed; without checksum the field stays zero
+        let t = Transmit {
+            src: US,
+            dst: PEER,
+            repr: crate::tcp::reset_for(&from_peer(IRS, ISS, TcpFlags::ACK)).unwrap(),
+            payload_len: 0,
+        };
+        let mut buf = vec![0xffu8; t.segment_len()];
+        t.write_segment(None, &mut buf, false);
+        assert_eq!(TcpPacket::new_checked(&buf[..]).unwrap().checksum(), 0);
+        t.write_segment(None, &mut buf, true);
+        assert!(TcpPacket::new_checked(&buf[..])
+            .unwrap()
+            .verify_checksum(*US.ip(), *PEER.ip()));
     }
 }

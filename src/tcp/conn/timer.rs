@@ -140,43 +140,16 @@ impl Connection {
 
 #[cfg(test)]
 mod tests {
-    use std::net::{Ipv4Addr, SocketAddrV4};
-
+    use super::super::testing::{established, ms};
     use super::*;
     use crate::tcp::config::Config;
     use crate::time::Duration;
-    use crate::wire::{SeqNumber, TcpFlags, TcpOptions, TcpRepr};
-
-    const US: SocketAddrV4 = SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, 1), 1000);
-    const PEER: SocketAddrV4 = SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, 2), 80);
-
-    fn ms(n: u64) -> Instant {
-        Instant::from_millis(n)
-    }
+    use crate::wire::SeqNumber;
 
     /// An established connection with SACK, its RTT sampled as 100 ms, and `segments` full
     /// segments sent at 100 ms and unacknowledged.
     fn sending(segments: usize) -> Connection {
-        let mut c = Connection::connect(Config::default(), US, PEER, SeqNumber(0));
-        while c.poll_transmit(ms(0)).is_some() {}
-        let syn_ack = TcpRepr {
-            src_port: PEER.port(),
-            dst_port: US.port(),
-            seq: SeqNumber(5000),
-            ack: SeqNumber(1),
-            flags: TcpFlags::SYN | TcpFlags::ACK,
-            window: 65535,
-            urgent: 0,
-            options: TcpOptions {
-                mss: Some(1460),
-                sack_permitted: true,
-                ..TcpOptions::default()
-            },
-            payload: &[],
-        };
-        c.handle_segment(ms(100), *PEER.ip(), &syn_ack);
-        while c.poll_transmit(ms(100)).is_some() {}
-        assert_eq!(c.state(), State::Established);
+        let mut c = established(Config::default(), true);
         assert!(c.sack_enabled());
         c.send(&vec![7; segments * c.mss()]).unwrap();
         let mut sent = 0;
