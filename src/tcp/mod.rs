@@ -27,7 +27,7 @@ mod timers;
 
 pub use config::{Config, KeepAlive};
 pub use congestion::Algorithm;
-pub use conn::{reset_for, Connection, Transmit};
+pub use conn::{reset_for, Connection, Transmit, CORK_LIMIT};
 pub use event::{Error, Event};
 pub use state::State;
 pub use stats::{ConnStats, TcpInfo};

@@ -9,7 +9,7 @@
 //! When several kinds fire at once they are handled in the order of [`TimerKind::ALL`]: the end
 //! of TIME-WAIT first (nothing else matters after it), then the delayed ACK, the tail loss probe
 //! before the retransmission timeout (the probe is scheduled no later than the RTO and takes its
-//! place, RFC 8985 7.2), then the reordering, persist and keep-alive timers. A kind handed back
+//! place, RFC 8985 7.2), then the reordering, persist, keep-alive and cork timers. A kind handed back
 //! whose deadline has moved later in the meantime is ignored: a wheel entry may be older than the
 //! table.
 
@@ -27,11 +27,14 @@ pub enum TimerKind {
     Reorder,
     Persist,
     KeepAlive,
+    /// The limit on holding back a partial segment while corked
+    /// ([`Connection::set_cork`](super::Connection::set_cork)).
+    Cork,
 }
 
 impl TimerKind {
     /// Every kind, in handling order; `ALL[k as usize] == k`.
-    pub const ALL: [TimerKind; 7] = [
+    pub const ALL: [TimerKind; 8] = [
         TimerKind::TimeWait,
         TimerKind::DelayedAck,
         TimerKind::TailLossProbe,
@@ -39,6 +42,7 @@ impl TimerKind {
         TimerKind::Reorder,
         TimerKind::Persist,
         TimerKind::KeepAlive,
+        TimerKind::Cork,
     ];
     pub const COUNT: usize = Self::ALL.len();
 

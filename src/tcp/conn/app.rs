@@ -12,8 +12,12 @@ use crate::tcp::congestion::CongestionControl;
 use crate::tcp::event::Error;
 use crate::tcp::state::State;
 use crate::tcp::stats::TcpInfo;
-use crate::time::Instant;
+use crate::tcp::timers::TimerKind;
+use crate::time::{Duration, Instant};
 use crate::wire::{SeqNumber, TcpFlags, TcpRepr};
+
+/// The longest a cork holds back a partial segment (Linux's TCP_CORK limit).
+pub const CORK_LIMIT: Duration = Duration::from_millis(200);
 
 impl Connection {
     /// Queues bytes for sending; returns how many fit (0 when the buffer is full).
@@ -116,8 +120,9 @@ impl Connection {
         }
     }
 
-    /// Shuts down writing: queues a FIN after the buffered data.
+    /// Shuts down writing: queues a FIN after the buffered data (which a cork no longer holds).
     pub fn close(&mut self) {
+        self.uncork();
         match self.state {
             State::SynSent => self.enter_closed(),
             State::SynReceived | State::Established => {
@@ -201,6 +206,30 @@ impl Connection {
 
     pub fn nodelay(&self) -> bool {
         self.cfg.nodelay
+    }
+
+    /// Corks or uncorks the connection (TCP_CORK; MSG_MORE is a cork for one write). While
+    /// corked only full-MSS segments are sent, beside Nagle's algorithm; the rest of the data
+    /// waits until uncorked, until our FIN ([`Connection::close`]) or until [`CORK_LIMIT`] after
+    /// the cork began (200 ms as Linux), when the cork ends by itself. Corking again while
+    /// corked does not extend the limit.
+    pub fn set_cork(&mut self, now: Instant, cork: bool) {
+        if !cork || !self.state.can_send() || self.snd.fin_queued {
+            self.uncork();
+        } else if !self.corked {
+            self.corked = true;
+            self.timers.set(TimerKind::Cork, now + CORK_LIMIT);
+        }
+    }
+
+    /// Whether partial segments are held back now (see [`Connection::set_cork`]).
+    pub fn is_corked(&self) -> bool {
+        self.corked
+    }
+
+    fn uncork(&mut self) {
+        self.corked = false;
+        self.timers.clear(TimerKind::Cork);
     }
 
     /// Enables (or with `None` disables) keep-alive probing (SO_KEEPALIVE with TCP_KEEPIDLE,

@@ -26,6 +26,7 @@ mod space;
 mod testing;
 mod timer;
 
+pub use app::CORK_LIMIT;
 pub use output::Transmit;
 
 use std::collections::VecDeque;
@@ -80,6 +81,9 @@ pub struct Connection {
     /// When we last answered an invalid segment (rate limit of RFC 5961 section 7).
     last_oow_ack: Option<Instant>,
     keepalive: KeepAliveState,
+    /// Segments shorter than the MSS wait (TCP_CORK, MSG_MORE) until uncorked, our FIN, or the
+    /// cork timer. Never set once our FIN is queued; the cork timer is armed exactly while set.
+    corked: bool,
 
     /// RSTs to send, each with its destination: in CLOSED that is the sender of the segment
     /// answered, not `remote`.
@@ -187,6 +191,7 @@ impl Connection {
             force_probe: false,
             last_oow_ack: None,
             keepalive: KeepAliveState::new(cfg.keepalive),
+            corked: false,
             replies: VecDeque::new(),
             events: EventQueue::default(),
             error: None,

@@ -90,6 +90,10 @@ impl Connection {
                     self.fail(Error::TimedOut);
                 }
             }
+            TimerKind::Cork => {
+                self.timers.clear(kind);
+                self.corked = false;
+            }
         }
     }
 
