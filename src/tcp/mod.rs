@@ -10,7 +10,7 @@
 //! [`Connection::poll_timeout`].
 
 mod config;
-pub mod congestion;
+mod congestion;
 mod conn;
 mod event;
 pub mod isn;
@@ -18,9 +18,9 @@ mod keepalive;
 pub mod reassembly;
 mod recovery;
 pub mod recv;
-pub mod rtt;
-pub mod scoreboard;
-pub mod send;
+mod rtt;
+mod scoreboard;
+mod send;
 mod state;
 mod stats;
 mod timers;
@@ -29,6 +29,7 @@ pub use config::{Config, KeepAlive};
 pub use congestion::Algorithm;
 pub use conn::{reset_for, Connection, Transmit, CORK_LIMIT};
 pub use event::{Error, Event};
+pub use rtt::RttEstimator;
 pub use state::State;
 pub use stats::{ConnStats, TcpInfo};
 pub use timers::{TimerKind, TimerSet, Timers};

@@ -40,10 +40,6 @@ impl Segment {
         self.end - self.start
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.start == self.end
-    }
-
     /// Payload bytes (the FIN's sequence number is not a byte).
     pub fn payload_len(&self) -> usize {
         self.len() - self.fin as usize
@@ -102,10 +98,6 @@ impl Scoreboard {
         self.segs.len()
     }
 
-    pub fn segments(&self) -> impl Iterator<Item = &Segment> {
-        self.segs.iter()
-    }
-
     /// RFC 6675 pipe: bytes believed to be in the network.
     pub fn pipe(&self) -> usize {
         self.in_flight
@@ -117,14 +109,6 @@ impl Scoreboard {
 
     pub fn lost_bytes(&self) -> usize {
         self.lost
-    }
-
-    pub fn last(&self) -> Option<&Segment> {
-        self.segs.back()
-    }
-
-    pub fn has_sacked(&self) -> bool {
-        self.sacked > 0
     }
 
     fn account(&mut self, s: &Segment, sign: bool) {
