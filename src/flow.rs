@@ -678,13 +678,15 @@ impl Host {
     /// it if finished.
     fn settle(&mut self, index: u32) {
         let slot = &mut self.slots[index as usize];
-        let Some(conn) = slot.conn.as_ref() else {
+        let Some(conn) = slot.conn.as_mut() else {
             return;
         };
         if conn.is_closed() && (slot.released || slot.pending_on.is_some()) {
             return self.free_slot(index);
         }
-        for (k, &want) in conn.timers().deadlines().iter().enumerate() {
+        for kind in conn.take_timer_changes().iter() {
+            let k = kind as usize;
+            let want = conn.timers().get(kind);
             let have = slot.timers[k];
             if want == have.map(|(_, t)| t) {
                 continue;

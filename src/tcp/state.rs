@@ -1,6 +1,6 @@
 //! The states of RFC 9293's connection state diagram that a connection can be in.
 //!
-//! LISTEN is not among them: listening is the host's listen table (`flow::Host::listen`), which
+//! LISTEN is not among them: listening is the host's listen table (`Host::listen`), which
 //! creates a connection in SYN-RECEIVED for each SYN it accepts.
 
 use core::fmt;

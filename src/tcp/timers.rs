@@ -1,10 +1,13 @@
 //! A connection's timers: one deadline per [`TimerKind`] in a table indexed by kind.
 //!
-//! Invariant: a kind is armed exactly when its entry holds a deadline. Only the connection arms
-//! and clears entries; the owner of the connection reads the table after every visit
-//! ([`Connection::timers`](super::Connection::timers)) to mirror changed deadlines into its
-//! timer wheel, keyed by (connection, kind), and hands back the kinds that fired as a
-//! [`TimerSet`] ([`Connection::handle_timers`](super::Connection::handle_timers)).
+//! Invariants: a kind is armed exactly when its entry holds a deadline; every kind whose entry
+//! changed since the owner last took the changes is in the change set (a kind armed again at the
+//! same deadline may be there too). Only the connection arms
+//! and clears entries. Its owner, after every visit, takes the kinds that changed
+//! ([`Connection::take_timer_changes`](super::Connection::take_timer_changes)) and mirrors just
+//! those into its timer wheel, keyed by (connection, kind); it hands back the kinds that fired as
+//! a [`TimerSet`] ([`Connection::handle_timers`](super::Connection::handle_timers)), which count
+//! as changed (the wheel no longer holds them), so one still armed is registered again.
 //!
 //! When several kinds fire at once they are handled in the order of [`TimerKind::ALL`]: the end
 //! of TIME-WAIT first (nothing else matters after it), then the delayed ACK, the tail loss probe
@@ -76,10 +79,23 @@ impl TimerSet {
     }
 
     /// The kinds in the set, in [`TimerKind::ALL`] order.
+    #[inline]
     pub fn iter(self) -> impl Iterator<Item = TimerKind> {
-        TimerKind::ALL
-            .into_iter()
-            .filter(move |k| self.contains(*k))
+        let mut bits = self.0;
+        std::iter::from_fn(move || {
+            if bits == 0 {
+                return None;
+            }
+            let i = bits.trailing_zeros() as usize;
+            bits &= bits - 1;
+            TimerKind::from_index(i)
+        })
+    }
+
+    /// Both sets' kinds.
+    #[inline]
+    pub fn union(self, other: TimerSet) -> TimerSet {
+        TimerSet(self.0 | other.0)
     }
 }
 
@@ -89,10 +105,11 @@ impl From<TimerKind> for TimerSet {
     }
 }
 
-/// The deadline of every timer kind of one connection.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+/// The deadline of every timer kind of one connection, and which changed since last taken.
+#[derive(Debug, Clone, Default)]
 pub struct Timers {
     at: [Option<Instant>; TimerKind::COUNT],
+    changed: TimerSet,
 }
 
 impl Timers {
@@ -132,23 +149,47 @@ impl Timers {
         set
     }
 
+    /// Arms `kind` at `at`, or disarms it with `None`.
+    #[inline]
+    pub(crate) fn set_or_clear(&mut self, kind: TimerKind, at: Option<Instant>) {
+        match at {
+            Some(at) => self.set(kind, at),
+            None => self.clear(kind),
+        }
+    }
+
+    /// Arms `kind` at `at` (counted as a change even if the deadline is the same).
     #[inline]
     pub(crate) fn set(&mut self, kind: TimerKind, at: Instant) {
         self.at[kind as usize] = Some(at);
+        self.changed.insert(kind);
     }
 
     #[inline]
     pub(crate) fn clear(&mut self, kind: TimerKind) {
-        self.at[kind as usize] = None;
-    }
-
-    /// Arms `kind` at `at`, or disarms it with `None`.
-    pub(crate) fn set_or_clear(&mut self, kind: TimerKind, at: Option<Instant>) {
-        self.at[kind as usize] = at;
+        let entry = &mut self.at[kind as usize];
+        if entry.is_some() {
+            *entry = None;
+            self.changed.insert(kind);
+        }
     }
 
     pub(crate) fn clear_all(&mut self) {
-        self.at = [None; TimerKind::COUNT];
+        for kind in TimerKind::ALL {
+            self.clear(kind);
+        }
+    }
+
+    /// The kinds changed since the last call, now forgotten.
+    #[inline]
+    pub(crate) fn take_changed(&mut self) -> TimerSet {
+        std::mem::take(&mut self.changed)
+    }
+
+    /// Counts `kinds` as changed (their copies elsewhere are gone).
+    #[inline]
+    pub(crate) fn mark_changed(&mut self, kinds: TimerSet) {
+        self.changed = self.changed.union(kinds);
     }
 }
 
@@ -200,7 +241,32 @@ mod tests {
         assert_eq!(t.next_deadline(), Some(ms(500)));
         assert_eq!(t.deadlines()[TimerKind::Rto as usize], Some(ms(900)));
         t.clear_all();
-        assert_eq!(t, Timers::default());
+        assert_eq!(t.deadlines(), Timers::default().deadlines());
+    }
+
+    #[test]
+    fn changes_are_tracked_until_taken() {
+        let mut t = Timers::default();
+        t.set(TimerKind::Rto, ms(300));
+        t.set(TimerKind::DelayedAck, ms(40));
+        t.clear(TimerKind::DelayedAck);
+        t.clear(TimerKind::Persist);
+        let c = t.take_changed();
+        assert_eq!(
+            c.iter().collect::<Vec<_>>(),
+            [TimerKind::DelayedAck, TimerKind::Rto],
+            "a kind armed and cleared again changed; one never armed did not"
+        );
+        assert!(t.take_changed().is_empty());
+        // arming counts even with the same deadline: the owner compares with its copy
+        t.set(TimerKind::Rto, ms(300));
+        assert_eq!(t.take_changed(), TimerKind::Rto.into());
+        t.mark_changed(TimerKind::KeepAlive.into());
+        t.clear_all();
+        assert_eq!(
+            t.take_changed().iter().collect::<Vec<_>>(),
+            [TimerKind::Rto, TimerKind::KeepAlive]
+        );
     }
 
     #[test]

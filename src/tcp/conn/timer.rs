@@ -16,9 +16,17 @@ use crate::tcp::timers::{TimerKind, TimerSet, Timers};
 use crate::time::Instant;
 
 impl Connection {
-    /// The deadline of every timer: mirror changed ones into a timer wheel after each visit.
+    /// The deadline of every timer.
     pub fn timers(&self) -> &Timers {
         &self.timers
+    }
+
+    /// The kinds whose deadline changed (armed, moved or cleared) since the last call, and those
+    /// handed to [`Connection::handle_timers`] since: after each visit, mirror just these into a
+    /// timer wheel.
+    #[inline]
+    pub fn take_timer_changes(&mut self) -> TimerSet {
+        self.timers.take_changed()
     }
 
     /// The next instant at which [`Connection::handle_timeout`] has work.
@@ -33,8 +41,10 @@ impl Connection {
 
     /// Runs the timers of `fired` (the kinds a timer wheel found expired), in
     /// [`TimerKind::ALL`] order. A kind whose deadline is not due at `now` (moved later, or
-    /// cleared by a kind handled before it) is skipped.
+    /// cleared by a kind handled before it) is skipped. The fired kinds count as changed for
+    /// [`Connection::take_timer_changes`], as the wheel no longer holds them.
     pub fn handle_timers(&mut self, now: Instant, fired: TimerSet) {
+        self.timers.mark_changed(fired);
         for kind in fired.iter() {
             if self.timers.is_due(kind, now) {
                 self.on_timer(now, kind);

@@ -170,6 +170,7 @@ impl Recovery {
     /// end of an episode, congestion control's growth (by `delivered_bytes`, not during fast
     /// recovery), the end of a tail loss probe, loss detection, and NewReno's partial ACK when
     /// `newly_acked`.
+    #[inline]
     pub fn on_ack(
         &mut self,
         cx: &mut Ctx,
