@@ -8,6 +8,12 @@
 //! payload copied straight from the send buffer, into the outgoing frame), application events
 //! with [`Connection::poll_event`], and deadlines from [`Connection::timers`] or
 //! [`Connection::poll_timeout`].
+//!
+//! Inside, the connection is split by owned sub-state, each module stating its invariants:
+//! `conn/` the state machine (`input`, `output`, `timer`, `app`, and the sequence spaces in
+//! `space`), `timers` the table of deadlines keyed by [`TimerKind`], `recovery/` loss detection
+//! and recovery (RACK, tail loss probe, NewReno, D-SACK) over the `scoreboard`, `keepalive`,
+//! `stats`, `congestion/`, and the send and receive buffers (`send`, `recv`, `reassembly`).
 
 mod config;
 mod congestion;

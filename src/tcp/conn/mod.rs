@@ -14,9 +14,10 @@
 //!
 //! Inputs: [`Connection::handle_segment`] (in `input`), [`Connection::handle_timers`] or
 //! [`Connection::handle_timeout`] (in `timer`), and the application calls (in `app`). Outputs:
-//! [`Connection::poll_transmit`] with [`Connection::write_segment`] (in `output`),
-//! [`Connection::poll_event`] and [`Connection::poll_timeout`]. After any input, poll
-//! transmissions until `None`, then read the timers again.
+//! [`Connection::poll_transmit`] with [`Transmit::write_segment`] (in `output`),
+//! [`Connection::poll_event`], and [`Connection::take_timer_changes`] or
+//! [`Connection::poll_timeout`]. After any input, poll transmissions until `None`, then read the
+//! timers again.
 
 mod app;
 mod input;
@@ -46,6 +47,15 @@ use super::timers::{TimerKind, Timers};
 use crate::time::{Duration, Instant};
 use crate::wire::{SeqNumber, TcpFlags, TcpOptions, TcpRepr};
 
+/// One TCP connection, sans-IO: segments, expired timers and application calls go in; segments
+/// to send, events and deadlines come out.
+///
+/// Open with [`Connection::connect`] (active) or [`Connection::accept`] (from a SYN a listener
+/// took). After every input ([`Connection::handle_segment`], [`Connection::handle_timers`],
+/// any application call), call [`Connection::poll_transmit`] until `None`, writing each segment
+/// with [`Transmit::write_segment`]; then drain [`Connection::poll_event`] and mirror
+/// [`Connection::take_timer_changes`] into a timer wheel (or wait for
+/// [`Connection::poll_timeout`]). Once [`Connection::is_closed`], drop it.
 #[derive(Debug)]
 pub struct Connection {
     cfg: Config,
