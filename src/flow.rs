@@ -16,7 +16,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::net::{Ipv4Addr, SocketAddrV4};
 
-use crate::tcp::{self, isn::IsnGenerator, Connection, Event, TimerKind, Transmit};
+use crate::tcp::{self, isn::IsnGenerator, Connection, Event, TimerKind, TimerSet, Transmit};
 use crate::time::{Duration, Instant};
 use crate::timer::{TimerId, TimerWheel};
 use crate::wire::{
@@ -67,7 +67,8 @@ pub enum DropReason {
     UnhandledProtocol,
     /// A SYN to a listener whose backlog is full.
     BacklogFull,
-    /// A segment for no connection and no listener (answered by RST unless it was one).
+    /// A segment for no connection: answered by RST unless it was one or, sent to a listening
+    /// port, carried no ACK.
     NoConnection,
     /// An ICMP message we do not act on, or an error about no connection of ours.
     IcmpIgnored,
@@ -172,6 +173,8 @@ struct Slot {
     in_ready: bool,
     /// The wheel entry and deadline of each timer kind, as last registered.
     timers: [Option<(TimerId, Instant)>; KINDS],
+    /// Kinds that fired in the current [`Host::handle_timeout`], not yet handed over.
+    fired: TimerSet,
     /// The application is done with it: free the slot once the connection is closed.
     released: bool,
     /// Passive and not accepted yet: the listener's port.
@@ -192,6 +195,8 @@ pub struct Host {
     listeners: HashMap<u16, Listener, ahash::RandomState>,
     ready: VecDeque<u32>,
     wheel: TimerWheel,
+    /// Connections with timers that fired, during [`Host::handle_timeout`].
+    fired: Vec<u32>,
     events: VecDeque<(ConnId, Event)>,
     strays: VecDeque<(Ipv4Addr, TcpRepr<'static>)>,
     isn: IsnGenerator,
@@ -209,6 +214,7 @@ impl Host {
             listeners: HashMap::default(),
             ready: VecDeque::new(),
             wheel: TimerWheel::new(Instant::ZERO, cfg.timer_tick),
+            fired: Vec::new(),
             events: VecDeque::new(),
             strays: VecDeque::new(),
             isn: IsnGenerator::new(cfg.tcp.isn_secret),
@@ -434,6 +440,11 @@ impl Host {
                 self.insert(conn, Some(seg.dst_port));
                 return;
             }
+            if !seg.flags.ack() {
+                // a listener answers only an ACK with RST; anything else without SYN is dropped
+                // (RFC 9293 3.10.7.2)
+                return self.drop(DropReason::NoConnection);
+            }
         }
         self.drop(DropReason::NoConnection);
         if let Some(rst) = tcp::reset_for(seg) {
@@ -528,19 +539,32 @@ impl Host {
         !self.ready.is_empty() || !self.strays.is_empty()
     }
 
-    /// Runs every timer that is due at `now`.
+    /// Runs every timer that is due at `now`: each connection once, with the kinds of its
+    /// timers that fired, so it handles them in its own order.
     pub fn handle_timeout(&mut self, now: Instant) {
         while let Some((_, token)) = self.wheel.poll_expired(now) {
             let index = (token / KINDS as u64) as u32;
-            let kind = (token % KINDS as u64) as usize;
+            let k = (token % KINDS as u64) as usize;
             let slot = &mut self.slots[index as usize];
-            slot.timers[kind] = None;
+            slot.timers[k] = None;
             self.stats.timers_fired += 1;
+            if let Some(kind) = TimerKind::from_index(k) {
+                if slot.fired.is_empty() {
+                    self.fired.push(index);
+                }
+                slot.fired.insert(kind);
+            }
+        }
+        for i in 0..self.fired.len() {
+            let index = self.fired[i];
+            let slot = &mut self.slots[index as usize];
+            let fired = std::mem::take(&mut slot.fired);
             if let Some(conn) = slot.conn.as_mut() {
-                conn.handle_timeout(now);
+                conn.handle_timers(now, fired);
             }
             self.touch(index);
         }
+        self.fired.clear();
     }
 
     /// Number of armed timers across all connections.
@@ -560,6 +584,7 @@ impl Host {
                     conn: None,
                     in_ready: false,
                     timers: [None; KINDS],
+                    fired: TimerSet::EMPTY,
                     released: false,
                     pending_on: None,
                 });
@@ -653,14 +678,15 @@ impl Host {
     /// it if finished.
     fn settle(&mut self, index: u32) {
         let slot = &mut self.slots[index as usize];
-        let Some(conn) = slot.conn.as_ref() else {
+        let Some(conn) = slot.conn.as_mut() else {
             return;
         };
         if conn.is_closed() && (slot.released || slot.pending_on.is_some()) {
             return self.free_slot(index);
         }
-        for (k, kind) in TimerKind::ALL.iter().enumerate() {
-            let want = conn.timer(*kind);
+        for kind in conn.take_timer_changes().iter() {
+            let k = kind as usize;
+            let want = conn.timers().get(kind);
             let have = slot.timers[k];
             if want == have.map(|(_, t)| t) {
                 continue;
@@ -682,26 +708,20 @@ impl Host {
     }
 }
 
-/// Builds IPv4 + TCP headers and copies the payload from the connection's send buffer.
+/// Builds the IPv4 header and writes the TCP segment after it in one step (header, payload
+/// from the connection's send buffer, checksum).
 fn emit_segment(
     cfg: &HostConfig,
     t: &Transmit,
     conn: Option<&Connection>,
     buf: &mut [u8],
 ) -> usize {
-    let tcp_len = t.repr.header_len() + t.payload_len;
+    let tcp_len = t.segment_len();
     let total = ipv4::HEADER_LEN + tcp_len;
     let mut ip = Ipv4Repr::new(*t.src.ip(), *t.dst.ip(), IpProtocol::Tcp, tcp_len);
     ip.ttl = cfg.ttl;
     let (ip_buf, tcp_buf) = buf[..total].split_at_mut(ipv4::HEADER_LEN);
     ip.emit(&mut Ipv4Packet::new_unchecked(&mut *ip_buf), &cfg.checksum);
-    let mut seg = TcpPacket::new_unchecked(tcp_buf);
-    t.repr.emit_header(&mut seg);
-    if let Some(conn) = conn {
-        conn.write_payload(t, seg.payload_mut());
-    }
-    if cfg.checksum.compute_tx {
-        seg.fill_checksum(*t.src.ip(), *t.dst.ip());
-    }
+    t.write_segment(conn, tcp_buf, cfg.checksum.compute_tx);
     total
 }

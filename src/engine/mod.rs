@@ -26,7 +26,7 @@
 //! | receive | UMEM frame -> connection receive buffer (in `tcp`) | the frame must go back to the fill ring at the end of the rx batch, or the kernel runs out of frames; the application reads later, at its own pace, possibly out of many segments. |
 //! | receive | receive buffer -> application buffer, only with [`Host::recv`] | none with `Connection::readable` + `consume`, which lend the buffered bytes in place. |
 //! | send | application buffer -> connection send buffer ([`Host::send`]) | the bytes must outlive the call until acknowledged: retransmission rebuilds segments from the send buffer. |
-//! | send | send buffer -> UMEM frame (`Connection::write_payload` inside `poll_transmit`) | the frame is lent to the kernel until completion and the segment boundary is chosen at send time; copy mode copies once more inside the kernel. |
+//! | send | send buffer -> UMEM frame (`Transmit::write_segment` inside `Host::poll_transmit`) | the frame is lent to the kernel until completion and the segment boundary is chosen at send time; copy mode copies once more inside the kernel. |
 //!
 //! So the stack itself makes exactly one copy per byte each way (frame to buffer, buffer to
 //! frame); headers are built and parsed in place. A packet held for neighbour resolution is
