@@ -20,7 +20,6 @@ pub mod api;
 pub mod engine;
 pub mod host;
 pub mod io;
-pub mod load;
 pub mod neigh;
 pub mod sim;
 pub mod tcp;

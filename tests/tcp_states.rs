@@ -182,13 +182,6 @@ impl Tcp {
         }
     }
 
-    fn listen(cfg: Config) -> Tcp {
-        Tcp {
-            c: Connection::listen(cfg, US),
-            now: Instant::ZERO,
-        }
-    }
-
     fn accept(cfg: Config, syn: &TcpRepr) -> Tcp {
         Tcp {
             c: Connection::accept(cfg, US, PEER, SeqNumber(ISS), Instant::ZERO, syn),
@@ -223,7 +216,7 @@ impl Tcp {
 
     fn next(&mut self) -> Option<Sent> {
         let t = self.c.poll_transmit(self.now)?;
-        // everything, RSTs from LISTEN or CLOSED included, goes back to the one peer
+        // everything, RSTs from CLOSED included, goes back to the one peer
         assert_eq!((t.src, t.dst), (US, PEER), "addresses of {:?}", t.repr);
         assert!(t.repr.payload.is_empty(), "header carries no payload");
         let mut payload = vec![0; t.payload_len];
@@ -479,82 +472,168 @@ mod closed {
     }
 }
 
+/// LISTEN is the host's: its listen table answers what arrives for a listening port, and each SYN
+/// it accepts becomes a connection in SYN-RECEIVED through `Connection::accept` (the connection
+/// from there on is tested in `syn_received`).
 mod listen {
     use super::*;
+    use xdp_tcp::host::{Host, HostConfig};
+    use xdp_tcp::wire::{ChecksumCaps, Ipv4Packet, Ipv4Repr, TcpPacket};
+
+    /// A host at our address listening on our port, its connections configured with [`cfg`].
+    struct Listener {
+        h: Host,
+        now: Instant,
+    }
+
+    impl Listener {
+        fn new() -> Listener {
+            let mut hc = HostConfig::new(*US.ip());
+            hc.tcp = cfg();
+            let mut h = Host::new(hc);
+            h.listen(US.port(), 8);
+            Listener {
+                h,
+                now: Instant::ZERO,
+            }
+        }
+
+        fn at(&mut self, t: u64) -> &mut Self {
+            self.now = ms(t);
+            self
+        }
+
+        fn inject(&mut self, seg: TcpRepr) -> &mut Self {
+            self.h.handle_segment(self.now, *PEER.ip(), &seg);
+            self
+        }
+
+        /// The next segment the host sends, parsed back from its IPv4 packet.
+        fn next(&mut self) -> Option<TcpRepr<'static>> {
+            let mut buf = [0u8; 2048];
+            let n = self.h.poll_transmit(self.now, &mut buf)?.len;
+            let caps = ChecksumCaps::default();
+            let ip = Ipv4Packet::new_checked(&buf[..n]).expect("IPv4");
+            let ip_repr = Ipv4Repr::parse(&ip, &caps).expect("IPv4 header");
+            assert_eq!((ip_repr.src_addr, ip_repr.dst_addr), (*US.ip(), *PEER.ip()));
+            let tcp = TcpPacket::new_checked(ip.payload()).expect("TCP");
+            let r = TcpRepr::parse(&tcp, ip_repr.src_addr, ip_repr.dst_addr, &caps).expect("TCP");
+            assert!(r.payload.is_empty(), "no payload from a listener");
+            Some(TcpRepr { payload: &[], ..r })
+        }
+
+        #[track_caller]
+        fn expect(&mut self, want: TcpRepr) -> &mut Self {
+            let got = self.next();
+            assert!(
+                got.as_ref() == Some(&want),
+                "sent: {:?}\n  want: {}",
+                got.map(|g| show(&g)),
+                show(&want)
+            );
+            self
+        }
+
+        #[track_caller]
+        fn expect_nothing(&mut self) -> &mut Self {
+            if let Some(s) = self.next() {
+                panic!("unexpected {}", show(&s));
+            }
+            self
+        }
+
+        /// The connection the host holds for the peer, if any.
+        fn conn(&self) -> Option<&Connection> {
+            self.h
+                .lookup(PEER, US.port())
+                .and_then(|id| self.h.conn(id))
+        }
+
+        fn events(&mut self) -> Vec<Event> {
+            std::iter::from_fn(|| self.h.poll_event())
+                .map(|(_, e)| e)
+                .collect()
+        }
+    }
 
     #[test]
     fn syn_moves_to_syn_received_and_is_answered_with_syn_ack() {
-        let mut t = Tcp::listen(cfg());
-        assert_eq!(t.state(), State::Listen);
-        t.at(5).inject(seg!(< S, seq IRS, win 8192, mss 1400));
-        assert_eq!(t.state(), State::SynReceived);
-        assert_eq!(t.c.remote(), PEER);
+        let mut l = Listener::new();
+        l.at(5).inject(seg!(< S, seq IRS, win 8192, mss 1400));
+        let c = l.conn().expect("a connection for the SYN");
+        assert_eq!(c.state(), State::SynReceived);
+        assert_eq!(c.remote(), PEER);
         let iss = IsnGenerator::new(cfg().isn_secret).generate(ms(5), US, PEER);
-        assert_eq!(t.c.iss(), iss);
-        t.expect(seg!(> S., seq iss, ack IRS + 1, win 65535, mss 1460))
+        assert_eq!(c.iss(), iss);
+        l.expect(seg!(> S., seq iss, ack IRS + 1, win 65535, mss 1460))
             .expect_nothing();
-        assert_eq!(t.deadline(), Some(ms(1005)));
-        assert_eq!(t.c.mss(), 1400);
-        assert_eq!(t.c.snd_wnd(), 8192);
-        t.expect_events(&[]);
+        let c = l.conn().unwrap();
+        assert_eq!(c.poll_timeout(), Some(ms(1005)));
+        assert_eq!(c.mss(), 1400);
+        assert_eq!(c.snd_wnd(), 8192);
+        assert_eq!(l.events(), []);
     }
 
     #[test]
     fn passive_open_reaches_established() {
-        let mut t = Tcp::listen(cfg());
-        t.inject(seg!(< S, seq IRS, win 8192, mss 1460));
-        let iss = t.c.iss();
-        t.expect(seg!(> S., seq iss, ack IRS + 1, win 65535, mss 1460));
-        t.at(50)
+        let mut l = Listener::new();
+        l.inject(seg!(< S, seq IRS, win 8192, mss 1460));
+        let iss = l.conn().unwrap().iss();
+        l.expect(seg!(> S., seq iss, ack IRS + 1, win 65535, mss 1460));
+        l.at(50)
             .inject(seg!(< ., seq IRS + 1, ack iss + 1, win 8192))
-            .expect_nothing()
-            .expect_events(&[Event::Connected]);
-        assert_eq!(t.state(), State::Established);
-        assert_eq!(t.deadline(), None);
-        assert_eq!(t.c.snd_una(), iss + 1);
+            .expect_nothing();
+        assert_eq!(l.events(), [Event::Connected]);
+        let c = l.conn().unwrap();
+        assert_eq!(c.state(), State::Established);
+        assert_eq!(c.poll_timeout(), None);
+        assert_eq!(c.snd_una(), iss + 1);
+        assert!(l.h.accept(US.port()).is_some());
     }
 
     #[test]
     fn rst_is_ignored() {
-        let mut t = Tcp::listen(cfg());
-        t.inject(seg!(< R, seq IRS)).expect_nothing();
-        t.inject(seg!(< R., seq IRS, ack 77)).expect_nothing();
-        assert_eq!(t.state(), State::Listen);
-        t.expect_events(&[]);
+        let mut l = Listener::new();
+        l.inject(seg!(< R, seq IRS)).expect_nothing();
+        l.inject(seg!(< R., seq IRS, ack 77)).expect_nothing();
+        assert_eq!(l.h.conn_count(), 0);
+        assert_eq!(l.events(), []);
+        // still listening
+        l.inject(seg!(< S, seq IRS, win 8192, mss 1460));
+        assert_eq!(l.conn().map(|c| c.state()), Some(State::SynReceived));
     }
 
     #[test]
     fn ack_is_answered_with_rst_at_its_ack_number() {
-        let mut t = Tcp::listen(cfg());
-        t.inject(seg!(< ., seq IRS, ack 4321, win 100))
+        let mut l = Listener::new();
+        l.inject(seg!(< ., seq IRS, ack 4321, win 100))
             .expect(seg!(> R, seq 4321))
             .expect_nothing();
         // a SYN-ACK is an ACK too
-        t.inject(seg!(< S., seq IRS, ack 99, win 100, mss 1460))
+        l.inject(seg!(< S., seq IRS, ack 99, win 100, mss 1460))
             .expect(seg!(> R, seq 99));
-        assert_eq!(t.state(), State::Listen);
+        assert_eq!(l.h.conn_count(), 0);
     }
 
     #[test]
     fn segment_without_syn_ack_or_rst_is_dropped() {
-        let mut t = Tcp::listen(cfg());
-        t.inject(seg!(< P, seq IRS, "data")).expect_nothing();
-        t.inject(seg!(< F, seq IRS)).expect_nothing();
-        assert_eq!(t.state(), State::Listen);
-        assert_eq!(t.deadline(), None);
+        let mut l = Listener::new();
+        l.inject(seg!(< P, seq IRS, "data")).expect_nothing();
+        l.inject(seg!(< F, seq IRS)).expect_nothing();
+        assert_eq!(l.h.conn_count(), 0);
+        assert_eq!(l.h.poll_timeout(), None);
     }
 
     #[test]
-    fn close_goes_to_closed() {
-        let mut t = Tcp::listen(cfg());
-        assert_eq!(t.c.send(b"x"), Err(Error::NotConnected));
-        t.c.close();
-        assert_eq!(t.state(), State::Closed);
-        t.expect_nothing();
+    fn closing_the_port_refuses_syns() {
+        let mut l = Listener::new();
+        l.h.unlisten(US.port());
+        l.expect_nothing();
         // no connection existed, so there is nothing to report closed
-        t.expect_events(&[]);
-        t.inject(seg!(< S, seq IRS, win 100))
+        assert_eq!(l.events(), []);
+        l.inject(seg!(< S, seq IRS, win 100))
             .expect(seg!(> R., seq 0, ack IRS + 1));
+        assert_eq!(l.h.conn_count(), 0);
     }
 }
 
@@ -917,6 +996,32 @@ mod syn_received {
         assert_eq!(t.c.snd_wnd(), 8000);
         assert_eq!(t.deadline(), None);
         assert_eq!(t.c.rtt().srtt(), Some(Duration::from_millis(100)));
+    }
+
+    /// The NewReno state of a passive open starts from its own ISS, wherever that lies in the
+    /// sequence space: three duplicate ACKs make a fast retransmit also when ISS >= 2^31.
+    #[test]
+    fn passive_open_from_a_high_iss_fast_retransmits() {
+        let iss = SeqNumber(0x8000_0000 + ISS);
+        let syn = seg!(< S, seq IRS, win 65535, mss 1460);
+        let mut t = Tcp {
+            c: Connection::accept(cfg(), US, PEER, iss, Instant::ZERO, &syn),
+            now: Instant::ZERO,
+        };
+        t.expect(seg!(> S., seq iss, ack IRS + 1, win 65535, mss 1460));
+        t.at(100)
+            .inject(seg!(< ., seq IRS + 1, ack iss + 1, win 65535))
+            .expect_events(&[Event::Connected]);
+        let data = pattern(4 * 1460);
+        assert_eq!(t.c.send(&data), Ok(data.len()));
+        let sent: Vec<SeqNumber> = std::iter::from_fn(|| t.next())
+            .map(|s| s.repr.seq)
+            .collect();
+        assert_eq!(sent.len(), 4);
+        for _ in 0..3 {
+            t.inject(seg!(< ., seq IRS + 1, ack iss + 1, win 65535));
+        }
+        t.expect(seg!(> ., seq iss + 1, ack IRS + 1, win 65535, data &data[..1460]));
     }
 
     #[test]

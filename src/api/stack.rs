@@ -4,7 +4,8 @@
 //! address, ephemeral ports and listening ports, attach it (native, else generic), then start
 //! one engine per queue on its own thread (pinned to a core if asked), each opening its AF_XDP
 //! socket on its queue, registering it in the program's XSKMAP and seeding its neighbour cache
-//! from the kernel's tables. Over any other [`PacketIo`] ([`StackBuilder::start_on`]): one
+//! from the kernel's tables (the set-up of [`crate::engine::endpoint`], shared with the
+//! benchmark harness). Over any other [`PacketIo`] ([`StackBuilder::start_on`]): one
 //! engine per device, resolving neighbours over ARP itself; that is how the API is tested
 //! without root.
 //!
@@ -17,7 +18,6 @@
 use std::io;
 use std::net::Ipv4Addr;
 use std::ops::RangeInclusive;
-use std::os::fd::AsRawFd;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering::SeqCst};
 use std::sync::{Arc, Mutex, Weak};
@@ -28,13 +28,11 @@ use crossbeam::channel::Sender;
 use super::handler::{Handler, HandlerApp};
 use super::sock::{Control, EngineHandle, SockDefaults, StackApp, Wake};
 use crate::engine::cores::{enter_netns, CoreId, CoreSpec, EngineThreads};
-use crate::engine::{Engine, EngineConfig, IdleBackoff};
+use crate::engine::endpoint::{EngineIo, InterfaceConfig, XdpInterface};
+use crate::engine::{EngineConfig, IdleBackoff};
 use crate::host::{Host, HostConfig};
-use crate::io::xdp::{
-    ifindex, AttachMode, SteerConfig, SteerProgram, Waker, XdpSocket, XdpSocketConfig,
-};
+use crate::io::xdp::{AttachMode, SteerProgram, Waker, XdpSocketConfig};
 use crate::io::PacketIo;
-use crate::neigh::netlink::{interface_ipv4, KernelTables};
 use crate::neigh::{ArpOwner, NeighCache, NeighConfig};
 use crate::tcp;
 use crate::wire::EthernetAddress;
@@ -252,32 +250,16 @@ impl StackBuilder {
             .interface
             .clone()
             .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "no interface given"))?;
-        let (addr, prefix_len) = match self.addr {
-            Some(a) => a,
-            None => {
-                let name = ifname.clone();
-                in_netns(self.netns.clone(), move || interface_ipv4(&name))?
-            }
+        let cfg = InterfaceConfig {
+            name: ifname,
+            addr: self.addr,
+            ephemeral: self.ephemeral.clone(),
+            listen: self.handlers.iter().map(|(p, _)| *p).collect(),
+            attach: self.attach,
         };
-        let steer = SteerConfig {
-            addr,
-            ephemeral_ports: self.ephemeral.clone(),
-            steer_arp: false,
-        };
-        let ports: Vec<u16> = self.handlers.iter().map(|(p, _)| *p).collect();
-        let mode = self.attach;
-        let name = ifname.clone();
-        let (program, index) = in_netns(self.netns.clone(), move || {
-            let index = ifindex(&name)?;
-            let mut prog = SteerProgram::load()?;
-            prog.set_config(&steer)?;
-            for p in ports {
-                prog.add_listen_port(p)?;
-            }
-            prog.attach(index, mode)?;
-            Ok((Arc::new(prog), index))
-        })?;
-        let prog = Arc::clone(&program);
+        let iface = in_netns(self.netns.clone(), move || XdpInterface::attach(&cfg))?;
+        let (addr, _) = iface.addr();
+        let program = Arc::clone(iface.program());
         let socket = self.socket.clone();
         let specs = self.specs(self.queues);
         // An engine sleeping in poll(2) when idle is woken by its application threads' commands
@@ -288,16 +270,8 @@ impl StackBuilder {
             .collect::<io::Result<Vec<Waker>>>()?;
         let wakes = wakers.iter().cloned().map(Wake::Xdp).map(Some).collect();
         let open = move |spec: &CoreSpec| {
-            let mut kernel = KernelTables::open(index)?;
-            let mac = kernel.link_mac()?;
-            let mut sock = XdpSocket::open(&ifname, spec.queue_id, &socket)?;
-            if let Some(w) = wakers.get(spec.queue_id as usize) {
-                sock.set_waker(w.clone());
-            }
-            prog.register_socket(spec.queue_id, sock.as_raw_fd())?;
-            let mut neigh = NeighCache::new(NeighConfig::new(addr, prefix_len, mac));
-            kernel.seed(crate::Instant::ZERO, &mut neigh)?;
-            Ok((sock, neigh, Some(kernel)))
+            let waker = wakers.get(spec.queue_id as usize).cloned();
+            iface.open_queue(spec.queue_id, &socket, waker)
         };
         self.launch(addr, specs, open, Some(program), wakes)
     }
@@ -327,7 +301,11 @@ impl StackBuilder {
                 .ok_or_else(|| io::Error::other("no device for this engine"))?;
             let mut cfg = NeighConfig::new(addr, prefix_len, d.mac);
             cfg.arp_owner = ArpOwner::Stack;
-            Ok((d.io, NeighCache::new(cfg), None))
+            Ok(EngineIo {
+                io: d.io,
+                neigh: NeighCache::new(cfg),
+                kernel: None,
+            })
         };
         self.launch(addr, specs, open, None, wakes)
     }
@@ -342,10 +320,7 @@ impl StackBuilder {
     ) -> io::Result<Stack>
     where
         P: PacketIo + Send + 'static,
-        F: Fn(&CoreSpec) -> io::Result<(P, NeighCache, Option<KernelTables>)>
-            + Send
-            + Sync
-            + 'static,
+        F: Fn(&CoreSpec) -> io::Result<EngineIo<P>> + Send + Sync + 'static,
     {
         let control = Control::new();
         let tokens = Arc::new(AtomicU64::new(1));
@@ -374,7 +349,7 @@ impl StackBuilder {
         let (ctl, tok, hs) = (Arc::clone(&control), Arc::clone(&tokens), handles.clone());
         let threads = EngineThreads::spawn(specs, move |spec| {
             let q = spec.queue_id as usize;
-            let (io, neigh, kernel) = open(spec)?;
+            let device = open(spec)?;
             let mut cfg = hcfg;
             cfg.tcp.isn_secret = seed ^ (q as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
             let mut host = Host::new(cfg);
@@ -395,11 +370,7 @@ impl StackBuilder {
                 Arc::clone(&tok),
                 defaults,
             );
-            let engine = Engine::new(io, host, neigh, app, engine_cfg);
-            Ok(match kernel {
-                Some(k) => engine.with_kernel(k),
-                None => engine,
-            })
+            Ok(device.into_engine(host, app, engine_cfg))
         })?;
         let wakes: Vec<Wake> = handles.iter().filter_map(|h| h.wake.clone()).collect();
         let stop: Stopper = Box::new(move || {

@@ -20,9 +20,9 @@
 //!    ([`NeighCache::poll_released`]), or the next segment: [`Host::poll_transmit`] writes the
 //!    IPv4 packet straight into the frame after a 14-byte gap and returns a
 //!    [`Tx`](crate::host::Tx) (its length and destination); [`NeighCache::lookup`] picks the next
-//!    hop toward `Tx::dst` and its MAC, and the Ethernet header is written in front. A packet whose next hop is not resolved yet
-//!    is copied into the hold queue ([`NeighCache::hold`]) and the next segment takes the frame;
-//!    one with no route is dropped and counted.
+//!    hop toward `Tx::dst` and its MAC, and the Ethernet header is written in front. A packet
+//!    whose next hop is not resolved yet is copied into the hold queue ([`NeighCache::hold`])
+//!    and the next segment takes the frame; one with no route is dropped and counted.
 //!
 //! Busy-poll by default. With [`IdleBackoff`], after `after` iterations in a row that did nothing
 //! the engine sleeps in [`PacketIo::wait_rx`] (the socket's `poll`), never past the next deadline.
@@ -34,7 +34,7 @@
 //! | receive | UMEM frame -> connection receive buffer (in `tcp`) | the frame must go back to the fill ring at the end of the rx batch, or the kernel runs out of frames; the application reads later, at its own pace, possibly out of many segments. |
 //! | receive | receive buffer -> application buffer, only with [`Host::recv`] | none with `Connection::readable` + `consume`, which lend the buffered bytes in place. |
 //! | send | application buffer -> connection send buffer ([`Host::send`]) | the bytes must outlive the call until acknowledged: retransmission rebuilds segments from the send buffer. |
-//! | send | send buffer -> UMEM frame (`Connection::write_payload` inside `poll_transmit`) | the frame is lent to the kernel until completion and the segment boundary is chosen at send time; copy mode copies once more inside the kernel. |
+//! | send | send buffer -> UMEM frame (`Transmit::write_segment` inside `Host::poll_transmit`) | the frame is lent to the kernel until completion and the segment boundary is chosen at send time; copy mode copies once more inside the kernel. |
 //!
 //! So the stack itself makes exactly one copy per byte each way (frame to buffer, buffer to
 //! frame); headers are built and parsed in place. A packet held for neighbour resolution is
@@ -44,6 +44,7 @@
 //! buffer (receive buffer to scratch to send buffer).
 
 pub mod cores;
+pub mod endpoint;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 

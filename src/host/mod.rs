@@ -54,7 +54,8 @@ pub enum RxVerdict {
     /// one on a listener.
     Delivered { src: Ipv4Addr },
     /// A TCP segment from `src` that parsed and verified, but nothing took it: no connection
-    /// and no listener (answered by RST unless it was one), or a listener's backlog is full.
+    /// (answered by RST unless it was one or, sent to a listening port, carried no ACK), or a
+    /// listener's backlog is full.
     Refused { src: Ipv4Addr, reason: DropReason },
     /// An ICMP error went to the connection whose segment it quotes.
     IcmpError,
@@ -117,6 +118,8 @@ pub struct Host {
     listeners: HashMap<u16, Listener, ahash::RandomState>,
     ready: VecDeque<u32>,
     wheel: TimerWheel,
+    /// Connections with timers that fired, during [`Host::handle_timeout`].
+    fired: Vec<u32>,
     events: VecDeque<(ConnId, Event)>,
     strays: VecDeque<(Ipv4Addr, TcpRepr<'static>)>,
     isn: IsnGenerator,
@@ -134,6 +137,7 @@ impl Host {
             listeners: HashMap::default(),
             ready: VecDeque::new(),
             wheel: TimerWheel::new(Instant::ZERO, cfg.timer_tick),
+            fired: Vec::new(),
             events: VecDeque::new(),
             strays: VecDeque::new(),
             isn: IsnGenerator::new(cfg.tcp.isn_secret),
@@ -319,6 +323,11 @@ impl Host {
                 self.insert(conn, Some(seg.dst_port));
                 return RxVerdict::Delivered { src };
             }
+            if !seg.flags.ack() {
+                // a listener answers only an ACK with RST; anything else without SYN is dropped
+                // (RFC 9293 3.10.7.2)
+                return self.refuse(src, DropReason::NoConnection);
+            }
         }
         if let Some(rst) = tcp::reset_for(seg) {
             self.stats.rst_sent_no_conn += 1;
@@ -425,19 +434,32 @@ impl Host {
         !self.ready.is_empty() || !self.strays.is_empty()
     }
 
-    /// Runs every timer that is due at `now`.
+    /// Runs every timer that is due at `now`: each connection once, with the kinds of its
+    /// timers that fired, so it handles them in its own order.
     pub fn handle_timeout(&mut self, now: Instant) {
         while let Some((_, token)) = self.wheel.poll_expired(now) {
             let index = (token / KINDS as u64) as u32;
-            let kind = (token % KINDS as u64) as usize;
+            let k = (token % KINDS as u64) as usize;
             let slot = &mut self.slots[index as usize];
-            slot.timers[kind] = None;
+            slot.timers[k] = None;
             self.stats.timers_fired += 1;
+            if let Some(kind) = TimerKind::from_index(k) {
+                if slot.fired.is_empty() {
+                    self.fired.push(index);
+                }
+                slot.fired.insert(kind);
+            }
+        }
+        for i in 0..self.fired.len() {
+            let index = self.fired[i];
+            let slot = &mut self.slots[index as usize];
+            let fired = std::mem::take(&mut slot.fired);
             if let Some(conn) = slot.conn.as_mut() {
-                conn.handle_timeout(now);
+                conn.handle_timers(now, fired);
             }
             self.touch(index);
         }
+        self.fired.clear();
     }
 
     /// Number of armed timers across all connections.
@@ -449,14 +471,15 @@ impl Host {
     /// it if finished.
     fn settle(&mut self, index: u32) {
         let slot = &mut self.slots[index as usize];
-        let Some(conn) = slot.conn.as_ref() else {
+        let Some(conn) = slot.conn.as_mut() else {
             return;
         };
         if conn.is_closed() && (slot.released || slot.pending_on.is_some()) {
             return self.free_slot(index);
         }
-        for (k, kind) in TimerKind::ALL.iter().enumerate() {
-            let want = conn.timer(*kind);
+        for kind in conn.take_timer_changes().iter() {
+            let k = kind as usize;
+            let want = conn.timers().get(kind);
             let have = slot.timers[k];
             if want == have.map(|(_, t)| t) {
                 continue;
@@ -478,26 +501,20 @@ impl Host {
     }
 }
 
-/// Builds IPv4 + TCP headers and copies the payload from the connection's send buffer.
+/// Builds the IPv4 header and writes the TCP segment after it in one step (header, payload
+/// from the connection's send buffer, checksum).
 fn emit_segment(
     cfg: &HostConfig,
     t: &Transmit,
     conn: Option<&Connection>,
     buf: &mut [u8],
 ) -> usize {
-    let tcp_len = t.repr.header_len() + t.payload_len;
+    let tcp_len = t.segment_len();
     let total = ipv4::HEADER_LEN + tcp_len;
     let mut ip = Ipv4Repr::new(*t.src.ip(), *t.dst.ip(), IpProtocol::Tcp, tcp_len);
     ip.ttl = cfg.ttl;
     let (ip_buf, tcp_buf) = buf[..total].split_at_mut(ipv4::HEADER_LEN);
     ip.emit(&mut Ipv4Packet::new_unchecked(&mut *ip_buf), &cfg.checksum);
-    let mut seg = TcpPacket::new_unchecked(tcp_buf);
-    t.repr.emit_header(&mut seg);
-    if let Some(conn) = conn {
-        conn.write_payload(t, seg.payload_mut());
-    }
-    if cfg.checksum.compute_tx {
-        seg.fill_checksum(*t.src.ip(), *t.dst.ip());
-    }
+    t.write_segment(conn, tcp_buf, cfg.checksum.compute_tx);
     total
 }

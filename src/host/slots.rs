@@ -14,7 +14,7 @@
 use std::net::SocketAddrV4;
 
 use super::{Host, KINDS};
-use crate::tcp::{Connection, Event};
+use crate::tcp::{Connection, Event, TimerSet};
 use crate::time::Instant;
 use crate::timer::TimerId;
 
@@ -32,6 +32,8 @@ pub(super) struct Slot {
     pub(super) in_ready: bool,
     /// The wheel entry and deadline of each timer kind, as last registered.
     pub(super) timers: [Option<(TimerId, Instant)>; KINDS],
+    /// Kinds that fired in the current [`Host::handle_timeout`], not yet handed over.
+    pub(super) fired: TimerSet,
     /// The application is done with it: free the slot once the connection is closed.
     pub(super) released: bool,
     /// Passive and not accepted yet: the listener's port.
@@ -56,6 +58,7 @@ impl Host {
                     conn: None,
                     in_ready: false,
                     timers: [None; KINDS],
+                    fired: TimerSet::EMPTY,
                     released: false,
                     pending_on: None,
                 });

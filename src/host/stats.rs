@@ -17,7 +17,8 @@ pub enum DropReason {
     UnhandledProtocol,
     /// A SYN to a listener whose backlog is full.
     BacklogFull,
-    /// A segment for no connection and no listener (answered by RST unless it was one).
+    /// A segment for no connection: answered by RST unless it was one or, sent to a listening
+    /// port, carried no ACK.
     NoConnection,
     /// An ICMP message we do not act on, or an error about no connection of ours.
     IcmpIgnored,

@@ -91,11 +91,6 @@ impl Assembler {
         }
         reached
     }
-
-    pub fn clear(&mut self) {
-        self.ranges.clear();
-        self.last_touched = None;
-    }
 }
 
 #[cfg(test)]

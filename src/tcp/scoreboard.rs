@@ -8,7 +8,7 @@
 
 use std::collections::VecDeque;
 
-use crate::time::{Duration, Instant};
+use crate::time::Instant;
 use crate::wire::SeqNumber;
 
 /// Why a segment was marked lost; retransmissions are counted by cause.
@@ -40,16 +40,13 @@ impl Segment {
         self.end - self.start
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.start == self.end
-    }
-
     /// Payload bytes (the FIN's sequence number is not a byte).
     pub fn payload_len(&self) -> usize {
         self.len() - self.fin as usize
     }
 
-    fn in_flight(&self) -> bool {
+    /// Neither SACKed nor marked lost: counted in `pipe`.
+    pub fn is_in_flight(&self) -> bool {
         !self.sacked && self.lost.is_none()
     }
 }
@@ -101,10 +98,6 @@ impl Scoreboard {
         self.segs.len()
     }
 
-    pub fn segments(&self) -> impl Iterator<Item = &Segment> {
-        self.segs.iter()
-    }
-
     /// RFC 6675 pipe: bytes believed to be in the network.
     pub fn pipe(&self) -> usize {
         self.in_flight
@@ -116,14 +109,6 @@ impl Scoreboard {
 
     pub fn lost_bytes(&self) -> usize {
         self.lost
-    }
-
-    pub fn last(&self) -> Option<&Segment> {
-        self.segs.back()
-    }
-
-    pub fn has_sacked(&self) -> bool {
-        self.sacked > 0
     }
 
     fn account(&mut self, s: &Segment, sign: bool) {
@@ -279,41 +264,6 @@ impl Scoreboard {
         self.segs.len().checked_sub(1)
     }
 
-    /// RACK loss detection (RFC 8985 6.2): every segment in flight sent before the most recently
-    /// delivered one, and older than it by more than `rtt + reo_wnd`, is lost. Returns how many
-    /// were marked and, if some are not yet old enough, when to look again.
-    pub fn rack_detect(
-        &mut self,
-        now: Instant,
-        rack: &Rack,
-        reo_wnd: Duration,
-    ) -> (usize, Option<Instant>) {
-        let Some((xmit, end)) = rack.newest else {
-            return (0, None);
-        };
-        let mut marked = 0;
-        let mut recheck: Option<Instant> = None;
-        for i in 0..self.segs.len() {
-            let s = self.segs[i];
-            if !s.in_flight() {
-                continue;
-            }
-            let before = s.sent_at < xmit || (s.sent_at == xmit && s.end.diff(end) < 0);
-            if !before {
-                continue;
-            }
-            let deadline = s.sent_at + rack.rtt + reo_wnd;
-            if deadline <= now {
-                if self.mark_lost(i, LossCause::Fast) {
-                    marked += 1;
-                }
-            } else {
-                recheck = Some(recheck.map_or(deadline, |r| r.min(deadline)));
-            }
-        }
-        (marked, recheck)
-    }
-
     /// RFC 6675 IsLost for the first in-flight segment: SACKed bytes above it exceed
     /// (DupThresh - 1) * SMSS. Used with SACK when RACK has no sample yet.
     ///
@@ -371,71 +321,6 @@ fn note_delivered(out: &mut Delivered, s: &Segment, fack: Option<SeqNumber>) {
     }
 }
 
-/// RACK state (RFC 8985 6.1): the most recently sent segment known delivered, and the RTT
-/// measured on it.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct Rack {
-    /// (sent_at, end) of the most recently sent delivered segment.
-    pub newest: Option<(Instant, SeqNumber)>,
-    pub rtt: Duration,
-    pub min_rtt: Option<Duration>,
-    pub reordering_seen: bool,
-    /// Multiplier of the reordering window, raised on D-SACK (RFC 8985 6.2 step 4).
-    pub reo_wnd_mult: u32,
-    pub reo_wnd_persist: u32,
-}
-
-impl Rack {
-    /// Step 2 of RFC 8985 6.2: takes the newest delivered segment's transmit time and RTT. A
-    /// retransmitted segment acknowledged faster than the minimum RTT was acknowledged for its
-    /// original transmission and gives no sample.
-    pub fn update(&mut self, now: Instant, delivered: &Delivered) {
-        let Some(DeliveredSegment {
-            sent_at,
-            end,
-            retransmitted,
-            ..
-        }) = delivered.newest
-        else {
-            return;
-        };
-        let rtt = now - sent_at;
-        if retransmitted && self.min_rtt.is_some_and(|m| rtt < m) {
-            return;
-        }
-        self.min_rtt = Some(self.min_rtt.map_or(rtt, |m| m.min(rtt)));
-        let newer = match self.newest {
-            None => true,
-            Some((t, e)) => sent_at > t || (sent_at == t && end.diff(e) > 0),
-        };
-        if newer {
-            self.newest = Some((sent_at, end));
-            self.rtt = rtt;
-        }
-        if delivered.reordered {
-            self.reordering_seen = true;
-        }
-    }
-
-    /// The reordering window (RFC 8985 6.2 step 4): zero while no reordering has been seen and
-    /// the duplicate threshold is met, else a quarter of the minimum RTT times the multiplier,
-    /// capped at SRTT.
-    pub fn reo_wnd(
-        &self,
-        in_recovery: bool,
-        sacked_segments_ge_dupthresh: bool,
-        srtt: Duration,
-    ) -> Duration {
-        if !self.reordering_seen && (in_recovery || sacked_segments_ge_dupthresh) {
-            return Duration::ZERO;
-        }
-        let base = self.min_rtt.unwrap_or(Duration::ZERO);
-        let w = Duration::from_nanos(base.as_nanos() / 4)
-            .saturating_mul(u64::from(self.reo_wnd_mult.max(1)));
-        w.min(srtt)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -484,29 +369,6 @@ mod tests {
             Some(true),
             "newest delivered was a retransmission"
         );
-    }
-
-    #[test]
-    fn rack_marks_older_segments_after_reordering_window() {
-        let mut b = board();
-        let mut d = Delivered::default();
-        b.sack(s(400), s(500), &mut d);
-        let mut rack = Rack {
-            reo_wnd_mult: 1,
-            ..Rack::default()
-        };
-        let now = Instant::from_millis(14);
-        rack.update(now, &d);
-        assert_eq!(rack.rtt, Duration::from_millis(10));
-        // segments sent at 0..3 ms are older than the delivered one (4 ms); each is lost once
-        // sent_at + rtt + reo_wnd (12 ms) has passed: 0, 1 and 2 ms now, 3 ms at 15 ms
-        let (n, recheck) = b.rack_detect(now, &rack, Duration::from_millis(2));
-        assert_eq!(n, 3);
-        assert_eq!(recheck, Some(Instant::from_millis(15)));
-        let (n2, recheck2) =
-            b.rack_detect(Instant::from_millis(15), &rack, Duration::from_millis(2));
-        assert_eq!((n2, recheck2), (1, None));
-        assert_eq!(b.lost_bytes(), 400);
     }
 
     #[test]

@@ -24,19 +24,9 @@ impl SendBuffer {
         }
     }
 
-    /// Sequence number of the first buffered byte.
-    pub fn start(&self) -> SeqNumber {
-        self.start
-    }
-
     /// Sequence number just past the last buffered byte.
     pub fn end(&self) -> SeqNumber {
         self.start + self.data.len()
-    }
-
-    pub fn reset_start(&mut self, start: SeqNumber) {
-        debug_assert!(self.data.is_empty());
-        self.start = start;
     }
 
     pub fn len(&self) -> usize {
@@ -104,7 +94,7 @@ mod tests {
         assert_eq!(b.write(b"abcdefghij"), 8);
         assert_eq!(b.free(), 0);
         assert_eq!(b.ack_to(SeqNumber(u32::MAX - 2) + 5), 5);
-        assert_eq!(b.start(), SeqNumber(2));
+        assert_eq!(b.end() - b.len(), SeqNumber(2));
         assert_eq!(b.write(b"XYZW"), 4);
         let mut out = [0u8; 6];
         b.copy_out(SeqNumber(3), &mut out);

@@ -1,11 +1,13 @@
-//! The eleven states of RFC 9293's connection state diagram.
+//! The states of RFC 9293's connection state diagram that a connection can be in.
+//!
+//! LISTEN is not among them: listening is the host's listen table (`Host::listen`), which
+//! creates a connection in SYN-RECEIVED for each SYN it accepts.
 
 use core::fmt;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum State {
     Closed,
-    Listen,
     SynSent,
     SynReceived,
     Established,
@@ -20,10 +22,7 @@ pub enum State {
 impl State {
     /// States in which both sequence spaces are known (RFC 9293 "synchronized").
     pub fn is_synchronized(self) -> bool {
-        !matches!(
-            self,
-            State::Closed | State::Listen | State::SynSent | State::SynReceived
-        )
+        !matches!(self, State::Closed | State::SynSent | State::SynReceived)
     }
 
     /// States in which the application may still queue data to send.
@@ -44,7 +43,6 @@ impl fmt::Display for State {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let s = match self {
             State::Closed => "CLOSED",
-            State::Listen => "LISTEN",
             State::SynSent => "SYN-SENT",
             State::SynReceived => "SYN-RECEIVED",
             State::Established => "ESTABLISHED",

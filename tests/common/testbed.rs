@@ -11,7 +11,8 @@ use std::process::{Command, Output};
 
 use xdp_tcp::engine::cores::enter_netns;
 
-pub const SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/testbed.sh");
+/// `deploy/testbed.sh`, found from whichever crate of the workspace includes this file.
+pub use xdp_tcp_testbed::SCRIPT;
 
 /// Fails (never skips) unless we are root and every tool in `tools` is on the PATH.
 pub fn require_environment(tools: &[&str]) {
@@ -32,16 +33,16 @@ pub fn require_environment(tools: &[&str]) {
     }
 }
 
-/// The testbed (the benchmark's, `xdp_tcp::load::bench::Testbed`); `down` on drop, also when
-/// the test panics.
-pub struct Testbed(xdp_tcp::load::bench::Testbed);
+/// The testbed (the benchmark's, [`xdp_tcp_testbed::Testbed`]); `down` on drop, also when the
+/// test panics.
+pub struct Testbed(xdp_tcp_testbed::Testbed);
 
 impl Testbed {
     /// `tag` (a few letters) plus the pid names it, so concurrent runs do not collide.
     pub fn up(tag: &str) -> Testbed {
         let name = format!("xt{tag}{}", std::process::id() % 100_000);
         Testbed(
-            xdp_tcp::load::bench::Testbed::up(std::path::Path::new(SCRIPT), &name)
+            xdp_tcp_testbed::Testbed::up(std::path::Path::new(SCRIPT), &name)
                 .unwrap_or_else(|e| panic!("testbed.sh up failed: {e}")),
         )
     }

@@ -31,7 +31,6 @@ pub trait CongestionControl: core::fmt::Debug {
     fn on_rto(&mut self, now: Instant, in_flight: usize);
     /// Fast recovery ended: cwnd settles at ssthresh.
     fn on_recovery_end(&mut self, now: Instant);
-    fn set_mss(&mut self, mss: usize);
 }
 
 /// A connection's controller: an enum rather than a box, so there is no allocation and the
@@ -83,8 +82,5 @@ impl CongestionControl for Controller {
     }
     fn on_recovery_end(&mut self, now: Instant) {
         self.inner_mut().on_recovery_end(now)
-    }
-    fn set_mss(&mut self, mss: usize) {
-        self.inner_mut().set_mss(mss)
     }
 }

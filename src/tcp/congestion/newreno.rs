@@ -60,10 +60,6 @@ impl CongestionControl for NewReno {
     fn on_recovery_end(&mut self, _now: Instant) {
         self.cwnd = self.ssthresh.max(2 * self.mss);
     }
-
-    fn set_mss(&mut self, mss: usize) {
-        self.mss = mss;
-    }
 }
 
 #[cfg(test)]

@@ -13,7 +13,7 @@ use std::sync::{mpsc, Arc};
 use std::time::Duration;
 
 use common::testbed::{require_environment, Testbed};
-use xdp_tcp::load::{kernel, sys, RunConfig, ServeMode, Workload};
+use xdp_tcp_bench::{kernel, sys, RunConfig, ServeMode, Workload};
 
 const LIMIT: u64 = 2500;
 

@@ -2,30 +2,27 @@
 //! its own AF_XDP socket with the steering program attached to its interface.
 //!
 //! [`open`] builds one endpoint in the calling thread (which must already be in the interface's
-//! namespace): steering program (our listen ports and ephemeral range only; everything else
-//! still reaches the kernel), socket on queue 0, host on the interface's address, neighbour cache
-//! seeded from the kernel's tables (the kernel keeps answering ARP). The caller then spins on
-//! [`Engine::poll`].
+//! namespace) the way `api::Stack` does ([`xdp_tcp::engine::endpoint`]): steering program (our
+//! listen ports and ephemeral range only; everything else still reaches the kernel), socket on
+//! queue 0, neighbour cache seeded from the kernel's tables (the kernel keeps answering ARP),
+//! and a host on the interface's address. The caller then spins on [`Engine::poll`].
 
 use std::collections::HashMap;
 use std::io;
 use std::ops::RangeInclusive;
-use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use super::alloc::thread_live_bytes;
-use super::driver::{Clock, ConnState, Driver};
+use super::driver::{Clock, ConnState, Driver, SlotState};
 use super::sys::CpuMark;
 use super::{LoadResult, Marks, Phase, RunConfig, ServeMode, ServerReport, Workload};
-use crate::engine::{App, Engine, EngineConfig, IdleBackoff};
-use crate::host::{ConnId, Host, HostConfig};
-use crate::io::xdp::{ifindex, AttachMode, SteerConfig, SteerProgram, XdpSocket, XdpSocketConfig};
-use crate::neigh::netlink::interface_ipv4;
-use crate::neigh::netlink::KernelTables;
-use crate::neigh::{NeighCache, NeighConfig};
-use crate::tcp::Event;
-use crate::time::Instant;
+use xdp_tcp::engine::endpoint::{InterfaceConfig, XdpInterface};
+use xdp_tcp::engine::{App, Engine, EngineConfig, IdleBackoff};
+use xdp_tcp::host::{ConnId, Host, HostConfig};
+use xdp_tcp::io::xdp::{AttachMode, XdpSocket, XdpSocketConfig};
+use xdp_tcp::tcp::Event;
+use xdp_tcp::time::Instant;
 
 /// Where and how an endpoint runs.
 #[derive(Debug, Clone)]
@@ -60,27 +57,25 @@ pub fn no_ephemeral() -> RangeInclusive<u16> {
 pub struct Endpoint<A: App> {
     pub engine: Engine<XdpSocket, A>,
     // Dropped after the engine (field order): the socket leaves the XSKMAP first.
-    pub prog: SteerProgram,
+    pub iface: XdpInterface,
+}
+
+/// The interface `opts` names with `listen` steered to us, as [`open`] and the floor attach it.
+pub fn attach(opts: &XdpOpts, listen: &[u16]) -> io::Result<XdpInterface> {
+    XdpInterface::attach(&InterfaceConfig {
+        name: opts.iface.clone(),
+        addr: None,
+        ephemeral: opts.ephemeral.clone(),
+        listen: listen.to_vec(),
+        attach: opts.attach,
+    })
 }
 
 /// Builds an endpoint on `opts.iface` in the calling thread's namespace.
 pub fn open<A: App>(opts: &XdpOpts, listen: &[u16], app: A) -> io::Result<Endpoint<A>> {
-    let (addr, prefix) = interface_ipv4(&opts.iface)?;
-    let index = ifindex(&opts.iface)?;
-    let mut prog = SteerProgram::load()?;
-    prog.set_config(&SteerConfig {
-        addr,
-        ephemeral_ports: opts.ephemeral.clone(),
-        steer_arp: false,
-    })?;
-    for &p in listen {
-        prog.add_listen_port(p)?;
-    }
-    prog.attach(index, opts.attach)?;
-    let sock = XdpSocket::open(&opts.iface, 0, &XdpSocketConfig::default())?;
-    prog.register_socket(0, sock.as_raw_fd())?;
-
-    let mut hc = HostConfig::new(addr);
+    let iface = attach(opts, listen)?;
+    let device = iface.open_queue(0, &XdpSocketConfig::default(), None)?;
+    let mut hc = HostConfig::new(iface.addr().0);
     hc.ephemeral_ports = (*opts.ephemeral.start(), *opts.ephemeral.end());
     hc.tcp.nodelay = true;
     hc.tcp.isn_secret = std::time::SystemTime::now()
@@ -91,10 +86,6 @@ pub fn open<A: App>(opts: &XdpOpts, listen: &[u16], app: A) -> io::Result<Endpoi
     for &p in listen {
         host.listen(p, 65536);
     }
-    let mut tables = KernelTables::open(index)?;
-    let mac = tables.link_mac()?;
-    let mut neigh = NeighCache::new(NeighConfig::new(addr, prefix, mac));
-    tables.seed(Instant::ZERO, &mut neigh)?;
     let cfg = EngineConfig {
         idle: opts.idle_backoff.then_some(IdleBackoff {
             after: 256,
@@ -102,11 +93,9 @@ pub fn open<A: App>(opts: &XdpOpts, listen: &[u16], app: A) -> io::Result<Endpoi
         }),
         ..EngineConfig::default()
     };
-    let engine = Engine::new(sock, host, neigh, app, cfg).with_kernel(tables);
-    Ok(Endpoint { engine, prog })
+    let engine = device.into_engine(host, app, cfg);
+    Ok(Endpoint { engine, iface })
 }
-
-// ---------------------------------------------------------------------------------------- server
 
 /// Echo / discard / source / echo-then-close on one port, and the server-side measurements.
 pub struct ServerApp {
@@ -304,22 +293,13 @@ pub fn serve(
     Ok(ep.engine.app().report.clone())
 }
 
-// ---------------------------------------------------------------------------------------- client
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum St {
-    Unused,
-    Connecting,
-    Open,
-    /// Churn: the response came, waiting for the server's FIN.
-    Draining,
-}
-
-struct XConn {
+/// One client connection: its id in the host, where it is in its life, and its requests.
+struct ClientSlot {
     id: Option<ConnId>,
-    st: St,
+    state: SlotState,
+    /// When the connect was sent (churn latency runs from here).
     opened: u64,
-    req: ConnState,
+    requests: ConnState,
 }
 
 /// The load generator's client as an engine application.
@@ -327,7 +307,7 @@ pub struct ClientApp {
     cfg: RunConfig,
     clock: Clock,
     pub driver: Driver,
-    conns: Vec<XConn>,
+    conns: Vec<ClientSlot>,
     index: HashMap<ConnId, usize, ahash::RandomState>,
     zeros: Vec<u8>,
     next_open: usize,
@@ -352,11 +332,11 @@ impl ClientApp {
             cfg: cfg.clone(),
             driver: Driver::new(cfg),
             conns: (0..n)
-                .map(|_| XConn {
+                .map(|_| ClientSlot {
                     id: None,
-                    st: St::Unused,
+                    state: SlotState::Unused,
                     opened: 0,
-                    req: ConnState::default(),
+                    requests: ConnState::default(),
                 })
                 .collect(),
             index: HashMap::default(),
@@ -392,11 +372,11 @@ impl ClientApp {
         match host.connect(now, target) {
             Ok(id) => {
                 self.index.insert(id, k);
-                self.conns[k] = XConn {
+                self.conns[k] = ClientSlot {
                     id: Some(id),
-                    st: St::Connecting,
+                    state: SlotState::Connecting,
                     opened: self.clock.now(),
-                    req: ConnState::default(),
+                    requests: ConnState::default(),
                 };
                 self.connecting += 1;
             }
@@ -419,11 +399,11 @@ impl ClientApp {
                 host.abort(id);
             }
         }
-        if c.st == St::Connecting {
+        if c.state == SlotState::Connecting {
             self.connecting -= 1;
         }
-        c.st = St::Unused;
-        self.driver.disconnected(k, &mut c.req);
+        c.state = SlotState::Unused;
+        self.driver.disconnected(k, &mut c.requests);
         if !clean {
             self.driver.errors += 1;
         }
@@ -450,13 +430,13 @@ impl ClientApp {
             let t = self.clock.now();
             let churn = self.churn();
             let c = &mut self.conns[k];
-            if self.driver.received(&mut c.req, got, t) && churn {
-                c.st = St::Draining;
+            if self.driver.received(&mut c.requests, got, t) && churn {
+                c.state = SlotState::Draining;
             }
             work += got;
         }
         if failed || (eof && got == 0) || (eof && host.conn(id).is_some_and(|c| c.at_eof())) {
-            let clean = !failed && self.conns[k].st == St::Draining;
+            let clean = !failed && self.conns[k].state == SlotState::Draining;
             self.ended(k, host, clean, now);
             return work + 1;
         }
@@ -467,7 +447,7 @@ impl ClientApp {
             let want = if upload {
                 self.zeros.len()
             } else {
-                c.req.to_send.min(self.zeros.len())
+                c.requests.to_send.min(self.zeros.len())
             };
             if want == 0 {
                 break;
@@ -479,7 +459,7 @@ impl ClientApp {
             if upload {
                 self.driver.wrote(n, self.clock.now());
             } else {
-                c.req.to_send -= n;
+                c.requests.to_send -= n;
             }
             work += n;
         }
@@ -503,16 +483,18 @@ impl ClientApp {
             let Some(&k) = self.index.get(&id) else {
                 continue;
             };
-            if ev == Event::Connected && self.conns[k].st == St::Connecting {
+            if ev == Event::Connected && self.conns[k].state == SlotState::Connecting {
                 let churn = self.churn();
                 let c = &mut self.conns[k];
-                c.st = St::Open;
+                c.state = SlotState::Open;
                 self.connecting -= 1;
                 self.established += 1;
                 let at = if churn { c.opened } else { self.clock.now() };
-                self.driver.connected(k, &mut c.req, at);
+                self.driver.connected(k, &mut c.requests, at);
             }
-            if matches!(ev, Event::Error(_) | Event::Closed) && self.conns[k].st == St::Connecting {
+            if matches!(ev, Event::Error(_) | Event::Closed)
+                && self.conns[k].state == SlotState::Connecting
+            {
                 self.ended(k, host, false, now);
                 continue;
             }
@@ -553,7 +535,7 @@ impl ClientApp {
             ..
         } = self;
         driver.tick(t, |k, due, size| {
-            conns[k].req.push(due, size);
+            conns[k].requests.push(due, size);
             woke.push(k);
         });
         while let Some(k) = self.woke.pop() {

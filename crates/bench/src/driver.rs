@@ -52,6 +52,18 @@ impl ConnState {
     }
 }
 
+/// Where a client's connection slot is in its life, on either back-end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SlotState {
+    /// No connection: not opened yet, or ended and not reopened.
+    Unused,
+    /// Connect sent, not established yet.
+    Connecting,
+    Open,
+    /// Churn: the response came, waiting for the server's FIN.
+    Draining,
+}
+
 pub struct Driver {
     pub workload: Workload,
     size: usize,

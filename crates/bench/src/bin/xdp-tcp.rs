@@ -8,11 +8,11 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use xdp_tcp::load::alloc::CountingAlloc;
-use xdp_tcp::load::bench::{self, BenchOpts};
-use xdp_tcp::load::sys::{place_thread, stop_on_signals};
-use xdp_tcp::load::xdp::XdpOpts;
-use xdp_tcp::load::{floor, kernel, xdp, LoadResult, RunConfig, ServeMode, Workload};
+use xdp_tcp_bench::alloc::CountingAlloc;
+use xdp_tcp_bench::bench::{self, BenchOpts};
+use xdp_tcp_bench::sys::{place_thread, stop_on_signals};
+use xdp_tcp_bench::xdp::XdpOpts;
+use xdp_tcp_bench::{floor, kernel, xdp, LoadResult, RunConfig, ServeMode, Workload};
 
 #[global_allocator]
 static ALLOC: CountingAlloc = CountingAlloc;
@@ -215,7 +215,7 @@ fn workload(args: &Args) -> Result<Workload, String> {
                     active,
                     size,
                     rate: args.get("rate", 20_000u64)?,
-                    ports: args.get("ports", xdp_tcp::load::idle_ports(idle + active))?,
+                    ports: args.get("ports", xdp_tcp_bench::idle_ports(idle + active))?,
                 }
             }
             w => return Err(format!("unknown workload {w}")),
@@ -327,9 +327,9 @@ fn stop_flag(args: &Args) -> Result<&'static std::sync::atomic::AtomicBool, Stri
     Ok(stop)
 }
 
-fn bench_cmd(args: &Args) -> Result<(), String> {
+fn bench_opts(args: &Args) -> Result<BenchOpts, String> {
     let d = BenchOpts::default();
-    let opts = BenchOpts {
+    Ok(BenchOpts {
         rounds: args.get("rounds", d.rounds)?,
         warmup: args.secs("warmup", d.warmup.as_secs_f64())?,
         duration: args.secs("duration", d.duration.as_secs_f64())?,
@@ -350,7 +350,11 @@ fn bench_cmd(args: &Args) -> Result<(), String> {
             .map(|o| o.split(',').map(str::to_string).collect())
             .unwrap_or_default(),
         ..d
-    };
+    })
+}
+
+fn bench_cmd(args: &Args) -> Result<(), String> {
+    let opts = bench_opts(args)?;
     let report = bench::run(&opts).map_err(err)?;
     println!(
         "\nxdp-tcp vs Linux kernel: 64 B unless stated, veth testbed, server and client pinned to \
@@ -366,4 +370,103 @@ fn bench_cmd(args: &Args) -> Result<(), String> {
         println!("\nresults: {}", p.display());
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(line: &str) -> Result<Args, String> {
+        Args::parse(line.split_whitespace().map(str::to_string))
+    }
+
+    #[test]
+    fn flags_take_no_value_and_options_take_the_next_word() {
+        let a = args("serve --backend xdp --block --port 7000 extra").unwrap();
+        assert_eq!(a.pos, ["serve", "extra"]);
+        assert_eq!(a.kv["backend"], "xdp");
+        assert_eq!(a.kv["port"], "7000");
+        assert!(a.flag("block"));
+        assert!(!a.flag("download"));
+        assert_eq!(
+            args("load --target").err().unwrap(),
+            "--target needs a value"
+        );
+    }
+
+    #[test]
+    fn values_parse_with_defaults_and_say_which_option_failed() {
+        let a = args("load --size 128 --conns x --core 1 --warmup 0.25").unwrap();
+        assert_eq!(a.get("size", 64usize), Ok(128));
+        assert_eq!(a.get("depth", 1usize), Ok(1));
+        assert!(a
+            .get("conns", 1usize)
+            .unwrap_err()
+            .starts_with("--conns x:"));
+        assert_eq!(a.core(), Ok(Some(1)));
+        assert_eq!(a.secs("warmup", 1.0), Ok(Duration::from_millis(250)));
+        assert_eq!(a.need("target").unwrap_err(), "--target is required");
+    }
+
+    #[test]
+    fn workloads_from_the_command_line() {
+        let w = |line: &str| workload(&args(line).unwrap());
+        assert_eq!(
+            w("load"),
+            Ok(Workload::PingPong {
+                size: 64,
+                conns: 1,
+                depth: 1
+            })
+        );
+        assert_eq!(
+            w("load --workload bulk --conns 2 --download"),
+            Ok(Workload::Bulk {
+                conns: 2,
+                upload: false
+            })
+        );
+        assert_eq!(
+            w("load --workload churn --conns 16 --ports 3"),
+            Ok(Workload::Churn {
+                size: 64,
+                concurrency: 16,
+                ports: 3
+            })
+        );
+        // 101k connections need three server ports of ephemeral range from one client address.
+        assert_eq!(
+            w("load --workload idle --idle 100000"),
+            Ok(Workload::Idle {
+                idle: 100_000,
+                active: 1000,
+                size: 64,
+                rate: 20_000,
+                ports: 3
+            })
+        );
+        assert_eq!(
+            w("load --workload nap").unwrap_err(),
+            "unknown workload nap"
+        );
+    }
+
+    #[test]
+    fn bench_options_from_the_command_line() {
+        let o = bench_opts(
+            &args("bench --quick --rounds 5 --duration 1.5 --idle 0,5000 --only pingpong,churn")
+                .unwrap(),
+        )
+        .unwrap();
+        assert!(o.quick);
+        assert_eq!(o.rounds, 5);
+        assert_eq!(o.duration, Duration::from_millis(1500));
+        assert_eq!(o.warmup, BenchOpts::default().warmup);
+        assert_eq!(o.idle_conns, [0, 5000]);
+        assert_eq!(o.only, ["pingpong", "churn"]);
+        assert_eq!(o.json, None);
+        assert!(bench_opts(&args("bench --idle 1,x").unwrap())
+            .unwrap_err()
+            .starts_with("--idle 1,x:"));
+    }
 }

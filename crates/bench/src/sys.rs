@@ -20,7 +20,7 @@ pub fn place_thread(core: Option<usize>, netns: Option<&str>) -> io::Result<()> 
         } else {
             format!("/run/netns/{ns}")
         };
-        crate::engine::cores::enter_netns(Path::new(&path))?;
+        xdp_tcp::engine::cores::enter_netns(Path::new(&path))?;
     }
     Ok(())
 }

@@ -1,3 +1,6 @@
+//! The benchmark harness of xdp-tcp, kept out of the library so applications that link xdp-tcp
+//! do not pull in its dependencies (serde, serde_json, hdrhistogram).
+//!
 //! The load generator and the servers it measures, on two back-ends: Linux kernel sockets
 //! ([`kernel`]) and xdp-tcp engine applications on their own AF_XDP socket ([`xdp`]), plus the
 //! raw AF_XDP frame-echo floor ([`floor`]) and the side-by-side benchmark ([`bench`](mod@bench)).
@@ -279,4 +282,34 @@ impl std::str::FromStr for ServeMode {
 pub(crate) fn is_terminal_stdout() -> bool {
     use std::io::IsTerminal;
     std::io::stdout().is_terminal()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn serve_modes_parse_as_the_usage_spells_them() {
+        assert_eq!("echo".parse(), Ok(ServeMode::Echo));
+        assert_eq!("discard".parse(), Ok(ServeMode::Discard));
+        assert_eq!("source".parse(), Ok(ServeMode::Source));
+        assert_eq!("echo-close=64".parse(), Ok(ServeMode::EchoClose(64)));
+        assert!("echo-close=x".parse::<ServeMode>().is_err());
+        assert!("mirror".parse::<ServeMode>().is_err());
+    }
+
+    #[test]
+    fn connections_go_round_the_server_ports() {
+        let target: SocketAddrV4 = "10.0.0.1:7000".parse().unwrap();
+        let w = Workload::Churn {
+            size: 64,
+            concurrency: 4,
+            ports: 3,
+        };
+        let ports: Vec<u16> = (0..4).map(|n| w.target_of(target, n).port()).collect();
+        assert_eq!(ports, [7000, 7001, 7002, 7000]);
+        assert_eq!(w.server_ports(7000), [7000, 7001, 7002]);
+        assert_eq!(idle_ports(50_000), 1);
+        assert_eq!(idle_ports(101_000), 3);
+    }
 }

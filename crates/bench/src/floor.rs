@@ -10,7 +10,6 @@
 
 use std::io;
 use std::net::{Ipv4Addr, SocketAddrV4};
-use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
@@ -18,11 +17,11 @@ use super::driver::Clock;
 use super::hist::Latency;
 use super::xdp::XdpOpts;
 use super::{LoadResult, RunConfig};
-use crate::io::xdp::{ifindex, SteerConfig, SteerProgram, XdpSocket, XdpSocketConfig};
-use crate::io::PacketIo;
-use crate::neigh::netlink::interface_ipv4;
-use crate::neigh::netlink::KernelTables;
-use crate::wire::{checksum, EthernetAddress};
+use xdp_tcp::engine::endpoint::XdpInterface;
+use xdp_tcp::io::xdp::{XdpSocket, XdpSocketConfig};
+use xdp_tcp::io::PacketIo;
+use xdp_tcp::neigh::netlink::KernelTables;
+use xdp_tcp::wire::{checksum, EthernetAddress};
 
 const ETH: usize = 14;
 const IP: usize = 20;
@@ -30,19 +29,13 @@ const TCP: usize = 20;
 /// Source port of the pinger's frames (steered to the pinger on the peer's end).
 const PING_PORT: u16 = 60999;
 
-fn open_socket(opts: &XdpOpts, port: u16) -> io::Result<(SteerProgram, XdpSocket, Ipv4Addr)> {
-    let (addr, _) = interface_ipv4(&opts.iface)?;
-    let mut prog = SteerProgram::load()?;
-    prog.set_config(&SteerConfig {
-        addr,
-        ephemeral_ports: super::xdp::no_ephemeral(),
-        steer_arp: false,
-    })?;
-    prog.add_listen_port(port)?;
-    prog.attach(ifindex(&opts.iface)?, opts.attach)?;
-    let sock = XdpSocket::open(&opts.iface, 0, &XdpSocketConfig::default())?;
-    prog.register_socket(0, sock.as_raw_fd())?;
-    Ok((prog, sock, addr))
+/// The interface with `port` steered to us and a socket on queue 0 (no engine: raw frames).
+fn open_socket(opts: &XdpOpts, port: u16) -> io::Result<(XdpInterface, XdpSocket)> {
+    let mut opts = opts.clone();
+    opts.ephemeral = super::xdp::no_ephemeral();
+    let iface = super::xdp::attach(&opts, &[port])?;
+    let sock = iface.open_socket(0, &XdpSocketConfig::default(), None)?;
+    Ok((iface, sock))
 }
 
 /// Swaps source and destination of the Ethernet, IPv4 and TCP headers in place.
@@ -71,7 +64,7 @@ pub fn reflect(
     stop: &AtomicBool,
     ready: impl FnOnce(),
 ) -> io::Result<u64> {
-    let (_prog, mut sock, _) = open_socket(opts, port)?;
+    let (_iface, mut sock) = open_socket(opts, port)?;
     ready();
     let mut stash: Vec<(usize, [u8; 2048])> = Vec::with_capacity(64);
     let mut bounced = 0u64;
@@ -160,8 +153,9 @@ pub fn build_frame(
 /// Ping-pongs one frame with `payload` bytes to the reflector at `target`, one in flight, for
 /// the configured warm-up and window.
 pub fn ping(cfg: &RunConfig, opts: &XdpOpts, payload: usize) -> io::Result<LoadResult> {
-    let (_prog, mut sock, addr) = open_socket(opts, PING_PORT)?;
-    let mut tables = KernelTables::open(ifindex(&opts.iface)?)?;
+    let (iface, mut sock) = open_socket(opts, PING_PORT)?;
+    let addr = iface.addr().0;
+    let mut tables = KernelTables::open(iface.index())?;
     let src_mac = tables.link_mac()?;
     let dst_mac = resolve_mac(&mut tables, *cfg.target.ip())?;
     let mut frame = [0u8; 2048];
@@ -233,7 +227,7 @@ pub fn ping(cfg: &RunConfig, opts: &XdpOpts, payload: usize) -> io::Result<LoadR
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::wire::{ChecksumCaps, Ipv4Packet, Ipv4Repr, TcpPacket, TcpRepr};
+    use xdp_tcp::wire::{ChecksumCaps, Ipv4Packet, Ipv4Repr, TcpPacket, TcpRepr};
 
     #[test]
     fn built_frame_parses_and_reflects_with_valid_checksums() {

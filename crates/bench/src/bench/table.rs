@@ -1,0 +1,671 @@
+//! The table `xdp-tcp bench` prints and writes: the medians of every case over its rounds, then
+//! one [`Line`] per [`Metric`] of each [`Comparison`] whose two cases both ran, in the order of
+//! [`comparisons`]. The comparisons are data: a new line in the table is a new entry there.
+//!
+//! Every ratio reads "how many times better xdp-tcp is" (> 1 is better), except
+//! [`Ratio::OursOver`], which reads "how close to the reference" (the floor, the 1-connection
+//! p99) and is better near 1.
+
+use serde::Serialize;
+
+use super::matrix::{CaseResult, Run};
+use crate::jitter::Jitter;
+use crate::{kernel, Workload};
+
+/// The system every comparison is about.
+const OURS: &str = "xdp-tcp";
+
+fn median(mut v: Vec<f64>) -> Option<f64> {
+    v.retain(|x| x.is_finite());
+    if v.is_empty() {
+        return None;
+    }
+    v.sort_by(|a, b| a.total_cmp(b));
+    let n = v.len();
+    Some(if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    })
+}
+
+/// Medians of one case over its rounds.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Medians {
+    pub p50: Option<f64>,
+    pub p99: Option<f64>,
+    pub p999: Option<f64>,
+    pub rate: Option<f64>,
+    pub gbps: Option<f64>,
+    pub core_busy: Option<f64>,
+    /// CPU time of the server thread per second (user + system, which includes the softirq work
+    /// done in its system calls).
+    pub server_cpu: Option<f64>,
+    pub per_core_rate: Option<f64>,
+    pub bytes_per_idle_conn: Option<f64>,
+}
+
+fn medians(r: &CaseResult) -> Medians {
+    let m = |f: &dyn Fn(&Run) -> Option<f64>| median(r.runs.iter().filter_map(f).collect());
+    Medians {
+        p50: m(&|x| x.client.latency.map(|l| l.p50)),
+        p99: m(&|x| x.client.latency.map(|l| l.p99)),
+        p999: m(&|x| x.client.latency.map(|l| l.p999)),
+        rate: m(&|x| Some(x.client.rate)),
+        gbps: m(&|x| Some(x.client.gbit_per_s)),
+        core_busy: m(&|x| x.server.core_busy),
+        server_cpu: m(&|x| x.server.thread_cpu),
+        per_core_rate: m(&|x| x.server.thread_cpu.map(|b| x.client.rate / b.max(1e-3))),
+        bytes_per_idle_conn: m(&|x| x.server.bytes_per_idle_conn),
+    }
+}
+
+/// One line of the table.
+#[derive(Debug, Clone, Serialize)]
+pub struct Line {
+    pub workload: String,
+    pub metric: String,
+    pub ours: Option<f64>,
+    pub other_system: String,
+    pub other: Option<f64>,
+    /// How many times better ours is (>1 = better), or ours/floor for the floor line.
+    pub ratio: Option<f64>,
+    pub target: String,
+}
+
+/// Which median a line shows (the unit is in the metric's label).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Measure {
+    P50,
+    P99,
+    /// Requests, round trips or connections per second.
+    Rate,
+    /// `Rate` per second of server thread CPU.
+    RatePerCore,
+    Gbps,
+    /// Busy fraction of the server's core, as a percentage.
+    CoreBusyPercent,
+    BytesPerIdleConn,
+}
+
+impl Measure {
+    fn of(self, m: &Medians) -> Option<f64> {
+        match self {
+            Measure::P50 => m.p50,
+            Measure::P99 => m.p99,
+            Measure::Rate => m.rate,
+            Measure::RatePerCore => m.per_core_rate,
+            Measure::Gbps => m.gbps,
+            Measure::CoreBusyPercent => m.core_busy.map(|b| b * 100.0),
+            Measure::BytesPerIdleConn => m.bytes_per_idle_conn,
+        }
+    }
+}
+
+/// How a line's ratio is computed from xdp-tcp's value and the other's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ratio {
+    /// other/ours: how many times lower (better) ours is.
+    Lower,
+    /// ours/other: how many times higher (better) ours is.
+    Higher,
+    /// ours/other where ours should stay close to the other (the floor, the 1-connection p99).
+    OursOver,
+}
+
+impl Ratio {
+    /// `None` unless both values are there and positive.
+    pub fn of(self, ours: Option<f64>, other: Option<f64>) -> Option<f64> {
+        match (ours, other) {
+            (Some(a), Some(b)) if a > 0.0 && b > 0.0 => Some(match self {
+                Ratio::Lower => b / a,
+                Ratio::Higher | Ratio::OursOver => a / b,
+            }),
+            _ => None,
+        }
+    }
+}
+
+/// One line of a comparison.
+#[derive(Debug, Clone, Copy)]
+pub struct Metric {
+    /// The metric column: what is compared and its unit.
+    pub label: &'static str,
+    pub measure: Measure,
+    pub ratio: Ratio,
+    /// What we aim for, shown beside the ratio ("" for none).
+    pub target: &'static str,
+}
+
+const fn metric(
+    label: &'static str,
+    measure: Measure,
+    ratio: Ratio,
+    target: &'static str,
+) -> Metric {
+    Metric {
+        label,
+        measure,
+        ratio,
+        target,
+    }
+}
+
+/// xdp-tcp on `row` against `other_system` on `other_row` (usually the same row): its lines
+/// appear when both cases ran.
+#[derive(Debug, Clone)]
+pub struct Comparison {
+    pub row: String,
+    /// The workload column.
+    pub workload: String,
+    pub other_row: String,
+    pub other_system: &'static str,
+    /// The "compared with" column.
+    pub other_label: String,
+    pub metrics: &'static [Metric],
+}
+
+impl Comparison {
+    fn new(
+        row: &str,
+        workload: &str,
+        other_system: &'static str,
+        other_label: &str,
+        metrics: &'static [Metric],
+    ) -> Self {
+        Comparison {
+            row: row.into(),
+            workload: workload.into(),
+            other_row: row.into(),
+            other_system,
+            other_label: other_label.into(),
+            metrics,
+        }
+    }
+
+    /// The other system's case is on `row` instead of this comparison's own.
+    fn on_row(mut self, row: &str) -> Self {
+        self.other_row = row.into();
+        self
+    }
+}
+
+use Measure::*;
+use Ratio::*;
+
+const VS_FLOOR: &[Metric] = &[
+    metric("p50 µs (ratio = ours/floor)", P50, OursOver, "<= 1.3"),
+    metric("round trips/s", Rate, Higher, ""),
+];
+const PINGPONG_VS_SPIN: &[Metric] = &[
+    metric("p50 µs", P50, Lower, ">= 2x"),
+    metric("p99 µs", P99, Lower, ""),
+    metric("round trips/s", Rate, Higher, ""),
+];
+const PINGPONG_VS_BLOCK: &[Metric] = &[
+    metric("p50 µs", P50, Lower, ">= 5x"),
+    metric("p99 µs", P99, Lower, ""),
+];
+const PINGPONG_VS_ONE_CORE: &[Metric] = &[metric("p50 µs", P50, Lower, "")];
+const RR_VS_SPIN: &[Metric] = &[
+    metric("requests/s per server core", RatePerCore, Higher, ">= 3x"),
+    metric("requests/s", Rate, Higher, ""),
+    metric("p99 µs", P99, Lower, ""),
+];
+const BULK_VS_NO_TSO: &[Metric] = &[
+    metric("Gbit/s", Gbps, Higher, ">= 1x"),
+    metric("server thread CPU %", CoreBusyPercent, Lower, ""),
+];
+const BULK_VS_OFFLOADS: &[Metric] = &[
+    metric("Gbit/s", Gbps, Higher, "report"),
+    metric("server thread CPU %", CoreBusyPercent, Lower, ""),
+];
+const CHURN_VS_SPIN: &[Metric] = &[
+    metric("connections/s", Rate, Higher, ">= 5x"),
+    metric("p99 µs (connect to response)", P99, Lower, ""),
+];
+const IDLE_P99: &[Metric] = &[metric("p99 µs", P99, Lower, "")];
+const IDLE_MEMORY: &[Metric] = &[metric(
+    "bytes per idle conn",
+    BytesPerIdleConn,
+    Lower,
+    "report",
+)];
+const IDLE_VS_ONE_CONN: &[Metric] = &[metric(
+    "p99 µs (ratio = this/1-conn p99)",
+    P99,
+    OursOver,
+    "<= 1.2",
+)];
+const IDLE_VS_NO_IDLE: &[Metric] = &[metric(
+    "p99 µs (ratio = this/0-idle p99)",
+    P99,
+    OursOver,
+    "",
+)];
+
+const PP: &str = "64 B ping-pong, 1 conn";
+const RR: &str = "64 B req/resp, 64 conns";
+const BULK: &str = "bulk upload, 1 conn, MTU 1500";
+const CHURN: &str = "connect + 64 B req + close";
+
+/// The comparisons of the fixed rows: (row, workload column, other system on the same row,
+/// "compared with" column, lines).
+#[rustfmt::skip]
+const FIXED: &[(&str, &str, &str, &str, &[Metric])] = &[
+    ("pingpong", PP, "raw-af-xdp", "raw AF_XDP floor", VS_FLOOR),
+    ("pingpong", PP, "kernel-spin", "kernel busy-spin", PINGPONG_VS_SPIN),
+    ("pingpong", PP, "kernel-block", "kernel blocking, 2 cores", PINGPONG_VS_BLOCK),
+    ("pingpong", PP, "kernel-block-1core", "kernel blocking, 1 core", PINGPONG_VS_ONE_CORE),
+    ("rr64", RR, "kernel-spin", "kernel busy-spin", RR_VS_SPIN),
+    ("bulk", BULK, "kernel", "kernel, TSO/GSO off", BULK_VS_NO_TSO),
+    ("bulk", BULK, "kernel-offloads", "kernel, offloads on", BULK_VS_OFFLOADS),
+    ("churn", CHURN, "kernel-spin", "kernel busy-spin", CHURN_VS_SPIN),
+];
+
+/// The table's comparisons, in table order: those of the fixed rows, then for each of
+/// `idle_rows` (the idle rows that ran, with their idle connection counts) the same group.
+pub fn comparisons(idle_rows: &[(String, usize)]) -> Vec<Comparison> {
+    let mut v: Vec<Comparison> = FIXED
+        .iter()
+        .map(|&(row, workload, system, label, metrics)| {
+            Comparison::new(row, workload, system, label, metrics)
+        })
+        .collect();
+    for (row, n) in idle_rows {
+        let n = *n;
+        let workload = if n >= 1000 {
+            format!("{}k idle + 1k active @20k/s", n / 1000)
+        } else {
+            format!("{n} idle + 1k active @20k/s")
+        };
+        // A row runs its kernel server either spinning or, past one descriptor table, as
+        // blocking epoll threads (see `matrix`); only the one that ran shows.
+        let threads = format!("kernel, {} epoll threads", kernel::tables_for(n + 1000));
+        for (system, label) in [
+            ("kernel-spin", "kernel busy-spin"),
+            ("kernel-threads", &threads),
+        ] {
+            v.push(Comparison::new(row, &workload, system, label, IDLE_P99));
+            if n > 0 {
+                v.push(Comparison::new(
+                    row,
+                    &workload,
+                    system,
+                    "kernel (slab+buffers)",
+                    IDLE_MEMORY,
+                ));
+            }
+        }
+        v.push(
+            Comparison::new(
+                row,
+                &workload,
+                OURS,
+                "xdp-tcp 1 conn ping-pong",
+                IDLE_VS_ONE_CONN,
+            )
+            .on_row("pingpong"),
+        );
+        if n > 0 {
+            v.push(
+                Comparison::new(
+                    row,
+                    &workload,
+                    OURS,
+                    "xdp-tcp, same load, 0 idle",
+                    IDLE_VS_NO_IDLE,
+                )
+                .on_row("idle0"),
+            );
+        }
+    }
+    v
+}
+
+/// The idle rows among `results`, in order, with their idle connection counts.
+fn idle_rows(results: &[CaseResult]) -> Vec<(String, usize)> {
+    let mut rows: Vec<(String, usize)> = Vec::new();
+    for r in results {
+        if let Workload::Idle { idle, .. } = r.case.workload {
+            if !rows.iter().any(|(row, _)| *row == r.case.row) {
+                rows.push((r.case.row.clone(), idle));
+            }
+        }
+    }
+    rows
+}
+
+/// The medians of every case, and the table's lines: one per metric of every comparison whose
+/// two cases are among `results`.
+pub fn table(results: &[CaseResult]) -> (Vec<Line>, Vec<(String, String, Medians)>) {
+    let med: Vec<(String, String, Medians)> = results
+        .iter()
+        .map(|r| (r.case.row.clone(), r.case.system.to_string(), medians(r)))
+        .collect();
+    let get = |row: &str, system: &str| {
+        med.iter()
+            .find(|(r, s, _)| r == row && s == system)
+            .map(|x| &x.2)
+    };
+    let mut lines = Vec::new();
+    for c in comparisons(&idle_rows(results)) {
+        let (Some(ours), Some(other)) = (get(&c.row, OURS), get(&c.other_row, c.other_system))
+        else {
+            continue;
+        };
+        for m in c.metrics {
+            let (a, b) = (m.measure.of(ours), m.measure.of(other));
+            lines.push(Line {
+                workload: c.workload.clone(),
+                metric: m.label.into(),
+                ours: a,
+                other_system: c.other_label.clone(),
+                other: b,
+                ratio: m.ratio.of(a, b),
+                target: m.target.into(),
+            });
+        }
+    }
+    (lines, med)
+}
+
+fn fmt(v: Option<f64>) -> String {
+    match v {
+        None => "-".into(),
+        Some(x) if x.abs() >= 100_000.0 => format!("{:.3}M", x / 1e6),
+        Some(x) if x.abs() >= 1000.0 => format!("{:.1}k", x / 1e3),
+        Some(x) if x.abs() >= 100.0 => format!("{x:.0}"),
+        Some(x) => format!("{x:.2}"),
+    }
+}
+
+/// The human table.
+pub fn render(lines: &[Line]) -> String {
+    let mut s = String::new();
+    s.push_str(&format!(
+        "| {:<32} | {:<34} | {:>9} | {:<26} | {:>9} | {:>6} | {:<7} |\n",
+        "workload", "metric", "xdp-tcp", "compared with", "value", "ratio", "target"
+    ));
+    s.push_str(&format!(
+        "|{}|{}|{}|{}|{}|{}|{}|\n",
+        "-".repeat(34),
+        "-".repeat(36),
+        "-".repeat(11),
+        "-".repeat(28),
+        "-".repeat(11),
+        "-".repeat(8),
+        "-".repeat(9)
+    ));
+    for l in lines {
+        s.push_str(&format!(
+            "| {:<32} | {:<34} | {:>9} | {:<26} | {:>9} | {:>6} | {:<7} |\n",
+            l.workload,
+            l.metric,
+            fmt(l.ours),
+            l.other_system,
+            fmt(l.other),
+            l.ratio
+                .map(|r| format!("{r:.2}x"))
+                .unwrap_or_else(|| "-".into()),
+            l.target
+        ));
+    }
+    s
+}
+
+/// One line on the machine's noise, printed under the table.
+pub fn jitter_line(j: &Jitter) -> String {
+    format!(
+        "machine noise, core {}: a spinning thread lost {:.2}% of {:.0} s to gaps > 5 µs ({} gaps), \
+         {:.2}% to gaps > 100 µs ({}); longest {:.0} µs",
+        j.core,
+        j.lost_over_5us * 100.0,
+        j.seconds,
+        j.gaps_over_5us,
+        j.lost_over_100us * 100.0,
+        j.gaps_over_100us,
+        j.longest_us
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bench::matrix::{Case, ClientKind, Offloads, ServerKind};
+    use crate::{LoadResult, ServeMode, ServerReport, Summary};
+
+    /// A case of `row` on `system` whose every round measured `p50`, `p99` and `rate`.
+    fn result(
+        row: &str,
+        system: &'static str,
+        workload: Workload,
+        p50: f64,
+        p99: f64,
+        rate: f64,
+    ) -> CaseResult {
+        let run = |round| Run {
+            round,
+            client: LoadResult {
+                rate,
+                latency: Some(Summary {
+                    p50,
+                    p99,
+                    ..Summary::default()
+                }),
+                ..LoadResult::default()
+            },
+            server: ServerReport {
+                bytes_per_idle_conn: Some(p50 * 1000.0),
+                ..ServerReport::default()
+            },
+        };
+        CaseResult {
+            case: Case {
+                row: row.into(),
+                system,
+                server: ServerKind::Reflector,
+                client: ClientKind::Pinger,
+                mode: ServeMode::Echo,
+                workload,
+                same_core: false,
+                offloads: Offloads::Testbed,
+            },
+            runs: (0..3).map(run).collect(),
+        }
+    }
+
+    const PP: Workload = Workload::PingPong {
+        size: 64,
+        conns: 1,
+        depth: 1,
+    };
+
+    fn idle(n: usize) -> Workload {
+        Workload::Idle {
+            idle: n,
+            active: 1000,
+            size: 64,
+            rate: 20_000,
+            ports: 1,
+        }
+    }
+
+    #[test]
+    fn ratios_read_as_how_many_times_better() {
+        assert_eq!(Lower.of(Some(2.0), Some(6.0)), Some(3.0));
+        assert_eq!(Higher.of(Some(6.0), Some(2.0)), Some(3.0));
+        assert_eq!(OursOver.of(Some(5.0), Some(4.0)), Some(1.25));
+        assert_eq!(Higher.of(Some(0.0), Some(2.0)), None);
+        assert_eq!(Lower.of(None, Some(2.0)), None);
+    }
+
+    #[test]
+    fn a_comparison_shows_only_when_both_cases_ran() {
+        let results = [
+            result("pingpong", "xdp-tcp", PP, 5.0, 10.0, 100_000.0),
+            result("pingpong", "raw-af-xdp", PP, 4.0, 8.0, 200_000.0),
+        ];
+        let (lines, medians) = table(&results);
+        assert_eq!(medians.len(), 2);
+        let shown: Vec<_> = lines
+            .iter()
+            .map(|l| (l.metric.as_str(), l.other_system.as_str(), l.ratio))
+            .collect();
+        assert_eq!(
+            shown,
+            [
+                (
+                    "p50 µs (ratio = ours/floor)",
+                    "raw AF_XDP floor",
+                    Some(1.25)
+                ),
+                ("round trips/s", "raw AF_XDP floor", Some(0.5)),
+            ]
+        );
+        assert!(lines.iter().all(|l| l.workload == "64 B ping-pong, 1 conn"));
+        assert_eq!(lines[0].target, "<= 1.3");
+    }
+
+    #[test]
+    fn idle_rows_compare_with_the_kernel_one_connection_and_no_idle() {
+        let results = [
+            result("pingpong", "xdp-tcp", PP, 5.0, 10.0, 1.0),
+            result("idle0", "xdp-tcp", idle(0), 6.0, 20.0, 1.0),
+            result("idle0", "kernel-spin", idle(0), 9.0, 40.0, 1.0),
+            result("idle10k", "xdp-tcp", idle(10_000), 6.0, 30.0, 1.0),
+            result("idle10k", "kernel-spin", idle(10_000), 9.0, 60.0, 1.0),
+        ];
+        let (lines, _) = table(&results);
+        let shown: Vec<_> = lines
+            .iter()
+            .map(|l| {
+                (
+                    l.workload.as_str(),
+                    l.metric.as_str(),
+                    l.other_system.as_str(),
+                    l.ratio,
+                )
+            })
+            .collect();
+        assert_eq!(
+            shown,
+            [
+                (
+                    "0 idle + 1k active @20k/s",
+                    "p99 µs",
+                    "kernel busy-spin",
+                    Some(2.0)
+                ),
+                (
+                    "0 idle + 1k active @20k/s",
+                    "p99 µs (ratio = this/1-conn p99)",
+                    "xdp-tcp 1 conn ping-pong",
+                    Some(2.0)
+                ),
+                (
+                    "10k idle + 1k active @20k/s",
+                    "p99 µs",
+                    "kernel busy-spin",
+                    Some(2.0)
+                ),
+                (
+                    "10k idle + 1k active @20k/s",
+                    "bytes per idle conn",
+                    "kernel (slab+buffers)",
+                    Some(1.5)
+                ),
+                (
+                    "10k idle + 1k active @20k/s",
+                    "p99 µs (ratio = this/1-conn p99)",
+                    "xdp-tcp 1 conn ping-pong",
+                    Some(3.0)
+                ),
+                (
+                    "10k idle + 1k active @20k/s",
+                    "p99 µs (ratio = this/0-idle p99)",
+                    "xdp-tcp, same load, 0 idle",
+                    Some(1.5)
+                ),
+            ]
+        );
+    }
+
+    #[test]
+    fn every_comparison_names_a_system_of_the_matrix() {
+        let opts = crate::bench::BenchOpts::default();
+        let cases = crate::bench::matrix::matrix(&opts);
+        let rows: Vec<(String, usize)> = opts
+            .idle_conns
+            .iter()
+            .map(|&n| (crate::bench::matrix::idle_row(n), n))
+            .collect();
+        for c in comparisons(&rows) {
+            assert!(
+                cases.iter().any(|k| k.row == c.row && k.system == OURS),
+                "{c:?}"
+            );
+            // The spinning and the threaded kernel servers are alternatives: one of them runs.
+            if c.other_system != "kernel-threads" && c.other_system != "kernel-spin" {
+                assert!(
+                    cases
+                        .iter()
+                        .any(|k| k.row == c.other_row && k.system == c.other_system),
+                    "{c:?}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn rendered_table_keeps_its_columns() {
+        let lines = [
+            Line {
+                workload: "64 B ping-pong, 1 conn".into(),
+                metric: "round trips/s".into(),
+                ours: Some(152_345.0),
+                other_system: "kernel busy-spin".into(),
+                other: Some(1234.5),
+                ratio: Some(123.4),
+                target: ">= 2x".into(),
+            },
+            Line {
+                workload: "w".into(),
+                metric: "p50 µs".into(),
+                ours: Some(4.789),
+                other_system: "o".into(),
+                other: None,
+                ratio: None,
+                target: "".into(),
+            },
+        ];
+        let text = render(&lines);
+        let rows: Vec<&str> = text.lines().collect();
+        assert_eq!(rows.len(), 4);
+        assert_eq!(
+            rows[0],
+            "| workload                         | metric                             |   xdp-tcp | compared with              |     value |  ratio | target  |"
+        );
+        assert_eq!(
+            rows[1],
+            "|----------------------------------|------------------------------------|-----------|----------------------------|-----------|--------|---------|"
+        );
+        assert_eq!(
+            rows[2],
+            "| 64 B ping-pong, 1 conn           | round trips/s                      |    0.152M | kernel busy-spin           |      1.2k | 123.40x | >= 2x   |"
+        );
+        assert_eq!(
+            rows[3],
+            "| w                                | p50 µs                             |      4.79 | o                          |         - |      - |         |"
+        );
+    }
+
+    #[test]
+    fn values_shrink_to_nine_characters() {
+        assert_eq!(fmt(None), "-");
+        assert_eq!(fmt(Some(4.789)), "4.79");
+        assert_eq!(fmt(Some(113.4)), "113");
+        assert_eq!(fmt(Some(24_100.0)), "24.1k");
+        assert_eq!(fmt(Some(1_520_000.0)), "1.520M");
+    }
+}

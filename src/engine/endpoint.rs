@@ -1,0 +1,174 @@
+//! Setting up AF_XDP endpoints on an interface: the one way [`crate::api::Stack`] and the
+//! benchmark harness (`crates/bench`) both do it.
+//!
+//! Set-up, each step in the interface's network namespace:
+//! 1. [`XdpInterface::attach`], once per interface: our address (given, or the interface's
+//!    first IPv4 address), the steering program loaded, told our address, ephemeral ports and
+//!    listening ports, and attached (native, else generic as [`AttachMode`] allows).
+//! 2. [`XdpInterface::open_queue`], once per queue, on the thread that will run the queue's
+//!    engine (the rtnetlink socket belongs to the namespace of the thread that opens it): the
+//!    AF_XDP socket and its UMEM on the queue, registered in the program's XSKMAP, and a
+//!    neighbour cache seeded from the kernel's tables, which keep answering ARP. The result is
+//!    an [`EngineIo`]; [`XdpInterface::open_socket`] is the socket alone, for code that runs
+//!    no engine.
+//! 3. [`EngineIo::into_engine`] with the queue's [`Host`] and application.
+//!
+//! Dropping the last [`Arc`] of the program detaches it. Sockets may close before or after (the
+//! kernel removes a closed socket from the XSKMAP); keep the program while engines run, or the
+//! frames they expect go to the kernel instead.
+
+use std::io;
+use std::net::Ipv4Addr;
+use std::ops::RangeInclusive;
+use std::os::fd::AsRawFd;
+use std::sync::Arc;
+
+use super::{App, Engine, EngineConfig};
+use crate::host::Host;
+use crate::io::xdp::{
+    ifindex, AttachMode, SteerConfig, SteerProgram, Waker, XdpSocket, XdpSocketConfig,
+};
+use crate::io::PacketIo;
+use crate::neigh::netlink::{interface_ipv4, KernelTables};
+use crate::neigh::{NeighCache, NeighConfig};
+use crate::time::Instant;
+
+/// What [`XdpInterface::attach`] steers to us, and where.
+#[derive(Debug, Clone)]
+pub struct InterfaceConfig {
+    /// The interface's name in the calling thread's namespace.
+    pub name: String,
+    /// Our address and prefix length; `None`: the interface's first IPv4 address.
+    pub addr: Option<(Ipv4Addr, u8)>,
+    /// Ports our active opens use. An empty range (`1..=0`) steers none (a server alone).
+    pub ephemeral: RangeInclusive<u16>,
+    /// Ports steered to us from the start (more can be added through [`XdpInterface::program`]).
+    pub listen: Vec<u16>,
+    /// Which XDP hook to attach to.
+    pub attach: AttachMode,
+}
+
+impl InterfaceConfig {
+    /// The interface `name` at its own address, no ports steered, native XDP else generic.
+    pub fn new(name: &str) -> Self {
+        InterfaceConfig {
+            name: name.to_string(),
+            addr: None,
+            ephemeral: 61000..=65535,
+            listen: Vec::new(),
+            attach: AttachMode::Auto,
+        }
+    }
+}
+
+/// An interface with the steering program attached: what every queue's endpoint on it shares.
+pub struct XdpInterface {
+    name: String,
+    index: u32,
+    addr: Ipv4Addr,
+    prefix_len: u8,
+    program: Arc<SteerProgram>,
+}
+
+impl XdpInterface {
+    /// Resolves the address, loads, configures and attaches the steering program. Call in the
+    /// interface's namespace; needs CAP_NET_ADMIN and CAP_BPF.
+    pub fn attach(cfg: &InterfaceConfig) -> io::Result<XdpInterface> {
+        let (addr, prefix_len) = match cfg.addr {
+            Some(a) => a,
+            None => interface_ipv4(&cfg.name)?,
+        };
+        let index = ifindex(&cfg.name)?;
+        let mut program = SteerProgram::load()?;
+        program.set_config(&SteerConfig {
+            addr,
+            ephemeral_ports: cfg.ephemeral.clone(),
+            steer_arp: false,
+        })?;
+        for &port in &cfg.listen {
+            program.add_listen_port(port)?;
+        }
+        program.attach(index, cfg.attach)?;
+        Ok(XdpInterface {
+            name: cfg.name.clone(),
+            index,
+            addr,
+            prefix_len,
+            program: Arc::new(program),
+        })
+    }
+
+    /// Our address on the interface and its prefix length.
+    pub fn addr(&self) -> (Ipv4Addr, u8) {
+        (self.addr, self.prefix_len)
+    }
+
+    /// The interface's index.
+    pub fn index(&self) -> u32 {
+        self.index
+    }
+
+    /// The attached program (listening ports come and go through it).
+    pub fn program(&self) -> &Arc<SteerProgram> {
+        &self.program
+    }
+
+    /// Opens an AF_XDP socket (and its UMEM) on `queue`, with `waker` polled beside it when
+    /// given, and registers it in the program's XSKMAP: frames steered on that queue reach it
+    /// from then on.
+    pub fn open_socket(
+        &self,
+        queue: u32,
+        cfg: &XdpSocketConfig,
+        waker: Option<Waker>,
+    ) -> io::Result<XdpSocket> {
+        let mut sock = XdpSocket::open(&self.name, queue, cfg)?;
+        if let Some(w) = waker {
+            sock.set_waker(w);
+        }
+        self.program.register_socket(queue, sock.as_raw_fd())?;
+        Ok(sock)
+    }
+
+    /// [`XdpInterface::open_socket`] plus a neighbour cache seeded from the kernel's tables and
+    /// the rtnetlink socket the engine keeps for later resolutions. Call on the engine's thread.
+    pub fn open_queue(
+        &self,
+        queue: u32,
+        cfg: &XdpSocketConfig,
+        waker: Option<Waker>,
+    ) -> io::Result<EngineIo<XdpSocket>> {
+        let mut kernel = KernelTables::open(self.index)?;
+        let mac = kernel.link_mac()?;
+        let io = self.open_socket(queue, cfg, waker)?;
+        let mut neigh = NeighCache::new(NeighConfig::new(self.addr, self.prefix_len, mac));
+        kernel.seed(Instant::ZERO, &mut neigh)?;
+        Ok(EngineIo {
+            io,
+            neigh,
+            kernel: Some(kernel),
+        })
+    }
+}
+
+/// What an engine needs besides its host and application: the device, the neighbour cache for
+/// it and, on an interface whose ARP the kernel owns, the kernel's tables.
+pub struct EngineIo<P> {
+    /// The device.
+    pub io: P,
+    /// Next hops on it.
+    pub neigh: NeighCache,
+    /// Kernel-assisted resolution ([`Engine::with_kernel`]); `None` where the stack owns ARP.
+    pub kernel: Option<KernelTables>,
+}
+
+impl<P: PacketIo> EngineIo<P> {
+    /// The engine for `host` and `app` on this device.
+    pub fn into_engine<A: App>(self, host: Host, app: A, cfg: EngineConfig) -> Engine<P, A> {
+        let engine = Engine::new(self.io, host, self.neigh, app, cfg);
+        match self.kernel {
+            Some(k) => engine.with_kernel(k),
+            None => engine,
+        }
+    }
+}

@@ -1,0 +1,131 @@
+//! Per-connection settings ([`Config`]) and keep-alive parameters ([`KeepAlive`]).
+//!
+//! Defaults follow Linux where the RFCs leave a choice. A connection copies its `Config` when it
+//! is created; the few settings an application may change later (Nagle, buffer sizes,
+//! keep-alive, cork) have setters on [`Connection`](super::Connection).
+
+use super::congestion;
+use crate::time::Duration;
+
+/// Per-connection settings. Defaults follow Linux where the RFCs leave a choice.
+#[derive(Debug, Clone, Copy)]
+pub struct Config {
+    /// MSS we advertise: the largest payload we accept in one segment (MTU 1500 - 40).
+    pub mss: u16,
+    pub send_buffer: usize,
+    pub recv_buffer: usize,
+    /// Offer window scaling (RFC 7323).
+    pub window_scale: bool,
+    /// Offer SACK-permitted (RFC 2018).
+    pub sack: bool,
+    /// Offer timestamps (RFC 7323).
+    pub timestamps: bool,
+    /// Disable Nagle's algorithm.
+    pub nodelay: bool,
+    /// Delay for a lone ACK; `None` acknowledges every segment at once.
+    pub delayed_ack: Option<Duration>,
+    /// TIME-WAIT lasts twice this.
+    pub msl: Duration,
+    /// How long a connection the application has closed may wait in FIN-WAIT-2 for the peer's
+    /// FIN before it is dropped silently (Linux's `tcp_fin_timeout`, 60 s); `None` waits for
+    /// ever. Connections only shut down for writing are not limited.
+    pub fin_timeout: Option<Duration>,
+    pub rto_initial: Duration,
+    pub rto_min: Duration,
+    pub rto_max: Duration,
+    /// SYN (or SYN-ACK) retransmissions before giving up.
+    pub syn_retries: u32,
+    /// Consecutive retransmission timeouts before giving up with a timed-out error.
+    pub max_retries: u32,
+    /// Time from the first of a series of retransmission timeouts after which the connection
+    /// gives up with a timed-out error. The default is what Linux's `tcp_retries2` = 15 amounts
+    /// to: 15 RTOs doubling from 200 ms, capped at 120 s (924.6 s).
+    pub retrans_timeout: Duration,
+    /// Initial congestion window in segments (RFC 6928).
+    pub initial_window: usize,
+    /// Most disjoint out-of-order ranges held at once.
+    pub max_ooo_ranges: usize,
+    /// Key for initial sequence numbers (RFC 6528); random in production, fixed in tests.
+    pub isn_secret: u64,
+    pub congestion: congestion::Algorithm,
+    /// Keep-alive probing; off by default as in Linux.
+    pub keepalive: Option<KeepAlive>,
+}
+
+/// Keep-alive parameters (TCP_KEEPIDLE, TCP_KEEPINTVL, TCP_KEEPCNT). An idle connection is
+/// probed after `idle`, then every `interval`; after `count` unanswered probes it is closed with
+/// [`Error::TimedOut`](super::Error::TimedOut).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KeepAlive {
+    pub idle: Duration,
+    pub interval: Duration,
+    pub count: u32,
+}
+
+impl Default for KeepAlive {
+    /// Linux's defaults: 7200 s, 75 s, 9 probes.
+    fn default() -> Self {
+        KeepAlive {
+            idle: Duration::from_secs(7200),
+            interval: Duration::from_secs(75),
+            count: 9,
+        }
+    }
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            mss: 1460,
+            send_buffer: 256 * 1024,
+            recv_buffer: 256 * 1024,
+            window_scale: true,
+            sack: true,
+            timestamps: true,
+            nodelay: false,
+            delayed_ack: Some(Duration::from_millis(40)),
+            msl: Duration::from_secs(30),
+            fin_timeout: Some(Duration::from_secs(60)),
+            rto_initial: Duration::from_secs(1),
+            rto_min: Duration::from_millis(200),
+            rto_max: Duration::from_secs(60),
+            syn_retries: 6,
+            max_retries: 64,
+            retrans_timeout: linux_retries2_timeout(),
+            initial_window: 10,
+            max_ooo_ranges: 64,
+            isn_secret: 0x5eed,
+            congestion: congestion::Algorithm::Cubic,
+            keepalive: None,
+        }
+    }
+}
+
+/// The give-up time Linux derives from `tcp_retries2` = 15 (`retransmits_timed_out`): the sum of
+/// 16 timeouts doubling from 200 ms and capped at 120 s.
+const fn linux_retries2_timeout() -> Duration {
+    let mut total_ms = 0;
+    let mut rto_ms = 200;
+    let mut i = 0;
+    while i <= 15 {
+        total_ms += rto_ms;
+        rto_ms = if rto_ms * 2 > 120_000 {
+            120_000
+        } else {
+            rto_ms * 2
+        };
+        i += 1;
+    }
+    Duration::from_millis(total_ms)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn retries2_default_is_linux_924_6_seconds() {
+        assert_eq!(
+            super::linux_retries2_timeout(),
+            super::Duration::from_millis(924_600)
+        );
+    }
+}

@@ -1,0 +1,286 @@
+//! What the application calls: sending and receiving bytes, shutting down and closing, options,
+//! ICMP reports from the host, and the `tcp_info`-like snapshot.
+//!
+//! Calls never transmit by themselves; the owner polls [`Connection::poll_transmit`] after each
+//! one (the host does so for every connection it touched). Reads that free enough receive space
+//! schedule a window update (receiver-side silly window avoidance).
+
+use super::space::AckState;
+use super::Connection;
+use crate::tcp::config::KeepAlive;
+use crate::tcp::congestion::CongestionControl;
+use crate::tcp::event::Error;
+use crate::tcp::state::State;
+use crate::tcp::stats::TcpInfo;
+use crate::tcp::timers::TimerKind;
+use crate::time::{Duration, Instant};
+use crate::wire::{SeqNumber, TcpFlags, TcpRepr};
+
+/// The longest a cork holds back a partial segment (Linux's TCP_CORK limit).
+pub const CORK_LIMIT: Duration = Duration::from_millis(200);
+
+impl Connection {
+    /// Queues bytes for sending; returns how many fit (0 when the buffer is full).
+    pub fn send(&mut self, data: &[u8]) -> Result<usize, Error> {
+        if let Some(e) = self.error {
+            return Err(e);
+        }
+        if self.snd.fin_queued {
+            return Err(Error::BrokenPipe);
+        }
+        match self.state {
+            State::SynSent | State::SynReceived | State::Established | State::CloseWait => {}
+            State::Closed => return Err(Error::NotConnected),
+            _ => return Err(Error::BrokenPipe),
+        }
+        let n = self.snd.buf.write(data);
+        if n == 0 && !data.is_empty() {
+            return Err(Error::WouldBlock);
+        }
+        Ok(n)
+    }
+
+    /// Bytes that can be queued now.
+    pub fn send_space(&self) -> usize {
+        if self.state.can_send() && !self.snd.fin_queued {
+            self.snd.buf.free()
+        } else {
+            0
+        }
+    }
+
+    /// Readable bytes.
+    pub fn recv_queue(&self) -> usize {
+        self.rcv.buf.len()
+    }
+
+    /// Reads and consumes bytes. `Ok(0)` means end of stream (the peer's FIN, or our shutdown of
+    /// reading); `Err(WouldBlock)` means nothing yet.
+    pub fn recv(&mut self, buf: &mut [u8]) -> Result<usize, Error> {
+        self.recv_with(buf, false)
+    }
+
+    /// Like [`Connection::recv`] without consuming.
+    pub fn peek(&mut self, buf: &mut [u8]) -> Result<usize, Error> {
+        self.recv_with(buf, true)
+    }
+
+    fn recv_with(&mut self, buf: &mut [u8], peek: bool) -> Result<usize, Error> {
+        if self.rcv.buf.is_empty() || buf.is_empty() {
+            return self.recv_empty_result(buf.is_empty());
+        }
+        let n = if peek {
+            self.rcv.buf.peek(buf)
+        } else {
+            self.rcv.buf.read(buf)
+        };
+        if !peek {
+            self.after_read();
+        }
+        Ok(n)
+    }
+
+    /// The readable bytes as up to two slices, without copying; follow with [`Connection::consume`].
+    pub fn readable(&self) -> (&[u8], &[u8]) {
+        self.rcv.buf.readable()
+    }
+
+    /// Marks `n` readable bytes consumed (after [`Connection::readable`]).
+    pub fn consume(&mut self, n: usize) -> usize {
+        let n = self.rcv.buf.consume(n);
+        self.after_read();
+        n
+    }
+
+    fn recv_empty_result(&self, zero_len_buf: bool) -> Result<usize, Error> {
+        if !self.rcv.buf.is_empty() && zero_len_buf {
+            return Ok(0);
+        }
+        if self.rcv.fin_consumed || self.rcv.read_shut {
+            return Ok(0);
+        }
+        if let Some(e) = self.error {
+            return Err(e);
+        }
+        match self.state {
+            State::Closed => Err(Error::NotConnected),
+            _ => Err(Error::WouldBlock),
+        }
+    }
+
+    /// True when a read would return end of stream.
+    pub fn at_eof(&self) -> bool {
+        self.rcv.buf.is_empty() && (self.rcv.fin_consumed || self.rcv.read_shut)
+    }
+
+    /// After the application freed receive space: announce a window that opened enough to matter.
+    fn after_read(&mut self) {
+        if self.state.can_receive() && self.rcv.window_opened(self.cfg.mss as usize) {
+            self.rcv.ack = AckState::Now;
+        }
+    }
+
+    /// Shuts down writing: queues a FIN after the buffered data (which a cork no longer holds).
+    pub fn close(&mut self) {
+        self.uncork();
+        match self.state {
+            State::SynSent => self.enter_closed(),
+            State::SynReceived | State::Established => {
+                self.snd.fin_queued = true;
+                if self.state == State::Established {
+                    self.state = State::FinWait1;
+                }
+            }
+            State::CloseWait => {
+                self.snd.fin_queued = true;
+                self.state = State::LastAck;
+            }
+            _ => {}
+        }
+    }
+
+    /// The application gives the connection up (close(2) rather than shutdown(2)): from now on
+    /// FIN-WAIT-2 lasts at most [`Config::fin_timeout`](crate::tcp::Config::fin_timeout), as
+    /// Linux's `tcp_fin_timeout` bounds orphaned sockets, so a peer that never sends its FIN
+    /// cannot hold the connection forever. A connection only shut down for writing stays in
+    /// FIN-WAIT-2 as long as the peer likes.
+    pub fn orphan(&mut self) {
+        self.orphaned = true;
+    }
+
+    /// Shuts down reading: reads return end of stream; data still arriving is acknowledged and
+    /// discarded.
+    pub fn shutdown_read(&mut self) {
+        self.rcv.read_shut = true;
+        let n = self.rcv.buf.len();
+        self.rcv.buf.consume(n);
+    }
+
+    pub fn is_write_shut(&self) -> bool {
+        self.snd.fin_queued
+    }
+
+    /// Whether `seg`, a SYN for this connection's 4-tuple while it is in TIME-WAIT, may start a
+    /// new incarnation: its timestamp is newer than the last one seen (RFC 6191), or, without
+    /// timestamps, its sequence number lies beyond everything received (RFC 1122 4.2.2.13).
+    pub fn accepts_new_syn(&self, seg: &TcpRepr) -> bool {
+        if self.state != State::TimeWait || !seg.flags.syn() || seg.flags.ack() || seg.flags.rst() {
+            return false;
+        }
+        match (self.opts.timestamps, seg.options.timestamp) {
+            (true, Some((tsval, _))) => (tsval.wrapping_sub(self.rcv.ts_recent) as i32) > 0,
+            _ => seg.seq.diff(self.rcv_nxt()) > 0,
+        }
+    }
+
+    /// Aborts: sends RST if the peer knows of us and drops all state.
+    pub fn abort(&mut self) {
+        if matches!(
+            self.state,
+            State::SynReceived
+                | State::Established
+                | State::FinWait1
+                | State::FinWait2
+                | State::CloseWait
+        ) {
+            let rst = self.bare(self.snd.max, TcpFlags::RST);
+            self.push_rst(self.remote, rst);
+        }
+        self.enter_closed();
+    }
+
+    /// Changes the send-buffer size; never below what is queued.
+    pub fn set_send_capacity(&mut self, bytes: usize) {
+        self.snd.buf.set_capacity(bytes);
+    }
+
+    /// Changes the receive-buffer size. The window scale was fixed at the handshake, so a larger
+    /// buffer helps only up to 65535 << shift.
+    pub fn set_recv_capacity(&mut self, bytes: usize) {
+        self.rcv.buf.set_capacity(bytes);
+    }
+
+    pub fn set_nodelay(&mut self, nodelay: bool) {
+        self.cfg.nodelay = nodelay;
+    }
+
+    pub fn nodelay(&self) -> bool {
+        self.cfg.nodelay
+    }
+
+    /// Corks or uncorks the connection (TCP_CORK; MSG_MORE is a cork for one write). While
+    /// corked only full-MSS segments are sent, beside Nagle's algorithm; the rest of the data
+    /// waits until uncorked, until our FIN ([`Connection::close`]) or until [`CORK_LIMIT`] after
+    /// the cork began (200 ms as Linux), when the cork ends by itself. Corking again while
+    /// corked does not extend the limit.
+    pub fn set_cork(&mut self, now: Instant, cork: bool) {
+        if !cork || !self.state.can_send() || self.snd.fin_queued {
+            self.uncork();
+        } else if !self.corked {
+            self.corked = true;
+            self.timers.set(TimerKind::Cork, now + CORK_LIMIT);
+        }
+    }
+
+    /// Whether partial segments are held back now (see [`Connection::set_cork`]).
+    pub fn is_corked(&self) -> bool {
+        self.corked
+    }
+
+    fn uncork(&mut self) {
+        self.corked = false;
+        self.timers.clear(TimerKind::Cork);
+    }
+
+    /// Enables (or with `None` disables) keep-alive probing (SO_KEEPALIVE with TCP_KEEPIDLE,
+    /// TCP_KEEPINTVL, TCP_KEEPCNT).
+    pub fn set_keepalive(&mut self, now: Instant, ka: Option<KeepAlive>) {
+        self.keepalive.set(now, ka, self.state, &mut self.timers);
+    }
+
+    pub fn keepalive(&self) -> Option<KeepAlive> {
+        self.keepalive.params()
+    }
+
+    /// An ICMP destination-unreachable (or time-exceeded) quoting one of our segments with
+    /// sequence number `seq`. It is believed only if `seq` is one we may have sent (RFC 5927).
+    /// It ends the connection while we are already doubting the peer (connecting, or
+    /// retransmitting, or probing an idle peer) and is kept as a soft error otherwise, as a
+    /// transient routing failure must not kill a healthy connection (RFC 1122 4.2.3.9).
+    pub fn handle_icmp_unreachable(&mut self, _now: Instant, seq: SeqNumber) {
+        if !seq.in_range_incl(self.snd.una - 1, self.snd.max) {
+            return;
+        }
+        self.stats.icmp_errors += 1;
+        let doubting =
+            self.state == State::SynSent || self.retries > 0 || self.keepalive.probes_out() > 0;
+        match self.state {
+            State::Closed | State::TimeWait => {}
+            _ if doubting => self.fail(Error::HostUnreachable),
+            _ => self.soft_error = Some(Error::HostUnreachable),
+        }
+    }
+
+    /// A snapshot of the connection's state and counters, like Linux `tcp_info`.
+    pub fn info(&self) -> TcpInfo {
+        TcpInfo {
+            state: self.state,
+            srtt: self.rtt.srtt(),
+            rttvar: self.rtt.rttvar(),
+            rto: self.rtt.rto(),
+            min_rtt: self.recovery.min_rtt(),
+            mss: self.opts.mss,
+            cwnd: self.cc.cwnd(),
+            ssthresh: self.cc.ssthresh(),
+            snd_wnd: self.snd.wnd,
+            rcv_wnd: self.rcv.buf.window(),
+            bytes_in_flight: self.bytes_in_flight(),
+            pipe: self.sb.pipe(),
+            sacked_bytes: self.sb.sacked_bytes(),
+            lost_bytes: self.sb.lost_bytes(),
+            in_recovery: self.recovery.in_recovery(),
+            backoff: self.rtt.backoff(),
+            stats: self.stats,
+        }
+    }
+}

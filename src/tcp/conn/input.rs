@@ -1,0 +1,461 @@
+//! Segment arrival (RFC 9293 3.10.7): SYN-SENT's checks, then in synchronized states the
+//! sequence (with PAWS), RST (RFC 5961 3.2), SYN (RFC 5961 4.2), ACK, text and FIN steps in that
+//! order.
+//!
+//! Invariants kept here: nothing outside the acceptable window changes any state but the ACK to
+//! send (and the D-SACK report of a wholly old segment); answers to invalid segments (out of
+//! window, challenge ACKs) are limited to one per [`OOW_ACK_INTERVAL`]; the peer's window is
+//! taken only from segments newer than the one that last set it; an ACK acknowledges only what
+//! was sent (RFC 5961 5.2), anything else is challenged.
+
+use std::net::{Ipv4Addr, SocketAddrV4};
+
+use super::space::AckState;
+use super::{reset_for, Connection};
+use crate::tcp::congestion::Controller;
+use crate::tcp::event::{Error, Event};
+use crate::tcp::scoreboard::Delivered;
+use crate::tcp::state::State;
+use crate::tcp::timers::TimerKind;
+use crate::time::{Duration, Instant};
+use crate::wire::{SeqNumber, TcpFlags, TcpRepr};
+
+/// Least spacing of ACKs sent in answer to out-of-window segments without data (as Linux's
+/// tcp_invalid_ratelimit).
+const OOW_ACK_INTERVAL: Duration = Duration::from_millis(500);
+
+impl Connection {
+    /// Processes one received segment, already matched to this connection by 4-tuple. `src` is
+    /// the sender's IPv4 address: a connection in CLOSED answers it with RST.
+    pub fn handle_segment(&mut self, now: Instant, src: Ipv4Addr, seg: &TcpRepr) {
+        self.stats.segs_in += 1;
+        if seg.flags.rst() {
+            self.stats.rst_in += 1;
+        }
+        match self.state {
+            State::Closed => {
+                if let Some(rst) = reset_for(seg) {
+                    self.push_rst(SocketAddrV4::new(src, seg.src_port), rst);
+                }
+            }
+            State::SynSent => self.on_syn_sent(now, seg),
+            _ => {
+                self.on_synchronized(now, seg);
+                self.peer_alive(now);
+            }
+        }
+    }
+
+    /// Records the peer's initial sequence number and negotiates options from its SYN.
+    pub(super) fn take_peer_syn(&mut self, syn: &TcpRepr) {
+        self.rcv.take_syn(syn);
+        self.opts.agree(&self.cfg, &syn.options);
+        self.cc = Controller::new(self.cfg.congestion, self.opts.mss, self.cfg.initial_window);
+    }
+
+    fn on_syn_sent(&mut self, now: Instant, seg: &TcpRepr) {
+        let f = seg.flags;
+        if f.ack() && (seg.ack.diff(self.snd.iss) <= 0 || seg.ack.diff(self.snd.max) > 0) {
+            if !f.rst() {
+                if let Some(rst) = reset_for(seg) {
+                    self.push_rst(self.remote, rst);
+                }
+            }
+            return;
+        }
+        if f.rst() {
+            if f.ack() {
+                self.fail(Error::Refused);
+            }
+            return;
+        }
+        if !f.syn() {
+            return;
+        }
+        self.take_peer_syn(seg);
+        if f.ack() {
+            self.snd.una = seg.ack;
+            // the window field of a SYN is never scaled (RFC 7323 2.2)
+            self.snd.wnd = seg.window as usize;
+            self.snd.max_wnd = self.snd.wnd;
+            self.snd.wl1 = seg.seq;
+            self.snd.wl2 = seg.ack;
+            if let Some((_, sent)) = self.rtt_probe.take() {
+                self.rtt.sample(now - sent);
+            }
+            self.timers.clear(TimerKind::Rto);
+            self.reset_retries();
+            self.state = State::Established;
+            self.rcv.ack = AckState::Now;
+            self.push_event(Event::Connected);
+            self.peer_alive(now);
+            if self.snd.fin_queued {
+                self.state = State::FinWait1;
+            }
+            if !seg.payload.is_empty() {
+                self.accept_payload(now, seg.seq + 1, seg.payload);
+            }
+            // other controls are processed as in a synchronized state (RFC 9293 3.10.7.3)
+            if f.fin() {
+                self.rcv.peer_fin = Some(seg.seq + 1 + seg.payload.len());
+                self.try_consume_fin(now);
+            }
+        } else {
+            // simultaneous open: answer with SYN-ACK from our original ISS
+            self.state = State::SynReceived;
+            self.snd.wnd = seg.window as usize;
+            self.snd.wl1 = seg.seq;
+            self.snd.nxt = self.snd.iss;
+        }
+    }
+
+    /// Answers an unacceptable segment with an ACK. Without payload it may be the other half of
+    /// an ACK loop (two ends each finding the other's ACKs out of window), so such answers are
+    /// limited to one per [`OOW_ACK_INTERVAL`]; data always gets its duplicate ACK.
+    fn ack_out_of_window(&mut self, now: Instant, pure: bool) {
+        if pure {
+            if self
+                .last_oow_ack
+                .is_some_and(|t| now - t < OOW_ACK_INTERVAL)
+            {
+                return;
+            }
+            self.last_oow_ack = Some(now);
+        }
+        self.rcv.ack = AckState::Now;
+    }
+
+    /// RFC 5961's challenge ACK (for an in-window RST, a SYN in a synchronized state, an ACK
+    /// outside the acceptable range), under the same per-connection limit as other answers to
+    /// invalid segments (section 7; Linux's `tcp_invalid_ratelimit`): a flood of forged
+    /// segments gets one ACK per [`OOW_ACK_INTERVAL`], not one each.
+    fn challenge_ack(&mut self, now: Instant) {
+        if self
+            .last_oow_ack
+            .is_some_and(|t| now - t < OOW_ACK_INTERVAL)
+        {
+            self.stats.challenge_acks_limited += 1;
+            return;
+        }
+        self.last_oow_ack = Some(now);
+        self.stats.challenge_acks += 1;
+        self.rcv.ack = AckState::Now;
+    }
+
+    fn on_synchronized(&mut self, now: Instant, seg: &TcpRepr) {
+        let mut seg = *seg;
+        // a retransmitted SYN (or SYN-ACK) from the peer: its SYN was processed already
+        let old_syn = seg.flags.syn() && seg.seq == self.rcv.irs;
+        // the window field of a SYN is never scaled (RFC 7323 2.2), even once we strip the SYN
+        let wnd = (seg.window as usize) << if old_syn { 0 } else { self.opts.snd_wscale };
+        if old_syn {
+            seg.flags = TcpFlags(seg.flags.0 & !TcpFlags::SYN.0);
+            seg.seq += 1;
+            if self.state == State::SynReceived && !seg.flags.ack() {
+                // our SYN-ACK may have been lost: send it again
+                self.snd.nxt = self.snd.iss;
+                return;
+            }
+            if self.state != State::SynReceived {
+                self.rcv.ack = AckState::Now;
+            }
+        }
+
+        // first: sequence number (with the PAWS check of RFC 7323 when timestamps are on)
+        if self.opts.timestamps && !seg.flags.rst() {
+            if let Some((tsval, _)) = seg.options.timestamp {
+                if (tsval.wrapping_sub(self.rcv.ts_recent) as i32) < 0 {
+                    self.stats.dup_segs_in += 1;
+                    self.ack_out_of_window(now, seg.payload.is_empty());
+                    return;
+                }
+            }
+        }
+        let len = seg.seg_len();
+        if !self.rcv.acceptable(seg.seq, len) {
+            // zero window: an in-sequence segment still carries a valid ACK (RFC 9293 3.10.7.4)
+            let zero_window_ack =
+                len > 0 && seg.seq == self.rcv.nxt() && self.rcv.acceptance_window() == 0;
+            if !zero_window_ack {
+                if !seg.flags.rst() {
+                    self.stats.dup_segs_in += 1;
+                    if !seg.payload.is_empty()
+                        && (seg.seq + seg.payload.len()).diff(self.rcv.nxt()) <= 0
+                    {
+                        // wholly old data: a spurious retransmission, reported by D-SACK
+                        self.rcv.dsack = Some((seg.seq, seg.seq + seg.payload.len()));
+                    }
+                    self.ack_out_of_window(now, seg.payload.is_empty());
+                    if self.state == State::TimeWait && seg.flags.fin() {
+                        self.timers
+                            .set(TimerKind::TimeWait, now + self.cfg.msl.saturating_mul(2));
+                    }
+                }
+                return;
+            }
+            seg.payload = &[];
+            seg.flags = TcpFlags(seg.flags.0 & !TcpFlags::FIN.0);
+            self.rcv.ack = AckState::Now;
+        }
+        if self.opts.timestamps {
+            if let Some((tsval, _)) = seg.options.timestamp {
+                if seg.seq.diff(self.rcv.last_ack_sent) <= 0 {
+                    self.rcv.ts_recent = tsval;
+                }
+            }
+        }
+
+        // second: RST (RFC 5961 3.2: only an exact match resets; in-window gets a challenge)
+        if seg.flags.rst() {
+            if seg.seq != self.rcv.nxt() {
+                self.challenge_ack(now);
+                return;
+            }
+            match self.state {
+                State::SynReceived if self.passive => self.enter_closed(),
+                State::SynReceived => self.fail(Error::Refused),
+                State::Established | State::FinWait1 | State::FinWait2 | State::CloseWait => {
+                    self.fail(Error::Reset)
+                }
+                _ => self.enter_closed(),
+            }
+            return;
+        }
+
+        // fourth: SYN in a synchronized state (RFC 5961 4.2)
+        if seg.flags.syn() {
+            self.challenge_ack(now);
+            return;
+        }
+
+        // fifth: ACK
+        if !seg.flags.ack() {
+            return;
+        }
+        if self.state == State::SynReceived {
+            if seg.ack.diff(self.snd.una) > 0 && seg.ack.diff(self.snd.max) <= 0 {
+                self.state = State::Established;
+                self.snd.wnd = wnd;
+                self.snd.max_wnd = wnd;
+                self.snd.wl1 = seg.seq;
+                self.snd.wl2 = seg.ack;
+                self.reset_retries();
+                self.push_event(Event::Connected);
+                if self.snd.fin_queued {
+                    self.state = State::FinWait1;
+                }
+            } else {
+                if let Some(rst) = reset_for(&seg) {
+                    self.push_rst(self.remote, rst);
+                }
+                return;
+            }
+        }
+        if !self.process_ack(now, &seg, wnd) {
+            return;
+        }
+        match self.state {
+            State::FinWait1 if self.snd.fin_acked() => self.state = State::FinWait2,
+            State::Closing if self.snd.fin_acked() => self.enter_time_wait(now),
+            State::LastAck if self.snd.fin_acked() => {
+                self.enter_closed();
+                return;
+            }
+            _ => {}
+        }
+
+        // seventh: segment text
+        if !seg.payload.is_empty() {
+            if self.state.can_receive() {
+                self.accept_payload(now, seg.seq, seg.payload);
+            } else {
+                // data after the peer's FIN is a protocol error we simply ignore
+                self.rcv.ack = AckState::Now;
+            }
+        }
+
+        // eighth: FIN
+        if seg.flags.fin() {
+            let fin_seq = seg.seq + seg.payload.len();
+            if fin_seq.diff(self.rcv.buf.rcv_nxt() + self.rcv.buf.window()) <= 0 {
+                self.rcv.peer_fin = Some(fin_seq);
+            }
+            self.rcv.ack = AckState::Now;
+        }
+        self.try_consume_fin(now);
+    }
+
+    /// Handles the acknowledgment fields; `wnd` is the peer's window, scaled. Returns false if
+    /// the segment must be dropped.
+    fn process_ack(&mut self, now: Instant, seg: &TcpRepr, wnd: usize) -> bool {
+        let ack = seg.ack;
+        // anything beyond what we sent or older than a window behind is dropped with a
+        // challenge ACK: a blind attacker must then guess the acknowledgement within a window
+        // too before its data is taken
+        if !self.snd.ack_acceptable(ack) {
+            self.challenge_ack(now);
+            return false;
+        }
+        if ack.diff(self.snd.una) < 0 {
+            // an old duplicate: nothing to learn, not even the window (RFC 9293 3.10.7.4)
+            return true;
+        }
+        let mut delivered = Delivered::default();
+        let newly_acked = ack - self.snd.una;
+        let syn_acked = self.snd.una == self.snd.iss && newly_acked > 0;
+        if newly_acked > 0 {
+            self.sb.ack_to(ack, &mut delivered);
+            self.on_new_ack(now, ack);
+        } else if seg.payload.is_empty()
+            && !seg.flags.fin()
+            && self.snd.una != self.snd.max
+            && wnd == self.snd.wnd
+        {
+            self.stats.dupacks_in += 1;
+            self.recovery.on_dupack();
+        }
+        if self.opts.sack {
+            let (rec, mut cx) = self.loss(now);
+            rec.on_sack_blocks(&mut cx, seg.options.sack(), ack, &mut delivered);
+        }
+        self.sample_rtt(now, seg, &delivered);
+        let delivered_bytes = newly_acked - syn_acked as usize + delivered.sacked_bytes;
+        let (rec, mut cx) = self.loss(now);
+        rec.on_ack(&mut cx, &delivered, delivered_bytes, newly_acked > 0);
+
+        if self.snd.updates_window(seg.seq, ack) {
+            let was_zero = self.snd.wnd == 0;
+            self.snd.set_window(wnd, seg.seq, ack);
+            if wnd > 0 {
+                self.timers.clear(TimerKind::Persist);
+                self.persist_backoff = 0;
+                if was_zero && self.snd.max != self.snd.una {
+                    // what we sent into the shut window (the probes) was dropped: forget it and
+                    // send those bytes again as part of full segments
+                    self.sb.clear();
+                    self.snd.nxt = self.snd.una;
+                    self.snd.max = self.snd.una;
+                    self.timers.clear(TimerKind::Rto);
+                }
+            } else {
+                // the peer answers our probes: it may keep its window shut as long as it likes
+                // (RFC 9293 3.8.6.1)
+                self.reset_retries();
+            }
+        }
+        if newly_acked > 0 {
+            self.schedule_tail_probe(now);
+        }
+        true
+    }
+
+    fn on_new_ack(&mut self, now: Instant, ack: SeqNumber) {
+        let data_acked = self.snd.ack_to(ack);
+        self.stats.bytes_acked += data_acked as u64;
+        if let Some((end, sent)) = self.rtt_probe {
+            if ack.diff(end) >= 0 {
+                self.rtt.sample(now - sent);
+                self.rtt_probe = None;
+            }
+        }
+        self.reset_retries();
+        self.recovery.on_cumulative_ack();
+        self.rtt.reset_backoff();
+        self.force_probe = false;
+        if self.snd.una == self.snd.max {
+            self.timers.clear(TimerKind::Rto);
+            self.timers.clear(TimerKind::TailLossProbe);
+            self.timers.clear(TimerKind::Reorder);
+        } else {
+            self.restart_rto(now);
+        }
+        if data_acked > 0 && self.send_space() > 0 {
+            self.push_event(Event::Writable);
+        }
+    }
+
+    /// RTT sample from the newest segment this ACK delivered: never from a retransmission
+    /// (Karn) unless the echoed timestamp proves the ACK answers that retransmission, and never
+    /// from a segment that had been marked lost (its original transmission was slow to be
+    /// acknowledged, maybe across a whole RTO: timing it would inflate SRTT).
+    fn sample_rtt(&mut self, now: Instant, seg: &TcpRepr, delivered: &Delivered) {
+        let Some(d) = delivered.newest else { return };
+        if d.was_lost {
+            return;
+        }
+        let unambiguous = !d.retransmitted
+            || (self.opts.timestamps
+                && seg
+                    .options
+                    .timestamp
+                    .is_some_and(|(_, ecr)| (ecr.wrapping_sub(d.ts_val) as i32) >= 0));
+        if unambiguous {
+            self.rtt.sample(now - d.sent_at);
+        }
+    }
+
+    fn accept_payload(&mut self, now: Instant, seq: SeqNumber, payload: &[u8]) {
+        self.stats.bytes_in += payload.len() as u64;
+        let full = payload.len() >= self.opts.mss;
+        let r = self.rcv.buf.insert(seq, payload);
+        if r.out_of_order {
+            self.stats.ooo_segs_in += 1;
+            self.rcv.ack = AckState::Now;
+            return;
+        }
+        if r.advanced == 0 {
+            self.stats.dup_segs_in += 1;
+            let end = (seq + payload.len()).min(self.rcv.buf.rcv_nxt());
+            if end.diff(seq) > 0 {
+                self.rcv.dsack = Some((seq, end));
+            }
+            self.rcv.ack = AckState::Now;
+            return;
+        }
+        if self.rcv.read_shut {
+            let n = self.rcv.buf.len();
+            self.rcv.buf.consume(n);
+        } else {
+            self.push_event(Event::Readable);
+        }
+        if r.advanced > payload.len() || self.rcv.buf.has_out_of_order() {
+            // filled (part of) a hole: acknowledge at once (RFC 5681 4.2)
+            self.rcv.ack = AckState::Now;
+            return;
+        }
+        if full {
+            self.rcv.unacked_full += 1;
+        }
+        match self.cfg.delayed_ack {
+            Some(d) if self.rcv.unacked_full < 2 => {
+                if self.rcv.ack < AckState::Delayed {
+                    self.rcv.ack = AckState::Delayed;
+                    self.timers.set(TimerKind::DelayedAck, now + d);
+                }
+            }
+            _ => self.rcv.ack = AckState::Now,
+        }
+    }
+
+    fn try_consume_fin(&mut self, now: Instant) {
+        let Some(fin) = self.rcv.peer_fin else { return };
+        if self.rcv.fin_consumed || fin != self.rcv.buf.rcv_nxt() {
+            return;
+        }
+        self.rcv.fin_consumed = true;
+        self.rcv.ack = AckState::Now;
+        self.push_event(Event::PeerClosed);
+        match self.state {
+            State::SynReceived | State::Established => self.state = State::CloseWait,
+            State::FinWait1 => {
+                if self.snd.fin_acked() {
+                    self.enter_time_wait(now);
+                } else {
+                    self.state = State::Closing;
+                }
+            }
+            State::FinWait2 => self.enter_time_wait(now),
+            _ => {}
+        }
+    }
+}

@@ -1,0 +1,482 @@
+//! One TCP connection as a sans-IO state machine (RFC 9293 section 3.10).
+//!
+//! The connection ties its sub-states together; each keeps its own invariants:
+//! - the send and receive sequence spaces and the negotiated options ([`space`]),
+//! - the timer table ([`Timers`]), one deadline per kind,
+//! - loss detection and recovery ([`Recovery`]: RACK, tail loss probe, NewReno, D-SACK) over
+//!   the [`Scoreboard`] of segments in flight, with the RTT estimator and congestion control,
+//! - keep-alive ([`KeepAliveState`]) and the counters ([`ConnStats`]).
+//!
+//! Invariants of the whole: every segment sent is recorded in the scoreboard with its transmit
+//! time; retransmissions are chosen from it. Once CLOSED, no timer is armed and the scoreboard
+//! is empty. Events for the application are queued at most once per kind for `Readable` and
+//! `Writable` until polled.
+//!
+//! Inputs: [`Connection::handle_segment`] (in `input`), [`Connection::handle_timers`] or
+//! [`Connection::handle_timeout`] (in `timer`), and the application calls (in `app`). Outputs:
+//! [`Connection::poll_transmit`] with [`Transmit::write_segment`] (in `output`),
+//! [`Connection::poll_event`], and [`Connection::take_timer_changes`] or
+//! [`Connection::poll_timeout`]. After any input, poll transmissions until `None`, then read the
+//! timers again.
+
+mod app;
+mod input;
+mod output;
+mod space;
+#[cfg(test)]
+mod testing;
+mod timer;
+
+pub use app::CORK_LIMIT;
+pub use output::Transmit;
+
+use std::collections::VecDeque;
+use std::net::SocketAddrV4;
+
+use self::space::{AckState, Negotiated, RecvSpace, SendSpace};
+use super::config::Config;
+use super::congestion::{CongestionControl, Controller};
+use super::event::{Error, Event};
+use super::keepalive::KeepAliveState;
+use super::recovery::{Ctx, Recovery};
+use super::rtt::RttEstimator;
+use super::scoreboard::Scoreboard;
+use super::state::State;
+use super::stats::ConnStats;
+use super::timers::{TimerKind, Timers};
+use crate::time::{Duration, Instant};
+use crate::wire::{SeqNumber, TcpFlags, TcpOptions, TcpRepr};
+
+/// One TCP connection, sans-IO: segments, expired timers and application calls go in; segments
+/// to send, events and deadlines come out.
+///
+/// Open with [`Connection::connect`] (active) or [`Connection::accept`] (from a SYN a listener
+/// took). After every input ([`Connection::handle_segment`], [`Connection::handle_timers`],
+/// any application call), call [`Connection::poll_transmit`] until `None`, writing each segment
+/// with [`Transmit::write_segment`]; then drain [`Connection::poll_event`] and mirror
+/// [`Connection::take_timer_changes`] into a timer wheel (or wait for
+/// [`Connection::poll_timeout`]). Once [`Connection::is_closed`], drop it.
+#[derive(Debug)]
+pub struct Connection {
+    cfg: Config,
+    state: State,
+    local: SocketAddrV4,
+    remote: SocketAddrV4,
+    /// Opened by a listener: an RST in SYN-RECEIVED just drops the embryo instead of an error.
+    passive: bool,
+    /// The application has given the connection up (closed, not just shut down for writing):
+    /// nobody will read, and FIN-WAIT-2 is bounded by `cfg.fin_timeout`.
+    orphaned: bool,
+
+    snd: SendSpace,
+    rcv: RecvSpace,
+    opts: Negotiated,
+    timers: Timers,
+
+    rtt: RttEstimator,
+    /// The SYN's transmission time, for the handshake's RTT sample.
+    rtt_probe: Option<(SeqNumber, Instant)>,
+    /// Consecutive retransmission timeouts.
+    retries: u32,
+    /// When the current series of retransmission timeouts began.
+    retrans_since: Option<Instant>,
+    cc: Controller,
+    sb: Scoreboard,
+    recovery: Recovery,
+
+    /// Zero-window probes sent in a row without the window opening.
+    persist_backoff: u32,
+    /// Send one byte (or a retransmission) into a shut window.
+    force_probe: bool,
+    /// When we last answered an invalid segment (rate limit of RFC 5961 section 7).
+    last_oow_ack: Option<Instant>,
+    keepalive: KeepAliveState,
+    /// Segments shorter than the MSS wait (TCP_CORK, MSG_MORE) until uncorked, our FIN, or the
+    /// cork timer. Never set once our FIN is queued; the cork timer is armed exactly while set.
+    corked: bool,
+
+    /// RSTs to send, each with its destination: in CLOSED that is the sender of the segment
+    /// answered, not `remote`.
+    replies: VecDeque<(SocketAddrV4, TcpRepr<'static>)>,
+    events: EventQueue,
+    error: Option<Error>,
+    /// An error worth reporting that did not end the connection (an ICMP report).
+    soft_error: Option<Error>,
+    stats: ConnStats,
+}
+
+/// Application events in order, `Readable` and `Writable` each queued at most once until
+/// polled.
+#[derive(Debug, Default)]
+struct EventQueue {
+    queue: VecDeque<Event>,
+    readable_queued: bool,
+    writable_queued: bool,
+}
+
+impl EventQueue {
+    fn push(&mut self, ev: Event) {
+        match ev {
+            Event::Readable if self.readable_queued => return,
+            Event::Writable if self.writable_queued => return,
+            Event::Readable => self.readable_queued = true,
+            Event::Writable => self.writable_queued = true,
+            _ => {}
+        }
+        self.queue.push_back(ev);
+    }
+
+    fn pop(&mut self) -> Option<Event> {
+        let ev = self.queue.pop_front()?;
+        match ev {
+            Event::Readable => self.readable_queued = false,
+            Event::Writable => self.writable_queued = false,
+            _ => {}
+        }
+        Some(ev)
+    }
+}
+
+/// The RST answering `seg` when no connection wants it (RFC 9293 3.10.7.1), or `None` if `seg`
+/// is itself an RST.
+pub fn reset_for(seg: &TcpRepr) -> Option<TcpRepr<'static>> {
+    if seg.flags.rst() {
+        return None;
+    }
+    let (seq, ack, flags) = if seg.flags.ack() {
+        (seg.ack, SeqNumber(0), TcpFlags::RST)
+    } else {
+        (
+            SeqNumber(0),
+            seg.seq + seg.seg_len(),
+            TcpFlags::RST | TcpFlags::ACK,
+        )
+    };
+    Some(TcpRepr {
+        src_port: seg.dst_port,
+        dst_port: seg.src_port,
+        seq,
+        ack,
+        flags,
+        window: 0,
+        urgent: 0,
+        options: TcpOptions::default(),
+        payload: &[],
+    })
+}
+
+impl Connection {
+    fn new(
+        cfg: Config,
+        state: State,
+        local: SocketAddrV4,
+        remote: SocketAddrV4,
+        iss: SeqNumber,
+    ) -> Self {
+        let mss = cfg.mss as usize;
+        Connection {
+            cfg,
+            state,
+            local,
+            remote,
+            passive: false,
+            orphaned: false,
+            snd: SendSpace::new(iss, cfg.send_buffer),
+            rcv: RecvSpace::new(&cfg),
+            opts: Negotiated::offer(&cfg),
+            timers: Timers::default(),
+            rtt: RttEstimator::new(
+                cfg.rto_initial,
+                cfg.rto_min,
+                cfg.rto_max,
+                Duration::from_millis(1),
+            ),
+            rtt_probe: None,
+            retries: 0,
+            retrans_since: None,
+            cc: Controller::new(cfg.congestion, mss, cfg.initial_window),
+            sb: Scoreboard::new(),
+            recovery: Recovery::new(iss),
+            persist_backoff: 0,
+            force_probe: false,
+            last_oow_ack: None,
+            keepalive: KeepAliveState::new(cfg.keepalive),
+            corked: false,
+            replies: VecDeque::new(),
+            events: EventQueue::default(),
+            error: None,
+            soft_error: None,
+            stats: ConnStats::default(),
+        }
+    }
+
+    /// Active open: the connection starts in SYN-SENT and its SYN is ready to transmit.
+    pub fn connect(cfg: Config, local: SocketAddrV4, remote: SocketAddrV4, iss: SeqNumber) -> Self {
+        Connection::new(cfg, State::SynSent, local, remote, iss)
+    }
+
+    /// Passive open from a SYN that a listener accepted: the result is in SYN-RECEIVED with its
+    /// SYN-ACK ready to transmit. Listening itself (answering other segments to the port, the
+    /// backlog) is the host's.
+    pub fn accept(
+        cfg: Config,
+        local: SocketAddrV4,
+        remote: SocketAddrV4,
+        iss: SeqNumber,
+        _now: Instant,
+        syn: &TcpRepr,
+    ) -> Self {
+        let mut c = Connection::new(cfg, State::SynReceived, local, remote, iss);
+        c.passive = true;
+        c.take_peer_syn(syn);
+        // the SYN-ACK's window field is never scaled; the peer's SYN window neither
+        c.snd.wnd = syn.window as usize;
+        c.snd.max_wnd = c.snd.wnd;
+        c.snd.wl1 = syn.seq;
+        c
+    }
+
+    pub fn state(&self) -> State {
+        self.state
+    }
+
+    pub fn local(&self) -> SocketAddrV4 {
+        self.local
+    }
+
+    pub fn remote(&self) -> SocketAddrV4 {
+        self.remote
+    }
+
+    pub fn stats(&self) -> &ConnStats {
+        &self.stats
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.cfg
+    }
+
+    pub fn iss(&self) -> SeqNumber {
+        self.snd.iss
+    }
+
+    pub fn irs(&self) -> SeqNumber {
+        self.rcv.irs
+    }
+
+    pub fn snd_una(&self) -> SeqNumber {
+        self.snd.una
+    }
+
+    pub fn snd_nxt(&self) -> SeqNumber {
+        self.snd.nxt
+    }
+
+    /// The peer's window in bytes, scaled.
+    pub fn snd_wnd(&self) -> usize {
+        self.snd.wnd
+    }
+
+    pub fn rcv_nxt(&self) -> SeqNumber {
+        self.rcv.nxt()
+    }
+
+    /// The window we can offer now, in bytes.
+    pub fn rcv_wnd(&self) -> usize {
+        self.rcv.buf.window()
+    }
+
+    /// Payload bytes per segment we send.
+    pub fn mss(&self) -> usize {
+        self.opts.mss
+    }
+
+    pub fn window_shifts(&self) -> (u8, u8) {
+        (self.opts.snd_wscale, self.opts.rcv_wscale)
+    }
+
+    pub fn sack_enabled(&self) -> bool {
+        self.opts.sack
+    }
+
+    pub fn timestamps_enabled(&self) -> bool {
+        self.opts.timestamps
+    }
+
+    pub fn cwnd(&self) -> usize {
+        self.cc.cwnd()
+    }
+
+    pub fn ssthresh(&self) -> usize {
+        self.cc.ssthresh()
+    }
+
+    pub fn rtt(&self) -> &RttEstimator {
+        &self.rtt
+    }
+
+    /// Current retransmission timeout, backoff included.
+    pub fn rto(&self) -> Duration {
+        self.rtt.rto()
+    }
+
+    /// Bytes sent and not yet acknowledged (SYN and FIN count one each).
+    pub fn bytes_in_flight(&self) -> usize {
+        self.snd.in_flight()
+    }
+
+    /// Bytes queued in the send buffer, sent or not.
+    pub fn send_queue(&self) -> usize {
+        self.snd.buf.len()
+    }
+
+    pub fn send_capacity(&self) -> usize {
+        self.snd.buf.capacity()
+    }
+
+    pub fn recv_capacity(&self) -> usize {
+        self.rcv.buf.capacity()
+    }
+
+    /// True once the handshake has completed (even if closing since).
+    pub fn is_established(&self) -> bool {
+        self.state.is_synchronized()
+    }
+
+    /// True when the connection holds no more state worth keeping.
+    pub fn is_closed(&self) -> bool {
+        self.state == State::Closed && self.replies.is_empty()
+    }
+
+    /// The pending error, cleared by reading it (SO_ERROR): a fatal one, else a soft one.
+    pub fn take_error(&mut self) -> Option<Error> {
+        self.error.take().or_else(|| self.soft_error.take())
+    }
+
+    pub fn error(&self) -> Option<Error> {
+        self.error
+    }
+
+    /// The next event for the application, if any.
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.events.pop()
+    }
+
+    fn push_event(&mut self, ev: Event) {
+        self.events.push(ev);
+    }
+
+    fn push_rst(&mut self, to: SocketAddrV4, rst: TcpRepr<'static>) {
+        self.stats.rst_out += 1;
+        self.replies.push_back((to, rst));
+    }
+
+    /// Loss recovery and what it works on, lent for one call.
+    #[inline]
+    fn loss(&mut self, now: Instant) -> (&mut Recovery, Ctx<'_>) {
+        (
+            &mut self.recovery,
+            Ctx {
+                now,
+                sb: &mut self.sb,
+                cc: &mut self.cc,
+                rtt: &self.rtt,
+                timers: &mut self.timers,
+                stats: &mut self.stats,
+                mss: self.opts.mss,
+                sack: self.opts.sack,
+                snd_una: self.snd.una,
+                snd_max: self.snd.max,
+            },
+        )
+    }
+
+    /// Arms (or clears) the tail loss probe after data went out or was acknowledged.
+    fn schedule_tail_probe(&mut self, now: Instant) {
+        let synchronized = self.state.is_synchronized();
+        let rto_initial = self.cfg.rto_initial;
+        let (rec, mut cx) = self.loss(now);
+        rec.schedule_probe(&mut cx, synchronized, rto_initial);
+    }
+
+    /// Any segment from the peer proves it alive: the keep-alive idle period starts again.
+    fn peer_alive(&mut self, now: Instant) {
+        self.keepalive.peer_alive(now, self.state, &mut self.timers);
+    }
+
+    fn enter_time_wait(&mut self, now: Instant) {
+        self.state = State::TimeWait;
+        self.timers.clear_all();
+        self.timers
+            .set(TimerKind::TimeWait, now + self.cfg.msl.saturating_mul(2));
+    }
+
+    fn enter_closed(&mut self) {
+        let was = self.state;
+        self.state = State::Closed;
+        self.timers.clear_all();
+        self.sb.clear();
+        self.rcv.ack = AckState::None;
+        if was != State::Closed {
+            self.push_event(Event::Closed);
+        }
+    }
+
+    fn fail(&mut self, e: Error) {
+        self.sb.clear();
+        self.error = Some(e);
+        self.push_event(Event::Error(e));
+        self.snd.buf.ack_to(self.snd.buf.end());
+        self.enter_closed();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn readable_and_writable_are_queued_once_until_polled() {
+        let mut q = EventQueue::default();
+        q.push(Event::Readable);
+        q.push(Event::Writable);
+        q.push(Event::Readable);
+        q.push(Event::PeerClosed);
+        q.push(Event::Writable);
+        assert_eq!(q.pop(), Some(Event::Readable));
+        q.push(Event::Readable);
+        let rest: Vec<Event> = std::iter::from_fn(|| q.pop()).collect();
+        assert_eq!(rest, [Event::Writable, Event::PeerClosed, Event::Readable]);
+    }
+
+    #[test]
+    fn reset_for_answers_everything_but_a_reset() {
+        let seg = TcpRepr {
+            src_port: 1,
+            dst_port: 2,
+            seq: SeqNumber(10),
+            ack: SeqNumber(20),
+            flags: TcpFlags::ACK,
+            window: 9,
+            urgent: 0,
+            options: TcpOptions::default(),
+            payload: b"abc",
+        };
+        let rst = reset_for(&seg).unwrap();
+        assert_eq!((rst.src_port, rst.dst_port), (2, 1));
+        assert_eq!((rst.seq, rst.flags), (SeqNumber(20), TcpFlags::RST));
+        let syn = TcpRepr {
+            flags: TcpFlags::SYN,
+            ..seg
+        };
+        let rst = reset_for(&syn).unwrap();
+        assert_eq!((rst.seq, rst.ack), (SeqNumber(0), SeqNumber(14)));
+        assert_eq!(
+            reset_for(&TcpRepr {
+                flags: TcpFlags::RST,
+                ..seg
+            }),
+            None
+        );
+    }
+}

@@ -1,0 +1,631 @@
+//! Segment output: which segment goes next and its header, chosen in this order: RSTs owed,
+//! then by state the SYN (or SYN-ACK), a due tail loss probe, the first retransmission, new data
+//! and our FIN, a due ACK, a keep-alive probe.
+//!
+//! New data goes out as the peer's window, congestion control (with NewReno's inflation and
+//! limited transmit), Nagle's algorithm, the cork and sender-side silly window avoidance allow. Every
+//! segment sent while synchronized carries the ACK, window, timestamps and SACK blocks
+//! ([`Connection::fill_ack`]), which also settles any pending ACK. Call
+//! [`Connection::poll_transmit`] until it returns `None`; it arms the persist timer when data
+//! waits on a zero window with nothing else to wake the connection.
+
+use std::net::SocketAddrV4;
+
+use super::space::AckState;
+use super::Connection;
+use crate::tcp::scoreboard::LossCause;
+use crate::tcp::state::State;
+use crate::tcp::timers::TimerKind;
+use crate::time::{Duration, Instant};
+use crate::wire::tcp::MAX_SACK_BLOCKS;
+use crate::wire::{SeqNumber, TcpFlags, TcpOptions, TcpPacket, TcpRepr};
+
+/// Persist (zero-window probe) timer bounds.
+const PERSIST_MIN: Duration = Duration::from_millis(200);
+const PERSIST_MAX: Duration = Duration::from_secs(60);
+
+/// A segment to send: the header (its payload left empty) and how many payload bytes follow.
+/// Write it into the outgoing frame with [`Transmit::write_segment`], which copies the payload
+/// straight from the connection's send buffer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Transmit {
+    pub src: SocketAddrV4,
+    pub dst: SocketAddrV4,
+    pub repr: TcpRepr<'static>,
+    pub payload_len: usize,
+}
+
+impl Transmit {
+    /// Bytes of the whole TCP segment: header (with options) and payload.
+    #[inline]
+    pub fn segment_len(&self) -> usize {
+        self.repr.header_len() + self.payload_len
+    }
+
+    /// Writes the whole TCP segment into `buf`, which must be exactly [`Transmit::segment_len`]
+    /// bytes: the header, the payload copied from `conn` (the connection whose
+    /// [`Connection::poll_transmit`] gave this segment, with nothing polled from it since), and
+    /// the checksum over the IPv4 pseudo-header if `checksum` (else the field is left zero).
+    /// A segment without payload, like an RST answering a stray segment, needs no connection.
+    #[inline]
+    pub fn write_segment(&self, conn: Option<&Connection>, buf: &mut [u8], checksum: bool) {
+        debug_assert_eq!(buf.len(), self.segment_len());
+        let mut seg = TcpPacket::new_unchecked(buf);
+        self.repr.emit_header(&mut seg);
+        if self.payload_len > 0 {
+            debug_assert!(conn.is_some(), "a payload needs its connection");
+            if let Some(c) = conn {
+                c.snd.buf.copy_out(self.repr.seq, seg.payload_mut());
+            }
+        }
+        if checksum {
+            seg.fill_checksum(*self.src.ip(), *self.dst.ip());
+        }
+    }
+}
+
+impl Connection {
+    fn ts_val(&self, now: Instant) -> u32 {
+        now.as_millis() as u32
+    }
+
+    pub(super) fn bare(&self, seq: SeqNumber, flags: TcpFlags) -> TcpRepr<'static> {
+        TcpRepr {
+            src_port: self.local.port(),
+            dst_port: self.remote.port(),
+            seq,
+            ack: SeqNumber(0),
+            flags,
+            window: 0,
+            urgent: 0,
+            options: TcpOptions::default(),
+            payload: &[],
+        }
+    }
+
+    fn transmit(&self, repr: TcpRepr<'static>, payload_len: usize) -> Transmit {
+        Transmit {
+            src: self.local,
+            dst: self.remote,
+            repr,
+            payload_len,
+        }
+    }
+
+    fn syn_options(&self, now: Instant, reply_to_peer: bool) -> TcpOptions {
+        let mut o = TcpOptions {
+            mss: Some(self.cfg.mss),
+            ..TcpOptions::default()
+        };
+        let offer_ws = self.cfg.window_scale
+            && (!reply_to_peer || self.opts.snd_wscale > 0 || self.opts.rcv_wscale > 0);
+        if offer_ws {
+            o.window_scale = Some(self.opts.rcv_wscale);
+        }
+        o.sack_permitted = if reply_to_peer {
+            self.opts.sack
+        } else {
+            self.cfg.sack
+        };
+        let ts = if reply_to_peer {
+            self.opts.timestamps
+        } else {
+            self.cfg.timestamps
+        };
+        if ts {
+            o.timestamp = Some((
+                self.ts_val(now),
+                if reply_to_peer { self.rcv.ts_recent } else { 0 },
+            ));
+        }
+        o
+    }
+
+    /// The next segment to send, if any. Call until it returns `None`; every call may change
+    /// [`Connection::poll_timeout`].
+    pub fn poll_transmit(&mut self, now: Instant) -> Option<Transmit> {
+        // Every state change is followed by a poll here (the host polls touched connections),
+        // so this is where an orphaned FIN-WAIT-2 gets its limit, whichever came first.
+        if self.orphaned
+            && self.state == State::FinWait2
+            && !self.timers.is_armed(TimerKind::TimeWait)
+        {
+            if let Some(t) = self.cfg.fin_timeout {
+                self.timers.set(TimerKind::TimeWait, now + t);
+            }
+        }
+        if let Some((dst, repr)) = self.replies.pop_front() {
+            return Some(Transmit {
+                src: self.local,
+                dst,
+                repr,
+                payload_len: 0,
+            });
+        }
+        let t = match self.state {
+            State::Closed => None,
+            State::SynSent | State::SynReceived if self.snd.nxt == self.snd.iss => {
+                Some(self.emit_syn(now))
+            }
+            State::SynSent => None,
+            State::SynReceived => self.emit_ack_if_due(now),
+            State::TimeWait => self.emit_ack_if_due(now),
+            _ => self
+                .emit_data(now)
+                .or_else(|| self.emit_ack_if_due(now))
+                .or_else(|| self.emit_keepalive(now)),
+        };
+        if t.is_none() {
+            self.arm_persist(now);
+        }
+        t
+    }
+
+    fn emit_syn(&mut self, now: Instant) -> Transmit {
+        let passive = self.state == State::SynReceived;
+        let mut repr = self.bare(self.snd.iss, TcpFlags::SYN);
+        repr.options = self.syn_options(now, passive);
+        repr.window = self.rcv.buf.window().min(u16::MAX as usize) as u16;
+        if passive {
+            repr.flags |= TcpFlags::ACK;
+            repr.ack = self.rcv.nxt();
+            self.rcv.adv = self.rcv.nxt() + repr.window as usize;
+            self.rcv.last_ack_sent = repr.ack;
+            self.rcv.ack = AckState::None;
+        }
+        let first = self.snd.max == self.snd.iss;
+        self.snd.nxt = self.snd.iss + 1;
+        self.snd.max = self.snd.max.max(self.snd.nxt);
+        if first {
+            self.rtt_probe = Some((self.snd.nxt, now));
+        } else {
+            self.stats.retrans_segs += 1;
+        }
+        if !self.timers.is_armed(TimerKind::Rto) {
+            self.restart_rto(now);
+        }
+        self.stats.segs_out += 1;
+        self.transmit(repr, 0)
+    }
+
+    /// Header fields every synchronized segment carries: ACK, window, timestamps, SACK blocks.
+    /// Whatever ACK was pending goes with it.
+    fn fill_ack(&mut self, now: Instant, repr: &mut TcpRepr<'static>) {
+        repr.flags |= TcpFlags::ACK;
+        repr.ack = self.rcv.nxt();
+        repr.window = self
+            .rcv
+            .advertise(self.cfg.mss as usize, self.opts.rcv_wscale);
+        if self.opts.timestamps {
+            repr.options.timestamp = Some((self.ts_val(now), self.rcv.ts_recent));
+        }
+        if self.opts.sack {
+            self.fill_sack(&mut repr.options);
+        }
+        self.rcv.last_ack_sent = repr.ack;
+        self.rcv.ack = AckState::None;
+        self.timers.clear(TimerKind::DelayedAck);
+        self.rcv.unacked_full = 0;
+        self.stats.segs_out += 1;
+    }
+
+    fn emit_data(&mut self, now: Instant) -> Option<Transmit> {
+        if self.recovery.take_probe_due() {
+            if let Some(t) = self.emit_tail_probe(now) {
+                return Some(t);
+            }
+        }
+        if let Some(t) = self.emit_retransmission(now) {
+            return Some(t);
+        }
+        self.emit_new_data(now, false)
+    }
+
+    /// Resends the first segment marked lost, if congestion control and the peer's window
+    /// allow it.
+    fn emit_retransmission(&mut self, now: Instant) -> Option<Transmit> {
+        let (i, seg) = self.sb.next_lost()?;
+        let in_window = seg.end.diff(self.snd.una + self.snd.wnd) <= 0;
+        let probe = self.force_probe && self.snd.wnd == 0 && self.sb.pipe() == 0;
+        let room = self.recovery.may_retransmit(
+            seg.len(),
+            &self.cc,
+            &self.sb,
+            self.opts.mss,
+            self.opts.sack,
+        );
+        if !room || !(in_window || probe) {
+            return None;
+        }
+        self.recovery.on_retransmit();
+        if probe {
+            self.force_probe = false;
+            self.stats.zero_window_probes += 1;
+        }
+        match seg.lost {
+            Some(LossCause::Rto) => self.stats.retrans_rto += 1,
+            Some(LossCause::Fast) => self.stats.retrans_fast += 1,
+            _ => {}
+        }
+        Some(self.resend(now, i))
+    }
+
+    /// Sends segment `i` of the scoreboard again.
+    fn resend(&mut self, now: Instant, i: usize) -> Transmit {
+        let seg = self.sb.get(i);
+        let payload_len = seg.payload_len();
+        let mut repr = self.bare(seg.start, TcpFlags::NONE);
+        if seg.fin {
+            repr.flags |= TcpFlags::FIN;
+        }
+        if payload_len > 0 && seg.end == self.snd.max {
+            repr.flags |= TcpFlags::PSH;
+        }
+        self.fill_ack(now, &mut repr);
+        self.sb.on_retransmit(i, now, self.ts_val(now));
+        self.stats.retrans_segs += 1;
+        self.stats.bytes_retrans += payload_len as u64;
+        if !self.timers.is_armed(TimerKind::Rto) {
+            self.restart_rto(now);
+        }
+        self.transmit(repr, payload_len)
+    }
+
+    /// The tail loss probe (RFC 8985 7.3): one new segment if the window allows, else the last
+    /// segment again.
+    fn emit_tail_probe(&mut self, now: Instant) -> Option<Transmit> {
+        if self.sb.is_empty() || self.recovery.in_recovery() {
+            return None;
+        }
+        self.stats.tlp_probes += 1;
+        if let Some(t) = self.emit_new_data(now, true) {
+            self.recovery.on_probe_sent(self.snd.max, false);
+            self.restart_rto(now);
+            return Some(t);
+        }
+        let i = self.sb.last_index()?;
+        if self.sb.get(i).sacked {
+            return None;
+        }
+        self.stats.retrans_tlp += 1;
+        let t = self.resend(now, i);
+        self.recovery.on_probe_sent(self.snd.max, true);
+        self.restart_rto(now);
+        Some(t)
+    }
+
+    /// Unsent bytes that may go now: none of a partial segment while corked (never the case once
+    /// our FIN is queued).
+    #[inline]
+    fn sendable(&self) -> usize {
+        let unsent = self.snd.unsent();
+        if self.corked && unsent < self.opts.mss {
+            0
+        } else {
+            unsent
+        }
+    }
+
+    /// Sends new data (and our FIN) as the windows, Nagle and sender-side silly window avoidance
+    /// allow. A tail loss probe may exceed cwnd by one segment.
+    fn emit_new_data(&mut self, now: Instant, tail_probe: bool) -> Option<Transmit> {
+        let mss = self.opts.mss;
+        let data_end = self.snd.buf.end();
+        let fin_pending = self.snd.fin_pending();
+        let avail = self.sendable();
+        let outstanding = self.snd.nxt - self.snd.una;
+        let wnd_room = self.snd.wnd.saturating_sub(outstanding);
+        let mut usable =
+            wnd_room.min(
+                self.recovery
+                    .cwnd_room(&self.cc, &self.sb, mss, self.opts.sack),
+            );
+        if tail_probe {
+            usable = wnd_room.min(mss);
+        }
+        let probing = self.force_probe && self.snd.wnd == 0 && self.sb.is_empty() && avail > 0;
+        if probing {
+            usable = 1;
+        }
+        let len = avail.min(mss).min(usable);
+        let send_data = len > 0
+            && (len == mss
+                || probing
+                || tail_probe
+                || (len == avail && (self.cfg.nodelay || outstanding == 0 || fin_pending))
+                || (self.snd.max_wnd > 0 && len >= self.snd.max_wnd / 2));
+        let len = if send_data { len } else { 0 };
+        let fin =
+            fin_pending && !tail_probe && self.snd.nxt + len == data_end && (len > 0 || avail == 0);
+        if len == 0 && !fin {
+            return None;
+        }
+        let start = self.snd.nxt;
+        let mut repr = self.bare(start, TcpFlags::NONE);
+        if len > 0 && (len == avail || probing) {
+            repr.flags |= TcpFlags::PSH;
+        }
+        if fin {
+            repr.flags |= TcpFlags::FIN;
+        }
+        self.fill_ack(now, &mut repr);
+        self.snd.nxt += len + fin as usize;
+        self.snd.max = self.snd.nxt;
+        self.sb
+            .push(start, self.snd.nxt, fin, now, self.ts_val(now));
+        if probing {
+            self.force_probe = false;
+            self.stats.zero_window_probes += 1;
+        }
+        self.stats.bytes_out += len as u64;
+        if !self.timers.is_armed(TimerKind::Rto) {
+            self.restart_rto(now);
+        }
+        if !tail_probe {
+            self.schedule_tail_probe(now);
+        }
+        Some(self.transmit(repr, len))
+    }
+
+    /// A keep-alive probe: an ACK carrying `snd_una - 1`, which the peer must answer with an ACK
+    /// (RFC 9293 3.8.4).
+    fn emit_keepalive(&mut self, now: Instant) -> Option<Transmit> {
+        if !self.keepalive.take_probe() {
+            return None;
+        }
+        let mut repr = self.bare(self.snd.una - 1, TcpFlags::NONE);
+        self.fill_ack(now, &mut repr);
+        self.stats.keepalive_probes += 1;
+        Some(self.transmit(repr, 0))
+    }
+
+    fn emit_ack_if_due(&mut self, now: Instant) -> Option<Transmit> {
+        if self.rcv.ack != AckState::Now {
+            return None;
+        }
+        // snd_max, not snd_nxt, which an RTO rewinds: the peer may already hold everything up
+        // to snd_max and would find a segment starting below its RCV.NXT unacceptable
+        let mut repr = self.bare(self.snd.max, TcpFlags::NONE);
+        self.fill_ack(now, &mut repr);
+        self.stats.acks_out += 1;
+        Some(self.transmit(repr, 0))
+    }
+
+    /// SACK blocks for an outgoing ACK (RFC 2018 4): a pending D-SACK first, then the block
+    /// holding the most recent out-of-order segment, then the others; three fit beside the
+    /// timestamp option, four without it.
+    fn fill_sack(&mut self, o: &mut TcpOptions) {
+        let room = if self.opts.timestamps {
+            3
+        } else {
+            MAX_SACK_BLOCKS
+        };
+        let mut n = 0;
+        if let Some(d) = self.rcv.dsack.take() {
+            o.sack_blocks[0] = d;
+            n = 1;
+            self.stats.dsack_out += 1;
+        }
+        let (blocks, count) = self.sack_blocks();
+        for b in &blocks[..count] {
+            if n == room {
+                break;
+            }
+            o.sack_blocks[n] = *b;
+            n += 1;
+        }
+        o.sack_len = n as u8;
+        self.stats.sack_blocks_out += n as u64;
+    }
+
+    /// Starts the persist timer when data waits on a zero window and nothing else will wake us.
+    fn arm_persist(&mut self, now: Instant) {
+        let waiting = self.state.is_synchronized()
+            && self.snd.wnd == 0
+            && self.sendable() > 0
+            && self.sb.is_empty();
+        if waiting
+            && !self.timers.is_armed(TimerKind::Persist)
+            && !self.timers.is_armed(TimerKind::Rto)
+            && !self.force_probe
+        {
+            let base = self.rtt.base_rto().max(PERSIST_MIN);
+            let d = base
+                .saturating_mul(1 << self.persist_backoff.min(16))
+                .min(PERSIST_MAX);
+            self.timers.set(TimerKind::Persist, now + d);
+        }
+    }
+
+    /// Copies the payload of `t` (from [`Connection::poll_transmit`]) into `dst`, which must be
+    /// exactly `t.payload_len` bytes. [`Transmit::write_segment`] does this as part of writing
+    /// the whole segment.
+    pub fn write_payload(&self, t: &Transmit, dst: &mut [u8]) {
+        debug_assert_eq!(dst.len(), t.payload_len);
+        if t.payload_len > 0 {
+            self.snd.buf.copy_out(t.repr.seq, dst);
+        }
+    }
+
+    /// SACK blocks we would report (receiver side), most recent first.
+    pub fn sack_blocks(&self) -> ([(SeqNumber, SeqNumber); MAX_SACK_BLOCKS], usize) {
+        let mut out = [(SeqNumber(0), SeqNumber(0)); MAX_SACK_BLOCKS];
+        let ranges = self.rcv.buf.out_of_order().ranges();
+        let mut n = 0;
+        if let Some(first) = self.rcv.buf.out_of_order().last_touched() {
+            if let Some(r) = ranges.iter().find(|r| r.0 == first) {
+                out[0] = *r;
+                n = 1;
+            }
+        }
+        for r in ranges {
+            if n == MAX_SACK_BLOCKS {
+                break;
+            }
+            if n > 0 && out[0] == *r {
+                continue;
+            }
+            out[n] = *r;
+            n += 1;
+        }
+        (out, n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::testing::{established, from_peer, ms, IRS, ISS, PEER, US};
+    use super::*;
+    use crate::tcp::config::Config;
+    use crate::wire::ChecksumCaps;
+
+    /// Writes `t` as a whole segment and parses it back, checksum verified.
+    fn written(c: &Connection, t: &Transmit) -> (TcpRepr<'static>, Vec<u8>) {
+        let mut buf = vec![0u8; t.segment_len()];
+        t.write_segment(Some(c), &mut buf, true);
+        let p = TcpPacket::new_checked(&buf[..]).expect("valid segment");
+        let r = TcpRepr::parse(&p, *t.src.ip(), *t.dst.ip(), &ChecksumCaps::default())
+            .expect("checksum and options");
+        (TcpRepr { payload: &[], ..r }, r.payload.to_vec())
+    }
+
+    #[test]
+    fn write_segment_writes_header_payload_and_checksum() {
+        let cfg = Config {
+            nodelay: true,
+            ..Config::default()
+        };
+        let mut c = established(cfg, true);
+        let data: Vec<u8> = (0..3000u32).map(|i| (i % 251) as u8).collect();
+        c.send(&data).unwrap();
+        let mut got = Vec::new();
+        while let Some(t) = c.poll_transmit(ms(100)) {
+            let (repr, payload) = written(&c, &t);
+            assert_eq!(repr, t.repr);
+            assert_eq!(payload.len(), t.payload_len);
+            got.extend(payload);
+        }
+        assert!(got == data, "{} bytes sent of {}", got.len(), data.len());
+        // without payload no connection is needed; without checksum the field stays zero
+        let t = Transmit {
+            src: US,
+            dst: PEER,
+            repr: crate::tcp::reset_for(&from_peer(IRS, ISS, TcpFlags::ACK)).unwrap(),
+            payload_len: 0,
+        };
+        let mut buf = vec![0xffu8; t.segment_len()];
+        t.write_segment(None, &mut buf, false);
+        assert_eq!(TcpPacket::new_checked(&buf[..]).unwrap().checksum(), 0);
+        t.write_segment(None, &mut buf, true);
+        assert!(TcpPacket::new_checked(&buf[..])
+            .unwrap()
+            .verify_checksum(*US.ip(), *PEER.ip()));
+    }
+}
+
+#[cfg(test)]
+mod cork_tests {
+    use super::super::testing::{established, from_peer, ms, IRS, ISS};
+    use super::super::CORK_LIMIT;
+    use super::*;
+    use crate::tcp::config::Config;
+
+    /// Payload lengths of everything sent at `now`.
+    fn sent(c: &mut Connection, now: Instant) -> Vec<usize> {
+        std::iter::from_fn(|| c.poll_transmit(now))
+            .map(|t| t.payload_len)
+            .collect()
+    }
+
+    fn nodelay() -> Connection {
+        established(
+            Config {
+                nodelay: true,
+                ..Config::default()
+            },
+            false,
+        )
+    }
+
+    #[test]
+    fn corked_only_full_segments_go_until_uncorked() {
+        let mut c = nodelay();
+        let mss = c.mss();
+        c.set_cork(ms(100), true);
+        assert!(c.is_corked());
+        c.send(&[1; 100]).unwrap();
+        assert_eq!(sent(&mut c, ms(100)), [0; 0], "a partial segment waits");
+        c.send(&vec![2; 2 * mss]).unwrap();
+        assert_eq!(sent(&mut c, ms(110)), [mss, mss]);
+        c.set_cork(ms(120), false);
+        assert!(!c.is_corked());
+        assert_eq!(c.timers().get(TimerKind::Cork), None);
+        assert_eq!(sent(&mut c, ms(120)), [100]);
+    }
+
+    #[test]
+    fn the_cork_timer_releases_the_rest_after_200_ms() {
+        let mut c = nodelay();
+        c.set_cork(ms(100), true);
+        c.send(&[1; 10]).unwrap();
+        assert_eq!(sent(&mut c, ms(100)), [0; 0]);
+        // corking again does not extend the limit
+        c.set_cork(ms(150), true);
+        c.send(&[2; 10]).unwrap();
+        assert_eq!(c.poll_timeout(), Some(ms(100) + CORK_LIMIT));
+        c.handle_timeout(ms(300));
+        assert!(!c.is_corked());
+        assert_eq!(sent(&mut c, ms(300)), [20]);
+        assert_eq!(c.timers().get(TimerKind::Cork), None);
+    }
+
+    #[test]
+    fn our_fin_releases_corked_bytes() {
+        let mut c = nodelay();
+        c.set_cork(ms(100), true);
+        c.send(&[1; 10]).unwrap();
+        assert_eq!(sent(&mut c, ms(100)), [0; 0]);
+        c.close();
+        assert!(!c.is_corked());
+        let t = c.poll_transmit(ms(100)).expect("data and FIN");
+        assert_eq!(t.payload_len, 10);
+        assert!(t.repr.flags.fin());
+        // nothing to cork once the FIN is queued
+        c.set_cork(ms(110), true);
+        assert!(!c.is_corked());
+        assert_eq!(c.timers().get(TimerKind::Cork), None);
+    }
+
+    #[test]
+    fn uncorked_data_still_waits_for_nagle() {
+        let mut c = established(Config::default(), false);
+        let mss = c.mss();
+        c.set_cork(ms(100), true);
+        c.send(&vec![1; mss + 10]).unwrap();
+        assert_eq!(sent(&mut c, ms(100)), [mss]);
+        c.set_cork(ms(110), false);
+        // a full segment is unacknowledged: Nagle holds the small rest until the ACK
+        assert_eq!(sent(&mut c, ms(110)), [0; 0]);
+        let ack = from_peer(IRS + 1, ISS + 1 + mss, TcpFlags::ACK);
+        c.handle_segment(ms(200), *super::super::testing::PEER.ip(), &ack);
+        assert_eq!(sent(&mut c, ms(200)), [10]);
+    }
+
+    #[test]
+    fn no_probe_takes_corked_bytes() {
+        let mut c = established(Config::default(), true);
+        let mss = c.mss();
+        c.send(&vec![1; mss]).unwrap();
+        assert_eq!(sent(&mut c, ms(100)), [mss]);
+        c.set_cork(ms(100), true);
+        c.send(&[2; 10]).unwrap();
+        // the tail loss probe resends the last segment rather than send the corked bytes
+        let probe = c
+            .timers()
+            .get(TimerKind::TailLossProbe)
+            .expect("probe armed");
+        c.handle_timers(probe, TimerKind::TailLossProbe.into());
+        let t = c.poll_transmit(probe).expect("the probe");
+        assert_eq!((t.repr.seq, t.payload_len), (ISS + 1, mss));
+    }
+}

@@ -1,0 +1,456 @@
+//! A connection's two sequence spaces and the options its handshake negotiated.
+//!
+//! Sending side ([`SendSpace`]): `iss` (our SYN), then the data bytes the send buffer holds from
+//! `una` on, then our FIN at `buf.end()` once the application closed (`fin_queued`).
+//! Invariants: `una <= nxt <= max`, and `nxt == max` once synchronized: `nxt` rewinds only to
+//! resend a SYN, and both go back to `una` together when a shut window opens and what was sent
+//! into it is forgotten. Retransmissions are chosen from the scoreboard, never by rewinding `nxt`.
+//! `wnd` is the peer's window (scaled), taken from the segment (`wl1`, `wl2`) that last updated it
+//! (RFC 9293 3.10.7.4); `max_wnd` is the largest seen.
+//!
+//! Receiving side ([`RecvSpace`]): [`RecvSpace::nxt`] is the receive buffer's next expected byte,
+//! plus one once the peer's FIN has been consumed in order. `adv` is the right edge of the window
+//! last advertised: it never moves left (RFC 9293 3.8.6.2.2 is followed by
+//! [`RecvSpace::advertise`]).
+//!
+//! [`Negotiated`]: what both ends agreed on in the SYNs. Before the peer's SYN it holds what we
+//! offer; [`Negotiated::agree`] settles it once.
+
+use crate::tcp::config::Config;
+use crate::tcp::recv::RecvBuffer;
+use crate::tcp::send::SendBuffer;
+use crate::wire::{SeqNumber, TcpOptions, TcpRepr};
+
+/// MSS assumed when the peer sends none (RFC 9293 3.7.1).
+const DEFAULT_PEER_MSS: u16 = 536;
+/// Bytes the timestamp option adds to every segment (10, padded to 12).
+const TIMESTAMP_OPTION_LEN: usize = 12;
+const MAX_WINDOW_SHIFT: u8 = 14;
+
+#[derive(Debug)]
+pub(super) struct SendSpace {
+    pub iss: SeqNumber,
+    pub una: SeqNumber,
+    pub nxt: SeqNumber,
+    pub max: SeqNumber,
+    pub wnd: usize,
+    pub max_wnd: usize,
+    pub wl1: SeqNumber,
+    pub wl2: SeqNumber,
+    pub buf: SendBuffer,
+    /// The application shut down writing: a FIN follows the buffered data.
+    pub fin_queued: bool,
+}
+
+impl SendSpace {
+    pub fn new(iss: SeqNumber, capacity: usize) -> Self {
+        SendSpace {
+            iss,
+            una: iss,
+            nxt: iss,
+            max: iss,
+            wnd: 0,
+            max_wnd: 0,
+            wl1: SeqNumber(0),
+            wl2: iss,
+            buf: SendBuffer::new(capacity, iss + 1),
+            fin_queued: false,
+        }
+    }
+
+    /// Sequence space sent and not yet acknowledged (SYN and FIN count one each).
+    #[inline]
+    pub fn in_flight(&self) -> usize {
+        self.max - self.una
+    }
+
+    /// Our FIN is queued and not sent yet.
+    #[inline]
+    pub fn fin_pending(&self) -> bool {
+        self.fin_queued && self.max.diff(self.buf.end()) <= 0
+    }
+
+    /// Our FIN was sent and acknowledged.
+    #[inline]
+    pub fn fin_acked(&self) -> bool {
+        self.fin_queued && self.una.diff(self.buf.end()) > 0
+    }
+
+    /// Buffered bytes not sent yet.
+    #[inline]
+    pub fn unsent(&self) -> usize {
+        let end = self.buf.end();
+        if self.nxt.diff(end) < 0 {
+            end - self.nxt
+        } else {
+            0
+        }
+    }
+
+    /// RFC 5961 5.2: an ACK is acceptable from `una - max_wnd` to `max` (not just `nxt`, so ACKs
+    /// of a retransmitted tail count).
+    #[inline]
+    pub fn ack_acceptable(&self, ack: SeqNumber) -> bool {
+        ack.diff(self.max) <= 0
+            && ack.diff(self.una) >= -(self.max_wnd.min(i32::MAX as usize) as i32)
+    }
+
+    /// `ack` acknowledges new data: the buffer drops it and `una` moves up. Returns the data
+    /// bytes freed.
+    #[inline]
+    pub fn ack_to(&mut self, ack: SeqNumber) -> usize {
+        let freed = self.buf.ack_to(ack);
+        self.una = ack;
+        if self.nxt.diff(ack) < 0 {
+            self.nxt = ack;
+        }
+        freed
+    }
+
+    /// Whether a segment at `seq` acknowledging `ack` may update the window: it is newer than
+    /// the one that last did (RFC 9293 3.10.7.4).
+    #[inline]
+    pub fn updates_window(&self, seq: SeqNumber, ack: SeqNumber) -> bool {
+        self.wl1.diff(seq) < 0 || (self.wl1 == seq && self.wl2.diff(ack) <= 0)
+    }
+
+    /// Takes the window `wnd` (scaled) from the segment at `seq` acknowledging `ack`.
+    #[inline]
+    pub fn set_window(&mut self, wnd: usize, seq: SeqNumber, ack: SeqNumber) {
+        self.wnd = wnd;
+        self.max_wnd = self.max_wnd.max(wnd);
+        self.wl1 = seq;
+        self.wl2 = ack;
+    }
+}
+
+/// Whether our next ACK goes out now, after the delayed-ACK timer, or not at all.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub(super) enum AckState {
+    None,
+    Delayed,
+    Now,
+}
+
+#[derive(Debug)]
+pub(super) struct RecvSpace {
+    pub irs: SeqNumber,
+    /// Right edge of the window last advertised; it never moves left.
+    pub adv: SeqNumber,
+    pub buf: RecvBuffer,
+    /// Sequence number of the peer's FIN once seen, in order or not.
+    pub peer_fin: Option<SeqNumber>,
+    pub fin_consumed: bool,
+    /// The application shut down reading: data is acknowledged and discarded.
+    pub read_shut: bool,
+    /// The peer's timestamp to echo (RFC 7323 TS.Recent).
+    pub ts_recent: u32,
+    pub last_ack_sent: SeqNumber,
+    /// A duplicate range to report first in the next SACK option (RFC 2883).
+    pub dsack: Option<(SeqNumber, SeqNumber)>,
+    pub ack: AckState,
+    /// Full-sized segments received since our last ACK.
+    pub unacked_full: u32,
+}
+
+impl RecvSpace {
+    pub fn new(cfg: &Config) -> Self {
+        RecvSpace {
+            irs: SeqNumber(0),
+            adv: SeqNumber(0),
+            buf: RecvBuffer::new(cfg.recv_buffer, SeqNumber(0), cfg.max_ooo_ranges),
+            peer_fin: None,
+            fin_consumed: false,
+            read_shut: false,
+            ts_recent: 0,
+            last_ack_sent: SeqNumber(0),
+            dsack: None,
+            ack: AckState::None,
+            unacked_full: 0,
+        }
+    }
+
+    /// Takes the peer's initial sequence number (and timestamp) from its SYN.
+    pub fn take_syn(&mut self, syn: &TcpRepr) {
+        self.irs = syn.seq;
+        self.buf.reset_start(syn.seq + 1);
+        self.adv = syn.seq + 1;
+        if let Some((tsval, _)) = syn.options.timestamp {
+            self.ts_recent = tsval;
+        }
+    }
+
+    /// RCV.NXT: the next byte expected, and one more once the peer's FIN was consumed.
+    #[inline]
+    pub fn nxt(&self) -> SeqNumber {
+        self.buf.rcv_nxt() + self.fin_consumed as usize
+    }
+
+    /// RCV.WND for the acceptability test: what we advertised, or more if the buffer allows.
+    #[inline]
+    pub fn acceptance_window(&self) -> usize {
+        let advertised = self.adv.diff(self.nxt()).max(0) as usize;
+        advertised.max(self.buf.window())
+    }
+
+    /// RFC 9293 3.10.7.4's acceptability test for a segment at `seq` of `len` (SYN and FIN
+    /// counted).
+    #[inline]
+    pub fn acceptable(&self, seq: SeqNumber, len: usize) -> bool {
+        let nxt = self.nxt();
+        let wnd = self.acceptance_window();
+        let in_win = |s: SeqNumber| s.diff(nxt) >= 0 && (s.diff(nxt) as usize) < wnd;
+        match (len, wnd) {
+            (0, 0) => seq == nxt,
+            (0, _) => in_win(seq),
+            (_, 0) => false,
+            (_, _) => in_win(seq) || in_win(seq + (len - 1)),
+        }
+    }
+
+    /// The window field to send, shifted right by `shift`: receiver-side silly window avoidance
+    /// (the right edge moves only by `min(buffer / 2, mss)` or to a fully free buffer) and never
+    /// moving the right edge left. Records the edge advertised.
+    #[inline]
+    pub fn advertise(&mut self, mss: usize, shift: u8) -> u16 {
+        let nxt = self.nxt();
+        let free = if self.fin_consumed {
+            0
+        } else {
+            self.buf.window()
+        };
+        let right = self.buf.rcv_nxt() + free;
+        let threshold = (self.buf.capacity() / 2).min(mss).max(1);
+        let old = self.adv.max(nxt);
+        let edge = if right.diff(old) >= threshold as i32 || free == self.buf.capacity() {
+            right.max(old)
+        } else {
+            old
+        };
+        let wnd = ((edge - nxt) >> shift).min(u16::MAX as usize);
+        let adv = nxt + (wnd << shift);
+        if adv.diff(self.adv) > 0 {
+            self.adv = adv;
+        }
+        wnd as u16
+    }
+
+    /// After the application freed receive space: whether the window opened enough to be worth
+    /// announcing at once (receiver-side silly window avoidance, RFC 9293 3.8.6.2.2).
+    pub fn window_opened(&self, mss: usize) -> bool {
+        let advertised = self.adv.diff(self.nxt()).max(0) as usize;
+        let possible = self.buf.window();
+        let threshold = (self.buf.capacity() / 2).min(mss);
+        possible >= advertised + threshold && advertised < possible / 2
+    }
+}
+
+/// What the handshake settled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Negotiated {
+    /// Payload bytes per segment we may send (peer's MSS, less options we always carry).
+    pub mss: usize,
+    pub sack: bool,
+    pub timestamps: bool,
+    /// The peer's window shift, applied to the windows it sends.
+    pub snd_wscale: u8,
+    /// Our window shift, applied to the windows we send.
+    pub rcv_wscale: u8,
+}
+
+fn window_shift_for(buffer: usize) -> u8 {
+    let mut shift = 0;
+    while shift < MAX_WINDOW_SHIFT && (buffer >> shift) > u16::MAX as usize {
+        shift += 1;
+    }
+    shift
+}
+
+impl Negotiated {
+    /// What we offer in our SYN, before the peer's is known.
+    pub fn offer(cfg: &Config) -> Self {
+        Negotiated {
+            mss: cfg.mss as usize,
+            sack: false,
+            timestamps: false,
+            snd_wscale: 0,
+            rcv_wscale: if cfg.window_scale {
+                window_shift_for(cfg.recv_buffer)
+            } else {
+                0
+            },
+        }
+    }
+
+    /// Settles the options from the peer's SYN options `o`: window scaling only if both offer
+    /// it, SACK and timestamps only if both ends want them, the MSS the smaller of both less
+    /// the timestamp option.
+    pub fn agree(&mut self, cfg: &Config, o: &TcpOptions) {
+        let peer_mss = o.mss.unwrap_or(DEFAULT_PEER_MSS).max(64);
+        match (cfg.window_scale, o.window_scale) {
+            (true, Some(shift)) => self.snd_wscale = shift.min(MAX_WINDOW_SHIFT),
+            _ => {
+                self.snd_wscale = 0;
+                self.rcv_wscale = 0;
+            }
+        }
+        self.sack = cfg.sack && o.sack_permitted;
+        self.timestamps = cfg.timestamps && o.timestamp.is_some();
+        let mut mss = peer_mss.min(cfg.mss) as usize;
+        if self.timestamps {
+            mss -= TIMESTAMP_OPTION_LEN;
+        }
+        self.mss = mss;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn s(n: u32) -> SeqNumber {
+        SeqNumber(n)
+    }
+
+    #[test]
+    fn options_need_both_ends() {
+        let cfg = Config {
+            recv_buffer: 1 << 20,
+            ..Config::default()
+        };
+        let mut n = Negotiated::offer(&cfg);
+        assert_eq!((n.mss, n.rcv_wscale), (1460, 5));
+        n.agree(&cfg, &TcpOptions::default());
+        // no options at all: RFC 9293's default MSS, no scaling either way
+        assert_eq!(
+            n,
+            Negotiated {
+                mss: 536,
+                sack: false,
+                timestamps: false,
+                snd_wscale: 0,
+                rcv_wscale: 0
+            }
+        );
+        let mut n = Negotiated::offer(&cfg);
+        let o = TcpOptions {
+            mss: Some(9000),
+            window_scale: Some(20),
+            sack_permitted: true,
+            timestamp: Some((1, 0)),
+            ..TcpOptions::default()
+        };
+        n.agree(&cfg, &o);
+        assert_eq!((n.mss, n.snd_wscale, n.rcv_wscale), (1460 - 12, 14, 5));
+        assert!(n.sack && n.timestamps);
+        let mut n = Negotiated::offer(&Config {
+            sack: false,
+            timestamps: false,
+            ..cfg
+        });
+        n.agree(
+            &Config {
+                sack: false,
+                timestamps: false,
+                ..cfg
+            },
+            &o,
+        );
+        assert!(!n.sack && !n.timestamps);
+        assert_eq!(n.mss, 1460);
+    }
+
+    #[test]
+    fn acceptability_follows_rfc_9293_table() {
+        let cfg = Config {
+            recv_buffer: 100,
+            ..Config::default()
+        };
+        let mut r = RecvSpace::new(&cfg);
+        r.take_syn(&TcpRepr {
+            src_port: 1,
+            dst_port: 2,
+            seq: s(999),
+            ack: s(0),
+            flags: crate::wire::TcpFlags::SYN,
+            window: 100,
+            urgent: 0,
+            options: TcpOptions::default(),
+            payload: &[],
+        });
+        assert_eq!(r.nxt(), s(1000));
+        assert!(r.acceptable(s(1000), 0));
+        assert!(r.acceptable(s(1099), 0));
+        assert!(!r.acceptable(s(1100), 0));
+        assert!(!r.acceptable(s(999), 0));
+        // a segment overlapping the window's left edge is acceptable
+        assert!(r.acceptable(s(990), 20));
+        assert!(!r.acceptable(s(980), 20));
+        // nothing fits a zero window but an empty segment at RCV.NXT
+        r.buf.insert(s(1000), &[0; 100]);
+        assert_eq!(r.acceptance_window(), 0);
+        assert!(r.acceptable(s(1100), 0));
+        assert!(!r.acceptable(s(1100), 1));
+    }
+
+    #[test]
+    fn advertised_edge_never_moves_left_and_opens_by_enough() {
+        let cfg = Config {
+            recv_buffer: 4000,
+            ..Config::default()
+        };
+        let mut r = RecvSpace::new(&cfg);
+        assert_eq!(r.advertise(1000, 0), 4000);
+        assert_eq!(r.adv, s(4000));
+        r.buf.insert(s(0), &[0; 3000]);
+        // 3000 bytes unread: the edge stays where it was
+        assert_eq!(r.advertise(1000, 0), 1000);
+        let mut out = [0; 500];
+        r.buf.read(&mut out);
+        // 500 bytes freed is less than min(buffer / 2, MSS): no silly window update
+        assert_eq!(r.advertise(1000, 0), 1000);
+        assert!(!r.window_opened(1000));
+        let mut out = [0; 1000];
+        r.buf.read(&mut out);
+        assert!(r.window_opened(1000));
+        assert_eq!(r.advertise(1000, 0), 2500);
+        assert_eq!(r.adv, s(5500));
+        // a scaled window rounds down, never past the buffer
+        assert_eq!(r.advertise(1000, 4), 2500 >> 4);
+        assert_eq!(r.adv, s(5500), "rounding down does not pull the edge back");
+    }
+
+    #[test]
+    fn send_space_fin_and_window_updates() {
+        let mut snd = SendSpace::new(s(100), 1000);
+        // the SYN sent and acknowledged
+        snd.max = s(101);
+        assert_eq!(snd.ack_to(s(101)), 0);
+        assert_eq!((snd.una, snd.nxt), (s(101), s(101)));
+        assert_eq!(snd.buf.write(b"abc"), 3);
+        assert_eq!(snd.unsent(), 3);
+        snd.nxt = s(104);
+        snd.max = s(104);
+        assert_eq!((snd.in_flight(), snd.unsent()), (3, 0));
+        snd.fin_queued = true;
+        assert!(snd.fin_pending() && !snd.fin_acked());
+        snd.nxt = s(105);
+        snd.max = s(105);
+        assert!(!snd.fin_pending());
+        assert_eq!(snd.ack_to(s(104)), 3);
+        assert!(!snd.fin_acked());
+        snd.ack_to(s(105));
+        assert!(snd.fin_acked());
+        // the window is taken only from newer segments
+        assert!(snd.updates_window(s(7), s(105)));
+        snd.set_window(500, s(7), s(105));
+        assert!(!snd.updates_window(s(6), s(105)));
+        assert!(!snd.updates_window(s(7), s(104)));
+        assert!(snd.updates_window(s(7), s(105)));
+        snd.set_window(200, s(8), s(105));
+        assert_eq!((snd.wnd, snd.max_wnd), (200, 500));
+        // acceptable ACKs: from a window below una to max
+        assert!(snd.ack_acceptable(s(105)) && snd.ack_acceptable(s(105) - 500));
+        assert!(!snd.ack_acceptable(s(106)) && !snd.ack_acceptable(s(105) - 501));
+    }
+}

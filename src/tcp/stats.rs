@@ -1,0 +1,112 @@
+//! A connection's counters ([`ConnStats`]) and its snapshot in the spirit of Linux `tcp_info`
+//! ([`TcpInfo`]).
+//!
+//! Counters only grow; the connection increments them where the event happens, and a host adds
+//! the counters of every connection it frees into one total with [`ConnStats::add`].
+
+use super::state::State;
+use crate::time::Duration;
+
+/// Declares the counter struct and an `add` that sums every field, so a new counter cannot be
+/// forgotten in the totals.
+macro_rules! counters {
+    ($(#[$meta:meta])* pub struct $name:ident { $($(#[$fmeta:meta])* $field:ident,)* }) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+        pub struct $name {
+            $($(#[$fmeta])* pub $field: u64,)*
+        }
+
+        impl $name {
+            /// Adds every counter of `o` to this one (to total closed connections).
+            pub fn add(&mut self, o: &$name) {
+                $(self.$field += o.$field;)*
+            }
+        }
+    };
+}
+
+counters! {
+    /// Counters in the spirit of Linux `tcp_info`.
+    pub struct ConnStats {
+        segs_in,
+        segs_out,
+        bytes_in,
+        bytes_out,
+        bytes_acked,
+        bytes_retrans,
+        retrans_segs,
+        rto_events,
+        dupacks_in,
+        ooo_segs_in,
+        dup_segs_in,
+        acks_out,
+        rst_in,
+        rst_out,
+        challenge_acks,
+        /// Challenge ACKs not sent because one went out less than 500 ms before.
+        challenge_acks_limited,
+        zero_window_probes,
+        /// Retransmissions by cause.
+        retrans_rto,
+        retrans_fast,
+        retrans_tlp,
+        fast_recoveries,
+        tlp_probes,
+        sack_blocks_in,
+        sack_blocks_out,
+        dsack_in,
+        dsack_out,
+        keepalive_probes,
+        icmp_errors,
+    }
+}
+
+/// A snapshot in the spirit of Linux `tcp_info`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TcpInfo {
+    pub state: State,
+    pub srtt: Option<Duration>,
+    pub rttvar: Duration,
+    pub rto: Duration,
+    pub min_rtt: Option<Duration>,
+    pub mss: usize,
+    pub cwnd: usize,
+    pub ssthresh: usize,
+    pub snd_wnd: usize,
+    pub rcv_wnd: usize,
+    pub bytes_in_flight: usize,
+    pub pipe: usize,
+    pub sacked_bytes: usize,
+    pub lost_bytes: usize,
+    pub in_recovery: bool,
+    pub backoff: u32,
+    pub stats: ConnStats,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ConnStats;
+
+    #[test]
+    fn add_sums_every_counter() {
+        let one = ConnStats {
+            segs_in: 1,
+            challenge_acks_limited: 2,
+            icmp_errors: 3,
+            ..ConnStats::default()
+        };
+        let mut total = one;
+        total.add(&one);
+        total.add(&ConnStats::default());
+        assert_eq!(
+            total,
+            ConnStats {
+                segs_in: 2,
+                challenge_acks_limited: 4,
+                icmp_errors: 6,
+                ..ConnStats::default()
+            }
+        );
+    }
+}
