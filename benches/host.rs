@@ -8,7 +8,7 @@ use std::time::Instant as StdInstant;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use xdp_tcp::flow::{ConnId, Host, HostConfig};
+use xdp_tcp::host::{ConnId, Host, HostConfig};
 use xdp_tcp::time::Instant;
 
 const A: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 1);
@@ -26,8 +26,8 @@ fn host(addr: Ipv4Addr) -> Host {
 /// Moves every pending packet from `from` to `to`; returns how many.
 fn deliver(now: Instant, from: &mut Host, to: &mut Host, buf: &mut [u8]) -> usize {
     let mut n = 0;
-    while let Some(len) = from.poll_transmit(now, buf) {
-        to.handle_ipv4(now, &buf[..len]);
+    while let Some(tx) = from.poll_transmit(now, buf) {
+        to.handle_ipv4(now, &buf[..tx.len]);
         n += 1;
     }
     n
@@ -69,11 +69,11 @@ fn segment(c: &mut Criterion) {
                 t += 1_000;
                 let now = Instant::from_nanos(t);
                 a.send(ca, &payload).unwrap();
-                let len = a.poll_transmit(now, &mut seg).expect("a data segment");
+                let len = a.poll_transmit(now, &mut seg).expect("a data segment").len;
                 let start = StdInstant::now();
                 b.handle_ipv4(now, &seg[..len]);
                 b.with_conn(cb, |c| c.consume(64));
-                let n = b.poll_transmit(now, &mut ack).expect("an ACK");
+                let n = b.poll_transmit(now, &mut ack).expect("an ACK").len;
                 total += start.elapsed();
                 black_box(n);
                 while b.poll_event().is_some() {}

@@ -9,7 +9,7 @@
 
 use std::net::{Ipv4Addr, SocketAddrV4};
 
-use xdp_tcp::flow::HostConfig;
+use xdp_tcp::host::HostConfig;
 use xdp_tcp::sim::link::LinkConfig;
 use xdp_tcp::sim::network::Network;
 use xdp_tcp::tcp;

@@ -4,7 +4,7 @@
 use std::net::SocketAddrV4;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use xdp_tcp::flow::HostConfig;
+use xdp_tcp::host::HostConfig;
 use xdp_tcp::sim::link::LinkConfig;
 use xdp_tcp::sim::network::Network;
 use xdp_tcp::time::{Duration, Instant};

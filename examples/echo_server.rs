@@ -3,7 +3,7 @@
 //! cleanly (connections closed, XDP program detached).
 
 use xdp_tcp::api::{Cx, Handler, Stack};
-use xdp_tcp::flow::ConnId;
+use xdp_tcp::host::ConnId;
 
 /// Echoes; closes once the peer's FIN is reached and everything before it echoed.
 struct Echo;

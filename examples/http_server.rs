@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 
 use xdp_tcp::api::{Cx, Handler, Stack};
-use xdp_tcp::flow::ConnId;
+use xdp_tcp::host::ConnId;
 
 const KEEP: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 20\r\nConnection: keep-alive\r\n\r\nHello from xdp-tcp!\n";
 const CLOSE: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 20\r\nConnection: close\r\n\r\nHello from xdp-tcp!\n";

@@ -6,9 +6,9 @@
 //! |---|---|---|
 //! | [`wire`] | zero-copy views and `Repr`s of Ethernet, ARP, IPv4, ICMPv4, TCP; checksums | anything above |
 //! | [`tcp`] | the sans-IO connection: RFC 9293 state machine, buffers, retransmission | clocks, I/O, threads |
-//! | [`flow`] | a host: 4-tuple demux, listen table, RST for strays, IPv4 framing | I/O |
-//! | [`neigh`] | next hop and ARP/neighbour cache, held packets | I/O |
-//! | [`io`] | batched packet I/O: AF_XDP, the simulated link | TCP internals |
+//! | [`host`] | a host: 4-tuple demux, listen table, RST for strays, IPv4 framing | I/O |
+//! | [`neigh`] | routes, ARP/neighbour cache, held packets; [`neigh::netlink`] reads the kernel's tables | I/O (except `neigh::netlink`) |
+//! | [`io`] | batched packet I/O: AF_XDP, in-memory devices, pcap tap, fault injector | TCP internals |
 //! | [`engine`] | the per-core loop joining a socket to a host; the only clock reader | — |
 //! | [`api`] | what applications link against: run-to-completion handlers, std-like sockets, the stack's start and shutdown | — |
 //! | [`sim`] | deterministic network on a virtual clock, seeded faults | real time |
@@ -18,7 +18,7 @@
 
 pub mod api;
 pub mod engine;
-pub mod flow;
+pub mod host;
 pub mod io;
 pub mod neigh;
 pub mod sim;

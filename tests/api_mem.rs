@@ -1,18 +1,18 @@
 //! The threaded, std::net-like API between two whole stacks (one engine thread each) joined by
-//! the in-memory link (`api::link`): every operation and error with the exact `ErrorKind` and
+//! the in-memory link (`io::mem::pair`): every operation and error with the exact `ErrorKind` and
 //! errno. No root. Real time, so timeouts are small and every wait is bounded.
 
 use std::io::{ErrorKind, Read, Write};
 use std::net::{Ipv4Addr, Shutdown, SocketAddr, SocketAddrV4};
 use std::time::{Duration, Instant};
 
-use xdp_tcp::api::link::{self, Link};
 use xdp_tcp::api::{
     Cx, Device, Handler, KeepAlive, RecvFlags, SendFlags, Stack, StackBuilder, TcpListener,
     TcpStream,
 };
 use xdp_tcp::engine::{EngineConfig, IdleBackoff};
-use xdp_tcp::flow::ConnId;
+use xdp_tcp::host::ConnId;
+use xdp_tcp::io::mem::{self, Cable, ChanIo};
 use xdp_tcp::wire::EthernetAddress;
 
 const C: Ipv4Addr = Ipv4Addr::new(10, 7, 0, 1);
@@ -36,7 +36,7 @@ fn builder(addr: Ipv4Addr) -> StackBuilder {
         })
 }
 
-fn start(b: StackBuilder, io: link::ChanIo, last: u8) -> Stack {
+fn start(b: StackBuilder, io: ChanIo, last: u8) -> Stack {
     b.start_on(vec![Device {
         waker: Some(io.waker()),
         io,
@@ -46,12 +46,12 @@ fn start(b: StackBuilder, io: link::ChanIo, last: u8) -> Stack {
 }
 
 /// Client and server stacks on one link.
-fn stacks_with(client: StackBuilder, server: StackBuilder) -> (Stack, Stack, Link) {
-    let (a, b, link) = link::pair(2048);
+fn stacks_with(client: StackBuilder, server: StackBuilder) -> (Stack, Stack, Cable) {
+    let (a, b, link) = mem::pair(2048);
     (start(client, a, 1), start(server, b, 2), link)
 }
 
-fn stacks() -> (Stack, Stack, Link) {
+fn stacks() -> (Stack, Stack, Cable) {
     stacks_with(builder(C), builder(S))
 }
 
@@ -494,8 +494,8 @@ fn builder_handlers_serve_threaded_clients_and_a_panic_shuts_down() {
 #[test]
 fn a_listener_accepts_on_every_engine() {
     const C2: Ipv4Addr = Ipv4Addr::new(10, 7, 0, 3);
-    let (c1_io, s0, _l0) = link::pair(2048);
-    let (c2_io, s1, _l1) = link::pair(2048);
+    let (c1_io, s0, _l0) = mem::pair(2048);
+    let (c2_io, s1, _l1) = mem::pair(2048);
     let server = builder(S)
         .start_on(vec![
             Device {

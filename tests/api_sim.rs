@@ -7,7 +7,7 @@ use std::net::{Ipv4Addr, Shutdown, SocketAddrV4};
 use std::sync::{Arc, Mutex};
 
 use xdp_tcp::api::{Cx, Handler, HandlerApp, KeepAlive};
-use xdp_tcp::flow::{ConnId, HostConfig};
+use xdp_tcp::host::{ConnId, HostConfig};
 use xdp_tcp::sim::link::LinkConfig;
 use xdp_tcp::sim::network::Network;
 use xdp_tcp::time::Duration;

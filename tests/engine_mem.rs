@@ -2,13 +2,15 @@
 //! start and resolves the server over ARP (the stack owns ARP on both ends), then bulk data is
 //! echoed and checked byte by byte. Real clock, so bounded by wall time.
 
+mod common;
+
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::time::{Duration, Instant};
 
-use xdp_tcp::api::link;
-use xdp_tcp::engine::apps::{BulkClient, EchoServer, StreamOutcome};
+use common::apps::{BulkClient, EchoServer, Pattern, StreamOutcome};
 use xdp_tcp::engine::{Engine, EngineConfig};
-use xdp_tcp::flow::{Host, HostConfig};
+use xdp_tcp::host::{Host, HostConfig};
+use xdp_tcp::io::mem;
 use xdp_tcp::neigh::{ArpOwner, NeighCache, NeighConfig};
 use xdp_tcp::tcp::State;
 use xdp_tcp::wire::EthernetAddress;
@@ -31,7 +33,7 @@ fn bulk_echo_between_two_engines_resolving_over_arp() {
     const CONNS: usize = 8;
     const LEN: usize = 512 * 1024;
     // The in-memory link of the API tests: lossless, bounded, 1792-byte frames.
-    let (client_io, server_io, _link) = link::pair(1792);
+    let (client_io, server_io, _link) = mem::pair(1792);
     let mut server_host = Host::new(HostConfig::new(SERVER));
     server_host.listen(PORT, 64);
     let echo = EchoServer::new(PORT);
@@ -104,4 +106,23 @@ fn bulk_echo_between_two_engines_resolving_over_arp() {
         client.stats(),
         server.stats()
     );
+}
+
+#[test]
+fn pattern_is_the_same_however_it_is_split() {
+    let mut a = Pattern::new(7);
+    let mut whole = vec![0u8; 1000];
+    a.fill(&mut whole);
+    let mut b = Pattern::new(7);
+    let mut parts = vec![0u8; 1000];
+    let (x, rest) = parts.split_at_mut(3);
+    b.fill(x);
+    let (y, z) = rest.split_at_mut(500);
+    b.fill(y);
+    b.fill(z);
+    assert_eq!(whole, parts);
+    let mut c = Pattern::new(8);
+    let mut other = vec![0u8; 1000];
+    c.fill(&mut other);
+    assert_ne!(whole, other);
 }

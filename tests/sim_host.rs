@@ -2,7 +2,7 @@
 
 use std::net::{Ipv4Addr, SocketAddrV4};
 
-use xdp_tcp::flow::HostConfig;
+use xdp_tcp::host::HostConfig;
 use xdp_tcp::sim::link::LinkConfig;
 use xdp_tcp::sim::network::Network;
 use xdp_tcp::tcp::State;
@@ -93,7 +93,7 @@ fn newer_syn_by_sequence_number_ends_time_wait() {
 fn server_in_fin_wait_2(
     fin_timeout: Option<Duration>,
     orphan: bool,
-) -> (Network, usize, usize, xdp_tcp::flow::ConnId) {
+) -> (Network, usize, usize, xdp_tcp::host::ConnId) {
     let mut net = Network::new();
     let ccfg = HostConfig::new(CLIENT);
     let mut scfg = HostConfig::new(SERVER);

@@ -6,7 +6,7 @@ use std::cell::Cell;
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::rc::Rc;
 
-use xdp_tcp::flow::{ConnId, HostConfig};
+use xdp_tcp::host::{ConnId, HostConfig};
 use xdp_tcp::sim::link::{LinkConfig, Verdict};
 use xdp_tcp::sim::network::Network;
 use xdp_tcp::tcp::{ConnStats, Error, Event, KeepAlive, State};

@@ -12,7 +12,7 @@ use std::cell::RefCell;
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::rc::Rc;
 
-use xdp_tcp::flow::{ConnId, HostConfig};
+use xdp_tcp::host::{ConnId, HostConfig};
 use xdp_tcp::sim::link::{LinkConfig, Verdict};
 use xdp_tcp::sim::network::Network;
 use xdp_tcp::tcp::{self, ConnStats, TcpInfo};

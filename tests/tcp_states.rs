@@ -477,7 +477,7 @@ mod closed {
 /// from there on is tested in `syn_received`).
 mod listen {
     use super::*;
-    use xdp_tcp::flow::{Host, HostConfig};
+    use xdp_tcp::host::{Host, HostConfig};
     use xdp_tcp::wire::{ChecksumCaps, Ipv4Packet, Ipv4Repr, TcpPacket};
 
     /// A host at our address listening on our port, its connections configured with [`cfg`].
@@ -511,7 +511,7 @@ mod listen {
         /// The next segment the host sends, parsed back from its IPv4 packet.
         fn next(&mut self) -> Option<TcpRepr<'static>> {
             let mut buf = [0u8; 2048];
-            let n = self.h.poll_transmit(self.now, &mut buf)?;
+            let n = self.h.poll_transmit(self.now, &mut buf)?.len;
             let caps = ChecksumCaps::default();
             let ip = Ipv4Packet::new_checked(&buf[..n]).expect("IPv4");
             let ip_repr = Ipv4Repr::parse(&ip, &caps).expect("IPv4 header");

@@ -25,18 +25,18 @@ use std::process::{Child, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use common::apps::{BulkClient, EchoServer, StreamOutcome};
 use common::testbed::{in_netns, ok, require_environment, tshark_check, RemoveOnDrop, Testbed};
-use xdp_tcp::engine::apps::{BulkClient, EchoServer, StreamOutcome};
 use xdp_tcp::engine::cores::{CoreSpec, EngineThreads};
-use xdp_tcp::engine::kernel::KernelTables;
 use xdp_tcp::engine::{App, Engine, EngineConfig, IdleBackoff};
-use xdp_tcp::flow::{Host, HostConfig};
+use xdp_tcp::host::{Host, HostConfig};
 use xdp_tcp::io::fault_bpf::{Direction, TcFaultProgram, TcFaultRates};
 use xdp_tcp::io::pcap::{PcapConfig, PcapTap};
 use xdp_tcp::io::xdp::{
     ifindex, AttachMode, SteerConfig, SteerProgram, UmemConfig, XdpSocket, XdpSocketConfig,
 };
 use xdp_tcp::io::PacketIo;
+use xdp_tcp::neigh::netlink::KernelTables;
 use xdp_tcp::neigh::{ArpOwner, NeighCache, NeighConfig};
 use xdp_tcp::tcp::State;
 use xdp_tcp::wire::EthernetAddress;

@@ -32,7 +32,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use super::error::{not_connected, to_io};
 use super::linger::{close_or_reset, Lingering};
 use crate::engine::App;
-use crate::flow::{ConnId, Host};
+use crate::host::{ConnId, Host};
 use crate::tcp::{Connection, Event, KeepAlive};
 use crate::time::Instant;
 
@@ -41,7 +41,7 @@ use crate::time::Instant;
 ///
 /// ```
 /// use xdp_tcp::api::{Cx, Handler};
-/// use xdp_tcp::flow::ConnId;
+/// use xdp_tcp::host::ConnId;
 ///
 /// /// Answers "pong\n" to every "ping\n".
 /// struct Pong;
@@ -284,7 +284,7 @@ struct Entry {
 ///
 /// ```
 /// use xdp_tcp::api::{Cx, Handler, HandlerApp};
-/// use xdp_tcp::flow::{ConnId, Host, HostConfig};
+/// use xdp_tcp::host::{ConnId, Host, HostConfig};
 ///
 /// struct Discard;
 /// impl Handler for Discard {

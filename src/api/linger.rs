@@ -3,7 +3,7 @@
 
 use std::collections::HashSet;
 
-use crate::flow::{ConnId, Host};
+use crate::host::{ConnId, Host};
 use crate::tcp::{self, Event};
 
 /// `close(2)` on `id`: FIN after the buffered bytes or, as in Linux, RST when received bytes

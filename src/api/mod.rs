@@ -13,7 +13,7 @@
 //!
 //! Both come from a [`Stack`] built by [`StackBuilder`]: on an interface with AF_XDP and the
 //! XDP steering program, or over any [`crate::io::PacketIo`] (such as the in-memory
-//! [`link`]) for tests without root.
+//! [`crate::io::mem::pair`]) for tests without root.
 //!
 //! Errors are `std::io::Error`s with Linux's errno and `ErrorKind` ([`error`]): `Ok(0)` after
 //! the peer's FIN, `ECONNRESET`, `EPIPE` (never a signal), `ETIMEDOUT`, `ECONNREFUSED`,
@@ -29,7 +29,6 @@
 pub mod error;
 pub mod handler;
 mod linger;
-pub mod link;
 pub mod listener;
 mod sock;
 pub mod stack;

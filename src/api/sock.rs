@@ -30,7 +30,7 @@ use super::handler::HandlerApp;
 use super::linger::Lingering;
 use super::stream::TcpStream;
 use crate::engine::App;
-use crate::flow::{ConnId, Host};
+use crate::host::{ConnId, Host};
 use crate::tcp::{self, Event, KeepAlive};
 use crate::time::{Duration, Instant};
 
@@ -137,7 +137,7 @@ pub(crate) struct EngineHandle {
 /// How an engine sleeping in its device's wait is woken.
 #[derive(Clone)]
 pub(crate) enum Wake {
-    /// A channel the device selects on ([`super::link::ChanIo::waker`]).
+    /// A channel the device selects on ([`crate::io::mem::ChanIo::waker`]).
     Chan(Sender<()>),
     /// The eventfd an AF_XDP socket polls beside itself.
     Xdp(crate::io::xdp::Waker),

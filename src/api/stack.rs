@@ -30,7 +30,7 @@ use super::sock::{Control, EngineHandle, SockDefaults, StackApp, Wake};
 use crate::engine::cores::{enter_netns, CoreId, CoreSpec, EngineThreads};
 use crate::engine::endpoint::{EngineIo, InterfaceConfig, XdpInterface};
 use crate::engine::{EngineConfig, IdleBackoff};
-use crate::flow::{Host, HostConfig};
+use crate::host::{Host, HostConfig};
 use crate::io::xdp::{AttachMode, SteerProgram, Waker, XdpSocketConfig};
 use crate::io::PacketIo;
 use crate::neigh::{ArpOwner, NeighCache, NeighConfig};
@@ -47,7 +47,7 @@ pub struct Device<P> {
     pub io: P,
     /// Our MAC on it.
     pub mac: EthernetAddress,
-    /// Signalled after each command to the engine (see [`super::link::ChanIo::waker`]).
+    /// Signalled after each command to the engine (see [`crate::io::mem::ChanIo::waker`]).
     pub waker: Option<Sender<()>>,
 }
 
@@ -55,7 +55,7 @@ pub struct Device<P> {
 ///
 /// ```no_run
 /// use xdp_tcp::api::{Cx, Handler, Stack};
-/// use xdp_tcp::flow::ConnId;
+/// use xdp_tcp::host::ConnId;
 ///
 /// struct Echo;
 /// impl Handler for Echo {

@@ -23,13 +23,13 @@ use std::ops::RangeInclusive;
 use std::os::fd::AsRawFd;
 use std::sync::Arc;
 
-use super::kernel::{interface_ipv4, KernelTables};
 use super::{App, Engine, EngineConfig};
-use crate::flow::Host;
+use crate::host::Host;
 use crate::io::xdp::{
     ifindex, AttachMode, SteerConfig, SteerProgram, Waker, XdpSocket, XdpSocketConfig,
 };
 use crate::io::PacketIo;
+use crate::neigh::netlink::{interface_ipv4, KernelTables};
 use crate::neigh::{NeighCache, NeighConfig};
 use crate::time::Instant;
 

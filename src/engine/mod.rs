@@ -4,17 +4,25 @@
 //!
 //! One [`Engine::poll`] iteration:
 //! 1. **rx batch**: each frame is parsed in place in its UMEM frame. IPv4 goes to
-//!    [`Host::handle_ipv4`] without a copy (the source MAC of a valid segment from an on-link
-//!    host confirms or teaches the neighbour cache); ARP goes to [`NeighCache::handle_arp`];
+//!    [`Host::handle_ipv4`] without a copy, and the engine acts on the
+//!    [`RxVerdict`](crate::host::RxVerdict) it returns: a TCP segment that parsed and verified
+//!    ([`verified_source`](crate::host::RxVerdict::verified_source)) lets its source MAC confirm
+//!    or teach the neighbour cache the sender's entry ([`NeighCache::observe_ipv4`], on-link
+//!    senders only); anything dropped teaches nothing. ARP goes to [`NeighCache::handle_arp`];
 //!    anything else is dropped under a named counter in [`EngineStats`].
-//! 2. **timers**: [`Host::handle_timeout`] and [`NeighCache::handle_timeout`] when due; kernel
-//!    probes for unresolved next hops (only while the kernel owns ARP, see [`kernel`]).
+//! 2. **timers**: [`Host::handle_timeout`] and [`NeighCache::handle_timeout`] when due; then the
+//!    neighbour cache's requests to the kernel: probes for unresolved next hops (while the kernel
+//!    owns ARP) and neighbours to hand over (while the stack owns it), served over rtnetlink by
+//!    [`KernelTables`] ([`crate::neigh::netlink`]).
 //! 3. **application**: the [`App`] gets `&mut Host` and the events drained this iteration.
-//! 4. **tx batch**: into each free UMEM frame go, in order, a pending ARP frame, a packet
-//!    released by resolution, or the next segment: [`Host::poll_transmit`] writes the IPv4 packet
-//!    straight into the frame after a 14-byte gap, then the Ethernet header is written in front.
-//!    A packet whose next hop is unknown is held by the neighbour cache and the next segment
-//!    takes the frame.
+//! 4. **tx batch**: into each free UMEM frame go, in order, a pending ARP frame
+//!    ([`NeighCache::poll_arp`]), a packet released by resolution
+//!    ([`NeighCache::poll_released`]), or the next segment: [`Host::poll_transmit`] writes the
+//!    IPv4 packet straight into the frame after a 14-byte gap and returns a
+//!    [`Tx`](crate::host::Tx) (its length and destination); [`NeighCache::lookup`] picks the next
+//!    hop toward `Tx::dst` and its MAC, and the Ethernet header is written in front. A packet
+//!    whose next hop is not resolved yet is copied into the hold queue ([`NeighCache::hold`])
+//!    and the next segment takes the frame; one with no route is dropped and counted.
 //!
 //! Busy-poll by default. With [`IdleBackoff`], after `after` iterations in a row that did nothing
 //! the engine sleeps in [`PacketIo::wait_rx`] (the socket's `poll`), never past the next deadline.
@@ -31,28 +39,25 @@
 //! So the stack itself makes exactly one copy per byte each way (frame to buffer, buffer to
 //! frame); headers are built and parsed in place. A packet held for neighbour resolution is
 //! copied twice more (into the hold queue and out), rare and counted
-//! ([`crate::neigh::NeighStats::held_bytes_copied`]). The echo application in [`apps`] adds two
-//! copies of its own through a scratch buffer (receive buffer to scratch to send buffer).
+//! ([`crate::neigh::NeighStats::held_bytes_copied`]). An application may add copies of its own:
+//! the echo server of the engine tests (`tests/common/apps.rs`) adds two through a scratch
+//! buffer (receive buffer to scratch to send buffer).
 
-pub mod apps;
 pub mod cores;
 pub mod endpoint;
-pub mod kernel;
 
-use std::net::Ipv4Addr;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use crate::flow::{ConnId, Host};
+use crate::host::{ConnId, Host};
 use crate::io::PacketIo;
 use crate::neigh::{Lookup, NeighCache};
 use crate::tcp::Event;
 use crate::time::Instant;
 use crate::wire::{
     ethernet, ipv4, ArpPacket, ArpRepr, EtherType, EthernetAddress, EthernetFrame, EthernetRepr,
-    Ipv4Packet,
 };
 
-use kernel::KernelTables;
+use crate::neigh::netlink::KernelTables;
 
 /// Sleep when idle instead of spinning.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -366,12 +371,8 @@ fn receive(
     match eth.ethertype() {
         EtherType::Ipv4 => {
             stats.rx_ipv4 += 1;
-            let packet = eth.payload();
-            let before = host.stats().rx_segments;
-            host.handle_ipv4(now, packet);
             // Only a segment that parsed and verified may teach the cache a MAC.
-            if host.stats().rx_segments != before {
-                let src = Ipv4Packet::new_unchecked(packet).src_addr();
+            if let Some(src) = host.handle_ipv4(now, eth.payload()).verified_source() {
                 neigh.observe_ipv4(now, src, eth.src_addr());
             }
         }
@@ -406,9 +407,8 @@ fn transmit(
     }
     let (header, body) = buf.split_at_mut(ethernet::HEADER_LEN);
     loop {
-        let n = host.poll_transmit(now, body)?;
-        let dst: Ipv4Addr = Ipv4Packet::new_unchecked(&body[..n]).dst_addr();
-        match neigh.lookup(now, dst) {
+        let tx = host.poll_transmit(now, body)?;
+        match neigh.lookup(now, tx.dst) {
             Lookup::Ready(dst_mac) => {
                 EthernetRepr {
                     src_addr: mac,
@@ -417,9 +417,9 @@ fn transmit(
                 }
                 .emit(&mut EthernetFrame::new_unchecked(&mut *header));
                 stats.tx_ipv4 += 1;
-                return Some(ethernet::HEADER_LEN + n);
+                return Some(ethernet::HEADER_LEN + tx.len);
             }
-            Lookup::Pending(hop) => neigh.hold(now, hop, &body[..n]),
+            Lookup::Pending(hop) => neigh.hold(now, hop, &body[..tx.len]),
             Lookup::NoRoute => stats.drop_no_route += 1,
         }
     }

@@ -1,14 +1,72 @@
-//! An in-memory [`PacketIo`]: two frame queues and nothing else.
+//! In-memory packet devices: frames move between byte queues, no NIC, no root.
 //!
-//! Frames pushed with [`MemIo::push_rx`] are what [`PacketIo::recv_batch`] hands out, in order;
-//! what the user of the device transmits lands in [`MemIo::tx`]. [`MemIo::loop_back`] moves
-//! transmitted frames to the receive queue. Meant for unit tests of middleware (pcap tap, fault
-//! injector) and of code that drives a `PacketIo`; it has no timing, loss or capacity limits
-//! (the simulated network in `sim` models those).
+//! - [`MemIo`]: one device, two frame queues and nothing else, single-threaded. Frames pushed
+//!   with [`MemIo::push_rx`] are what [`PacketIo::recv_batch`] hands out, in order; what the
+//!   user of the device transmits lands in [`MemIo::tx`]; [`MemIo::loop_back`] moves
+//!   transmitted frames to the receive queue. For unit tests of middleware (pcap tap, fault
+//!   injector) and of code that drives a `PacketIo`.
+//! - [`pair`]: two [`ChanIo`] ends of an Ethernet cable over bounded crossbeam channels, so whole
+//!   stacks (engines on their own threads) can talk to each other: the threaded API's tests run
+//!   two [`crate::api::Stack`]s joined by one. A full channel makes `send_batch` stop early
+//!   (back-pressure, like a full tx ring), never drop. [`Cable::set_up`]`(false)` cuts the
+//!   cable: frames sent meanwhile are dropped in both directions, which is how a test makes a
+//!   peer go silent (keep-alive death, retransmission time-out). An idle engine sleeps in
+//!   [`PacketIo::wait_rx`] until a frame arrives or its [`ChanIo::waker`] is signalled.
+//!
+//! Both behave alike where they overlap: frames come out in the order they went in; the
+//! writer of a transmitted frame gets one scratch buffer of the device's frame capacity, reused
+//! and never zeroed, as a UMEM frame would be; a length of 0 or past the capacity sends nothing
+//! and ends the batch. Neither models time, loss or reordering: the simulated network in
+//! [`crate::sim`] does, on a virtual clock.
 
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::Arc;
+
+use crossbeam::channel::{Receiver, Select, Sender};
 
 use super::PacketIo;
+
+/// Frames in flight per direction of a [`pair`].
+const DEPTH: usize = 4096;
+
+/// The transmit buffer both devices lend: one frame's capacity, reused.
+#[derive(Debug, Clone, Default)]
+struct Scratch(Vec<u8>);
+
+impl Scratch {
+    fn new(capacity: usize) -> Self {
+        Scratch(vec![0; capacity])
+    }
+
+    fn capacity(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Lends the buffer to `f`; the frame it wrote, or `None` when it has nothing to send or
+    /// gave an impossible length.
+    fn fill<F: FnMut(&mut [u8]) -> Option<usize>>(&mut self, f: &mut F) -> Option<&[u8]> {
+        let len = f(&mut self.0)?;
+        (len > 0 && len <= self.0.len()).then(|| &self.0[..len])
+    }
+}
+
+/// Hands up to `budget` frames from `next` to `f`, in order; returns how many.
+fn deliver<F: FnMut(&[u8])>(
+    budget: usize,
+    mut next: impl FnMut() -> Option<Vec<u8>>,
+    mut f: F,
+) -> usize {
+    let mut n = 0;
+    while n < budget {
+        let Some(frame) = next() else {
+            break;
+        };
+        f(&frame);
+        n += 1;
+    }
+    n
+}
 
 /// A queue-backed device. Fields are public: tests inspect and edit them freely.
 #[derive(Debug, Clone, Default)]
@@ -17,8 +75,7 @@ pub struct MemIo {
     pub rx: VecDeque<Vec<u8>>,
     /// Frames transmitted, oldest first.
     pub tx: VecDeque<Vec<u8>>,
-    capacity: usize,
-    scratch: Vec<u8>,
+    scratch: Scratch,
 }
 
 impl MemIo {
@@ -27,8 +84,7 @@ impl MemIo {
         MemIo {
             rx: VecDeque::new(),
             tx: VecDeque::new(),
-            capacity: frame_capacity,
-            scratch: vec![0; frame_capacity],
+            scratch: Scratch::new(frame_capacity),
         }
     }
 
@@ -49,16 +105,8 @@ impl MemIo {
 }
 
 impl PacketIo for MemIo {
-    fn recv_batch<F: FnMut(&[u8])>(&mut self, budget: usize, mut f: F) -> usize {
-        let mut n = 0;
-        while n < budget {
-            let Some(frame) = self.rx.pop_front() else {
-                break;
-            };
-            f(&frame);
-            n += 1;
-        }
-        n
+    fn recv_batch<F: FnMut(&[u8])>(&mut self, budget: usize, f: F) -> usize {
+        deliver(budget, || self.rx.pop_front(), f)
     }
 
     fn send_batch<F: FnMut(&mut [u8]) -> Option<usize>>(
@@ -68,22 +116,118 @@ impl PacketIo for MemIo {
     ) -> usize {
         let mut n = 0;
         while n < budget {
-            // A stale frame in the buffer mimics a reused UMEM frame: writers must not rely on
-            // zeroed buffers.
-            let Some(len) = f(&mut self.scratch) else {
+            let Some(frame) = self.scratch.fill(&mut f) else {
                 break;
             };
-            if len == 0 || len > self.capacity {
-                break;
-            }
-            self.tx.push_back(self.scratch[..len].to_vec());
+            self.tx.push_back(frame.to_vec());
             n += 1;
         }
         n
     }
 
     fn frame_capacity(&self) -> usize {
-        self.capacity
+        self.scratch.capacity()
+    }
+}
+
+#[derive(Debug, Default)]
+struct CableState {
+    down: AtomicBool,
+    dropped: AtomicU64,
+}
+
+/// The cable between the two ends of a [`pair`].
+#[derive(Debug, Clone)]
+pub struct Cable {
+    state: Arc<CableState>,
+}
+
+impl Cable {
+    /// Connects (`true`) or cuts (`false`) the cable.
+    pub fn set_up(&self, up: bool) {
+        self.state.down.store(!up, Relaxed);
+    }
+
+    /// Frames dropped while the cable was cut.
+    pub fn dropped(&self) -> u64 {
+        self.state.dropped.load(Relaxed)
+    }
+}
+
+/// One end of a [`pair`].
+#[derive(Debug)]
+pub struct ChanIo {
+    rx: Receiver<Vec<u8>>,
+    tx: Sender<Vec<u8>>,
+    wake_rx: Receiver<()>,
+    wake_tx: Sender<()>,
+    state: Arc<CableState>,
+    scratch: Scratch,
+}
+
+/// Two joined ends whose transmit buffers hold `frame_capacity` bytes, and the cable.
+pub fn pair(frame_capacity: usize) -> (ChanIo, ChanIo, Cable) {
+    let (a_tx, b_rx) = crossbeam::channel::bounded(DEPTH);
+    let (b_tx, a_rx) = crossbeam::channel::bounded(DEPTH);
+    let state = Arc::new(CableState::default());
+    let end = |rx, tx| {
+        let (wake_tx, wake_rx) = crossbeam::channel::bounded(1);
+        ChanIo {
+            rx,
+            tx,
+            wake_rx,
+            wake_tx,
+            state: Arc::clone(&state),
+            scratch: Scratch::new(frame_capacity),
+        }
+    };
+    let a = end(a_rx, a_tx);
+    let b = end(b_rx, b_tx);
+    (a, b, Cable { state })
+}
+
+impl ChanIo {
+    /// Signalling it ends a [`PacketIo::wait_rx`] sleep at once.
+    pub fn waker(&self) -> Sender<()> {
+        self.wake_tx.clone()
+    }
+}
+
+impl PacketIo for ChanIo {
+    fn recv_batch<F: FnMut(&[u8])>(&mut self, budget: usize, f: F) -> usize {
+        deliver(budget, || self.rx.try_recv().ok(), f)
+    }
+
+    fn send_batch<F: FnMut(&mut [u8]) -> Option<usize>>(
+        &mut self,
+        budget: usize,
+        mut f: F,
+    ) -> usize {
+        let mut n = 0;
+        while n < budget && !self.tx.is_full() {
+            let Some(frame) = self.scratch.fill(&mut f) else {
+                break;
+            };
+            let cut = self.state.down.load(Relaxed);
+            if cut || self.tx.try_send(frame.to_vec()).is_err() {
+                self.state.dropped.fetch_add(1, Relaxed);
+            }
+            n += 1;
+        }
+        n
+    }
+
+    fn frame_capacity(&self) -> usize {
+        self.scratch.capacity()
+    }
+
+    fn wait_rx(&mut self, timeout: core::time::Duration) -> bool {
+        let mut sel = Select::new();
+        sel.recv(&self.rx);
+        sel.recv(&self.wake_rx);
+        let ready = sel.ready_timeout(timeout).is_ok();
+        while self.wake_rx.try_recv().is_ok() {}
+        ready
     }
 }
 
@@ -115,6 +259,38 @@ mod tests {
         m.loop_back();
         assert!(m.tx.is_empty());
         assert_eq!(m.rx.len(), 2);
+    }
+
+    #[test]
+    fn a_pair_carries_frames_both_ways_until_the_cable_is_cut() {
+        let (mut a, mut b, cable) = pair(64);
+        assert_eq!(a.frame_capacity(), 64);
+        let mut k = 0u8;
+        let sent = a.send_batch(8, |buf| {
+            k += 1;
+            (k <= 3).then(|| {
+                buf[..4].fill(k);
+                4
+            })
+        });
+        assert_eq!(sent, 3);
+        let mut got = Vec::new();
+        assert_eq!(b.recv_batch(2, |f| got.push(f.to_vec())), 2);
+        assert_eq!(b.recv_batch(8, |f| got.push(f.to_vec())), 1);
+        assert_eq!(got, [vec![1; 4], vec![2; 4], vec![3; 4]]);
+        assert_eq!(b.send_batch(1, |_| Some(65)), 0, "past the capacity");
+
+        cable.set_up(false);
+        assert_eq!(b.send_batch(1, |buf| Some(buf.len())), 1);
+        assert_eq!(a.recv_batch(8, |_| {}), 0);
+        assert_eq!(cable.dropped(), 1);
+        cable.set_up(true);
+        assert_eq!(b.send_batch(1, |buf| Some(buf.len())), 1);
+        assert!(a.wait_rx(core::time::Duration::from_secs(5)));
+        assert_eq!(a.recv_batch(8, |_| {}), 1);
+
+        a.waker().send(()).unwrap();
+        assert!(a.wait_rx(core::time::Duration::from_secs(5)), "woken");
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! Batched packet I/O: the seam between the engine and whatever moves frames.
 //!
-//! The AF_XDP datapath is one implementation; the in-memory simulated link is another; middleware
-//! (pcap tap, fault injector) wraps any implementation. Frames are handed out as borrowed slices
+//! The AF_XDP datapath ([`xdp`]) is one implementation; the in-memory devices of [`mem`] (a queue
+//! device for unit tests, a channel pair joining two engines on threads) are others; middleware
+//! ([`pcap`] tap, [`fault`] injector) wraps any implementation. Frames are handed out as borrowed slices
 //! so an implementation backed by UMEM can let the engine parse received frames in place and
 //! build transmitted frames directly in their final buffer.
 

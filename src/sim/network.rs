@@ -9,7 +9,7 @@
 use std::net::Ipv4Addr;
 
 use super::link::{Link, LinkConfig};
-use crate::flow::{Host, HostConfig};
+use crate::host::{Host, HostConfig};
 use crate::time::Instant;
 use crate::wire::Ipv4Packet;
 
@@ -104,10 +104,9 @@ impl Network {
     /// Moves every packet the hosts have ready onto the links.
     pub fn flush(&mut self) {
         for h in 0..self.hosts.len() {
-            while let Some(n) = self.hosts[h].poll_transmit(self.now, &mut self.buf) {
-                let dst = Ipv4Packet::new_checked(&self.buf[..n]).map(|p| p.dst_addr());
-                match dst.ok().and_then(|d| self.route(h, d)) {
-                    Some(l) => self.links[l].2.send(self.now, &self.buf[..n]),
+            while let Some(tx) = self.hosts[h].poll_transmit(self.now, &mut self.buf) {
+                match self.route(h, tx.dst) {
+                    Some(l) => self.links[l].2.send(self.now, &self.buf[..tx.len]),
                     None => self.unroutable += 1,
                 }
             }

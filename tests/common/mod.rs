@@ -2,12 +2,13 @@
 //! that checks every byte by hashing both ends of each stream.
 #![allow(dead_code)]
 
+pub mod apps;
 pub mod rawtcp;
 pub mod testbed;
 
 use std::net::{Ipv4Addr, SocketAddrV4};
 
-use xdp_tcp::flow::{ConnId, DropReason, HostConfig};
+use xdp_tcp::host::{ConnId, DropReason, HostConfig};
 use xdp_tcp::sim::link::LinkConfig;
 use xdp_tcp::sim::network::Network;
 use xdp_tcp::tcp;
@@ -254,7 +255,7 @@ pub fn bulk_both_ways(
     }
     let corrupted =
         net.link(c, s).unwrap().stats().corrupted + net.link(s, c).unwrap().stats().corrupted;
-    let malformed = |h: &xdp_tcp::flow::Host| -> u64 {
+    let malformed = |h: &xdp_tcp::host::Host| -> u64 {
         h.stats()
             .drops()
             .filter(|(r, _)| matches!(r, DropReason::Ipv4(_) | DropReason::Tcp(_)))

@@ -18,9 +18,9 @@ use super::hist::Latency;
 use super::xdp::XdpOpts;
 use super::{LoadResult, RunConfig};
 use xdp_tcp::engine::endpoint::XdpInterface;
-use xdp_tcp::engine::kernel::KernelTables;
 use xdp_tcp::io::xdp::{XdpSocket, XdpSocketConfig};
 use xdp_tcp::io::PacketIo;
+use xdp_tcp::neigh::netlink::KernelTables;
 use xdp_tcp::wire::{checksum, EthernetAddress};
 
 const ETH: usize = 14;

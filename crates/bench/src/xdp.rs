@@ -19,7 +19,7 @@ use super::sys::CpuMark;
 use super::{LoadResult, Marks, Phase, RunConfig, ServeMode, ServerReport, Workload};
 use xdp_tcp::engine::endpoint::{InterfaceConfig, XdpInterface};
 use xdp_tcp::engine::{App, Engine, EngineConfig, IdleBackoff};
-use xdp_tcp::flow::{ConnId, Host, HostConfig};
+use xdp_tcp::host::{ConnId, Host, HostConfig};
 use xdp_tcp::io::xdp::{AttachMode, XdpSocket, XdpSocketConfig};
 use xdp_tcp::tcp::Event;
 use xdp_tcp::time::Instant;

@@ -7,30 +7,82 @@
 //! [`Host::poll_transmit`], which writes whole IPv4 packets into the caller's buffer, and
 //! [`Host::poll_event`].
 //!
+//! Both directions report what they did, so the caller never re-derives it from the bytes:
+//! `handle_ipv4` returns an [`RxVerdict`] (delivered, and from which source, or dropped and
+//! why: every drop is also counted in [`HostStats`] under its [`DropReason`]), and
+//! `poll_transmit` returns a [`Tx`] (the packet's length and destination, from which the
+//! caller chooses the next hop).
+//!
 //! Only connections that something happened to are visited: every input or application call
 //! puts the connection on a ready queue, and `poll_transmit` drains just that queue. Every
 //! timer of every connection lives in one hierarchical [`TimerWheel`], keyed by (connection,
 //! timer kind); after a connection is visited its deadlines are compared with what the wheel
 //! holds and only changes are written. No call scans every connection.
+//!
+//! Beside this file: `listen.rs` (listening ports and their backlog), `slots.rs` (the slot
+//! table, connection handles and the ready queue), `stats.rs` (counters and drop reasons).
+
+mod listen;
+mod slots;
+mod stats;
+#[cfg(test)]
+mod tests;
+
+pub use slots::ConnId;
+pub use stats::{DropReason, HostStats};
 
 use std::collections::{HashMap, VecDeque};
 use std::net::{Ipv4Addr, SocketAddrV4};
 
-use crate::tcp::{self, isn::IsnGenerator, Connection, Event, TimerKind, TimerSet, Transmit};
+use crate::tcp::{self, isn::IsnGenerator, Connection, Event, TimerKind, Transmit};
 use crate::time::{Duration, Instant};
-use crate::timer::{TimerId, TimerWheel};
+use crate::timer::TimerWheel;
 use crate::wire::{
-    self, ipv4, ChecksumCaps, Icmpv4Packet, Icmpv4Repr, IpProtocol, Ipv4Packet, Ipv4Repr,
-    TcpPacket, TcpRepr,
+    ipv4, ChecksumCaps, Icmpv4Packet, Icmpv4Repr, IpProtocol, Ipv4Packet, Ipv4Repr, TcpPacket,
+    TcpRepr,
 };
+use listen::Listener;
+use slots::{flow_key, Slot};
 
 const KINDS: usize = TimerKind::ALL.len();
 
-/// A connection's handle. The generation makes a handle to a freed and reused slot harmless.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct ConnId {
-    index: u32,
-    generation: u32,
+/// What [`Host::handle_ipv4`] did with a packet. Every packet gets exactly one verdict, and a
+/// `Refused` or `Dropped` one is also counted under its [`DropReason`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RxVerdict {
+    /// A TCP segment from `src` that parsed and verified went to its connection, or started
+    /// one on a listener.
+    Delivered { src: Ipv4Addr },
+    /// A TCP segment from `src` that parsed and verified, but nothing took it: no connection
+    /// (answered by RST unless it was one or, sent to a listening port, carried no ACK), or a
+    /// listener's backlog is full.
+    Refused { src: Ipv4Addr, reason: DropReason },
+    /// An ICMP error went to the connection whose segment it quotes.
+    IcmpError,
+    /// The packet did not parse or verify, or is not for us.
+    Dropped(DropReason),
+}
+
+impl RxVerdict {
+    /// The source of a TCP segment that parsed and verified, taken or refused: a host really
+    /// sent it (its checksum held), so its link-layer source may be learned. `None` for ICMP
+    /// and anything dropped before the TCP checksum was verified.
+    #[inline]
+    pub fn verified_source(&self) -> Option<Ipv4Addr> {
+        match *self {
+            RxVerdict::Delivered { src } | RxVerdict::Refused { src, .. } => Some(src),
+            RxVerdict::IcmpError | RxVerdict::Dropped(_) => None,
+        }
+    }
+}
+
+/// The IPv4 packet [`Host::poll_transmit`] wrote at the start of the caller's buffer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Tx {
+    /// Length of the whole packet, IPv4 header included.
+    pub len: usize,
+    /// The destination in its IPv4 header: the caller picks the next hop toward it.
+    pub dst: Ipv4Addr,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -56,135 +108,6 @@ impl HostConfig {
             timer_tick: Duration::from_micros(100),
         }
     }
-}
-
-/// Why a received packet was dropped. Every drop is counted under one of these.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum DropReason {
-    Ipv4(wire::Error),
-    Tcp(wire::Error),
-    NotOurAddress,
-    UnhandledProtocol,
-    /// A SYN to a listener whose backlog is full.
-    BacklogFull,
-    /// A segment for no connection: answered by RST unless it was one or, sent to a listening
-    /// port, carried no ACK.
-    NoConnection,
-    /// An ICMP message we do not act on, or an error about no connection of ours.
-    IcmpIgnored,
-    /// ICMP that does not parse.
-    Icmp(wire::Error),
-}
-
-impl DropReason {
-    const WIRE_ERRORS: [wire::Error; 9] = [
-        wire::Error::Truncated,
-        wire::Error::BadLength,
-        wire::Error::BadOffset,
-        wire::Error::BadChecksum,
-        wire::Error::BadVersion,
-        wire::Error::BadOption,
-        wire::Error::Fragmented,
-        wire::Error::Unsupported,
-        wire::Error::Malformed,
-    ];
-    pub const COUNT: usize = 3 * Self::WIRE_ERRORS.len() + 5;
-
-    pub fn index(self) -> usize {
-        let w = |e: wire::Error| Self::WIRE_ERRORS.iter().position(|x| *x == e).unwrap_or(0);
-        let n = Self::WIRE_ERRORS.len();
-        match self {
-            DropReason::Ipv4(e) => w(e),
-            DropReason::Tcp(e) => n + w(e),
-            DropReason::NotOurAddress => 2 * n,
-            DropReason::UnhandledProtocol => 2 * n + 1,
-            DropReason::BacklogFull => 2 * n + 2,
-            DropReason::NoConnection => 2 * n + 3,
-            DropReason::IcmpIgnored => 2 * n + 4,
-            DropReason::Icmp(e) => 2 * n + 5 + w(e),
-        }
-    }
-
-    pub fn all() -> impl Iterator<Item = DropReason> {
-        let wires = Self::WIRE_ERRORS;
-        wires
-            .into_iter()
-            .map(DropReason::Ipv4)
-            .chain(wires.into_iter().map(DropReason::Tcp))
-            .chain([
-                DropReason::NotOurAddress,
-                DropReason::UnhandledProtocol,
-                DropReason::BacklogFull,
-                DropReason::NoConnection,
-                DropReason::IcmpIgnored,
-            ])
-            .chain(wires.into_iter().map(DropReason::Icmp))
-    }
-}
-
-#[derive(Debug, Clone, Default)]
-pub struct HostStats {
-    pub rx_packets: u64,
-    pub rx_segments: u64,
-    pub tx_packets: u64,
-    pub rst_sent_no_conn: u64,
-    pub conns_opened: u64,
-    pub conns_accepted: u64,
-    pub conns_freed: u64,
-    pub icmp_errors: u64,
-    pub timers_fired: u64,
-    /// Connections in TIME-WAIT ended early by a newer SYN for the same 4-tuple.
-    pub time_wait_reused: u64,
-    /// Totals of freed connections' counters, as the kernel's `TcpRetransSegs` and friends.
-    pub closed_conns: tcp::ConnStats,
-    drops: [u64; DropReason::COUNT],
-}
-
-impl HostStats {
-    pub fn dropped(&self, reason: DropReason) -> u64 {
-        self.drops[reason.index()]
-    }
-
-    pub fn dropped_total(&self) -> u64 {
-        self.drops.iter().sum()
-    }
-
-    /// Every non-zero drop counter.
-    pub fn drops(&self) -> impl Iterator<Item = (DropReason, u64)> + '_ {
-        DropReason::all()
-            .map(|r| (r, self.dropped(r)))
-            .filter(|(_, n)| *n > 0)
-    }
-}
-
-#[derive(Debug)]
-struct Listener {
-    backlog: usize,
-    /// Established, not yet accepted.
-    ready: VecDeque<ConnId>,
-    /// In SYN-RECEIVED.
-    embryos: usize,
-}
-
-#[derive(Debug)]
-struct Slot {
-    generation: u32,
-    conn: Option<Connection>,
-    in_ready: bool,
-    /// The wheel entry and deadline of each timer kind, as last registered.
-    timers: [Option<(TimerId, Instant)>; KINDS],
-    /// Kinds that fired in the current [`Host::handle_timeout`], not yet handed over.
-    fired: TimerSet,
-    /// The application is done with it: free the slot once the connection is closed.
-    released: bool,
-    /// Passive and not accepted yet: the listener's port.
-    pending_on: Option<u16>,
-}
-
-fn flow_key(remote: SocketAddrV4, local_port: u16) -> u64 {
-    (u64::from(u32::from(*remote.ip())) << 32)
-        | (u64::from(remote.port()) << 16)
-        | u64::from(local_port)
 }
 
 pub struct Host {
@@ -238,45 +161,6 @@ impl Host {
     /// Connections currently held (any state but freed).
     pub fn conn_count(&self) -> usize {
         self.table.len()
-    }
-
-    // ------------------------------------------------------------ application side
-
-    /// Starts accepting connections on `port`, holding at most `backlog` not yet accepted.
-    pub fn listen(&mut self, port: u16, backlog: usize) {
-        self.listeners.entry(port).or_insert(Listener {
-            backlog: backlog.max(1),
-            ready: VecDeque::new(),
-            embryos: 0,
-        });
-    }
-
-    /// Stops listening; connections not yet accepted are reset.
-    pub fn unlisten(&mut self, port: u16) {
-        let Some(l) = self.listeners.remove(&port) else {
-            return;
-        };
-        for id in l.ready {
-            self.abort(id);
-        }
-        let pending: Vec<u32> = (0..self.slots.len() as u32)
-            .filter(|&i| self.slots[i as usize].pending_on == Some(port))
-            .collect();
-        for i in pending {
-            let id = ConnId {
-                index: i,
-                generation: self.slots[i as usize].generation,
-            };
-            self.abort(id);
-        }
-    }
-
-    /// An established connection from `port`'s listener, if one is waiting.
-    pub fn accept(&mut self, port: u16) -> Option<ConnId> {
-        let id = self.listeners.get_mut(&port)?.ready.pop_front()?;
-        self.slots[id.index as usize].pending_on = None;
-        self.stats.conns_accepted += 1;
-        Some(id)
     }
 
     /// Active open to `remote` from an ephemeral port.
@@ -375,10 +259,8 @@ impl Host {
         self.events.pop_front()
     }
 
-    // ------------------------------------------------------------ network side
-
-    /// Processes one received IPv4 packet (no link-layer header).
-    pub fn handle_ipv4(&mut self, now: Instant, packet: &[u8]) {
+    /// Processes one received IPv4 packet (no link-layer header) and says what became of it.
+    pub fn handle_ipv4(&mut self, now: Instant, packet: &[u8]) -> RxVerdict {
         self.stats.rx_packets += 1;
         let caps = self.cfg.checksum;
         let ip = match Ipv4Packet::new_checked(packet)
@@ -404,11 +286,12 @@ impl Host {
             Ok(s) => s,
             Err(e) => return self.drop(DropReason::Tcp(e)),
         };
-        self.handle_segment(now, repr.src_addr, &seg);
+        self.handle_segment(now, repr.src_addr, &seg)
     }
 
-    /// Processes one parsed TCP segment addressed to us.
-    pub fn handle_segment(&mut self, now: Instant, src: Ipv4Addr, seg: &TcpRepr) {
+    /// Processes one parsed TCP segment addressed to us; the verdict is `Delivered` or
+    /// `Refused`.
+    pub fn handle_segment(&mut self, now: Instant, src: Ipv4Addr, seg: &TcpRepr) -> RxVerdict {
         self.stats.rx_segments += 1;
         let remote = SocketAddrV4::new(src, seg.src_port);
         if let Some(&index) = self.table.get(&flow_key(remote, seg.dst_port)) {
@@ -421,7 +304,7 @@ impl Host {
                     conn.handle_segment(now, src, seg);
                 }
                 self.touch(index);
-                return;
+                return RxVerdict::Delivered { src };
             }
             // a newer SYN ends TIME-WAIT early (as Linux does): the listener takes it below
             self.stats.time_wait_reused += 1;
@@ -430,32 +313,32 @@ impl Host {
         let is_syn = seg.flags.syn() && !seg.flags.ack() && !seg.flags.rst();
         if let Some(listener) = self.listeners.get_mut(&seg.dst_port) {
             if is_syn {
-                if listener.ready.len() + listener.embryos >= listener.backlog {
-                    return self.drop(DropReason::BacklogFull);
+                if !listener.has_room() {
+                    return self.refuse(src, DropReason::BacklogFull);
                 }
-                listener.embryos += 1;
+                listener.embryo_started();
                 let local = SocketAddrV4::new(self.cfg.addr, seg.dst_port);
                 let iss = self.isn.generate(now, local, remote);
                 let conn = Connection::accept(self.cfg.tcp, local, remote, iss, now, seg);
                 self.insert(conn, Some(seg.dst_port));
-                return;
+                return RxVerdict::Delivered { src };
             }
             if !seg.flags.ack() {
                 // a listener answers only an ACK with RST; anything else without SYN is dropped
                 // (RFC 9293 3.10.7.2)
-                return self.drop(DropReason::NoConnection);
+                return self.refuse(src, DropReason::NoConnection);
             }
         }
-        self.drop(DropReason::NoConnection);
         if let Some(rst) = tcp::reset_for(seg) {
             self.stats.rst_sent_no_conn += 1;
             self.strays.push_back((src, rst));
         }
+        self.refuse(src, DropReason::NoConnection)
     }
 
     /// ICMP errors quoting one of our TCP segments go to that connection (RFC 5927's checks are
     /// the connection's); anything else is counted and dropped.
-    fn handle_icmp(&mut self, now: Instant, bytes: &[u8]) {
+    fn handle_icmp(&mut self, now: Instant, bytes: &[u8]) -> RxVerdict {
         let caps = self.cfg.checksum;
         let icmp = match Icmpv4Packet::new_checked(bytes).and_then(|p| Icmpv4Repr::parse(&p, &caps))
         {
@@ -483,16 +366,24 @@ impl Host {
             conn.handle_icmp_unreachable(now, seq);
         }
         self.touch(index);
+        RxVerdict::IcmpError
     }
 
-    fn drop(&mut self, reason: DropReason) {
-        self.stats.drops[reason.index()] += 1;
+    fn drop(&mut self, reason: DropReason) -> RxVerdict {
+        self.stats.count_drop(reason);
+        RxVerdict::Dropped(reason)
     }
 
-    /// Writes the next IPv4 packet to send into `buf` and returns its length.
+    fn refuse(&mut self, src: Ipv4Addr, reason: DropReason) -> RxVerdict {
+        self.stats.count_drop(reason);
+        RxVerdict::Refused { src, reason }
+    }
+
+    /// Writes the next IPv4 packet to send at the start of `buf`; `None` when there is nothing
+    /// to send.
     ///
     /// `buf` must hold at least 20 + 60 + MSS bytes.
-    pub fn poll_transmit(&mut self, now: Instant, buf: &mut [u8]) -> Option<usize> {
+    pub fn poll_transmit(&mut self, now: Instant, buf: &mut [u8]) -> Option<Tx> {
         if let Some((dst, repr)) = self.strays.pop_front() {
             let t = Transmit {
                 src: SocketAddrV4::new(self.cfg.addr, repr.src_port),
@@ -500,7 +391,8 @@ impl Host {
                 repr,
                 payload_len: 0,
             };
-            return Some(self.emit(&t, None, buf));
+            let len = self.emit(&t, None, buf);
+            return Some(Tx { len, dst });
         }
         while let Some(&index) = self.ready.front() {
             let slot = &mut self.slots[index as usize];
@@ -509,7 +401,10 @@ impl Host {
                     let conn = self.slots[index as usize].conn.as_ref();
                     let n = emit_segment(&self.cfg, &t, conn, buf);
                     self.stats.tx_packets += 1;
-                    return Some(n);
+                    return Some(Tx {
+                        len: n,
+                        dst: *t.dst.ip(),
+                    });
                 }
             }
             self.ready.pop_front();
@@ -570,108 +465,6 @@ impl Host {
     /// Number of armed timers across all connections.
     pub fn armed_timers(&self) -> usize {
         self.wheel.len()
-    }
-
-    // ------------------------------------------------------------ slots
-
-    fn insert(&mut self, conn: Connection, pending_on: Option<u16>) -> ConnId {
-        let key = flow_key(conn.remote(), conn.local().port());
-        let index = match self.free.pop() {
-            Some(i) => i,
-            None => {
-                self.slots.push(Slot {
-                    generation: 0,
-                    conn: None,
-                    in_ready: false,
-                    timers: [None; KINDS],
-                    fired: TimerSet::EMPTY,
-                    released: false,
-                    pending_on: None,
-                });
-                (self.slots.len() - 1) as u32
-            }
-        };
-        let slot = &mut self.slots[index as usize];
-        slot.conn = Some(conn);
-        slot.released = false;
-        slot.pending_on = pending_on;
-        let id = ConnId {
-            index,
-            generation: slot.generation,
-        };
-        self.table.insert(key, index);
-        self.touch(index);
-        id
-    }
-
-    /// Something happened to the connection: collect its events, queue it for transmission.
-    fn touch(&mut self, index: u32) {
-        let slot = &mut self.slots[index as usize];
-        let id = ConnId {
-            index,
-            generation: slot.generation,
-        };
-        if let Some(conn) = slot.conn.as_mut() {
-            while let Some(ev) = conn.poll_event() {
-                match (ev, slot.pending_on) {
-                    (Event::Connected, Some(port)) => {
-                        if let Some(l) = self.listeners.get_mut(&port) {
-                            l.embryos = l.embryos.saturating_sub(1);
-                            l.ready.push_back(id);
-                        }
-                    }
-                    (Event::Closed, Some(port)) if !conn.is_established() || slot.released => {
-                        if let Some(l) = self.listeners.get_mut(&port) {
-                            if let Some(pos) = l.ready.iter().position(|x| *x == id) {
-                                l.ready.remove(pos);
-                            } else {
-                                l.embryos = l.embryos.saturating_sub(1);
-                            }
-                        }
-                        slot.released = true;
-                    }
-                    _ => {}
-                }
-                if slot.pending_on.is_none() || matches!(ev, Event::Connected) {
-                    self.events.push_back((id, ev));
-                }
-            }
-        }
-        if !slot.in_ready {
-            slot.in_ready = true;
-            self.ready.push_back(index);
-        }
-    }
-
-    /// Forgets a connection: out of the flow table, the listener's queue and the wheel; its
-    /// counters are added to the totals and its slot is reused.
-    fn free_slot(&mut self, index: u32) {
-        let slot = &mut self.slots[index as usize];
-        let Some(conn) = slot.conn.take() else {
-            return;
-        };
-        if let Some(port) = slot.pending_on.take() {
-            let id = ConnId {
-                index,
-                generation: slot.generation,
-            };
-            if let Some(l) = self.listeners.get_mut(&port) {
-                if let Some(pos) = l.ready.iter().position(|x| *x == id) {
-                    l.ready.remove(pos);
-                }
-            }
-        }
-        self.table
-            .remove(&flow_key(conn.remote(), conn.local().port()));
-        self.stats.closed_conns.add(conn.stats());
-        for t in slot.timers.iter_mut() {
-            if let Some((id, _)) = t.take() {
-                self.wheel.cancel(id);
-            }
-        }
-        slot.generation = slot.generation.wrapping_add(1);
-        self.free.push(index);
-        self.stats.conns_freed += 1;
     }
 
     /// After a connection's output is drained: bring its timers in the wheel up to date, free

@@ -1,10 +1,14 @@
-//! The kernel's tables over rtnetlink: routes and neighbours to seed [`NeighCache`], the
-//! interface's MAC, and kernel-assisted resolution while the kernel owns ARP.
+//! The kernel's own tables, read over rtnetlink: routes and neighbours to seed the
+//! [`NeighCache`], the interface's MAC, and kernel-assisted resolution while the kernel owns ARP
+//! (the engine serves [`NeighCache::poll_kernel_probe`] with [`KernelTables::probe`] and
+//! [`NeighCache::poll_kernel_update`] with [`KernelTables::set_neighbour`]); also the
+//! interface's IPv4 address ([`interface_ipv4`], from getifaddrs).
 //!
-//! Synchronous on purpose (`netlink-sys` socket, `netlink-packet-route` messages, no async
-//! runtime): it runs at start-up and, afterwards, only for a next hop that is not resolved yet,
-//! never per packet. The socket belongs to the network namespace of the thread that opens it, so
-//! open it on the engine's thread after entering the stack's namespace.
+//! The one part of `neigh` that does I/O. Synchronous on purpose (`netlink-sys` socket,
+//! `netlink-packet-route` messages, no async runtime): it runs at start-up and, afterwards, only
+//! for a next hop that is not resolved yet, never per packet. The socket belongs to the network
+//! namespace of the thread that opens it, so open it on the engine's thread after entering the
+//! stack's namespace.
 
 use std::io;
 use std::net::Ipv4Addr;
@@ -23,7 +27,7 @@ use netlink_packet_route::route::{
 use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
 use netlink_sys::{protocols::NETLINK_ROUTE, Socket, SocketAddr};
 
-use crate::neigh::{NeighCache, Route, SeedState};
+use super::{NeighCache, Route, SeedState};
 use crate::time::Instant;
 use crate::wire::EthernetAddress;
 

@@ -1,0 +1,143 @@
+//! The slot table: where the host keeps its connections, and the handles that name them.
+//!
+//! Each connection lives in a slot of one `Vec`, found from its 4-tuple through one hash table
+//! (`flow_key` -> slot index). Invariants:
+//! - A slot holds a connection exactly while the flow table maps that connection's key to it.
+//! - A [`ConnId`] names a slot and the slot's generation when it was handed out; freeing a slot
+//!   bumps the generation, so a stale handle finds nothing instead of a newer connection.
+//! - `in_ready` is true exactly while the slot's index is in the host's ready queue, so a
+//!   connection is queued for output at most once however many times it is touched.
+//! - `timers[k]` is what the wheel holds for timer kind `k` (entry and deadline); only the
+//!   host's timer code (`settle`, `handle_timeout`) and `free_slot` change either, together.
+//! - A freed slot's index is on the free list and is reused before the table grows.
+
+use std::net::SocketAddrV4;
+
+use super::{Host, KINDS};
+use crate::tcp::{Connection, Event, TimerSet};
+use crate::time::Instant;
+use crate::timer::TimerId;
+
+/// A connection's handle. The generation makes a handle to a freed and reused slot harmless.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ConnId {
+    pub(super) index: u32,
+    pub(super) generation: u32,
+}
+
+#[derive(Debug)]
+pub(super) struct Slot {
+    pub(super) generation: u32,
+    pub(super) conn: Option<Connection>,
+    pub(super) in_ready: bool,
+    /// The wheel entry and deadline of each timer kind, as last registered.
+    pub(super) timers: [Option<(TimerId, Instant)>; KINDS],
+    /// Kinds that fired in the current [`Host::handle_timeout`], not yet handed over.
+    pub(super) fired: TimerSet,
+    /// The application is done with it: free the slot once the connection is closed.
+    pub(super) released: bool,
+    /// Passive and not accepted yet: the listener's port.
+    pub(super) pending_on: Option<u16>,
+}
+
+/// The flow table's key: remote address and port, and our port (our address is the host's).
+pub(super) fn flow_key(remote: SocketAddrV4, local_port: u16) -> u64 {
+    (u64::from(u32::from(*remote.ip())) << 32)
+        | (u64::from(remote.port()) << 16)
+        | u64::from(local_port)
+}
+
+impl Host {
+    pub(super) fn insert(&mut self, conn: Connection, pending_on: Option<u16>) -> ConnId {
+        let key = flow_key(conn.remote(), conn.local().port());
+        let index = match self.free.pop() {
+            Some(i) => i,
+            None => {
+                self.slots.push(Slot {
+                    generation: 0,
+                    conn: None,
+                    in_ready: false,
+                    timers: [None; KINDS],
+                    fired: TimerSet::EMPTY,
+                    released: false,
+                    pending_on: None,
+                });
+                (self.slots.len() - 1) as u32
+            }
+        };
+        let slot = &mut self.slots[index as usize];
+        slot.conn = Some(conn);
+        slot.released = false;
+        slot.pending_on = pending_on;
+        let id = ConnId {
+            index,
+            generation: slot.generation,
+        };
+        self.table.insert(key, index);
+        self.touch(index);
+        id
+    }
+
+    /// Something happened to the connection: collect its events, queue it for transmission.
+    pub(super) fn touch(&mut self, index: u32) {
+        let slot = &mut self.slots[index as usize];
+        let id = ConnId {
+            index,
+            generation: slot.generation,
+        };
+        if let Some(conn) = slot.conn.as_mut() {
+            while let Some(ev) = conn.poll_event() {
+                match (ev, slot.pending_on) {
+                    (Event::Connected, Some(port)) => {
+                        if let Some(l) = self.listeners.get_mut(&port) {
+                            l.established(id);
+                        }
+                    }
+                    (Event::Closed, Some(port)) if !conn.is_established() || slot.released => {
+                        if let Some(l) = self.listeners.get_mut(&port) {
+                            l.closed(id);
+                        }
+                        slot.released = true;
+                    }
+                    _ => {}
+                }
+                if slot.pending_on.is_none() || matches!(ev, Event::Connected) {
+                    self.events.push_back((id, ev));
+                }
+            }
+        }
+        if !slot.in_ready {
+            slot.in_ready = true;
+            self.ready.push_back(index);
+        }
+    }
+
+    /// Forgets a connection: out of the flow table, the listener's queue and the wheel; its
+    /// counters are added to the totals and its slot is reused.
+    pub(super) fn free_slot(&mut self, index: u32) {
+        let slot = &mut self.slots[index as usize];
+        let Some(conn) = slot.conn.take() else {
+            return;
+        };
+        if let Some(port) = slot.pending_on.take() {
+            let id = ConnId {
+                index,
+                generation: slot.generation,
+            };
+            if let Some(l) = self.listeners.get_mut(&port) {
+                l.remove_ready(id);
+            }
+        }
+        self.table
+            .remove(&flow_key(conn.remote(), conn.local().port()));
+        self.stats.closed_conns.add(conn.stats());
+        for t in slot.timers.iter_mut() {
+            if let Some((id, _)) = t.take() {
+                self.wheel.cancel(id);
+            }
+        }
+        slot.generation = slot.generation.wrapping_add(1);
+        self.free.push(index);
+        self.stats.conns_freed += 1;
+    }
+}

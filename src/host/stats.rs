@@ -1,0 +1,112 @@
+//! Host counters: packets in and out, connections opened and freed, and every dropped packet
+//! under exactly one [`DropReason`].
+//!
+//! Each received packet the host drops adds one to one reason's counter, so
+//! [`HostStats::dropped_total`] plus the packets delivered is the packets received. The counters
+//! are a flat array indexed by [`DropReason::index`]: counting a drop is one add, no hashing.
+
+use crate::tcp;
+use crate::wire;
+
+/// Why a received packet was dropped. Every drop is counted under one of these.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum DropReason {
+    Ipv4(wire::Error),
+    Tcp(wire::Error),
+    NotOurAddress,
+    UnhandledProtocol,
+    /// A SYN to a listener whose backlog is full.
+    BacklogFull,
+    /// A segment for no connection: answered by RST unless it was one or, sent to a listening
+    /// port, carried no ACK.
+    NoConnection,
+    /// An ICMP message we do not act on, or an error about no connection of ours.
+    IcmpIgnored,
+    /// ICMP that does not parse.
+    Icmp(wire::Error),
+}
+
+impl DropReason {
+    const WIRE_ERRORS: [wire::Error; 9] = [
+        wire::Error::Truncated,
+        wire::Error::BadLength,
+        wire::Error::BadOffset,
+        wire::Error::BadChecksum,
+        wire::Error::BadVersion,
+        wire::Error::BadOption,
+        wire::Error::Fragmented,
+        wire::Error::Unsupported,
+        wire::Error::Malformed,
+    ];
+    pub const COUNT: usize = 3 * Self::WIRE_ERRORS.len() + 5;
+
+    pub fn index(self) -> usize {
+        let w = |e: wire::Error| Self::WIRE_ERRORS.iter().position(|x| *x == e).unwrap_or(0);
+        let n = Self::WIRE_ERRORS.len();
+        match self {
+            DropReason::Ipv4(e) => w(e),
+            DropReason::Tcp(e) => n + w(e),
+            DropReason::NotOurAddress => 2 * n,
+            DropReason::UnhandledProtocol => 2 * n + 1,
+            DropReason::BacklogFull => 2 * n + 2,
+            DropReason::NoConnection => 2 * n + 3,
+            DropReason::IcmpIgnored => 2 * n + 4,
+            DropReason::Icmp(e) => 2 * n + 5 + w(e),
+        }
+    }
+
+    pub fn all() -> impl Iterator<Item = DropReason> {
+        let wires = Self::WIRE_ERRORS;
+        wires
+            .into_iter()
+            .map(DropReason::Ipv4)
+            .chain(wires.into_iter().map(DropReason::Tcp))
+            .chain([
+                DropReason::NotOurAddress,
+                DropReason::UnhandledProtocol,
+                DropReason::BacklogFull,
+                DropReason::NoConnection,
+                DropReason::IcmpIgnored,
+            ])
+            .chain(wires.into_iter().map(DropReason::Icmp))
+    }
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct HostStats {
+    pub rx_packets: u64,
+    pub rx_segments: u64,
+    pub tx_packets: u64,
+    pub rst_sent_no_conn: u64,
+    pub conns_opened: u64,
+    pub conns_accepted: u64,
+    pub conns_freed: u64,
+    pub icmp_errors: u64,
+    pub timers_fired: u64,
+    /// Connections in TIME-WAIT ended early by a newer SYN for the same 4-tuple.
+    pub time_wait_reused: u64,
+    /// Totals of freed connections' counters, as the kernel's `TcpRetransSegs` and friends.
+    pub closed_conns: tcp::ConnStats,
+    drops: [u64; DropReason::COUNT],
+}
+
+impl HostStats {
+    pub(super) fn count_drop(&mut self, reason: DropReason) {
+        self.drops[reason.index()] += 1;
+    }
+
+    pub fn dropped(&self, reason: DropReason) -> u64 {
+        self.drops[reason.index()]
+    }
+
+    pub fn dropped_total(&self) -> u64 {
+        self.drops.iter().sum()
+    }
+
+    /// Every non-zero drop counter.
+    pub fn drops(&self) -> impl Iterator<Item = (DropReason, u64)> + '_ {
+        DropReason::all()
+            .map(|r| (r, self.dropped(r)))
+            .filter(|(_, n)| *n > 0)
+    }
+}

@@ -1,0 +1,105 @@
+//! The host's explicit results: the verdict of each received packet and what `poll_transmit`
+//! says about the packet it wrote.
+
+use super::*;
+use crate::wire::{self, Ipv4Packet};
+
+const A: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 1);
+const B: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 2);
+const C: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 3);
+const PORT: u16 = 80;
+
+fn t0() -> Instant {
+    Instant::ZERO
+}
+
+/// The next packet `h` sends, checked against what `poll_transmit` said about it.
+fn next_packet(h: &mut Host) -> Option<Vec<u8>> {
+    let mut buf = vec![0u8; 2048];
+    let tx = h.poll_transmit(t0(), &mut buf)?;
+    let ip = Ipv4Packet::new_checked(&buf[..tx.len]).expect("a whole IPv4 packet");
+    assert_eq!(usize::from(ip.total_len()), tx.len);
+    assert_eq!(ip.dst_addr(), tx.dst);
+    assert_eq!(ip.src_addr(), h.addr());
+    Some(buf[..tx.len].to_vec())
+}
+
+#[test]
+fn segments_are_delivered_or_refused_naming_their_source() {
+    let mut a = Host::new(HostConfig::new(A));
+    let mut b = Host::new(HostConfig::new(B));
+    b.listen(PORT, 1);
+    a.connect(t0(), SocketAddrV4::new(B, PORT)).unwrap();
+    let syn = next_packet(&mut a).expect("a SYN");
+    let v = b.handle_ipv4(t0(), &syn);
+    assert_eq!(v, RxVerdict::Delivered { src: A });
+    assert_eq!(v.verified_source(), Some(A));
+
+    // the backlog of 1 is taken by the embryo: a second SYN is refused, not answered
+    let mut c = Host::new(HostConfig::new(C));
+    c.connect(t0(), SocketAddrV4::new(B, PORT)).unwrap();
+    let other = next_packet(&mut c).expect("a SYN");
+    let v = b.handle_ipv4(t0(), &other);
+    assert_eq!(
+        v,
+        RxVerdict::Refused {
+            src: C,
+            reason: DropReason::BacklogFull
+        }
+    );
+    assert_eq!(
+        v.verified_source(),
+        Some(C),
+        "a verified sender all the same"
+    );
+
+    // a segment for no connection is refused and answered by RST, addressed to its source
+    a.connect(t0(), SocketAddrV4::new(B, PORT + 1)).unwrap();
+    let stray = next_packet(&mut a).expect("a SYN");
+    let v = b.handle_ipv4(t0(), &stray);
+    assert_eq!(
+        v,
+        RxVerdict::Refused {
+            src: A,
+            reason: DropReason::NoConnection
+        }
+    );
+    let rst = next_packet(&mut b).expect("the RST, before any connection's segment");
+    assert_eq!(Ipv4Packet::new_checked(&rst[..]).unwrap().dst_addr(), A);
+    next_packet(&mut b).expect("the SYN-ACK");
+    assert!(next_packet(&mut b).is_none(), "nothing for the refused SYN");
+    assert_eq!(b.stats().dropped(DropReason::BacklogFull), 1);
+    assert_eq!(b.stats().dropped(DropReason::NoConnection), 1);
+}
+
+#[test]
+fn packets_that_do_not_verify_are_dropped_with_their_reason() {
+    let mut a = Host::new(HostConfig::new(A));
+    let mut b = Host::new(HostConfig::new(B));
+    a.connect(t0(), SocketAddrV4::new(B, PORT)).unwrap();
+    let syn = next_packet(&mut a).expect("a SYN");
+    let mut verdicts = Vec::new();
+
+    let mut bad_sum = syn.clone();
+    *bad_sum.last_mut().unwrap() ^= 1;
+    verdicts.push(b.handle_ipv4(t0(), &bad_sum));
+    verdicts.push(b.handle_ipv4(t0(), &syn[..10]));
+    let mut c = Host::new(HostConfig::new(C));
+    verdicts.push(c.handle_ipv4(t0(), &syn));
+    assert_eq!(
+        verdicts,
+        [
+            RxVerdict::Dropped(DropReason::Tcp(wire::Error::BadChecksum)),
+            RxVerdict::Dropped(DropReason::Ipv4(wire::Error::Truncated)),
+            RxVerdict::Dropped(DropReason::NotOurAddress),
+        ]
+    );
+    assert!(verdicts.iter().all(|v| v.verified_source().is_none()));
+    assert_eq!(b.stats().rx_packets, 2);
+    assert_eq!(b.stats().dropped_total(), 2);
+    assert_eq!(b.stats().rx_segments, 0, "no segment got past its checksum");
+    assert!(
+        next_packet(&mut b).is_none(),
+        "nothing answers a bad packet"
+    );
+}
