@@ -2,20 +2,19 @@
 //! simulator: every operation and error, with the exact `ErrorKind` and errno, in virtual time
 //! (keep-alive death takes simulated seconds and no real ones).
 
+mod common;
+
 use std::io::{self, ErrorKind};
 use std::net::{Ipv4Addr, Shutdown, SocketAddrV4};
 use std::sync::{Arc, Mutex};
 
+use common::sim_pair::{Pair, CLIENT as C, PORT, SERVER as S};
 use xdp_tcp::api::{Cx, Handler, HandlerApp, KeepAlive};
-use xdp_tcp::host::{ConnId, HostConfig};
+use xdp_tcp::host::ConnId;
 use xdp_tcp::sim::link::LinkConfig;
 use xdp_tcp::sim::network::Network;
 use xdp_tcp::time::Duration;
 use xdp_tcp::wire::{ChecksumCaps, Icmpv4Packet, Icmpv4Repr, IpProtocol, Ipv4Packet, Ipv4Repr};
-
-const C: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 1);
-const S: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 2);
-const PORT: u16 = 80;
 
 /// What a handler saw.
 #[derive(Default, Debug)]
@@ -94,7 +93,7 @@ impl Handler for Probe {
     }
 }
 
-/// Two hosts, a 1 ms link, an app on each.
+/// Two hosts (the client 0, the server 1), a 1 ms link, an app on each.
 struct Sim {
     net: Network,
     apps: [HandlerApp; 2],
@@ -102,15 +101,10 @@ struct Sim {
 
 impl Sim {
     fn new(cfg: xdp_tcp::tcp::Config) -> Sim {
-        let mut net = Network::new();
-        for a in [C, S] {
-            let mut h = HostConfig::new(a);
-            h.tcp = cfg;
-            net.add_host(h);
-        }
-        net.connect(0, 1, LinkConfig::ideal(Duration::from_millis(1)), 7);
+        let pair = Pair::builder(cfg).seed(7).build();
+        assert_eq!((pair.c, pair.s), (0, 1));
         Sim {
-            net,
+            net: pair.net,
             apps: [HandlerApp::new(), HandlerApp::new()],
         }
     }

@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::bulk_both_ways;
+use common::sim_pair::Pair;
 use xdp_tcp::sim::link::LinkConfig;
 use xdp_tcp::tcp;
 use xdp_tcp::time::Duration;
@@ -31,7 +31,14 @@ fn run(name: &str, link: LinkConfig, limit: Duration) -> Totals {
         malformed_drops: 0,
     };
     for seed in 0..SEEDS {
-        let r = bulk_both_ways(seed, link.clone(), LEN, limit, tcp::Config::default());
+        let r = Pair::builder(tcp::Config::default())
+            .link(link.clone())
+            .seed(seed)
+            .client(|h| h.tcp.isn_secret = seed)
+            .server(|h| h.tcp.isn_secret = seed.rotate_left(17))
+            .build()
+            .transfer(LEN, limit);
+        r.assert_exact(&format!("seed {seed}"));
         worst = worst.max(r.sim_time);
         t.rtos += r.client_rto + r.server_rto;
         t.corrupted += r.corrupted;

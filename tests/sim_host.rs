@@ -1,68 +1,49 @@
 //! Host-level behaviour on the simulator: what happens between connections of one 4-tuple.
 
-use std::net::{Ipv4Addr, SocketAddrV4};
+mod common;
 
-use xdp_tcp::host::HostConfig;
-use xdp_tcp::sim::link::LinkConfig;
+use common::sim_pair::Pair;
 use xdp_tcp::sim::network::Network;
-use xdp_tcp::tcp::State;
+use xdp_tcp::tcp::{self, State};
 use xdp_tcp::time::Duration;
-
-const CLIENT: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 1);
-const SERVER: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 2);
 
 /// The server closes first, so the server holds TIME-WAIT; the client, with a single ephemeral
 /// port, connects again at once. The new SYN is newer (timestamps, RFC 6191; or sequence
 /// number, RFC 1122 4.2.2.13) and must start a new connection in one round trip instead of
 /// bouncing off TIME-WAIT until the client's SYN retransmission.
 fn reconnect_through_time_wait(timestamps: bool) {
-    let mut net = Network::new();
-    let mut ccfg = HostConfig::new(CLIENT);
-    ccfg.ephemeral_ports = (40000, 40000);
-    ccfg.tcp.timestamps = timestamps;
-    let mut scfg = HostConfig::new(SERVER);
-    scfg.tcp.timestamps = timestamps;
-    let c = net.add_host(ccfg);
-    let s = net.add_host(scfg);
-    net.connect(c, s, LinkConfig::ideal(Duration::from_millis(1)), 7);
-    net.host(s).listen(80, 8);
-    let remote = SocketAddrV4::new(SERVER, 80);
-
-    let now = net.now();
-    let first = net.host(c).connect(now, remote).unwrap();
-    let mut server = None;
-    assert!(net.run_until(net.now() + Duration::from_secs(1), |net| {
-        server = server.or_else(|| net.host(s).accept(80));
-        server.is_some()
-    }));
-    net.host(s).close(server.unwrap());
+    let mut p = Pair::builder(tcp::Config {
+        timestamps,
+        ..Default::default()
+    })
+    .client(|h| h.ephemeral_ports = (40000, 40000))
+    .seed(7)
+    .build();
+    let (c, s) = (p.c, p.s);
+    let (first, server) = p.connect();
+    p.server().close(server);
     let mut buf = [0u8; 16];
-    assert!(net.run_until(net.now() + Duration::from_secs(1), |net| {
+    assert!(p.run_until(Duration::from_secs(1), |net| {
         net.host(c).recv(first, &mut buf) == Ok(0)
     }));
-    net.host(c).close(first);
-    assert!(net.run_until(net.now() + Duration::from_secs(1), |net| {
+    p.client().close(first);
+    assert!(p.run_until(Duration::from_secs(1), |net| {
         net.host_ref(c).conn_count() == 0
     }));
+    let net = &mut p.net;
     assert_eq!(
         net.host_ref(s).conn_count(),
         1,
         "the server holds TIME-WAIT"
     );
-    let tw = net.host_ref(s).conn(server.unwrap()).map(|x| x.state());
+    let tw = net.host_ref(s).conn(server).map(|x| x.state());
     assert_eq!(tw, Some(State::TimeWait));
 
-    let start = net.now();
-    let second = net.host(c).connect(start, remote).unwrap();
-    let mut accepted = None;
-    assert!(net.run_until(net.now() + Duration::from_secs(5), |net| {
-        accepted = accepted.or_else(|| net.host(s).accept(80));
-        accepted.is_some()
-            && net
-                .host_ref(c)
-                .conn(second)
-                .is_some_and(|x| x.state() == State::Established)
-    }));
+    let start = p.net.now();
+    let (second, accepted) = p
+        .connect_within(Duration::from_secs(5))
+        .expect("the second connection opens");
+    let net = &mut p.net;
     let took = net.now() - start;
     assert!(
         took < Duration::from_millis(10),
@@ -71,7 +52,7 @@ fn reconnect_through_time_wait(timestamps: bool) {
     assert_eq!(net.host_ref(s).stats().time_wait_reused, 1);
     assert_eq!(net.host(c).send(second, b"hi"), Ok(2));
     assert!(net.run_until(net.now() + Duration::from_secs(1), |net| {
-        net.host(s).recv(accepted.unwrap(), &mut buf) == Ok(2)
+        net.host(s).recv(accepted, &mut buf) == Ok(2)
     }));
     assert_eq!(&buf[..2], b"hi");
 }
@@ -94,24 +75,12 @@ fn server_in_fin_wait_2(
     fin_timeout: Option<Duration>,
     orphan: bool,
 ) -> (Network, usize, usize, xdp_tcp::host::ConnId) {
-    let mut net = Network::new();
-    let ccfg = HostConfig::new(CLIENT);
-    let mut scfg = HostConfig::new(SERVER);
-    scfg.tcp.fin_timeout = fin_timeout;
-    let c = net.add_host(ccfg);
-    let s = net.add_host(scfg);
-    net.connect(c, s, LinkConfig::ideal(Duration::from_millis(1)), 11);
-    net.host(s).listen(80, 8);
-    let now = net.now();
-    net.host(c)
-        .connect(now, SocketAddrV4::new(SERVER, 80))
-        .unwrap();
-    let mut server = None;
-    assert!(net.run_until(net.now() + Duration::from_secs(1), |net| {
-        server = server.or_else(|| net.host(s).accept(80));
-        server.is_some()
-    }));
-    let id = server.unwrap();
+    let mut p = Pair::builder(Default::default())
+        .server(|h| h.tcp.fin_timeout = fin_timeout)
+        .seed(11)
+        .build();
+    let (_, id) = p.connect();
+    let Pair { mut net, c, s, .. } = p;
     if orphan {
         net.host(s).close(id);
     } else {

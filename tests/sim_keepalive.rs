@@ -2,10 +2,13 @@
 //! client only: how a dead peer, a live peer, a peer that forgot the connection and an ICMP
 //! error each end (or do not end) the connection, and the error the application sees.
 
+mod common;
+
 use std::cell::Cell;
-use std::net::{Ipv4Addr, SocketAddrV4};
+use std::net::Ipv4Addr;
 use std::rc::Rc;
 
+use common::sim_pair::{Pair, CLIENT};
 use xdp_tcp::host::{ConnId, HostConfig};
 use xdp_tcp::sim::link::{LinkConfig, Verdict};
 use xdp_tcp::sim::network::Network;
@@ -16,10 +19,7 @@ use xdp_tcp::wire::{
     ChecksumCaps, Icmpv4Packet, Icmpv4Repr, IpProtocol, Ipv4Packet, Ipv4Repr, TcpPacket,
 };
 
-const CLIENT: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 1);
-const SERVER: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 2);
 const ROUTER: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 254);
-const PORT: u16 = 80;
 const KA: KeepAlive = KeepAlive {
     idle: Duration::from_secs(10),
     interval: Duration::from_secs(2),
@@ -49,48 +49,35 @@ struct Rig {
 
 impl Rig {
     fn new() -> Rig {
-        let mut net = Network::new();
-        let c = net.add_host(HostConfig::new(CLIENT));
-        let mut scfg = HostConfig::new(SERVER);
-        scfg.tcp.isn_secret ^= 0x77;
-        let s = net.add_host(scfg);
-        net.connect(c, s, LinkConfig::ideal(RTT_HALF), 3);
         let cut = Rc::new(Cell::new(false));
         let drop_rst = Rc::new(Cell::new(false));
         let k = cut.clone();
-        net.link(c, s)
-            .unwrap()
-            .set_filter(Some(Box::new(move |_: &[u8]| {
+        let (k2, r) = (cut.clone(), drop_rst.clone());
+        let mut pair = Pair::builder(Default::default())
+            .server(|h| h.tcp.isn_secret ^= 0x77)
+            .link(LinkConfig::ideal(RTT_HALF))
+            .seed(3)
+            .filter_to_server(move |_: &[u8]| {
                 if k.get() {
                     Verdict::Drop
                 } else {
                     Verdict::Pass
                 }
-            })));
-        let (k, r) = (cut.clone(), drop_rst.clone());
-        net.link(s, c)
-            .unwrap()
-            .set_filter(Some(Box::new(move |f: &[u8]| {
+            })
+            .filter_to_client(move |f: &[u8]| {
                 let rst = Ipv4Packet::new_checked(f)
                     .ok()
                     .and_then(|ip| TcpPacket::new_checked(ip.payload()).ok())
                     .is_some_and(|t| t.flags().rst());
-                if k.get() || (rst && r.get()) {
+                if k2.get() || (rst && r.get()) {
                     Verdict::Drop
                 } else {
                     Verdict::Pass
                 }
-            })));
-        net.host(s).listen(PORT, 4);
-        let client = net
-            .host(c)
-            .connect(Instant::ZERO, SocketAddrV4::new(SERVER, PORT))
-            .unwrap();
-        let mut server = None;
-        assert!(net.run_until(Instant::from_secs(1), |net| {
-            server = server.or_else(|| net.host(s).accept(PORT));
-            server.is_some() && net.host_ref(c).conn(client).unwrap().is_established()
-        }));
+            })
+            .build();
+        let (client, server) = pair.connect();
+        let Pair { mut net, c, s, .. } = pair;
         let now = net.now();
         net.host(c)
             .with_conn(client, |conn| conn.set_keepalive(now, Some(KA)));
@@ -99,7 +86,7 @@ impl Rig {
             c,
             s,
             client,
-            server: server.unwrap(),
+            server,
             cut,
             drop_rst,
             last_rx: now,

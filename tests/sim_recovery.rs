@@ -8,10 +8,12 @@
 //! client's counters are recorded with the time, so tests can tell when each retransmission
 //! happened.
 
+mod common;
+
 use std::cell::RefCell;
-use std::net::{Ipv4Addr, SocketAddrV4};
 use std::rc::Rc;
 
+use common::sim_pair::{Pair, CLIENT};
 use xdp_tcp::host::{ConnId, HostConfig};
 use xdp_tcp::sim::link::{LinkConfig, Verdict};
 use xdp_tcp::sim::network::Network;
@@ -19,9 +21,6 @@ use xdp_tcp::tcp::{self, ConnStats, TcpInfo};
 use xdp_tcp::time::{Duration, Instant};
 use xdp_tcp::wire::{IpProtocol, Ipv4Packet, SeqNumber, TcpPacket};
 
-const CLIENT: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 1);
-const SERVER: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 2);
-const PORT: u16 = 80;
 const RTT: Duration = Duration::from_millis(10);
 
 /// One data segment the client put on the link.
@@ -107,39 +106,21 @@ fn pattern(n: usize, salt: usize) -> Vec<u8> {
 
 impl Rig {
     fn new(tcp_cfg: tcp::Config) -> Rig {
-        let mut net = Network::new();
-        let mut ccfg = HostConfig::new(CLIENT);
-        ccfg.tcp = tcp_cfg;
-        let mut scfg = HostConfig::new(SERVER);
-        scfg.tcp = tcp_cfg;
-        scfg.tcp.isn_secret ^= 0xabcd;
-        let c = net.add_host(ccfg);
-        let s = net.add_host(scfg);
-        let link = LinkConfig::ideal(Duration::from_millis(5)).with_bandwidth(100_000_000);
-        net.connect(c, s, link, 1);
         let wire = Rc::new(RefCell::new(Wire::default()));
         let w = wire.clone();
-        net.link(c, s)
-            .unwrap()
-            .set_filter(Some(Box::new(move |f: &[u8]| {
-                judge(&mut w.borrow_mut(), f)
-            })));
-        net.host(s).listen(PORT, 4);
-        let client = net
-            .host(c)
-            .connect(Instant::ZERO, SocketAddrV4::new(SERVER, PORT))
-            .unwrap();
-        let mut server = None;
-        assert!(net.run_until(Instant::from_secs(1), |net| {
-            server = server.or_else(|| net.host(s).accept(PORT));
-            server.is_some() && net.host_ref(c).conn(client).unwrap().is_established()
-        }));
+        let mut pair = Pair::builder(tcp_cfg)
+            .server(|h| h.tcp.isn_secret ^= 0xabcd)
+            .link(LinkConfig::ideal(Duration::from_millis(5)).with_bandwidth(100_000_000))
+            .filter_to_server(move |f: &[u8]| judge(&mut w.borrow_mut(), f))
+            .build();
+        let (client, server) = pair.connect();
+        let Pair { net, c, s, .. } = pair;
         Rig {
             net,
             c,
             s,
             client,
-            server: server.unwrap(),
+            server,
             wire,
             timeline: Vec::new(),
             sent: Vec::new(),

@@ -402,7 +402,7 @@ mod closed {
     use super::*;
 
     /// A connection that went SYN-SENT -> CLOSED on the user's close.
-    fn closed() -> Tcp {
+    pub(super) fn closed() -> Tcp {
         let mut t = Tcp::connect(cfg());
         t.c.close();
         assert_eq!(t.state(), State::Closed);
@@ -437,15 +437,6 @@ mod closed {
     }
 
     #[test]
-    fn rst_is_never_answered() {
-        let mut t = closed();
-        t.inject(seg!(< R, seq 7000)).expect_nothing();
-        t.inject(seg!(< R., seq 7000, ack 1001)).expect_nothing();
-        assert_eq!(reset_for(&seg!(< R., seq 1, ack 2)), None);
-        t.expect_events(&[]);
-    }
-
-    #[test]
     fn reset_for_builds_both_rfc_forms() {
         // <SEQ=SEG.ACK><CTL=RST>
         assert_eq!(
@@ -457,6 +448,8 @@ mod closed {
             reset_for(&seg!(< SF, seq u32::MAX, "ab")),
             Some(seg!(> R., seq 0, ack 3))
         );
+        // and none for an RST, which is never answered
+        assert_eq!(reset_for(&seg!(< R., seq 1, ack 2)), None);
     }
 
     #[test]
@@ -777,32 +770,6 @@ mod syn_sent {
     }
 
     #[test]
-    fn rst_ack_means_connection_refused() {
-        let mut t = Tcp::connect(cfg());
-        t.next().unwrap();
-        t.at(10)
-            .inject(seg!(< R., seq 0, ack ISS + 1))
-            .expect_nothing();
-        assert_eq!(t.state(), State::Closed);
-        t.expect_events(&[Event::Error(Error::Refused), Event::Closed]);
-        assert_eq!(t.deadline(), None);
-        assert_eq!(t.c.send(b"x"), Err(Error::Refused));
-        assert_eq!(t.c.take_error(), Some(Error::Refused));
-        assert_eq!(t.c.take_error(), None);
-    }
-
-    #[test]
-    fn rst_without_acceptable_ack_is_ignored() {
-        let mut t = Tcp::connect(cfg());
-        t.next().unwrap();
-        t.inject(seg!(< R, seq 0)).expect_nothing();
-        t.inject(seg!(< R., seq 0, ack ISS + 7)).expect_nothing();
-        t.inject(seg!(< R., seq 0, ack ISS)).expect_nothing();
-        assert_eq!(t.state(), State::SynSent);
-        t.expect_events(&[]);
-    }
-
-    #[test]
     fn segment_without_syn_is_dropped() {
         let mut t = Tcp::connect(cfg());
         t.next().unwrap();
@@ -976,7 +943,7 @@ mod syn_sent {
 mod syn_received {
     use super::*;
 
-    fn passive(cfg: Config) -> Tcp {
+    pub(super) fn passive(cfg: Config) -> Tcp {
         let mut t = Tcp::accept(cfg, &seg!(< S, seq IRS, win 8192, mss 1460));
         assert_eq!(t.state(), State::SynReceived);
         t.expect(seg!(> S., seq ISS, ack IRS + 1, win 65535, mss 1460))
@@ -1087,47 +1054,6 @@ mod syn_received {
         t.fire(3000).expect_nothing();
         assert_eq!(t.state(), State::Closed);
         t.expect_events(&[Event::Error(Error::TimedOut), Event::Closed]);
-    }
-
-    #[test]
-    fn exact_rst_drops_a_passive_embryo_quietly() {
-        let mut t = passive(cfg());
-        t.inject(seg!(< R, seq IRS + 1)).expect_nothing();
-        assert_eq!(t.state(), State::Closed);
-        t.expect_events(&[Event::Closed]);
-        assert_eq!(t.c.take_error(), None);
-        assert_eq!(t.deadline(), None);
-    }
-
-    #[test]
-    fn exact_rst_refuses_an_active_open() {
-        let mut t = Tcp::connect(cfg());
-        t.next().unwrap();
-        t.inject(seg!(< S, seq IRS, win 100, mss 1460))
-            .expect(seg!(> S., seq ISS, ack IRS + 1, win 65535, mss 1460));
-        assert_eq!(t.state(), State::SynReceived);
-        t.inject(seg!(< R, seq IRS + 1)).expect_nothing();
-        assert_eq!(t.state(), State::Closed);
-        t.expect_events(&[Event::Error(Error::Refused), Event::Closed]);
-    }
-
-    #[test]
-    fn in_window_rst_gets_a_challenge_ack() {
-        let mut t = passive(cfg());
-        t.inject(seg!(< R, seq IRS + 100))
-            .expect(seg!(> ., seq ISS + 1, ack IRS + 1, win 65535))
-            .expect_nothing();
-        assert_eq!(t.state(), State::SynReceived);
-        assert_eq!(t.c.stats().challenge_acks, 1);
-    }
-
-    #[test]
-    fn out_of_window_rst_is_ignored() {
-        let mut t = passive(cfg());
-        t.inject(seg!(< R, seq IRS + 100_000)).expect_nothing();
-        t.inject(seg!(< R, seq IRS)).expect_nothing();
-        assert_eq!(t.state(), State::SynReceived);
-        t.expect_events(&[]);
     }
 
     #[test]
@@ -1647,41 +1573,6 @@ mod established {
     }
 
     #[test]
-    fn exact_rst_resets() {
-        let mut t = established();
-        t.c.send(b"unsent").unwrap();
-        t.at(200)
-            .inject(seg!(< R, seq IRS + 1))
-            .expect_nothing()
-            .expect_events(&[Event::Error(Error::Reset), Event::Closed]);
-        assert_eq!(t.state(), State::Closed);
-        assert_eq!(t.deadline(), None);
-        assert_eq!(t.c.recv(&mut [0; 4]), Err(Error::Reset));
-        assert_eq!(t.c.take_error(), Some(Error::Reset));
-    }
-
-    #[test]
-    fn in_window_rst_gets_a_challenge_ack() {
-        let mut t = established();
-        t.at(200)
-            .inject(seg!(< R, seq IRS + 2))
-            .expect(seg!(> ., seq ISS + 1, ack IRS + 1, win 65535))
-            .expect_nothing()
-            .expect_events(&[]);
-        assert_eq!(t.state(), State::Established);
-        assert_eq!(t.c.stats().challenge_acks, 1);
-    }
-
-    #[test]
-    fn out_of_window_rst_is_ignored() {
-        let mut t = established();
-        t.inject(seg!(< R, seq IRS + 70_000)).expect_nothing();
-        t.inject(seg!(< R., seq IRS, ack ISS + 1)).expect_nothing();
-        assert_eq!(t.state(), State::Established);
-        t.expect_events(&[]);
-    }
-
-    #[test]
     fn abort_sends_rst() {
         let mut t = established();
         t.c.send(b"x").unwrap();
@@ -1912,35 +1803,13 @@ mod fin_wait_1 {
         assert_eq!(t.state(), State::FinWait1);
         assert_eq!(t.read_all(), b"hi");
     }
-
-    #[test]
-    fn exact_rst_resets() {
-        let mut t = established();
-        t.at(200).c.close();
-        t.next().unwrap();
-        t.inject(seg!(< R, seq IRS + 1))
-            .expect_nothing()
-            .expect_events(&[Event::Error(Error::Reset), Event::Closed]);
-        assert_eq!(t.state(), State::Closed);
-    }
-
-    #[test]
-    fn in_window_rst_gets_a_challenge_ack() {
-        let mut t = established();
-        t.at(200).c.close();
-        t.next().unwrap();
-        t.inject(seg!(< R, seq IRS + 3))
-            .expect(seg!(> ., seq ISS + 2, ack IRS + 1, win 65535))
-            .expect_nothing();
-        assert_eq!(t.state(), State::FinWait1);
-    }
 }
 
 mod fin_wait_2 {
     use super::*;
 
     /// Closed at 200 ms, FIN acknowledged at 300 ms.
-    fn fin_wait_2() -> Tcp {
+    pub(super) fn fin_wait_2() -> Tcp {
         let mut t = established();
         t.at(200).c.close();
         t.expect(seg!(> F., seq ISS + 1, ack IRS + 1, win 65535));
@@ -1976,31 +1845,13 @@ mod fin_wait_2 {
         assert_eq!(t.read_all(), b"tail");
         assert_eq!(t.c.recv(&mut [0; 4]), Ok(0));
     }
-
-    #[test]
-    fn exact_rst_resets() {
-        let mut t = fin_wait_2();
-        t.inject(seg!(< R., seq IRS + 1, ack ISS + 2))
-            .expect_nothing()
-            .expect_events(&[Event::Error(Error::Reset), Event::Closed]);
-        assert_eq!(t.state(), State::Closed);
-    }
-
-    #[test]
-    fn in_window_rst_gets_a_challenge_ack() {
-        let mut t = fin_wait_2();
-        t.inject(seg!(< R, seq IRS + 1000))
-            .expect(seg!(> ., seq ISS + 2, ack IRS + 1, win 65535))
-            .expect_nothing();
-        assert_eq!(t.state(), State::FinWait2);
-    }
 }
 
 mod close_wait {
     use super::*;
 
     /// The peer's FIN arrives at 200 ms.
-    fn close_wait() -> Tcp {
+    pub(super) fn close_wait() -> Tcp {
         let mut t = established();
         t.at(200)
             .inject(seg!(< F., seq IRS + 1, ack ISS + 1, win 65535))
@@ -2081,31 +1932,13 @@ mod close_wait {
             .expect_events(&[]);
         assert_eq!(t.state(), State::CloseWait);
     }
-
-    #[test]
-    fn exact_rst_resets() {
-        let mut t = close_wait();
-        t.inject(seg!(< R, seq IRS + 2))
-            .expect_nothing()
-            .expect_events(&[Event::Error(Error::Reset), Event::Closed]);
-        assert_eq!(t.state(), State::Closed);
-    }
-
-    #[test]
-    fn in_window_rst_gets_a_challenge_ack() {
-        let mut t = close_wait();
-        t.inject(seg!(< R, seq IRS + 50))
-            .expect(seg!(> ., seq ISS + 1, ack IRS + 2, win 65534))
-            .expect_nothing();
-        assert_eq!(t.state(), State::CloseWait);
-    }
 }
 
 mod closing {
     use super::*;
 
     /// We close at 200 ms; the peer's FIN, not acknowledging ours, arrives at 250 ms.
-    fn closing() -> Tcp {
+    pub(super) fn closing() -> Tcp {
         let mut t = established();
         t.at(200).c.close();
         t.expect(seg!(> F., seq ISS + 1, ack IRS + 1, win 65535));
@@ -2135,16 +1968,6 @@ mod closing {
             .expect(seg!(> F., seq ISS + 1, ack IRS + 2, win 65534))
             .expect_nothing();
         assert_eq!(t.state(), State::Closing);
-    }
-
-    #[test]
-    fn exact_rst_closes_quietly() {
-        let mut t = closing();
-        t.inject(seg!(< R, seq IRS + 2))
-            .expect_nothing()
-            .expect_events(&[Event::Closed]);
-        assert_eq!(t.state(), State::Closed);
-        assert_eq!(t.c.take_error(), None);
     }
 
     #[test]
@@ -2189,7 +2012,7 @@ mod last_ack {
     use super::*;
 
     /// The peer's FIN at 200 ms, our close and FIN at 300 ms.
-    fn last_ack(cfg: Config) -> Tcp {
+    pub(super) fn last_ack(cfg: Config) -> Tcp {
         let mut t = open(cfg, 65535);
         t.at(200)
             .inject(seg!(< F., seq IRS + 1, ack ISS + 1, win 65535))
@@ -2227,23 +2050,13 @@ mod last_ack {
         assert_eq!(t.state(), State::Closed);
         t.expect_events(&[Event::Error(Error::TimedOut), Event::Closed]);
     }
-
-    #[test]
-    fn exact_rst_closes_quietly() {
-        let mut t = last_ack(cfg());
-        t.inject(seg!(< R, seq IRS + 2))
-            .expect_nothing()
-            .expect_events(&[Event::Closed]);
-        assert_eq!(t.state(), State::Closed);
-        assert_eq!(t.c.take_error(), None);
-    }
 }
 
 mod time_wait {
     use super::*;
 
     /// FIN-WAIT-2 at 300 ms, the peer's FIN at 400 ms.
-    fn time_wait() -> Tcp {
+    pub(super) fn time_wait() -> Tcp {
         let mut t = established();
         t.at(200).c.close();
         t.expect(seg!(> F., seq ISS + 1, ack IRS + 1, win 65535));
@@ -2286,25 +2099,6 @@ mod time_wait {
     }
 
     #[test]
-    fn exact_rst_closes_quietly() {
-        let mut t = time_wait();
-        t.inject(seg!(< R, seq IRS + 2))
-            .expect_nothing()
-            .expect_events(&[Event::Closed]);
-        assert_eq!(t.state(), State::Closed);
-        assert_eq!(t.c.take_error(), None);
-    }
-
-    #[test]
-    fn in_window_rst_gets_a_challenge_ack() {
-        let mut t = time_wait();
-        t.inject(seg!(< R, seq IRS + 9))
-            .expect(seg!(> ., seq ISS + 2, ack IRS + 2, win 65534))
-            .expect_nothing();
-        assert_eq!(t.state(), State::TimeWait);
-    }
-
-    #[test]
     fn application_calls_after_close() {
         let mut t = time_wait();
         assert_eq!(t.c.send(b"x"), Err(Error::BrokenPipe));
@@ -2316,6 +2110,10 @@ mod time_wait {
         t.expect_events(&[Event::Closed]);
     }
 }
+
+/// An RST received in each state, as one table.
+#[path = "tcp_states/rst.rs"]
+mod rst;
 
 /// RFC 6298 on scripted RTT samples: each ACK arrives a chosen time after the segment it
 /// acknowledges, and SRTT, RTTVAR and RTO must equal the values worked out by hand (all exact in
