@@ -16,11 +16,14 @@
 //! the [`EngineHandle`]s.
 //!
 //! Flow control, both ways, with the atomics in [`Shared`]:
-//! - **send**: a write takes credit (`send_credit`, SO_SNDBUF to start with) before handing its
-//!   bytes to the engine, and blocks (or returns `EAGAIN`) without it; the engine returns the
-//!   credit when the peer acknowledges the bytes. So at most SO_SNDBUF bytes are written and
-//!   not yet acknowledged, whether they wait in the queue or in the connection's send buffer. A
-//!   waiting writer sets `send_waiting`; the engine answers it with an [`Ev::Credit`].
+//! - **send**: a write takes credit (`send_credit`, [`send_credit`] of SO_SNDBUF to start
+//!   with) before handing its bytes to the engine, and blocks (or returns `EAGAIN`) without it;
+//!   the engine returns the credit when the peer acknowledges the bytes. So at most twice
+//!   SO_SNDBUF bytes are written and not yet acknowledged, whether they travel in the queue or
+//!   wait in the connection's send buffer: a send buffer's worth in flight and as much again
+//!   queued behind it, so that the connection keeps sending while the writer's thread waits
+//!   for a core. A waiting writer sets `send_waiting`; the engine answers it with an
+//!   [`Ev::Credit`].
 //! - **receive**: the engine moves bytes out of the connection into [`Ev::Data`] only while
 //!   the bytes the reader holds (`recv_outstanding`, sent and not yet read) are below
 //!   `recv_limit` (SO_RCVBUF). Past it the bytes stay in the connection, whose window closes,
@@ -91,10 +94,16 @@ impl CopyCounters {
     }
 }
 
+/// The send credit for a send buffer of `sndbuf` bytes (SO_SNDBUF): what a writer may have
+/// written and not yet acknowledged. Twice the buffer, as Linux doubles SO_SNDBUF.
+pub(crate) fn send_credit(sndbuf: usize) -> isize {
+    2 * sndbuf as isize
+}
+
 impl Shared {
     pub fn new(sndbuf: usize, rcvbuf: usize) -> Arc<Self> {
         Arc::new(Shared {
-            send_credit: AtomicIsize::new(sndbuf as isize),
+            send_credit: AtomicIsize::new(send_credit(sndbuf)),
             send_waiting: AtomicBool::new(false),
             recv_outstanding: AtomicUsize::new(0),
             recv_limit: AtomicUsize::new(rcvbuf),

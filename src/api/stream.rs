@@ -29,7 +29,8 @@ use crossbeam::channel::{Receiver, RecvTimeoutError, TryRecvError};
 
 use super::error::{broken_pipe, not_connected, reported, to_io, would_block};
 use super::shared::{
-    Command, CopyCounters, Ends, EngineHandle, Ev, Opt, Shared, SockDefaults, MAX_CHUNK,
+    send_credit, Command, CopyCounters, Ends, EngineHandle, Ev, Opt, Shared, SockDefaults,
+    MAX_CHUNK,
 };
 use super::stack::Stack;
 use crate::tcp::{self, KeepAlive};
@@ -571,9 +572,9 @@ impl TcpStream {
         }))
     }
 
-    /// `SO_SNDBUF`: the most bytes written and not yet acknowledged by the peer, whether they
-    /// still travel to the engine or wait in the connection's send buffer (Linux's bound on
-    /// queued bytes). Unlike Linux the value is not doubled.
+    /// `SO_SNDBUF`: the connection's send buffer. A writer may have up to twice this written and
+    /// not yet acknowledged by the peer, as Linux, which doubles the value set; unlike Linux,
+    /// the value read back is the one set.
     pub fn send_buffer_size(&self) -> io::Result<usize> {
         Ok(self.sndbuf)
     }
@@ -582,7 +583,7 @@ impl TcpStream {
     pub fn set_send_buffer_size(&mut self, bytes: usize) -> io::Result<()> {
         let bytes = bytes.max(1);
         self.set(Opt::SendBuf(bytes))?;
-        let delta = bytes as isize - self.sndbuf as isize;
+        let delta = send_credit(bytes) - send_credit(self.sndbuf);
         self.shared.send_credit.fetch_add(delta, SeqCst);
         self.sndbuf = bytes;
         Ok(())
