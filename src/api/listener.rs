@@ -1,5 +1,9 @@
 //! [`TcpListener`]: accepting connections on an application thread, like
 //! `std::net::TcpListener`.
+//!
+//! User side of the threaded API: every engine sends the connections it accepts on the port
+//! as `Accepted` messages to one queue, and [`TcpListener::accept`] builds the [`TcpStream`]
+//! from one. Messages still queued when the listener is dropped close their connections.
 
 use std::io;
 use std::net::{SocketAddr, SocketAddrV4};
@@ -8,7 +12,7 @@ use std::sync::Weak;
 use crossbeam::channel::{Receiver, TryRecvError};
 
 use super::error::{to_io, would_block};
-use super::sock::{Command, EngineHandle};
+use super::shared::{Accepted, Command, EngineHandle, SockDefaults};
 use super::stack::Stack;
 use super::stream::TcpStream;
 use crate::io::xdp::SteerProgram;
@@ -40,13 +44,14 @@ use crate::tcp;
 /// ```
 pub struct TcpListener {
     local: SocketAddrV4,
-    rx: Receiver<TcpStream>,
+    rx: Receiver<Accepted>,
     /// Our end's identity for the engines: another listener's failed bind must not unlisten us.
     id: u64,
     /// Every engine accepted the port.
     bound: bool,
     engines: Vec<EngineHandle>,
     program: Option<Weak<SteerProgram>>,
+    defaults: SockDefaults,
     nonblocking: bool,
 }
 
@@ -65,6 +70,7 @@ impl TcpListener {
             bound: false,
             engines: stack.engines(),
             program: stack.program(),
+            defaults: stack.defaults(),
             nonblocking: false,
         };
         for e in &listener.engines {
@@ -72,7 +78,7 @@ impl TcpListener {
             let sent = e.send(Command::Listen {
                 port,
                 id: listener.id,
-                backlog: stack.defaults().backlog,
+                backlog: listener.defaults.backlog,
                 accept: accept.clone(),
                 reply,
             });
@@ -94,17 +100,18 @@ impl TcpListener {
     /// Waits for the next connection (`EAGAIN` at once in non-blocking mode;
     /// `ECONNABORTED` once the stack shut down).
     pub fn accept(&self) -> io::Result<(TcpStream, SocketAddr)> {
-        let s = if self.nonblocking {
+        let a = if self.nonblocking {
             match self.rx.try_recv() {
-                Ok(s) => s,
+                Ok(a) => a,
                 Err(TryRecvError::Empty) => return Err(would_block()),
                 Err(TryRecvError::Disconnected) => return Err(to_io(tcp::Error::Aborted)),
             }
         } else {
             self.rx.recv().map_err(|_| to_io(tcp::Error::Aborted))?
         };
-        let peer = s.peer_addr()?;
-        Ok((s, peer))
+        let (local, peer) = (a.local, a.peer);
+        let s = TcpStream::new(a.take(), local, peer, self.defaults);
+        Ok((s, SocketAddr::V4(peer)))
     }
 
     /// The address listened on.

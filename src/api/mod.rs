@@ -9,7 +9,15 @@
 //!   flags, shutdown, buffer sizes and `SO_ERROR`. Each call crosses to the engine's core
 //!   through crossbeam channels (one command queue per engine, one event channel per socket;
 //!   no lock on the engine's side); credits in atomics bound what either side buffers (see
-//!   `sock.rs`). The bytes are copied once more each way, into and out of the messages.
+//!   `shared.rs`). A write copies each byte once: into a buffer that the connection's send
+//!   buffer then keeps as it is. A read copies each byte three times: frame to receive buffer,
+//!   receive buffer to a message, message to the caller ([`TcpStream::copies`] counts them).
+//!
+//! Inside, the threaded API has two sides that meet only in the types of `shared.rs`: the
+//! engine-side bridge (`bridge.rs`, an [`crate::engine::App`] in every engine) sends messages,
+//! including an `Accepted` for each connection a listener gets, and the user side
+//! ([`stream`], [`listener`]) builds its sockets from them; [`stack`] starts the engines with the
+//! bridge. No module imports one that imports it back.
 //!
 //! Both come from a [`Stack`] built by [`StackBuilder`]: on an interface with AF_XDP and the
 //! XDP steering program, or over any [`crate::io::PacketIo`] (such as the in-memory
@@ -26,11 +34,12 @@
 //! single queue for clients until flow steering (or a connection hand-off) exists.
 #![warn(missing_docs)]
 
+mod bridge;
 pub mod error;
 pub mod handler;
 mod linger;
 pub mod listener;
-mod sock;
+mod shared;
 pub mod stack;
 pub mod stream;
 
@@ -38,4 +47,4 @@ pub use crate::tcp::KeepAlive;
 pub use handler::{Cx, Handler, HandlerApp};
 pub use listener::TcpListener;
 pub use stack::{Device, Stack, StackBuilder};
-pub use stream::{RecvFlags, SendFlags, TcpStream};
+pub use stream::{Copies, RecvFlags, SendFlags, TcpStream};

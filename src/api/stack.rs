@@ -1,5 +1,9 @@
 //! Starting and stopping a stack: [`StackBuilder`] and the [`Stack`] handle.
 //!
+//! The stack joins the two sides of the threaded API: it runs the engine-side bridge
+//! (`bridge.rs`) in every engine and gives the user side (`TcpStream`, `TcpListener`) the
+//! handles to reach them; it imports neither user-side type.
+//!
 //! On an interface ([`StackBuilder::start`]): load the XDP steering program, tell it our
 //! address, ephemeral ports and listening ports, attach it (native, else generic), then start
 //! one engine per queue on its own thread (pinned to a core if asked), each opening its AF_XDP
@@ -25,8 +29,9 @@ use std::time::Duration;
 
 use crossbeam::channel::Sender;
 
+use super::bridge::StackApp;
 use super::handler::{Handler, HandlerApp};
-use super::sock::{Control, EngineHandle, SockDefaults, StackApp, Wake};
+use super::shared::{Control, EngineHandle, SockDefaults, Wake};
 use crate::engine::cores::{enter_netns, CoreId, CoreSpec, EngineThreads};
 use crate::engine::endpoint::{EngineIo, InterfaceConfig, XdpInterface};
 use crate::engine::{EngineConfig, IdleBackoff};

@@ -1,4 +1,22 @@
 //! [`TcpStream`]: a connection used from an application thread, like `std::net::TcpStream`.
+//!
+//! The user side of the threaded API (see `shared.rs` for the direction of the modules):
+//! a stream is built here, from the `Ends` a connect sets up or a listener receives in an
+//! `Accepted`, never by the engine.
+//!
+//! # Copies per byte
+//!
+//! - **write: one.** [`TcpStream::write`] copies the caller's slice once, into a buffer (reused
+//!   from a pool the engine refills with acknowledged ones) that travels to the engine and joins
+//!   the connection's send buffer whole; segments are then built from it straight into the
+//!   transmit frame, as for every connection.
+//! - **read: three.** The frame's payload is copied into the connection's receive buffer (the
+//!   frame goes back to the kernel at once), the engine copies the bytes from there into a
+//!   message buffer for this thread (the receive buffer is a ring the engine keeps writing
+//!   into), and [`TcpStream::read`] copies them into the caller's slice.
+//!
+//! [`TcpStream::copies`] counts every one of them. A [`super::Handler`] avoids the thread hop
+//! and its copies: one each way.
 
 use std::collections::VecDeque;
 use std::io::{self, Read, Write};
@@ -10,7 +28,10 @@ use std::time::{Duration, Instant};
 use crossbeam::channel::{Receiver, RecvTimeoutError, TryRecvError};
 
 use super::error::{broken_pipe, not_connected, reported, to_io, would_block};
-use super::sock::{Command, EngineHandle, Ev, Opt, Shared, SockDefaults};
+use super::shared::{
+    send_credit, Command, CopyCounters, Ends, EngineHandle, Ev, Opt, Shared, SockDefaults,
+    MAX_CHUNK,
+};
 use super::stack::Stack;
 use crate::tcp::{self, KeepAlive};
 
@@ -84,15 +105,19 @@ pub struct TcpStream {
 }
 
 impl TcpStream {
-    pub(crate) fn from_parts(
-        token: u64,
-        engine: EngineHandle,
-        rx: Receiver<Ev>,
-        shared: Arc<Shared>,
+    /// The stream over `ends`, which it owns from now on: dropping it closes the connection.
+    pub(crate) fn new(
+        ends: Ends,
         local: SocketAddrV4,
         peer: SocketAddrV4,
         d: SockDefaults,
     ) -> Self {
+        let Ends {
+            token,
+            engine,
+            rx,
+            shared,
+        } = ends;
         TcpStream {
             token,
             engine,
@@ -149,15 +174,14 @@ impl TcpStream {
         let shared = Shared::new(d.sndbuf, d.rcvbuf);
         let (tx, rx) = crossbeam::channel::unbounded();
         let unspecified = SocketAddrV4::new(std::net::Ipv4Addr::UNSPECIFIED, 0);
-        let mut s = TcpStream::from_parts(
+        let ends = Ends {
             token,
-            engine.clone(),
+            engine: engine.clone(),
             rx,
-            Arc::clone(&shared),
-            unspecified,
-            remote,
-            d,
-        );
+            shared: Arc::clone(&shared),
+        };
+        // Built before the engine hears of it, so that giving up (a time-out) closes it.
+        let mut s = TcpStream::new(ends, unspecified, remote, d);
         if !engine.send(Command::Connect {
             token,
             remote,
@@ -201,6 +225,7 @@ impl TcpStream {
             Ev::Data(v) => {
                 if self.read_shut {
                     self.release(v.len());
+                    self.shared.recycle_recv(v);
                 } else {
                     self.buffered += v.len();
                     self.chunks.push_back(v);
@@ -282,8 +307,11 @@ impl TcpStream {
                 head += k;
             }
         }
+        CopyCounters::add(&self.shared.copies.message_to_caller, n);
         if consume {
-            self.chunks.drain(..i);
+            for v in self.chunks.drain(..i) {
+                self.shared.recycle_recv(v);
+            }
             self.head = head;
             self.buffered -= n;
             self.release(n);
@@ -388,12 +416,7 @@ impl TcpStream {
             if credit > 0 {
                 let n = data.len().min(credit as usize);
                 self.shared.send_credit.fetch_sub(n as isize, SeqCst);
-                let sent = self.engine.send(Command::Write {
-                    token: self.token,
-                    data: data[..n].to_vec(),
-                    more: flags.more,
-                });
-                if !sent {
+                if !self.post_writes(&data[..n], flags.more) {
                     self.gone();
                     continue;
                 }
@@ -412,6 +435,24 @@ impl TcpStream {
         }
     }
 
+    /// Hands `data` to the engine in buffers of at most [`MAX_CHUNK`] bytes: the one copy of
+    /// the write path. False when the engine is gone.
+    fn post_writes(&mut self, data: &[u8], more: bool) -> bool {
+        let mut ok = true;
+        for part in data.chunks(MAX_CHUNK) {
+            let mut v = self.shared.send_buffer(part.len());
+            v.extend_from_slice(part);
+            CopyCounters::add(&self.shared.copies.write_to_message, part.len());
+            ok &= self.engine.post(Command::Write {
+                token: self.token,
+                data: v,
+                more,
+            });
+        }
+        self.engine.wake();
+        ok
+    }
+
     /// `shutdown(2)`. `Write` sends FIN after the bytes already written (later writes get
     /// `EPIPE`); `Read` drops what is buffered and makes reads return `Ok(0)`; `Both` does
     /// both. `ENOTCONN` once the connection is gone.
@@ -423,7 +464,9 @@ impl TcpStream {
         if matches!(how, Shutdown::Read | Shutdown::Both) && !self.read_shut {
             self.read_shut = true;
             let n = self.buffered;
-            self.chunks.clear();
+            for v in self.chunks.drain(..) {
+                self.shared.recycle_recv(v);
+            }
             self.head = 0;
             self.buffered = 0;
             self.release(n);
@@ -529,8 +572,9 @@ impl TcpStream {
         }))
     }
 
-    /// `SO_SNDBUF`: the bytes a writer may have queued ahead of the connection, which also
-    /// gets a send buffer of this size. Unlike Linux the value is not doubled.
+    /// `SO_SNDBUF`: the connection's send buffer. A writer may have up to twice this written and
+    /// not yet acknowledged by the peer, as Linux, which doubles the value set; unlike Linux,
+    /// the value read back is the one set.
     pub fn send_buffer_size(&self) -> io::Result<usize> {
         Ok(self.sndbuf)
     }
@@ -539,7 +583,7 @@ impl TcpStream {
     pub fn set_send_buffer_size(&mut self, bytes: usize) -> io::Result<()> {
         let bytes = bytes.max(1);
         self.set(Opt::SendBuf(bytes))?;
-        let delta = bytes as isize - self.sndbuf as isize;
+        let delta = send_credit(bytes) - send_credit(self.sndbuf);
         self.shared.send_credit.fetch_add(delta, SeqCst);
         self.sndbuf = bytes;
         Ok(())
@@ -559,6 +603,42 @@ impl TcpStream {
         self.set(Opt::RecvBuf(bytes))?;
         self.rcvbuf = bytes;
         Ok(())
+    }
+}
+
+/// Bytes copied on each step of a [`TcpStream`]'s two paths, since it was opened
+/// ([`TcpStream::copies`]). Each byte written is copied once (`write_to_message`) before it
+/// reaches the send buffer; each byte read three times (`into_recv_buffer`,
+/// `recv_to_message`, `message_to_caller`); see the [module docs](self).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Copies {
+    /// Write: the caller's slices into the buffers sent to the engine.
+    pub write_to_message: u64,
+    /// Write: bytes copied into the connection's send buffer (none: it keeps the buffers
+    /// themselves).
+    pub into_send_buffer: u64,
+    /// Read: received segments' payload into the connection's receive buffer.
+    pub into_recv_buffer: u64,
+    /// Read: the receive buffer into the buffers sent to this thread.
+    pub recv_to_message: u64,
+    /// Read: those buffers into the caller's slices (reads and peeks).
+    pub message_to_caller: u64,
+}
+
+impl TcpStream {
+    /// The bytes copied so far on this stream's paths, counted where they are copied (the
+    /// connection's counts as of the engine's last turn on this socket, which precedes
+    /// anything it sent this thread).
+    pub fn copies(&self) -> Copies {
+        use std::sync::atomic::Ordering::Relaxed;
+        let c = &self.shared.copies;
+        Copies {
+            write_to_message: c.write_to_message.load(Relaxed),
+            into_send_buffer: c.into_send_buffer.load(Relaxed),
+            into_recv_buffer: c.into_recv_buffer.load(Relaxed),
+            recv_to_message: c.recv_to_message.load(Relaxed),
+            message_to_caller: c.message_to_caller.load(Relaxed),
+        }
     }
 }
 

@@ -27,6 +27,8 @@ pub struct Inserted {
     pub advanced: usize,
     /// The segment landed beyond `rcv_nxt` (or did not fit): the peer should get an ACK now.
     pub out_of_order: bool,
+    /// Bytes copied into the buffer (the part of the payload that was new and fit).
+    pub stored: usize,
 }
 
 impl RecvBuffer {
@@ -99,12 +101,14 @@ impl RecvBuffer {
             return Inserted {
                 advanced: 0,
                 out_of_order: before <= 0 && off > self.contig,
+                stored: 0,
             };
         }
         if off > self.contig && !self.ooo.insert(seq, seq + payload.len()) {
             return Inserted {
                 advanced: 0,
                 out_of_order: true,
+                stored: 0,
             };
         }
         self.write_at(off, payload);
@@ -112,6 +116,7 @@ impl RecvBuffer {
             return Inserted {
                 advanced: 0,
                 out_of_order: true,
+                stored: payload.len(),
             };
         }
         let old = self.contig;
@@ -122,6 +127,7 @@ impl RecvBuffer {
         Inserted {
             advanced: self.contig - old,
             out_of_order: false,
+            stored: payload.len(),
         }
     }
 
@@ -191,7 +197,8 @@ mod tests {
             r.insert(start + 4, b"efgh"),
             Inserted {
                 advanced: 0,
-                out_of_order: true
+                out_of_order: true,
+                stored: 4
             }
         );
         assert_eq!(r.len(), 0);
@@ -199,7 +206,8 @@ mod tests {
             r.insert(start, b"abcd"),
             Inserted {
                 advanced: 8,
-                out_of_order: false
+                out_of_order: false,
+                stored: 4
             }
         );
         assert_eq!(r.rcv_nxt(), start + 8);
@@ -212,6 +220,17 @@ mod tests {
         let mut rest = [0u8; 16];
         assert_eq!(r.peek(&mut rest), 5);
         assert_eq!(&rest[..5], b"defgh");
+    }
+
+    #[test]
+    fn stored_counts_only_the_bytes_copied() {
+        let start = SeqNumber(10);
+        let mut r = RecvBuffer::new(8, start, 8);
+        assert_eq!(r.insert(start, b"abcd").stored, 4);
+        // the part already received is skipped, the part past the buffer trimmed
+        assert_eq!(r.insert(start + 2, b"cdefghijkl").stored, 4);
+        assert_eq!(r.insert(start + 1, b"bc").stored, 0);
+        assert_eq!(r.len(), 8);
     }
 
     #[test]

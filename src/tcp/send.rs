@@ -1,40 +1,90 @@
-//! The send buffer: bytes the application queued, from the oldest unacknowledged one on.
+//! The send buffer: bytes the application queued, from the oldest unacknowledged one on, held as
+//! a queue of chunks so that a buffer the application already owns joins it without a copy.
 //!
-//! Invariant: byte `i` of the buffer has sequence number `start + i`, where `start` is the
-//! sequence number of the first data byte not yet acknowledged. Storage grows on demand up to
-//! the configured capacity, so an idle connection costs no buffer memory.
+//! Invariants: `len` bytes are buffered and byte `i` of them has sequence number `start + i`,
+//! where `start` is the sequence number of the first data byte not yet acknowledged. They are
+//! the concatenation of `chunks` minus what is acknowledged at the front of the first one. No
+//! chunk is empty but a lone one, emptied by acknowledgements and kept for the next write (the
+//! request-response case, which then neither allocates nor moves chunks). Each chunk records
+//! `end`, the stream offset (bytes appended since the buffer began) just past its last byte, so
+//! the chunk holding a sequence number is found by binary search and acknowledging bytes
+//! rewrites nothing.
+//!
+//! Two ways in: [`SendBuffer::write`] copies a slice, up to the capacity, into the last chunk's
+//! spare room and then into new chunks (reused spares first, so a connection in a steady state
+//! does not allocate); [`SendBuffer::push`] appends a chunk the caller owns, whole and without
+//! copying, whatever the capacity: its caller bounds what it queues that way (the threaded API's
+//! send credit does). Storage is allocated on demand, so an idle connection costs no buffer
+//! memory; chunks emptied by acknowledgements are kept as spares up to the capacity's worth, or
+//! taken back by the caller with [`SendBuffer::take_spare`] to fill and push again.
 
+use std::cell::Cell;
 use std::collections::VecDeque;
 
 use crate::wire::SeqNumber;
 
+/// The smallest chunk [`SendBuffer::write`] allocates: small writes share one.
+const MIN_CHUNK: usize = 512;
+/// The largest chunk [`SendBuffer::write`] allocates: a segment's payload spans at most two.
+const MAX_CHUNK: usize = 16 * 1024;
+
+#[derive(Debug)]
+struct Chunk {
+    /// Stream offset just past the chunk's last byte.
+    end: u64,
+    data: Vec<u8>,
+}
+
+impl Chunk {
+    #[inline]
+    fn begin(&self) -> u64 {
+        self.end - self.data.len() as u64
+    }
+}
+
 #[derive(Debug)]
 pub struct SendBuffer {
-    data: VecDeque<u8>,
+    chunks: VecDeque<Chunk>,
+    len: usize,
     capacity: usize,
     start: SeqNumber,
+    /// Stream offset just past the last buffered byte: everything ever appended.
+    appended: u64,
+    /// Emptied chunks to reuse, and the sum of their capacities.
+    spare: Vec<Vec<u8>>,
+    spare_bytes: usize,
+    /// The chunk the last [`SendBuffer::copy_out`] ended in (a guess, checked before use).
+    hint: Cell<usize>,
 }
 
 impl SendBuffer {
     pub fn new(capacity: usize, start: SeqNumber) -> Self {
         SendBuffer {
-            data: VecDeque::new(),
+            chunks: VecDeque::new(),
+            len: 0,
             capacity,
             start,
+            appended: 0,
+            spare: Vec::new(),
+            spare_bytes: 0,
+            hint: Cell::new(0),
         }
     }
 
     /// Sequence number just past the last buffered byte.
+    #[inline]
     pub fn end(&self) -> SeqNumber {
-        self.start + self.data.len()
+        self.start + self.len
     }
 
+    #[inline]
     pub fn len(&self) -> usize {
-        self.data.len()
+        self.len
     }
 
+    #[inline]
     pub fn is_empty(&self) -> bool {
-        self.data.is_empty()
+        self.len == 0
     }
 
     pub fn capacity(&self) -> usize {
@@ -42,51 +92,164 @@ impl SendBuffer {
     }
 
     pub fn set_capacity(&mut self, capacity: usize) {
-        self.capacity = capacity.max(self.data.len());
+        self.capacity = capacity.max(self.len);
     }
 
+    /// Room left for [`SendBuffer::write`] (none once pushed chunks fill the capacity or more).
+    #[inline]
     pub fn free(&self) -> usize {
-        self.capacity - self.data.len()
+        self.capacity.saturating_sub(self.len)
     }
 
     /// Appends as much of `bytes` as fits; returns how many were taken.
     pub fn write(&mut self, bytes: &[u8]) -> usize {
         let n = bytes.len().min(self.free());
-        self.data.extend(&bytes[..n]);
+        if n == 0 {
+            return 0;
+        }
+        let mut rest = &bytes[..n];
+        if let Some(last) = self.chunks.back_mut() {
+            // Within the capacity it has: a Vec that grew would move the bytes already there.
+            let k = (last.data.capacity() - last.data.len()).min(rest.len());
+            last.data.extend_from_slice(&rest[..k]);
+            last.end += k as u64;
+            rest = &rest[k..];
+        }
+        let mut end = self.appended + (n - rest.len()) as u64;
+        while !rest.is_empty() {
+            let mut data = match self.spare.pop() {
+                Some(v) => {
+                    self.spare_bytes -= v.capacity();
+                    v
+                }
+                // Growing with what is queued keeps the chunk count logarithmic until MAX_CHUNK.
+                None => Vec::with_capacity(rest.len().max(self.len).clamp(MIN_CHUNK, MAX_CHUNK)),
+            };
+            let k = data.capacity().min(rest.len());
+            data.extend_from_slice(&rest[..k]);
+            end += k as u64;
+            self.chunks.push_back(Chunk { end, data });
+            rest = &rest[k..];
+        }
+        self.appended += n as u64;
+        self.len += n;
+        n
+    }
+
+    /// Appends `chunk` whole, without copying it, even past the capacity. Returns its length.
+    pub fn push(&mut self, chunk: Vec<u8>) -> usize {
+        let n = chunk.len();
+        if n > 0 {
+            if self.len == 0 && self.chunks.len() == 1 {
+                let kept = self.pop_front();
+                self.keep_spare(kept);
+            }
+            self.appended += n as u64;
+            self.len += n;
+            self.chunks.push_back(Chunk {
+                end: self.appended,
+                data: chunk,
+            });
+        }
         n
     }
 
     /// Drops everything before `seq` (it was acknowledged). Returns the number of bytes freed.
     pub fn ack_to(&mut self, seq: SeqNumber) -> usize {
-        let n = (seq.diff(self.start).max(0) as usize).min(self.data.len());
-        self.data.drain(..n);
+        let n = (seq.diff(self.start).max(0) as usize).min(self.len);
+        if n == 0 {
+            return 0;
+        }
         self.start += n;
+        self.len -= n;
+        let first = self.appended - self.len as u64;
+        if self.len == 0 && self.chunks.len() == 1 {
+            // The usual request-response case: keep the chunk in place for the next write.
+            self.chunks[0].data.clear();
+            return n;
+        }
+        while self.chunks.front().is_some_and(|c| c.end <= first) {
+            let data = self.pop_front();
+            self.keep_spare(data);
+        }
         n
+    }
+
+    fn pop_front(&mut self) -> Vec<u8> {
+        self.hint.set(self.hint.get().saturating_sub(1));
+        self.chunks.pop_front().expect("a chunk").data
+    }
+
+    fn keep_spare(&mut self, mut data: Vec<u8>) {
+        if self.spare_bytes + data.capacity() <= self.capacity {
+            data.clear();
+            self.spare_bytes += data.capacity();
+            self.spare.push(data);
+        }
+    }
+
+    /// Takes an emptied chunk (cleared, its capacity kept) to fill and [`SendBuffer::push`]
+    /// again.
+    pub fn take_spare(&mut self) -> Option<Vec<u8>> {
+        let v = self.spare.pop()?;
+        self.spare_bytes -= v.capacity();
+        Some(v)
+    }
+
+    /// Whether [`SendBuffer::take_spare`] has one.
+    pub fn has_spare(&self) -> bool {
+        !self.spare.is_empty()
     }
 
     /// Copies the bytes with sequence numbers `seq .. seq + dst.len()` into `dst`.
     ///
     /// Panics if the range is not buffered: the connection only asks for what it holds.
+    #[inline]
     pub fn copy_out(&self, seq: SeqNumber, dst: &mut [u8]) {
         let off = seq - self.start;
-        let end = off + dst.len();
-        assert!(end <= self.data.len(), "send buffer read past its end");
-        let (a, b) = self.data.as_slices();
-        if off >= a.len() {
-            dst.copy_from_slice(&b[off - a.len()..end - a.len()]);
-        } else if end <= a.len() {
-            dst.copy_from_slice(&a[off..end]);
-        } else {
-            let first = a.len() - off;
-            dst[..first].copy_from_slice(&a[off..]);
-            dst[first..].copy_from_slice(&b[..end - a.len()]);
+        assert!(off + dst.len() <= self.len, "send buffer read past its end");
+        if dst.is_empty() {
+            return;
         }
+        let mut pos = self.appended - (self.len - off) as u64;
+        // Segments mostly go out in order: the last copy's chunk or the next one holds this.
+        let holds = |i: usize| {
+            self.chunks
+                .get(i)
+                .is_some_and(|c| c.begin() <= pos && pos < c.end)
+        };
+        let h = self.hint.get();
+        let mut i = if holds(h) {
+            h
+        } else if holds(h + 1) {
+            h + 1
+        } else {
+            self.chunks.partition_point(|c| c.end <= pos)
+        };
+        let mut out = dst;
+        while !out.is_empty() {
+            let c = &self.chunks[i];
+            let from = (pos - c.begin()) as usize;
+            let k = (c.data.len() - from).min(out.len());
+            let (now, later) = out.split_at_mut(k);
+            now.copy_from_slice(&c.data[from..from + k]);
+            out = later;
+            pos += k as u64;
+            i += 1;
+        }
+        self.hint.set(i - 1);
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn read(b: &SendBuffer, seq: SeqNumber, n: usize) -> Vec<u8> {
+        let mut out = vec![0u8; n];
+        b.copy_out(seq, &mut out);
+        out
+    }
 
     #[test]
     fn write_ack_copy_across_wrap() {
@@ -102,5 +265,95 @@ mod tests {
         assert_eq!(b.end(), SeqNumber(9));
         // acknowledging something already acknowledged changes nothing
         assert_eq!(b.ack_to(SeqNumber(1)), 0);
+    }
+
+    #[test]
+    fn pushed_chunks_join_without_copy_and_reads_span_chunks() {
+        let start = SeqNumber(100);
+        let mut b = SendBuffer::new(16, start);
+        assert_eq!(b.write(b"abc"), 3);
+        let owned = b"defghij".to_vec();
+        let ptr = owned.as_ptr();
+        assert_eq!(b.push(owned), 7);
+        assert_eq!(b.push(Vec::new()), 0);
+        // pushed past the capacity: taken whole, and writes find no room
+        assert_eq!(b.push(vec![b'k'; 10]), 10);
+        assert_eq!((b.len(), b.free()), (20, 0));
+        assert_eq!(b.write(b"x"), 0);
+        assert_eq!(read(&b, start + 1, 12), b"bcdefghijkkk");
+        // the pushed bytes were not moved
+        assert_eq!(b.chunks[1].data.as_ptr(), ptr);
+        assert_eq!(b.ack_to(start + 5), 5);
+        assert_eq!(read(&b, start + 5, 5), b"fghij");
+        assert_eq!(b.ack_to(b.end()), 15);
+        assert!(b.is_empty() && b.chunks.is_empty());
+    }
+
+    #[test]
+    fn acknowledged_chunks_are_reused_up_to_the_capacity() {
+        let start = SeqNumber(0);
+        let mut b = SendBuffer::new(MIN_CHUNK * 2, start);
+        assert_eq!(b.write(&[1; 100]), 100);
+        let first = b.chunks[0].data.as_ptr();
+        // small writes share the chunk
+        assert_eq!(b.write(&[2; 100]), 100);
+        assert_eq!(b.chunks.len(), 1);
+        // all acknowledged: the lone chunk stays for the next write
+        b.ack_to(b.end());
+        assert!(!b.has_spare());
+        assert_eq!(b.write(&[3; 10]), 10);
+        assert_eq!(b.chunks.len(), 1);
+        assert_eq!(b.chunks[0].data.as_ptr(), first, "the chunk was reused");
+        assert_eq!(read(&b, start + 200, 10), [3; 10]);
+        // a pushed chunk takes the place of an emptied lone one, which becomes a spare
+        b.ack_to(b.end());
+        assert_eq!(b.push(vec![4; 3]), 3);
+        assert_eq!(b.chunks.len(), 1);
+        let v = b.take_spare().expect("spare");
+        assert!(v.is_empty() && v.capacity() >= MIN_CHUNK);
+        assert_eq!(b.take_spare(), None);
+        // two chunks acknowledged become spares, then serve writes
+        assert_eq!(b.write(&[5; 600]), 600);
+        assert_eq!(b.chunks.len(), 2);
+        b.ack_to(b.end());
+        assert!(b.has_spare() && b.chunks.is_empty());
+        assert_eq!(b.write(&[6; 5]), 5);
+        assert_eq!(read(&b, start + 813, 5), [6; 5]);
+        // spares beyond the capacity's worth are freed
+        let mut b = SendBuffer::new(4, start);
+        b.push(vec![0; 100]);
+        b.ack_to(b.end());
+        assert!(!b.has_spare());
+    }
+
+    #[test]
+    fn many_chunks_read_back_in_order() {
+        let start = SeqNumber(u32::MAX - 1000);
+        let mut b = SendBuffer::new(256 * 1024, start);
+        let mut all = Vec::new();
+        for i in 0..200u32 {
+            let piece: Vec<u8> = (0..(i * 37 % 700 + 1)).map(|j| (i + j) as u8).collect();
+            if i % 3 == 0 {
+                b.push(piece.clone());
+            } else {
+                assert_eq!(b.write(&piece), piece.len());
+            }
+            all.extend(piece);
+        }
+        assert_eq!(b.len(), all.len());
+        let mut acked = 0;
+        for (off, n) in [(0, 1448), (1448, 1448), (5000, 3000), (all.len() - 9, 9)] {
+            assert_eq!(read(&b, start + off, n), all[off..off + n], "at {off}");
+        }
+        while acked < all.len() {
+            let step = (all.len() - acked).min(1000);
+            assert_eq!(b.ack_to(start + acked + step), step);
+            acked += step;
+            if acked < all.len() {
+                let n = (all.len() - acked).min(1448);
+                assert_eq!(read(&b, start + acked, n), all[acked..acked + n]);
+            }
+        }
+        assert!(b.is_empty());
     }
 }

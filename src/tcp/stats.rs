@@ -59,6 +59,12 @@ counters! {
         dsack_out,
         keepalive_probes,
         icmp_errors,
+        /// Bytes copied from the application's slices into the send buffer
+        /// ([`Connection::send`](crate::tcp::Connection::send); chunks queued with
+        /// [`Connection::send_owned`](crate::tcp::Connection::send_owned) are not copied).
+        send_buf_copied,
+        /// Bytes copied from received segments into the receive buffer.
+        recv_buf_copied,
     }
 }
 

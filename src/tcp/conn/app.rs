@@ -20,8 +20,30 @@ use crate::wire::{SeqNumber, TcpFlags, TcpRepr};
 pub const CORK_LIMIT: Duration = Duration::from_millis(200);
 
 impl Connection {
-    /// Queues bytes for sending; returns how many fit (0 when the buffer is full).
+    /// Queues bytes for sending, copying them into the send buffer; returns how many fit
+    /// (`WouldBlock` when none did).
     pub fn send(&mut self, data: &[u8]) -> Result<usize, Error> {
+        self.may_send()?;
+        let n = self.snd.buf.write(data);
+        if n == 0 && !data.is_empty() {
+            return Err(Error::WouldBlock);
+        }
+        self.stats.send_buf_copied += n as u64;
+        Ok(n)
+    }
+
+    /// Queues `chunk` for sending whole, without copying it: the send buffer keeps the `Vec`
+    /// until its bytes are acknowledged. For a caller that already owns the bytes in a buffer of
+    /// its own, such as the threaded API's bridge. The chunk is taken even past the send
+    /// buffer's capacity, so the caller bounds what it queues this way (the bridge by its send
+    /// credit); [`Connection::send_space`] only says what [`Connection::send`] would take.
+    /// Take emptied chunks back with [`Connection::reclaim_chunk`] to fill them again.
+    pub fn send_owned(&mut self, chunk: Vec<u8>) -> Result<usize, Error> {
+        self.may_send()?;
+        Ok(self.snd.buf.push(chunk))
+    }
+
+    fn may_send(&self) -> Result<(), Error> {
         if let Some(e) = self.error {
             return Err(e);
         }
@@ -29,15 +51,22 @@ impl Connection {
             return Err(Error::BrokenPipe);
         }
         match self.state {
-            State::SynSent | State::SynReceived | State::Established | State::CloseWait => {}
-            State::Closed => return Err(Error::NotConnected),
-            _ => return Err(Error::BrokenPipe),
+            State::SynSent | State::SynReceived | State::Established | State::CloseWait => Ok(()),
+            State::Closed => Err(Error::NotConnected),
+            _ => Err(Error::BrokenPipe),
         }
-        let n = self.snd.buf.write(data);
-        if n == 0 && !data.is_empty() {
-            return Err(Error::WouldBlock);
-        }
-        Ok(n)
+    }
+
+    /// A chunk of the send buffer emptied by acknowledgements (cleared, its capacity kept), to
+    /// fill and queue again with [`Connection::send_owned`] so that a steady stream does not
+    /// allocate. Unclaimed ones serve [`Connection::send`].
+    pub fn reclaim_chunk(&mut self) -> Option<Vec<u8>> {
+        self.snd.buf.take_spare()
+    }
+
+    /// Whether [`Connection::reclaim_chunk`] has one.
+    pub fn has_reclaimable_chunk(&self) -> bool {
+        self.snd.buf.has_spare()
     }
 
     /// Bytes that can be queued now.
@@ -282,5 +311,53 @@ impl Connection {
             backoff: self.rtt.backoff(),
             stats: self.stats,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::testing::{established, from_peer, ms, IRS, ISS, PEER};
+    use super::*;
+    use crate::tcp::config::Config;
+
+    /// The payloads sent at `now`, written out as the host would.
+    fn payloads(c: &mut Connection, now: Instant) -> Vec<u8> {
+        let mut out = Vec::new();
+        while let Some(t) = c.poll_transmit(now) {
+            let mut p = vec![0u8; t.payload_len];
+            c.write_payload(&t, &mut p);
+            out.extend(p);
+        }
+        out
+    }
+
+    #[test]
+    fn owned_chunks_go_out_uncopied_and_come_back_emptied() {
+        let cfg = Config {
+            nodelay: true,
+            send_buffer: 4096,
+            ..Config::default()
+        };
+        let mut c = established(cfg, false);
+        assert_eq!(c.send(b"copied "), Ok(7));
+        let chunk = b"owned".repeat(1000);
+        assert_eq!(c.send_owned(chunk.clone()), Ok(5000));
+        // past the capacity: the chunk was taken whole, the copying path takes nothing
+        assert_eq!((c.send_queue(), c.send_space()), (5007, 0));
+        assert_eq!(c.send(b"x"), Err(Error::WouldBlock));
+        assert_eq!(c.stats().send_buf_copied, 7);
+        let sent = payloads(&mut c, ms(110));
+        assert_eq!(sent[..7], *b"copied ");
+        assert_eq!(sent[7..], chunk[..]);
+        assert!(!c.has_reclaimable_chunk());
+        let ack = from_peer(IRS + 1, ISS + 1 + 5007, TcpFlags::ACK);
+        c.handle_segment(ms(210), *PEER.ip(), &ack);
+        assert_eq!(c.send_queue(), 0);
+        // the owned chunk is bigger than the buffer's capacity, so only the small one is kept
+        let spare = c.reclaim_chunk().expect("an emptied chunk");
+        assert!(spare.is_empty() && spare.capacity() >= 7);
+        assert_eq!(c.reclaim_chunk(), None);
+        c.close();
+        assert_eq!(c.send_owned(vec![1]), Err(Error::BrokenPipe));
     }
 }

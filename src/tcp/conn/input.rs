@@ -398,6 +398,7 @@ impl Connection {
         self.stats.bytes_in += payload.len() as u64;
         let full = payload.len() >= self.opts.mss;
         let r = self.rcv.buf.insert(seq, payload);
+        self.stats.recv_buf_copied += r.stored as u64;
         if r.out_of_order {
             self.stats.ooo_segs_in += 1;
             self.rcv.ack = AckState::Now;

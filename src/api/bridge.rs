@@ -1,230 +1,54 @@
-//! The engine's side of the threaded API: the commands application threads send, the events
-//! each socket receives, and [`StackApp`], the [`App`] that serves both and the handlers.
+//! The engine's side of the threaded API: [`StackApp`], the [`App`] every engine of a
+//! [`super::Stack`] runs, serving the handlers and the sockets of application threads.
 //!
-//! Between an application thread and the engine's core there are only crossbeam channels and
-//! atomics: one command queue per engine (any thread to the engine) and one event channel per
-//! socket (engine to the socket's owner). Neither side ever waits for the other while holding
-//! anything, and the engine never blocks: it only `try_recv`s commands and `send`s on unbounded
-//! channels whose depth the credits below bound.
+//! Each iteration it takes the commands queued for its engine, then the host's events; for a
+//! socket it moves bytes between the connection and the messages ([`super::shared`] describes
+//! them and the credits that bound both directions). It never builds a user-side type: a new
+//! connection on a listener goes out as an [`Accepted`], an active open's result as
+//! [`Ev::Connected`] or an error.
 //!
-//! Flow control, both ways, with atomics in [`Shared`]:
-//! - **receive**: the engine moves bytes out of the connection into `Data` events only while
-//!   the bytes the application holds (`recv_outstanding`, sent and not yet read) are below
-//!   `recv_limit` (SO_RCVBUF). Past it the bytes stay in the connection, whose window closes,
-//!   so the peer stops. The engine then sets `recv_blocked`; the reader, after consuming, sees
-//!   the flag and sends a `Credit` command so the engine resumes.
-//! - **send**: a write takes credit (`send_credit`, SO_SNDBUF to start with) before handing its
-//!   bytes to the engine, and blocks (or returns `EAGAIN`) without it; the engine returns the
-//!   credit when the bytes enter the connection's send buffer. So at most SO_SNDBUF bytes wait
-//!   in the queue and the engine, plus the send buffer itself (Linux also reserves twice the
-//!   value set). A waiting writer sets `send_waiting`; the engine answers it with a `Credit` event.
+//! Write path: a [`Command::Write`]'s buffer goes into the connection's send buffer whole
+//! ([`tcp::Connection::send_owned`]), so the writer's copy into it is the only one before the
+//! transmit frame. `MSG_MORE` is the connection's cork: corked before the bytes are queued,
+//! uncorked after a write without it; shutting down writing closes, which uncorks. Credit comes
+//! back as the peer acknowledges, and the emptied buffers go back to the writer's pool.
+//!
+//! Read path: bytes are copied out of the receive buffer into [`Ev::Data`] buffers (a second
+//! copy after the one from the frame; the receive buffer is a ring the engine keeps writing
+//! into), which the reader copies into its own slices.
+//!
+//! Neither side ever waits for the other while holding anything, and the engine never blocks: it
+//! only `try_recv`s commands and `send`s on unbounded channels whose depth the credits bound.
 
-use std::collections::{HashMap, VecDeque};
-use std::net::{Shutdown, SocketAddrV4};
-use std::sync::atomic::{AtomicBool, AtomicIsize, AtomicU64, AtomicUsize, Ordering::SeqCst};
+use std::collections::HashMap;
+use std::net::Shutdown;
+use std::sync::atomic::{AtomicU64, Ordering::SeqCst};
 use std::sync::Arc;
 
 use crossbeam::channel::{Receiver, Sender};
 
 use super::handler::HandlerApp;
 use super::linger::Lingering;
-use super::stream::TcpStream;
+use super::shared::{
+    Accepted, Command, Control, CopyCounters, Ends, EngineHandle, Ev, Opt, Shared, SockDefaults,
+    MAX_CHUNK,
+};
 use crate::engine::App;
 use crate::host::{ConnId, Host};
-use crate::tcp::{self, Event, KeepAlive};
-use crate::time::{Duration, Instant};
-
-/// How long bytes written with `more` are held for coalescing (Linux's `TCP_CORK` limit).
-pub(crate) const CORK_LIMIT: Duration = Duration::from_millis(200);
-/// Largest `Data` event.
-const MAX_CHUNK: usize = 256 * 1024;
-
-/// Atomics shared by one socket's owner and its engine.
-#[derive(Debug)]
-pub(crate) struct Shared {
-    pub send_credit: AtomicIsize,
-    pub send_waiting: AtomicBool,
-    pub recv_outstanding: AtomicUsize,
-    pub recv_limit: AtomicUsize,
-    pub recv_blocked: AtomicBool,
-}
-
-impl Shared {
-    pub fn new(sndbuf: usize, rcvbuf: usize) -> Arc<Self> {
-        Arc::new(Shared {
-            send_credit: AtomicIsize::new(sndbuf as isize),
-            send_waiting: AtomicBool::new(false),
-            recv_outstanding: AtomicUsize::new(0),
-            recv_limit: AtomicUsize::new(rcvbuf),
-            recv_blocked: AtomicBool::new(false),
-        })
-    }
-}
-
-/// A socket option set from an application thread.
-#[derive(Debug, Clone, Copy)]
-pub(crate) enum Opt {
-    NoDelay(bool),
-    KeepAlive(Option<KeepAlive>),
-    SendBuf(usize),
-    RecvBuf(usize),
-}
-
-/// Application thread -> engine.
-pub(crate) enum Command {
-    Connect {
-        token: u64,
-        remote: SocketAddrV4,
-        tx: Sender<Ev>,
-        shared: Arc<Shared>,
-    },
-    Listen {
-        port: u16,
-        id: u64,
-        backlog: usize,
-        accept: Sender<TcpStream>,
-        reply: Sender<std::io::Result<()>>,
-    },
-    Unlisten {
-        port: u16,
-        id: u64,
-    },
-    Write {
-        token: u64,
-        data: Vec<u8>,
-        more: bool,
-    },
-    Shutdown {
-        token: u64,
-        how: Shutdown,
-    },
-    /// The owner dropped the socket; `unread` when it held bytes it never read (close with
-    /// unread data resets, as in Linux).
-    Close {
-        token: u64,
-        unread: bool,
-    },
-    Set {
-        token: u64,
-        opt: Opt,
-    },
-    /// The reader consumed bytes after the engine stopped for lack of receive credit.
-    Credit {
-        token: u64,
-    },
-}
-
-/// Engine -> one socket's owner.
-#[derive(Debug)]
-pub(crate) enum Ev {
-    Connected {
-        local: SocketAddrV4,
-        peer: SocketAddrV4,
-    },
-    Data(Vec<u8>),
-    Eof,
-    Error(tcp::Error),
-    Credit,
-}
-
-/// A way to an engine: its command queue and, for devices that sleep, a wake-up.
-#[derive(Clone)]
-pub(crate) struct EngineHandle {
-    pub cmd: Sender<Command>,
-    pub wake: Option<Wake>,
-}
-
-/// How an engine sleeping in its device's wait is woken.
-#[derive(Clone)]
-pub(crate) enum Wake {
-    /// A channel the device selects on ([`crate::io::mem::ChanIo::waker`]).
-    Chan(Sender<()>),
-    /// The eventfd an AF_XDP socket polls beside itself.
-    Xdp(crate::io::xdp::Waker),
-}
-
-impl Wake {
-    pub fn wake(&self) {
-        match self {
-            Wake::Chan(s) => {
-                let _ = s.try_send(());
-            }
-            Wake::Xdp(w) => w.wake(),
-        }
-    }
-}
-
-impl EngineHandle {
-    /// False when the engine is gone.
-    pub fn send(&self, c: Command) -> bool {
-        let ok = self.cmd.send(c).is_ok();
-        if let Some(w) = &self.wake {
-            w.wake();
-        }
-        ok
-    }
-}
-
-/// Stack-wide shutdown state shared by the handle and every engine.
-pub(crate) struct Control {
-    requested: AtomicBool,
-    panicked: AtomicBool,
-    pub drained: AtomicUsize,
-    notify_tx: Sender<()>,
-    notify_rx: Receiver<()>,
-}
-
-impl Control {
-    pub fn new() -> Arc<Self> {
-        let (notify_tx, notify_rx) = crossbeam::channel::bounded(1);
-        Arc::new(Control {
-            requested: AtomicBool::new(false),
-            panicked: AtomicBool::new(false),
-            drained: AtomicUsize::new(0),
-            notify_tx,
-            notify_rx,
-        })
-    }
-
-    pub fn request(&self) {
-        if !self.requested.swap(true, SeqCst) {
-            let _ = self.notify_tx.try_send(());
-        }
-    }
-
-    pub fn requested(&self) -> bool {
-        self.requested.load(SeqCst)
-    }
-
-    pub fn panicked(&self) -> bool {
-        self.panicked.load(SeqCst)
-    }
-
-    /// Blocks until shutdown is requested.
-    pub fn wait(&self) {
-        while !self.requested() {
-            let _ = self
-                .notify_rx
-                .recv_timeout(std::time::Duration::from_millis(100));
-        }
-    }
-}
+use crate::tcp::{self, Event};
+use crate::time::Instant;
 
 /// Engine-side state of one socket.
 struct Sock {
     conn: ConnId,
     tx: Sender<Ev>,
     shared: Arc<Shared>,
-    /// Written by the owner, not yet in the connection's send buffer.
-    pending: VecDeque<u8>,
-    /// The last write asked to hold for coalescing (`MSG_MORE`), until this instant.
-    hold_until: Option<Instant>,
-    shut_wr: bool,
-    fin_queued: bool,
+    /// Bytes queued in the connection whose credit the writer has not got back: they leave the
+    /// send buffer when acknowledged.
+    queued: usize,
     read_shut: bool,
     eof_sent: bool,
     err_sent: bool,
-    closed: bool,
 }
 
 impl Sock {
@@ -233,14 +57,10 @@ impl Sock {
             conn,
             tx,
             shared,
-            pending: VecDeque::new(),
-            hold_until: None,
-            shut_wr: false,
-            fin_queued: false,
+            queued: 0,
             read_shut: false,
             eof_sent: false,
             err_sent: false,
-            closed: false,
         }
     }
 
@@ -255,15 +75,6 @@ impl Sock {
     }
 }
 
-/// Settings every socket starts with.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct SockDefaults {
-    pub sndbuf: usize,
-    pub rcvbuf: usize,
-    pub backlog: usize,
-    pub grace: Duration,
-}
-
 /// The [`App`] of every engine of a [`super::Stack`]: handlers plus threaded sockets.
 pub(crate) struct StackApp {
     pub handlers: HandlerApp,
@@ -271,9 +82,9 @@ pub(crate) struct StackApp {
     by_conn: HashMap<ConnId, u64, ahash::RandomState>,
     /// Released by their owner and not closed yet: bytes arriving now are answered by RST.
     lingering: Lingering,
-    listeners: HashMap<u16, (u64, Sender<TcpStream>), ahash::RandomState>,
-    held: Vec<u64>,
+    listeners: HashMap<u16, (u64, Sender<Accepted>), ahash::RandomState>,
     cmds: Receiver<Command>,
+    /// This engine, for the sockets it hands out.
     me: EngineHandle,
     control: Arc<Control>,
     tokens: Arc<AtomicU64>,
@@ -297,7 +108,6 @@ impl StackApp {
             by_conn: HashMap::default(),
             lingering: Lingering::default(),
             listeners: HashMap::default(),
-            held: Vec::new(),
             cmds,
             me,
             control,
@@ -311,6 +121,12 @@ impl StackApp {
     fn add_sock(&mut self, token: u64, sock: Sock) {
         self.by_conn.insert(sock.conn, token);
         self.socks.insert(token, sock);
+    }
+
+    fn remove_sock(&mut self, token: u64) -> Option<Sock> {
+        let s = self.socks.remove(&token)?;
+        self.by_conn.remove(&s.conn);
+        Some(s)
     }
 
     fn command(&mut self, now: Instant, host: &mut Host, cmd: Command) {
@@ -366,16 +182,24 @@ impl StackApp {
             }
             Command::Write { token, data, more } => {
                 if let Some(s) = self.socks.get_mut(&token) {
-                    s.pending.extend(&data);
-                    if more {
-                        if s.hold_until.is_none() {
-                            s.hold_until = Some(now + CORK_LIMIT);
-                            self.held.push(token);
+                    let n = data.len();
+                    let r = host.with_conn(s.conn, |c| {
+                        if more {
+                            c.set_cork(now, true);
                         }
-                    } else {
-                        s.hold_until = None;
+                        let r = c.send_owned(data);
+                        if !more {
+                            c.set_cork(now, false);
+                        }
+                        r
+                    });
+                    match r {
+                        Some(Ok(n)) => s.queued += n,
+                        // The connection failed or is gone: the bytes can never go; the error
+                        // reaches the owner from `service`.
+                        _ => s.credit(n),
                     }
-                    self.service(now, host, token);
+                    self.service(host, token);
                 }
             }
             Command::Shutdown { token, how } => {
@@ -385,23 +209,19 @@ impl StackApp {
                         host.with_conn(s.conn, |c| c.shutdown_read());
                     }
                     if matches!(how, Shutdown::Write | Shutdown::Both) {
-                        s.shut_wr = true;
-                        s.hold_until = None;
+                        // FIN after the bytes already queued; a cork no longer holds them.
+                        host.with_conn(s.conn, |c| c.close());
                     }
-                    self.service(now, host, token);
+                    self.service(host, token);
                 }
             }
             Command::Close { token, unread } => {
-                if let Some(s) = self.socks.get_mut(&token) {
-                    s.closed = true;
-                    s.hold_until = None;
+                if let Some(s) = self.remove_sock(token) {
                     if unread {
                         host.abort(s.conn);
-                        let s = self.socks.remove(&token).expect("present");
-                        self.by_conn.remove(&s.conn);
-                        return;
+                    } else {
+                        self.lingering.close(host, s.conn);
                     }
-                    self.service(now, host, token);
                 }
             }
             Command::Set { token, opt } => {
@@ -413,64 +233,46 @@ impl StackApp {
                         Opt::SendBuf(n) => c.set_send_capacity(n),
                         Opt::RecvBuf(n) => c.set_recv_capacity(n),
                     });
-                    self.service(now, host, token);
+                    self.service(host, token);
                 }
             }
             Command::Credit { token } => {
-                self.service(now, host, token);
+                self.service(host, token);
             }
         }
     }
 
-    /// Moves bytes between the socket's owner and its connection as far as credits and buffer
-    /// space allow, then reports end of stream and errors once everything before them went out.
-    fn service(&mut self, now: Instant, host: &mut Host, token: u64) -> usize {
+    /// Settles a socket with its connection: gives back the credit of acknowledged bytes and
+    /// their buffers, moves received bytes to the owner as far as its credit allows, then
+    /// reports end of stream and errors once everything before them went out.
+    fn service(&mut self, host: &mut Host, token: u64) -> usize {
         let Some(s) = self.socks.get_mut(&token) else {
             return 0;
         };
         let id = s.conn;
         let mut work = 0;
-        if !s.pending.is_empty() {
-            let hold = s.hold_until.is_some_and(|t| now < t);
-            let mss = host.conn(id).map_or(1, |c| c.mss().max(1));
-            let allowed = if hold {
-                s.pending.len() / mss * mss
-            } else {
-                s.pending.len()
-            };
-            if allowed > 0 {
-                let data = s.pending.make_contiguous();
-                match host.with_conn(id, |c| c.send(&data[..allowed])) {
-                    Some(Ok(n)) => {
-                        s.pending.drain(..n);
-                        s.credit(n);
-                        work += n;
-                    }
-                    Some(Err(tcp::Error::WouldBlock)) => {}
-                    // The connection failed or is gone: the bytes can never go; the error
-                    // reaches the owner below.
-                    _ => {
-                        let n = s.pending.len();
-                        s.pending.clear();
-                        s.credit(n);
+        let Some(c) = host.conn(id) else {
+            // Gone: nothing queued will be acknowledged.
+            let n = std::mem::take(&mut s.queued);
+            s.credit(n);
+            return 0;
+        };
+        s.shared.copies.mirror(c.stats());
+        let acked = s.queued.saturating_sub(c.send_queue());
+        if acked > 0 {
+            s.queued -= acked;
+            s.credit(acked);
+            work += 1;
+        }
+        if c.has_reclaimable_chunk() && !s.shared.send_pool_full() {
+            host.with_conn(id, |c| {
+                while let Some(v) = c.reclaim_chunk() {
+                    s.shared.recycle_send(v);
+                    if s.shared.send_pool_full() {
+                        break;
                     }
                 }
-            }
-        }
-        if s.pending.is_empty() {
-            s.hold_until = None;
-        }
-        if s.pending.is_empty() && (s.shut_wr || s.closed) && !s.fin_queued {
-            s.fin_queued = true;
-            host.with_conn(id, |c| c.close());
-        }
-        if s.closed {
-            if s.pending.is_empty() {
-                self.lingering.close(host, id);
-                self.socks.remove(&token);
-                self.by_conn.remove(&id);
-            }
-            return work;
+            });
         }
         if !s.read_shut {
             while let Some(c) = host.conn(id) {
@@ -489,7 +291,7 @@ impl StackApp {
                     continue;
                 }
                 let n = queued.min(limit - held).min(MAX_CHUNK);
-                let mut v = Vec::with_capacity(n);
+                let mut v = s.shared.recv_buffer(n);
                 host.with_conn(id, |c| {
                     let (a, b) = c.readable();
                     let x = a.len().min(n);
@@ -497,6 +299,7 @@ impl StackApp {
                     v.extend_from_slice(&b[..n - x]);
                     c.consume(n);
                 });
+                CopyCounters::add(&s.shared.copies.recv_to_message, n);
                 s.shared.recv_outstanding.fetch_add(n, SeqCst);
                 let _ = s.tx.send(Ev::Data(v));
                 work += n;
@@ -532,13 +335,13 @@ impl StackApp {
                     });
                 }
             }
-            return 1 + self.service(now, host, token);
+            return 1 + self.service(host, token);
         }
         if self.handlers.claims(host, id, ev) {
             self.handlers.handle_event(now, host, id, ev);
             if self.handlers.stop_requested() && !self.control.requested() {
                 if self.handlers.panicked() {
-                    self.control.panicked.store(true, SeqCst);
+                    self.control.set_panicked();
                 }
                 self.control.request();
             }
@@ -567,20 +370,19 @@ impl StackApp {
                 c.set_recv_capacity(self.defaults.rcvbuf);
             });
             self.add_sock(token, Sock::new(conn, tx, Arc::clone(&shared)));
-            let stream = TcpStream::from_parts(
+            // Bytes and FIN that came before the accept raised no event of their own.
+            work += 1 + self.service(host, token);
+            let ends = Ends {
                 token,
-                self.me.clone(),
+                engine: self.me.clone(),
                 rx,
                 shared,
-                local,
-                peer,
-                self.defaults,
-            );
-            // Bytes and FIN that came before the accept raised no event of their own.
-            work += 1 + self.service(now, host, token);
+            };
+            let accepted = Accepted::new(ends, local, peer);
             if let Some(l) = self.listeners.get(&port) {
-                if l.1.send(stream).is_err() {
-                    // The listener is gone; dropping the stream closes the connection.
+                if l.1.send(accepted).is_err() {
+                    // The listener is gone; the returned message, dropped, closes the
+                    // connection through our own queue.
                     self.listeners.remove(&port);
                 }
             }
@@ -615,25 +417,6 @@ impl App for StackApp {
         }
         for &(id, ev) in events {
             work += self.event(now, host, id, ev);
-        }
-        if !self.held.is_empty() {
-            let due: Vec<u64> = self
-                .held
-                .iter()
-                .copied()
-                .filter(|t| {
-                    self.socks
-                        .get(t)
-                        .is_none_or(|s| s.hold_until.is_none_or(|h| h <= now))
-                })
-                .collect();
-            self.held.retain(|t| !due.contains(t));
-            for t in due {
-                if let Some(s) = self.socks.get_mut(&t) {
-                    s.hold_until = None;
-                }
-                work += self.service(now, host, t);
-            }
         }
         if self.control.requested() && self.shutdown_at.is_none() {
             self.begin_shutdown(now, host);
