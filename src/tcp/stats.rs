@@ -59,6 +59,12 @@ counters! {
         dsack_out,
         keepalive_probes,
         icmp_errors,
+        /// Times ICMP (or the host's cache) lowered the path MTU (RFC 1191).
+        pmtu_reductions,
+        /// Retransmissions of segments the path MTU had become too small for.
+        retrans_mtu,
+        /// Times black-hole detection lowered the MSS after repeated timeouts (RFC 4821).
+        black_hole_fallbacks,
     }
 }
 
