@@ -22,7 +22,7 @@
 use super::space::MIN_SND_MSS;
 use super::Connection;
 use crate::tcp::config::Config;
-use crate::tcp::congestion::Controller;
+use crate::tcp::congestion::CongestionControl;
 use crate::tcp::event::Error;
 use crate::tcp::state::State;
 use crate::time::Instant;
@@ -74,9 +74,14 @@ impl Connection {
         self.path.pmtu
     }
 
-    /// Sets the negotiated MSS from the path (Linux's `tcp_sync_mss`).
+    /// Sets the negotiated MSS from the path (Linux's `tcp_sync_mss`); congestion control's
+    /// windows keep their size in segments.
     pub(super) fn sync_mss(&mut self) {
+        let before = self.opts.mss;
         self.opts.sync_mss(self.path.mss());
+        if self.opts.mss != before {
+            self.cc.set_mss(self.opts.mss);
+        }
     }
 
     /// Bytes of the SACK option the next segment carries: exactly what `fill_sack` will put in.
@@ -134,8 +139,8 @@ impl Connection {
     /// Lowers the path MTU to `mtu` (at least [`MIN_PMTU`]) until `until`, if that is lower
     /// than the one in use; returns the new path MTU then. What is in flight and no longer fits
     /// was dropped on the way: it is marked lost and sent again at once, re-segmented, without
-    /// reducing the congestion window (the units changed, not the congestion: Linux's
-    /// `tcp_simple_retransmit`). Also how the host passes on its cached path MTU to a new
+    /// reducing the congestion window, which keeps its size in segments (the units changed,
+    /// not the congestion: Linux's `tcp_simple_retransmit`). Also how the host passes on its cached path MTU to a new
     /// connection (call it right after creating it) or to the other connections to a peer.
     pub fn lower_path_mtu(&mut self, now: Instant, mtu: u16, until: Instant) -> Option<u16> {
         let mtu = mtu.max(MIN_PMTU);
@@ -147,10 +152,7 @@ impl Connection {
         self.stats.pmtu_reductions += 1;
         let before = self.opts.mss;
         self.sync_mss();
-        if self.snd.max.diff(self.snd.iss) <= 1 {
-            // nothing but the SYN sent: start congestion control at the path's MSS
-            self.cc = Controller::new(self.cfg.congestion, self.opts.mss, self.cfg.initial_window);
-        } else if self.opts.mss < before && self.state.is_synchronized() {
+        if self.opts.mss < before && self.state.is_synchronized() {
             let mss = self.current_mss();
             let (rec, mut cx) = self.loss(now);
             rec.on_mtu_reduced(&mut cx, mss);
@@ -332,13 +334,14 @@ mod tests {
             Some(1280)
         );
         assert_eq!((c.path_mtu(), c.mss()), (1280, 1280 - 40 - 12));
-        // everything in flight was too big: resent at the new size, cwnd untouched
+        // everything in flight was too big: resent at once at the new size
         let resent: Vec<_> = std::iter::from_fn(|| c.poll_transmit(ms(205)))
             .map(|t| (t.repr.seq - (ISS + 1), t.payload_len, ip_len(&t)))
             .collect();
         assert_eq!(resent[0], (0, 1228, 1280));
         assert!(resent.iter().all(|&(_, len, ip)| len <= 1228 && ip <= 1280));
-        assert_eq!(c.cwnd(), cwnd);
+        // not reduced: as many segments as before, of the new size
+        assert_eq!(c.cwnd(), cwnd / 1448 * 1228);
         assert_eq!(c.state(), State::Established);
         assert_eq!(c.error(), None);
         // a higher or equal report changes nothing; a tiny one counts as 552
