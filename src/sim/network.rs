@@ -141,6 +141,11 @@ impl Network {
             .map(|(_, _, l)| l)
     }
 
+    /// Every link as (from, to, link).
+    pub fn links(&self) -> impl Iterator<Item = (usize, usize, &Link)> {
+        self.links.iter().map(|(f, t, l)| (*f, *t, l))
+    }
+
     /// Packets that had no link to their destination.
     pub fn unroutable(&self) -> u64 {
         self.unroutable

@@ -152,6 +152,10 @@ impl End {
 
 pub struct BulkResult {
     pub finished: bool,
+    /// Frames the links dropped for exceeding their MTU.
+    pub oversize: u64,
+    /// The network after the transfer, drained, for what else a test checks.
+    pub net: Network,
     pub sim_time: Duration,
     pub steps: u64,
     pub client_rto: u64,
@@ -171,6 +175,26 @@ pub fn bulk_both_ways(
     limit: Duration,
     tcp_cfg: tcp::Config,
 ) -> BulkResult {
+    bulk_both_ways_on(
+        seed,
+        len,
+        limit,
+        tcp_cfg,
+        |net, c, s| net.connect(c, s, link, seed),
+        |_| {},
+    )
+}
+
+/// [`bulk_both_ways`] over whatever `wire` builds between the client (node 0) and the server
+/// (node 1); `during` runs after every step, to change the path mid-transfer.
+pub fn bulk_both_ways_on(
+    seed: u64,
+    len: usize,
+    limit: Duration,
+    tcp_cfg: tcp::Config,
+    wire: impl FnOnce(&mut Network, usize, usize),
+    mut during: impl FnMut(&mut Network),
+) -> BulkResult {
     let mut net = Network::new();
     let mut ccfg = HostConfig::new(CLIENT);
     ccfg.tcp = tcp_cfg;
@@ -180,7 +204,7 @@ pub fn bulk_both_ways(
     scfg.tcp.isn_secret = seed.rotate_left(17);
     let c = net.add_host(ccfg);
     let s = net.add_host(scfg);
-    net.connect(c, s, link, seed);
+    wire(&mut net, c, s);
     net.host(s).listen(PORT, 16);
     let mut client = End::new(c, seed.wrapping_add(1), len);
     let mut server = End::new(s, seed.wrapping_add(2), len);
@@ -197,6 +221,7 @@ pub fn bulk_both_ways(
         }
         client.pump(net, &mut buf);
         server.pump(net, &mut buf);
+        during(net);
         assert_eq!(client.error, None, "seed {seed}: client error");
         assert_eq!(server.error, None, "seed {seed}: server error");
         client.released && server.released
@@ -253,8 +278,11 @@ pub fn bulk_both_ways(
             "seed {seed}: the network never went idle"
         );
     }
-    let corrupted =
-        net.link(c, s).unwrap().stats().corrupted + net.link(s, c).unwrap().stats().corrupted;
+    let corrupted = net.links().map(|(_, _, l)| l.stats().corrupted).sum();
+    let oversize = net
+        .links()
+        .map(|(_, _, l)| l.stats().dropped_oversize)
+        .sum();
     let malformed = |h: &xdp_tcp::host::Host| -> u64 {
         h.stats()
             .drops()
@@ -265,6 +293,8 @@ pub fn bulk_both_ways(
     let malformed_drops = malformed(net.host_ref(c)) + malformed(net.host_ref(s));
     BulkResult {
         finished,
+        oversize,
+        net,
         sim_time,
         steps,
         client_rto,
