@@ -116,6 +116,14 @@ impl Network {
         }
     }
 
+    /// Node `i`, a router. Panics if it is a host.
+    pub fn router_ref(&self, i: usize) -> &Router {
+        match &self.nodes[i] {
+            Node::Router(r) => r,
+            Node::Host(_) => panic!("node {i} is a host"),
+        }
+    }
+
     /// Packets from `node` to an address it has no link to go to `via`.
     pub fn set_gateway(&mut self, node: usize, via: usize) {
         self.gateways[node] = Some(via);

@@ -2,8 +2,9 @@
 //! hop by hop and answers, as RFC 792, RFC 1191 and RFC 1812 say, with ICMP errors from its own
 //! address:
 //! - a packet longer than the MTU of the link it would leave on: with DF, "fragmentation
-//!   needed" carrying that MTU (RFC 1191); without DF it is dropped too (this router does not
-//!   fragment, and nothing here sends without DF);
+//!   needed" carrying that MTU (RFC 1191), unless [`Router::set_frag_needed`] turned that off
+//!   (a firewall filtering ICMP: a path MTU black hole); without DF it is dropped too (this
+//!   router does not fragment, and nothing here sends without DF);
 //! - a packet whose TTL runs out ("time exceeded", if [`Router::set_time_exceeded`] allows);
 //! - while a [`RouterFault`] is set: every packet answered "destination unreachable" with the
 //!   given code, or, for a routing loop, "time exceeded".
@@ -51,6 +52,7 @@ pub struct Router {
     addr: Ipv4Addr,
     fault: Option<RouterFault>,
     time_exceeded: bool,
+    frag_needed: bool,
     stats: RouterStats,
     outbox: VecDeque<Vec<u8>>,
 }
@@ -62,6 +64,7 @@ impl Router {
             addr,
             fault: None,
             time_exceeded: true,
+            frag_needed: true,
             stats: RouterStats::default(),
             outbox: VecDeque::new(),
         }
@@ -83,6 +86,12 @@ impl Router {
     /// Whether TTL expiry is answered with "time exceeded" (on by default).
     pub fn set_time_exceeded(&mut self, answer: bool) {
         self.time_exceeded = answer;
+    }
+
+    /// Whether too-big packets are answered with "fragmentation needed" (on by default); off
+    /// they vanish without a word, a path MTU black hole (RFC 2923).
+    pub fn set_frag_needed(&mut self, answer: bool) {
+        self.frag_needed = answer;
     }
 
     /// Takes `packet`, received from a link; `next_hop_mtu` is the MTU of the link toward its
@@ -116,7 +125,7 @@ impl Router {
         };
         if packet.len() > mtu {
             self.stats.too_big += 1;
-            if ip.dont_frag() {
+            if ip.dont_frag() && self.frag_needed {
                 let code = DstUnreachable::FragRequired.into();
                 let mtu = u16::try_from(mtu).unwrap_or(u16::MAX);
                 self.answer(packet, Icmpv4Message::DstUnreachable, code, mtu);
@@ -255,6 +264,10 @@ mod tests {
         Ipv4Packet::new_unchecked(&mut p[..]).fill_checksum();
         assert!(!r.forward(&mut p, Some(1280)));
         assert_eq!((r.stats().too_big, r.stats().icmp_sent), (2, 1));
+        // a black hole: dropped without a word
+        r.set_frag_needed(false);
+        assert!(!r.forward(&mut packet(1500, 64), Some(1280)));
+        assert_eq!((r.stats().too_big, r.stats().icmp_sent), (3, 1));
     }
 
     #[test]
