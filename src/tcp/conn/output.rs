@@ -327,10 +327,13 @@ impl Connection {
     /// Sends new data (and our FIN) as the windows, Nagle and sender-side silly window avoidance
     /// allow. A tail loss probe may exceed cwnd by one segment.
     fn emit_new_data(&mut self, now: Instant, tail_probe: bool) -> Option<Transmit> {
-        let mss = self.current_mss();
-        let data_end = self.snd.buf.end();
         let fin_pending = self.snd.fin_pending();
         let avail = self.sendable();
+        if avail == 0 && !fin_pending {
+            return None;
+        }
+        let mss = self.current_mss();
+        let data_end = self.snd.buf.end();
         let outstanding = self.snd.nxt - self.snd.una;
         let wnd_room = self.snd.wnd.saturating_sub(outstanding);
         let mut usable = wnd_room.min(self.recovery.cwnd_room(
