@@ -140,8 +140,9 @@ impl Connection {
     /// than the one in use; returns the new path MTU then. What is in flight and no longer fits
     /// was dropped on the way: it is marked lost and sent again at once, re-segmented, without
     /// reducing the congestion window, which keeps its size in segments (the units changed,
-    /// not the congestion: Linux's `tcp_simple_retransmit`). Also how the host passes on its cached path MTU to a new
-    /// connection (call it right after creating it) or to the other connections to a peer.
+    /// not the congestion: Linux's `tcp_simple_retransmit`). Also how the host passes on its
+    /// cached path MTU to a new connection (call it right after creating it) or to the other
+    /// connections to a peer.
     pub fn lower_path_mtu(&mut self, now: Instant, mtu: u16, until: Instant) -> Option<u16> {
         let mtu = mtu.max(MIN_PMTU);
         if mtu >= self.path.pmtu || matches!(self.state, State::Closed | State::TimeWait) {
