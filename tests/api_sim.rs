@@ -314,9 +314,12 @@ fn keepalive_death_is_etimedout_in_simulated_seconds() {
     );
 }
 
-#[test]
-fn icmp_host_unreachable_during_connect_is_ehostunreach() {
-    let mut sim = Sim::new(Default::default());
+/// A connection to an address nobody answers, and a router's ICMP unreachable with `code`
+/// quoting its SYN; returns the client's log and when the ICMP arrived.
+fn icmp_during_connect(
+    sim: &mut Sim,
+    code: xdp_tcp::wire::icmpv4::DstUnreachable,
+) -> (Log, xdp_tcp::time::Instant) {
     let (cp, clog) = Probe::new(false);
     let far = SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, 99), 80);
     let now = sim.net.now();
@@ -326,13 +329,12 @@ fn icmp_host_unreachable_during_connect_is_ehostunreach() {
         let conn = sim.net.host_ref(0).conn(c).unwrap();
         (conn.local(), conn.iss())
     };
-    // A router answers: host unreachable, quoting our SYN.
     let mut quoted = [0u8; 8];
     quoted[..2].copy_from_slice(&local.port().to_be_bytes());
     quoted[2..4].copy_from_slice(&far.port().to_be_bytes());
     quoted[4..8].copy_from_slice(&iss.0.to_be_bytes());
     let icmp = Icmpv4Repr::DstUnreachable {
-        reason: xdp_tcp::wire::icmpv4::DstUnreachable::HostUnreachable,
+        reason: code,
         next_hop_mtu: 0,
         header: Ipv4Repr::new(C, *far.ip(), IpProtocol::Tcp, 40),
         data: &quoted,
@@ -345,8 +347,57 @@ fn icmp_host_unreachable_during_connect_is_ehostunreach() {
     icmp.emit(&mut Icmpv4Packet::new_unchecked(p.payload_mut()), &caps);
     let now = sim.net.now();
     sim.net.host(0).handle_ipv4(now, &pkt);
+    (clog, now)
+}
+
+#[test]
+fn icmp_admin_prohibited_during_connect_is_ehostunreach_at_once() {
+    // a hard error (Linux's icmp_err_convert: fatal) ends the connect at once
+    let mut sim = Sim::new(Default::default());
+    let (clog, _) = icmp_during_connect(
+        &mut sim,
+        xdp_tcp::wire::icmpv4::DstUnreachable::CommProhibited,
+    );
     let cl = clog.clone();
     assert!(sim.run(5, |_| cl.lock().unwrap().closed == 1));
+    assert_eq!(
+        clog.lock().unwrap().errors,
+        [(ErrorKind::HostUnreachable, Some(libc::EHOSTUNREACH))]
+    );
+    // port unreachable is hard too, and means refused
+    let mut sim = Sim::new(Default::default());
+    let (clog, _) = icmp_during_connect(
+        &mut sim,
+        xdp_tcp::wire::icmpv4::DstUnreachable::PortUnreachable,
+    );
+    let cl = clog.clone();
+    assert!(sim.run(5, |_| cl.lock().unwrap().closed == 1));
+    assert_eq!(
+        clog.lock().unwrap().errors,
+        [(ErrorKind::ConnectionRefused, Some(libc::ECONNREFUSED))]
+    );
+}
+
+#[test]
+fn icmp_host_unreachable_during_connect_is_reported_when_connect_times_out() {
+    // a soft error is remembered: the SYN is retried, and when the connect gives up its error
+    // is the ICMP's EHOSTUNREACH instead of ETIMEDOUT (RFC 1122 4.2.3.9; Linux's tcp_write_err)
+    let mut sim = Sim::new(Default::default());
+    let (clog, at) = icmp_during_connect(
+        &mut sim,
+        xdp_tcp::wire::icmpv4::DstUnreachable::HostUnreachable,
+    );
+    let cl = clog.clone();
+    assert!(
+        !sim.run(60, |_| cl.lock().unwrap().closed == 1),
+        "still trying"
+    );
+    assert!(clog.lock().unwrap().errors.is_empty());
+    let cl = clog.clone();
+    assert!(sim.run(120, |_| cl.lock().unwrap().closed == 1));
+    // six retries of the SYN from a 1 s RTO doubling, the last wait capped at rto_max:
+    // 1 + 2 + 4 + 8 + 16 + 32 + 60 s
+    assert_eq!(sim.net.now() - at, Duration::from_secs(123));
     assert_eq!(
         clog.lock().unwrap().errors,
         [(ErrorKind::HostUnreachable, Some(libc::EHOSTUNREACH))]

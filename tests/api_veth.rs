@@ -1,6 +1,7 @@
 //! The examples on the veth testbed against independent kernel-side clients (root): the HTTP
 //! server serves `wrk` (100 keep-alive connections, 10 s, no socket error, no non-2xx) and
-//! `curl` (the exact body); the echo server serves a Python ping-pong client for 10 s. Each
+//! `curl` (the exact body); the echo server serves a Python ping-pong client for 10 s, and a
+//! bulk client through an interface whose MTU is 1400 (the MSS it advertises follows). Each
 //! server is stopped with SIGINT, which must shut it down cleanly (exit status 0).
 //!
 //! The examples are built with `cargo build --examples` first (a no-op when fresh), then run
@@ -210,6 +211,62 @@ fn echo_example_serves_a_ping_pong_client() {
     let rounds: u64 = String::from_utf8_lossy(&out.stdout).trim().parse().unwrap();
     eprintln!("{rounds} echoes in 10 s");
     assert!(rounds > 1000, "{rounds} round trips");
+    server.stop();
+}
+
+/// 1 MiB each way at once, checked; prints the connection's TCP_MAXSEG, then 1 if the echo
+/// matched.
+const BULK_ECHO: &str = r#"
+import os, socket, sys, threading
+s = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=20)
+mss = s.getsockopt(socket.IPPROTO_TCP, socket.TCP_MAXSEG)
+data = os.urandom(1 << 20)
+got = bytearray()
+def read():
+    while len(got) < len(data):
+        part = s.recv(65536)
+        if not part:
+            break
+        got.extend(part)
+t = threading.Thread(target=read)
+t.start()
+s.sendall(data)
+t.join()
+print(mss, int(bytes(got) == data))
+"#;
+
+/// The stack's interface has a smaller MTU (1400) than the kernel peer's (1500): the echo
+/// example reads it at start-up and advertises MSS 1360, so the kernel sends segments of
+/// 1400 - 40 - 12 (timestamps) = 1348 bytes, which the stack's interface can take. With a
+/// fixed 1460 the kernel's 1500-byte packets would be dropped by the 1400-byte veth.
+#[test]
+fn echo_example_advertises_its_interface_mtu() {
+    require_environment(&["ip", "ethtool", "timeout", "python3"]);
+    let tb = Testbed::up("mt");
+    let st = tb
+        .in_ns(
+            "ns_stack",
+            &["ip", "link", "set", tb.get("if_stack"), "mtu", "1400"],
+        )
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let server = Server::start(&tb, "echo_server", 7);
+    let out = tb
+        .in_ns_for(
+            30,
+            "ns_peer",
+            &["python3", "-c", BULK_ECHO, tb.get("ip_stack"), "7"],
+        )
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "client: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(report.trim(), "1348 1", "TCP_MAXSEG and echo check");
     server.stop();
 }
 

@@ -126,3 +126,52 @@ fn pattern_is_the_same_however_it_is_split() {
     c.fill(&mut other);
     assert_ne!(whole, other);
 }
+
+#[test]
+fn the_host_takes_the_interface_mtu_bounded_by_the_frame() {
+    use xdp_tcp::engine::endpoint::EngineIo;
+    use xdp_tcp::time::Instant as SimInstant;
+    use xdp_tcp::wire::{ChecksumCaps, Ipv4Packet, Ipv4Repr, TcpPacket, TcpRepr};
+
+    // an interface MTU of 1400 (as read over rtnetlink): the SYN advertises 1400 - 40
+    let (io, _peer, _link) = mem::pair(1792);
+    let device = EngineIo {
+        io,
+        neigh: neigh(CLIENT, CLIENT_MAC),
+        kernel: None,
+        mtu: Some(1400),
+    };
+    let mut engine = device.into_engine(
+        Host::new(HostConfig::new(CLIENT)),
+        (),
+        EngineConfig::default(),
+    );
+    assert_eq!(engine.host().config().mtu(), 1400);
+    let host = engine.host_mut();
+    host.connect(SimInstant::ZERO, SocketAddrV4::new(SERVER, PORT))
+        .unwrap();
+    let mut buf = vec![0u8; 1500];
+    let tx = host.poll_transmit(SimInstant::ZERO, &mut buf).unwrap();
+    let ip = Ipv4Packet::new_checked(&buf[..tx.len]).unwrap();
+    let caps = ChecksumCaps::default();
+    let ipr = Ipv4Repr::parse(&ip, &caps).unwrap();
+    let tcp = TcpPacket::new_checked(ip.payload()).unwrap();
+    let syn = TcpRepr::parse(&tcp, ipr.src_addr, ipr.dst_addr, &caps).unwrap();
+    assert!(syn.flags.syn());
+    assert_eq!(syn.options.mss, Some(1360));
+
+    // a jumbo interface on 1792-byte frames: no packet may outgrow the frame
+    let (io, _peer, _link) = mem::pair(1792);
+    let device = EngineIo {
+        io,
+        neigh: neigh(CLIENT, CLIENT_MAC),
+        kernel: None,
+        mtu: Some(9000),
+    };
+    let engine = device.into_engine(
+        Host::new(HostConfig::new(CLIENT)),
+        (),
+        EngineConfig::default(),
+    );
+    assert_eq!(usize::from(engine.host().config().mtu()), 1792 - 14);
+}

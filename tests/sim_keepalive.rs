@@ -277,7 +277,10 @@ fn icmp_unreachable(r: &Rig, seq: u32) -> Vec<u8> {
 }
 
 #[test]
-fn icmp_unreachable_while_probing_closes_at_once() {
+fn icmp_unreachable_while_probing_is_the_error_when_keepalive_gives_up() {
+    // RFC 1122 4.2.3.9 and RFC 5461: a soft error does not end the connection even while we
+    // doubt the peer; it is what the connection reports when the probes finally time out (as
+    // Linux's tcp_write_err reports sk_err_soft instead of ETIMEDOUT)
     let mut r = Rig::new();
     r.cut.set(true);
     let last = r.last_rx;
@@ -290,15 +293,22 @@ fn icmp_unreachable_while_probing_closes_at_once() {
     let now = r.net.now();
     r.net.host(r.c).handle_ipv4(now, &frame);
     r.observe();
-    assert_eq!(r.error, Some((now, Error::HostUnreachable)));
-    assert!(
-        now < last + KA.idle + KA.interval,
-        "before the second probe"
-    );
-    assert_eq!(r.state(), State::Closed);
+    assert_eq!(r.error, None, "not fatal");
+    assert_eq!(r.state(), State::Established);
     assert_eq!(r.stats.icmp_errors, 1);
     assert_eq!(r.net.host_ref(r.c).stats().icmp_errors, 1);
+    r.run(Duration::from_secs(60));
+    let (at, e) = r.error.expect("the dead peer was detected");
+    assert_eq!(e, Error::HostUnreachable, "the ICMP error, not TimedOut");
+    assert_near(
+        at,
+        last + KA.idle + KA.interval.saturating_mul(3),
+        "timeout",
+    );
+    assert_eq!(r.probes.len(), 3);
+    assert_eq!(r.state(), State::Closed);
     assert_eq!(r.take_error(), Some(Error::HostUnreachable));
+    assert_eq!(r.take_error(), None);
 }
 
 #[test]

@@ -9,7 +9,16 @@
 //! | `Reset` | `ECONNRESET` | `ConnectionReset` | the peer sent RST |
 //! | `Refused` | `ECONNREFUSED` | `ConnectionRefused` | the peer answered our SYN with RST |
 //! | `TimedOut` | `ETIMEDOUT` | `TimedOut` | retransmissions or keep-alive probes went unanswered |
-//! | `HostUnreachable` | `EHOSTUNREACH` | `HostUnreachable` | an ICMP error about the peer |
+//! | `HostUnreachable` | `EHOSTUNREACH` | `HostUnreachable` | an ICMP host unreachable, prohibited or time exceeded about the peer |
+//! | `NetUnreachable` | `ENETUNREACH` | `NetworkUnreachable` | an ICMP network unreachable (or unknown, or prohibited) |
+//! | `HostDown` | `EHOSTDOWN` | `Uncategorized` | an ICMP destination host unknown |
+//! | `NoNetwork` | `ENONET` | `Uncategorized` | an ICMP source host isolated |
+//! | `ProtocolUnavailable` | `ENOPROTOOPT` | `Uncategorized` | an ICMP protocol unreachable |
+//! | `SourceRouteFailed` | `EOPNOTSUPP` | `Unsupported` | an ICMP source route failed |
+//!
+//! The ICMP errors are Linux's (`icmp_err_convert`). On an established connection they never
+//! end it: [`take_error`](crate::api::Cx::take_error) reports the last one, and so does the
+//! connection's failure if it later times out (instead of `ETIMEDOUT`), as Linux does.
 //! | `Aborted` | `ECONNABORTED` | `ConnectionAborted` | the connection was aborted locally (stack shut down) |
 //!
 //! There are no signals in this stack: where Linux raises `SIGPIPE` (unless `MSG_NOSIGNAL`),
@@ -29,6 +38,11 @@ pub fn errno(e: tcp::Error) -> i32 {
         tcp::Error::Refused => libc::ECONNREFUSED,
         tcp::Error::TimedOut => libc::ETIMEDOUT,
         tcp::Error::HostUnreachable => libc::EHOSTUNREACH,
+        tcp::Error::NetUnreachable => libc::ENETUNREACH,
+        tcp::Error::HostDown => libc::EHOSTDOWN,
+        tcp::Error::NoNetwork => libc::ENONET,
+        tcp::Error::ProtocolUnavailable => libc::ENOPROTOOPT,
+        tcp::Error::SourceRouteFailed => libc::EOPNOTSUPP,
         tcp::Error::Aborted => libc::ECONNABORTED,
     }
 }
@@ -99,10 +113,27 @@ mod tests {
                 K::ConnectionAborted,
                 libc::ECONNABORTED,
             ),
+            (
+                tcp::Error::NetUnreachable,
+                K::NetworkUnreachable,
+                libc::ENETUNREACH,
+            ),
+            (
+                tcp::Error::SourceRouteFailed,
+                K::Unsupported,
+                libc::EOPNOTSUPP,
+            ),
         ];
         for (e, kind, no) in cases {
             let io = to_io(e);
             assert_eq!((io.kind(), io.raw_os_error()), (kind, Some(no)), "{e:?}");
+        }
+        for (e, no) in [
+            (tcp::Error::HostDown, libc::EHOSTDOWN),
+            (tcp::Error::NoNetwork, libc::ENONET),
+            (tcp::Error::ProtocolUnavailable, libc::ENOPROTOOPT),
+        ] {
+            assert_eq!(to_io(e).raw_os_error(), Some(no), "{e:?}");
         }
         assert_eq!(reported(tcp::Error::Reset, true), tcp::Error::BrokenPipe);
         assert_eq!(reported(tcp::Error::Reset, false), tcp::Error::Reset);

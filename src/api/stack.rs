@@ -310,6 +310,7 @@ impl StackBuilder {
                 io: d.io,
                 neigh: NeighCache::new(cfg),
                 kernel: None,
+                mtu: None,
             })
         };
         self.launch(addr, specs, open, None, wakes)

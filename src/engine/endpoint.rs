@@ -7,8 +7,9 @@
 //!    listening ports, and attached (native, else generic as [`AttachMode`] allows).
 //! 2. [`XdpInterface::open_queue`], once per queue, on the thread that will run the queue's
 //!    engine (the rtnetlink socket belongs to the namespace of the thread that opens it): the
-//!    AF_XDP socket and its UMEM on the queue, registered in the program's XSKMAP, and a
-//!    neighbour cache seeded from the kernel's tables, which keep answering ARP. The result is
+//!    AF_XDP socket and its UMEM on the queue, registered in the program's XSKMAP, a
+//!    neighbour cache seeded from the kernel's tables, which keep answering ARP, and the
+//!    interface's MTU, which the host's MSS follows. The result is
 //!    an [`EngineIo`]; [`XdpInterface::open_socket`] is the socket alone, for code that runs
 //!    no engine.
 //! 3. [`EngineIo::into_engine`] with the queue's [`Host`] and application.
@@ -32,6 +33,7 @@ use crate::io::PacketIo;
 use crate::neigh::netlink::{interface_ipv4, KernelTables};
 use crate::neigh::{NeighCache, NeighConfig};
 use crate::time::Instant;
+use crate::wire::ethernet;
 
 /// What [`XdpInterface::attach`] steers to us, and where.
 #[derive(Debug, Clone)]
@@ -140,6 +142,13 @@ impl XdpInterface {
     ) -> io::Result<EngineIo<XdpSocket>> {
         let mut kernel = KernelTables::open(self.index)?;
         let mac = kernel.link_mac()?;
+        let mtu = kernel.link_mtu()?;
+        if mtu < 576 {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("{}: MTU {mtu} is below IPv4's 576", self.name),
+            ));
+        }
         let io = self.open_socket(queue, cfg, waker)?;
         let mut neigh = NeighCache::new(NeighConfig::new(self.addr, self.prefix_len, mac));
         kernel.seed(Instant::ZERO, &mut neigh)?;
@@ -147,6 +156,7 @@ impl XdpInterface {
             io,
             neigh,
             kernel: Some(kernel),
+            mtu: Some(u16::try_from(mtu).unwrap_or(u16::MAX)),
         })
     }
 }
@@ -160,11 +170,22 @@ pub struct EngineIo<P> {
     pub neigh: NeighCache,
     /// Kernel-assisted resolution ([`Engine::with_kernel`]); `None` where the stack owns ARP.
     pub kernel: Option<KernelTables>,
+    /// The interface's MTU, read from the kernel; `None` keeps the host's.
+    pub mtu: Option<u16>,
 }
 
 impl<P: PacketIo> EngineIo<P> {
-    /// The engine for `host` and `app` on this device.
-    pub fn into_engine<A: App>(self, host: Host, app: A, cfg: EngineConfig) -> Engine<P, A> {
+    /// The engine for `host` and `app` on this device. The host takes the interface's MTU, so
+    /// the MSS it advertises follows it (MTU - 40), bounded by what a transmit frame holds
+    /// behind the Ethernet header: no segment is ever larger than the frame.
+    pub fn into_engine<A: App>(self, mut host: Host, app: A, cfg: EngineConfig) -> Engine<P, A> {
+        if let Some(mtu) = self.mtu {
+            let frame = self
+                .io
+                .frame_capacity()
+                .saturating_sub(ethernet::HEADER_LEN);
+            host.set_mtu(mtu.min(u16::try_from(frame).unwrap_or(u16::MAX)));
+        }
         let engine = Engine::new(self.io, host, self.neigh, app, cfg);
         match self.kernel {
             Some(k) => engine.with_kernel(k),

@@ -59,7 +59,7 @@ use crate::neigh::{Lookup, NeighCache};
 use crate::tcp::Event;
 use crate::time::Instant;
 use crate::wire::{
-    ethernet, ipv4, ArpPacket, ArpRepr, EtherType, EthernetAddress, EthernetFrame, EthernetRepr,
+    ethernet, ArpPacket, ArpRepr, EtherType, EthernetAddress, EthernetFrame, EthernetRepr,
 };
 
 use crate::neigh::netlink::KernelTables;
@@ -173,14 +173,14 @@ pub struct Engine<P: PacketIo, A: App> {
 }
 
 impl<P: PacketIo, A: App> Engine<P, A> {
-    /// The clock starts now. Panics if a transmit frame cannot hold a full-sized segment behind
-    /// an Ethernet header (a configuration error).
+    /// The clock starts now. Panics if a transmit frame cannot hold the host's largest packet
+    /// (its MTU, `tcp.mss + 40`: every segment's options come out of its payload) behind an
+    /// Ethernet header (a configuration error).
     pub fn new(io: P, host: Host, neigh: NeighCache, app: A, cfg: EngineConfig) -> Self {
-        let need =
-            ethernet::HEADER_LEN + ipv4::HEADER_LEN + 60 + usize::from(host.config().tcp.mss);
+        let need = ethernet::HEADER_LEN + usize::from(host.config().mtu());
         assert!(
             io.frame_capacity() >= need,
-            "frame capacity {} < {need} (Ethernet + IPv4 + TCP with options + MSS)",
+            "frame capacity {} < {need} (Ethernet + the MTU)",
             io.frame_capacity()
         );
         Engine {

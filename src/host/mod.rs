@@ -19,15 +19,24 @@
 //! timer kind); after a connection is visited its deadlines are compared with what the wheel
 //! holds and only changes are written. No call scans every connection.
 //!
-//! Beside this file: `listen.rs` (listening ports and their backlog), `slots.rs` (the slot
+//! The interface's MTU is `cfg.tcp.mss + 40` ([`HostConfig::set_mtu`]): no packet the host
+//! writes is longer. What ICMP taught about narrower paths is kept per destination in a
+//! [`PmtuCache`], and new connections start from it.
+//!
+//! Beside this file: `icmp.rs` (ICMP errors to connections, path MTU discovery), `listen.rs`
+//! (listening ports and their backlog), `pmtu.rs` (the path MTU cache), `slots.rs` (the slot
 //! table, connection handles and the ready queue), `stats.rs` (counters and drop reasons).
 
+mod icmp;
 mod listen;
+mod pmtu;
 mod slots;
 mod stats;
 #[cfg(test)]
 mod tests;
 
+pub use icmp::unreachable_error;
+pub use pmtu::PmtuCache;
 pub use slots::ConnId;
 pub use stats::{DropReason, HostStats};
 
@@ -37,10 +46,7 @@ use std::net::{Ipv4Addr, SocketAddrV4};
 use crate::tcp::{self, isn::IsnGenerator, Connection, Event, TimerKind, Transmit};
 use crate::time::{Duration, Instant};
 use crate::timer::TimerWheel;
-use crate::wire::{
-    ipv4, ChecksumCaps, Icmpv4Packet, Icmpv4Repr, IpProtocol, Ipv4Packet, Ipv4Repr, TcpPacket,
-    TcpRepr,
-};
+use crate::wire::{ipv4, ChecksumCaps, IpProtocol, Ipv4Packet, Ipv4Repr, TcpPacket, TcpRepr};
 use listen::Listener;
 use slots::{flow_key, Slot};
 
@@ -98,6 +104,19 @@ pub struct HostConfig {
 }
 
 impl HostConfig {
+    /// The interface's MTU: the longest IPv4 packet the host sends.
+    pub fn mtu(&self) -> u16 {
+        self.tcp.mss.saturating_add(40)
+    }
+
+    /// Sets the interface's MTU: the MSS advertised and the largest packet sent follow it
+    /// (`tcp.mss` = MTU - 40; `tcp.mss_clamp` still applies). Panics below 576 (RFC 791's
+    /// least datagram every host must accept; IPv4 links carry at least 576).
+    pub fn set_mtu(&mut self, mtu: u16) {
+        assert!(mtu >= 576, "MTU {mtu} below 576");
+        self.tcp.mss = mtu - 40;
+    }
+
     pub fn new(addr: Ipv4Addr) -> Self {
         HostConfig {
             addr,
@@ -122,6 +141,7 @@ pub struct Host {
     fired: Vec<u32>,
     events: VecDeque<(ConnId, Event)>,
     strays: VecDeque<(Ipv4Addr, TcpRepr<'static>)>,
+    pmtu: PmtuCache,
     isn: IsnGenerator,
     next_port: u16,
     stats: HostStats,
@@ -140,6 +160,7 @@ impl Host {
             fired: Vec::new(),
             events: VecDeque::new(),
             strays: VecDeque::new(),
+            pmtu: PmtuCache::default(),
             isn: IsnGenerator::new(cfg.tcp.isn_secret),
             next_port: cfg.ephemeral_ports.0,
             stats: HostStats::default(),
@@ -156,6 +177,17 @@ impl Host {
 
     pub fn stats(&self) -> &HostStats {
         &self.stats
+    }
+
+    /// What the host knows of narrower paths than its interface (RFC 1191).
+    pub fn pmtu_cache(&mut self) -> &mut PmtuCache {
+        &mut self.pmtu
+    }
+
+    /// Changes the interface's MTU for connections opened from now on (see
+    /// [`HostConfig::set_mtu`]); the engine calls it with the MTU it read from the interface.
+    pub fn set_mtu(&mut self, mtu: u16) {
+        self.cfg.set_mtu(mtu);
     }
 
     /// Connections currently held (any state but freed).
@@ -183,7 +215,8 @@ impl Host {
     fn connect_from(&mut self, now: Instant, port: u16, remote: SocketAddrV4) -> ConnId {
         let local = SocketAddrV4::new(self.cfg.addr, port);
         let iss = self.isn.generate(now, local, remote);
-        let conn = Connection::connect(self.cfg.tcp, local, remote, iss);
+        let mut conn = Connection::connect(self.cfg.tcp, local, remote, iss);
+        self.start_path(now, &mut conn);
         let id = self.insert(conn, None);
         self.stats.conns_opened += 1;
         id
@@ -319,7 +352,8 @@ impl Host {
                 listener.embryo_started();
                 let local = SocketAddrV4::new(self.cfg.addr, seg.dst_port);
                 let iss = self.isn.generate(now, local, remote);
-                let conn = Connection::accept(self.cfg.tcp, local, remote, iss, now, seg);
+                let mut conn = Connection::accept(self.cfg.tcp, local, remote, iss, now, seg);
+                self.start_path(now, &mut conn);
                 self.insert(conn, Some(seg.dst_port));
                 return RxVerdict::Delivered { src };
             }
@@ -336,37 +370,11 @@ impl Host {
         self.refuse(src, DropReason::NoConnection)
     }
 
-    /// ICMP errors quoting one of our TCP segments go to that connection (RFC 5927's checks are
-    /// the connection's); anything else is counted and dropped.
-    fn handle_icmp(&mut self, now: Instant, bytes: &[u8]) -> RxVerdict {
-        let caps = self.cfg.checksum;
-        let icmp = match Icmpv4Packet::new_checked(bytes).and_then(|p| Icmpv4Repr::parse(&p, &caps))
-        {
-            Ok(r) => r,
-            Err(e) => return self.drop(DropReason::Icmp(e)),
-        };
-        let header = match icmp {
-            Icmpv4Repr::DstUnreachable { header, .. } | Icmpv4Repr::TimeExceeded { header, .. } => {
-                header
-            }
-            _ => return self.drop(DropReason::IcmpIgnored),
-        };
-        let (Some((sport, dport)), Some(seq)) = (icmp.quoted_ports(), icmp.quoted_tcp_seq()) else {
-            return self.drop(DropReason::IcmpIgnored);
-        };
-        if header.src_addr != self.cfg.addr || header.protocol != IpProtocol::Tcp {
-            return self.drop(DropReason::IcmpIgnored);
+    /// A new connection starts from what the cache knows of the path to its peer.
+    fn start_path(&mut self, now: Instant, conn: &mut Connection) {
+        if let Some((mtu, until)) = self.pmtu.get(now, *conn.remote().ip()) {
+            conn.lower_path_mtu(now, mtu, until);
         }
-        let remote = SocketAddrV4::new(header.dst_addr, dport);
-        let Some(&index) = self.table.get(&flow_key(remote, sport)) else {
-            return self.drop(DropReason::IcmpIgnored);
-        };
-        self.stats.icmp_errors += 1;
-        if let Some(conn) = self.slots[index as usize].conn.as_mut() {
-            conn.handle_icmp_unreachable(now, seq);
-        }
-        self.touch(index);
-        RxVerdict::IcmpError
     }
 
     fn drop(&mut self, reason: DropReason) -> RxVerdict {
@@ -382,7 +390,7 @@ impl Host {
     /// Writes the next IPv4 packet to send at the start of `buf`; `None` when there is nothing
     /// to send.
     ///
-    /// `buf` must hold at least 20 + 60 + MSS bytes.
+    /// `buf` must hold at least the MTU ([`HostConfig::mtu`]).
     pub fn poll_transmit(&mut self, now: Instant, buf: &mut [u8]) -> Option<Tx> {
         if let Some((dst, repr)) = self.strays.pop_front() {
             let t = Transmit {

@@ -82,6 +82,8 @@ pub struct HostStats {
     pub conns_accepted: u64,
     pub conns_freed: u64,
     pub icmp_errors: u64,
+    /// ICMP "fragmentation needed" reports that lowered the path MTU to a destination.
+    pub pmtu_reductions: u64,
     pub timers_fired: u64,
     /// Connections in TIME-WAIT ended early by a newer SYN for the same 4-tuple.
     pub time_wait_reused: u64,

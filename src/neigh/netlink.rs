@@ -1,5 +1,5 @@
 //! The kernel's own tables, read over rtnetlink: routes and neighbours to seed the
-//! [`NeighCache`], the interface's MAC, and kernel-assisted resolution while the kernel owns ARP
+//! [`NeighCache`], the interface's MAC and MTU, and kernel-assisted resolution while the kernel owns ARP
 //! (the engine serves [`NeighCache::poll_kernel_probe`] with [`KernelTables::probe`] and
 //! [`NeighCache::poll_kernel_update`] with [`KernelTables::set_neighbour`]); also the
 //! interface's IPv4 address ([`interface_ipv4`], from getifaddrs).
@@ -119,25 +119,49 @@ impl KernelTables {
         }
     }
 
-    /// The interface's MAC address.
-    pub fn link_mac(&mut self) -> io::Result<EthernetAddress> {
+    /// The interface's attributes (RTM_GETLINK).
+    fn link_attributes(&mut self) -> io::Result<Vec<LinkAttribute>> {
         let mut msg = LinkMessage::default();
         msg.header.index = self.ifindex;
+        let mut attributes = Vec::new();
         for reply in self.request(RouteNetlinkMessage::GetLink(msg), 0)? {
             if let RouteNetlinkMessage::NewLink(link) = reply {
-                for a in link.attributes {
-                    if let LinkAttribute::Address(mac) = a {
-                        if let Some(mac) = EthernetAddress::from_bytes(&mac) {
-                            return Ok(mac);
-                        }
-                    }
-                }
+                attributes.extend(link.attributes);
             }
         }
-        Err(io::Error::new(
-            io::ErrorKind::NotFound,
-            format!("interface {} has no MAC address", self.ifindex),
-        ))
+        Ok(attributes)
+    }
+
+    /// The interface's MAC address.
+    pub fn link_mac(&mut self) -> io::Result<EthernetAddress> {
+        self.link_attributes()?
+            .into_iter()
+            .find_map(|a| match a {
+                LinkAttribute::Address(mac) => EthernetAddress::from_bytes(&mac),
+                _ => None,
+            })
+            .ok_or_else(|| {
+                io::Error::new(
+                    io::ErrorKind::NotFound,
+                    format!("interface {} has no MAC address", self.ifindex),
+                )
+            })
+    }
+
+    /// The interface's MTU (IFLA_MTU): the longest IPv4 packet it sends.
+    pub fn link_mtu(&mut self) -> io::Result<u32> {
+        self.link_attributes()?
+            .into_iter()
+            .find_map(|a| match a {
+                LinkAttribute::Mtu(mtu) => Some(mtu),
+                _ => None,
+            })
+            .ok_or_else(|| {
+                io::Error::new(
+                    io::ErrorKind::NotFound,
+                    format!("interface {} has no MTU", self.ifindex),
+                )
+            })
     }
 
     /// IPv4 unicast routes of the main table out of our interface.

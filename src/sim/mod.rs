@@ -5,3 +5,4 @@
 
 pub mod link;
 pub mod network;
+pub mod router;

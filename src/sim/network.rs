@@ -1,27 +1,51 @@
-//! A deterministic network of [`Host`]s joined by seeded [`Link`]s, on a virtual clock.
+//! A deterministic network of [`Host`]s and [`Router`]s joined by seeded [`Link`]s, on a virtual
+//! clock.
 //!
-//! [`Network::step`] moves every packet the hosts want to send onto its link, jumps virtual time
+//! [`Network::step`] moves every packet the nodes want to send onto its link, jumps virtual time
 //! to the next event (a delivery or a host deadline), and processes everything due then. Nothing
-//! here sleeps or reads a clock: a simulated second costs only the work done in it. Routing is by
-//! destination address: a packet goes over the link from its sender to the host that owns the
-//! address, and is dropped (counted) if there is none.
+//! here sleeps or reads a clock: a simulated second costs only the work done in it.
+//!
+//! Nodes (hosts and routers) share one index space. Routing is by destination address: a
+//! packet goes over the link from its node to the node that owns the address if there is one,
+//! else over the link to the node's gateway ([`Network::set_gateway`]); a router forwards what
+//! it receives the same way, checking the packet against the MTU of the link it would leave on
+//! (see [`crate::sim::router`]). A packet with no way on is dropped and counted. Every link has
+//! an MTU (1500 unless configured) and drops longer frames, counted per link.
 
 use std::net::Ipv4Addr;
 
 use super::link::{Link, LinkConfig};
+use super::router::Router;
 use crate::host::{Host, HostConfig};
 use crate::time::Instant;
 use crate::wire::Ipv4Packet;
 
-/// Largest packet a host may emit here: IPv4 header + TCP header with options + a 64 KiB payload
-/// would be far more than any MSS we use; 9 KiB covers jumbo MSS settings.
+/// Largest packet a host may write here (9 KiB covers jumbo MTUs); what a link carries is
+/// bounded by its own MTU.
 const MAX_PACKET: usize = 9216;
+
+/// A node of the network.
+pub enum Node {
+    Host(Box<Host>),
+    Router(Router),
+}
+
+impl Node {
+    fn addr(&self) -> Ipv4Addr {
+        match self {
+            Node::Host(h) => h.addr(),
+            Node::Router(r) => r.addr(),
+        }
+    }
+}
 
 pub struct Network {
     now: Instant,
-    hosts: Vec<Host>,
+    nodes: Vec<Node>,
     /// (from, to, link), one per direction.
     links: Vec<(usize, usize, Link)>,
+    /// Each node's gateway, for destinations it has no link to.
+    gateways: Vec<Option<usize>>,
     buf: Vec<u8>,
     unroutable: u64,
     steps: u64,
@@ -39,8 +63,9 @@ impl Network {
     pub fn new() -> Self {
         Network {
             now: Instant::ZERO,
-            hosts: Vec::new(),
+            nodes: Vec::new(),
             links: Vec::new(),
+            gateways: Vec::new(),
             buf: vec![0; MAX_PACKET],
             unroutable: 0,
             steps: 0,
@@ -53,16 +78,55 @@ impl Network {
     }
 
     pub fn add_host(&mut self, cfg: HostConfig) -> usize {
-        self.hosts.push(Host::new(cfg));
-        self.hosts.len() - 1
+        self.add_node(Node::Host(Box::new(Host::new(cfg))))
     }
 
+    /// Adds a router at `addr` (the source of its ICMP errors).
+    pub fn add_router(&mut self, addr: Ipv4Addr) -> usize {
+        self.add_node(Node::Router(Router::new(addr)))
+    }
+
+    fn add_node(&mut self, node: Node) -> usize {
+        self.nodes.push(node);
+        self.gateways.push(None);
+        self.nodes.len() - 1
+    }
+
+    /// Node `i`, a host. Panics if it is a router.
     pub fn host(&mut self, i: usize) -> &mut Host {
-        &mut self.hosts[i]
+        match &mut self.nodes[i] {
+            Node::Host(h) => h,
+            Node::Router(_) => panic!("node {i} is a router"),
+        }
     }
 
+    /// Node `i`, a host. Panics if it is a router.
     pub fn host_ref(&self, i: usize) -> &Host {
-        &self.hosts[i]
+        match &self.nodes[i] {
+            Node::Host(h) => h,
+            Node::Router(_) => panic!("node {i} is a router"),
+        }
+    }
+
+    /// Node `i`, a router. Panics if it is a host.
+    pub fn router(&mut self, i: usize) -> &mut Router {
+        match &mut self.nodes[i] {
+            Node::Router(r) => r,
+            Node::Host(_) => panic!("node {i} is a host"),
+        }
+    }
+
+    /// Node `i`, a router. Panics if it is a host.
+    pub fn router_ref(&self, i: usize) -> &Router {
+        match &self.nodes[i] {
+            Node::Router(r) => r,
+            Node::Host(_) => panic!("node {i} is a host"),
+        }
+    }
+
+    /// Packets from `node` to an address it has no link to go to `via`.
+    pub fn set_gateway(&mut self, node: usize, via: usize) {
+        self.gateways[node] = Some(via);
     }
 
     /// Joins `a` and `b` with a link in each direction, both with `cfg`; the directions get
@@ -85,6 +149,11 @@ impl Network {
             .map(|(_, _, l)| l)
     }
 
+    /// Every link as (from, to, link).
+    pub fn links(&self) -> impl Iterator<Item = (usize, usize, &Link)> {
+        self.links.iter().map(|(f, t, l)| (*f, *t, l))
+    }
+
     /// Packets that had no link to their destination.
     pub fn unroutable(&self) -> u64 {
         self.unroutable
@@ -94,19 +163,42 @@ impl Network {
         self.steps
     }
 
-    fn route(&self, from: usize, dst: Ipv4Addr) -> Option<usize> {
-        let to = self.hosts.iter().position(|h| h.addr() == dst)?;
+    fn link_index(&self, from: usize, to: usize) -> Option<usize> {
         self.links
             .iter()
             .position(|(f, t, _)| *f == from && *t == to)
     }
 
-    /// Moves every packet the hosts have ready onto the links.
+    /// The link a packet from `from` to `dst` leaves on: straight to the node owning `dst`, else
+    /// to `from`'s gateway.
+    fn route(&self, from: usize, dst: Ipv4Addr) -> Option<usize> {
+        let direct = self
+            .nodes
+            .iter()
+            .position(|n| n.addr() == dst)
+            .and_then(|to| self.link_index(from, to));
+        direct.or_else(|| self.link_index(from, self.gateways[from]?))
+    }
+
+    /// Moves every packet the nodes have ready onto the links.
     pub fn flush(&mut self) {
-        for h in 0..self.hosts.len() {
-            while let Some(tx) = self.hosts[h].poll_transmit(self.now, &mut self.buf) {
-                match self.route(h, tx.dst) {
-                    Some(l) => self.links[l].2.send(self.now, &self.buf[..tx.len]),
+        for n in 0..self.nodes.len() {
+            loop {
+                let (len, dst) = match &mut self.nodes[n] {
+                    Node::Host(h) => match h.poll_transmit(self.now, &mut self.buf) {
+                        Some(tx) => (tx.len, tx.dst),
+                        None => break,
+                    },
+                    Node::Router(r) => match r.poll_transmit() {
+                        Some(p) => {
+                            self.buf[..p.len()].copy_from_slice(&p);
+                            (p.len(), Ipv4Packet::new_unchecked(&p[..]).dst_addr())
+                        }
+                        None => break,
+                    },
+                };
+                match self.route(n, dst) {
+                    Some(l) => self.links[l].2.send(self.now, &self.buf[..len]),
                     None => self.unroutable += 1,
                 }
             }
@@ -121,9 +213,11 @@ impl Network {
                 next = Some(next.map_or(t, |n| n.min(t)));
             }
         }
-        for h in &mut self.hosts {
-            if let Some(t) = h.poll_timeout() {
-                next = Some(next.map_or(t, |n| n.min(t)));
+        for n in &mut self.nodes {
+            if let Node::Host(h) = n {
+                if let Some(t) = h.poll_timeout() {
+                    next = Some(next.map_or(t, |n| n.min(t)));
+                }
             }
         }
         next
@@ -147,20 +241,42 @@ impl Network {
         let now = self.now;
         for i in 0..self.links.len() {
             let to = self.links[i].1;
-            while let Some(frame) = self.links[i].2.recv(now) {
+            while let Some(mut frame) = self.links[i].2.recv(now) {
                 if self.trace {
                     eprintln!("{now:?} {} -> {}: {}", self.links[i].0, to, Packet(&frame));
                 }
-                self.hosts[to].handle_ipv4(now, &frame);
+                match &mut self.nodes[to] {
+                    Node::Host(h) => {
+                        h.handle_ipv4(now, &frame);
+                    }
+                    Node::Router(_) => self.route_through(to, &mut frame),
+                }
                 self.links[i].2.recycle(frame);
             }
         }
-        for h in &mut self.hosts {
-            if h.poll_timeout().is_some_and(|d| d <= now) {
-                h.handle_timeout(now);
+        for n in &mut self.nodes {
+            if let Node::Host(h) = n {
+                if h.poll_timeout().is_some_and(|d| d <= now) {
+                    h.handle_timeout(now);
+                }
             }
         }
         self.flush();
+    }
+
+    /// Router `r` received `packet`: it goes on toward its destination if the router forwards
+    /// it, on the link the route picks, whose MTU the router checks.
+    fn route_through(&mut self, r: usize, packet: &mut [u8]) {
+        let link = Ipv4Packet::new_checked(&*packet)
+            .ok()
+            .and_then(|p| self.route(r, p.dst_addr()));
+        let mtu = link.map(|l| self.links[l].2.config().mtu);
+        let Node::Router(router) = &mut self.nodes[r] else {
+            unreachable!("route_through a host")
+        };
+        if let (true, Some(l)) = (router.forward(packet, mtu), link) {
+            self.links[l].2.send(self.now, packet);
+        }
     }
 
     /// Steps until `done` holds or virtual time passes `limit`. Returns whether `done` held.
@@ -199,6 +315,14 @@ impl core::fmt::Display for Packet<'_> {
             Ok(r) => r,
             Err(e) => return write!(f, "[bad ipv4: {e}]"),
         };
+        if repr.protocol == crate::wire::IpProtocol::Icmp {
+            let icmp = crate::wire::Icmpv4Packet::new_checked(ip.payload())
+                .and_then(|p| crate::wire::Icmpv4Repr::parse(&p, &caps));
+            return match icmp {
+                Ok(m) => write!(f, "{} > {} {m}", repr.src_addr, repr.dst_addr),
+                Err(e) => write!(f, "{} > {} [bad icmp: {e}]", repr.src_addr, repr.dst_addr),
+            };
+        }
         let seg = TcpPacket::new_checked(ip.payload())
             .and_then(|t| TcpRepr::parse(&t, repr.src_addr, repr.dst_addr, &caps));
         match seg {

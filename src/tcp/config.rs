@@ -10,8 +10,22 @@ use crate::time::Duration;
 /// Per-connection settings. Defaults follow Linux where the RFCs leave a choice.
 #[derive(Debug, Clone, Copy)]
 pub struct Config {
-    /// MSS we advertise: the largest payload we accept in one segment (MTU 1500 - 40).
+    /// The interface's MTU less 40 (the IPv4 and TCP headers without options): the largest
+    /// payload a segment may carry on our link, 1460 for an MTU of 1500. We advertise it
+    /// (clamped by `mss_clamp`) and never send an IPv4 packet longer than `mss + 40`. The host
+    /// sets it from the interface MTU ([`HostConfig::set_mtu`](crate::host::HostConfig::set_mtu)).
     pub mss: u16,
+    /// A limit on the MSS both advertised and used (TCP_MAXSEG); `None`: the path decides.
+    pub mss_clamp: Option<u16>,
+    /// Black-hole detection (RFC 4821, as Linux's `tcp_mtu_probing` = 1): when timeouts go on
+    /// for as long as three would take (Linux's `tcp_retries1`) while full-sized segments wait,
+    /// the MSS falls to `base_mss`, then halves on each further timeout down to 48 bytes.
+    pub mtu_probing: bool,
+    /// The MSS black-hole detection falls back to first (Linux's `tcp_base_mss`, 1024).
+    pub base_mss: u16,
+    /// How long a lowered path MTU (from ICMP, RFC 1191) or black-hole fallback holds before the
+    /// interface's MTU is tried again (Linux's `mtu_expires`, 10 minutes).
+    pub pmtu_expires: Duration,
     pub send_buffer: usize,
     pub recv_buffer: usize,
     /// Offer window scaling (RFC 7323).
@@ -77,6 +91,10 @@ impl Default for Config {
     fn default() -> Self {
         Config {
             mss: 1460,
+            mss_clamp: None,
+            mtu_probing: true,
+            base_mss: 1024,
+            pmtu_expires: Duration::from_secs(600),
             send_buffer: 256 * 1024,
             recv_buffer: 256 * 1024,
             window_scale: true,
@@ -98,6 +116,13 @@ impl Default for Config {
             congestion: congestion::Algorithm::Cubic,
             keepalive: None,
         }
+    }
+}
+
+impl Config {
+    /// The MSS our SYN advertises: the interface's, clamped by `mss_clamp`.
+    pub fn advertised_mss(&self) -> u16 {
+        self.mss_clamp.map_or(self.mss, |c| c.min(self.mss))
     }
 }
 

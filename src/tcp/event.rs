@@ -35,6 +35,16 @@ pub enum Error {
     TimedOut,
     /// An ICMP error reported the peer unreachable (EHOSTUNREACH).
     HostUnreachable,
+    /// An ICMP error reported the peer's network unreachable (ENETUNREACH).
+    NetUnreachable,
+    /// An ICMP error reported the peer's host unknown (EHOSTDOWN).
+    HostDown,
+    /// An ICMP error reported our host isolated (ENONET).
+    NoNetwork,
+    /// An ICMP error reported TCP unavailable at the peer (ENOPROTOOPT).
+    ProtocolUnavailable,
+    /// An ICMP error reported a source route failed (EOPNOTSUPP).
+    SourceRouteFailed,
     /// The application aborted the connection (ECONNABORTED).
     Aborted,
 }
@@ -49,6 +59,11 @@ impl core::fmt::Display for Error {
             Error::Refused => "connection refused",
             Error::TimedOut => "timed out",
             Error::HostUnreachable => "host unreachable",
+            Error::NetUnreachable => "network unreachable",
+            Error::HostDown => "host is down",
+            Error::NoNetwork => "machine is not on the network",
+            Error::ProtocolUnavailable => "protocol not available",
+            Error::SourceRouteFailed => "source route failed",
             Error::Aborted => "connection aborted",
         };
         f.write_str(s)

@@ -47,6 +47,7 @@ impl KeepAliveState {
     }
 
     /// Probes sent since the peer was last heard from.
+    #[cfg(test)]
     pub fn probes_out(&self) -> u32 {
         self.probes_out
     }

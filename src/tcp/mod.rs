@@ -33,7 +33,7 @@ mod timers;
 
 pub use config::{Config, KeepAlive};
 pub use congestion::Algorithm;
-pub use conn::{reset_for, Connection, Transmit, CORK_LIMIT};
+pub use conn::{reset_for, Connection, Transmit, CORK_LIMIT, MIN_PMTU};
 pub use event::{Error, Event};
 pub use rtt::RttEstimator;
 pub use state::State;

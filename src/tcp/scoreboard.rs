@@ -18,6 +18,8 @@ pub enum LossCause {
     Fast,
     /// The retransmission timer.
     Rto,
+    /// The path MTU fell below the segment's size (RFC 1191).
+    PathMtu,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -230,6 +232,19 @@ impl Scoreboard {
         }
     }
 
+    /// Marks every segment in flight with more than `mss` payload bytes lost, as dropped for
+    /// being too big for the path; returns how many.
+    pub fn mark_oversize_lost(&mut self, mss: usize) -> usize {
+        let mut marked = 0;
+        for i in 0..self.segs.len() {
+            let s = self.segs[i];
+            if s.is_in_flight() && s.payload_len() > mss && self.mark_lost(i, LossCause::PathMtu) {
+                marked += 1;
+            }
+        }
+        marked
+    }
+
     /// The first segment waiting for retransmission.
     pub fn next_lost(&self) -> Option<(usize, Segment)> {
         if self.lost == 0 {
@@ -253,6 +268,20 @@ impl Scoreboard {
         seg.retransmits += 1;
         let s2 = *seg;
         self.account(&s2, true);
+    }
+
+    /// Splits segment `i` at `at`, strictly inside its payload, into two segments in the same
+    /// condition (the FIN, if any, stays with the second), so the first can be resent alone:
+    /// re-segmentation once the segment no longer fits the MSS of the moment. Totals and
+    /// `pipe` are unchanged.
+    pub fn split(&mut self, i: usize, at: SeqNumber) {
+        let s = self.segs[i];
+        debug_assert!(at.diff(s.start) > 0 && at.diff(s.start + s.payload_len()) < 0);
+        let tail = Segment { start: at, ..s };
+        let head = &mut self.segs[i];
+        head.end = at;
+        head.fin = false;
+        self.segs.insert(i + 1, tail);
     }
 
     pub fn get(&self, i: usize) -> Segment {
@@ -390,6 +419,34 @@ mod tests {
         b.ack_to(s(400), &mut d);
         let n = d.newest.unwrap();
         assert!(n.was_lost && !n.retransmitted);
+    }
+
+    #[test]
+    fn split_keeps_condition_totals_and_the_fin_at_the_end() {
+        let mut b = board();
+        b.push(s(500), s(601), true, Instant::from_millis(5), 0);
+        assert!(b.mark_lost(5, LossCause::Rto));
+        let (pipe, lost) = (b.pipe(), b.lost_bytes());
+        b.split(5, s(560));
+        assert_eq!(b.len(), 7);
+        let (head, tail) = (b.get(5), b.get(6));
+        assert_eq!((head.start, head.end, head.fin), (s(500), s(560), false));
+        assert_eq!((tail.start, tail.end, tail.fin), (s(560), s(601), true));
+        assert_eq!(
+            (head.lost, tail.lost),
+            (Some(LossCause::Rto), Some(LossCause::Rto))
+        );
+        assert_eq!((b.pipe(), b.lost_bytes()), (pipe, lost));
+        assert_eq!(
+            b.next_lost().map(|(i, seg)| (i, seg.end)),
+            Some((5, s(560)))
+        );
+        b.split(0, s(40));
+        assert_eq!(
+            (b.get(0).end, b.get(1).start, b.get(1).end),
+            (s(40), s(40), s(100))
+        );
+        assert_eq!(b.pipe(), pipe);
     }
 
     #[test]

@@ -65,6 +65,12 @@ counters! {
         send_buf_copied,
         /// Bytes copied from received segments into the receive buffer.
         recv_buf_copied,
+        /// Times ICMP (or the host's cache) lowered the path MTU (RFC 1191).
+        pmtu_reductions,
+        /// Retransmissions of segments the path MTU had become too small for.
+        retrans_mtu,
+        /// Times black-hole detection lowered the MSS after repeated timeouts (RFC 4821).
+        black_hole_fallbacks,
     }
 }
 

@@ -30,6 +30,7 @@ pub const PORT: u16 = 80;
 const BACKLOG: usize = 16;
 
 type FrameFilter = Box<dyn FnMut(&[u8]) -> Verdict>;
+type Wiring = Box<dyn FnOnce(&mut Network, usize, usize)>;
 
 /// How the pair is made; see the [module docs](self).
 pub struct PairBuilder {
@@ -39,6 +40,7 @@ pub struct PairBuilder {
     seed: u64,
     to_server: Option<FrameFilter>,
     to_client: Option<FrameFilter>,
+    wire: Option<Wiring>,
 }
 
 impl PairBuilder {
@@ -79,13 +81,26 @@ impl PairBuilder {
         self
     }
 
+    /// Builds the path between client and server itself (routers, links, gateways, filters)
+    /// instead of the direct link of [`PairBuilder::link`]; the link model, seed and filters
+    /// of the builder are then not used.
+    pub fn wire(mut self, f: impl FnOnce(&mut Network, usize, usize) + 'static) -> Self {
+        self.wire = Some(Box::new(f));
+        self
+    }
+
     pub fn build(self) -> Pair {
         let mut net = Network::new();
         let c = net.add_host(self.client);
         let s = net.add_host(self.server);
-        net.connect(c, s, self.link, self.seed);
-        net.link(c, s).unwrap().set_filter(self.to_server);
-        net.link(s, c).unwrap().set_filter(self.to_client);
+        match self.wire {
+            Some(wire) => wire(&mut net, c, s),
+            None => {
+                net.connect(c, s, self.link, self.seed);
+                net.link(c, s).unwrap().set_filter(self.to_server);
+                net.link(s, c).unwrap().set_filter(self.to_client);
+            }
+        }
         Pair {
             net,
             c,
@@ -119,7 +134,17 @@ impl Pair {
             seed: 1,
             to_server: None,
             to_client: None,
+            wire: None,
         }
+    }
+
+    /// [`Pair::builder`] for a seeded bulk run: the links' seed and the streams from `seed`,
+    /// and ISN secrets derived from it that differ between the sides.
+    pub fn seeded(tcp: tcp::Config, seed: u64) -> PairBuilder {
+        Pair::builder(tcp)
+            .seed(seed)
+            .client(|h| h.tcp.isn_secret = seed)
+            .server(|h| h.tcp.isn_secret = seed.rotate_left(17))
     }
 
     /// Both sides configured with `tcp` on an ideal 1 ms link.
@@ -183,6 +208,17 @@ impl Pair {
     /// no connection is left (600 s at most) and every frame in flight has been delivered. The
     /// outcome says how far it got and whether each stream arrived byte for byte ([`Transfer`]).
     pub fn transfer(&mut self, len: usize, limit: Duration) -> Transfer {
+        self.transfer_with(len, limit, |_| {})
+    }
+
+    /// [`Pair::transfer`], with `during` run after every step of the transfer phase (to change
+    /// the path mid-transfer, or watch it).
+    pub fn transfer_with(
+        &mut self,
+        len: usize,
+        limit: Duration,
+        mut during: impl FnMut(&mut Network),
+    ) -> Transfer {
         let (c, s, seed) = (self.c, self.s, self.seed);
         let mut client = End::new(c, seed.wrapping_add(1), len);
         let mut server = End::new(s, seed.wrapping_add(2), len);
@@ -196,6 +232,7 @@ impl Pair {
             }
             client.pump(net, &mut buf);
             server.pump(net, &mut buf);
+            during(net);
             client.error.is_some() || server.error.is_some() || (client.released && server.released)
         }) && client.error.is_none()
             && server.error.is_none();
@@ -221,8 +258,12 @@ impl Pair {
             // drain the links, so every frame sent has been delivered and judged
             drained = (0..1_000_000).any(|_| !self.net.step());
         }
-        let corrupted = self.net.link(c, s).unwrap().stats().corrupted
-            + self.net.link(s, c).unwrap().stats().corrupted;
+        let corrupted = self.net.links().map(|(_, _, l)| l.stats().corrupted).sum();
+        let oversize = self
+            .net
+            .links()
+            .map(|(_, _, l)| l.stats().dropped_oversize)
+            .sum();
         let malformed = |h: &Host| -> u64 {
             h.stats()
                 .drops()
@@ -246,6 +287,7 @@ impl Pair {
             client_rto,
             server_rto,
             corrupted,
+            oversize,
             malformed_drops,
         }
     }
@@ -291,6 +333,8 @@ pub struct Transfer {
     pub server_rto: u64,
     /// Frames the links corrupted, and frames the hosts dropped as malformed (wire errors).
     pub corrupted: u64,
+    /// Frames the links dropped for exceeding their MTU.
+    pub oversize: u64,
     pub malformed_drops: u64,
 }
 
@@ -392,20 +436,20 @@ impl Source {
 }
 
 /// One end of a transfer: writes its source, reads and hashes the peer's stream.
-struct End {
-    id: Option<ConnId>,
-    host: usize,
-    src: Source,
-    sink: Xxh3,
-    received: usize,
-    eof: bool,
-    shut: bool,
-    released: bool,
-    error: Option<tcp::Error>,
+pub struct End {
+    pub id: Option<ConnId>,
+    pub host: usize,
+    pub src: Source,
+    pub sink: Xxh3,
+    pub received: usize,
+    pub eof: bool,
+    pub shut: bool,
+    pub released: bool,
+    pub error: Option<tcp::Error>,
 }
 
 impl End {
-    fn new(host: usize, seed: u64, len: usize) -> Self {
+    pub fn new(host: usize, seed: u64, len: usize) -> Self {
         End {
             id: None,
             host,
@@ -430,7 +474,7 @@ impl End {
 
     /// Moves as many bytes as the connection takes and gives; shuts down writing at the end of the
     /// source and releases the connection when both directions are done.
-    fn pump(&mut self, net: &mut Network, buf: &mut [u8]) {
+    pub fn pump(&mut self, net: &mut Network, buf: &mut [u8]) {
         let Some(id) = self.id else { return };
         if self.released || self.error.is_some() {
             return;

@@ -4,10 +4,17 @@
 use super::Link;
 use crate::time::Duration;
 
+/// The MTU of an Ethernet link, every link's unless configured otherwise.
+pub const DEFAULT_MTU: usize = 1500;
+
 /// The behaviour of a [`Link`]. Start from [`LinkConfig::ideal`] and add faults with the
 /// `with_*` helpers, or set fields directly.
 #[derive(Clone, Debug, PartialEq)]
 pub struct LinkConfig {
+    /// The largest frame the link carries (the links of a [`Network`](crate::sim::network::Network)
+    /// carry IPv4 packets, so this is the IP MTU): a longer frame is dropped and counted in
+    /// [`LinkStats::dropped_oversize`]. 1500 from [`LinkConfig::ideal`].
+    pub mtu: usize,
     /// One-way propagation delay.
     pub latency: Duration,
     /// Extra uniform delay in `0..=jitter` per frame; frames reorder when it exceeds their spacing.
@@ -33,9 +40,10 @@ pub struct LinkConfig {
 }
 
 impl LinkConfig {
-    /// A link that only delays: no jitter, no bandwidth limit, no faults.
+    /// A link with an MTU of 1500 that only delays: no jitter, no bandwidth limit, no faults.
     pub fn ideal(latency: Duration) -> Self {
         LinkConfig {
+            mtu: DEFAULT_MTU,
             latency,
             jitter: Duration::ZERO,
             bandwidth_bps: None,
@@ -47,6 +55,11 @@ impl LinkConfig {
             duplicate: 0.0,
             corrupt: 0.0,
         }
+    }
+
+    pub fn with_mtu(mut self, mtu: usize) -> Self {
+        self.mtu = mtu;
+        self
     }
 
     pub fn with_jitter(mut self, jitter: Duration) -> Self {
@@ -140,6 +153,8 @@ pub struct LinkStats {
     pub dropped_queue: u64,
     /// Frames dropped by the scripted filter.
     pub dropped_filter: u64,
+    /// Frames longer than the MTU, dropped before anything else.
+    pub dropped_oversize: u64,
     /// Loss events; `dropped_loss / loss_events` is the mean burst length.
     pub loss_events: u64,
     /// Extra copies made, by the model or the filter.

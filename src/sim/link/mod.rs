@@ -4,6 +4,8 @@
 //!
 //! Each frame given to [`Link::send`] goes through these steps, in this order:
 //!
+//! 0. A frame longer than [`LinkConfig::mtu`] is dropped and counted: no NIC sends it, and no
+//!    random draw is made for it.
 //! 1. The scripted [filter](Link::set_filter), if one is set, sees the bytes first and may
 //!    drop, delay or duplicate the frame. Apart from a drop, the random model still applies.
 //! 2. Queueing and serialization (only with [`LinkConfig::bandwidth_bps`]): the frame occupies
@@ -42,7 +44,7 @@ mod queue;
 #[cfg(test)]
 mod test_util;
 
-pub use config::{LinkConfig, LinkStats};
+pub use config::{LinkConfig, LinkStats, DEFAULT_MTU};
 pub use filter::{Filter, Verdict};
 pub use queue::Frame;
 
@@ -109,6 +111,10 @@ impl Link {
         debug_assert!(now >= self.last_send, "Link::send: time went backwards");
         self.last_send = now;
         self.stats.sent += 1;
+        if frame.len() > self.cfg.mtu {
+            self.stats.dropped_oversize += 1;
+            return;
+        }
 
         let mut extra = Duration::ZERO;
         let mut duplicate = false;
@@ -212,6 +218,12 @@ impl Link {
         self.loss_event_p = cfg.loss_event_probability();
         self.burst_remaining = 0;
         self.cfg = cfg;
+    }
+
+    /// Changes the MTU for frames sent from now on (a path's MTU falling mid-transfer); the rest
+    /// of the model, a loss burst in progress included, carries on.
+    pub fn set_mtu(&mut self, mtu: usize) {
+        self.cfg.mtu = mtu;
     }
 
     /// Installs (or with `None` removes) a scripted fault that sees each frame before the random
@@ -552,6 +564,33 @@ mod tests {
             .map(|f| index(&f))
             .collect();
         assert!(got.ends_with(&(200..300).collect::<Vec<_>>()));
+    }
+
+    #[test]
+    fn frames_over_the_mtu_are_dropped_and_counted() {
+        let mut link = Link::new(LinkConfig::ideal(MS).with_loss(0.5), 4);
+        assert_eq!(link.config().mtu, 1500);
+        let mut twin = Link::new(LinkConfig::ideal(MS).with_loss(0.5), 4);
+        for i in 0..1000u64 {
+            link.send(Instant::ZERO, &numbered(i, 1500));
+            link.send(Instant::ZERO, &numbered(i, 1501));
+            twin.send(Instant::ZERO, &numbered(i, 1500));
+        }
+        let s = link.stats().clone();
+        assert_eq!((s.sent, s.dropped_oversize), (2000, 1000));
+        // oversize frames draw nothing: the same losses as a link that never saw them
+        assert_eq!(s.dropped_loss, twin.stats().dropped_loss);
+        let got: Vec<usize> = std::iter::from_fn(|| link.recv(Instant::MAX))
+            .map(|f| f.len())
+            .collect();
+        assert!(got.iter().all(|&n| n == 1500));
+        link.set_mtu(1280);
+        link.send(Instant::ZERO, &numbered(0, 1281));
+        link.send(Instant::ZERO, &numbered(0, 1280));
+        assert_eq!(link.stats().dropped_oversize, 1001);
+        let mut jumbo = Link::new(LinkConfig::ideal(MS).with_mtu(9000), 1);
+        jumbo.send(Instant::ZERO, &numbered(0, 9000));
+        assert_eq!(jumbo.recv(Instant::MAX).map(|f| f.len()), Some(9000));
     }
 
     #[test]

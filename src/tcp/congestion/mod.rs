@@ -31,6 +31,18 @@ pub trait CongestionControl: core::fmt::Debug {
     fn on_rto(&mut self, now: Instant, in_flight: usize);
     /// Fast recovery ended: cwnd settles at ssthresh.
     fn on_recovery_end(&mut self, now: Instant);
+    /// The MSS changed (the path MTU fell): the windows keep their size in segments, as
+    /// Linux's windows, counted in packets, do. Not a congestion signal.
+    fn set_mss(&mut self, mss: usize);
+}
+
+/// `bytes` of segments of `old` bytes, as as many segments of `new` bytes (`usize::MAX`, an
+/// unset ssthresh, stays).
+fn rescale(bytes: usize, old: usize, new: usize) -> usize {
+    if bytes == usize::MAX || old == 0 {
+        return bytes;
+    }
+    (bytes as u128 * new as u128 / old as u128) as usize
 }
 
 /// A connection's controller: an enum rather than a box, so there is no allocation and the
@@ -82,5 +94,33 @@ impl CongestionControl for Controller {
     }
     fn on_recovery_end(&mut self, now: Instant) {
         self.inner_mut().on_recovery_end(now)
+    }
+    fn set_mss(&mut self, mss: usize) {
+        self.inner_mut().set_mss(mss)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_new_mss_keeps_the_windows_in_segments() {
+        for alg in [Algorithm::NewReno, Algorithm::Cubic] {
+            let mut c = Controller::new(alg, 1448, 10);
+            c.on_congestion_event(Instant::ZERO, 20 * 1448);
+            let (cwnd, ssthresh) = (c.cwnd() / 1448, c.ssthresh() / 1448);
+            c.set_mss(1228);
+            assert_eq!(
+                (c.cwnd(), c.ssthresh()),
+                (cwnd * 1228, ssthresh * 1228),
+                "{alg:?}"
+            );
+            c.on_rto(Instant::ZERO, 0);
+            assert_eq!(c.cwnd(), 1228, "{alg:?}: one segment of the new size");
+        }
+        let mut c = Controller::new(Algorithm::Cubic, 1448, 10);
+        c.set_mss(1228);
+        assert_eq!((c.cwnd(), c.ssthresh()), (12280, usize::MAX));
     }
 }

@@ -60,6 +60,13 @@ impl CongestionControl for NewReno {
     fn on_recovery_end(&mut self, _now: Instant) {
         self.cwnd = self.ssthresh.max(2 * self.mss);
     }
+
+    fn set_mss(&mut self, mss: usize) {
+        self.cwnd = super::rescale(self.cwnd, self.mss, mss).max(mss);
+        self.ssthresh = super::rescale(self.ssthresh, self.mss, mss);
+        self.ca_acc = super::rescale(self.ca_acc, self.mss, mss);
+        self.mss = mss;
+    }
 }
 
 #[cfg(test)]

@@ -1,5 +1,5 @@
 //! What the application calls: sending and receiving bytes, shutting down and closing, options,
-//! ICMP reports from the host, and the `tcp_info`-like snapshot.
+//! and the `tcp_info`-like snapshot. (ICMP reports from the host are the path's, in `path`.)
 //!
 //! Calls never transmit by themselves; the owner polls [`Connection::poll_transmit`] after each
 //! one (the host does so for every connection it touched). Reads that free enough receive space
@@ -14,7 +14,7 @@ use crate::tcp::state::State;
 use crate::tcp::stats::TcpInfo;
 use crate::tcp::timers::TimerKind;
 use crate::time::{Duration, Instant};
-use crate::wire::{SeqNumber, TcpFlags, TcpRepr};
+use crate::wire::{TcpFlags, TcpRepr};
 
 /// The longest a cork holds back a partial segment (Linux's TCP_CORK limit).
 pub const CORK_LIMIT: Duration = Duration::from_millis(200);
@@ -269,25 +269,6 @@ impl Connection {
 
     pub fn keepalive(&self) -> Option<KeepAlive> {
         self.keepalive.params()
-    }
-
-    /// An ICMP destination-unreachable (or time-exceeded) quoting one of our segments with
-    /// sequence number `seq`. It is believed only if `seq` is one we may have sent (RFC 5927).
-    /// It ends the connection while we are already doubting the peer (connecting, or
-    /// retransmitting, or probing an idle peer) and is kept as a soft error otherwise, as a
-    /// transient routing failure must not kill a healthy connection (RFC 1122 4.2.3.9).
-    pub fn handle_icmp_unreachable(&mut self, _now: Instant, seq: SeqNumber) {
-        if !seq.in_range_incl(self.snd.una - 1, self.snd.max) {
-            return;
-        }
-        self.stats.icmp_errors += 1;
-        let doubting =
-            self.state == State::SynSent || self.retries > 0 || self.keepalive.probes_out() > 0;
-        match self.state {
-            State::Closed | State::TimeWait => {}
-            _ if doubting => self.fail(Error::HostUnreachable),
-            _ => self.soft_error = Some(Error::HostUnreachable),
-        }
     }
 
     /// A snapshot of the connection's state and counters, like Linux `tcp_info`.

@@ -49,7 +49,7 @@ impl Connection {
     /// Records the peer's initial sequence number and negotiates options from its SYN.
     pub(super) fn take_peer_syn(&mut self, syn: &TcpRepr) {
         self.rcv.take_syn(syn);
-        self.opts.agree(&self.cfg, &syn.options);
+        self.opts.agree(&self.cfg, &syn.options, self.path.mss());
         self.cc = Controller::new(self.cfg.congestion, self.opts.mss, self.cfg.initial_window);
     }
 

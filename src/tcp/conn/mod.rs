@@ -5,6 +5,7 @@
 //! - the timer table ([`Timers`]), one deadline per kind,
 //! - loss detection and recovery ([`Recovery`]: RACK, tail loss probe, NewReno, D-SACK) over
 //!   the [`Scoreboard`] of segments in flight, with the RTT estimator and congestion control,
+//! - the path's MTU and each segment's MSS, and ICMP errors (`path`),
 //! - keep-alive ([`KeepAliveState`]) and the counters ([`ConnStats`]).
 //!
 //! Invariants of the whole: every segment sent is recorded in the scoreboard with its transmit
@@ -22,6 +23,7 @@
 mod app;
 mod input;
 mod output;
+mod path;
 mod space;
 #[cfg(test)]
 mod testing;
@@ -29,10 +31,12 @@ mod timer;
 
 pub use app::CORK_LIMIT;
 pub use output::Transmit;
+pub use path::MIN_PMTU;
 
 use std::collections::VecDeque;
 use std::net::SocketAddrV4;
 
+use self::path::PathMtu;
 use self::space::{AckState, Negotiated, RecvSpace, SendSpace};
 use super::config::Config;
 use super::congestion::{CongestionControl, Controller};
@@ -71,6 +75,7 @@ pub struct Connection {
     snd: SendSpace,
     rcv: RecvSpace,
     opts: Negotiated,
+    path: PathMtu,
     timers: Timers,
 
     rtt: RttEstimator,
@@ -184,6 +189,7 @@ impl Connection {
             snd: SendSpace::new(iss, cfg.send_buffer),
             rcv: RecvSpace::new(&cfg),
             opts: Negotiated::offer(&cfg),
+            path: PathMtu::new(&cfg),
             timers: Timers::default(),
             rtt: RttEstimator::new(
                 cfg.rto_initial,

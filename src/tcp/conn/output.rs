@@ -84,6 +84,10 @@ impl Connection {
     }
 
     fn transmit(&self, repr: TcpRepr<'static>, payload_len: usize) -> Transmit {
+        debug_assert!(
+            20 + repr.header_len() + payload_len <= usize::from(self.path.pmtu),
+            "a packet over the path MTU"
+        );
         Transmit {
             src: self.local,
             dst: self.remote,
@@ -94,7 +98,7 @@ impl Connection {
 
     fn syn_options(&self, now: Instant, reply_to_peer: bool) -> TcpOptions {
         let mut o = TcpOptions {
-            mss: Some(self.cfg.mss),
+            mss: Some(self.cfg.advertised_mss()),
             ..TcpOptions::default()
         };
         let offer_ws = self.cfg.window_scale
@@ -124,6 +128,7 @@ impl Connection {
     /// The next segment to send, if any. Call until it returns `None`; every call may change
     /// [`Connection::poll_timeout`].
     pub fn poll_transmit(&mut self, now: Instant) -> Option<Transmit> {
+        self.expire_path(now);
         // Every state change is followed by a poll here (the host polls touched connections),
         // so this is where an orphaned FIN-WAIT-2 gets its limit, whichever came first.
         if self.orphaned
@@ -222,9 +227,14 @@ impl Connection {
     }
 
     /// Resends the first segment marked lost, if congestion control and the peer's window
-    /// allow it.
+    /// allow it; its first part only if it no longer fits the MSS of the moment.
     fn emit_retransmission(&mut self, now: Instant) -> Option<Transmit> {
-        let (i, seg) = self.sb.next_lost()?;
+        let (i, mut seg) = self.sb.next_lost()?;
+        let mss = self.current_mss();
+        if seg.payload_len() > mss {
+            self.sb.split(i, seg.start + mss);
+            seg = self.sb.get(i);
+        }
         let in_window = seg.end.diff(self.snd.una + self.snd.wnd) <= 0;
         let probe = self.force_probe && self.snd.wnd == 0 && self.sb.pipe() == 0;
         let room = self.recovery.may_retransmit(
@@ -245,7 +255,8 @@ impl Connection {
         match seg.lost {
             Some(LossCause::Rto) => self.stats.retrans_rto += 1,
             Some(LossCause::Fast) => self.stats.retrans_fast += 1,
-            _ => {}
+            Some(LossCause::PathMtu) => self.stats.retrans_mtu += 1,
+            None => {}
         }
         Some(self.resend(now, i))
     }
@@ -283,9 +294,16 @@ impl Connection {
             self.restart_rto(now);
             return Some(t);
         }
-        let i = self.sb.last_index()?;
-        if self.sb.get(i).sacked {
+        let mut i = self.sb.last_index()?;
+        let last = self.sb.get(i);
+        if last.sacked {
             return None;
+        }
+        let mss = self.current_mss();
+        if last.payload_len() > mss {
+            // the probe repeats the last MSS of data (and the FIN), as Linux's does
+            self.sb.split(i, last.start + (last.payload_len() - mss));
+            i += 1;
         }
         self.stats.retrans_tlp += 1;
         let t = self.resend(now, i);
@@ -309,17 +327,21 @@ impl Connection {
     /// Sends new data (and our FIN) as the windows, Nagle and sender-side silly window avoidance
     /// allow. A tail loss probe may exceed cwnd by one segment.
     fn emit_new_data(&mut self, now: Instant, tail_probe: bool) -> Option<Transmit> {
-        let mss = self.opts.mss;
-        let data_end = self.snd.buf.end();
         let fin_pending = self.snd.fin_pending();
         let avail = self.sendable();
+        if avail == 0 && !fin_pending {
+            return None;
+        }
+        let mss = self.current_mss();
+        let data_end = self.snd.buf.end();
         let outstanding = self.snd.nxt - self.snd.una;
         let wnd_room = self.snd.wnd.saturating_sub(outstanding);
-        let mut usable =
-            wnd_room.min(
-                self.recovery
-                    .cwnd_room(&self.cc, &self.sb, mss, self.opts.sack),
-            );
+        let mut usable = wnd_room.min(self.recovery.cwnd_room(
+            &self.cc,
+            &self.sb,
+            self.opts.mss,
+            self.opts.sack,
+        ));
         if tail_probe {
             usable = wnd_room.min(mss);
         }

@@ -23,6 +23,9 @@ use crate::wire::{SeqNumber, TcpOptions, TcpRepr};
 
 /// MSS assumed when the peer sends none (RFC 9293 3.7.1).
 const DEFAULT_PEER_MSS: u16 = 536;
+/// The least MSS we send with, whatever the peer or the path say (Linux's `tcp_min_snd_mss`):
+/// a peer announcing a tiny MSS cannot make us send a flood of tiny segments.
+pub(super) const MIN_SND_MSS: usize = 48;
 /// Bytes the timestamp option adds to every segment (10, padded to 12).
 const TIMESTAMP_OPTION_LEN: usize = 12;
 const MAX_WINDOW_SHIFT: u8 = 14;
@@ -248,8 +251,12 @@ impl RecvSpace {
 /// What the handshake settled.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) struct Negotiated {
-    /// Payload bytes per segment we may send (peer's MSS, less options we always carry).
+    /// Payload bytes per segment we may send with only the options every segment carries
+    /// (Linux's `mss_cache`): the least of the peer's MSS, ours and the path's, at least
+    /// [`MIN_SND_MSS`], less the timestamp option. SACK blocks take theirs from each segment.
     pub mss: usize,
+    /// The peer's MSS clamped by the one we advertised (Linux's `mss_clamp`).
+    pub mss_clamp: usize,
     pub sack: bool,
     pub timestamps: bool,
     /// The peer's window shift, applied to the windows it sends.
@@ -269,8 +276,10 @@ fn window_shift_for(buffer: usize) -> u8 {
 impl Negotiated {
     /// What we offer in our SYN, before the peer's is known.
     pub fn offer(cfg: &Config) -> Self {
+        let mss = cfg.advertised_mss() as usize;
         Negotiated {
-            mss: cfg.mss as usize,
+            mss,
+            mss_clamp: mss,
             sack: false,
             timestamps: false,
             snd_wscale: 0,
@@ -283,10 +292,11 @@ impl Negotiated {
     }
 
     /// Settles the options from the peer's SYN options `o`: window scaling only if both offer
-    /// it, SACK and timestamps only if both ends want them, the MSS the smaller of both less
-    /// the timestamp option.
-    pub fn agree(&mut self, cfg: &Config, o: &TcpOptions) {
-        let peer_mss = o.mss.unwrap_or(DEFAULT_PEER_MSS).max(64);
+    /// it, SACK and timestamps only if both ends want them, the MSS as [`Negotiated::sync_mss`]
+    /// says for a path carrying `path_mss` payload bytes.
+    pub fn agree(&mut self, cfg: &Config, o: &TcpOptions, path_mss: usize) {
+        let peer_mss = o.mss.unwrap_or(DEFAULT_PEER_MSS);
+        self.mss_clamp = peer_mss.min(cfg.advertised_mss()) as usize;
         match (cfg.window_scale, o.window_scale) {
             (true, Some(shift)) => self.snd_wscale = shift.min(MAX_WINDOW_SHIFT),
             _ => {
@@ -296,11 +306,25 @@ impl Negotiated {
         }
         self.sack = cfg.sack && o.sack_permitted;
         self.timestamps = cfg.timestamps && o.timestamp.is_some();
-        let mut mss = peer_mss.min(cfg.mss) as usize;
+        self.sync_mss(path_mss);
+    }
+
+    /// Option bytes every synchronized segment carries: the timestamp option, or none.
+    #[inline]
+    pub fn options_len(&self) -> usize {
         if self.timestamps {
-            mss -= TIMESTAMP_OPTION_LEN;
+            TIMESTAMP_OPTION_LEN
+        } else {
+            0
         }
-        self.mss = mss;
+    }
+
+    /// Sets `mss` for a path (or black-hole search) allowing `path_mss` payload bytes without
+    /// options (Linux's `tcp_sync_mss`): clamped by `mss_clamp`, floored at [`MIN_SND_MSS`],
+    /// less the timestamp option.
+    pub fn sync_mss(&mut self, path_mss: usize) {
+        let mss = path_mss.min(self.mss_clamp).max(MIN_SND_MSS);
+        self.mss = mss - self.options_len();
     }
 }
 
@@ -320,12 +344,13 @@ mod tests {
         };
         let mut n = Negotiated::offer(&cfg);
         assert_eq!((n.mss, n.rcv_wscale), (1460, 5));
-        n.agree(&cfg, &TcpOptions::default());
+        n.agree(&cfg, &TcpOptions::default(), 1460);
         // no options at all: RFC 9293's default MSS, no scaling either way
         assert_eq!(
             n,
             Negotiated {
                 mss: 536,
+                mss_clamp: 536,
                 sack: false,
                 timestamps: false,
                 snd_wscale: 0,
@@ -340,7 +365,7 @@ mod tests {
             timestamp: Some((1, 0)),
             ..TcpOptions::default()
         };
-        n.agree(&cfg, &o);
+        n.agree(&cfg, &o, 1460);
         assert_eq!((n.mss, n.snd_wscale, n.rcv_wscale), (1460 - 12, 14, 5));
         assert!(n.sack && n.timestamps);
         let mut n = Negotiated::offer(&Config {
@@ -355,6 +380,7 @@ mod tests {
                 ..cfg
             },
             &o,
+            1460,
         );
         assert!(!n.sack && !n.timestamps);
         assert_eq!(n.mss, 1460);

@@ -10,7 +10,6 @@
 
 use super::space::AckState;
 use super::Connection;
-use crate::tcp::event::Error;
 use crate::tcp::state::State;
 use crate::tcp::timers::{TimerKind, TimerSet, Timers};
 use crate::time::Instant;
@@ -97,7 +96,8 @@ impl Connection {
                     .keepalive
                     .on_timer(now, self.state, busy, &mut self.timers)
                 {
-                    self.fail(Error::TimedOut);
+                    let e = self.timeout_error();
+                    self.fail(e);
                 }
             }
             TimerKind::Cork => {
@@ -120,7 +120,8 @@ impl Connection {
             self.retries > self.cfg.max_retries || now - first >= self.cfg.retrans_timeout
         };
         if give_up {
-            self.fail(Error::TimedOut);
+            let e = self.timeout_error();
+            self.fail(e);
             return;
         }
         self.stats.rto_events += 1;
@@ -131,6 +132,7 @@ impl Connection {
         } else {
             // a receiver may renege on SACKed data: after repeated timeouts, resend it too
             let forget_sacks = self.retries > 1;
+            self.probe_black_hole(now, first);
             let (rec, mut cx) = self.loss(now);
             rec.on_rto(&mut cx, forget_sacks);
             if self.snd.wnd == 0 {
@@ -157,6 +159,7 @@ mod tests {
     use super::super::testing::{established, ms};
     use super::*;
     use crate::tcp::config::Config;
+    use crate::tcp::event::Error;
     use crate::time::Duration;
     use crate::wire::SeqNumber;
 

@@ -339,6 +339,28 @@ impl Recovery {
         cx.timers.clear(TimerKind::Reorder);
     }
 
+    /// The path MTU fell (RFC 1191): every segment in flight with more than `mss` payload
+    /// bytes was dropped on the way; it is marked lost and resent at once. Not a congestion
+    /// signal: cwnd and ssthresh stay (Linux's `tcp_simple_retransmit`). Outside an episode one
+    /// begins, as after an RTO but without its reduction, so the resent segments are not taken
+    /// for new losses; it ends once everything sent so far is acknowledged.
+    pub fn on_mtu_reduced(&mut self, cx: &mut Ctx, mss: usize) {
+        if cx.sb.mark_oversize_lost(mss) == 0 {
+            return;
+        }
+        self.rexmit_head = true;
+        if self.episode.is_none() {
+            self.episode = Some(Episode {
+                point: cx.snd_max,
+                fast: false,
+            });
+            self.recover = cx.snd_max;
+            self.probe = None;
+            self.probe_due = false;
+            cx.timers.clear(TimerKind::TailLossProbe);
+        }
+    }
+
     /// Room congestion control leaves for more bytes in flight.
     #[inline]
     pub fn cwnd_room(&self, cc: &Controller, sb: &Scoreboard, mss: usize, sack: bool) -> usize {
