@@ -52,6 +52,24 @@ fn ms(n: u64) -> Instant {
     Instant::from_millis(n)
 }
 
+/// The TSval a connection from `local` to `remote` (under the default secret) sends at `t` ms:
+/// its clock plus its own offset (RFC 7323 5.4), read from the SYN it sends at 0 ms.
+fn ts_clock(local: SocketAddrV4, remote: SocketAddrV4, t: u64) -> u32 {
+    let mut c = Connection::connect(cfg_all_options(), local, remote, SeqNumber(0));
+    let syn = c.poll_transmit(Instant::ZERO).expect("SYN");
+    syn.repr
+        .options
+        .timestamp
+        .expect("TSval")
+        .0
+        .wrapping_add(t as u32)
+}
+
+/// Our TSval at `t` ms.
+fn ts(t: u64) -> u32 {
+    ts_clock(US, PEER, t)
+}
+
 /// `n` bytes that differ from their neighbours, so a misplaced byte shows.
 fn pattern(n: usize) -> Vec<u8> {
     (0..n).map(|i| (i % 251) as u8).collect()
@@ -654,7 +672,7 @@ mod syn_sent {
     fn syn_offers_every_configured_option() {
         let mut t = Tcp::connect(cfg_all_options());
         t.at(3)
-            .expect(seg!(> S, seq ISS, win 65535, mss 1460, ws 3, sackOK, ts 3 0));
+            .expect(seg!(> S, seq ISS, win 65535, mss 1460, ws 3, sackOK, ts (ts(3)) 0));
     }
 
     #[test]
@@ -684,7 +702,7 @@ mod syn_sent {
         t.at(100)
             .inject(seg!(< S., seq IRS, ack ISS + 1, win 65535, mss 1400, ws 7, sackOK, ts 500 0))
             // our window is scaled by 3 from here on: 256 KiB >> 3
-            .expect(seg!(> ., seq ISS + 1, ack IRS + 1, win 32768, ts 100 500));
+            .expect(seg!(> ., seq ISS + 1, ack IRS + 1, win 32768, ts (ts(100)) 500));
         assert_eq!(t.state(), State::Established);
         // the peer's MSS less the 12 bytes every timestamped segment carries
         assert_eq!(t.c.mss(), 1400 - 12);
@@ -694,7 +712,7 @@ mod syn_sent {
         // the window field of a SYN is never scaled (RFC 7323 2.2)
         assert_eq!(t.c.snd_wnd(), 65535);
         t.at(200)
-            .inject(seg!(< ., seq IRS + 1, ack ISS + 1, win 1000, ts 510 100));
+            .inject(seg!(< ., seq IRS + 1, ack ISS + 1, win 1000, ts 510 (ts(100))));
         assert_eq!(t.c.snd_wnd(), 1000 << 7);
     }
 
@@ -934,7 +952,7 @@ mod syn_sent {
                 mss: Some(1460),
                 window_scale: Some(3),
                 sack_permitted: true,
-                timestamp: Some((20, 10)),
+                timestamp: Some((ts(20), ts_clock(PEER, US, 10))),
                 ..TcpOptions::default()
             },
             ..seg!(> S., seq ISS, ack IRS + 1, win 65535)
@@ -1028,7 +1046,9 @@ mod syn_received {
     fn syn_ack_answers_the_options_offered() {
         let syn = seg!(< S, seq IRS, win 65535, mss 1400, ws 2, sackOK, ts 900 0);
         let mut t = Tcp::accept(cfg_all_options(), &syn);
-        t.expect(seg!(> S., seq ISS, ack IRS + 1, win 65535, mss 1460, ws 3, sackOK, ts 0 900));
+        t.expect(
+            seg!(> S., seq ISS, ack IRS + 1, win 65535, mss 1460, ws 3, sackOK, ts (ts(0)) 900),
+        );
         assert_eq!(t.c.mss(), 1400 - 12);
         assert_eq!(t.c.window_shifts(), (2, 3));
         // the SYN's window is not scaled, the third segment's is
@@ -1497,6 +1517,17 @@ mod established {
             .inject(seg!(< ., seq IRS + 1, ack ISS + 6, win 65535))
             .expect_nothing();
         assert_eq!(t.deadline(), None);
+        // the ACK of a retransmission gives no sample (Karn): the backoff stays for the next
+        // segment, and the first one timed ends it
+        assert_eq!(t.c.rto(), Duration::from_secs(4));
+        t.c.send(b"x").unwrap();
+        t.at(3400)
+            .expect(seg!(> P., seq ISS + 6, ack IRS + 1, win 65535, "x"))
+            .expect_nothing();
+        assert_eq!(t.deadline(), Some(ms(7400)));
+        t.at(3500)
+            .inject(seg!(< ., seq IRS + 1, ack ISS + 7, win 65535))
+            .expect_nothing();
         assert_eq!(t.c.rto(), Duration::from_secs(1));
     }
 
@@ -1722,16 +1753,16 @@ mod established {
             timestamps: true,
             ..cfg()
         });
-        t.expect(seg!(> S, seq ISS, win 65535, mss 1460, ts 0 0));
+        t.expect(seg!(> S, seq ISS, win 65535, mss 1460, ts (ts(0)) 0));
         t.at(100)
             .inject(seg!(< S., seq IRS, ack ISS + 1, win 65535, mss 1460, ts 700 0))
-            .expect(seg!(> ., seq ISS + 1, ack IRS + 1, win 65535, ts 100 700))
+            .expect(seg!(> ., seq ISS + 1, ack IRS + 1, win 65535, ts (ts(100)) 700))
             .expect_events(&[Event::Connected]);
         assert_eq!(t.c.mss(), 1448);
         // an older TSval: a segment from a previous wrap of the sequence space (RFC 7323 5.3)
         t.at(200)
             .inject(seg!(< P., seq IRS + 1, ack ISS + 1, win 65535, ts 600 0, "stale"))
-            .expect(seg!(> ., seq ISS + 1, ack IRS + 1, win 65535, ts 200 700))
+            .expect(seg!(> ., seq ISS + 1, ack IRS + 1, win 65535, ts (ts(200)) 700))
             .expect_nothing()
             .expect_events(&[]);
         assert_eq!(t.c.recv_queue(), 0);
@@ -1740,7 +1771,7 @@ mod established {
             .expect_nothing()
             .expect_events(&[Event::Readable]);
         t.fire(290)
-            .expect(seg!(> ., seq ISS + 1, ack IRS + 6, win 65530, ts 290 720));
+            .expect(seg!(> ., seq ISS + 1, ack IRS + 6, win 65530, ts (ts(290)) 720));
         assert_eq!(t.read_all(), b"fresh");
     }
 
@@ -2317,6 +2348,117 @@ mod time_wait {
     }
 }
 
+/// RFC 7323 on one connection: TS.Recent moves only with accepted segments, PAWS forgets a
+/// TS.Recent 24 days old, and our TSval runs on a clock of its own.
+mod timestamps {
+    use super::*;
+
+    /// Established at 100 ms with timestamps; TS.Recent is the peer's 700.
+    fn with_ts() -> Tcp {
+        let mut t = Tcp::connect(Config {
+            timestamps: true,
+            ..cfg()
+        });
+        t.expect(seg!(> S, seq ISS, win 65535, mss 1460, ts (ts(0)) 0));
+        t.at(100)
+            .inject(seg!(< S., seq IRS, ack ISS + 1, win 65535, mss 1460, ts 700 0))
+            .expect(seg!(> ., seq ISS + 1, ack IRS + 1, win 65535, ts (ts(100)) 700))
+            .expect_events(&[Event::Connected]);
+        t
+    }
+
+    #[test]
+    fn forged_in_window_segments_leave_ts_recent_alone() {
+        // at RCV.NXT, so covering Last.ACK.sent, with a TSval far in the future: were it
+        // recorded, PAWS would drop every real segment after it
+        const FAR: u32 = 700 + (1 << 30);
+        let forged = [
+            // acknowledging data never sent (RFC 5961 5.2)
+            seg!(< P., seq IRS + 1, ack ISS + 50_000, win 65535, ts FAR 0, "evil"),
+            // a SYN in a synchronized state (RFC 5961 4.2)
+            seg!(< S., seq IRS + 1, ack ISS + 1, win 65535, ts FAR 0),
+            // no ACK bit
+            seg!(< P, seq IRS + 1, win 65535, ts FAR 0, "evil"),
+            // an RST inside the window but not at RCV.NXT (RFC 5961 3.2)
+            seg!(< R., seq IRS + 100, ack ISS + 1, win 65535, ts FAR 0),
+        ];
+        for (i, f) in forged.into_iter().enumerate() {
+            let mut t = with_ts();
+            t.at(200).inject(f);
+            // a challenge ACK, if any, still echoes the peer's real value
+            if let Some(s) = t.next() {
+                assert_eq!(s.repr.options.timestamp, Some((ts(200), 700)), "case {i}");
+            }
+            t.expect_nothing();
+            assert_eq!(t.state(), State::Established, "case {i}");
+            // the peer's next real segment passes PAWS, and its value is echoed
+            t.at(250)
+                .inject(seg!(< P., seq IRS + 1, ack ISS + 1, win 65535, ts 720 (ts(200)), "real"))
+                .expect_nothing()
+                .expect_events(&[Event::Readable]);
+            t.fire(290)
+                .expect(seg!(> ., seq ISS + 1, ack IRS + 5, win 65531, ts (ts(290)) 720));
+            assert_eq!(t.read_all(), b"real", "case {i}");
+        }
+    }
+
+    #[test]
+    fn paws_accepts_any_value_once_ts_recent_is_24_days_old() {
+        const DAY_MS: u64 = 24 * 3600 * 1000;
+        let mut t = with_ts();
+        // TS.Recent (700) was taken at 100 ms; 1 ms short of 24 days later it still holds, and
+        // an older value (the peer's clock wrapped meanwhile) is dropped
+        let stale_at = 100 + 24 * DAY_MS;
+        t.at(stale_at - 1)
+            .inject(seg!(< P., seq IRS + 1, ack ISS + 1, win 65535, ts 600 0, "old"))
+            .expect(seg!(> ., seq ISS + 1, ack IRS + 1, win 65535, ts (ts(stale_at - 1)) 700))
+            .expect_nothing()
+            .expect_events(&[]);
+        assert_eq!(t.c.recv_queue(), 0);
+        // at 24 days TS.Recent is invalid (RFC 7323 5.5): the segment is taken, and its value
+        // becomes TS.Recent
+        t.at(stale_at)
+            .inject(seg!(< P., seq IRS + 1, ack ISS + 1, win 65535, ts 600 0, "new"))
+            .expect_nothing()
+            .expect_events(&[Event::Readable]);
+        t.fire(stale_at + 40)
+            .expect(seg!(> ., seq ISS + 1, ack IRS + 4, win 65532, ts (ts(stale_at + 40)) 600));
+        assert_eq!(t.read_all(), b"new");
+        // and PAWS holds again from that value on
+        t.at(stale_at + 50)
+            .inject(seg!(< P., seq IRS + 4, ack ISS + 1, win 65535, ts 599 0, "x"))
+            .expect(seg!(> ., seq ISS + 1, ack IRS + 4, win 65535, ts (ts(stale_at + 50)) 600));
+        assert_eq!(t.c.recv_queue(), 0);
+    }
+
+    #[test]
+    fn tsval_is_offset_per_connection_not_the_engine_clock() {
+        let other = SocketAddrV4::new(*PEER.ip(), PEER.port() + 1);
+        let (a, b) = (ts_clock(US, PEER, 0), ts_clock(US, other, 0));
+        // two connections opened at the same instant of a clock that started at 0: their
+        // values tell nothing of that clock, nor of each other
+        assert_ne!(a, 0);
+        assert_ne!(b, 0);
+        assert_ne!(a, b);
+        // a later incarnation of the same 4-tuple continues the same clock (PAWS, RFC 6191)
+        let mut c = Connection::connect(cfg_all_options(), US, PEER, SeqNumber(77));
+        let syn = c.poll_transmit(ms(5000)).expect("SYN");
+        assert_eq!(syn.repr.options.timestamp, Some((a.wrapping_add(5000), 0)));
+        // another secret, another clock
+        let mut d = Connection::connect(
+            Config {
+                isn_secret: 1,
+                ..cfg_all_options()
+            },
+            US,
+            PEER,
+            SeqNumber(77),
+        );
+        let syn = d.poll_transmit(ms(0)).expect("SYN");
+        assert_ne!(syn.repr.options.timestamp.map(|(v, _)| v), Some(a));
+    }
+}
+
 /// RFC 6298 on scripted RTT samples: each ACK arrives a chosen time after the segment it
 /// acknowledges, and SRTT, RTTVAR and RTO must equal the values worked out by hand (all exact in
 /// nanoseconds). Karn's rule: an ACK of a retransmitted segment gives no sample, unless its
@@ -2375,7 +2517,7 @@ mod rtt_estimation {
         exchange(&mut t, 300, 420, 1);
         check(&t, 98_125_000, 41_875_000, 265_625_000);
         // Karn: the segment times out and is resent; the ACK after that is ambiguous and gives
-        // no sample, but it ends the backoff (RFC 6298 5.7)
+        // no sample, so the backoff stays until the next sample
         t.at(500);
         t.c.send(b"x").unwrap();
         t.next().unwrap();
@@ -2391,11 +2533,12 @@ mod rtt_estimation {
         t.at(800)
             .inject(seg!(< ., seq IRS + 1, ack ISS + 4, win 65535))
             .expect_nothing();
-        assert_eq!(t.c.info().backoff, 0);
-        check(&t, 98_125_000, 41_875_000, 265_625_000);
-        // the next clean sample, R = 100: RTTVAR = 3/4 41.875 + 1/4 1.875 = 31.875;
+        assert_eq!(t.c.info().backoff, 1);
+        check(&t, 98_125_000, 41_875_000, 531_250_000);
+        // the next clean sample, R = 100, ends it: RTTVAR = 3/4 41.875 + 1/4 1.875 = 31.875;
         // SRTT = 7/8 98.125 + 1/8 100 = 98.359375; RTO = 98.359375 + 127.5
         exchange(&mut t, 900, 1000, 3);
+        assert_eq!(t.c.info().backoff, 0);
         check(&t, 98_359_375, 31_875_000, 225_859_375);
     }
 
@@ -2403,17 +2546,17 @@ mod rtt_estimation {
     /// 500 ms and is resent with TSval 500.
     fn timed_out_with_timestamps() -> Tcp {
         let mut t = Tcp::connect(rtt_cfg(true));
-        t.expect(seg!(> S, seq ISS, win 65535, mss 1460, ts 0 0));
+        t.expect(seg!(> S, seq ISS, win 65535, mss 1460, ts (ts(0)) 0));
         t.at(100)
             .inject(seg!(< S., seq IRS, ack ISS + 1, win 65535, mss 1460, ts 700 0))
-            .expect(seg!(> ., seq ISS + 1, ack IRS + 1, win 65535, ts 100 700))
+            .expect(seg!(> ., seq ISS + 1, ack IRS + 1, win 65535, ts (ts(100)) 700))
             .expect_events(&[Event::Connected]);
         check(&t, 100_000_000, 50_000_000, 300_000_000);
         t.at(200);
         t.c.send(b"x").unwrap();
-        t.expect(seg!(> P., seq ISS + 1, ack IRS + 1, win 65535, ts 200 700, "x"));
+        t.expect(seg!(> P., seq ISS + 1, ack IRS + 1, win 65535, ts (ts(200)) 700, "x"));
         t.fire(500)
-            .expect(seg!(> P., seq ISS + 1, ack IRS + 1, win 65535, ts 500 700, "x"));
+            .expect(seg!(> P., seq ISS + 1, ack IRS + 1, win 65535, ts (ts(500)) 700, "x"));
         check(&t, 100_000_000, 50_000_000, 600_000_000);
         t
     }
@@ -2424,19 +2567,78 @@ mod rtt_estimation {
         // TSecr 500 answers the retransmission sent at 500: R = 540 - 500 = 40.
         // RTTVAR = 3/4 50 + 1/4 60 = 52.5; SRTT = 7/8 100 + 1/8 40 = 92.5; RTO = 92.5 + 210
         t.at(540)
-            .inject(seg!(< ., seq IRS + 1, ack ISS + 2, win 65535, ts 710 500))
+            .inject(seg!(< ., seq IRS + 1, ack ISS + 2, win 65535, ts 710 (ts(500))))
             .expect_nothing();
         check(&t, 92_500_000, 52_500_000, 302_500_000);
     }
 
     #[test]
-    fn timestamp_echo_of_the_original_gives_no_sample() {
+    fn timestamp_echo_of_the_original_is_timed_from_the_original() {
         let mut t = timed_out_with_timestamps();
-        // TSecr 200: the ACK answers the first transmission, which Karn's rule (without
-        // measuring from TSecr) leaves unsampled: SRTT and RTTVAR stay, the backoff ends
+        // TSecr 200: the ACK answers the first transmission, sent at 200 (RFC 7323 4.1), so
+        // R = 540 - 200 = 340 and the backoff ends. RTTVAR = 3/4 50 + 1/4 240 = 97.5;
+        // SRTT = 7/8 100 + 1/8 340 = 130; RTO = 130 + 390
         t.at(540)
-            .inject(seg!(< ., seq IRS + 1, ack ISS + 2, win 65535, ts 710 200))
+            .inject(seg!(< ., seq IRS + 1, ack ISS + 2, win 65535, ts 710 (ts(200))))
             .expect_nothing();
+        assert_eq!(t.c.info().backoff, 0);
+        check(&t, 130_000_000, 97_500_000, 520_000_000);
+    }
+
+    #[test]
+    fn rto_for_data_is_three_seconds_after_a_lost_syn() {
+        let mut t = Tcp::connect(cfg());
+        let syn = seg!(> S, seq ISS, win 65535, mss 1460);
+        t.expect(syn);
+        t.fire(1000).expect(syn);
+        // no timestamps: the SYN-ACK may answer either SYN, so there is no sample (Karn)
+        t.at(1100)
+            .inject(seg!(< S., seq IRS, ack ISS + 1, win 65535, mss 1460))
+            .expect(seg!(> ., seq ISS + 1, ack IRS + 1, win 65535))
+            .expect_events(&[Event::Connected]);
+        assert_eq!(t.c.rtt().srtt(), None);
+        assert_eq!((t.c.rto(), t.c.info().backoff), (Duration::from_secs(3), 0));
+        t.c.send(b"x").unwrap();
+        t.at(1200)
+            .expect(seg!(> P., seq ISS + 1, ack IRS + 1, win 65535, "x"))
+            .expect_nothing();
+        assert_eq!(t.deadline(), Some(ms(4200)));
+        t.fire(4200)
+            .expect(seg!(> P., seq ISS + 1, ack IRS + 1, win 65535, "x"));
+        assert_eq!(t.deadline(), Some(ms(10_200)));
+    }
+
+    #[test]
+    fn rto_for_data_is_three_seconds_after_a_lost_syn_ack() {
+        let syn = seg!(< S, seq IRS, win 65535, mss 1460);
+        let mut t = Tcp::accept(cfg(), &syn);
+        let syn_ack = seg!(> S., seq ISS, ack IRS + 1, win 65535, mss 1460);
+        t.expect(syn_ack);
+        t.fire(1000).expect(syn_ack);
+        t.at(1100)
+            .inject(seg!(< ., seq IRS + 1, ack ISS + 1, win 65535))
+            .expect_events(&[Event::Connected]);
+        assert_eq!(t.state(), State::Established);
+        assert_eq!((t.c.rto(), t.c.info().backoff), (Duration::from_secs(3), 0));
+        t.c.send(b"x").unwrap();
+        t.at(1200)
+            .expect(seg!(> P., seq ISS + 1, ack IRS + 1, win 65535, "x"))
+            .expect_nothing();
+        assert_eq!(t.deadline(), Some(ms(4200)));
+    }
+
+    #[test]
+    fn syn_ack_echoing_the_retransmitted_syn_is_timed() {
+        let mut t = Tcp::connect(rtt_cfg(true));
+        t.expect(seg!(> S, seq ISS, win 65535, mss 1460, ts (ts(0)) 0));
+        t.fire(1000)
+            .expect(seg!(> S, seq ISS, win 65535, mss 1460, ts (ts(1000)) 0));
+        // the echo names the second SYN: R = 1100 - 1000, and no 3 s fallback
+        t.at(1100)
+            .inject(seg!(< S., seq IRS, ack ISS + 1, win 65535, mss 1460, ts 700 (ts(1000))))
+            .expect(seg!(> ., seq ISS + 1, ack IRS + 1, win 65535, ts (ts(1100)) 700))
+            .expect_events(&[Event::Connected]);
+        assert_eq!(t.c.info().backoff, 0);
         check(&t, 100_000_000, 50_000_000, 300_000_000);
     }
 }

@@ -65,8 +65,9 @@ impl Transmit {
 }
 
 impl Connection {
+    #[inline]
     fn ts_val(&self, now: Instant) -> u32 {
-        now.as_millis() as u32
+        self.ts.val(now)
     }
 
     pub(super) fn bare(&self, seq: SeqNumber, flags: TcpFlags) -> TcpRepr<'static> {
@@ -115,7 +116,7 @@ impl Connection {
         if ts {
             o.timestamp = Some((
                 self.ts_val(now),
-                if reply_to_peer { self.rcv.ts_recent } else { 0 },
+                if reply_to_peer { self.ts.recent() } else { 0 },
             ));
         }
         o
@@ -197,7 +198,7 @@ impl Connection {
             .rcv
             .advertise(self.cfg.mss as usize, self.opts.rcv_wscale);
         if self.opts.timestamps {
-            repr.options.timestamp = Some((self.ts_val(now), self.rcv.ts_recent));
+            repr.options.timestamp = Some((self.ts_val(now), self.ts.recent()));
         }
         if self.opts.sack {
             self.fill_sack(&mut repr.options);
