@@ -2459,6 +2459,187 @@ mod timestamps {
     }
 }
 
+/// Congestion control across losses: ssthresh once per loss episode (RFC 5681 3.1) and the undo
+/// of spurious recovery (RFC 3522 with timestamps, D-SACK).
+mod congestion {
+    use super::*;
+    use xdp_tcp::tcp::Algorithm;
+
+    const MSS: usize = 1460;
+
+    /// Everything sent now: (seq, payload length) of each segment.
+    fn flush(t: &mut Tcp) -> Vec<(SeqNumber, usize)> {
+        std::iter::from_fn(|| t.next())
+            .map(|s| (s.repr.seq, s.payload.len()))
+            .collect()
+    }
+
+    /// The peer acknowledges everything below `ack` (a byte offset of our stream) now.
+    fn ack(t: &mut Tcp, ack: usize) {
+        t.inject(seg!(< ., seq IRS + 1, ack ISS + 1 + ack as u32, win 65535));
+    }
+
+    #[test]
+    fn ssthresh_is_set_once_for_repeated_timeouts() {
+        // CUBIC: 0.7 of the 10 segments in flight; NewReno: half of them
+        for (alg, want) in [(Algorithm::Cubic, 7 * MSS), (Algorithm::NewReno, 5 * MSS)] {
+            let mut t = open(
+                Config {
+                    congestion: alg,
+                    ..cfg()
+                },
+                65535,
+            );
+            t.c.send(&pattern(10 * MSS)).unwrap();
+            assert_eq!(t.at(200).c.cwnd(), 10 * MSS);
+            assert_eq!(flush(&mut t).len(), 10);
+            // three timeouts of one episode, nothing acknowledged in between
+            for (k, at) in [1200, 3200, 7200].into_iter().enumerate() {
+                t.fire(at);
+                assert_eq!(flush(&mut t), [(SeqNumber(ISS + 1), MSS)], "{alg:?} {k}");
+                assert_eq!(
+                    (t.c.cwnd(), t.c.ssthresh()),
+                    (MSS, want),
+                    "{alg:?} after timeout {}",
+                    k + 1
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn a_timeout_during_fast_recovery_keeps_its_ssthresh() {
+        let mut t = open(
+            Config {
+                congestion: Algorithm::NewReno,
+                ..cfg()
+            },
+            65535,
+        );
+        t.c.send(&pattern(20 * MSS)).unwrap();
+        t.at(200);
+        assert_eq!(flush(&mut t).len(), 10);
+        // three duplicate ACKs: fast retransmit, ssthresh half the flight
+        t.at(300);
+        for _ in 0..3 {
+            ack(&mut t, 0);
+        }
+        assert_eq!(flush(&mut t), [(SeqNumber(ISS + 1), MSS)]);
+        assert_eq!(t.c.ssthresh(), 5 * MSS);
+        // seven more: each lets a new segment out past the 5-segment window (RFC 6582)
+        for _ in 0..7 {
+            ack(&mut t, 0);
+        }
+        assert_eq!(flush(&mut t).len(), 5);
+        assert_eq!(t.c.bytes_in_flight(), 15 * MSS);
+        // the retransmission is lost too: the timeout keeps the episode's ssthresh rather than
+        // halve the 15 segments now in flight
+        let rto = t.deadline().unwrap();
+        t.fire(rto.as_millis());
+        assert_eq!((t.c.cwnd(), t.c.ssthresh()), (MSS, 5 * MSS));
+    }
+
+    /// Timestamps without SACK, a 200 ms floor: RTO 300 ms after the 100 ms handshake sample.
+    fn ts_cfg() -> Config {
+        Config {
+            timestamps: true,
+            rto_min: Duration::from_millis(200),
+            ..cfg()
+        }
+    }
+
+    #[test]
+    fn spurious_timeout_detected_by_timestamps_is_undone() {
+        let mut t = Tcp::connect(ts_cfg());
+        t.next().unwrap();
+        t.at(100)
+            .inject(seg!(< S., seq IRS, ack ISS + 1, win 65535, mss 1460, ts 700 0));
+        flush(&mut t);
+        let mss = t.c.mss();
+        t.c.send(&pattern(10 * mss)).unwrap();
+        t.at(200);
+        assert_eq!(flush(&mut t).len(), 10);
+        let (cwnd, ssthresh) = (t.c.cwnd(), t.c.ssthresh());
+        assert_eq!((cwnd, ssthresh), (10 * mss, usize::MAX));
+        t.fire(500);
+        assert_eq!(flush(&mut t), [(SeqNumber(ISS + 1), mss)]);
+        assert_eq!((t.c.cwnd(), t.c.ssthresh()), (mss, 7 * mss));
+        // the originals were only delayed: the ACK of all of them echoes the TSval they carried
+        // (200), older than the retransmission's (500)
+        t.at(520).inject(
+            seg!(< ., seq IRS + 1, ack ISS + 1 + 10 * mss as u32, win 65535, ts 710 (ts(200))),
+        );
+        assert_eq!((t.c.cwnd(), t.c.ssthresh()), (cwnd, ssthresh));
+        let st = t.c.stats();
+        assert_eq!((st.rto_events, st.undo_rto, st.undo_fast), (1, 1, 0));
+    }
+
+    #[test]
+    fn needed_timeout_is_not_undone() {
+        let mut t = Tcp::connect(ts_cfg());
+        t.next().unwrap();
+        t.at(100)
+            .inject(seg!(< S., seq IRS, ack ISS + 1, win 65535, mss 1460, ts 700 0));
+        flush(&mut t);
+        let mss = t.c.mss();
+        t.c.send(&pattern(10 * mss)).unwrap();
+        t.at(200);
+        flush(&mut t);
+        t.fire(500);
+        flush(&mut t);
+        // the retransmission filled the hole: the ACK echoes its TSval
+        t.at(520).inject(
+            seg!(< ., seq IRS + 1, ack ISS + 1 + 10 * mss as u32, win 65535, ts 710 (ts(500))),
+        );
+        assert_eq!(t.c.ssthresh(), 7 * mss);
+        assert_eq!(t.c.stats().undo_rto, 0);
+    }
+
+    #[test]
+    fn spurious_fast_retransmit_reported_by_dsack_is_undone() {
+        let mut t = Tcp::connect(Config {
+            sack: true,
+            ..cfg()
+        });
+        t.next().unwrap();
+        t.at(100)
+            .inject(seg!(< S., seq IRS, ack ISS + 1, win 65535, mss 1460, sackOK));
+        flush(&mut t);
+        assert!(t.c.sack_enabled());
+        t.c.send(&pattern(10 * MSS)).unwrap();
+        t.at(200);
+        assert_eq!(flush(&mut t).len(), 10);
+        // segments 2 to 4 arrive before the first: each SACK grows the window by a segment
+        // (slow start), the third marks the first lost, 13 segments reduced to 0.7 of them
+        t.at(300);
+        for k in 2..=4u32 {
+            let mut a = seg!(< ., seq IRS + 1, ack ISS + 1, win 65535);
+            a.options.sack_blocks[0] = (
+                SeqNumber(ISS + 1 + MSS as u32),
+                SeqNumber(ISS + 1 + k * MSS as u32),
+            );
+            a.options.sack_len = 1;
+            t.inject(a);
+        }
+        assert_eq!(flush(&mut t)[0], (SeqNumber(ISS + 1), MSS));
+        assert_eq!(t.c.stats().fast_recoveries, 1);
+        assert_eq!((t.c.cwnd(), t.c.ssthresh()), (9 * MSS, 9 * MSS));
+        let (cwnd, ssthresh) = (13 * MSS, usize::MAX);
+        // the first segment was only late: everything is acknowledged, then the retransmission
+        // arrives as a duplicate and the peer reports it (RFC 2883)
+        t.at(310);
+        ack(&mut t, 10 * MSS);
+        assert_eq!(t.c.ssthresh(), 9 * MSS, "the episode ended reduced");
+        let mut d = seg!(< ., seq IRS + 1, ack ISS + 1 + 10 * MSS as u32, win 65535);
+        d.options.sack_blocks[0] = (SeqNumber(ISS + 1), SeqNumber(ISS + 1 + MSS as u32));
+        d.options.sack_len = 1;
+        t.at(311).inject(d);
+        assert_eq!((t.c.cwnd(), t.c.ssthresh()), (cwnd, ssthresh));
+        let st = t.c.stats();
+        assert_eq!((st.dsack_in, st.undo_fast, st.undo_rto), (1, 1, 0));
+    }
+}
+
 /// RFC 6298 on scripted RTT samples: each ACK arrives a chosen time after the segment it
 /// acknowledges, and SRTT, RTTVAR and RTO must equal the values worked out by hand (all exact in
 /// nanoseconds). Karn's rule: an ACK of a retransmitted segment gives no sample, unless its

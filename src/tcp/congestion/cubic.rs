@@ -117,14 +117,23 @@ impl CongestionControl for Cubic {
         self.acc = 0;
     }
 
-    fn on_rto(&mut self, _now: Instant, _in_flight: usize) {
-        self.reduce();
+    fn on_rto(&mut self, _now: Instant, _in_flight: usize, reduce: bool) {
+        if reduce {
+            self.reduce();
+        }
         self.cwnd = self.mss;
         self.acc = 0;
     }
 
     fn on_recovery_end(&mut self, _now: Instant) {
         self.cwnd = self.ssthresh.max(2 * self.mss);
+    }
+}
+
+impl Cubic {
+    /// After an undo: cwnd at least `cwnd`.
+    pub fn raise_cwnd(&mut self, cwnd: usize) {
+        self.cwnd = self.cwnd.max(cwnd);
     }
 }
 
@@ -172,6 +181,21 @@ mod tests {
         c.w_max = before + 10.0;
         c.on_congestion_event(now, c.cwnd());
         assert!((c.w_max - before * 0.85).abs() < 1e-9);
+    }
+
+    #[test]
+    fn repeated_timeouts_keep_ssthresh_and_w_max() {
+        let mss = 1000;
+        let mut c = Cubic::new(mss, 10);
+        c.cwnd = 100 * mss;
+        c.on_rto(Instant::ZERO, 100 * mss, true);
+        assert_eq!((c.cwnd(), c.ssthresh()), (mss, 70 * mss));
+        assert_eq!(c.w_max, 100.0);
+        for _ in 0..2 {
+            c.on_rto(Instant::ZERO, mss, false);
+            assert_eq!((c.cwnd(), c.ssthresh()), (mss, 70 * mss));
+            assert_eq!(c.w_max, 100.0);
+        }
     }
 
     #[test]

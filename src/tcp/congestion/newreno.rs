@@ -51,14 +51,23 @@ impl CongestionControl for NewReno {
         self.ca_acc = 0;
     }
 
-    fn on_rto(&mut self, _now: Instant, in_flight: usize) {
-        self.ssthresh = (in_flight / 2).max(2 * self.mss);
+    fn on_rto(&mut self, _now: Instant, in_flight: usize, reduce: bool) {
+        if reduce {
+            self.ssthresh = (in_flight / 2).max(2 * self.mss);
+        }
         self.cwnd = self.mss;
         self.ca_acc = 0;
     }
 
     fn on_recovery_end(&mut self, _now: Instant) {
         self.cwnd = self.ssthresh.max(2 * self.mss);
+    }
+}
+
+impl NewReno {
+    /// After an undo: cwnd at least `cwnd`.
+    pub fn raise_cwnd(&mut self, cwnd: usize) {
+        self.cwnd = self.cwnd.max(cwnd);
     }
 }
 
@@ -79,7 +88,10 @@ mod tests {
             c.on_ack(t, 1000, None);
         }
         assert_eq!(c.cwnd(), 11_000);
-        c.on_rto(t, 11_000);
+        c.on_rto(t, 11_000, true);
+        assert_eq!((c.cwnd(), c.ssthresh()), (1000, 5500));
+        // a repeated timeout of the same episode keeps ssthresh
+        c.on_rto(t, 1000, false);
         assert_eq!((c.cwnd(), c.ssthresh()), (1000, 5500));
     }
 }

@@ -332,8 +332,12 @@ impl Connection {
         }
         self.sample_rtt(now, seg, &delivered, newly_acked > 0);
         let delivered_bytes = newly_acked - syn_acked as usize + delivered.sacked_bytes;
+        let ecr = match seg.options.timestamp {
+            Some((_, ecr)) if self.opts.timestamps => Some(ecr),
+            _ => None,
+        };
         let (rec, mut cx) = self.loss(now);
-        rec.on_ack(&mut cx, &delivered, delivered_bytes, newly_acked > 0);
+        rec.on_ack(&mut cx, &delivered, delivered_bytes, newly_acked > 0, ecr);
 
         if self.snd.updates_window(seg.seq, ack) {
             let was_zero = self.snd.wnd == 0;

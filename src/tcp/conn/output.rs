@@ -238,7 +238,8 @@ impl Connection {
         if !room || !(in_window || probe) {
             return None;
         }
-        self.recovery.on_retransmit();
+        let ts_val = self.ts_val(now);
+        self.recovery.on_retransmit(seg.start, seg.end, ts_val);
         if probe {
             self.force_probe = false;
             self.stats.zero_window_probes += 1;
