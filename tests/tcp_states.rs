@@ -2459,8 +2459,9 @@ mod timestamps {
     }
 }
 
-/// Congestion control across losses: ssthresh once per loss episode (RFC 5681 3.1) and the undo
-/// of spurious recovery (RFC 3522 with timestamps, D-SACK).
+/// Congestion control across losses and idleness: ssthresh once per loss episode (RFC 5681
+/// 3.1), the undo of spurious recovery (RFC 3522 with timestamps, D-SACK), window validation
+/// (RFC 7661) and the restart window after idle (RFC 5681 4.1).
 mod congestion {
     use super::*;
     use xdp_tcp::tcp::Algorithm;
@@ -2637,6 +2638,113 @@ mod congestion {
         assert_eq!((t.c.cwnd(), t.c.ssthresh()), (cwnd, ssthresh));
         let st = t.c.stats();
         assert_eq!((st.dsack_in, st.undo_fast, st.undo_rto), (1, 1, 0));
+    }
+
+    #[test]
+    fn cwnd_does_not_grow_while_the_application_is_the_limit() {
+        let mut t = established();
+        // one segment per round trip, far below the 10-segment window: 20 round trips
+        for k in 0..20 {
+            let at = 200 + 200 * k as u64;
+            t.c.send(&pattern(MSS)).unwrap();
+            t.at(at);
+            assert_eq!(flush(&mut t).len(), 1);
+            t.at(at + 100);
+            ack(&mut t, (k + 1) * MSS);
+        }
+        assert_eq!(t.c.cwnd(), 10 * MSS, "application-limited");
+        // filling the window, the sender is network-limited: slow start grows it again
+        t.c.send(&pattern(10 * MSS)).unwrap();
+        t.at(4200);
+        assert_eq!(flush(&mut t).len(), 10);
+        t.at(4300);
+        ack(&mut t, 30 * MSS);
+        assert_eq!(t.c.cwnd(), 11 * MSS);
+    }
+
+    /// The window grown to 20 segments by a cwnd-limited flight of 10, sent at 200 ms and
+    /// acknowledged one by one at 300 ms.
+    fn grown() -> Tcp {
+        let mut t = established();
+        t.c.send(&pattern(10 * MSS)).unwrap();
+        t.at(200);
+        assert_eq!(flush(&mut t).len(), 10);
+        t.at(300);
+        for k in 1..=10 {
+            ack(&mut t, k * MSS);
+        }
+        assert_eq!(t.c.cwnd(), 20 * MSS);
+        assert_eq!(t.c.rto(), Duration::from_secs(1));
+        t
+    }
+
+    #[test]
+    fn the_window_restarts_from_the_initial_one_after_an_idle_rto() {
+        let mut t = grown();
+        // nothing sent for more than the RTO (1 s): at most the initial window leaves at once
+        t.c.send(&pattern(30 * MSS)).unwrap();
+        t.at(1201);
+        assert_eq!(flush(&mut t).len(), 10);
+        assert_eq!(t.c.cwnd(), 10 * MSS);
+        // ssthresh keeps 3/4 of the window before (CUBIC's was never set)
+        assert_eq!(t.c.ssthresh(), usize::MAX);
+        // a shorter pause keeps the whole window
+        let mut t = grown();
+        t.c.send(&pattern(30 * MSS)).unwrap();
+        t.at(1200);
+        assert_eq!(flush(&mut t).len(), 20);
+    }
+
+    #[test]
+    fn the_restart_keeps_three_quarters_of_the_window_in_ssthresh() {
+        let mut t = open(
+            Config {
+                congestion: Algorithm::NewReno,
+                ..cfg()
+            },
+            65535,
+        );
+        // a timeout sets ssthresh to 5 segments
+        t.c.send(&pattern(10 * MSS)).unwrap();
+        t.at(200);
+        flush(&mut t);
+        t.fire(1200);
+        flush(&mut t);
+        assert_eq!(t.c.ssthresh(), 5 * MSS);
+        t.at(1300);
+        ack(&mut t, 10 * MSS);
+        // then round trips that fill the window, every segment acknowledged on its own, grow
+        // it past the initial window (slow start to 5, then a segment per window)
+        let (mut now, mut acked) = (1400, 10 * MSS);
+        let mut round = |t: &mut Tcp, more: bool| {
+            t.at(now);
+            if more && t.c.send_queue() < 30 * MSS {
+                t.c.send(&pattern(20 * MSS)).unwrap();
+            }
+            let sent = flush(t);
+            t.at(now + 100);
+            for (seq, len) in sent {
+                acked = (seq - SeqNumber(ISS + 1)) + len;
+                ack(t, acked);
+            }
+            now += 200;
+        };
+        while t.c.cwnd() < 14 * MSS {
+            round(&mut t, true);
+        }
+        // the application stops; what it queued drains
+        while t.c.send_queue() > 0 {
+            round(&mut t, false);
+        }
+        let cwnd = t.c.cwnd();
+        assert!(cwnd >= 14 * MSS && cwnd / 4 * 3 > 5 * MSS);
+        // nothing sent since the last round for longer than the RTO
+        let last_sent = now - 200;
+        t.c.send(&pattern(20 * MSS)).unwrap();
+        t.at(last_sent + t.c.rto().as_millis() + 1);
+        assert_eq!(flush(&mut t).len(), 10, "restarts from the initial window");
+        assert_eq!(t.c.cwnd(), 10 * MSS);
+        assert_eq!(t.c.ssthresh(), cwnd / 4 * 3);
     }
 }
 

@@ -128,6 +128,14 @@ impl CongestionControl for Cubic {
     fn on_recovery_end(&mut self, _now: Instant) {
         self.cwnd = self.ssthresh.max(2 * self.mss);
     }
+
+    fn on_idle_restart(&mut self, initial: usize) {
+        self.ssthresh = self.ssthresh.max(self.cwnd / 4 * 3);
+        self.cwnd = self.cwnd.min(initial);
+        self.acc = 0;
+        // the cubic curve must not count the idle time as time spent growing (RFC 9438 5.8)
+        self.epoch = None;
+    }
 }
 
 impl Cubic {

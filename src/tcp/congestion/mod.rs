@@ -4,16 +4,21 @@
 //! retransmission timeouts and the end of recovery; the algorithm owns `cwnd` and `ssthresh`
 //! (bytes). Both algorithms start from the initial window of RFC 6928 and share slow start.
 //!
-//! [`Controller`] wraps the algorithm with the snapshots that let loss recovery take back a
-//! reduction that proved spurious ([`Controller::snapshot`], [`Controller::undo`]).
+//! [`Controller`] wraps the algorithm with what is common to both: congestion window validation
+//! ([`validation`]: no growth while the application or the peer's window is the limit, and the
+//! restart window after idle), and the snapshots that let loss recovery take back a reduction
+//! that proved spurious ([`Controller::snapshot`], [`Controller::undo`]).
 
 mod cubic;
 mod newreno;
+mod validation;
 
 pub use cubic::Cubic;
 pub use newreno::NewReno;
+pub use validation::Usage;
 
 use crate::time::{Duration, Instant};
+use crate::wire::SeqNumber;
 
 /// Which algorithm a connection uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -37,6 +42,10 @@ pub trait CongestionControl: core::fmt::Debug {
     fn on_rto(&mut self, now: Instant, in_flight: usize, reduce: bool);
     /// Fast recovery ended: cwnd settles at ssthresh.
     fn on_recovery_end(&mut self, now: Instant);
+    /// Sending resumes after an idle period longer than the RTO (RFC 5681 4.1): cwnd restarts
+    /// from min(`initial`, cwnd), ssthresh keeps at least 3/4 of the old cwnd so slow start
+    /// brings most of it back (as Linux), and nothing of the idle time counts as growth.
+    fn on_idle_restart(&mut self, initial: usize);
 }
 
 /// The algorithm's whole state, saved before a reduction so it can be restored.
@@ -50,10 +59,13 @@ enum Alg {
     Cubic(Cubic),
 }
 
-/// A connection's congestion controller.
+/// A connection's congestion controller: the algorithm, and the validation of its window.
 #[derive(Debug, Clone)]
 pub struct Controller {
     alg: Alg,
+    usage: Usage,
+    /// The initial window in bytes (RFC 6928), where a restart after idle begins.
+    initial: usize,
 }
 
 impl Controller {
@@ -62,7 +74,11 @@ impl Controller {
             Algorithm::NewReno => Alg::NewReno(NewReno::new(mss, initial_segments)),
             Algorithm::Cubic => Alg::Cubic(Cubic::new(mss, initial_segments)),
         };
-        Controller { alg }
+        Controller {
+            alg,
+            usage: Usage::default(),
+            initial: mss * initial_segments,
+        }
     }
 
     #[inline]
@@ -78,6 +94,33 @@ impl Controller {
         match &mut self.alg {
             Alg::NewReno(c) => c,
             Alg::Cubic(c) => c,
+        }
+    }
+
+    /// A transmission opportunity passed: `flight` bytes are in the network (see
+    /// [`Usage::on_send`]).
+    #[inline]
+    pub fn on_send(
+        &mut self,
+        now: Instant,
+        sent: bool,
+        flight: usize,
+        mss: usize,
+        snd_una: SeqNumber,
+        snd_max: SeqNumber,
+    ) {
+        let limited = flight + mss > self.cwnd();
+        self.usage
+            .on_send(now, sent, flight, limited, snd_una, snd_max);
+    }
+
+    /// New data is about to go out with nothing in flight: after an idle period longer than
+    /// `rto`, cwnd restarts (RFC 5681 4.1).
+    #[inline]
+    pub fn before_send_from_idle(&mut self, now: Instant, rto: Duration) {
+        if self.usage.idle_restart_due(now, rto) {
+            let initial = self.initial;
+            self.inner_mut().on_idle_restart(initial);
         }
     }
 
@@ -107,9 +150,12 @@ impl CongestionControl for Controller {
     fn ssthresh(&self) -> usize {
         self.inner().ssthresh()
     }
+    /// Grows cwnd only while the sender used it ([`Usage::may_grow`]).
     #[inline]
     fn on_ack(&mut self, now: Instant, acked: usize, rtt: Option<Duration>) {
-        self.inner_mut().on_ack(now, acked, rtt)
+        if self.usage.may_grow(self.cwnd(), self.ssthresh()) {
+            self.inner_mut().on_ack(now, acked, rtt)
+        }
     }
     fn on_congestion_event(&mut self, now: Instant, in_flight: usize) {
         self.inner_mut().on_congestion_event(now, in_flight)
@@ -119,5 +165,8 @@ impl CongestionControl for Controller {
     }
     fn on_recovery_end(&mut self, now: Instant) {
         self.inner_mut().on_recovery_end(now)
+    }
+    fn on_idle_restart(&mut self, initial: usize) {
+        self.inner_mut().on_idle_restart(initial)
     }
 }

@@ -62,6 +62,12 @@ impl CongestionControl for NewReno {
     fn on_recovery_end(&mut self, _now: Instant) {
         self.cwnd = self.ssthresh.max(2 * self.mss);
     }
+
+    fn on_idle_restart(&mut self, initial: usize) {
+        self.ssthresh = self.ssthresh.max(self.cwnd / 4 * 3);
+        self.cwnd = self.cwnd.min(initial);
+        self.ca_acc = 0;
+    }
 }
 
 impl NewReno {
@@ -93,5 +99,19 @@ mod tests {
         // a repeated timeout of the same episode keeps ssthresh
         c.on_rto(t, 1000, false);
         assert_eq!((c.cwnd(), c.ssthresh()), (1000, 5500));
+    }
+
+    #[test]
+    fn idle_restart_from_the_initial_window() {
+        let t = Instant::ZERO;
+        let mut c = NewReno::new(1000, 10);
+        c.on_congestion_event(t, 60_000);
+        c.cwnd = 40_000;
+        c.on_idle_restart(10_000);
+        assert_eq!((c.cwnd(), c.ssthresh()), (10_000, 30_000));
+        // a window already below the initial one stays
+        c.cwnd = 4000;
+        c.on_idle_restart(10_000);
+        assert_eq!((c.cwnd(), c.ssthresh()), (4000, 30_000));
     }
 }

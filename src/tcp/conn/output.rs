@@ -211,15 +211,26 @@ impl Connection {
     }
 
     fn emit_data(&mut self, now: Instant) -> Option<Transmit> {
+        let mut t = None;
         if self.recovery.take_probe_due() {
-            if let Some(t) = self.emit_tail_probe(now) {
-                return Some(t);
-            }
+            t = self.emit_tail_probe(now);
         }
-        if let Some(t) = self.emit_retransmission(now) {
-            return Some(t);
+        if t.is_none() {
+            t = self.emit_retransmission(now);
         }
-        self.emit_new_data(now, false)
+        if t.is_none() {
+            t = self.emit_new_data(now, false);
+        }
+        // whether the flight fills cwnd: congestion window validation
+        self.cc.on_send(
+            now,
+            t.is_some(),
+            self.sb.pipe(),
+            self.opts.mss,
+            self.snd.una,
+            self.snd.max,
+        );
+        t
     }
 
     /// Resends the first segment marked lost, if congestion control and the peer's window
@@ -315,6 +326,10 @@ impl Connection {
         let data_end = self.snd.buf.end();
         let fin_pending = self.snd.fin_pending();
         let avail = self.sendable();
+        if avail > 0 && self.sb.is_empty() {
+            // the restart window after idle (RFC 5681 4.1)
+            self.cc.before_send_from_idle(now, self.rtt.rto());
+        }
         let outstanding = self.snd.nxt - self.snd.una;
         let wnd_room = self.snd.wnd.saturating_sub(outstanding);
         let mut usable =
