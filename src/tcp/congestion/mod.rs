@@ -59,6 +59,16 @@ enum Alg {
     Cubic(Cubic),
 }
 
+/// Evaluates `$e` with `$c` bound to the algorithm: static dispatch, so the calls inline.
+macro_rules! on_alg {
+    ($self:expr, $c:ident => $e:expr) => {
+        match $self {
+            Alg::NewReno($c) => $e,
+            Alg::Cubic($c) => $e,
+        }
+    };
+}
+
 /// A connection's congestion controller: the algorithm, and the validation of its window.
 #[derive(Debug, Clone)]
 pub struct Controller {
@@ -81,46 +91,32 @@ impl Controller {
         }
     }
 
-    #[inline]
-    fn inner(&self) -> &dyn CongestionControl {
-        match &self.alg {
-            Alg::NewReno(c) => c,
-            Alg::Cubic(c) => c,
-        }
-    }
-
-    #[inline]
-    fn inner_mut(&mut self) -> &mut dyn CongestionControl {
-        match &mut self.alg {
-            Alg::NewReno(c) => c,
-            Alg::Cubic(c) => c,
-        }
-    }
-
-    /// A transmission opportunity passed: `flight` bytes are in the network (see
-    /// [`Usage::on_send`]).
+    /// Something was sent: `flight` bytes are now in the network (see [`Usage::on_send`]).
     #[inline]
     pub fn on_send(
         &mut self,
         now: Instant,
-        sent: bool,
         flight: usize,
         mss: usize,
         snd_una: SeqNumber,
         snd_max: SeqNumber,
     ) {
         let limited = flight + mss > self.cwnd();
-        self.usage
-            .on_send(now, sent, flight, limited, snd_una, snd_max);
+        self.usage.on_send(now, flight, limited, snd_una, snd_max);
     }
 
-    /// New data is about to go out with nothing in flight: after an idle period longer than
-    /// `rto`, cwnd restarts (RFC 5681 4.1).
+    /// New data is about to go out with nothing in flight: after an idle period longer than the
+    /// RTO (`rto`, never less than `rto_min`), cwnd restarts (RFC 5681 4.1).
     #[inline]
-    pub fn before_send_from_idle(&mut self, now: Instant, rto: Duration) {
-        if self.usage.idle_restart_due(now, rto) {
+    pub fn before_send_from_idle(
+        &mut self,
+        now: Instant,
+        rto_min: Duration,
+        rto: impl FnOnce() -> Duration,
+    ) {
+        if self.usage.idle_restart_due(now, rto_min, rto) {
             let initial = self.initial;
-            self.inner_mut().on_idle_restart(initial);
+            self.on_idle_restart(initial);
         }
     }
 
@@ -134,39 +130,36 @@ impl Controller {
     pub fn undo(&mut self, s: Snapshot) {
         let cwnd = self.cwnd();
         self.alg = s.0;
-        match &mut self.alg {
-            Alg::NewReno(c) => c.raise_cwnd(cwnd),
-            Alg::Cubic(c) => c.raise_cwnd(cwnd),
-        }
+        on_alg!(&mut self.alg, c => c.raise_cwnd(cwnd))
     }
 }
 
 impl CongestionControl for Controller {
     #[inline]
     fn cwnd(&self) -> usize {
-        self.inner().cwnd()
+        on_alg!(&self.alg, c => c.cwnd())
     }
     #[inline]
     fn ssthresh(&self) -> usize {
-        self.inner().ssthresh()
+        on_alg!(&self.alg, c => c.ssthresh())
     }
     /// Grows cwnd only while the sender used it ([`Usage::may_grow`]).
     #[inline]
     fn on_ack(&mut self, now: Instant, acked: usize, rtt: Option<Duration>) {
-        if self.usage.may_grow(self.cwnd(), self.ssthresh()) {
-            self.inner_mut().on_ack(now, acked, rtt)
+        if self.usage.may_grow(|| (self.cwnd(), self.ssthresh())) {
+            on_alg!(&mut self.alg, c => c.on_ack(now, acked, rtt))
         }
     }
     fn on_congestion_event(&mut self, now: Instant, in_flight: usize) {
-        self.inner_mut().on_congestion_event(now, in_flight)
+        on_alg!(&mut self.alg, c => c.on_congestion_event(now, in_flight))
     }
     fn on_rto(&mut self, now: Instant, in_flight: usize, reduce: bool) {
-        self.inner_mut().on_rto(now, in_flight, reduce)
+        on_alg!(&mut self.alg, c => c.on_rto(now, in_flight, reduce))
     }
     fn on_recovery_end(&mut self, now: Instant) {
-        self.inner_mut().on_recovery_end(now)
+        on_alg!(&mut self.alg, c => c.on_recovery_end(now))
     }
     fn on_idle_restart(&mut self, initial: usize) {
-        self.inner_mut().on_idle_restart(initial)
+        on_alg!(&mut self.alg, c => c.on_idle_restart(initial))
     }
 }

@@ -8,8 +8,8 @@
 //! the largest flight. cwnd may grow while the last such window was cwnd-limited, or in slow
 //! start while cwnd is below twice the largest flight (so it can double once more, as slow start
 //! would, but not run away from what is actually sent). Feed it after every transmission
-//! opportunity ([`Usage::on_send`]); ask [`Usage::may_grow`] for each ACK, and
-//! [`Usage::idle_restart_due`] before sending new data.
+//! ([`Usage::on_send`]); ask [`Usage::may_grow`] for each ACK, and [`Usage::idle_restart_due`]
+//! before sending new data with nothing in flight.
 
 use crate::time::{Duration, Instant};
 use crate::wire::SeqNumber;
@@ -27,21 +27,18 @@ pub struct Usage {
 }
 
 impl Usage {
-    /// A transmission opportunity passed at `now`: `flight` bytes are in the network, and
-    /// `limited` if that fills cwnd to within a segment; `sent` says whether data went out.
+    /// Something was sent at `now`: `flight` bytes are in the network, and `limited` if that
+    /// fills cwnd to within a segment.
     #[inline]
     pub fn on_send(
         &mut self,
         now: Instant,
-        sent: bool,
         flight: usize,
         limited: bool,
         snd_una: SeqNumber,
         snd_max: SeqNumber,
     ) {
-        if sent {
-            self.last_sent = Some(now);
-        }
+        self.last_sent = Some(now);
         let new_window = self.window_end.is_none_or(|e| snd_una.diff(e) >= 0);
         if new_window || limited || (!self.cwnd_limited && flight > self.max_flight) {
             self.cwnd_limited = limited;
@@ -50,18 +47,27 @@ impl Usage {
         }
     }
 
-    /// Whether an ACK may grow cwnd: the sender used it.
+    /// Whether an ACK may grow cwnd: the sender used it. `window` gives (cwnd, ssthresh).
     #[inline]
-    pub fn may_grow(&self, cwnd: usize, ssthresh: usize) -> bool {
-        self.cwnd_limited || (cwnd < ssthresh && cwnd < 2 * self.max_flight)
+    pub fn may_grow(&self, window: impl FnOnce() -> (usize, usize)) -> bool {
+        self.cwnd_limited || {
+            let (cwnd, ssthresh) = window();
+            cwnd < ssthresh && cwnd < 2 * self.max_flight
+        }
     }
 
     /// Whether data about to go out with nothing in flight follows an idle period longer than
-    /// `rto` (RFC 5681 4.1). Clears the record, so the restart happens once.
+    /// `rto` (which is never below `rto_min`, so a shorter pause needs no RTO computed) (RFC
+    /// 5681 4.1). Clears the record, so the restart happens once.
     #[inline]
-    pub fn idle_restart_due(&mut self, now: Instant, rto: Duration) -> bool {
+    pub fn idle_restart_due(
+        &mut self,
+        now: Instant,
+        rto_min: Duration,
+        rto: impl FnOnce() -> Duration,
+    ) -> bool {
         match self.last_sent {
-            Some(t) if now - t > rto => {
+            Some(t) if now - t > rto_min && now - t > rto() => {
                 self.last_sent = None;
                 self.cwnd_limited = false;
                 self.max_flight = 0;
@@ -91,27 +97,20 @@ mod tests {
         let mut u = Usage::default();
         let t = Instant::ZERO;
         // 2 segments in flight of a 10-segment window, past slow start: application-limited
-        u.on_send(t, true, 2 * MSS, lim(2 * MSS, 10 * MSS), s(0), s(2000));
-        assert!(!u.may_grow(10 * MSS, 5 * MSS));
+        u.on_send(t, 2 * MSS, lim(2 * MSS, 10 * MSS), s(0), s(2000));
+        assert!(!u.may_grow(|| (10 * MSS, 5 * MSS)));
         // in slow start, growth up to twice what was in flight
-        assert!(!u.may_grow(10 * MSS, usize::MAX));
-        u.on_send(t, true, 6 * MSS, lim(6 * MSS, 10 * MSS), s(0), s(6000));
-        assert!(u.may_grow(10 * MSS, usize::MAX));
-        assert!(!u.may_grow(12 * MSS, usize::MAX));
-        // the flight fills cwnd: limited for the rest of this window, even once it drains
-        u.on_send(t, true, 10 * MSS, lim(10 * MSS, 10 * MSS), s(0), s(10_000));
-        u.on_send(
-            t,
-            false,
-            3 * MSS,
-            lim(3 * MSS, 10 * MSS),
-            s(7000),
-            s(10_000),
-        );
-        assert!(u.may_grow(10 * MSS, 5 * MSS));
-        // the next window starts once all of it is acknowledged, and was not limited
-        u.on_send(t, false, 0, lim(0, 10 * MSS), s(10_000), s(10_000));
-        assert!(!u.may_grow(10 * MSS, 5 * MSS));
+        assert!(!u.may_grow(|| (10 * MSS, usize::MAX)));
+        u.on_send(t, 6 * MSS, lim(6 * MSS, 10 * MSS), s(0), s(6000));
+        assert!(u.may_grow(|| (10 * MSS, usize::MAX)));
+        assert!(!u.may_grow(|| (12 * MSS, usize::MAX)));
+        // the flight fills cwnd: limited for the rest of this window, whatever follows in it
+        u.on_send(t, 10 * MSS, lim(10 * MSS, 10 * MSS), s(0), s(10_000));
+        u.on_send(t, 4 * MSS, lim(4 * MSS, 10 * MSS), s(7000), s(11_000));
+        assert!(u.may_grow(|| (10 * MSS, 5 * MSS)));
+        // the next window starts with the first send once all of it is acknowledged
+        u.on_send(t, MSS, lim(MSS, 10 * MSS), s(11_000), s(12_000));
+        assert!(!u.may_grow(|| (10 * MSS, 5 * MSS)));
     }
 
     #[test]
@@ -119,19 +118,18 @@ mod tests {
         let mut u = Usage::default();
         let rto = Duration::from_millis(200);
         assert!(
-            !u.idle_restart_due(Instant::from_secs(10), rto),
+            !u.idle_restart_due(Instant::from_secs(10), rto, || rto),
             "never sent"
         );
         u.on_send(
             Instant::from_millis(100),
-            true,
             MSS,
             lim(MSS, 10 * MSS),
             s(0),
             s(1000),
         );
-        assert!(!u.idle_restart_due(Instant::from_millis(300), rto));
-        assert!(u.idle_restart_due(Instant::from_millis(301), rto));
-        assert!(!u.idle_restart_due(Instant::from_millis(302), rto));
+        assert!(!u.idle_restart_due(Instant::from_millis(300), rto, || rto));
+        assert!(u.idle_restart_due(Instant::from_millis(301), rto, || rto));
+        assert!(!u.idle_restart_due(Instant::from_millis(302), rto, || rto));
     }
 }

@@ -332,8 +332,9 @@ impl Connection {
         }
         self.sample_rtt(now, seg, &delivered, newly_acked > 0);
         let delivered_bytes = newly_acked - syn_acked as usize + delivered.sacked_bytes;
+        // the echo matters only to an episode's Eifel test
         let ecr = match seg.options.timestamp {
-            Some((_, ecr)) if self.opts.timestamps => Some(ecr),
+            Some((_, ecr)) if self.opts.timestamps && self.recovery.in_recovery() => Some(ecr),
             _ => None,
         };
         let (rec, mut cx) = self.loss(now);

@@ -210,27 +210,36 @@ impl Connection {
         self.stats.segs_out += 1;
     }
 
+    /// A due tail loss probe, else the first retransmission, else new data; after a
+    /// transmission, congestion window validation learns whether the flight fills cwnd (as
+    /// Linux's `tcp_cwnd_validate`, nothing is learnt from an opportunity that sent nothing: the
+    /// transmission before it already saw the flight that blocks it).
+    #[inline]
     fn emit_data(&mut self, now: Instant) -> Option<Transmit> {
-        let mut t = None;
-        if self.recovery.take_probe_due() {
-            t = self.emit_tail_probe(now);
+        let t = self.next_data(now);
+        if t.is_some() {
+            self.cc.on_send(
+                now,
+                self.sb.pipe(),
+                self.opts.mss,
+                self.snd.una,
+                self.snd.max,
+            );
         }
-        if t.is_none() {
-            t = self.emit_retransmission(now);
-        }
-        if t.is_none() {
-            t = self.emit_new_data(now, false);
-        }
-        // whether the flight fills cwnd: congestion window validation
-        self.cc.on_send(
-            now,
-            t.is_some(),
-            self.sb.pipe(),
-            self.opts.mss,
-            self.snd.una,
-            self.snd.max,
-        );
         t
+    }
+
+    #[inline]
+    fn next_data(&mut self, now: Instant) -> Option<Transmit> {
+        if self.recovery.take_probe_due() {
+            if let Some(t) = self.emit_tail_probe(now) {
+                return Some(t);
+            }
+        }
+        if let Some(t) = self.emit_retransmission(now) {
+            return Some(t);
+        }
+        self.emit_new_data(now, false)
     }
 
     /// Resends the first segment marked lost, if congestion control and the peer's window
@@ -328,7 +337,9 @@ impl Connection {
         let avail = self.sendable();
         if avail > 0 && self.sb.is_empty() {
             // the restart window after idle (RFC 5681 4.1)
-            self.cc.before_send_from_idle(now, self.rtt.rto());
+            let rtt = &self.rtt;
+            self.cc
+                .before_send_from_idle(now, self.cfg.rto_min, || rtt.rto());
         }
         let outstanding = self.snd.nxt - self.snd.una;
         let wnd_room = self.snd.wnd.saturating_sub(outstanding);

@@ -196,7 +196,7 @@ impl Recovery {
         ecr: Option<u32>,
     ) {
         self.rack.update(cx.now, delivered);
-        let undone = newly_acked && self.spurious_by_timestamp(cx, ecr);
+        let undone = newly_acked && self.episode.is_some() && self.spurious_by_timestamp(cx, ecr);
         if let Some(r) = self.episode {
             if cx.snd_una.diff(r.point) >= 0 {
                 self.episode = None;
@@ -287,6 +287,7 @@ impl Recovery {
     /// if that ACK ends it, or leaves no retransmission unacknowledged (one still out may repair
     /// a real hole beside the reordered one; as Linux's partial undo). Returns whether the
     /// reduction was taken back.
+    #[cold]
     fn spurious_by_timestamp(&mut self, cx: &mut Ctx, ecr: Option<u32>) -> bool {
         let (Some(ecr), Some(ep), Some(u)) = (ecr, self.episode, self.undo.as_ref()) else {
             return false;
