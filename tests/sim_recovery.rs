@@ -41,6 +41,8 @@ struct Wire {
     log: Vec<Tx>,
     /// (offset, nth) pairs to drop.
     drop: Vec<(u32, u32)>,
+    /// (offset, nth) pairs to deliver late, and by how much.
+    delay: Vec<(u32, u32, Duration)>,
     /// Drop everything the client sends.
     cut: bool,
 }
@@ -79,9 +81,11 @@ fn judge(w: &mut Wire, frame: &[u8]) -> Verdict {
         dropped,
     });
     if dropped {
-        Verdict::Drop
-    } else {
-        Verdict::Pass
+        return Verdict::Drop;
+    }
+    match w.delay.iter().find(|d| (d.0, d.1) == (offset, nth)) {
+        Some(&(_, _, by)) => Verdict::Delay(by),
+        None => Verdict::Pass,
     }
 }
 
@@ -158,6 +162,10 @@ impl Rig {
 
     fn drop_tx(&self, offset: u32, nth: u32) {
         self.wire.borrow_mut().drop.push((offset, nth));
+    }
+
+    fn delay_tx(&self, offset: u32, nth: u32, by: Duration) {
+        self.wire.borrow_mut().delay.push((offset, nth, by));
     }
 
     /// Queues `n` bytes on the client (all must fit the send buffer).
@@ -254,6 +262,9 @@ fn delta(a: &ConnStats, b: &ConnStats) -> ConnStats {
         tlp_probes: b.tlp_probes - a.tlp_probes,
         retrans_segs: b.retrans_segs - a.retrans_segs,
         dupacks_in: b.dupacks_in - a.dupacks_in,
+        undo_rto: b.undo_rto - a.undo_rto,
+        undo_fast: b.undo_fast - a.undo_fast,
+        dsack_in: b.dsack_in - a.dsack_in,
         bytes_out: b.bytes_out - a.bytes_out,
         ..ConnStats::default()
     }
@@ -600,4 +611,83 @@ fn retransmission_gives_up_like_linux_tcp_retries2() {
         timeouts += 1;
     }
     assert_eq!(r.stats().rto_events - before.rto_events, timeouts);
+}
+
+#[test]
+fn spurious_timeout_after_a_delay_spike_is_undone_by_timestamps() {
+    // no SACK, so no tail loss probe: a flight delayed past the RTO meets the timer
+    let mut r = Rig::sack(false);
+    r.warm_up();
+    let before = r.stats();
+    let (cwnd, ssthresh) = (r.info().cwnd, r.info().ssthresh);
+    let n = 10;
+    assert!(cwnd >= n * r.mss() as usize, "one flight: {cwnd}");
+    // every original 300 ms late, the timeout's retransmission of the first 200 ms late: the
+    // originals arrive first, and their ACKs echo timestamps older than the retransmission's
+    for i in 0..n as u32 {
+        r.delay_tx(r.seg(i), 0, Duration::from_millis(300));
+    }
+    r.delay_tx(r.seg(0), 1, Duration::from_millis(200));
+    r.write(n * r.mss() as usize);
+    assert!(r.run(Duration::from_secs(2), |r| r.stats().rto_events
+        > before.rto_events));
+    assert_eq!(r.info().cwnd, r.mss() as usize);
+    assert!(r.run(Duration::from_secs(2), |r| r.stats().undo_rto
+        > before.undo_rto));
+    // taken back on the first ACK of the originals: the window as before, not slow start
+    let i = r.info();
+    assert_eq!((i.cwnd, i.ssthresh), (cwnd, ssthresh));
+    r.deliver_all(Duration::from_secs(2));
+    let d = delta(&before, &r.stats());
+    assert_eq!((d.rto_events, d.undo_rto, d.undo_fast), (1, 1, 0));
+    assert_eq!(d.retrans_segs, 1, "only the timeout's retransmission");
+    assert_eq!(r.info().ssthresh, ssthresh);
+}
+
+/// Segment 5 of 20 arrives 8 ms late, after the next ones: RACK (with SACK) marks it lost and
+/// resends it before the original arrives. Returns the counters of the transfer and the
+/// ssthresh before it.
+fn reordered(timestamps: bool) -> (Rig, ConnStats, usize) {
+    let mut r = Rig::new(tcp::Config {
+        timestamps,
+        ..tcp::Config::default()
+    });
+    r.warm_up();
+    let before = r.stats();
+    let ssthresh = r.info().ssthresh;
+    r.delay_tx(r.seg(5), 0, Duration::from_millis(8));
+    r.write(20 * r.mss() as usize);
+    r.deliver_all(Duration::from_secs(2));
+    // the retransmission arrives after the ACK of everything; so does the answer to it
+    r.run(RTT.saturating_mul(2), |_| false);
+    let d = delta(&before, &r.stats());
+    assert_eq!(
+        repair(&d),
+        Repair {
+            fast: 1,
+            tlp: 0,
+            rto: 0,
+            rto_events: 0,
+            fast_recoveries: 1
+        }
+    );
+    (r, d, ssthresh)
+}
+
+#[test]
+fn spurious_fast_retransmit_after_reordering_is_undone_by_dsack() {
+    let (r, d, ssthresh) = reordered(false);
+    // the retransmission arrived as a duplicate, reported by D-SACK: the only retransmission
+    // of the episode was not needed
+    assert_eq!((d.dsack_in, d.undo_fast, d.undo_rto), (1, 1, 0));
+    assert_eq!(r.info().ssthresh, ssthresh);
+}
+
+#[test]
+fn spurious_fast_retransmit_after_reordering_is_undone_by_timestamps() {
+    // the ACK of the late original echoes its TSval, older than the retransmission's: undone
+    // at once (the D-SACK that follows finds nothing left to undo)
+    let (r, d, ssthresh) = reordered(true);
+    assert_eq!((d.undo_fast, d.undo_rto), (1, 0));
+    assert_eq!(r.info().ssthresh, ssthresh);
 }

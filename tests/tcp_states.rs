@@ -52,6 +52,24 @@ fn ms(n: u64) -> Instant {
     Instant::from_millis(n)
 }
 
+/// The TSval a connection from `local` to `remote` (under the default secret) sends at `t` ms:
+/// its clock plus its own offset (RFC 7323 5.4), read from the SYN it sends at 0 ms.
+fn ts_clock(local: SocketAddrV4, remote: SocketAddrV4, t: u64) -> u32 {
+    let mut c = Connection::connect(cfg_all_options(), local, remote, SeqNumber(0));
+    let syn = c.poll_transmit(Instant::ZERO).expect("SYN");
+    syn.repr
+        .options
+        .timestamp
+        .expect("TSval")
+        .0
+        .wrapping_add(t as u32)
+}
+
+/// Our TSval at `t` ms.
+fn ts(t: u64) -> u32 {
+    ts_clock(US, PEER, t)
+}
+
 /// `n` bytes that differ from their neighbours, so a misplaced byte shows.
 fn pattern(n: usize) -> Vec<u8> {
     (0..n).map(|i| (i % 251) as u8).collect()
@@ -647,7 +665,7 @@ mod syn_sent {
     fn syn_offers_every_configured_option() {
         let mut t = Tcp::connect(cfg_all_options());
         t.at(3)
-            .expect(seg!(> S, seq ISS, win 65535, mss 1460, ws 3, sackOK, ts 3 0));
+            .expect(seg!(> S, seq ISS, win 65535, mss 1460, ws 3, sackOK, ts (ts(3)) 0));
     }
 
     #[test]
@@ -677,7 +695,7 @@ mod syn_sent {
         t.at(100)
             .inject(seg!(< S., seq IRS, ack ISS + 1, win 65535, mss 1400, ws 7, sackOK, ts 500 0))
             // our window is scaled by 3 from here on: 256 KiB >> 3
-            .expect(seg!(> ., seq ISS + 1, ack IRS + 1, win 32768, ts 100 500));
+            .expect(seg!(> ., seq ISS + 1, ack IRS + 1, win 32768, ts (ts(100)) 500));
         assert_eq!(t.state(), State::Established);
         // the peer's MSS less the 12 bytes every timestamped segment carries
         assert_eq!(t.c.mss(), 1400 - 12);
@@ -687,7 +705,7 @@ mod syn_sent {
         // the window field of a SYN is never scaled (RFC 7323 2.2)
         assert_eq!(t.c.snd_wnd(), 65535);
         t.at(200)
-            .inject(seg!(< ., seq IRS + 1, ack ISS + 1, win 1000, ts 510 100));
+            .inject(seg!(< ., seq IRS + 1, ack ISS + 1, win 1000, ts 510 (ts(100))));
         assert_eq!(t.c.snd_wnd(), 1000 << 7);
     }
 
@@ -901,7 +919,7 @@ mod syn_sent {
                 mss: Some(1460),
                 window_scale: Some(3),
                 sack_permitted: true,
-                timestamp: Some((20, 10)),
+                timestamp: Some((ts(20), ts_clock(PEER, US, 10))),
                 ..TcpOptions::default()
             },
             ..seg!(> S., seq ISS, ack IRS + 1, win 65535)
@@ -995,7 +1013,9 @@ mod syn_received {
     fn syn_ack_answers_the_options_offered() {
         let syn = seg!(< S, seq IRS, win 65535, mss 1400, ws 2, sackOK, ts 900 0);
         let mut t = Tcp::accept(cfg_all_options(), &syn);
-        t.expect(seg!(> S., seq ISS, ack IRS + 1, win 65535, mss 1460, ws 3, sackOK, ts 0 900));
+        t.expect(
+            seg!(> S., seq ISS, ack IRS + 1, win 65535, mss 1460, ws 3, sackOK, ts (ts(0)) 900),
+        );
         assert_eq!(t.c.mss(), 1400 - 12);
         assert_eq!(t.c.window_shifts(), (2, 3));
         // the SYN's window is not scaled, the third segment's is
@@ -1423,6 +1443,17 @@ mod established {
             .inject(seg!(< ., seq IRS + 1, ack ISS + 6, win 65535))
             .expect_nothing();
         assert_eq!(t.deadline(), None);
+        // the ACK of a retransmission gives no sample (Karn): the backoff stays for the next
+        // segment, and the first one timed ends it
+        assert_eq!(t.c.rto(), Duration::from_secs(4));
+        t.c.send(b"x").unwrap();
+        t.at(3400)
+            .expect(seg!(> P., seq ISS + 6, ack IRS + 1, win 65535, "x"))
+            .expect_nothing();
+        assert_eq!(t.deadline(), Some(ms(7400)));
+        t.at(3500)
+            .inject(seg!(< ., seq IRS + 1, ack ISS + 7, win 65535))
+            .expect_nothing();
         assert_eq!(t.c.rto(), Duration::from_secs(1));
     }
 
@@ -1613,16 +1644,16 @@ mod established {
             timestamps: true,
             ..cfg()
         });
-        t.expect(seg!(> S, seq ISS, win 65535, mss 1460, ts 0 0));
+        t.expect(seg!(> S, seq ISS, win 65535, mss 1460, ts (ts(0)) 0));
         t.at(100)
             .inject(seg!(< S., seq IRS, ack ISS + 1, win 65535, mss 1460, ts 700 0))
-            .expect(seg!(> ., seq ISS + 1, ack IRS + 1, win 65535, ts 100 700))
+            .expect(seg!(> ., seq ISS + 1, ack IRS + 1, win 65535, ts (ts(100)) 700))
             .expect_events(&[Event::Connected]);
         assert_eq!(t.c.mss(), 1448);
         // an older TSval: a segment from a previous wrap of the sequence space (RFC 7323 5.3)
         t.at(200)
             .inject(seg!(< P., seq IRS + 1, ack ISS + 1, win 65535, ts 600 0, "stale"))
-            .expect(seg!(> ., seq ISS + 1, ack IRS + 1, win 65535, ts 200 700))
+            .expect(seg!(> ., seq ISS + 1, ack IRS + 1, win 65535, ts (ts(200)) 700))
             .expect_nothing()
             .expect_events(&[]);
         assert_eq!(t.c.recv_queue(), 0);
@@ -1631,7 +1662,7 @@ mod established {
             .expect_nothing()
             .expect_events(&[Event::Readable]);
         t.fire(290)
-            .expect(seg!(> ., seq ISS + 1, ack IRS + 6, win 65530, ts 290 720));
+            .expect(seg!(> ., seq ISS + 1, ack IRS + 6, win 65530, ts (ts(290)) 720));
         assert_eq!(t.read_all(), b"fresh");
     }
 
@@ -2111,6 +2142,406 @@ mod time_wait {
     }
 }
 
+/// RFC 7323 on one connection: TS.Recent moves only with accepted segments, PAWS forgets a
+/// TS.Recent 24 days old, and our TSval runs on a clock of its own.
+mod timestamps {
+    use super::*;
+
+    /// Established at 100 ms with timestamps; TS.Recent is the peer's 700.
+    fn with_ts() -> Tcp {
+        let mut t = Tcp::connect(Config {
+            timestamps: true,
+            ..cfg()
+        });
+        t.expect(seg!(> S, seq ISS, win 65535, mss 1460, ts (ts(0)) 0));
+        t.at(100)
+            .inject(seg!(< S., seq IRS, ack ISS + 1, win 65535, mss 1460, ts 700 0))
+            .expect(seg!(> ., seq ISS + 1, ack IRS + 1, win 65535, ts (ts(100)) 700))
+            .expect_events(&[Event::Connected]);
+        t
+    }
+
+    #[test]
+    fn forged_in_window_segments_leave_ts_recent_alone() {
+        // at RCV.NXT, so covering Last.ACK.sent, with a TSval far in the future: were it
+        // recorded, PAWS would drop every real segment after it
+        const FAR: u32 = 700 + (1 << 30);
+        let forged = [
+            // acknowledging data never sent (RFC 5961 5.2)
+            seg!(< P., seq IRS + 1, ack ISS + 50_000, win 65535, ts FAR 0, "evil"),
+            // a SYN in a synchronized state (RFC 5961 4.2)
+            seg!(< S., seq IRS + 1, ack ISS + 1, win 65535, ts FAR 0),
+            // no ACK bit
+            seg!(< P, seq IRS + 1, win 65535, ts FAR 0, "evil"),
+            // an RST inside the window but not at RCV.NXT (RFC 5961 3.2)
+            seg!(< R., seq IRS + 100, ack ISS + 1, win 65535, ts FAR 0),
+        ];
+        for (i, f) in forged.into_iter().enumerate() {
+            let mut t = with_ts();
+            t.at(200).inject(f);
+            // a challenge ACK, if any, still echoes the peer's real value
+            if let Some(s) = t.next() {
+                assert_eq!(s.repr.options.timestamp, Some((ts(200), 700)), "case {i}");
+            }
+            t.expect_nothing();
+            assert_eq!(t.state(), State::Established, "case {i}");
+            // the peer's next real segment passes PAWS, and its value is echoed
+            t.at(250)
+                .inject(seg!(< P., seq IRS + 1, ack ISS + 1, win 65535, ts 720 (ts(200)), "real"))
+                .expect_nothing()
+                .expect_events(&[Event::Readable]);
+            t.fire(290)
+                .expect(seg!(> ., seq ISS + 1, ack IRS + 5, win 65531, ts (ts(290)) 720));
+            assert_eq!(t.read_all(), b"real", "case {i}");
+        }
+    }
+
+    #[test]
+    fn paws_accepts_any_value_once_ts_recent_is_24_days_old() {
+        const DAY_MS: u64 = 24 * 3600 * 1000;
+        let mut t = with_ts();
+        // TS.Recent (700) was taken at 100 ms; 1 ms short of 24 days later it still holds, and
+        // an older value (the peer's clock wrapped meanwhile) is dropped
+        let stale_at = 100 + 24 * DAY_MS;
+        t.at(stale_at - 1)
+            .inject(seg!(< P., seq IRS + 1, ack ISS + 1, win 65535, ts 600 0, "old"))
+            .expect(seg!(> ., seq ISS + 1, ack IRS + 1, win 65535, ts (ts(stale_at - 1)) 700))
+            .expect_nothing()
+            .expect_events(&[]);
+        assert_eq!(t.c.recv_queue(), 0);
+        // at 24 days TS.Recent is invalid (RFC 7323 5.5): the segment is taken, and its value
+        // becomes TS.Recent
+        t.at(stale_at)
+            .inject(seg!(< P., seq IRS + 1, ack ISS + 1, win 65535, ts 600 0, "new"))
+            .expect_nothing()
+            .expect_events(&[Event::Readable]);
+        t.fire(stale_at + 40)
+            .expect(seg!(> ., seq ISS + 1, ack IRS + 4, win 65532, ts (ts(stale_at + 40)) 600));
+        assert_eq!(t.read_all(), b"new");
+        // and PAWS holds again from that value on
+        t.at(stale_at + 50)
+            .inject(seg!(< P., seq IRS + 4, ack ISS + 1, win 65535, ts 599 0, "x"))
+            .expect(seg!(> ., seq ISS + 1, ack IRS + 4, win 65535, ts (ts(stale_at + 50)) 600));
+        assert_eq!(t.c.recv_queue(), 0);
+    }
+
+    #[test]
+    fn tsval_is_offset_per_connection_not_the_engine_clock() {
+        let other = SocketAddrV4::new(*PEER.ip(), PEER.port() + 1);
+        let (a, b) = (ts_clock(US, PEER, 0), ts_clock(US, other, 0));
+        // two connections opened at the same instant of a clock that started at 0: their
+        // values tell nothing of that clock, nor of each other
+        assert_ne!(a, 0);
+        assert_ne!(b, 0);
+        assert_ne!(a, b);
+        // a later incarnation of the same 4-tuple continues the same clock (PAWS, RFC 6191)
+        let mut c = Connection::connect(cfg_all_options(), US, PEER, SeqNumber(77));
+        let syn = c.poll_transmit(ms(5000)).expect("SYN");
+        assert_eq!(syn.repr.options.timestamp, Some((a.wrapping_add(5000), 0)));
+        // another secret, another clock
+        let mut d = Connection::connect(
+            Config {
+                isn_secret: 1,
+                ..cfg_all_options()
+            },
+            US,
+            PEER,
+            SeqNumber(77),
+        );
+        let syn = d.poll_transmit(ms(0)).expect("SYN");
+        assert_ne!(syn.repr.options.timestamp.map(|(v, _)| v), Some(a));
+    }
+}
+
+/// Congestion control across losses and idleness: ssthresh once per loss episode (RFC 5681
+/// 3.1), the undo of spurious recovery (RFC 3522 with timestamps, D-SACK), window validation
+/// (RFC 7661) and the restart window after idle (RFC 5681 4.1).
+mod congestion {
+    use super::*;
+    use xdp_tcp::tcp::Algorithm;
+
+    const MSS: usize = 1460;
+
+    /// Everything sent now: (seq, payload length) of each segment.
+    fn flush(t: &mut Tcp) -> Vec<(SeqNumber, usize)> {
+        std::iter::from_fn(|| t.next())
+            .map(|s| (s.repr.seq, s.payload.len()))
+            .collect()
+    }
+
+    /// The peer acknowledges everything below `ack` (a byte offset of our stream) now.
+    fn ack(t: &mut Tcp, ack: usize) {
+        t.inject(seg!(< ., seq IRS + 1, ack ISS + 1 + ack as u32, win 65535));
+    }
+
+    #[test]
+    fn ssthresh_is_set_once_for_repeated_timeouts() {
+        // CUBIC: 0.7 of the 10 segments in flight; NewReno: half of them
+        for (alg, want) in [(Algorithm::Cubic, 7 * MSS), (Algorithm::NewReno, 5 * MSS)] {
+            let mut t = open(
+                Config {
+                    congestion: alg,
+                    ..cfg()
+                },
+                65535,
+            );
+            t.c.send(&pattern(10 * MSS)).unwrap();
+            assert_eq!(t.at(200).c.cwnd(), 10 * MSS);
+            assert_eq!(flush(&mut t).len(), 10);
+            // three timeouts of one episode, nothing acknowledged in between
+            for (k, at) in [1200, 3200, 7200].into_iter().enumerate() {
+                t.fire(at);
+                assert_eq!(flush(&mut t), [(SeqNumber(ISS + 1), MSS)], "{alg:?} {k}");
+                assert_eq!(
+                    (t.c.cwnd(), t.c.ssthresh()),
+                    (MSS, want),
+                    "{alg:?} after timeout {}",
+                    k + 1
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn a_timeout_during_fast_recovery_keeps_its_ssthresh() {
+        let mut t = open(
+            Config {
+                congestion: Algorithm::NewReno,
+                ..cfg()
+            },
+            65535,
+        );
+        t.c.send(&pattern(20 * MSS)).unwrap();
+        t.at(200);
+        assert_eq!(flush(&mut t).len(), 10);
+        // three duplicate ACKs: fast retransmit, ssthresh half the flight
+        t.at(300);
+        for _ in 0..3 {
+            ack(&mut t, 0);
+        }
+        assert_eq!(flush(&mut t), [(SeqNumber(ISS + 1), MSS)]);
+        assert_eq!(t.c.ssthresh(), 5 * MSS);
+        // seven more: each lets a new segment out past the 5-segment window (RFC 6582)
+        for _ in 0..7 {
+            ack(&mut t, 0);
+        }
+        assert_eq!(flush(&mut t).len(), 5);
+        assert_eq!(t.c.bytes_in_flight(), 15 * MSS);
+        // the retransmission is lost too: the timeout keeps the episode's ssthresh rather than
+        // halve the 15 segments now in flight
+        let rto = t.deadline().unwrap();
+        t.fire(rto.as_millis());
+        assert_eq!((t.c.cwnd(), t.c.ssthresh()), (MSS, 5 * MSS));
+    }
+
+    /// Timestamps without SACK, a 200 ms floor: RTO 300 ms after the 100 ms handshake sample.
+    fn ts_cfg() -> Config {
+        Config {
+            timestamps: true,
+            rto_min: Duration::from_millis(200),
+            ..cfg()
+        }
+    }
+
+    #[test]
+    fn spurious_timeout_detected_by_timestamps_is_undone() {
+        let mut t = Tcp::connect(ts_cfg());
+        t.next().unwrap();
+        t.at(100)
+            .inject(seg!(< S., seq IRS, ack ISS + 1, win 65535, mss 1460, ts 700 0));
+        flush(&mut t);
+        let mss = t.c.mss();
+        t.c.send(&pattern(10 * mss)).unwrap();
+        t.at(200);
+        assert_eq!(flush(&mut t).len(), 10);
+        let (cwnd, ssthresh) = (t.c.cwnd(), t.c.ssthresh());
+        assert_eq!((cwnd, ssthresh), (10 * mss, usize::MAX));
+        t.fire(500);
+        assert_eq!(flush(&mut t), [(SeqNumber(ISS + 1), mss)]);
+        assert_eq!((t.c.cwnd(), t.c.ssthresh()), (mss, 7 * mss));
+        // the originals were only delayed: the ACK of all of them echoes the TSval they carried
+        // (200), older than the retransmission's (500)
+        t.at(520).inject(
+            seg!(< ., seq IRS + 1, ack ISS + 1 + 10 * mss as u32, win 65535, ts 710 (ts(200))),
+        );
+        assert_eq!((t.c.cwnd(), t.c.ssthresh()), (cwnd, ssthresh));
+        let st = t.c.stats();
+        assert_eq!((st.rto_events, st.undo_rto, st.undo_fast), (1, 1, 0));
+    }
+
+    #[test]
+    fn needed_timeout_is_not_undone() {
+        let mut t = Tcp::connect(ts_cfg());
+        t.next().unwrap();
+        t.at(100)
+            .inject(seg!(< S., seq IRS, ack ISS + 1, win 65535, mss 1460, ts 700 0));
+        flush(&mut t);
+        let mss = t.c.mss();
+        t.c.send(&pattern(10 * mss)).unwrap();
+        t.at(200);
+        flush(&mut t);
+        t.fire(500);
+        flush(&mut t);
+        // the retransmission filled the hole: the ACK echoes its TSval
+        t.at(520).inject(
+            seg!(< ., seq IRS + 1, ack ISS + 1 + 10 * mss as u32, win 65535, ts 710 (ts(500))),
+        );
+        assert_eq!(t.c.ssthresh(), 7 * mss);
+        assert_eq!(t.c.stats().undo_rto, 0);
+    }
+
+    #[test]
+    fn spurious_fast_retransmit_reported_by_dsack_is_undone() {
+        let mut t = Tcp::connect(Config {
+            sack: true,
+            ..cfg()
+        });
+        t.next().unwrap();
+        t.at(100)
+            .inject(seg!(< S., seq IRS, ack ISS + 1, win 65535, mss 1460, sackOK));
+        flush(&mut t);
+        assert!(t.c.sack_enabled());
+        t.c.send(&pattern(10 * MSS)).unwrap();
+        t.at(200);
+        assert_eq!(flush(&mut t).len(), 10);
+        // segments 2 to 4 arrive before the first: each SACK grows the window by a segment
+        // (slow start), the third marks the first lost, 13 segments reduced to 0.7 of them
+        t.at(300);
+        for k in 2..=4u32 {
+            let mut a = seg!(< ., seq IRS + 1, ack ISS + 1, win 65535);
+            a.options.sack_blocks[0] = (
+                SeqNumber(ISS + 1 + MSS as u32),
+                SeqNumber(ISS + 1 + k * MSS as u32),
+            );
+            a.options.sack_len = 1;
+            t.inject(a);
+        }
+        assert_eq!(flush(&mut t)[0], (SeqNumber(ISS + 1), MSS));
+        assert_eq!(t.c.stats().fast_recoveries, 1);
+        assert_eq!((t.c.cwnd(), t.c.ssthresh()), (9 * MSS, 9 * MSS));
+        let (cwnd, ssthresh) = (13 * MSS, usize::MAX);
+        // the first segment was only late: everything is acknowledged, then the retransmission
+        // arrives as a duplicate and the peer reports it (RFC 2883)
+        t.at(310);
+        ack(&mut t, 10 * MSS);
+        assert_eq!(t.c.ssthresh(), 9 * MSS, "the episode ended reduced");
+        let mut d = seg!(< ., seq IRS + 1, ack ISS + 1 + 10 * MSS as u32, win 65535);
+        d.options.sack_blocks[0] = (SeqNumber(ISS + 1), SeqNumber(ISS + 1 + MSS as u32));
+        d.options.sack_len = 1;
+        t.at(311).inject(d);
+        assert_eq!((t.c.cwnd(), t.c.ssthresh()), (cwnd, ssthresh));
+        let st = t.c.stats();
+        assert_eq!((st.dsack_in, st.undo_fast, st.undo_rto), (1, 1, 0));
+    }
+
+    #[test]
+    fn cwnd_does_not_grow_while_the_application_is_the_limit() {
+        let mut t = established();
+        // one segment per round trip, far below the 10-segment window: 20 round trips
+        for k in 0..20 {
+            let at = 200 + 200 * k as u64;
+            t.c.send(&pattern(MSS)).unwrap();
+            t.at(at);
+            assert_eq!(flush(&mut t).len(), 1);
+            t.at(at + 100);
+            ack(&mut t, (k + 1) * MSS);
+        }
+        assert_eq!(t.c.cwnd(), 10 * MSS, "application-limited");
+        // filling the window, the sender is network-limited: slow start grows it again
+        t.c.send(&pattern(10 * MSS)).unwrap();
+        t.at(4200);
+        assert_eq!(flush(&mut t).len(), 10);
+        t.at(4300);
+        ack(&mut t, 30 * MSS);
+        assert_eq!(t.c.cwnd(), 11 * MSS);
+    }
+
+    /// The window grown to 20 segments by a cwnd-limited flight of 10, sent at 200 ms and
+    /// acknowledged one by one at 300 ms.
+    fn grown() -> Tcp {
+        let mut t = established();
+        t.c.send(&pattern(10 * MSS)).unwrap();
+        t.at(200);
+        assert_eq!(flush(&mut t).len(), 10);
+        t.at(300);
+        for k in 1..=10 {
+            ack(&mut t, k * MSS);
+        }
+        assert_eq!(t.c.cwnd(), 20 * MSS);
+        assert_eq!(t.c.rto(), Duration::from_secs(1));
+        t
+    }
+
+    #[test]
+    fn the_window_restarts_from_the_initial_one_after_an_idle_rto() {
+        let mut t = grown();
+        // nothing sent for more than the RTO (1 s): at most the initial window leaves at once
+        t.c.send(&pattern(30 * MSS)).unwrap();
+        t.at(1201);
+        assert_eq!(flush(&mut t).len(), 10);
+        assert_eq!(t.c.cwnd(), 10 * MSS);
+        // ssthresh keeps 3/4 of the window before (CUBIC's was never set)
+        assert_eq!(t.c.ssthresh(), usize::MAX);
+        // a shorter pause keeps the whole window
+        let mut t = grown();
+        t.c.send(&pattern(30 * MSS)).unwrap();
+        t.at(1200);
+        assert_eq!(flush(&mut t).len(), 20);
+    }
+
+    #[test]
+    fn the_restart_keeps_three_quarters_of_the_window_in_ssthresh() {
+        let mut t = open(
+            Config {
+                congestion: Algorithm::NewReno,
+                ..cfg()
+            },
+            65535,
+        );
+        // a timeout sets ssthresh to 5 segments
+        t.c.send(&pattern(10 * MSS)).unwrap();
+        t.at(200);
+        flush(&mut t);
+        t.fire(1200);
+        flush(&mut t);
+        assert_eq!(t.c.ssthresh(), 5 * MSS);
+        t.at(1300);
+        ack(&mut t, 10 * MSS);
+        // then round trips that fill the window, every segment acknowledged on its own, grow
+        // it past the initial window (slow start to 5, then a segment per window)
+        let (mut now, mut acked) = (1400, 10 * MSS);
+        let mut round = |t: &mut Tcp, more: bool| {
+            t.at(now);
+            if more && t.c.send_queue() < 30 * MSS {
+                t.c.send(&pattern(20 * MSS)).unwrap();
+            }
+            let sent = flush(t);
+            t.at(now + 100);
+            for (seq, len) in sent {
+                acked = (seq - SeqNumber(ISS + 1)) + len;
+                ack(t, acked);
+            }
+            now += 200;
+        };
+        while t.c.cwnd() < 14 * MSS {
+            round(&mut t, true);
+        }
+        // the application stops; what it queued drains
+        while t.c.send_queue() > 0 {
+            round(&mut t, false);
+        }
+        let cwnd = t.c.cwnd();
+        assert!(cwnd >= 14 * MSS && cwnd / 4 * 3 > 5 * MSS);
+        // nothing sent since the last round for longer than the RTO
+        let last_sent = now - 200;
+        t.c.send(&pattern(20 * MSS)).unwrap();
+        t.at(last_sent + t.c.rto().as_millis() + 1);
+        assert_eq!(flush(&mut t).len(), 10, "restarts from the initial window");
+        assert_eq!(t.c.cwnd(), 10 * MSS);
+        assert_eq!(t.c.ssthresh(), cwnd / 4 * 3);
+    }
+}
+
 /// An RST received in each state, as one table.
 #[path = "tcp_states/rst.rs"]
 mod rst;
@@ -2173,7 +2604,7 @@ mod rtt_estimation {
         exchange(&mut t, 300, 420, 1);
         check(&t, 98_125_000, 41_875_000, 265_625_000);
         // Karn: the segment times out and is resent; the ACK after that is ambiguous and gives
-        // no sample, but it ends the backoff (RFC 6298 5.7)
+        // no sample, so the backoff stays until the next sample
         t.at(500);
         t.c.send(b"x").unwrap();
         t.next().unwrap();
@@ -2189,11 +2620,12 @@ mod rtt_estimation {
         t.at(800)
             .inject(seg!(< ., seq IRS + 1, ack ISS + 4, win 65535))
             .expect_nothing();
-        assert_eq!(t.c.info().backoff, 0);
-        check(&t, 98_125_000, 41_875_000, 265_625_000);
-        // the next clean sample, R = 100: RTTVAR = 3/4 41.875 + 1/4 1.875 = 31.875;
+        assert_eq!(t.c.info().backoff, 1);
+        check(&t, 98_125_000, 41_875_000, 531_250_000);
+        // the next clean sample, R = 100, ends it: RTTVAR = 3/4 41.875 + 1/4 1.875 = 31.875;
         // SRTT = 7/8 98.125 + 1/8 100 = 98.359375; RTO = 98.359375 + 127.5
         exchange(&mut t, 900, 1000, 3);
+        assert_eq!(t.c.info().backoff, 0);
         check(&t, 98_359_375, 31_875_000, 225_859_375);
     }
 
@@ -2201,17 +2633,17 @@ mod rtt_estimation {
     /// 500 ms and is resent with TSval 500.
     fn timed_out_with_timestamps() -> Tcp {
         let mut t = Tcp::connect(rtt_cfg(true));
-        t.expect(seg!(> S, seq ISS, win 65535, mss 1460, ts 0 0));
+        t.expect(seg!(> S, seq ISS, win 65535, mss 1460, ts (ts(0)) 0));
         t.at(100)
             .inject(seg!(< S., seq IRS, ack ISS + 1, win 65535, mss 1460, ts 700 0))
-            .expect(seg!(> ., seq ISS + 1, ack IRS + 1, win 65535, ts 100 700))
+            .expect(seg!(> ., seq ISS + 1, ack IRS + 1, win 65535, ts (ts(100)) 700))
             .expect_events(&[Event::Connected]);
         check(&t, 100_000_000, 50_000_000, 300_000_000);
         t.at(200);
         t.c.send(b"x").unwrap();
-        t.expect(seg!(> P., seq ISS + 1, ack IRS + 1, win 65535, ts 200 700, "x"));
+        t.expect(seg!(> P., seq ISS + 1, ack IRS + 1, win 65535, ts (ts(200)) 700, "x"));
         t.fire(500)
-            .expect(seg!(> P., seq ISS + 1, ack IRS + 1, win 65535, ts 500 700, "x"));
+            .expect(seg!(> P., seq ISS + 1, ack IRS + 1, win 65535, ts (ts(500)) 700, "x"));
         check(&t, 100_000_000, 50_000_000, 600_000_000);
         t
     }
@@ -2222,19 +2654,78 @@ mod rtt_estimation {
         // TSecr 500 answers the retransmission sent at 500: R = 540 - 500 = 40.
         // RTTVAR = 3/4 50 + 1/4 60 = 52.5; SRTT = 7/8 100 + 1/8 40 = 92.5; RTO = 92.5 + 210
         t.at(540)
-            .inject(seg!(< ., seq IRS + 1, ack ISS + 2, win 65535, ts 710 500))
+            .inject(seg!(< ., seq IRS + 1, ack ISS + 2, win 65535, ts 710 (ts(500))))
             .expect_nothing();
         check(&t, 92_500_000, 52_500_000, 302_500_000);
     }
 
     #[test]
-    fn timestamp_echo_of_the_original_gives_no_sample() {
+    fn timestamp_echo_of_the_original_is_timed_from_the_original() {
         let mut t = timed_out_with_timestamps();
-        // TSecr 200: the ACK answers the first transmission, which Karn's rule (without
-        // measuring from TSecr) leaves unsampled: SRTT and RTTVAR stay, the backoff ends
+        // TSecr 200: the ACK answers the first transmission, sent at 200 (RFC 7323 4.1), so
+        // R = 540 - 200 = 340 and the backoff ends. RTTVAR = 3/4 50 + 1/4 240 = 97.5;
+        // SRTT = 7/8 100 + 1/8 340 = 130; RTO = 130 + 390
         t.at(540)
-            .inject(seg!(< ., seq IRS + 1, ack ISS + 2, win 65535, ts 710 200))
+            .inject(seg!(< ., seq IRS + 1, ack ISS + 2, win 65535, ts 710 (ts(200))))
             .expect_nothing();
+        assert_eq!(t.c.info().backoff, 0);
+        check(&t, 130_000_000, 97_500_000, 520_000_000);
+    }
+
+    #[test]
+    fn rto_for_data_is_three_seconds_after_a_lost_syn() {
+        let mut t = Tcp::connect(cfg());
+        let syn = seg!(> S, seq ISS, win 65535, mss 1460);
+        t.expect(syn);
+        t.fire(1000).expect(syn);
+        // no timestamps: the SYN-ACK may answer either SYN, so there is no sample (Karn)
+        t.at(1100)
+            .inject(seg!(< S., seq IRS, ack ISS + 1, win 65535, mss 1460))
+            .expect(seg!(> ., seq ISS + 1, ack IRS + 1, win 65535))
+            .expect_events(&[Event::Connected]);
+        assert_eq!(t.c.rtt().srtt(), None);
+        assert_eq!((t.c.rto(), t.c.info().backoff), (Duration::from_secs(3), 0));
+        t.c.send(b"x").unwrap();
+        t.at(1200)
+            .expect(seg!(> P., seq ISS + 1, ack IRS + 1, win 65535, "x"))
+            .expect_nothing();
+        assert_eq!(t.deadline(), Some(ms(4200)));
+        t.fire(4200)
+            .expect(seg!(> P., seq ISS + 1, ack IRS + 1, win 65535, "x"));
+        assert_eq!(t.deadline(), Some(ms(10_200)));
+    }
+
+    #[test]
+    fn rto_for_data_is_three_seconds_after_a_lost_syn_ack() {
+        let syn = seg!(< S, seq IRS, win 65535, mss 1460);
+        let mut t = Tcp::accept(cfg(), &syn);
+        let syn_ack = seg!(> S., seq ISS, ack IRS + 1, win 65535, mss 1460);
+        t.expect(syn_ack);
+        t.fire(1000).expect(syn_ack);
+        t.at(1100)
+            .inject(seg!(< ., seq IRS + 1, ack ISS + 1, win 65535))
+            .expect_events(&[Event::Connected]);
+        assert_eq!(t.state(), State::Established);
+        assert_eq!((t.c.rto(), t.c.info().backoff), (Duration::from_secs(3), 0));
+        t.c.send(b"x").unwrap();
+        t.at(1200)
+            .expect(seg!(> P., seq ISS + 1, ack IRS + 1, win 65535, "x"))
+            .expect_nothing();
+        assert_eq!(t.deadline(), Some(ms(4200)));
+    }
+
+    #[test]
+    fn syn_ack_echoing_the_retransmitted_syn_is_timed() {
+        let mut t = Tcp::connect(rtt_cfg(true));
+        t.expect(seg!(> S, seq ISS, win 65535, mss 1460, ts (ts(0)) 0));
+        t.fire(1000)
+            .expect(seg!(> S, seq ISS, win 65535, mss 1460, ts (ts(1000)) 0));
+        // the echo names the second SYN: R = 1100 - 1000, and no 3 s fallback
+        t.at(1100)
+            .inject(seg!(< S., seq IRS, ack ISS + 1, win 65535, mss 1460, ts 700 (ts(1000))))
+            .expect(seg!(> ., seq ISS + 1, ack IRS + 1, win 65535, ts (ts(1100)) 700))
+            .expect_events(&[Event::Connected]);
+        assert_eq!(t.c.info().backoff, 0);
         check(&t, 100_000_000, 50_000_000, 300_000_000);
     }
 }

@@ -13,7 +13,7 @@
 //! `conn/` the state machine (`input`, `output`, `timer`, `app`, and the sequence spaces in
 //! `space`), `timers` the table of deadlines keyed by [`TimerKind`], `recovery/` loss detection
 //! and recovery (RACK, tail loss probe, NewReno, D-SACK) over the `scoreboard`, `keepalive`,
-//! `stats`, `congestion/`, and the send and receive buffers (`send`, `recv`, `reassembly`).
+//! `stats`, `timestamps` (RFC 7323), `congestion/`, and the send and receive buffers (`send`, `recv`, `reassembly`).
 
 mod config;
 mod congestion;
@@ -30,6 +30,7 @@ mod send;
 mod state;
 mod stats;
 mod timers;
+mod timestamps;
 
 pub use config::{Config, KeepAlive};
 pub use congestion::Algorithm;

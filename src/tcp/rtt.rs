@@ -2,11 +2,23 @@
 //!
 //! Before the first sample RTO is the initial value (1 s). The first sample R sets SRTT = R,
 //! RTTVAR = R/2; later samples update RTTVAR = 3/4 RTTVAR + 1/4 |SRTT - R| and then
-//! SRTT = 7/8 SRTT + 1/8 R. RTO = SRTT + max(G, 4 RTTVAR), clamped to [min, max]. Each timeout
-//! doubles the RTO (backoff) until a new sample arrives. Callers apply Karn's rule: no sample
-//! from a retransmitted segment unless timestamps disambiguate it.
+//! SRTT = 7/8 SRTT + 1/8 R. RTO = SRTT + max(G, 4 RTTVAR), clamped to [min, max].
+//!
+//! Each timeout doubles the RTO (backoff), and only a new sample ends the backoff: an
+//! acknowledgement that gives none (of a retransmitted segment, under Karn's rule) leaves it, so
+//! the backed-off timeout carries on to the next segment (Karn and Partridge; RFC 6298 section 5,
+//! the RTO "collapses" once a new measurement is made; as Linux, which resets it only with a
+//! valid sample). Callers apply Karn's rule: no sample from a retransmitted segment unless its
+//! timestamp echo tells which transmission it answers.
+//!
+//! If the handshake timed out and completed without a sample, the RTO for data starts from
+//! 3 s ([`RttEstimator::on_handshake_done`], RFC 6298 5.7).
 
 use crate::time::Duration;
+
+/// The RTO data starts from when the SYN (or SYN-ACK) timed out and no sample came (RFC 6298
+/// 5.7).
+pub const RTO_AFTER_SYN_LOSS: Duration = Duration::from_secs(3);
 
 #[derive(Debug, Clone)]
 pub struct RttEstimator {
@@ -77,9 +89,13 @@ impl RttEstimator {
         self.backoff = self.backoff.saturating_add(1);
     }
 
-    /// Resets the backoff without a sample (RFC 6298 5.7 after new data is acknowledged).
-    pub fn reset_backoff(&mut self) {
-        self.backoff = 0;
+    /// The handshake completed. If its SYN (or SYN-ACK) timed out and no sample was taken, data
+    /// starts from an RTO of 3 s rather than from the backed-off initial one (RFC 6298 5.7).
+    pub fn on_handshake_done(&mut self) {
+        if self.srtt.is_none() && self.backoff > 0 {
+            self.initial = self.initial.max(RTO_AFTER_SYN_LOSS);
+            self.backoff = 0;
+        }
     }
 
     pub fn backoff(&self) -> u32 {
@@ -126,5 +142,22 @@ mod tests {
             f.on_timeout();
         }
         assert_eq!(f.rto(), Duration::from_secs(60));
+    }
+
+    #[test]
+    fn three_seconds_after_a_lost_syn_unless_sampled() {
+        let mut e = est();
+        e.on_handshake_done();
+        assert_eq!(e.rto(), Duration::from_secs(1), "no timeout, no change");
+        e.on_timeout();
+        e.on_handshake_done();
+        assert_eq!((e.rto(), e.backoff()), (Duration::from_secs(3), 0));
+        e.on_timeout();
+        assert_eq!(e.rto(), Duration::from_secs(6));
+        let mut s = est();
+        s.on_timeout();
+        s.sample(Duration::from_millis(100));
+        s.on_handshake_done();
+        assert_eq!(s.rto(), Duration::from_millis(300), "a sample decides");
     }
 }

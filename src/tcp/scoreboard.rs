@@ -245,6 +245,28 @@ impl Scoreboard {
         marked
     }
 
+    /// Segments marked lost are in flight again (the loss was spurious, their originals are
+    /// getting through).
+    pub fn unmark_lost(&mut self) {
+        if self.lost == 0 {
+            return;
+        }
+        for i in 0..self.segs.len() {
+            let s = self.segs[i];
+            if s.lost.is_some() && !s.sacked {
+                self.account(&s, false);
+                self.segs[i].lost = None;
+                let s2 = self.segs[i];
+                self.account(&s2, true);
+            }
+        }
+    }
+
+    /// Whether a segment not yet acknowledged was retransmitted.
+    pub fn any_retransmitted(&self) -> bool {
+        self.segs.iter().any(|s| s.retransmits > 0)
+    }
+
     /// The first segment waiting for retransmission.
     pub fn next_lost(&self) -> Option<(usize, Segment)> {
         if self.lost == 0 {

@@ -52,6 +52,10 @@ counters! {
         retrans_fast,
         retrans_tlp,
         fast_recoveries,
+        /// Reductions taken back as spurious (timestamps or D-SACK): of an episode that saw a
+        /// retransmission timeout, and of a fast recovery.
+        undo_rto,
+        undo_fast,
         tlp_probes,
         sack_blocks_in,
         sack_blocks_out,

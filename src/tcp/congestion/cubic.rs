@@ -117,8 +117,10 @@ impl CongestionControl for Cubic {
         self.acc = 0;
     }
 
-    fn on_rto(&mut self, _now: Instant, _in_flight: usize) {
-        self.reduce();
+    fn on_rto(&mut self, _now: Instant, _in_flight: usize, reduce: bool) {
+        if reduce {
+            self.reduce();
+        }
         self.cwnd = self.mss;
         self.acc = 0;
     }
@@ -132,6 +134,21 @@ impl CongestionControl for Cubic {
         self.ssthresh = super::rescale(self.ssthresh, self.mss, mss);
         self.acc = super::rescale(self.acc, self.mss, mss);
         self.mss = mss;
+    }
+
+    fn on_idle_restart(&mut self, initial: usize) {
+        self.ssthresh = self.ssthresh.max(self.cwnd / 4 * 3);
+        self.cwnd = self.cwnd.min(initial);
+        self.acc = 0;
+        // the cubic curve must not count the idle time as time spent growing (RFC 9438 5.8)
+        self.epoch = None;
+    }
+}
+
+impl Cubic {
+    /// After an undo: cwnd at least `cwnd`.
+    pub fn raise_cwnd(&mut self, cwnd: usize) {
+        self.cwnd = self.cwnd.max(cwnd);
     }
 }
 
@@ -179,6 +196,21 @@ mod tests {
         c.w_max = before + 10.0;
         c.on_congestion_event(now, c.cwnd());
         assert!((c.w_max - before * 0.85).abs() < 1e-9);
+    }
+
+    #[test]
+    fn repeated_timeouts_keep_ssthresh_and_w_max() {
+        let mss = 1000;
+        let mut c = Cubic::new(mss, 10);
+        c.cwnd = 100 * mss;
+        c.on_rto(Instant::ZERO, 100 * mss, true);
+        assert_eq!((c.cwnd(), c.ssthresh()), (mss, 70 * mss));
+        assert_eq!(c.w_max, 100.0);
+        for _ in 0..2 {
+            c.on_rto(Instant::ZERO, mss, false);
+            assert_eq!((c.cwnd(), c.ssthresh()), (mss, 70 * mss));
+            assert_eq!(c.w_max, 100.0);
+        }
     }
 
     #[test]

@@ -51,8 +51,10 @@ impl CongestionControl for NewReno {
         self.ca_acc = 0;
     }
 
-    fn on_rto(&mut self, _now: Instant, in_flight: usize) {
-        self.ssthresh = (in_flight / 2).max(2 * self.mss);
+    fn on_rto(&mut self, _now: Instant, in_flight: usize, reduce: bool) {
+        if reduce {
+            self.ssthresh = (in_flight / 2).max(2 * self.mss);
+        }
         self.cwnd = self.mss;
         self.ca_acc = 0;
     }
@@ -66,6 +68,19 @@ impl CongestionControl for NewReno {
         self.ssthresh = super::rescale(self.ssthresh, self.mss, mss);
         self.ca_acc = super::rescale(self.ca_acc, self.mss, mss);
         self.mss = mss;
+    }
+
+    fn on_idle_restart(&mut self, initial: usize) {
+        self.ssthresh = self.ssthresh.max(self.cwnd / 4 * 3);
+        self.cwnd = self.cwnd.min(initial);
+        self.ca_acc = 0;
+    }
+}
+
+impl NewReno {
+    /// After an undo: cwnd at least `cwnd`.
+    pub fn raise_cwnd(&mut self, cwnd: usize) {
+        self.cwnd = self.cwnd.max(cwnd);
     }
 }
 
@@ -86,7 +101,24 @@ mod tests {
             c.on_ack(t, 1000, None);
         }
         assert_eq!(c.cwnd(), 11_000);
-        c.on_rto(t, 11_000);
+        c.on_rto(t, 11_000, true);
         assert_eq!((c.cwnd(), c.ssthresh()), (1000, 5500));
+        // a repeated timeout of the same episode keeps ssthresh
+        c.on_rto(t, 1000, false);
+        assert_eq!((c.cwnd(), c.ssthresh()), (1000, 5500));
+    }
+
+    #[test]
+    fn idle_restart_from_the_initial_window() {
+        let t = Instant::ZERO;
+        let mut c = NewReno::new(1000, 10);
+        c.on_congestion_event(t, 60_000);
+        c.cwnd = 40_000;
+        c.on_idle_restart(10_000);
+        assert_eq!((c.cwnd(), c.ssthresh()), (10_000, 30_000));
+        // a window already below the initial one stays
+        c.cwnd = 4000;
+        c.on_idle_restart(10_000);
+        assert_eq!((c.cwnd(), c.ssthresh()), (4000, 30_000));
     }
 }

@@ -197,7 +197,7 @@ impl Connection {
             return false;
         }
         match (self.opts.timestamps, seg.options.timestamp) {
-            (true, Some((tsval, _))) => (tsval.wrapping_sub(self.rcv.ts_recent) as i32) > 0,
+            (true, Some((tsval, _))) => self.ts.is_newer(tsval),
             _ => seg.seq.diff(self.rcv_nxt()) > 0,
         }
     }

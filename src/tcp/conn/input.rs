@@ -46,9 +46,13 @@ impl Connection {
         }
     }
 
-    /// Records the peer's initial sequence number and negotiates options from its SYN.
-    pub(super) fn take_peer_syn(&mut self, syn: &TcpRepr) {
+    /// Records the peer's initial sequence number (and timestamp) and negotiates options from
+    /// its SYN.
+    pub(super) fn take_peer_syn(&mut self, now: Instant, syn: &TcpRepr) {
         self.rcv.take_syn(syn);
+        if let Some((tsval, _)) = syn.options.timestamp {
+            self.ts.on_syn(tsval, now);
+        }
         self.opts.agree(&self.cfg, &syn.options, self.path.mss());
         self.cc = Controller::new(self.cfg.congestion, self.opts.mss, self.cfg.initial_window);
     }
@@ -72,7 +76,7 @@ impl Connection {
         if !f.syn() {
             return;
         }
-        self.take_peer_syn(seg);
+        self.take_peer_syn(now, seg);
         if f.ack() {
             self.snd.una = seg.ack;
             // the window field of a SYN is never scaled (RFC 7323 2.2)
@@ -80,9 +84,11 @@ impl Connection {
             self.snd.max_wnd = self.snd.wnd;
             self.snd.wl1 = seg.seq;
             self.snd.wl2 = seg.ack;
-            if let Some((_, sent)) = self.rtt_probe.take() {
-                self.rtt.sample(now - sent);
+            match self.rtt_probe.take() {
+                Some((_, sent)) => self.rtt.sample(now - sent),
+                None => self.sample_from_echo(now, seg),
             }
+            self.rtt.on_handshake_done();
             self.timers.clear(TimerKind::Rto);
             self.reset_retries();
             self.state = State::Established;
@@ -164,7 +170,7 @@ impl Connection {
         // first: sequence number (with the PAWS check of RFC 7323 when timestamps are on)
         if self.opts.timestamps && !seg.flags.rst() {
             if let Some((tsval, _)) = seg.options.timestamp {
-                if (tsval.wrapping_sub(self.rcv.ts_recent) as i32) < 0 {
+                if self.ts.paws_rejects(tsval, now) {
                     self.stats.dup_segs_in += 1;
                     self.ack_out_of_window(now, seg.payload.is_empty());
                     return;
@@ -197,13 +203,6 @@ impl Connection {
             seg.flags = TcpFlags(seg.flags.0 & !TcpFlags::FIN.0);
             self.rcv.ack = AckState::Now;
         }
-        if self.opts.timestamps {
-            if let Some((tsval, _)) = seg.options.timestamp {
-                if seg.seq.diff(self.rcv.last_ack_sent) <= 0 {
-                    self.rcv.ts_recent = tsval;
-                }
-            }
-        }
 
         // second: RST (RFC 5961 3.2: only an exact match resets; in-window gets a challenge)
         if seg.flags.rst() {
@@ -232,7 +231,8 @@ impl Connection {
         if !seg.flags.ack() {
             return;
         }
-        if self.state == State::SynReceived {
+        let handshake_done = self.state == State::SynReceived;
+        if handshake_done {
             if seg.ack.diff(self.snd.una) > 0 && seg.ack.diff(self.snd.max) <= 0 {
                 self.state = State::Established;
                 self.snd.wnd = wnd;
@@ -253,6 +253,18 @@ impl Connection {
         }
         if !self.process_ack(now, &seg, wnd) {
             return;
+        }
+        if handshake_done {
+            // after the ACK's RTT sample, if any
+            self.rtt.on_handshake_done();
+        }
+        // only now, past the RST, SYN and ACK checks, may the segment's timestamp be recorded
+        // (RFC 7323 4.3): a blind in-window segment must not move TS.Recent
+        if self.opts.timestamps {
+            if let Some((tsval, _)) = seg.options.timestamp {
+                self.ts
+                    .on_accepted(tsval, seg.seq, self.rcv.last_ack_sent, now);
+            }
         }
         match self.state {
             State::FinWait1 if self.snd.fin_acked() => self.state = State::FinWait2,
@@ -318,10 +330,15 @@ impl Connection {
             let (rec, mut cx) = self.loss(now);
             rec.on_sack_blocks(&mut cx, seg.options.sack(), ack, &mut delivered);
         }
-        self.sample_rtt(now, seg, &delivered);
+        self.sample_rtt(now, seg, &delivered, newly_acked > 0);
         let delivered_bytes = newly_acked - syn_acked as usize + delivered.sacked_bytes;
+        // the echo matters only to an episode's Eifel test
+        let ecr = match seg.options.timestamp {
+            Some((_, ecr)) if self.opts.timestamps && self.recovery.in_recovery() => Some(ecr),
+            _ => None,
+        };
         let (rec, mut cx) = self.loss(now);
-        rec.on_ack(&mut cx, &delivered, delivered_bytes, newly_acked > 0);
+        rec.on_ack(&mut cx, &delivered, delivered_bytes, newly_acked > 0, ecr);
 
         if self.snd.updates_window(seg.seq, ack) {
             let was_zero = self.snd.wnd == 0;
@@ -352,15 +369,9 @@ impl Connection {
     fn on_new_ack(&mut self, now: Instant, ack: SeqNumber) {
         let data_acked = self.snd.ack_to(ack);
         self.stats.bytes_acked += data_acked as u64;
-        if let Some((end, sent)) = self.rtt_probe {
-            if ack.diff(end) >= 0 {
-                self.rtt.sample(now - sent);
-                self.rtt_probe = None;
-            }
-        }
+        // the RTO's backoff stays until an RTT sample ends it (Karn), see `sample_rtt`
         self.reset_retries();
         self.recovery.on_cumulative_ack();
-        self.rtt.reset_backoff();
         self.force_probe = false;
         if self.snd.una == self.snd.max {
             self.timers.clear(TimerKind::Rto);
@@ -374,23 +385,51 @@ impl Connection {
         }
     }
 
-    /// RTT sample from the newest segment this ACK delivered: never from a retransmission
-    /// (Karn) unless the echoed timestamp proves the ACK answers that retransmission, and never
-    /// from a segment that had been marked lost (its original transmission was slow to be
-    /// acknowledged, maybe across a whole RTO: timing it would inflate SRTT).
-    fn sample_rtt(&mut self, now: Instant, seg: &TcpRepr, delivered: &Delivered) {
-        let Some(d) = delivered.newest else { return };
-        if d.was_lost {
+    /// At most one RTT sample per acknowledgement, from the first source that has one:
+    /// - our SYN, if this ACK covers it and it was sent only once;
+    /// - the newest segment this ACK delivered, timed exactly, unless it was retransmitted
+    ///   (Karn) and the echoed timestamp does not show the ACK answers that retransmission, or it
+    ///   had been marked lost (its original arrived after all: its send time is not what the
+    ///   echo measures);
+    /// - for an ACK of new data, the echoed timestamp itself (RFC 7323 4.1), which names the
+    ///   transmission the peer answers whichever it was (with timestamps, an ACK of a
+    ///   retransmission is timed too, and ends the backoff).
+    fn sample_rtt(&mut self, now: Instant, seg: &TcpRepr, delivered: &Delivered, new_ack: bool) {
+        if let Some((end, sent)) = self.rtt_probe {
+            if seg.ack.diff(end) >= 0 {
+                self.rtt_probe = None;
+                self.rtt.sample(now - sent);
+                return;
+            }
+        }
+        if let Some(d) = delivered.newest {
+            let unambiguous = !d.retransmitted
+                || (self.opts.timestamps
+                    && seg
+                        .options
+                        .timestamp
+                        .is_some_and(|(_, ecr)| (ecr.wrapping_sub(d.ts_val) as i32) >= 0));
+            if unambiguous && !d.was_lost {
+                self.rtt.sample(now - d.sent_at);
+                return;
+            }
+        }
+        if new_ack {
+            self.sample_from_echo(now, seg);
+        }
+    }
+
+    /// An RTT sample from the timestamp `seg` echoes, if timestamps are on and the echo is one
+    /// of ours (RFC 7323 4.1). Only for segments that acknowledge new data.
+    fn sample_from_echo(&mut self, now: Instant, seg: &TcpRepr) {
+        if !self.opts.timestamps {
             return;
         }
-        let unambiguous = !d.retransmitted
-            || (self.opts.timestamps
-                && seg
-                    .options
-                    .timestamp
-                    .is_some_and(|(_, ecr)| (ecr.wrapping_sub(d.ts_val) as i32) >= 0));
-        if unambiguous {
-            self.rtt.sample(now - d.sent_at);
+        let Some((_, ecr)) = seg.options.timestamp else {
+            return;
+        };
+        if let Some(r) = self.ts.rtt(ecr, now, self.cfg.rto_max) {
+            self.rtt.sample(r);
         }
     }
 

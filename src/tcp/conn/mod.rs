@@ -48,6 +48,7 @@ use super::scoreboard::Scoreboard;
 use super::state::State;
 use super::stats::ConnStats;
 use super::timers::{TimerKind, Timers};
+use super::timestamps::Timestamps;
 use crate::time::{Duration, Instant};
 use crate::wire::{SeqNumber, TcpFlags, TcpOptions, TcpRepr};
 
@@ -76,6 +77,8 @@ pub struct Connection {
     rcv: RecvSpace,
     opts: Negotiated,
     path: PathMtu,
+    /// Our timestamp clock and TS.Recent (used once `opts.timestamps`).
+    ts: Timestamps,
     timers: Timers,
 
     rtt: RttEstimator,
@@ -190,6 +193,7 @@ impl Connection {
             rcv: RecvSpace::new(&cfg),
             opts: Negotiated::offer(&cfg),
             path: PathMtu::new(&cfg),
+            ts: Timestamps::new(cfg.isn_secret, local, remote),
             timers: Timers::default(),
             rtt: RttEstimator::new(
                 cfg.rto_initial,
@@ -229,12 +233,12 @@ impl Connection {
         local: SocketAddrV4,
         remote: SocketAddrV4,
         iss: SeqNumber,
-        _now: Instant,
+        now: Instant,
         syn: &TcpRepr,
     ) -> Self {
         let mut c = Connection::new(cfg, State::SynReceived, local, remote, iss);
         c.passive = true;
-        c.take_peer_syn(syn);
+        c.take_peer_syn(now, syn);
         // the SYN-ACK's window field is never scaled; the peer's SYN window neither
         c.snd.wnd = syn.window as usize;
         c.snd.max_wnd = c.snd.wnd;

@@ -65,8 +65,9 @@ impl Transmit {
 }
 
 impl Connection {
+    #[inline]
     fn ts_val(&self, now: Instant) -> u32 {
-        now.as_millis() as u32
+        self.ts.val(now)
     }
 
     pub(super) fn bare(&self, seq: SeqNumber, flags: TcpFlags) -> TcpRepr<'static> {
@@ -119,7 +120,7 @@ impl Connection {
         if ts {
             o.timestamp = Some((
                 self.ts_val(now),
-                if reply_to_peer { self.rcv.ts_recent } else { 0 },
+                if reply_to_peer { self.ts.recent() } else { 0 },
             ));
         }
         o
@@ -202,7 +203,7 @@ impl Connection {
             .rcv
             .advertise(self.cfg.mss as usize, self.opts.rcv_wscale);
         if self.opts.timestamps {
-            repr.options.timestamp = Some((self.ts_val(now), self.rcv.ts_recent));
+            repr.options.timestamp = Some((self.ts_val(now), self.ts.recent()));
         }
         if self.opts.sack {
             self.fill_sack(&mut repr.options);
@@ -214,7 +215,27 @@ impl Connection {
         self.stats.segs_out += 1;
     }
 
+    /// A due tail loss probe, else the first retransmission, else new data; after a
+    /// transmission, congestion window validation learns whether the flight fills cwnd (as
+    /// Linux's `tcp_cwnd_validate`, nothing is learnt from an opportunity that sent nothing: the
+    /// transmission before it already saw the flight that blocks it).
+    #[inline]
     fn emit_data(&mut self, now: Instant) -> Option<Transmit> {
+        let t = self.next_data(now);
+        if t.is_some() {
+            self.cc.on_send(
+                now,
+                self.sb.pipe(),
+                self.opts.mss,
+                self.snd.una,
+                self.snd.max,
+            );
+        }
+        t
+    }
+
+    #[inline]
+    fn next_data(&mut self, now: Instant) -> Option<Transmit> {
         if self.recovery.take_probe_due() {
             if let Some(t) = self.emit_tail_probe(now) {
                 return Some(t);
@@ -247,7 +268,8 @@ impl Connection {
         if !room || !(in_window || probe) {
             return None;
         }
-        self.recovery.on_retransmit();
+        let ts_val = self.ts_val(now);
+        self.recovery.on_retransmit(seg.start, seg.end, ts_val);
         if probe {
             self.force_probe = false;
             self.stats.zero_window_probes += 1;
@@ -334,6 +356,12 @@ impl Connection {
         }
         let mss = self.current_mss();
         let data_end = self.snd.buf.end();
+        if avail > 0 && self.sb.is_empty() {
+            // the restart window after idle (RFC 5681 4.1)
+            let rtt = &self.rtt;
+            self.cc
+                .before_send_from_idle(now, self.cfg.rto_min, || rtt.rto());
+        }
         let outstanding = self.snd.nxt - self.snd.una;
         let wnd_room = self.snd.wnd.saturating_sub(outstanding);
         let mut usable = wnd_room.min(self.recovery.cwnd_room(

@@ -146,8 +146,6 @@ pub(super) struct RecvSpace {
     pub fin_consumed: bool,
     /// The application shut down reading: data is acknowledged and discarded.
     pub read_shut: bool,
-    /// The peer's timestamp to echo (RFC 7323 TS.Recent).
-    pub ts_recent: u32,
     pub last_ack_sent: SeqNumber,
     /// A duplicate range to report first in the next SACK option (RFC 2883).
     pub dsack: Option<(SeqNumber, SeqNumber)>,
@@ -165,7 +163,6 @@ impl RecvSpace {
             peer_fin: None,
             fin_consumed: false,
             read_shut: false,
-            ts_recent: 0,
             last_ack_sent: SeqNumber(0),
             dsack: None,
             ack: AckState::None,
@@ -173,14 +170,11 @@ impl RecvSpace {
         }
     }
 
-    /// Takes the peer's initial sequence number (and timestamp) from its SYN.
+    /// Takes the peer's initial sequence number from its SYN.
     pub fn take_syn(&mut self, syn: &TcpRepr) {
         self.irs = syn.seq;
         self.buf.reset_start(syn.seq + 1);
         self.adv = syn.seq + 1;
-        if let Some((tsval, _)) = syn.options.timestamp {
-            self.ts_recent = tsval;
-        }
     }
 
     /// RCV.NXT: the next byte expected, and one more once the peer's FIN was consumed.

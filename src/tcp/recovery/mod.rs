@@ -10,8 +10,11 @@
 //! - The RTO (RFC 6298) marks everything unacknowledged lost and restarts from one segment.
 //!
 //! Fast recovery sends retransmissions first, then new data, while RFC 6675's `pipe` is below
-//! `cwnd`; congestion control reduces once per recovery episode. D-SACKs (RFC 2883) widen RACK's
-//! reordering window and tell a tail loss probe that repaired nothing.
+//! `cwnd`; congestion control reduces once per recovery episode, a timeout included: a repeated
+//! RTO, or one during fast recovery, keeps the ssthresh the episode set (RFC 5681 3.1). D-SACKs
+//! (RFC 2883) widen RACK's reordering window and tell a tail loss probe that repaired nothing.
+//! An episode found spurious, by timestamps or D-SACKs ([`undo`]), has its reduction taken
+//! back.
 //!
 //! [`Recovery`] holds only the state of these mechanisms. The scoreboard, the congestion
 //! controller, the RTT estimator, the timer table and the counters stay the connection's and are
@@ -29,8 +32,10 @@
 //! [`Recovery::on_retransmit`] and [`Recovery::cwnd_room`].
 
 mod rack;
+mod undo;
 
 pub(crate) use rack::Rack;
+use undo::Undo;
 
 use super::congestion::{CongestionControl, Controller};
 use super::rtt::RttEstimator;
@@ -90,6 +95,8 @@ pub(crate) struct Recovery {
     probe: Option<TailProbe>,
     /// The probe timer fired: the next transmission opportunity sends the probe.
     probe_due: bool,
+    /// How to take back the last episode's reduction, should it prove spurious.
+    undo: Option<Undo>,
 }
 
 impl Recovery {
@@ -103,6 +110,7 @@ impl Recovery {
             rexmit_head: false,
             probe: None,
             probe_due: false,
+            undo: None,
         }
     }
 
@@ -155,6 +163,13 @@ impl Recovery {
                 if let Some(t) = self.probe.as_mut() {
                     t.dsacked = true;
                 }
+                // every retransmission reported twice, and nothing left to resend: none of
+                // them was needed
+                if self.undo.as_mut().is_some_and(|u| u.on_dsack(left, right))
+                    && cx.sb.lost_bytes() == 0
+                {
+                    self.take_back(cx);
+                }
                 continue;
             }
             // only blocks within what is outstanding count
@@ -167,9 +182,10 @@ impl Recovery {
     }
 
     /// After an ACK's cumulative part, SACK blocks and RTT sample were taken: RACK's clock, the
-    /// end of an episode, congestion control's growth (by `delivered_bytes`, not during fast
-    /// recovery), the end of a tail loss probe, loss detection, and NewReno's partial ACK when
-    /// `newly_acked`.
+    /// Eifel test of the episode when `newly_acked` (with `ecr`, the timestamp the ACK echoes),
+    /// the end of an episode, congestion control's growth (by `delivered_bytes`, not during fast
+    /// recovery nor on an ACK that takes a reduction back), the end of a tail loss probe, loss
+    /// detection, and NewReno's partial ACK when `newly_acked`.
     #[inline]
     pub fn on_ack(
         &mut self,
@@ -177,8 +193,10 @@ impl Recovery {
         delivered: &Delivered,
         delivered_bytes: usize,
         newly_acked: bool,
+        ecr: Option<u32>,
     ) {
         self.rack.update(cx.now, delivered);
+        let undone = newly_acked && self.episode.is_some() && self.spurious_by_timestamp(cx, ecr);
         if let Some(r) = self.episode {
             if cx.snd_una.diff(r.point) >= 0 {
                 self.episode = None;
@@ -190,7 +208,7 @@ impl Recovery {
                 }
             }
         }
-        if delivered_bytes > 0 && self.episode.is_none_or(|r| !r.fast) {
+        if delivered_bytes > 0 && !undone && self.episode.is_none_or(|r| !r.fast) {
             cx.cc.on_ack(cx.now, delivered_bytes, cx.rtt.srtt());
         }
         self.end_probe(cx);
@@ -223,6 +241,7 @@ impl Recovery {
         if marked > 0 && self.episode.is_none() {
             cx.stats.fast_recoveries += 1;
             let flight = cx.sb.pipe() + cx.sb.lost_bytes();
+            self.undo = Some(Undo::new(cx.cc.snapshot(), false));
             cx.cc.on_congestion_event(cx.now, flight);
             self.episode = Some(Episode {
                 point: cx.snd_max,
@@ -256,9 +275,48 @@ impl Recovery {
         self.probe = None;
         if t.retransmission && !t.dsacked && self.episode.is_none() {
             let flight = cx.sb.pipe();
+            // a reduction of its own: an older episode's undo would take it back too
+            self.undo = None;
             cx.cc.on_congestion_event(cx.now, flight);
             cx.cc.on_recovery_end(cx.now);
         }
+    }
+
+    /// Eifel detection (RFC 3522): an ACK of new data echoing a timestamp older than the
+    /// episode's first retransmission answers an original transmission. The episode was spurious
+    /// if that ACK ends it, or leaves no retransmission unacknowledged (one still out may repair
+    /// a real hole beside the reordered one; as Linux's partial undo). Returns whether the
+    /// reduction was taken back.
+    #[cold]
+    fn spurious_by_timestamp(&mut self, cx: &mut Ctx, ecr: Option<u32>) -> bool {
+        let (Some(ecr), Some(ep), Some(u)) = (ecr, self.episode, self.undo.as_ref()) else {
+            return false;
+        };
+        if !u.echo_predates_retransmission(ecr) {
+            return false;
+        }
+        if cx.snd_una.diff(ep.point) < 0 && cx.sb.any_retransmitted() {
+            return false;
+        }
+        self.take_back(cx);
+        true
+    }
+
+    /// The episode was spurious: congestion control returns to its state before the reduction,
+    /// what is still marked lost is in flight again (the originals are getting through), and
+    /// the episode ends.
+    fn take_back(&mut self, cx: &mut Ctx) {
+        let Some(u) = self.undo.take() else { return };
+        if u.rto {
+            cx.stats.undo_rto += 1;
+        } else {
+            cx.stats.undo_fast += 1;
+        }
+        cx.cc.undo(u.prior);
+        cx.sb.unmark_lost();
+        self.episode = None;
+        self.rexmit_head = false;
+        self.dupacks = 0;
     }
 
     /// Arms the tail loss probe (RFC 8985 7.2) after new data went out or was acknowledged, or
@@ -324,7 +382,14 @@ impl Recovery {
     /// unacknowledged is lost (and, if `forget_sacks`, what was SACKed too: the receiver may
     /// have reneged), an episode in slow start begins, and no probe or reordering check is left.
     pub fn on_rto(&mut self, cx: &mut Ctx, forget_sacks: bool) {
-        cx.cc.on_rto(cx.now, cx.sb.pipe());
+        // ssthresh once per episode: a timeout during one keeps what it set (RFC 5681 3.1)
+        let new_episode = self.episode.is_none();
+        if new_episode {
+            self.undo = Some(Undo::new(cx.cc.snapshot(), true));
+        } else if let Some(u) = self.undo.as_mut() {
+            u.rto = true;
+        }
+        cx.cc.on_rto(cx.now, cx.sb.pipe(), new_episode);
         cx.sb.mark_all_lost(forget_sacks);
         self.episode = Some(Episode {
             point: cx.snd_max,
@@ -393,9 +458,15 @@ impl Recovery {
         self.rexmit_head || sb.pipe() == 0 || len <= self.cwnd_room(cc, sb, mss, sack)
     }
 
-    /// A retransmission went out.
-    pub fn on_retransmit(&mut self) {
+    /// A retransmission of `[start, end)`, a segment marked lost, went out carrying our TSval
+    /// `ts_val`.
+    pub fn on_retransmit(&mut self, start: SeqNumber, end: SeqNumber, ts_val: u32) {
         self.rexmit_head = false;
+        if self.episode.is_some() {
+            if let Some(u) = self.undo.as_mut() {
+                u.on_retransmit(start, end, ts_val);
+            }
+        }
     }
 }
 
@@ -476,7 +547,7 @@ mod tests {
                 r.on_sack_blocks(&mut self.cx(now), &[(s(a), s(b))], una, &mut d);
             }
             let bytes = d.sacked_bytes;
-            r.on_ack(&mut self.cx(now), &d, bytes, false);
+            r.on_ack(&mut self.cx(now), &d, bytes, false, None);
         }
 
         /// A cumulative ACK of everything below `ack`.
@@ -486,7 +557,7 @@ mod tests {
             self.sb.ack_to(s(ack), &mut d);
             self.snd_una = s(ack);
             r.on_cumulative_ack();
-            r.on_ack(&mut self.cx(now), &d, newly, true);
+            r.on_ack(&mut self.cx(now), &d, newly, true, None);
         }
     }
 
@@ -509,7 +580,7 @@ mod tests {
             "the head goes at once"
         );
         c.sb.on_retransmit(0, ms(22), 0);
-        r.on_retransmit();
+        r.on_retransmit(s(0), s(100), 0);
         // a partial ACK: the next hole is lost too
         c.ack(&mut r, ms(40), 100);
         assert!(r.in_recovery());
@@ -581,7 +652,7 @@ mod tests {
         let ssthresh = c.cc.ssthresh();
         r.on_sack_blocks(&mut c.cx(ms(30)), &[(s(100), s(200))], s(200), &mut d);
         assert_eq!(c.stats.dsack_in, 1);
-        r.on_ack(&mut c.cx(ms(30)), &d, 200, true);
+        r.on_ack(&mut c.cx(ms(30)), &d, 200, true, None);
         assert_eq!(
             c.cc.ssthresh(),
             ssthresh,
