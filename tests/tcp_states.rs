@@ -2440,3 +2440,130 @@ mod rtt_estimation {
         check(&t, 100_000_000, 50_000_000, 300_000_000);
     }
 }
+
+/// The peer's window from the sender's side: which segments it is taken from (RFC 9293
+/// 3.10.7.4 with Linux's `tcp_may_update_window`), a window that shrinks below what was sent
+/// (RFC 9293 3.8.6), and windows smaller than the segment to resend.
+mod peer_window {
+    use super::*;
+
+    fn nodelay() -> Config {
+        Config {
+            nodelay: true,
+            ..cfg()
+        }
+    }
+
+    #[test]
+    fn a_reordered_update_at_the_same_point_is_taken_only_if_it_grew_or_closed() {
+        let mut t = open(cfg(), 65535);
+        t.at(200)
+            .inject(seg!(< ., seq IRS + 1, ack ISS + 1, win 3000))
+            .inject(seg!(< ., seq IRS + 1, ack ISS + 1, win 2000))
+            .expect_nothing();
+        // the same sequence and ACK with a smaller window may be an older update arriving late
+        assert_eq!(t.c.snd_wnd(), 3000);
+        t.inject(seg!(< ., seq IRS + 1, ack ISS + 1, win 4000));
+        assert_eq!(t.c.snd_wnd(), 4000);
+        t.inject(seg!(< ., seq IRS + 1, ack ISS + 1, win 0));
+        assert_eq!(t.c.snd_wnd(), 0, "a closed window is always news");
+        // a newer segment's window is taken whatever its size
+        t.inject(seg!(< P., seq IRS + 1, ack ISS + 1, win 1000, "x"));
+        assert_eq!(t.c.snd_wnd(), 1000);
+    }
+
+    #[test]
+    fn a_shrunk_window_keeps_the_ack_inside_it_and_resends_what_lay_beyond() {
+        let mut t = open(nodelay(), 65535);
+        let data = pattern(3000);
+        t.c.send(&data).unwrap();
+        t.at(200)
+            .expect(seg!(> ., seq ISS + 1, ack IRS + 1, win 65535, data &data[..1460]))
+            .expect(seg!(> ., seq ISS + 1461, ack IRS + 1, win 65535, data &data[1460..2920]))
+            .expect(seg!(> P., seq ISS + 2921, ack IRS + 1, win 65535, data &data[2920..]))
+            .expect_nothing();
+        // the peer moves its right edge from 65536 left to 1961, inside the second segment
+        // (a receiver SHOULD NOT, a sender MUST cope: RFC 9293 3.8.6)
+        t.at(300)
+            .inject(seg!(< P., seq IRS + 1, ack ISS + 1461, win 500, "x"))
+            .expect_nothing();
+        assert_eq!(t.c.stats().window_shrunk, 1);
+        assert_eq!(
+            t.c.info().lost_bytes,
+            80,
+            "the segment past the edge is out of flight"
+        );
+        // the ACK carries the right edge, not the highest sequence number sent: a peer drops a
+        // segment beyond its window, ACK and all (Linux's tcp_acceptable_seq)
+        t.fire(340)
+            .expect(seg!(> ., seq ISS + 1961, ack IRS + 2, win 65534))
+            .expect_nothing();
+        // the window opens again: the segment that lay beyond the edge goes again at once
+        t.at(400)
+            .inject(seg!(< ., seq IRS + 2, ack ISS + 1961, win 2000))
+            .expect(seg!(> P., seq ISS + 2921, ack IRS + 2, win 65534, data &data[2920..]))
+            .expect_nothing();
+        t.at(450)
+            .inject(seg!(< ., seq IRS + 2, ack ISS + 3001, win 2000))
+            .expect_nothing();
+        assert_eq!((t.c.bytes_in_flight(), t.deadline()), (0, None));
+    }
+
+    #[test]
+    fn the_retransmission_timer_trims_its_segment_to_a_small_window() {
+        let mut t = open(nodelay(), 65535);
+        let data = pattern(1460);
+        t.c.send(&data).unwrap();
+        t.at(200)
+            .expect(seg!(> P., seq ISS + 1, ack IRS + 1, win 65535, data &data[..]))
+            .expect_nothing();
+        // the peer's data brings a window of 500 bytes, less than the segment in flight
+        t.at(300)
+            .inject(seg!(< P., seq IRS + 1, ack ISS + 1, win 500, "x"))
+            .expect_nothing();
+        t.fire(340)
+            .expect(seg!(> ., seq ISS + 501, ack IRS + 2, win 65534))
+            .expect_nothing();
+        // the segment is lost: the timer resends what of it the window takes, not nothing
+        t.fire(1200)
+            .expect(seg!(> ., seq ISS + 1, ack IRS + 2, win 65534, data &data[..500]))
+            .expect_nothing();
+        assert_eq!(t.c.stats().retrans_rto, 1);
+        t.at(1300)
+            .inject(seg!(< ., seq IRS + 2, ack ISS + 501, win 2000))
+            .expect(seg!(> P., seq ISS + 501, ack IRS + 2, win 65534, data &data[500..]))
+            .expect_nothing();
+        t.at(1400)
+            .inject(seg!(< ., seq IRS + 2, ack ISS + 1461, win 2000))
+            .expect_nothing();
+        assert_eq!((t.c.bytes_in_flight(), t.deadline()), (0, None));
+    }
+
+    #[test]
+    fn an_ack_for_bytes_forgotten_in_a_shut_window_is_taken() {
+        let mut t = open(nodelay(), 65535);
+        let data = pattern(3000);
+        t.c.send(&data).unwrap();
+        t.at(200);
+        for _ in 0..3 {
+            t.next().unwrap();
+        }
+        // a zero window at the same point (an older update, reordered): what was sent is
+        // beyond the edge; then it opens to one segment, and sending starts again from SND.UNA
+        t.at(300)
+            .inject(seg!(< ., seq IRS + 1, ack ISS + 1, win 0))
+            .expect_nothing();
+        t.at(310)
+            .inject(seg!(< ., seq IRS + 1, ack ISS + 1, win 1460))
+            .expect(seg!(> ., seq ISS + 1, ack IRS + 1, win 65535, data &data[..1460]))
+            .expect_nothing();
+        // the peer had taken all three segments after all: its ACK is for more than we have
+        // sent since, but not more than we ever sent, so it is acceptable (RFC 5961 5.2)
+        t.at(320)
+            .inject(seg!(< ., seq IRS + 1, ack ISS + 3001, win 65535))
+            .expect_nothing();
+        assert_eq!(t.c.snd_una(), SeqNumber(ISS + 3001));
+        assert_eq!((t.c.bytes_in_flight(), t.c.stats().challenge_acks), (0, 0));
+        assert_eq!(t.deadline(), None);
+    }
+}

@@ -18,6 +18,8 @@ pub enum LossCause {
     Fast,
     /// The retransmission timer.
     Rto,
+    /// The peer's window shrank below the segment: it was dropped, not lost in the network.
+    Window,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -230,6 +232,29 @@ impl Scoreboard {
         }
     }
 
+    /// Marks every segment in flight that starts at or beyond `edge` (the peer's right edge,
+    /// moved left below them) as waiting for retransmission.
+    pub fn mark_beyond(&mut self, edge: SeqNumber) {
+        let start = self.segs.partition_point(|s| s.start.diff(edge) < 0);
+        for i in start..self.segs.len() {
+            self.mark_lost(i, LossCause::Window);
+        }
+    }
+
+    /// Splits segment `i` at `at` (strictly inside its payload) into two entries with the same
+    /// history and condition; the FIN, if any, stays with the second.
+    pub fn split(&mut self, i: usize, at: SeqNumber) {
+        let s = self.segs[i];
+        debug_assert!(at.diff(s.start) > 0 && at.diff(s.end - s.fin as usize) < 0);
+        let head = Segment {
+            end: at,
+            fin: false,
+            ..s
+        };
+        self.segs[i].start = at;
+        self.segs.insert(i, head);
+    }
+
     /// The first segment waiting for retransmission.
     pub fn next_lost(&self) -> Option<(usize, Segment)> {
         if self.lost == 0 {
@@ -390,6 +415,36 @@ mod tests {
         b.ack_to(s(400), &mut d);
         let n = d.newest.unwrap();
         assert!(n.was_lost && !n.retransmitted);
+    }
+
+    #[test]
+    fn a_shrunk_window_takes_what_lies_beyond_out_of_flight() {
+        let mut b = board();
+        b.mark_beyond(s(250));
+        // [200, 300) starts inside the window and stays in flight; the two after it do not
+        assert_eq!((b.pipe(), b.lost_bytes()), (300, 200));
+        assert_eq!(
+            b.next_lost().map(|(i, x)| (i, x.lost)),
+            Some((3, Some(LossCause::Window)))
+        );
+        // a split keeps the byte totals, and both halves wait
+        b.split(3, s(320));
+        assert_eq!(b.len(), 6);
+        assert_eq!((b.pipe(), b.lost_bytes()), (300, 200));
+        let (i, head) = b.next_lost().unwrap();
+        assert_eq!((i, head.start, head.end), (3, s(300), s(320)));
+        b.on_retransmit(3, Instant::from_millis(9), 0);
+        assert_eq!((b.pipe(), b.lost_bytes()), (320, 180));
+        assert_eq!(
+            b.next_lost().map(|(_, x)| (x.start, x.end)),
+            Some((s(320), s(400)))
+        );
+        // a FIN stays with the second half
+        let mut f = Scoreboard::new();
+        f.push(s(0), s(101), true, Instant::ZERO, 0);
+        f.split(0, s(60));
+        assert_eq!((f.get(0).fin, f.get(1).fin), (false, true));
+        assert_eq!((f.get(1).payload_len(), f.pipe()), (40, 101));
     }
 
     #[test]

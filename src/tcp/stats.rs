@@ -47,6 +47,8 @@ counters! {
         /// Challenge ACKs not sent because one went out less than 500 ms before.
         challenge_acks_limited,
         zero_window_probes,
+        /// Window updates that moved the peer's right edge left of what we had sent.
+        window_shrunk,
         /// Retransmissions by cause.
         retrans_rto,
         retrans_fast,

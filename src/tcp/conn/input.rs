@@ -79,7 +79,6 @@ impl Connection {
             self.snd.wnd = seg.window as usize;
             self.snd.max_wnd = self.snd.wnd;
             self.snd.wl1 = seg.seq;
-            self.snd.wl2 = seg.ack;
             if let Some((_, sent)) = self.rtt_probe.take() {
                 self.rtt.sample(now - sent);
             }
@@ -238,7 +237,6 @@ impl Connection {
                 self.snd.wnd = wnd;
                 self.snd.max_wnd = wnd;
                 self.snd.wl1 = seg.seq;
-                self.snd.wl2 = seg.ack;
                 self.reset_retries();
                 self.push_event(Event::Connected);
                 if self.snd.fin_queued {
@@ -300,6 +298,7 @@ impl Connection {
             // an old duplicate: nothing to learn, not even the window (RFC 9293 3.10.7.4)
             return true;
         }
+        let take_window = self.snd.updates_window(seg.seq, ack, wnd);
         let mut delivered = Delivered::default();
         let newly_acked = ack - self.snd.una;
         let syn_acked = self.snd.una == self.snd.iss && newly_acked > 0;
@@ -323,30 +322,45 @@ impl Connection {
         let (rec, mut cx) = self.loss(now);
         rec.on_ack(&mut cx, &delivered, delivered_bytes, newly_acked > 0);
 
-        if self.snd.updates_window(seg.seq, ack) {
-            let was_zero = self.snd.wnd == 0;
-            self.snd.set_window(wnd, seg.seq, ack);
-            if wnd > 0 {
-                self.timers.clear(TimerKind::Persist);
-                self.persist_backoff = 0;
-                if was_zero && self.snd.max != self.snd.una {
-                    // what we sent into the shut window (the probes) was dropped: forget it and
-                    // send those bytes again as part of full segments
-                    self.sb.clear();
-                    self.snd.nxt = self.snd.una;
-                    self.snd.max = self.snd.una;
-                    self.timers.clear(TimerKind::Rto);
-                }
-            } else {
-                // the peer answers our probes: it may keep its window shut as long as it likes
-                // (RFC 9293 3.8.6.1)
-                self.reset_retries();
-            }
+        if take_window {
+            self.take_window(wnd, seg.seq);
         }
         if newly_acked > 0 {
             self.schedule_tail_probe(now);
         }
         true
+    }
+
+    /// Takes the peer's window `wnd` (scaled) from the segment at `seq`, after its ACK moved
+    /// `una`. A window that shrank below what we sent (RFC 9293 3.8.6: the peer SHOULD NOT,
+    /// but we MUST cope) leaves the segments past the new right edge out of the network: the
+    /// peer drops them, so they are marked for retransmission and no longer count in flight;
+    /// they go again, trimmed to the window, once it opens (see `emit_retransmission`).
+    fn take_window(&mut self, wnd: usize, seq: SeqNumber) {
+        let was_zero = self.snd.wnd == 0;
+        self.snd.set_window(wnd, seq);
+        if wnd > 0 {
+            self.timers.clear(TimerKind::Persist);
+            self.persist_backoff = 0;
+            if was_zero && self.snd.max != self.snd.una {
+                // what we sent into the shut window (the probes) was dropped: forget it and
+                // send those bytes again as part of full segments
+                self.sb.clear();
+                self.snd.nxt = self.snd.una;
+                self.snd.max = self.snd.una;
+                self.timers.clear(TimerKind::Rto);
+                return;
+            }
+        } else {
+            // the peer answers our probes: it may keep its window shut as long as it likes
+            // (RFC 9293 3.8.6.1)
+            self.reset_retries();
+        }
+        let edge = self.snd.right_edge();
+        if edge.diff(self.snd.max) < 0 {
+            self.stats.window_shrunk += 1;
+            self.sb.mark_beyond(edge);
+        }
     }
 
     fn on_new_ack(&mut self, now: Instant, ack: SeqNumber) {

@@ -13,7 +13,7 @@ use std::net::SocketAddrV4;
 
 use super::space::AckState;
 use super::Connection;
-use crate::tcp::scoreboard::LossCause;
+use crate::tcp::scoreboard::{LossCause, Segment};
 use crate::tcp::state::State;
 use crate::tcp::timers::TimerKind;
 use crate::time::{Duration, Instant};
@@ -23,6 +23,16 @@ use crate::wire::{SeqNumber, TcpFlags, TcpOptions, TcpPacket, TcpRepr};
 /// Persist (zero-window probe) timer bounds.
 const PERSIST_MIN: Duration = Duration::from_millis(200);
 const PERSIST_MAX: Duration = Duration::from_secs(60);
+
+/// How much of a segment to resend the peer's window takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Fit {
+    Whole,
+    /// Its payload up to the right edge, here.
+    Head(SeqNumber),
+    /// Nothing: it starts at or beyond the right edge.
+    Nothing,
+}
 
 /// A segment to send: the header (its payload left empty) and how many payload bytes follow.
 /// Write it into the outgoing frame with [`Transmit::write_segment`], which copies the payload
@@ -176,6 +186,7 @@ impl Connection {
         let first = self.snd.max == self.snd.iss;
         self.snd.nxt = self.snd.iss + 1;
         self.snd.max = self.snd.max.max(self.snd.nxt);
+        self.snd.high = self.snd.high.max(self.snd.max);
         if first {
             self.rtt_probe = Some((self.snd.nxt, now));
         } else {
@@ -222,20 +233,27 @@ impl Connection {
     }
 
     /// Resends the first segment marked lost, if congestion control and the peer's window
-    /// allow it.
+    /// allow it. A segment the window ends inside is trimmed to it (as Linux does), so a
+    /// window smaller than the segment still gets the retransmission going; one that starts
+    /// at or beyond the right edge waits, unless the window is shut and the timer asked for a
+    /// probe.
     fn emit_retransmission(&mut self, now: Instant) -> Option<Transmit> {
         let (i, seg) = self.sb.next_lost()?;
-        let in_window = seg.end.diff(self.snd.una + self.snd.wnd) <= 0;
         let probe = self.force_probe && self.snd.wnd == 0 && self.sb.pipe() == 0;
-        let room = self.recovery.may_retransmit(
-            seg.len(),
-            &self.cc,
-            &self.sb,
-            self.opts.mss,
-            self.opts.sack,
-        );
-        if !room || !(in_window || probe) {
+        let fit = if probe { Fit::Whole } else { self.fit(&seg) };
+        let len = match fit {
+            Fit::Whole => seg.len(),
+            Fit::Head(at) => at - seg.start,
+            Fit::Nothing => return None,
+        };
+        let room =
+            self.recovery
+                .may_retransmit(len, &self.cc, &self.sb, self.opts.mss, self.opts.sack);
+        if !room {
             return None;
+        }
+        if let Fit::Head(at) = fit {
+            self.sb.split(i, at);
         }
         self.recovery.on_retransmit();
         if probe {
@@ -248,6 +266,18 @@ impl Connection {
             _ => {}
         }
         Some(self.resend(now, i))
+    }
+
+    /// How much of `seg` the peer's window takes. Its FIN needs no room, as for new data.
+    fn fit(&self, seg: &Segment) -> Fit {
+        let edge = self.snd.right_edge();
+        if (seg.start + seg.payload_len()).diff(edge) <= 0 {
+            Fit::Whole
+        } else if seg.start.diff(edge) < 0 {
+            Fit::Head(edge)
+        } else {
+            Fit::Nothing
+        }
     }
 
     /// Sends segment `i` of the scoreboard again.
@@ -284,8 +314,14 @@ impl Connection {
             return Some(t);
         }
         let i = self.sb.last_index()?;
-        if self.sb.get(i).sacked {
+        let last = self.sb.get(i);
+        if last.sacked {
             return None;
+        }
+        match self.fit(&last) {
+            Fit::Whole => {}
+            Fit::Head(at) => self.sb.split(i, at),
+            Fit::Nothing => return None,
         }
         self.stats.retrans_tlp += 1;
         let t = self.resend(now, i);
@@ -351,6 +387,7 @@ impl Connection {
         self.fill_ack(now, &mut repr);
         self.snd.nxt += len + fin as usize;
         self.snd.max = self.snd.nxt;
+        self.snd.high = self.snd.high.max(self.snd.max);
         self.sb
             .push(start, self.snd.nxt, fin, now, self.ts_val(now));
         if probing {
@@ -383,9 +420,10 @@ impl Connection {
         if self.rcv.ack != AckState::Now {
             return None;
         }
-        // snd_max, not snd_nxt, which an RTO rewinds: the peer may already hold everything up
-        // to snd_max and would find a segment starting below its RCV.NXT unacceptable
-        let mut repr = self.bare(self.snd.max, TcpFlags::NONE);
+        // the highest sequence number sent, as the peer may already hold everything up to it
+        // (and would find a segment starting below its RCV.NXT unacceptable), but never beyond
+        // its window's right edge, which it would find unacceptable too
+        let mut repr = self.bare(self.snd.acceptable_seq(), TcpFlags::NONE);
         self.fill_ack(now, &mut repr);
         self.stats.acks_out += 1;
         Some(self.transmit(repr, 0))
