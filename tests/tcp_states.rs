@@ -2443,7 +2443,8 @@ mod rtt_estimation {
 
 /// The peer's window from the sender's side: which segments it is taken from (RFC 9293
 /// 3.10.7.4 with Linux's `tcp_may_update_window`), a window that shrinks below what was sent
-/// (RFC 9293 3.8.6), and windows smaller than the segment to resend.
+/// (RFC 9293 3.8.6), windows smaller than a segment (silly-window avoidance and its override
+/// timeout, RFC 9293 3.8.6.2.1) and zero windows of a connection the application closed.
 mod peer_window {
     use super::*;
 
@@ -2540,6 +2541,35 @@ mod peer_window {
     }
 
     #[test]
+    fn data_held_from_a_small_window_goes_after_the_override_timeout() {
+        let mut t = open(cfg(), 4000);
+        let data = pattern(5000);
+        t.c.send(&data).unwrap();
+        // 1080 bytes of window left, less than a segment and than half the largest window:
+        // silly-window avoidance holds the rest (RFC 9293 3.8.6.2.1)
+        t.at(200)
+            .expect(seg!(> ., seq ISS + 1, ack IRS + 1, win 65535, data &data[..1460]))
+            .expect(seg!(> ., seq ISS + 1461, ack IRS + 1, win 65535, data &data[1460..2920]))
+            .expect_nothing();
+        // everything acknowledged, and a window of 1000: still too small to be worth a segment,
+        // and no ACK will come to say more: the window update that follows may be lost
+        t.at(300)
+            .inject(seg!(< ., seq IRS + 1, ack ISS + 2921, win 1000))
+            .expect_nothing()
+            .expect_events(&[Event::Writable]);
+        // the override timeout (one RTO here, at most 1 s) sends what the window takes
+        t.fire(1300)
+            .expect(seg!(> P., seq ISS + 2921, ack IRS + 1, win 65535, data &data[2920..3920]))
+            .expect_nothing();
+        assert_eq!(t.c.stats().small_window_sends, 1);
+        assert_eq!(t.c.stats().zero_window_probes, 0);
+        t.at(1400)
+            .inject(seg!(< ., seq IRS + 1, ack ISS + 3921, win 4000))
+            .expect(seg!(> P., seq ISS + 3921, ack IRS + 1, win 65535, data &data[3920..]))
+            .expect_nothing();
+    }
+
+    #[test]
     fn an_ack_for_bytes_forgotten_in_a_shut_window_is_taken() {
         let mut t = open(nodelay(), 65535);
         let data = pattern(3000);
@@ -2565,5 +2595,50 @@ mod peer_window {
         assert_eq!(t.c.snd_una(), SeqNumber(ISS + 3001));
         assert_eq!((t.c.bytes_in_flight(), t.c.stats().challenge_acks), (0, 0));
         assert_eq!(t.deadline(), None);
+    }
+
+    /// A zero window answered to every probe; the first probe at 1300 ms. Returns the probes
+    /// sent until the connection gave up or `max` were sent.
+    fn probe_a_shut_window(orphaned: bool, max: usize) -> (Tcp, usize) {
+        let mut t = open(cfg(), 1000);
+        let data = pattern(2000);
+        t.c.send(&data).unwrap();
+        t.at(200).next().unwrap();
+        t.at(300)
+            .inject(seg!(< ., seq IRS + 1, ack ISS + 1001, win 0))
+            .expect_nothing();
+        t.c.close();
+        if orphaned {
+            t.c.orphan();
+        }
+        let probe = seg!(> P., seq ISS + 1001, ack IRS + 1, win 65535, data &data[1000..1001]);
+        let mut probes = 0;
+        while probes < max {
+            let at = t.deadline().expect("a timer").as_millis();
+            t.fire(at);
+            if t.state() == State::Closed {
+                break;
+            }
+            t.expect(probe).expect_nothing();
+            probes += 1;
+            t.at(at + 50)
+                .inject(seg!(< ., seq IRS + 1, ack ISS + 1001, win 0));
+        }
+        (t, probes)
+    }
+
+    #[test]
+    fn an_orphaned_connection_gives_up_probing_a_shut_window() {
+        // answered probes keep a connection alive as long as the peer likes (RFC 9293 3.8.6.1)
+        let (t, probes) = probe_a_shut_window(false, 12);
+        assert_eq!((probes, t.state()), (12, State::FinWait1));
+        // but nobody waits for an orphan's data: after 8 probes (Linux's tcp_orphan_retries)
+        // it gives up on the next expiry, sending nothing
+        let (mut t, probes) = probe_a_shut_window(true, 12);
+        assert_eq!(probes, 8);
+        assert_eq!(t.c.stats().zero_window_probes, 8);
+        assert_eq!(t.state(), State::Closed);
+        assert_eq!(t.c.take_error(), Some(Error::TimedOut));
+        t.expect_nothing();
     }
 }

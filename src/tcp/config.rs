@@ -41,6 +41,12 @@ pub struct Config {
     /// gives up with a timed-out error. The default is what Linux's `tcp_retries2` = 15 amounts
     /// to: 15 RTOs doubling from 200 ms, capped at 120 s (924.6 s).
     pub retrans_timeout: Duration,
+    /// Zero-window probes a connection the application has closed
+    /// ([`Connection::orphan`](super::Connection::orphan)) has answered with the window still
+    /// shut before it gives up with a timed-out error: nobody waits for its data. As Linux's
+    /// `tcp_orphan_retries` (whose default 0 means 8). Other connections probe as long as the
+    /// peer answers; unanswered probes time out as any retransmission does.
+    pub orphan_retries: u32,
     /// Initial congestion window in segments (RFC 6928).
     pub initial_window: usize,
     /// Most disjoint out-of-order ranges held at once.
@@ -92,6 +98,7 @@ impl Default for Config {
             syn_retries: 6,
             max_retries: 64,
             retrans_timeout: linux_retries2_timeout(),
+            orphan_retries: 8,
             initial_window: 10,
             max_ooo_ranges: 64,
             isn_secret: 0x5eed,

@@ -342,6 +342,7 @@ impl Connection {
         if wnd > 0 {
             self.timers.clear(TimerKind::Persist);
             self.persist_backoff = 0;
+            self.probes_answered = 0;
             if was_zero && self.snd.max != self.snd.una {
                 // what we sent into the shut window (the probes) was dropped: forget it and
                 // send those bytes again as part of full segments
@@ -353,8 +354,12 @@ impl Connection {
             }
         } else {
             // the peer answers our probes: it may keep its window shut as long as it likes
-            // (RFC 9293 3.8.6.1)
+            // (RFC 9293 3.8.6.1), but for a connection the application closed (see
+            // `orphan_done_probing`)
             self.reset_retries();
+            if self.probes_answered < self.persist_backoff {
+                self.probes_answered += 1;
+            }
         }
         let edge = self.snd.right_edge();
         if edge.diff(self.snd.max) < 0 {

@@ -23,6 +23,9 @@ use crate::wire::{SeqNumber, TcpFlags, TcpOptions, TcpPacket, TcpRepr};
 /// Persist (zero-window probe) timer bounds.
 const PERSIST_MIN: Duration = Duration::from_millis(200);
 const PERSIST_MAX: Duration = Duration::from_secs(60);
+/// Longest wait before data that silly-window avoidance holds back from a small non-zero window
+/// goes anyway (RFC 9293 3.8.6.2.1's override timeout, 0.1 to 1 s).
+const OVERRIDE_MAX: Duration = Duration::from_secs(1);
 
 /// How much of a segment to resend the peer's window takes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -258,7 +261,7 @@ impl Connection {
         self.recovery.on_retransmit();
         if probe {
             self.force_probe = false;
-            self.stats.zero_window_probes += 1;
+            self.count_window_probe();
         }
         match seg.lost {
             Some(LossCause::Rto) => self.stats.retrans_rto += 1,
@@ -278,6 +281,12 @@ impl Connection {
         } else {
             Fit::Nothing
         }
+    }
+
+    /// A zero-window probe went out.
+    fn count_window_probe(&mut self) {
+        self.stats.zero_window_probes += 1;
+        self.persist_backoff = self.persist_backoff.saturating_add(1);
     }
 
     /// Sends segment `i` of the scoreboard again.
@@ -359,8 +368,11 @@ impl Connection {
         if tail_probe {
             usable = wnd_room.min(mss);
         }
-        let probing = self.force_probe && self.snd.wnd == 0 && self.sb.is_empty() && avail > 0;
-        if probing {
+        // the persist timer fired with nothing in flight: into a shut window one byte goes (a
+        // zero-window probe), into a small one as much as it takes, whatever silly-window
+        // avoidance says (its override timeout, RFC 9293 3.8.6.2.1)
+        let probing = self.force_probe && self.sb.is_empty() && avail > 0;
+        if probing && self.snd.wnd == 0 {
             usable = 1;
         }
         let len = avail.min(mss).min(usable);
@@ -390,9 +402,13 @@ impl Connection {
         self.snd.high = self.snd.high.max(self.snd.max);
         self.sb
             .push(start, self.snd.nxt, fin, now, self.ts_val(now));
-        if probing {
+        if probing && len > 0 {
             self.force_probe = false;
-            self.stats.zero_window_probes += 1;
+            if self.snd.wnd == 0 {
+                self.count_window_probe();
+            } else {
+                self.stats.small_window_sends += 1;
+            }
         }
         self.stats.bytes_out += len as u64;
         if !self.timers.is_armed(TimerKind::Rto) {
@@ -456,21 +472,25 @@ impl Connection {
         self.stats.sack_blocks_out += n as u64;
     }
 
-    /// Starts the persist timer when data waits on a zero window and nothing else will wake us.
+    /// Starts the persist timer when data waits on the peer's window with nothing in flight, so
+    /// no ACK will come to wake us: the window is shut (a zero-window probe follows, backing
+    /// off), or smaller than silly-window avoidance sends into (the override timeout sends
+    /// what fits, after at most [`OVERRIDE_MAX`]). One lost window update must not hang the
+    /// connection.
     fn arm_persist(&mut self, now: Instant) {
-        let waiting = self.state.is_synchronized()
-            && self.snd.wnd == 0
-            && self.sendable() > 0
-            && self.sb.is_empty();
+        let waiting = self.state.is_synchronized() && self.sendable() > 0 && self.sb.is_empty();
         if waiting
             && !self.timers.is_armed(TimerKind::Persist)
             && !self.timers.is_armed(TimerKind::Rto)
             && !self.force_probe
         {
             let base = self.rtt.base_rto().max(PERSIST_MIN);
-            let d = base
-                .saturating_mul(1 << self.persist_backoff.min(16))
-                .min(PERSIST_MAX);
+            let d = if self.snd.wnd == 0 {
+                base.saturating_mul(1 << self.persist_backoff.min(16))
+                    .min(PERSIST_MAX)
+            } else {
+                base.min(OVERRIDE_MAX)
+            };
             self.timers.set(TimerKind::Persist, now + d);
         }
     }
