@@ -2642,3 +2642,81 @@ mod peer_window {
         t.expect_nothing();
     }
 }
+
+/// What the receiver reports in SACK options: blocks by recency (RFC 2018 4) and D-SACK for a
+/// duplicate of out-of-order data (RFC 2883 4).
+mod sack_reports {
+    use super::*;
+
+    /// ESTABLISHED with SACK (and no timestamps: four blocks fit).
+    fn open_sack() -> Tcp {
+        let mut t = Tcp::connect(Config {
+            sack: true,
+            ..cfg()
+        });
+        t.expect(seg!(> S, seq ISS, win 65535, mss 1460, sackOK));
+        t.at(100)
+            .inject(seg!(< S., seq IRS, ack ISS + 1, win 65535, mss 1460, sackOK))
+            .expect(seg!(> ., seq ISS + 1, ack IRS + 1, win 65535))
+            .expect_events(&[Event::Connected]);
+        assert!(t.c.sack_enabled());
+        t
+    }
+
+    /// `r` carrying SACK blocks at these offsets of the peer's stream.
+    fn sacks(mut r: TcpRepr<'static>, blocks: &[(u32, u32)]) -> TcpRepr<'static> {
+        for (i, &(l, e)) in blocks.iter().enumerate() {
+            r.options.sack_blocks[i] = (SeqNumber(IRS + 1 + l), SeqNumber(IRS + 1 + e));
+        }
+        r.options.sack_len = blocks.len() as u8;
+        r
+    }
+
+    /// The peer's bytes `from..to` of `data` arrive now.
+    fn bytes(t: &mut Tcp, data: &[u8], from: u32, to: u32) {
+        let d = &data[from as usize..to as usize];
+        t.inject(seg!(< ., seq IRS + 1 + from, ack ISS + 1, win 65535, data d));
+    }
+
+    #[test]
+    fn blocks_follow_the_first_by_recency_and_duplicates_get_a_dsack() {
+        let mut t = open_sack();
+        let data = pattern(1000);
+        let ack = seg!(> ., seq ISS + 1, ack IRS + 1, win 65535);
+        t.at(200);
+        bytes(&mut t, &data, 100, 200);
+        t.expect(sacks(ack, &[(100, 200)]));
+        bytes(&mut t, &data, 300, 400);
+        t.expect(sacks(ack, &[(300, 400), (100, 200)]));
+        bytes(&mut t, &data, 500, 600);
+        t.expect(sacks(ack, &[(500, 600), (300, 400), (100, 200)]));
+        // a segment into the oldest block puts it first; the others follow as reported last,
+        // not in ascending order
+        bytes(&mut t, &data, 200, 250);
+        t.expect(sacks(ack, &[(100, 250), (500, 600), (300, 400)]));
+        // a duplicate of out-of-order data: the D-SACK block is the duplicate, the block
+        // holding it follows (RFC 2883 4, second case)
+        bytes(&mut t, &data, 320, 350);
+        t.expect(sacks(
+            ack,
+            &[(320, 350), (300, 400), (100, 250), (500, 600)],
+        ))
+        .expect_nothing();
+        assert_eq!(t.c.stats().dsack_out, 1);
+        // partly new, partly held: the held part is the duplicate
+        bytes(&mut t, &data, 580, 650);
+        t.expect(sacks(
+            ack,
+            &[(580, 600), (500, 650), (300, 400), (100, 250)],
+        ))
+        .expect_nothing();
+        assert_eq!(t.c.stats().dsack_out, 2);
+        // the hole filled: what is left beyond the new RCV.NXT, still by recency
+        bytes(&mut t, &data, 0, 100);
+        t.expect(sacks(
+            seg!(> ., seq ISS + 1, ack IRS + 251, win 65535 - 250),
+            &[(500, 650), (300, 400)],
+        ))
+        .expect_nothing();
+    }
+}

@@ -416,9 +416,23 @@ impl Connection {
     fn accept_payload(&mut self, now: Instant, seq: SeqNumber, payload: &[u8]) {
         self.stats.bytes_in += payload.len() as u64;
         let full = payload.len() >= self.opts.mss;
+        // out of order and held already (in part): reported by D-SACK, the duplicate first and
+        // then the block holding it (RFC 2883 4, second case)
+        let dup = if seq.diff(self.rcv.buf.rcv_nxt()) > 0 {
+            self.rcv
+                .buf
+                .out_of_order()
+                .overlap(seq, seq + payload.len())
+        } else {
+            None
+        };
         let r = self.rcv.buf.insert(seq, payload);
         if r.out_of_order {
             self.stats.ooo_segs_in += 1;
+            if dup.is_some() {
+                self.stats.dup_segs_in += 1;
+                self.rcv.dsack = dup;
+            }
             self.rcv.ack = AckState::Now;
             return;
         }

@@ -445,9 +445,9 @@ impl Connection {
         Some(self.transmit(repr, 0))
     }
 
-    /// SACK blocks for an outgoing ACK (RFC 2018 4): a pending D-SACK first, then the block
-    /// holding the most recent out-of-order segment, then the others; three fit beside the
-    /// timestamp option, four without it.
+    /// SACK blocks for an outgoing ACK (RFC 2018 4): a pending D-SACK first (RFC 2883), then
+    /// the block holding the most recent out-of-order segment, then the others by recency;
+    /// three fit beside the timestamp option, four without it.
     fn fill_sack(&mut self, o: &mut TcpOptions) {
         let room = if self.opts.timestamps {
             3
@@ -505,25 +505,19 @@ impl Connection {
         }
     }
 
-    /// SACK blocks we would report (receiver side), most recent first.
+    /// SACK blocks we would report (receiver side): the block holding the most recently
+    /// received out-of-order segment, then the others by recency (RFC 2018 4).
     pub fn sack_blocks(&self) -> ([(SeqNumber, SeqNumber); MAX_SACK_BLOCKS], usize) {
         let mut out = [(SeqNumber(0), SeqNumber(0)); MAX_SACK_BLOCKS];
-        let ranges = self.rcv.buf.out_of_order().ranges();
         let mut n = 0;
-        if let Some(first) = self.rcv.buf.out_of_order().last_touched() {
-            if let Some(r) = ranges.iter().find(|r| r.0 == first) {
-                out[0] = *r;
-                n = 1;
-            }
-        }
-        for r in ranges {
-            if n == MAX_SACK_BLOCKS {
-                break;
-            }
-            if n > 0 && out[0] == *r {
-                continue;
-            }
-            out[n] = *r;
+        for r in self
+            .rcv
+            .buf
+            .out_of_order()
+            .recent_ranges()
+            .take(MAX_SACK_BLOCKS)
+        {
+            out[n] = r;
             n += 1;
         }
         (out, n)
