@@ -8,8 +8,9 @@
 //! [`Tcp::fire`], which first checks that the connection asked for exactly that deadline.
 //!
 //! Unless a test says otherwise the connection runs with [`cfg`]: no options beyond MSS, a
-//! 65535-byte receive buffer (so no window scaling), and a 1 s minimum RTO, so every RTO in these
-//! tests is 1 s doubled per backoff. Our ISS is [`ISS`], the peer's [`IRS`].
+//! 65535-byte receive buffer (so no window scaling), a 1 s minimum RTO, so every RTO in these
+//! tests is 1 s doubled per backoff, and no quick-ACK mode, so the delayed ACK applies from the
+//! first segment on (`quick_acks` tests it). Our ISS is [`ISS`], the peer's [`IRS`].
 
 use std::net::{Ipv4Addr, SocketAddrV4};
 
@@ -33,6 +34,7 @@ fn cfg() -> Config {
         recv_buffer: 65535,
         send_buffer: 64 * 1024,
         rto_min: Duration::from_secs(1),
+        quick_ack: false,
         ..Config::default()
     }
 }
@@ -2718,5 +2720,70 @@ mod sack_reports {
             &[(500, 650), (300, 400)],
         ))
         .expect_nothing();
+    }
+}
+
+/// When the receiver acknowledges: full-sized by the receive MSS (the largest segment seen, as
+/// Linux's `rcv_mss`), and quick-ACK mode at the start and after idle (as Linux's
+/// `tcp_enter_quickack_mode`).
+mod quick_acks {
+    use super::*;
+
+    #[test]
+    fn full_sized_is_what_the_peer_sends_not_our_mss() {
+        // the peer announced MSS 1460 but its path carries 1360-byte segments (a 1400-byte MTU)
+        let mut t = open(cfg(), 65535);
+        assert_eq!(t.c.mss(), 1460);
+        let data = pattern(2 * 1360);
+        t.at(200)
+            .inject(seg!(< ., seq IRS + 1, ack ISS + 1, win 65535, data &data[..1360]))
+            .expect_nothing();
+        assert_eq!(t.deadline(), Some(ms(240)));
+        // the second full-sized segment is acknowledged at once (RFC 9293 3.8.6.3 / RFC 5681 4.2)
+        t.at(201)
+            .inject(seg!(< ., seq IRS + 1361, ack ISS + 1, win 65535, data &data[1360..]))
+            .expect(seg!(> ., seq ISS + 1, ack IRS + 2721, win 65535 - 2720))
+            .expect_nothing();
+        assert_eq!(t.deadline(), None);
+    }
+
+    #[test]
+    fn every_segment_is_acked_at_once_at_the_start_and_after_idle() {
+        let mut t = open(
+            Config {
+                quick_ack: true,
+                ..cfg()
+            },
+            65535,
+        );
+        let data = pattern(2000);
+        // min(65535 / (2 * 536), 16) = 16 segments get their ACK at once, short as they are
+        let mut at = 200;
+        for i in 0..16u32 {
+            let d = &data[(i * 100) as usize..(i * 100 + 100) as usize];
+            t.at(at)
+                .inject(seg!(< P., seq IRS + 1 + i * 100, ack ISS + 1, win 65535, data d))
+                .expect(
+                    seg!(> ., seq ISS + 1, ack IRS + 101 + i * 100, win (65435 - i * 100) as u16),
+                )
+                .expect_nothing();
+            at += 10;
+        }
+        assert_eq!(t.c.stats().quick_acks, 16);
+        // then the delayed ACK again
+        t.at(at)
+            .inject(seg!(< P., seq IRS + 1601, ack ISS + 1, win 65535, data &data[1600..1700]))
+            .expect_nothing();
+        assert_eq!(t.deadline(), Some(ms(at + 40)));
+        t.fire(at + 40)
+            .expect(seg!(> ., seq ISS + 1, ack IRS + 1701, win 65535 - 1700));
+        // more than an RTO (1 s) without data: quick-ACK mode again
+        at += 1100;
+        t.at(at)
+            .inject(seg!(< P., seq IRS + 1701, ack ISS + 1, win 65535, data &data[1700..1800]))
+            .expect(seg!(> ., seq ISS + 1, ack IRS + 1801, win 65535 - 1800))
+            .expect_nothing();
+        assert_eq!(t.c.stats().quick_acks, 17);
+        assert_eq!(t.read_all(), &data[..1800]);
     }
 }

@@ -24,6 +24,11 @@ pub struct Config {
     pub nodelay: bool,
     /// Delay for a lone ACK; `None` acknowledges every segment at once.
     pub delayed_ack: Option<Duration>,
+    /// Quick-ACK mode, as Linux: at the start of a connection and after the receiver was idle
+    /// longer than an RTO, the next min(window / (2 receive MSS), 16) (at least 2) segments are
+    /// acknowledged at once, so delayed ACKs do not hold back the sender's slow start. `false`
+    /// delays ACKs from the first segment on.
+    pub quick_ack: bool,
     /// TIME-WAIT lasts twice this.
     pub msl: Duration,
     /// How long a connection the application has closed may wait in FIN-WAIT-2 for the peer's
@@ -90,6 +95,7 @@ impl Default for Config {
             timestamps: true,
             nodelay: false,
             delayed_ack: Some(Duration::from_millis(40)),
+            quick_ack: true,
             msl: Duration::from_secs(30),
             fin_timeout: Some(Duration::from_secs(60)),
             rto_initial: Duration::from_secs(1),

@@ -41,6 +41,8 @@ counters! {
         ooo_segs_in,
         dup_segs_in,
         acks_out,
+        /// ACKs sent at once in quick-ACK mode, where the delayed ACK would have waited.
+        quick_acks,
         rst_in,
         rst_out,
         challenge_acks,

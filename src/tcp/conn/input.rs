@@ -415,7 +415,6 @@ impl Connection {
 
     fn accept_payload(&mut self, now: Instant, seq: SeqNumber, payload: &[u8]) {
         self.stats.bytes_in += payload.len() as u64;
-        let full = payload.len() >= self.opts.mss;
         // out of order and held already (in part): reported by D-SACK, the duplicate first and
         // then the block holding it (RFC 2883 4, second case)
         let dup = if seq.diff(self.rcv.buf.rcv_nxt()) > 0 {
@@ -445,6 +444,9 @@ impl Connection {
             self.rcv.ack = AckState::Now;
             return;
         }
+        let full = self
+            .rcv
+            .on_data(now, payload.len(), &self.cfg, self.rtt.rto());
         if self.rcv.read_shut {
             let n = self.rcv.buf.len();
             self.rcv.buf.consume(n);
@@ -460,11 +462,15 @@ impl Connection {
             self.rcv.unacked_full += 1;
         }
         match self.cfg.delayed_ack {
-            Some(d) if self.rcv.unacked_full < 2 => {
+            Some(d) if self.rcv.unacked_full < 2 && self.rcv.quick == 0 => {
                 if self.rcv.ack < AckState::Delayed {
                     self.rcv.ack = AckState::Delayed;
                     self.timers.set(TimerKind::DelayedAck, now + d);
                 }
+            }
+            Some(_) if self.rcv.unacked_full < 2 && self.rcv.ack < AckState::Now => {
+                self.stats.quick_acks += 1;
+                self.rcv.ack = AckState::Now;
             }
             _ => self.rcv.ack = AckState::Now,
         }

@@ -217,6 +217,10 @@ impl Connection {
             self.fill_sack(&mut repr.options);
         }
         self.rcv.last_ack_sent = repr.ack;
+        if self.rcv.ack != AckState::None {
+            // an ACK of new data: one fewer to send at once
+            self.rcv.quick = self.rcv.quick.saturating_sub(1);
+        }
         self.rcv.ack = AckState::None;
         self.timers.clear(TimerKind::DelayedAck);
         self.rcv.unacked_full = 0;

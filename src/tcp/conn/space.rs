@@ -24,6 +24,7 @@
 use crate::tcp::config::Config;
 use crate::tcp::recv::RecvBuffer;
 use crate::tcp::send::SendBuffer;
+use crate::time::{Duration, Instant};
 use crate::wire::{SeqNumber, TcpOptions, TcpRepr};
 
 /// MSS assumed when the peer sends none (RFC 9293 3.7.1).
@@ -194,6 +195,13 @@ pub(super) struct RecvSpace {
     pub ack: AckState,
     /// Full-sized segments received since our last ACK.
     pub unacked_full: u32,
+    /// The receive MSS (Linux's `rcv_mss`): the largest payload received, at most the MSS we
+    /// advertised; a segment this long is full-sized for the delayed ACK.
+    pub mss: usize,
+    /// ACKs still to send at once in quick-ACK mode.
+    pub quick: u32,
+    /// When in-order data last arrived.
+    pub last_data: Option<Instant>,
 }
 
 impl RecvSpace {
@@ -210,6 +218,9 @@ impl RecvSpace {
             dsack: None,
             ack: AckState::None,
             unacked_full: 0,
+            mss: usize::from(cfg.mss).min(DEFAULT_PEER_MSS.into()),
+            quick: 0,
+            last_data: None,
         }
     }
 
@@ -221,6 +232,23 @@ impl RecvSpace {
         if let Some((tsval, _)) = syn.options.timestamp {
             self.ts_recent = tsval;
         }
+    }
+
+    /// Notes `len` bytes of in-order data at `now` (`cfg` for the MSS we advertised and quick
+    /// ACKs, `rto` the current retransmission timeout) and says whether the segment is
+    /// full-sized. The first data, and data after more than an RTO without any, enters quick-ACK
+    /// mode (Linux's `tcp_event_data_recv`).
+    pub fn on_data(&mut self, now: Instant, len: usize, cfg: &Config, rto: Duration) -> bool {
+        if len > self.mss {
+            self.mss = len.min(cfg.mss.into());
+        }
+        let idle = self.last_data.is_none_or(|t| now.saturating_since(t) > rto);
+        self.last_data = Some(now);
+        if idle && cfg.quick_ack {
+            let n = (self.buf.window() / (2 * self.mss.max(1))).clamp(2, 16) as u32;
+            self.quick = self.quick.max(n);
+        }
+        len >= self.mss
     }
 
     /// RCV.NXT: the next byte expected, and one more once the peer's FIN was consumed.
