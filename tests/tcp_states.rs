@@ -2246,7 +2246,11 @@ mod time_wait {
 
     /// FIN-WAIT-2 at 300 ms, the peer's FIN at 400 ms.
     fn time_wait() -> Tcp {
-        let mut t = established();
+        time_wait_with(cfg())
+    }
+
+    fn time_wait_with(cfg: Config) -> Tcp {
+        let mut t = open(cfg, 65535);
         t.at(200).c.close();
         t.expect(seg!(> F., seq ISS + 1, ack IRS + 1, win 65535));
         t.at(300)
@@ -2288,8 +2292,28 @@ mod time_wait {
     }
 
     #[test]
-    fn exact_rst_closes_quietly() {
+    fn exact_rst_is_ignored() {
+        // RFC 1337: an RST (an old duplicate, maybe) must not cut TIME-WAIT short, or old
+        // segments of this connection may reach the next incarnation of its 4-tuple
         let mut t = time_wait();
+        t.at(10_400)
+            .inject(seg!(< R, seq IRS + 2))
+            .expect_nothing()
+            .expect_events(&[]);
+        assert_eq!(t.state(), State::TimeWait);
+        assert_eq!(t.deadline(), Some(ms(400 + TWO_MSL)), "the full 2 MSL");
+        t.fire(400 + TWO_MSL).expect_nothing();
+        assert_eq!(t.state(), State::Closed);
+        t.expect_events(&[Event::Closed]);
+    }
+
+    #[test]
+    fn exact_rst_closes_quietly() {
+        // with RFC 1337's remedy off (Linux's default tcp_rfc1337 = 0)
+        let mut t = time_wait_with(Config {
+            rfc1337: false,
+            ..cfg()
+        });
         t.inject(seg!(< R, seq IRS + 2))
             .expect_nothing()
             .expect_events(&[Event::Closed]);

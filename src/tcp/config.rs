@@ -31,6 +31,10 @@ pub struct Config {
     pub quick_ack: bool,
     /// TIME-WAIT lasts twice this.
     pub msl: Duration,
+    /// Ignore an RST in TIME-WAIT instead of closing early (RFC 1337's remedy for TIME-WAIT
+    /// assassination: an old duplicate RST ending TIME-WAIT lets old segments into a new
+    /// incarnation). As Linux's `tcp_rfc1337 = 1`; Linux's own default is 0.
+    pub rfc1337: bool,
     /// How long a connection the application has closed may wait in FIN-WAIT-2 for the peer's
     /// FIN before it is dropped silently (Linux's `tcp_fin_timeout`, 60 s); `None` waits for
     /// ever. Connections only shut down for writing are not limited.
@@ -97,6 +101,7 @@ impl Default for Config {
             delayed_ack: Some(Duration::from_millis(40)),
             quick_ack: true,
             msl: Duration::from_secs(30),
+            rfc1337: true,
             fin_timeout: Some(Duration::from_secs(60)),
             rto_initial: Duration::from_secs(1),
             rto_min: Duration::from_millis(200),

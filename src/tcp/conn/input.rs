@@ -1,6 +1,6 @@
 //! Segment arrival (RFC 9293 3.10.7): SYN-SENT's checks, then in synchronized states the
-//! sequence (with PAWS), RST (RFC 5961 3.2), SYN (RFC 5961 4.2), ACK, text and FIN steps in that
-//! order.
+//! sequence (with PAWS), RST (RFC 5961 3.2; none ends TIME-WAIT early, RFC 1337), SYN
+//! (RFC 5961 4.2), ACK, text and FIN steps in that order.
 //!
 //! Invariants kept here: nothing outside the acceptable window changes any state but the ACK to
 //! send (and the D-SACK report of a wholly old segment); answers to invalid segments (out of
@@ -216,6 +216,8 @@ impl Connection {
                 State::Established | State::FinWait1 | State::FinWait2 | State::CloseWait => {
                     self.fail(Error::Reset)
                 }
+                // TIME-WAIT lasts its 2 MSL: an RST does not end it (RFC 1337)
+                State::TimeWait if self.cfg.rfc1337 => {}
                 _ => self.enter_closed(),
             }
             return;
