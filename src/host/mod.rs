@@ -270,6 +270,12 @@ impl Host {
             Err(e) => return self.drop(DropReason::Ipv4(e)),
         };
         let (pkt, repr) = ip;
+        if self.bad_source(repr.src_addr) {
+            return self.drop(DropReason::BadSource);
+        }
+        if repr.dst_addr.is_multicast() || repr.dst_addr.is_broadcast() {
+            return self.drop(DropReason::BadDestination);
+        }
         if repr.dst_addr != self.cfg.addr {
             return self.drop(DropReason::NotOurAddress);
         }
@@ -367,6 +373,18 @@ impl Host {
         }
         self.touch(index);
         RxVerdict::IcmpError
+    }
+
+    /// A source address no packet to us may carry: 0/8, 127/8, multicast, the limited
+    /// broadcast, or our own address (as Linux's martian sources).
+    #[inline]
+    fn bad_source(&self, src: Ipv4Addr) -> bool {
+        let first = src.octets()[0];
+        first == 0
+            || first == 127
+            || src.is_multicast()
+            || src.is_broadcast()
+            || src == self.cfg.addr
     }
 
     fn drop(&mut self, reason: DropReason) -> RxVerdict {
