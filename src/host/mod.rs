@@ -270,14 +270,16 @@ impl Host {
             Err(e) => return self.drop(DropReason::Ipv4(e)),
         };
         let (pkt, repr) = ip;
+        if repr.dst_addr != self.cfg.addr {
+            let d = repr.dst_addr;
+            return self.drop(if d.is_multicast() || d.is_broadcast() {
+                DropReason::BadDestination
+            } else {
+                DropReason::NotOurAddress
+            });
+        }
         if self.bad_source(repr.src_addr) {
             return self.drop(DropReason::BadSource);
-        }
-        if repr.dst_addr.is_multicast() || repr.dst_addr.is_broadcast() {
-            return self.drop(DropReason::BadDestination);
-        }
-        if repr.dst_addr != self.cfg.addr {
-            return self.drop(DropReason::NotOurAddress);
         }
         if repr.protocol == IpProtocol::Icmp {
             return self.handle_icmp(now, pkt.payload());
@@ -379,12 +381,11 @@ impl Host {
     /// broadcast, or our own address (as Linux's martian sources).
     #[inline]
     fn bad_source(&self, src: Ipv4Addr) -> bool {
-        let first = src.octets()[0];
-        first == 0
-            || first == 127
-            || src.is_multicast()
-            || src.is_broadcast()
-            || src == self.cfg.addr
+        let a = u32::from(src);
+        let net = a >> 24;
+        // 0/8, 127/8, 224/4 (multicast) and the limited broadcast; class E is left alone, as
+        // Linux does
+        net == 0 || net == 127 || (net & 0xf0) == 0xe0 || a == u32::MAX || src == self.cfg.addr
     }
 
     fn drop(&mut self, reason: DropReason) -> RxVerdict {

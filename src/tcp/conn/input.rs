@@ -446,9 +446,7 @@ impl Connection {
             self.rcv.ack = AckState::Now;
             return;
         }
-        let full = self
-            .rcv
-            .on_data(now, payload.len(), &self.cfg, self.rtt.rto());
+        let full = self.rcv.on_data(now, payload.len(), &self.cfg, &self.rtt);
         if self.rcv.read_shut {
             let n = self.rcv.buf.len();
             self.rcv.buf.consume(n);

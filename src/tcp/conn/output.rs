@@ -464,13 +464,14 @@ impl Connection {
             n = 1;
             self.stats.dsack_out += 1;
         }
-        let (blocks, count) = self.sack_blocks();
-        for b in &blocks[..count] {
-            if n == room {
-                break;
+        if self.rcv.buf.has_out_of_order() {
+            for r in self.rcv.buf.out_of_order().recent_ranges() {
+                if n == room {
+                    break;
+                }
+                o.sack_blocks[n] = r;
+                n += 1;
             }
-            o.sack_blocks[n] = *b;
-            n += 1;
         }
         o.sack_len = n as u8;
         self.stats.sack_blocks_out += n as u64;

@@ -23,8 +23,9 @@
 
 use crate::tcp::config::Config;
 use crate::tcp::recv::RecvBuffer;
+use crate::tcp::rtt::RttEstimator;
 use crate::tcp::send::SendBuffer;
-use crate::time::{Duration, Instant};
+use crate::time::Instant;
 use crate::wire::{SeqNumber, TcpOptions, TcpRepr};
 
 /// MSS assumed when the peer sends none (RFC 9293 3.7.1).
@@ -235,14 +236,19 @@ impl RecvSpace {
     }
 
     /// Notes `len` bytes of in-order data at `now` (`cfg` for the MSS we advertised and quick
-    /// ACKs, `rto` the current retransmission timeout) and says whether the segment is
+    /// ACKs, `rtt` for the current retransmission timeout) and says whether the segment is
     /// full-sized. The first data, and data after more than an RTO without any, enters quick-ACK
     /// mode (Linux's `tcp_event_data_recv`).
-    pub fn on_data(&mut self, now: Instant, len: usize, cfg: &Config, rto: Duration) -> bool {
+    #[inline]
+    pub fn on_data(&mut self, now: Instant, len: usize, cfg: &Config, rtt: &RttEstimator) -> bool {
         if len > self.mss {
             self.mss = len.min(cfg.mss.into());
         }
-        let idle = self.last_data.is_none_or(|t| now.saturating_since(t) > rto);
+        // the RTO is never below its floor: most gaps are told apart without computing it
+        let idle = self.last_data.is_none_or(|t| {
+            let gap = now.saturating_since(t);
+            gap > cfg.rto_min && gap > rtt.rto()
+        });
         self.last_data = Some(now);
         if idle && cfg.quick_ack {
             let n = (self.buf.window() / (2 * self.mss.max(1))).clamp(2, 16) as u32;
