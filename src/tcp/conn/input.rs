@@ -365,9 +365,14 @@ impl Connection {
         }
         let edge = self.snd.right_edge();
         if edge.diff(self.snd.max) < 0 {
-            self.stats.window_shrunk += 1;
-            self.sb.mark_beyond(edge);
+            self.window_shrunk(edge);
         }
+    }
+
+    #[cold]
+    fn window_shrunk(&mut self, edge: SeqNumber) {
+        self.stats.window_shrunk += 1;
+        self.sb.mark_beyond(edge);
     }
 
     fn on_new_ack(&mut self, now: Instant, ack: SeqNumber) {
