@@ -8,8 +8,9 @@
 //! [`Tcp::fire`], which first checks that the connection asked for exactly that deadline.
 //!
 //! Unless a test says otherwise the connection runs with [`cfg`]: no options beyond MSS, a
-//! 65535-byte receive buffer (so no window scaling), and a 1 s minimum RTO, so every RTO in these
-//! tests is 1 s doubled per backoff. Our ISS is [`ISS`], the peer's [`IRS`].
+//! 65535-byte receive buffer (so no window scaling), a 1 s minimum RTO, so every RTO in these
+//! tests is 1 s doubled per backoff, and no quick-ACK mode, so the delayed ACK applies from the
+//! first segment on (`quick_acks` tests it). Our ISS is [`ISS`], the peer's [`IRS`].
 
 use std::net::{Ipv4Addr, SocketAddrV4};
 
@@ -33,6 +34,7 @@ fn cfg() -> Config {
         recv_buffer: 65535,
         send_buffer: 64 * 1024,
         rto_min: Duration::from_secs(1),
+        quick_ack: false,
         ..Config::default()
     }
 }
@@ -2088,7 +2090,19 @@ mod time_wait {
 
     /// FIN-WAIT-2 at 300 ms, the peer's FIN at 400 ms.
     pub(super) fn time_wait() -> Tcp {
-        let mut t = established();
+        time_wait_with(cfg())
+    }
+
+    /// [`time_wait`] with RFC 1337's remedy off (Linux's default `tcp_rfc1337 = 0`).
+    pub(super) fn time_wait_without_rfc1337() -> Tcp {
+        time_wait_with(Config {
+            rfc1337: false,
+            ..cfg()
+        })
+    }
+
+    fn time_wait_with(cfg: Config) -> Tcp {
+        let mut t = open(cfg, 65535);
         t.at(200).c.close();
         t.expect(seg!(> F., seq ISS + 1, ack IRS + 1, win 65535));
         t.at(300)
@@ -2127,6 +2141,22 @@ mod time_wait {
             .expect_events(&[]);
         assert_eq!(t.state(), State::TimeWait);
         assert_eq!(t.deadline(), Some(ms(10_400 + TWO_MSL)));
+    }
+
+    #[test]
+    fn exact_rst_is_ignored() {
+        // RFC 1337: an RST (an old duplicate, maybe) must not cut TIME-WAIT short, or old
+        // segments of this connection may reach the next incarnation of its 4-tuple
+        let mut t = time_wait();
+        t.at(10_400)
+            .inject(seg!(< R, seq IRS + 2))
+            .expect_nothing()
+            .expect_events(&[]);
+        assert_eq!(t.state(), State::TimeWait);
+        assert_eq!(t.deadline(), Some(ms(400 + TWO_MSL)), "the full 2 MSL");
+        t.fire(400 + TWO_MSL).expect_nothing();
+        assert_eq!(t.state(), State::Closed);
+        t.expect_events(&[Event::Closed]);
     }
 
     #[test]
@@ -2727,5 +2757,350 @@ mod rtt_estimation {
             .expect_events(&[Event::Connected]);
         assert_eq!(t.c.info().backoff, 0);
         check(&t, 100_000_000, 50_000_000, 300_000_000);
+    }
+}
+
+/// The peer's window from the sender's side: which segments it is taken from (RFC 9293
+/// 3.10.7.4 with Linux's `tcp_may_update_window`), a window that shrinks below what was sent
+/// (RFC 9293 3.8.6), windows smaller than a segment (silly-window avoidance and its override
+/// timeout, RFC 9293 3.8.6.2.1) and zero windows of a connection the application closed.
+mod peer_window {
+    use super::*;
+
+    fn nodelay() -> Config {
+        Config {
+            nodelay: true,
+            ..cfg()
+        }
+    }
+
+    #[test]
+    fn a_reordered_update_at_the_same_point_is_taken_only_if_it_grew_or_closed() {
+        let mut t = open(cfg(), 65535);
+        t.at(200)
+            .inject(seg!(< ., seq IRS + 1, ack ISS + 1, win 3000))
+            .inject(seg!(< ., seq IRS + 1, ack ISS + 1, win 2000))
+            .expect_nothing();
+        // the same sequence and ACK with a smaller window may be an older update arriving late
+        assert_eq!(t.c.snd_wnd(), 3000);
+        t.inject(seg!(< ., seq IRS + 1, ack ISS + 1, win 4000));
+        assert_eq!(t.c.snd_wnd(), 4000);
+        t.inject(seg!(< ., seq IRS + 1, ack ISS + 1, win 0));
+        assert_eq!(t.c.snd_wnd(), 0, "a closed window is always news");
+        // a newer segment's window is taken whatever its size
+        t.inject(seg!(< P., seq IRS + 1, ack ISS + 1, win 1000, "x"));
+        assert_eq!(t.c.snd_wnd(), 1000);
+    }
+
+    #[test]
+    fn a_shrunk_window_keeps_the_ack_inside_it_and_resends_what_lay_beyond() {
+        let mut t = open(nodelay(), 65535);
+        let data = pattern(3000);
+        t.c.send(&data).unwrap();
+        t.at(200)
+            .expect(seg!(> ., seq ISS + 1, ack IRS + 1, win 65535, data &data[..1460]))
+            .expect(seg!(> ., seq ISS + 1461, ack IRS + 1, win 65535, data &data[1460..2920]))
+            .expect(seg!(> P., seq ISS + 2921, ack IRS + 1, win 65535, data &data[2920..]))
+            .expect_nothing();
+        // the peer moves its right edge from 65536 left to 1961, inside the second segment
+        // (a receiver SHOULD NOT, a sender MUST cope: RFC 9293 3.8.6)
+        t.at(300)
+            .inject(seg!(< P., seq IRS + 1, ack ISS + 1461, win 500, "x"))
+            .expect_nothing();
+        assert_eq!(t.c.stats().window_shrunk, 1);
+        assert_eq!(
+            t.c.info().lost_bytes,
+            80,
+            "the segment past the edge is out of flight"
+        );
+        // the ACK carries the right edge, not the highest sequence number sent: a peer drops a
+        // segment beyond its window, ACK and all (Linux's tcp_acceptable_seq)
+        t.fire(340)
+            .expect(seg!(> ., seq ISS + 1961, ack IRS + 2, win 65534))
+            .expect_nothing();
+        // the window opens again: the segment that lay beyond the edge goes again at once
+        t.at(400)
+            .inject(seg!(< ., seq IRS + 2, ack ISS + 1961, win 2000))
+            .expect(seg!(> P., seq ISS + 2921, ack IRS + 2, win 65534, data &data[2920..]))
+            .expect_nothing();
+        t.at(450)
+            .inject(seg!(< ., seq IRS + 2, ack ISS + 3001, win 2000))
+            .expect_nothing();
+        assert_eq!((t.c.bytes_in_flight(), t.deadline()), (0, None));
+    }
+
+    #[test]
+    fn the_retransmission_timer_trims_its_segment_to_a_small_window() {
+        let mut t = open(nodelay(), 65535);
+        let data = pattern(1460);
+        t.c.send(&data).unwrap();
+        t.at(200)
+            .expect(seg!(> P., seq ISS + 1, ack IRS + 1, win 65535, data &data[..]))
+            .expect_nothing();
+        // the peer's data brings a window of 500 bytes, less than the segment in flight
+        t.at(300)
+            .inject(seg!(< P., seq IRS + 1, ack ISS + 1, win 500, "x"))
+            .expect_nothing();
+        t.fire(340)
+            .expect(seg!(> ., seq ISS + 501, ack IRS + 2, win 65534))
+            .expect_nothing();
+        // the segment is lost: the timer resends what of it the window takes, not nothing
+        t.fire(1200)
+            .expect(seg!(> ., seq ISS + 1, ack IRS + 2, win 65534, data &data[..500]))
+            .expect_nothing();
+        assert_eq!(t.c.stats().retrans_rto, 1);
+        t.at(1300)
+            .inject(seg!(< ., seq IRS + 2, ack ISS + 501, win 2000))
+            .expect(seg!(> P., seq ISS + 501, ack IRS + 2, win 65534, data &data[500..]))
+            .expect_nothing();
+        t.at(1400)
+            .inject(seg!(< ., seq IRS + 2, ack ISS + 1461, win 2000))
+            .expect_nothing();
+        assert_eq!((t.c.bytes_in_flight(), t.deadline()), (0, None));
+    }
+
+    #[test]
+    fn data_held_from_a_small_window_goes_after_the_override_timeout() {
+        let mut t = open(cfg(), 4000);
+        let data = pattern(5000);
+        t.c.send(&data).unwrap();
+        // 1080 bytes of window left, less than a segment and than half the largest window:
+        // silly-window avoidance holds the rest (RFC 9293 3.8.6.2.1)
+        t.at(200)
+            .expect(seg!(> ., seq ISS + 1, ack IRS + 1, win 65535, data &data[..1460]))
+            .expect(seg!(> ., seq ISS + 1461, ack IRS + 1, win 65535, data &data[1460..2920]))
+            .expect_nothing();
+        // everything acknowledged, and a window of 1000: still too small to be worth a segment,
+        // and no ACK will come to say more: the window update that follows may be lost
+        t.at(300)
+            .inject(seg!(< ., seq IRS + 1, ack ISS + 2921, win 1000))
+            .expect_nothing()
+            .expect_events(&[Event::Writable]);
+        // the override timeout (one RTO here, at most 1 s) sends what the window takes
+        t.fire(1300)
+            .expect(seg!(> P., seq ISS + 2921, ack IRS + 1, win 65535, data &data[2920..3920]))
+            .expect_nothing();
+        assert_eq!(t.c.stats().small_window_sends, 1);
+        assert_eq!(t.c.stats().zero_window_probes, 0);
+        t.at(1400)
+            .inject(seg!(< ., seq IRS + 1, ack ISS + 3921, win 4000))
+            .expect(seg!(> P., seq ISS + 3921, ack IRS + 1, win 65535, data &data[3920..]))
+            .expect_nothing();
+    }
+
+    #[test]
+    fn an_ack_for_bytes_forgotten_in_a_shut_window_is_taken() {
+        let mut t = open(nodelay(), 65535);
+        let data = pattern(3000);
+        t.c.send(&data).unwrap();
+        t.at(200);
+        for _ in 0..3 {
+            t.next().unwrap();
+        }
+        // a zero window at the same point (an older update, reordered): what was sent is
+        // beyond the edge; then it opens to one segment, and sending starts again from SND.UNA
+        t.at(300)
+            .inject(seg!(< ., seq IRS + 1, ack ISS + 1, win 0))
+            .expect_nothing();
+        t.at(310)
+            .inject(seg!(< ., seq IRS + 1, ack ISS + 1, win 1460))
+            .expect(seg!(> ., seq ISS + 1, ack IRS + 1, win 65535, data &data[..1460]))
+            .expect_nothing();
+        // the peer had taken all three segments after all: its ACK is for more than we have
+        // sent since, but not more than we ever sent, so it is acceptable (RFC 5961 5.2)
+        t.at(320)
+            .inject(seg!(< ., seq IRS + 1, ack ISS + 3001, win 65535))
+            .expect_nothing();
+        assert_eq!(t.c.snd_una(), SeqNumber(ISS + 3001));
+        assert_eq!((t.c.bytes_in_flight(), t.c.stats().challenge_acks), (0, 0));
+        assert_eq!(t.deadline(), None);
+    }
+
+    /// A zero window answered to every probe; the first probe at 1300 ms. Returns the probes
+    /// sent until the connection gave up or `max` were sent.
+    fn probe_a_shut_window(orphaned: bool, max: usize) -> (Tcp, usize) {
+        let mut t = open(cfg(), 1000);
+        let data = pattern(2000);
+        t.c.send(&data).unwrap();
+        t.at(200).next().unwrap();
+        t.at(300)
+            .inject(seg!(< ., seq IRS + 1, ack ISS + 1001, win 0))
+            .expect_nothing();
+        t.c.close();
+        if orphaned {
+            t.c.orphan();
+        }
+        let probe = seg!(> P., seq ISS + 1001, ack IRS + 1, win 65535, data &data[1000..1001]);
+        let mut probes = 0;
+        while probes < max {
+            let at = t.deadline().expect("a timer").as_millis();
+            t.fire(at);
+            if t.state() == State::Closed {
+                break;
+            }
+            t.expect(probe).expect_nothing();
+            probes += 1;
+            t.at(at + 50)
+                .inject(seg!(< ., seq IRS + 1, ack ISS + 1001, win 0));
+        }
+        (t, probes)
+    }
+
+    #[test]
+    fn an_orphaned_connection_gives_up_probing_a_shut_window() {
+        // answered probes keep a connection alive as long as the peer likes (RFC 9293 3.8.6.1)
+        let (t, probes) = probe_a_shut_window(false, 12);
+        assert_eq!((probes, t.state()), (12, State::FinWait1));
+        // but nobody waits for an orphan's data: after 8 probes (Linux's tcp_orphan_retries)
+        // it gives up on the next expiry, sending nothing
+        let (mut t, probes) = probe_a_shut_window(true, 12);
+        assert_eq!(probes, 8);
+        assert_eq!(t.c.stats().zero_window_probes, 8);
+        assert_eq!(t.state(), State::Closed);
+        assert_eq!(t.c.take_error(), Some(Error::TimedOut));
+        t.expect_nothing();
+    }
+}
+
+/// What the receiver reports in SACK options: blocks by recency (RFC 2018 4) and D-SACK for a
+/// duplicate of out-of-order data (RFC 2883 4).
+mod sack_reports {
+    use super::*;
+
+    /// ESTABLISHED with SACK (and no timestamps: four blocks fit).
+    fn open_sack() -> Tcp {
+        let mut t = Tcp::connect(Config {
+            sack: true,
+            ..cfg()
+        });
+        t.expect(seg!(> S, seq ISS, win 65535, mss 1460, sackOK));
+        t.at(100)
+            .inject(seg!(< S., seq IRS, ack ISS + 1, win 65535, mss 1460, sackOK))
+            .expect(seg!(> ., seq ISS + 1, ack IRS + 1, win 65535))
+            .expect_events(&[Event::Connected]);
+        assert!(t.c.sack_enabled());
+        t
+    }
+
+    /// `r` carrying SACK blocks at these offsets of the peer's stream.
+    fn sacks(mut r: TcpRepr<'static>, blocks: &[(u32, u32)]) -> TcpRepr<'static> {
+        for (i, &(l, e)) in blocks.iter().enumerate() {
+            r.options.sack_blocks[i] = (SeqNumber(IRS + 1 + l), SeqNumber(IRS + 1 + e));
+        }
+        r.options.sack_len = blocks.len() as u8;
+        r
+    }
+
+    /// The peer's bytes `from..to` of `data` arrive now.
+    fn bytes(t: &mut Tcp, data: &[u8], from: u32, to: u32) {
+        let d = &data[from as usize..to as usize];
+        t.inject(seg!(< ., seq IRS + 1 + from, ack ISS + 1, win 65535, data d));
+    }
+
+    #[test]
+    fn blocks_follow_the_first_by_recency_and_duplicates_get_a_dsack() {
+        let mut t = open_sack();
+        let data = pattern(1000);
+        let ack = seg!(> ., seq ISS + 1, ack IRS + 1, win 65535);
+        t.at(200);
+        bytes(&mut t, &data, 100, 200);
+        t.expect(sacks(ack, &[(100, 200)]));
+        bytes(&mut t, &data, 300, 400);
+        t.expect(sacks(ack, &[(300, 400), (100, 200)]));
+        bytes(&mut t, &data, 500, 600);
+        t.expect(sacks(ack, &[(500, 600), (300, 400), (100, 200)]));
+        // a segment into the oldest block puts it first; the others follow as reported last,
+        // not in ascending order
+        bytes(&mut t, &data, 200, 250);
+        t.expect(sacks(ack, &[(100, 250), (500, 600), (300, 400)]));
+        // a duplicate of out-of-order data: the D-SACK block is the duplicate, the block
+        // holding it follows (RFC 2883 4, second case)
+        bytes(&mut t, &data, 320, 350);
+        t.expect(sacks(
+            ack,
+            &[(320, 350), (300, 400), (100, 250), (500, 600)],
+        ))
+        .expect_nothing();
+        assert_eq!(t.c.stats().dsack_out, 1);
+        // partly new, partly held: the held part is the duplicate
+        bytes(&mut t, &data, 580, 650);
+        t.expect(sacks(
+            ack,
+            &[(580, 600), (500, 650), (300, 400), (100, 250)],
+        ))
+        .expect_nothing();
+        assert_eq!(t.c.stats().dsack_out, 2);
+        // the hole filled: what is left beyond the new RCV.NXT, still by recency
+        bytes(&mut t, &data, 0, 100);
+        t.expect(sacks(
+            seg!(> ., seq ISS + 1, ack IRS + 251, win 65535 - 250),
+            &[(500, 650), (300, 400)],
+        ))
+        .expect_nothing();
+    }
+}
+
+/// When the receiver acknowledges: full-sized by the receive MSS (the largest segment seen, as
+/// Linux's `rcv_mss`), and quick-ACK mode at the start and after idle (as Linux's
+/// `tcp_enter_quickack_mode`).
+mod quick_acks {
+    use super::*;
+
+    #[test]
+    fn full_sized_is_what_the_peer_sends_not_our_mss() {
+        // the peer announced MSS 1460 but its path carries 1360-byte segments (a 1400-byte MTU)
+        let mut t = open(cfg(), 65535);
+        assert_eq!(t.c.mss(), 1460);
+        let data = pattern(2 * 1360);
+        t.at(200)
+            .inject(seg!(< ., seq IRS + 1, ack ISS + 1, win 65535, data &data[..1360]))
+            .expect_nothing();
+        assert_eq!(t.deadline(), Some(ms(240)));
+        // the second full-sized segment is acknowledged at once (RFC 9293 3.8.6.3 / RFC 5681 4.2)
+        t.at(201)
+            .inject(seg!(< ., seq IRS + 1361, ack ISS + 1, win 65535, data &data[1360..]))
+            .expect(seg!(> ., seq ISS + 1, ack IRS + 2721, win 65535 - 2720))
+            .expect_nothing();
+        assert_eq!(t.deadline(), None);
+    }
+
+    #[test]
+    fn every_segment_is_acked_at_once_at_the_start_and_after_idle() {
+        let mut t = open(
+            Config {
+                quick_ack: true,
+                ..cfg()
+            },
+            65535,
+        );
+        let data = pattern(2000);
+        // min(65535 / (2 * 536), 16) = 16 segments get their ACK at once, short as they are
+        let mut at = 200;
+        for i in 0..16u32 {
+            let d = &data[(i * 100) as usize..(i * 100 + 100) as usize];
+            t.at(at)
+                .inject(seg!(< P., seq IRS + 1 + i * 100, ack ISS + 1, win 65535, data d))
+                .expect(
+                    seg!(> ., seq ISS + 1, ack IRS + 101 + i * 100, win (65435 - i * 100) as u16),
+                )
+                .expect_nothing();
+            at += 10;
+        }
+        assert_eq!(t.c.stats().quick_acks, 16);
+        // then the delayed ACK again
+        t.at(at)
+            .inject(seg!(< P., seq IRS + 1601, ack ISS + 1, win 65535, data &data[1600..1700]))
+            .expect_nothing();
+        assert_eq!(t.deadline(), Some(ms(at + 40)));
+        t.fire(at + 40)
+            .expect(seg!(> ., seq ISS + 1, ack IRS + 1701, win 65535 - 1700));
+        // more than an RTO (1 s) without data: quick-ACK mode again
+        at += 1100;
+        t.at(at)
+            .inject(seg!(< P., seq IRS + 1701, ack ISS + 1, win 65535, data &data[1700..1800]))
+            .expect(seg!(> ., seq ISS + 1, ack IRS + 1801, win 65535 - 1800))
+            .expect_nothing();
+        assert_eq!(t.c.stats().quick_acks, 17);
+        assert_eq!(t.read_all(), &data[..1800]);
     }
 }

@@ -304,7 +304,15 @@ impl Host {
         };
         let (pkt, repr) = ip;
         if repr.dst_addr != self.cfg.addr {
-            return self.drop(DropReason::NotOurAddress);
+            let d = repr.dst_addr;
+            return self.drop(if d.is_multicast() || d.is_broadcast() {
+                DropReason::BadDestination
+            } else {
+                DropReason::NotOurAddress
+            });
+        }
+        if self.bad_source(repr.src_addr) {
+            return self.drop(DropReason::BadSource);
         }
         if repr.protocol == IpProtocol::Icmp {
             return self.handle_icmp(now, pkt.payload());
@@ -375,6 +383,17 @@ impl Host {
         if let Some((mtu, until)) = self.pmtu.get(now, *conn.remote().ip()) {
             conn.lower_path_mtu(now, mtu, until);
         }
+    }
+
+    /// A source address no packet to us may carry: 0/8, 127/8, multicast, the limited
+    /// broadcast, or our own address (as Linux's martian sources).
+    #[inline]
+    fn bad_source(&self, src: Ipv4Addr) -> bool {
+        let a = u32::from(src);
+        let net = a >> 24;
+        // 0/8, 127/8, 224/4 (multicast) and the limited broadcast; class E is left alone, as
+        // Linux does
+        net == 0 || net == 127 || (net & 0xf0) == 0xe0 || a == u32::MAX || src == self.cfg.addr
     }
 
     fn drop(&mut self, reason: DropReason) -> RxVerdict {

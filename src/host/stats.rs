@@ -24,6 +24,12 @@ pub enum DropReason {
     IcmpIgnored,
     /// ICMP that does not parse.
     Icmp(wire::Error),
+    /// A source no host may send from (RFC 1122 3.2.1.3, 4.2.3.10): unspecified (0/8),
+    /// loopback, multicast, limited broadcast, or our own address; answering it could reach
+    /// many hosts or none.
+    BadSource,
+    /// A multicast or broadcast destination: TCP is unicast (RFC 1122 4.2.3.10).
+    BadDestination,
 }
 
 impl DropReason {
@@ -38,7 +44,7 @@ impl DropReason {
         wire::Error::Unsupported,
         wire::Error::Malformed,
     ];
-    pub const COUNT: usize = 3 * Self::WIRE_ERRORS.len() + 5;
+    pub const COUNT: usize = 3 * Self::WIRE_ERRORS.len() + 7;
 
     pub fn index(self) -> usize {
         let w = |e: wire::Error| Self::WIRE_ERRORS.iter().position(|x| *x == e).unwrap_or(0);
@@ -52,6 +58,8 @@ impl DropReason {
             DropReason::NoConnection => 2 * n + 3,
             DropReason::IcmpIgnored => 2 * n + 4,
             DropReason::Icmp(e) => 2 * n + 5 + w(e),
+            DropReason::BadSource => 3 * n + 5,
+            DropReason::BadDestination => 3 * n + 6,
         }
     }
 
@@ -69,6 +77,7 @@ impl DropReason {
                 DropReason::IcmpIgnored,
             ])
             .chain(wires.into_iter().map(DropReason::Icmp))
+            .chain([DropReason::BadSource, DropReason::BadDestination])
     }
 }
 
@@ -89,20 +98,30 @@ pub struct HostStats {
     pub time_wait_reused: u64,
     /// Totals of freed connections' counters, as the kernel's `TcpRetransSegs` and friends.
     pub closed_conns: tcp::ConnStats,
-    drops: [u64; DropReason::COUNT],
+    drops: DropCounters,
+}
+
+/// One counter per [`DropReason`] (more than `Default` covers for a plain array).
+#[derive(Debug, Clone)]
+struct DropCounters([u64; DropReason::COUNT]);
+
+impl Default for DropCounters {
+    fn default() -> Self {
+        DropCounters([0; DropReason::COUNT])
+    }
 }
 
 impl HostStats {
     pub(super) fn count_drop(&mut self, reason: DropReason) {
-        self.drops[reason.index()] += 1;
+        self.drops.0[reason.index()] += 1;
     }
 
     pub fn dropped(&self, reason: DropReason) -> u64 {
-        self.drops[reason.index()]
+        self.drops.0[reason.index()]
     }
 
     pub fn dropped_total(&self) -> u64 {
-        self.drops.iter().sum()
+        self.drops.0.iter().sum()
     }
 
     /// Every non-zero drop counter.

@@ -103,3 +103,49 @@ fn packets_that_do_not_verify_are_dropped_with_their_reason() {
         "nothing answers a bad packet"
     );
 }
+
+#[test]
+fn martian_sources_and_non_unicast_destinations_are_dropped_unanswered() {
+    let mut b = Host::new(HostConfig::new(B));
+    b.listen(PORT, 8);
+    let martians = [
+        Ipv4Addr::new(0, 0, 0, 0),
+        Ipv4Addr::new(0, 1, 2, 3),
+        Ipv4Addr::new(127, 0, 0, 1),
+        Ipv4Addr::new(224, 0, 0, 1),
+        Ipv4Addr::new(239, 1, 2, 3),
+        Ipv4Addr::BROADCAST,
+        B,
+    ];
+    for src in martians {
+        let mut m = Host::new(HostConfig::new(src));
+        m.connect(t0(), SocketAddrV4::new(B, PORT)).unwrap();
+        let syn = next_packet(&mut m).expect("a SYN");
+        assert_eq!(
+            b.handle_ipv4(t0(), &syn),
+            RxVerdict::Dropped(DropReason::BadSource),
+            "from {src}"
+        );
+    }
+    // a SYN to a broadcast or multicast address, from a good source
+    for dst in [Ipv4Addr::BROADCAST, Ipv4Addr::new(224, 0, 0, 251)] {
+        let mut a = Host::new(HostConfig::new(A));
+        a.connect(t0(), SocketAddrV4::new(dst, PORT)).unwrap();
+        let syn = next_packet(&mut a).expect("a SYN");
+        assert_eq!(
+            b.handle_ipv4(t0(), &syn),
+            RxVerdict::Dropped(DropReason::BadDestination),
+            "to {dst}"
+        );
+    }
+    assert_eq!(b.stats().dropped(DropReason::BadSource), 7);
+    assert_eq!(b.stats().dropped(DropReason::BadDestination), 2);
+    assert_eq!((b.stats().rx_segments, b.conn_count()), (0, 0));
+    assert!(next_packet(&mut b).is_none(), "nothing answers them");
+    // every reason has its own counter
+    let mut seen: Vec<usize> = DropReason::all().map(DropReason::index).collect();
+    seen.sort_unstable();
+    seen.dedup();
+    assert_eq!(seen.len(), DropReason::COUNT);
+    assert_eq!(seen.last(), Some(&(DropReason::COUNT - 1)));
+}

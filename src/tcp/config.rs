@@ -38,8 +38,17 @@ pub struct Config {
     pub nodelay: bool,
     /// Delay for a lone ACK; `None` acknowledges every segment at once.
     pub delayed_ack: Option<Duration>,
+    /// Quick-ACK mode, as Linux: at the start of a connection and after the receiver was idle
+    /// longer than an RTO, the next min(window / (2 receive MSS), 16) (at least 2) segments are
+    /// acknowledged at once, so delayed ACKs do not hold back the sender's slow start. `false`
+    /// delays ACKs from the first segment on.
+    pub quick_ack: bool,
     /// TIME-WAIT lasts twice this.
     pub msl: Duration,
+    /// Ignore an RST in TIME-WAIT instead of closing early (RFC 1337's remedy for TIME-WAIT
+    /// assassination: an old duplicate RST ending TIME-WAIT lets old segments into a new
+    /// incarnation). As Linux's `tcp_rfc1337 = 1`; Linux's own default is 0.
+    pub rfc1337: bool,
     /// How long a connection the application has closed may wait in FIN-WAIT-2 for the peer's
     /// FIN before it is dropped silently (Linux's `tcp_fin_timeout`, 60 s); `None` waits for
     /// ever. Connections only shut down for writing are not limited.
@@ -55,6 +64,12 @@ pub struct Config {
     /// gives up with a timed-out error. The default is what Linux's `tcp_retries2` = 15 amounts
     /// to: 15 RTOs doubling from 200 ms, capped at 120 s (924.6 s).
     pub retrans_timeout: Duration,
+    /// Zero-window probes a connection the application has closed
+    /// ([`Connection::orphan`](super::Connection::orphan)) has answered with the window still
+    /// shut before it gives up with a timed-out error: nobody waits for its data. As Linux's
+    /// `tcp_orphan_retries` (whose default 0 means 8). Other connections probe as long as the
+    /// peer answers; unanswered probes time out as any retransmission does.
+    pub orphan_retries: u32,
     /// Initial congestion window in segments (RFC 6928).
     pub initial_window: usize,
     /// Most disjoint out-of-order ranges held at once.
@@ -102,7 +117,9 @@ impl Default for Config {
             timestamps: true,
             nodelay: false,
             delayed_ack: Some(Duration::from_millis(40)),
+            quick_ack: true,
             msl: Duration::from_secs(30),
+            rfc1337: true,
             fin_timeout: Some(Duration::from_secs(60)),
             rto_initial: Duration::from_secs(1),
             rto_min: Duration::from_millis(200),
@@ -110,6 +127,7 @@ impl Default for Config {
             syn_retries: 6,
             max_retries: 64,
             retrans_timeout: linux_retries2_timeout(),
+            orphan_retries: 8,
             initial_window: 10,
             max_ooo_ranges: 64,
             isn_secret: 0x5eed,

@@ -20,6 +20,8 @@ pub enum LossCause {
     Rto,
     /// The path MTU fell below the segment's size (RFC 1191).
     PathMtu,
+    /// The peer's window shrank below the segment: it was dropped, not lost in the network.
+    Window,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -267,6 +269,15 @@ impl Scoreboard {
         self.segs.iter().any(|s| s.retransmits > 0)
     }
 
+    /// Marks every segment in flight that starts at or beyond `edge` (the peer's right edge,
+    /// moved left below them) as waiting for retransmission.
+    pub fn mark_beyond(&mut self, edge: SeqNumber) {
+        let start = self.segs.partition_point(|s| s.start.diff(edge) < 0);
+        for i in start..self.segs.len() {
+            self.mark_lost(i, LossCause::Window);
+        }
+    }
+
     /// The first segment waiting for retransmission.
     pub fn next_lost(&self) -> Option<(usize, Segment)> {
         if self.lost == 0 {
@@ -469,6 +480,36 @@ mod tests {
             (s(40), s(40), s(100))
         );
         assert_eq!(b.pipe(), pipe);
+    }
+
+    #[test]
+    fn a_shrunk_window_takes_what_lies_beyond_out_of_flight() {
+        let mut b = board();
+        b.mark_beyond(s(250));
+        // [200, 300) starts inside the window and stays in flight; the two after it do not
+        assert_eq!((b.pipe(), b.lost_bytes()), (300, 200));
+        assert_eq!(
+            b.next_lost().map(|(i, x)| (i, x.lost)),
+            Some((3, Some(LossCause::Window)))
+        );
+        // a split keeps the byte totals, and both halves wait
+        b.split(3, s(320));
+        assert_eq!(b.len(), 6);
+        assert_eq!((b.pipe(), b.lost_bytes()), (300, 200));
+        let (i, head) = b.next_lost().unwrap();
+        assert_eq!((i, head.start, head.end), (3, s(300), s(320)));
+        b.on_retransmit(3, Instant::from_millis(9), 0);
+        assert_eq!((b.pipe(), b.lost_bytes()), (320, 180));
+        assert_eq!(
+            b.next_lost().map(|(_, x)| (x.start, x.end)),
+            Some((s(320), s(400)))
+        );
+        // a FIN stays with the second half
+        let mut f = Scoreboard::new();
+        f.push(s(0), s(101), true, Instant::ZERO, 0);
+        f.split(0, s(60));
+        assert_eq!((f.get(0).fin, f.get(1).fin), (false, true));
+        assert_eq!((f.get(1).payload_len(), f.pipe()), (40, 101));
     }
 
     #[test]

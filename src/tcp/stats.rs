@@ -41,12 +41,19 @@ counters! {
         ooo_segs_in,
         dup_segs_in,
         acks_out,
+        /// ACKs sent at once in quick-ACK mode, where the delayed ACK would have waited.
+        quick_acks,
         rst_in,
         rst_out,
         challenge_acks,
         /// Challenge ACKs not sent because one went out less than 500 ms before.
         challenge_acks_limited,
         zero_window_probes,
+        /// Segments the override timer sent into a window smaller than the MSS, where
+        /// silly-window avoidance held the data back (RFC 9293 3.8.6.2.1).
+        small_window_sends,
+        /// Window updates that moved the peer's right edge left of what we had sent.
+        window_shrunk,
         /// Retransmissions by cause.
         retrans_rto,
         retrans_fast,

@@ -9,7 +9,7 @@ use super::close_wait::close_wait;
 use super::closed::closed;
 use super::closing::closing;
 use super::fin_wait_2::fin_wait_2;
-use super::time_wait::time_wait;
+use super::time_wait::{time_wait, time_wait_without_rfc1337};
 use super::*;
 
 /// What an RST does to the connection. Each is checked in full by [`run`].
@@ -131,8 +131,10 @@ table! {
         => ChallengeAck(seg!(> ., seq ISS + 2, ack IRS + 2, win 65534));
     #[test] last_ack_out_of_window_rst_is_ignored:
         LastAck, last_ack, [seg!(< R, seq IRS + 100_000), seg!(< R, seq IRS + 1)] => Ignored;
-    #[test] time_wait_exact_rst_closes_quietly:
-        TimeWait, time_wait, [seg!(< R, seq IRS + 2)] => ClosedQuietly;
+    #[test] time_wait_exact_rst_is_ignored_rfc1337:
+        TimeWait, time_wait, [seg!(< R, seq IRS + 2)] => Ignored;
+    #[test] time_wait_exact_rst_closes_quietly_without_rfc1337:
+        TimeWait, time_wait_without_rfc1337, [seg!(< R, seq IRS + 2)] => ClosedQuietly;
     #[test] time_wait_in_window_rst_gets_a_challenge_ack:
         TimeWait, time_wait, [seg!(< R, seq IRS + 9)]
         => ChallengeAck(seg!(> ., seq ISS + 2, ack IRS + 2, win 65534));

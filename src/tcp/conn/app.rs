@@ -212,7 +212,9 @@ impl Connection {
                 | State::FinWait2
                 | State::CloseWait
         ) {
-            let rst = self.bare(self.snd.max, TcpFlags::RST);
+            // within the peer's window, or it would ignore the reset (Linux's
+            // tcp_send_active_reset uses the same sequence number as a pure ACK)
+            let rst = self.bare(self.snd.acceptable_seq(), TcpFlags::RST);
             self.push_rst(self.remote, rst);
         }
         self.enter_closed();

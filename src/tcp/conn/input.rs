@@ -1,6 +1,6 @@
 //! Segment arrival (RFC 9293 3.10.7): SYN-SENT's checks, then in synchronized states the
-//! sequence (with PAWS), RST (RFC 5961 3.2), SYN (RFC 5961 4.2), ACK, text and FIN steps in that
-//! order.
+//! sequence (with PAWS), RST (RFC 5961 3.2; none ends TIME-WAIT early, RFC 1337), SYN
+//! (RFC 5961 4.2), ACK, text and FIN steps in that order.
 //!
 //! Invariants kept here: nothing outside the acceptable window changes any state but the ACK to
 //! send (and the D-SACK report of a wholly old segment); answers to invalid segments (out of
@@ -83,7 +83,6 @@ impl Connection {
             self.snd.wnd = seg.window as usize;
             self.snd.max_wnd = self.snd.wnd;
             self.snd.wl1 = seg.seq;
-            self.snd.wl2 = seg.ack;
             match self.rtt_probe.take() {
                 Some((_, sent)) => self.rtt.sample(now - sent),
                 None => self.sample_from_echo(now, seg),
@@ -216,6 +215,8 @@ impl Connection {
                 State::Established | State::FinWait1 | State::FinWait2 | State::CloseWait => {
                     self.fail(Error::Reset)
                 }
+                // TIME-WAIT lasts its 2 MSL: an RST does not end it (RFC 1337)
+                State::TimeWait if self.cfg.rfc1337 => {}
                 _ => self.enter_closed(),
             }
             return;
@@ -238,7 +239,6 @@ impl Connection {
                 self.snd.wnd = wnd;
                 self.snd.max_wnd = wnd;
                 self.snd.wl1 = seg.seq;
-                self.snd.wl2 = seg.ack;
                 self.reset_retries();
                 self.push_event(Event::Connected);
                 if self.snd.fin_queued {
@@ -312,6 +312,7 @@ impl Connection {
             // an old duplicate: nothing to learn, not even the window (RFC 9293 3.10.7.4)
             return true;
         }
+        let take_window = self.snd.updates_window(seg.seq, ack, wnd);
         let mut delivered = Delivered::default();
         let newly_acked = ack - self.snd.una;
         let syn_acked = self.snd.una == self.snd.iss && newly_acked > 0;
@@ -340,30 +341,55 @@ impl Connection {
         let (rec, mut cx) = self.loss(now);
         rec.on_ack(&mut cx, &delivered, delivered_bytes, newly_acked > 0, ecr);
 
-        if self.snd.updates_window(seg.seq, ack) {
-            let was_zero = self.snd.wnd == 0;
-            self.snd.set_window(wnd, seg.seq, ack);
-            if wnd > 0 {
-                self.timers.clear(TimerKind::Persist);
-                self.persist_backoff = 0;
-                if was_zero && self.snd.max != self.snd.una {
-                    // what we sent into the shut window (the probes) was dropped: forget it and
-                    // send those bytes again as part of full segments
-                    self.sb.clear();
-                    self.snd.nxt = self.snd.una;
-                    self.snd.max = self.snd.una;
-                    self.timers.clear(TimerKind::Rto);
-                }
-            } else {
-                // the peer answers our probes: it may keep its window shut as long as it likes
-                // (RFC 9293 3.8.6.1)
-                self.reset_retries();
-            }
+        if take_window {
+            self.take_window(wnd, seg.seq);
         }
         if newly_acked > 0 {
             self.schedule_tail_probe(now);
         }
         true
+    }
+
+    /// Takes the peer's window `wnd` (scaled) from the segment at `seq`, after its ACK moved
+    /// `una`. A window that shrank below what we sent (RFC 9293 3.8.6: the peer SHOULD NOT,
+    /// but we MUST cope) leaves the segments past the new right edge out of the network: the
+    /// peer drops them, so they are marked for retransmission and no longer count in flight;
+    /// they go again, trimmed to the window, once it opens (see `emit_retransmission`).
+    fn take_window(&mut self, wnd: usize, seq: SeqNumber) {
+        let was_zero = self.snd.wnd == 0;
+        self.snd.set_window(wnd, seq);
+        if wnd > 0 {
+            self.timers.clear(TimerKind::Persist);
+            self.persist_backoff = 0;
+            self.probes_answered = 0;
+            if was_zero && self.snd.max != self.snd.una {
+                // what we sent into the shut window (the probes) was dropped: forget it and
+                // send those bytes again as part of full segments
+                self.sb.clear();
+                self.snd.nxt = self.snd.una;
+                self.snd.max = self.snd.una;
+                self.timers.clear(TimerKind::Rto);
+                return;
+            }
+        } else {
+            // the peer answers our probes: it may keep its window shut as long as it likes
+            // (RFC 9293 3.8.6.1), but for a connection the application closed (see
+            // `orphan_done_probing`)
+            self.reset_retries();
+            if self.probes_answered < self.persist_backoff {
+                self.probes_answered += 1;
+            }
+        }
+        let edge = self.snd.right_edge();
+        if edge.diff(self.snd.max) < 0 {
+            self.window_shrunk(edge);
+        }
+    }
+
+    #[cold]
+    fn window_shrunk(&mut self, edge: SeqNumber) {
+        self.stats.window_shrunk += 1;
+        self.sb.mark_beyond(edge);
     }
 
     fn on_new_ack(&mut self, now: Instant, ack: SeqNumber) {
@@ -435,11 +461,24 @@ impl Connection {
 
     fn accept_payload(&mut self, now: Instant, seq: SeqNumber, payload: &[u8]) {
         self.stats.bytes_in += payload.len() as u64;
-        let full = payload.len() >= self.opts.mss;
+        // out of order and held already (in part): reported by D-SACK, the duplicate first and
+        // then the block holding it (RFC 2883 4, second case)
+        let dup = if seq.diff(self.rcv.buf.rcv_nxt()) > 0 {
+            self.rcv
+                .buf
+                .out_of_order()
+                .overlap(seq, seq + payload.len())
+        } else {
+            None
+        };
         let r = self.rcv.buf.insert(seq, payload);
         self.stats.recv_buf_copied += r.stored as u64;
         if r.out_of_order {
             self.stats.ooo_segs_in += 1;
+            if dup.is_some() {
+                self.stats.dup_segs_in += 1;
+                self.rcv.dsack = dup;
+            }
             self.rcv.ack = AckState::Now;
             return;
         }
@@ -452,6 +491,7 @@ impl Connection {
             self.rcv.ack = AckState::Now;
             return;
         }
+        let full = self.rcv.on_data(now, payload.len(), &self.cfg, &self.rtt);
         if self.rcv.read_shut {
             let n = self.rcv.buf.len();
             self.rcv.buf.consume(n);
@@ -467,11 +507,15 @@ impl Connection {
             self.rcv.unacked_full += 1;
         }
         match self.cfg.delayed_ack {
-            Some(d) if self.rcv.unacked_full < 2 => {
+            Some(d) if self.rcv.unacked_full < 2 && self.rcv.quick == 0 => {
                 if self.rcv.ack < AckState::Delayed {
                     self.rcv.ack = AckState::Delayed;
                     self.timers.set(TimerKind::DelayedAck, now + d);
                 }
+            }
+            Some(_) if self.rcv.unacked_full < 2 && self.rcv.ack < AckState::Now => {
+                self.stats.quick_acks += 1;
+                self.rcv.ack = AckState::Now;
             }
             _ => self.rcv.ack = AckState::Now,
         }

@@ -94,6 +94,8 @@ pub struct Connection {
 
     /// Zero-window probes sent in a row without the window opening.
     persist_backoff: u32,
+    /// Of those, how many the peer answered with its window still shut (at most one per probe).
+    probes_answered: u32,
     /// Send one byte (or a retransmission) into a shut window.
     force_probe: bool,
     /// When we last answered an invalid segment (rate limit of RFC 5961 section 7).
@@ -208,6 +210,7 @@ impl Connection {
             sb: Scoreboard::new(),
             recovery: Recovery::new(iss),
             persist_backoff: 0,
+            probes_answered: 0,
             force_probe: false,
             last_oow_ack: None,
             keepalive: KeepAliveState::new(cfg.keepalive),

@@ -13,7 +13,7 @@ use std::net::SocketAddrV4;
 
 use super::space::AckState;
 use super::Connection;
-use crate::tcp::scoreboard::LossCause;
+use crate::tcp::scoreboard::{LossCause, Segment};
 use crate::tcp::state::State;
 use crate::tcp::timers::TimerKind;
 use crate::time::{Duration, Instant};
@@ -23,6 +23,19 @@ use crate::wire::{SeqNumber, TcpFlags, TcpOptions, TcpPacket, TcpRepr};
 /// Persist (zero-window probe) timer bounds.
 const PERSIST_MIN: Duration = Duration::from_millis(200);
 const PERSIST_MAX: Duration = Duration::from_secs(60);
+/// Longest wait before data that silly-window avoidance holds back from a small non-zero window
+/// goes anyway (RFC 9293 3.8.6.2.1's override timeout, 0.1 to 1 s).
+const OVERRIDE_MAX: Duration = Duration::from_secs(1);
+
+/// How much of a segment to resend the peer's window takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Fit {
+    Whole,
+    /// Its payload up to the right edge, here.
+    Head(SeqNumber),
+    /// Nothing: it starts at or beyond the right edge.
+    Nothing,
+}
 
 /// A segment to send: the header (its payload left empty) and how many payload bytes follow.
 /// Write it into the outgoing frame with [`Transmit::write_segment`], which copies the payload
@@ -182,6 +195,7 @@ impl Connection {
         let first = self.snd.max == self.snd.iss;
         self.snd.nxt = self.snd.iss + 1;
         self.snd.max = self.snd.max.max(self.snd.nxt);
+        self.snd.high = self.snd.high.max(self.snd.max);
         if first {
             self.rtt_probe = Some((self.snd.nxt, now));
         } else {
@@ -209,6 +223,10 @@ impl Connection {
             self.fill_sack(&mut repr.options);
         }
         self.rcv.last_ack_sent = repr.ack;
+        if self.rcv.ack != AckState::None {
+            // an ACK of new data: one fewer to send at once
+            self.rcv.quick = self.rcv.quick.saturating_sub(1);
+        }
         self.rcv.ack = AckState::None;
         self.timers.clear(TimerKind::DelayedAck);
         self.rcv.unacked_full = 0;
@@ -248,7 +266,10 @@ impl Connection {
     }
 
     /// Resends the first segment marked lost, if congestion control and the peer's window
-    /// allow it; its first part only if it no longer fits the MSS of the moment.
+    /// allow it. A segment larger than the MSS of the moment (the path MTU fell) is split
+    /// first; one the window ends inside is trimmed to it (as Linux does), so a window smaller
+    /// than the segment still gets the retransmission going; one that starts at or beyond the
+    /// right edge waits, unless the window is shut and the timer asked for a probe.
     fn emit_retransmission(&mut self, now: Instant) -> Option<Transmit> {
         let (i, mut seg) = self.sb.next_lost()?;
         let mss = self.current_mss();
@@ -256,31 +277,57 @@ impl Connection {
             self.sb.split(i, seg.start + mss);
             seg = self.sb.get(i);
         }
-        let in_window = seg.end.diff(self.snd.una + self.snd.wnd) <= 0;
         let probe = self.force_probe && self.snd.wnd == 0 && self.sb.pipe() == 0;
-        let room = self.recovery.may_retransmit(
-            seg.len(),
-            &self.cc,
-            &self.sb,
-            self.opts.mss,
-            self.opts.sack,
-        );
-        if !room || !(in_window || probe) {
+        let fit = if probe { Fit::Whole } else { self.fit(&seg) };
+        let len = match fit {
+            Fit::Whole => seg.len(),
+            Fit::Head(at) => at - seg.start,
+            Fit::Nothing => return None,
+        };
+        let room =
+            self.recovery
+                .may_retransmit(len, &self.cc, &self.sb, self.opts.mss, self.opts.sack);
+        if !room {
             return None;
         }
+        let end = match fit {
+            Fit::Head(at) => {
+                self.sb.split(i, at);
+                at
+            }
+            _ => seg.end,
+        };
         let ts_val = self.ts_val(now);
-        self.recovery.on_retransmit(seg.start, seg.end, ts_val);
+        self.recovery.on_retransmit(seg.start, end, ts_val);
         if probe {
             self.force_probe = false;
-            self.stats.zero_window_probes += 1;
+            self.count_window_probe();
         }
         match seg.lost {
             Some(LossCause::Rto) => self.stats.retrans_rto += 1,
             Some(LossCause::Fast) => self.stats.retrans_fast += 1,
             Some(LossCause::PathMtu) => self.stats.retrans_mtu += 1,
-            None => {}
+            Some(LossCause::Window) | None => {}
         }
         Some(self.resend(now, i))
+    }
+
+    /// How much of `seg` the peer's window takes. Its FIN needs no room, as for new data.
+    fn fit(&self, seg: &Segment) -> Fit {
+        let edge = self.snd.right_edge();
+        if (seg.start + seg.payload_len()).diff(edge) <= 0 {
+            Fit::Whole
+        } else if seg.start.diff(edge) < 0 {
+            Fit::Head(edge)
+        } else {
+            Fit::Nothing
+        }
+    }
+
+    /// A zero-window probe went out.
+    fn count_window_probe(&mut self) {
+        self.stats.zero_window_probes += 1;
+        self.persist_backoff = self.persist_backoff.saturating_add(1);
     }
 
     /// Sends segment `i` of the scoreboard again.
@@ -326,6 +373,12 @@ impl Connection {
             // the probe repeats the last MSS of data (and the FIN), as Linux's does
             self.sb.split(i, last.start + (last.payload_len() - mss));
             i += 1;
+        }
+        let last = self.sb.get(i);
+        match self.fit(&last) {
+            Fit::Whole => {}
+            Fit::Head(at) => self.sb.split(i, at),
+            Fit::Nothing => return None,
         }
         self.stats.retrans_tlp += 1;
         let t = self.resend(now, i);
@@ -373,8 +426,11 @@ impl Connection {
         if tail_probe {
             usable = wnd_room.min(mss);
         }
-        let probing = self.force_probe && self.snd.wnd == 0 && self.sb.is_empty() && avail > 0;
-        if probing {
+        // the persist timer fired with nothing in flight: into a shut window one byte goes (a
+        // zero-window probe), into a small one as much as it takes, whatever silly-window
+        // avoidance says (its override timeout, RFC 9293 3.8.6.2.1)
+        let probing = self.force_probe && self.sb.is_empty() && avail > 0;
+        if probing && self.snd.wnd == 0 {
             usable = 1;
         }
         let len = avail.min(mss).min(usable);
@@ -401,11 +457,16 @@ impl Connection {
         self.fill_ack(now, &mut repr);
         self.snd.nxt += len + fin as usize;
         self.snd.max = self.snd.nxt;
+        self.snd.high = self.snd.high.max(self.snd.max);
         self.sb
             .push(start, self.snd.nxt, fin, now, self.ts_val(now));
-        if probing {
+        if probing && len > 0 {
             self.force_probe = false;
-            self.stats.zero_window_probes += 1;
+            if self.snd.wnd == 0 {
+                self.count_window_probe();
+            } else {
+                self.stats.small_window_sends += 1;
+            }
         }
         self.stats.bytes_out += len as u64;
         if !self.timers.is_armed(TimerKind::Rto) {
@@ -433,17 +494,18 @@ impl Connection {
         if self.rcv.ack != AckState::Now {
             return None;
         }
-        // snd_max, not snd_nxt, which an RTO rewinds: the peer may already hold everything up
-        // to snd_max and would find a segment starting below its RCV.NXT unacceptable
-        let mut repr = self.bare(self.snd.max, TcpFlags::NONE);
+        // the highest sequence number sent, as the peer may already hold everything up to it
+        // (and would find a segment starting below its RCV.NXT unacceptable), but never beyond
+        // its window's right edge, which it would find unacceptable too
+        let mut repr = self.bare(self.snd.acceptable_seq(), TcpFlags::NONE);
         self.fill_ack(now, &mut repr);
         self.stats.acks_out += 1;
         Some(self.transmit(repr, 0))
     }
 
-    /// SACK blocks for an outgoing ACK (RFC 2018 4): a pending D-SACK first, then the block
-    /// holding the most recent out-of-order segment, then the others; three fit beside the
-    /// timestamp option, four without it.
+    /// SACK blocks for an outgoing ACK (RFC 2018 4): a pending D-SACK first (RFC 2883), then
+    /// the block holding the most recent out-of-order segment, then the others by recency;
+    /// three fit beside the timestamp option, four without it.
     fn fill_sack(&mut self, o: &mut TcpOptions) {
         let room = if self.opts.timestamps {
             3
@@ -456,33 +518,38 @@ impl Connection {
             n = 1;
             self.stats.dsack_out += 1;
         }
-        let (blocks, count) = self.sack_blocks();
-        for b in &blocks[..count] {
-            if n == room {
-                break;
+        if self.rcv.buf.has_out_of_order() {
+            for r in self.rcv.buf.out_of_order().recent_ranges() {
+                if n == room {
+                    break;
+                }
+                o.sack_blocks[n] = r;
+                n += 1;
             }
-            o.sack_blocks[n] = *b;
-            n += 1;
         }
         o.sack_len = n as u8;
         self.stats.sack_blocks_out += n as u64;
     }
 
-    /// Starts the persist timer when data waits on a zero window and nothing else will wake us.
+    /// Starts the persist timer when data waits on the peer's window with nothing in flight, so
+    /// no ACK will come to wake us: the window is shut (a zero-window probe follows, backing
+    /// off), or smaller than silly-window avoidance sends into (the override timeout sends
+    /// what fits, after at most [`OVERRIDE_MAX`]). One lost window update must not hang the
+    /// connection.
     fn arm_persist(&mut self, now: Instant) {
-        let waiting = self.state.is_synchronized()
-            && self.snd.wnd == 0
-            && self.sendable() > 0
-            && self.sb.is_empty();
+        let waiting = self.state.is_synchronized() && self.sendable() > 0 && self.sb.is_empty();
         if waiting
             && !self.timers.is_armed(TimerKind::Persist)
             && !self.timers.is_armed(TimerKind::Rto)
             && !self.force_probe
         {
             let base = self.rtt.base_rto().max(PERSIST_MIN);
-            let d = base
-                .saturating_mul(1 << self.persist_backoff.min(16))
-                .min(PERSIST_MAX);
+            let d = if self.snd.wnd == 0 {
+                base.saturating_mul(1 << self.persist_backoff.min(16))
+                    .min(PERSIST_MAX)
+            } else {
+                base.min(OVERRIDE_MAX)
+            };
             self.timers.set(TimerKind::Persist, now + d);
         }
     }
@@ -497,25 +564,19 @@ impl Connection {
         }
     }
 
-    /// SACK blocks we would report (receiver side), most recent first.
+    /// SACK blocks we would report (receiver side): the block holding the most recently
+    /// received out-of-order segment, then the others by recency (RFC 2018 4).
     pub fn sack_blocks(&self) -> ([(SeqNumber, SeqNumber); MAX_SACK_BLOCKS], usize) {
         let mut out = [(SeqNumber(0), SeqNumber(0)); MAX_SACK_BLOCKS];
-        let ranges = self.rcv.buf.out_of_order().ranges();
         let mut n = 0;
-        if let Some(first) = self.rcv.buf.out_of_order().last_touched() {
-            if let Some(r) = ranges.iter().find(|r| r.0 == first) {
-                out[0] = *r;
-                n = 1;
-            }
-        }
-        for r in ranges {
-            if n == MAX_SACK_BLOCKS {
-                break;
-            }
-            if n > 0 && out[0] == *r {
-                continue;
-            }
-            out[n] = *r;
+        for r in self
+            .rcv
+            .buf
+            .out_of_order()
+            .recent_ranges()
+            .take(MAX_SACK_BLOCKS)
+        {
+            out[n] = r;
             n += 1;
         }
         (out, n)

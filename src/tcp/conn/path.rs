@@ -95,7 +95,13 @@ impl Connection {
         } else {
             MAX_SACK_BLOCKS
         };
-        let blocks = self.rcv.dsack.is_some() as usize + self.rcv.buf.out_of_order().ranges().len();
+        // the same count as `fill_sack`: the D-SACK, then the ranges by recency
+        let blocks = self.rcv.dsack.is_some() as usize
+            + if self.rcv.buf.has_out_of_order() {
+                self.rcv.buf.out_of_order().recent_ranges().count()
+            } else {
+                0
+            };
         match blocks.min(room) {
             0 => 0,
             n => 4 + 8 * n,

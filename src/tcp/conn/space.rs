@@ -2,11 +2,16 @@
 //!
 //! Sending side ([`SendSpace`]): `iss` (our SYN), then the data bytes the send buffer holds from
 //! `una` on, then our FIN at `buf.end()` once the application closed (`fin_queued`).
-//! Invariants: `una <= nxt <= max`, and `nxt == max` once synchronized: `nxt` rewinds only to
-//! resend a SYN, and both go back to `una` together when a shut window opens and what was sent
-//! into it is forgotten. Retransmissions are chosen from the scoreboard, never by rewinding `nxt`.
-//! `wnd` is the peer's window (scaled), taken from the segment (`wl1`, `wl2`) that last updated it
-//! (RFC 9293 3.10.7.4); `max_wnd` is the largest seen.
+//! Invariants: `una <= nxt <= max <= high`, and `nxt == max` once synchronized: `nxt` rewinds
+//! only to resend a SYN, and both go back to `una` together when a shut window opens and what was
+//! sent into it is forgotten. Retransmissions are chosen from the scoreboard (which spans `una` to
+//! `max`), never by rewinding `nxt`. `high` is the highest sequence number ever sent and never
+//! goes back: the peer may have taken the forgotten bytes after all, and its ACK for them must
+//! stay acceptable.
+//! `wnd` is the peer's window (scaled) and `una + wnd` its right edge, as the newest segment the
+//! peer sent says: RFC 9293 3.10.7.4's SND.WL1 rule, and any segment whose ACK advances `una`
+//! (Linux's `tcp_may_update_window`; see [`SendSpace::updates_window`]). `max_wnd` is the largest
+//! seen.
 //!
 //! Receiving side ([`RecvSpace`]): [`RecvSpace::nxt`] is the receive buffer's next expected byte,
 //! plus one once the peer's FIN has been consumed in order. `adv` is the right edge of the window
@@ -18,7 +23,9 @@
 
 use crate::tcp::config::Config;
 use crate::tcp::recv::RecvBuffer;
+use crate::tcp::rtt::RttEstimator;
 use crate::tcp::send::SendBuffer;
+use crate::time::Instant;
 use crate::wire::{SeqNumber, TcpOptions, TcpRepr};
 
 /// MSS assumed when the peer sends none (RFC 9293 3.7.1).
@@ -36,10 +43,12 @@ pub(super) struct SendSpace {
     pub una: SeqNumber,
     pub nxt: SeqNumber,
     pub max: SeqNumber,
+    /// The highest sequence number ever sent (see the module docs).
+    pub high: SeqNumber,
     pub wnd: usize,
     pub max_wnd: usize,
+    /// Sequence number of the segment the window was last taken from (SND.WL1).
     pub wl1: SeqNumber,
-    pub wl2: SeqNumber,
     pub buf: SendBuffer,
     /// The application shut down writing: a FIN follows the buffered data.
     pub fin_queued: bool,
@@ -52,10 +61,10 @@ impl SendSpace {
             una: iss,
             nxt: iss,
             max: iss,
+            high: iss,
             wnd: 0,
             max_wnd: 0,
             wl1: SeqNumber(0),
-            wl2: iss,
             buf: SendBuffer::new(capacity, iss + 1),
             fin_queued: false,
         }
@@ -90,11 +99,12 @@ impl SendSpace {
         }
     }
 
-    /// RFC 5961 5.2: an ACK is acceptable from `una - max_wnd` to `max` (not just `nxt`, so ACKs
-    /// of a retransmitted tail count).
+    /// RFC 5961 5.2: an ACK is acceptable from `una - max_wnd` to the highest sequence number
+    /// sent (not just `nxt`, so ACKs of a retransmitted tail, or of bytes sent into a shut window
+    /// and forgotten, count).
     #[inline]
     pub fn ack_acceptable(&self, ack: SeqNumber) -> bool {
-        ack.diff(self.max) <= 0
+        ack.diff(self.high) <= 0
             && ack.diff(self.una) >= -(self.max_wnd.min(i32::MAX as usize) as i32)
     }
 
@@ -104,26 +114,61 @@ impl SendSpace {
     pub fn ack_to(&mut self, ack: SeqNumber) -> usize {
         let freed = self.buf.ack_to(ack);
         self.una = ack;
+        // the peer took bytes we had forgotten (sent into a window it had shut)
         if self.nxt.diff(ack) < 0 {
             self.nxt = ack;
+        }
+        if self.max.diff(ack) < 0 {
+            self.max = ack;
         }
         freed
     }
 
-    /// Whether a segment at `seq` acknowledging `ack` may update the window: it is newer than
-    /// the one that last did (RFC 9293 3.10.7.4).
+    /// Whether a segment at `seq` acknowledging `ack` with window `wnd` (scaled) is newer than
+    /// the one the window was taken from, so its window replaces it; ask before `una` moves.
+    ///
+    /// RFC 9293 3.10.7.4 takes the window from a segment with SEG.SEQ after SND.WL1, or equal to
+    /// it with SEG.ACK at or after SND.WL2. That rule alone misses a retransmission: its
+    /// sequence number is old but it carries the peer's newest ACK and window, and moving SND.UNA
+    /// to that ACK while keeping the window of an older ACK point moves the right edge past the
+    /// one the peer advertised. So, as Linux's `tcp_may_update_window`: a segment whose ACK
+    /// advances `una` always brings its window (the peer's ACKs only grow, so it was sent after
+    /// every segment that acknowledged less); otherwise one with `seq` after SND.WL1 does; one
+    /// with `seq` equal to SND.WL1 and the same ACK (SND.WL2 equals `una` then) does only if its
+    /// window grew or closed, as RFC 1122 4.2.2.16 allows a reordered older update to be taken
+    /// for the newer one otherwise; one that acknowledges less than `una` never does.
     #[inline]
-    pub fn updates_window(&self, seq: SeqNumber, ack: SeqNumber) -> bool {
-        self.wl1.diff(seq) < 0 || (self.wl1 == seq && self.wl2.diff(ack) <= 0)
+    pub fn updates_window(&self, seq: SeqNumber, ack: SeqNumber, wnd: usize) -> bool {
+        match ack.diff(self.una) {
+            d if d > 0 => true,
+            0 => self.wl1.diff(seq) < 0 || (self.wl1 == seq && (wnd > self.wnd || wnd == 0)),
+            // an ACK below `una` is older still: nothing to learn (RFC 9293 3.10.7.4)
+            _ => false,
+        }
     }
 
-    /// Takes the window `wnd` (scaled) from the segment at `seq` acknowledging `ack`.
+    /// Takes the window `wnd` (scaled) from the segment at `seq`.
     #[inline]
-    pub fn set_window(&mut self, wnd: usize, seq: SeqNumber, ack: SeqNumber) {
+    pub fn set_window(&mut self, wnd: usize, seq: SeqNumber) {
         self.wnd = wnd;
         self.max_wnd = self.max_wnd.max(wnd);
         self.wl1 = seq;
-        self.wl2 = ack;
+    }
+
+    /// The right edge of the peer's window: nothing at or beyond it may be sent (but a window
+    /// probe).
+    #[inline]
+    pub fn right_edge(&self) -> SeqNumber {
+        self.una + self.wnd
+    }
+
+    /// The sequence number for a segment without data (Linux's `tcp_acceptable_seq`): the
+    /// highest sequence number sent while it lies within the peer's window, else the window's
+    /// right edge. A peer finds a segment beyond its window unacceptable and drops it, ACK and
+    /// all.
+    #[inline]
+    pub fn acceptable_seq(&self) -> SeqNumber {
+        self.high.min(self.right_edge())
     }
 }
 
@@ -152,6 +197,13 @@ pub(super) struct RecvSpace {
     pub ack: AckState,
     /// Full-sized segments received since our last ACK.
     pub unacked_full: u32,
+    /// The receive MSS (Linux's `rcv_mss`): the largest payload received, at most the MSS we
+    /// advertised; a segment this long is full-sized for the delayed ACK.
+    pub mss: usize,
+    /// ACKs still to send at once in quick-ACK mode.
+    pub quick: u32,
+    /// When in-order data last arrived.
+    pub last_data: Option<Instant>,
 }
 
 impl RecvSpace {
@@ -167,6 +219,9 @@ impl RecvSpace {
             dsack: None,
             ack: AckState::None,
             unacked_full: 0,
+            mss: usize::from(cfg.mss).min(DEFAULT_PEER_MSS.into()),
+            quick: 0,
+            last_data: None,
         }
     }
 
@@ -175,6 +230,28 @@ impl RecvSpace {
         self.irs = syn.seq;
         self.buf.reset_start(syn.seq + 1);
         self.adv = syn.seq + 1;
+    }
+
+    /// Notes `len` bytes of in-order data at `now` (`cfg` for the MSS we advertised and quick
+    /// ACKs, `rtt` for the current retransmission timeout) and says whether the segment is
+    /// full-sized. The first data, and data after more than an RTO without any, enters quick-ACK
+    /// mode (Linux's `tcp_event_data_recv`).
+    #[inline]
+    pub fn on_data(&mut self, now: Instant, len: usize, cfg: &Config, rtt: &RttEstimator) -> bool {
+        if len > self.mss {
+            self.mss = len.min(cfg.mss.into());
+        }
+        // the RTO is never below its floor: most gaps are told apart without computing it
+        let idle = self.last_data.is_none_or(|t| {
+            let gap = now.saturating_since(t);
+            gap > cfg.rto_min && gap > rtt.rto()
+        });
+        self.last_data = Some(now);
+        if idle && cfg.quick_ack {
+            let n = (self.buf.window() / (2 * self.mss.max(1))).clamp(2, 16) as u32;
+            self.quick = self.quick.max(n);
+        }
+        len >= self.mss
     }
 
     /// RCV.NXT: the next byte expected, and one more once the peer's FIN was consumed.
@@ -445,32 +522,47 @@ mod tests {
         let mut snd = SendSpace::new(s(100), 1000);
         // the SYN sent and acknowledged
         snd.max = s(101);
+        snd.high = s(101);
         assert_eq!(snd.ack_to(s(101)), 0);
         assert_eq!((snd.una, snd.nxt), (s(101), s(101)));
         assert_eq!(snd.buf.write(b"abc"), 3);
         assert_eq!(snd.unsent(), 3);
         snd.nxt = s(104);
         snd.max = s(104);
+        snd.high = s(104);
         assert_eq!((snd.in_flight(), snd.unsent()), (3, 0));
         snd.fin_queued = true;
         assert!(snd.fin_pending() && !snd.fin_acked());
         snd.nxt = s(105);
         snd.max = s(105);
+        snd.high = s(105);
         assert!(!snd.fin_pending());
         assert_eq!(snd.ack_to(s(104)), 3);
         assert!(!snd.fin_acked());
         snd.ack_to(s(105));
         assert!(snd.fin_acked());
         // the window is taken only from newer segments
-        assert!(snd.updates_window(s(7), s(105)));
-        snd.set_window(500, s(7), s(105));
-        assert!(!snd.updates_window(s(6), s(105)));
-        assert!(!snd.updates_window(s(7), s(104)));
-        assert!(snd.updates_window(s(7), s(105)));
-        snd.set_window(200, s(8), s(105));
+        assert!(snd.updates_window(s(7), s(105), 500));
+        snd.set_window(500, s(7));
+        assert!(!snd.updates_window(s(6), s(105), 600));
+        assert!(!snd.updates_window(s(7), s(104), 600));
+        assert!(snd.updates_window(s(7), s(105), 600));
+        snd.set_window(200, s(8));
         assert_eq!((snd.wnd, snd.max_wnd), (200, 500));
+        // the same segment again, reordered: only a grown or closed window is news
+        assert!(!snd.updates_window(s(8), s(105), 100));
+        assert!(snd.updates_window(s(8), s(105), 0));
         // acceptable ACKs: from a window below una to max
         assert!(snd.ack_acceptable(s(105)) && snd.ack_acceptable(s(105) - 500));
         assert!(!snd.ack_acceptable(s(106)) && !snd.ack_acceptable(s(105) - 501));
+        // an ACK that advances brings its window, however old its sequence number
+        snd.max = s(205);
+        snd.nxt = s(205);
+        snd.high = s(205);
+        assert!(snd.updates_window(s(2), s(106), 100));
+        assert_eq!(snd.right_edge(), s(305));
+        assert_eq!(snd.acceptable_seq(), s(205));
+        snd.set_window(50, s(2));
+        assert_eq!(snd.acceptable_seq(), s(155), "the right edge, not beyond");
     }
 }

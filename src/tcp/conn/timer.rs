@@ -6,7 +6,8 @@
 //! probe go first and stays armed and due: the probe's transmission re-arms it, and if no probe
 //! can be sent it fires on the next call. A series of RTOs gives up after `syn_retries` in the
 //! handshake, else after `max_retries` or `retrans_timeout` since the first of the series; any
-//! acknowledgment (or answered window probe) starts a new series.
+//! acknowledgment (or answered window probe) starts a new series. A connection the application
+//! closed stops probing a shut window after `orphan_retries` probes.
 
 use super::space::AckState;
 use super::Connection;
@@ -85,8 +86,12 @@ impl Connection {
             }
             TimerKind::Persist => {
                 self.timers.clear(kind);
+                if self.snd.wnd == 0 && self.orphan_done_probing() {
+                    let e = self.timeout_error();
+                    self.fail(e);
+                    return;
+                }
                 self.force_probe = true;
-                self.persist_backoff = self.persist_backoff.saturating_add(1);
             }
             TimerKind::KeepAlive => {
                 self.timers.clear(kind);
@@ -136,11 +141,24 @@ impl Connection {
             let (rec, mut cx) = self.loss(now);
             rec.on_rto(&mut cx, forget_sacks);
             if self.snd.wnd == 0 {
+                if self.orphan_done_probing() {
+                    let e = self.timeout_error();
+                    self.fail(e);
+                    return;
+                }
                 // the window is still shut: the retransmission goes out as a window probe
                 self.force_probe = true;
             }
         }
         self.restart_rto(now);
+    }
+
+    /// A closed connection has had `orphan_retries` probes of a shut window answered with the
+    /// window still shut: answered probes reset the RTO series, so they would keep it alive for
+    /// ever, with nobody waiting for its data. Unanswered ones end it as any retransmission
+    /// timeouts do.
+    fn orphan_done_probing(&self) -> bool {
+        self.orphaned && self.probes_answered >= self.cfg.orphan_retries
     }
 
     /// The peer answered: the series of timeouts, and its give-up clock, start again.
