@@ -92,6 +92,11 @@ impl Driver {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// Whether a call is asleep on another thread, waiting for the network or the clock.
+    pub fn has_blocked_call(&self) -> bool {
+        self.lock().waiter.is_some()
+    }
+
     /// Runs `f` on the state (for tests and read-only questions).
     pub fn with<R>(&self, f: impl FnOnce(&mut Adapter) -> R) -> R {
         f(&mut self.lock().adapter)
@@ -186,7 +191,7 @@ impl Driver {
 
     /// netdev_receive: the next datagram the stack sends, into `buf`, and the virtual time it
     /// was sent (microseconds since the epoch). Runs the clock to the stack's next timer until
-    /// one comes out; an error if none could within [`SEARCH_LIMIT`].
+    /// one comes out; an error if none could within four hours of virtual time.
     pub fn netdev_receive(&self, buf: &mut [u8]) -> Result<(usize, u64), String> {
         let me = thread::current().id();
         let mut g = self.lock();
