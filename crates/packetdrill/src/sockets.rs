@@ -227,6 +227,14 @@ impl Adapter {
         }
     }
 
+    /// The peer of the socket's connection, if it has one.
+    pub fn peer(&self, fd: i32) -> Option<SocketAddrV4> {
+        match self.sockets.get(&fd)?.role {
+            Role::Conn { id } => self.host_ref()?.conn(id).map(|c| c.remote()),
+            _ => None,
+        }
+    }
+
     pub fn socket(&mut self, domain: i32, ty: i32, protocol: i32) -> Result<i32, Errno> {
         if domain == libc::AF_INET6 {
             eprintln!(
@@ -692,13 +700,3 @@ impl Adapter {
 
 /// SIOCOUTQNSD: bytes queued and not yet sent.
 const SIOCOUTQNSD: u64 = 0x894B;
-
-impl Adapter {
-    /// The peer of the socket's connection, if it has one.
-    pub fn peer(&self, fd: i32) -> Option<SocketAddrV4> {
-        match self.sockets.get(&fd)?.role {
-            Role::Conn { id } => self.host_ref()?.conn(id).map(|c| c.remote()),
-            _ => None,
-        }
-    }
-}
