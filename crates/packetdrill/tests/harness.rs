@@ -71,11 +71,17 @@ fn known_failures_run_as_xfail_and_an_unexpected_pass_fails_the_run() {
     std::fs::create_dir_all(&dir).unwrap();
     let wrong = repo().join("crates/packetdrill/tests/scripts/wrong/wrong-timing.pkt");
     let good = repo().join("tests/packetdrill/handshake/passive-open-timestamps.pkt");
+    let wrong_ack = repo().join("crates/packetdrill/tests/scripts/wrong/wrong-ack-number.pkt");
     std::fs::copy(&wrong, dir.join("expected-to-fail.pkt")).unwrap();
+    std::fs::copy(&wrong, dir.join("expected-at-its-line.pkt")).unwrap();
+    std::fs::copy(&wrong_ack, dir.join("fails-elsewhere.pkt")).unwrap();
     std::fs::copy(&good, dir.join("listed-but-passes.pkt")).unwrap();
     std::fs::write(
         dir.join("known-failures.txt"),
-        "# comment\nexpected-to-fail.pkt   a known bug\nlisted-but-passes.pkt  fixed since\n",
+        "# comment\nexpected-to-fail.pkt   a known bug\n\
+         expected-at-its-line.pkt:17 a known timing bug\n\
+         fails-elsewhere.pkt:5  listed at a line it does not fail at\n\
+         listed-but-passes.pkt  fixed since\n",
     )
     .unwrap();
     let r = conformance(&[dir.to_str().unwrap()]);
@@ -83,9 +89,11 @@ fn known_failures_run_as_xfail_and_an_unexpected_pass_fails_the_run() {
     assert!(!r.ok, "an XPASS fails the run");
     assert!(line_for(&r, "expected-to-fail.pkt").starts_with("XFAIL"));
     assert!(line_for(&r, "expected-to-fail.pkt").ends_with("a known bug"));
+    assert!(line_for(&r, "expected-at-its-line.pkt").starts_with("XFAIL"));
+    assert!(line_for(&r, "fails-elsewhere.pkt").starts_with("FAIL"));
     assert!(line_for(&r, "listed-but-passes.pkt").starts_with("XPASS"));
     assert_eq!(
         r.stdout.lines().last(),
-        Some("0 passed, 1 failed (1 known failures)")
+        Some("0 passed, 2 failed (2 known failures)")
     );
 }
