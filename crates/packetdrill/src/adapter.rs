@@ -248,10 +248,9 @@ impl Adapter {
     fn start_passive(&mut self, remote: std::net::SocketAddrV4, port: u16, lfd: i32, ts: bool) {
         let (rcvbuf, mss) = {
             let s = &self.sockets[&lfd];
-            (s.opts.rcvbuf_bytes(), s.opts.maxseg)
+            (s.opts.rcvbuf_bytes(), s.tcp_config(&self.profile).mss)
         };
-        let cfg_mss = mss.unwrap_or(self.profile.tcp_config().mss);
-        let Some(window) = self.profile.initial_window(rcvbuf, cfg_mss, ts) else {
+        let Some(window) = self.profile.initial_window(rcvbuf, mss, ts) else {
             return;
         };
         let host = self.host.as_mut().expect("a listener implies a host");
