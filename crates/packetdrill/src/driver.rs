@@ -40,6 +40,31 @@ const TICK: Duration = Duration::from_micros(1);
 const SEARCH_LIMIT: Duration = Duration::from_secs(4 * 3600);
 /// Real time a woken blocking call has to answer before the main thread goes on without it.
 const ANSWER_LIMIT: std::time::Duration = std::time::Duration::from_secs(5);
+/// Timer steps in a row at one instant after which the stack is deemed to spin (a timer re-armed
+/// for the instant it fired at): the clock stops running it and says so instead of hanging.
+const STALL_LIMIT: u32 = 100_000;
+
+/// Counts timer steps in a row at the same instant.
+#[derive(Default)]
+struct Stall {
+    at: Option<Instant>,
+    steps: u32,
+}
+
+impl Stall {
+    /// Records a step at `t`; true once the steps at one instant exceed [`STALL_LIMIT`].
+    fn step(&mut self, t: Instant) -> bool {
+        if self.at == Some(t) {
+            self.steps += 1;
+        } else {
+            self.at = Some(t);
+            self.steps = 0;
+        }
+        self.steps > STALL_LIMIT
+    }
+}
+
+const STALLED: &str = "the stack's timers fire again and again at one instant";
 
 /// A call asleep on another thread.
 #[derive(Debug, Clone, Copy)]
@@ -152,7 +177,13 @@ impl Driver {
     /// way.
     fn advance_to<'a>(&self, mut g: Guard<'a>, target: Instant) -> Guard<'a> {
         let me = thread::current().id();
+        let mut stall = Stall::default();
         while let Some(t) = Self::next_event(&mut g, me).filter(|&t| t <= target) {
+            let t = t.max(g.adapter.now());
+            if stall.step(t) {
+                eprintln!("xdp-tcp adapter: {STALLED}; moving the clock on without them");
+                break;
+            }
             g.adapter.run_timers(t);
             g = self.settle(g);
         }
@@ -196,6 +227,7 @@ impl Driver {
         let me = thread::current().id();
         let mut g = self.lock();
         let start = g.adapter.now();
+        let mut stall = Stall::default();
         loop {
             if let Some((t, pkt)) = g.adapter.take_datagram() {
                 let n = pkt.len().min(buf.len());
@@ -205,6 +237,9 @@ impl Driver {
             let now = g.adapter.now();
             match Self::next_event(&mut g, me) {
                 Some(t) if t.saturating_since(start) <= SEARCH_LIMIT => {
+                    if stall.step(t.max(now)) {
+                        return Err(STALLED.into());
+                    }
                     g.adapter.run_timers(t.max(now));
                     g = self.settle(g);
                 }
@@ -408,5 +443,21 @@ impl Driver {
     /// The end of a run: every socket given up.
     pub fn teardown(&self) {
         self.lock().adapter.teardown();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_stall_is_steps_in_a_row_at_one_instant() {
+        let mut s = Stall::default();
+        let t = Instant::from_millis(5);
+        for _ in 0..=STALL_LIMIT {
+            assert!(!s.step(t));
+        }
+        assert!(s.step(t), "one more at the same instant");
+        assert!(!s.step(t + TICK), "time moved: counting starts again");
     }
 }
