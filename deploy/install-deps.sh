@@ -7,6 +7,8 @@ set -euo pipefail
 # Build: xsk-rs 0.11 (libxdp-sys compiles libxdp/libbpf with clang, m4, libelf, zlib) and our
 # XDP program (clang -target bpf, headers from libbpf-dev).
 BUILD_PKGS=(build-essential pkg-config libelf-dev zlib1g-dev clang llvm m4 libbpf-dev)
+# packetdrill (deploy/conformance builds it from source): its parser needs bison and flex.
+BUILD_PKGS+=(bison flex)
 # Tests: the testbed script (ip, ethtool), kernel-side peers and captures, wrk and curl against
 # the HTTP example.
 TEST_PKGS=(iproute2 ethtool tshark socat netcat-openbsd python3 tcpdump iputils-ping wrk curl apache2-utils)

@@ -96,6 +96,12 @@ impl Host {
         }
     }
 
+    /// Established connections waiting on `port`'s listener for [`Host::accept`] (0 if the port
+    /// is not listening): what makes a listening socket readable.
+    pub fn accept_queue_len(&self, port: u16) -> usize {
+        self.listeners.get(&port).map_or(0, |l| l.ready.len())
+    }
+
     /// An established connection from `port`'s listener, if one is waiting.
     pub fn accept(&mut self, port: u16) -> Option<ConnId> {
         let id = self.listeners.get_mut(&port)?.ready.pop_front()?;

@@ -212,6 +212,29 @@ impl Host {
         Err(tcp::Error::WouldBlock)
     }
 
+    /// Active open to `remote` from a local port the caller chose (a port it bound, as
+    /// bind(2) then connect(2)); `None` if a listener holds the port or a connection already
+    /// has this 4-tuple.
+    pub fn connect_from_port(
+        &mut self,
+        now: Instant,
+        port: u16,
+        remote: SocketAddrV4,
+    ) -> Option<ConnId> {
+        if self.listeners.contains_key(&port) || self.table.contains_key(&flow_key(remote, port)) {
+            return None;
+        }
+        Some(self.connect_from(now, port, remote))
+    }
+
+    /// Sets the TCP settings that connections opened from now on start with (active opens and
+    /// the SYNs a listener takes); open connections keep theirs. Lets a caller give each socket
+    /// its own options (TCP_MAXSEG, buffer sizes, Nagle) before it connects or a SYN reaches
+    /// its listener. The initial sequence numbers keep the key the host started with.
+    pub fn set_tcp_config(&mut self, tcp: tcp::Config) {
+        self.cfg.tcp = tcp;
+    }
+
     fn connect_from(&mut self, now: Instant, port: u16, remote: SocketAddrV4) -> ConnId {
         let local = SocketAddrV4::new(self.cfg.addr, port);
         let iss = self.isn.generate(now, local, remote);

@@ -149,3 +149,79 @@ fn martian_sources_and_non_unicast_destinations_are_dropped_unanswered() {
     assert_eq!(seen.len(), DropReason::COUNT);
     assert_eq!(seen.last(), Some(&(DropReason::COUNT - 1)));
 }
+
+/// The TCP header of an IPv4 packet a host wrote.
+fn tcp_of(pkt: &[u8]) -> TcpRepr<'_> {
+    let ip = Ipv4Packet::new_checked(pkt).unwrap();
+    let (src, dst) = (ip.src_addr(), ip.dst_addr());
+    let tcp = TcpPacket::new_checked(&pkt[20..]).unwrap();
+    TcpRepr::parse(&tcp, src, dst, &ChecksumCaps::default()).unwrap()
+}
+
+#[test]
+fn a_bound_port_opens_once_per_four_tuple_and_never_over_a_listener() {
+    let mut a = Host::new(HostConfig::new(A));
+    let b_port = SocketAddrV4::new(B, PORT);
+    let id = a
+        .connect_from_port(t0(), 5000, b_port)
+        .expect("a free port");
+    assert_eq!(a.conn(id).unwrap().local(), SocketAddrV4::new(A, 5000));
+    assert_eq!(
+        tcp_of(&next_packet(&mut a).expect("its SYN")).src_port,
+        5000
+    );
+    assert!(
+        a.connect_from_port(t0(), 5000, b_port).is_none(),
+        "the same 4-tuple twice"
+    );
+    assert!(a
+        .connect_from_port(t0(), 5000, SocketAddrV4::new(C, PORT))
+        .is_some());
+    a.listen(6000, 1);
+    assert!(a.connect_from_port(t0(), 6000, b_port).is_none());
+}
+
+#[test]
+fn a_new_tcp_config_applies_to_connections_opened_after_it() {
+    let mut a = Host::new(HostConfig::new(A));
+    let first = a.connect(t0(), SocketAddrV4::new(B, PORT)).unwrap();
+    a.set_tcp_config(tcp::Config {
+        mss: 1000,
+        ..tcp::Config::default()
+    });
+    let second = a.connect(t0(), SocketAddrV4::new(B, PORT)).unwrap();
+    let mss = |a: &mut Host| tcp_of(&next_packet(a).unwrap()).options.mss;
+    assert_eq!(mss(&mut a), Some(1460));
+    assert_eq!(mss(&mut a), Some(1000));
+    assert_eq!(a.conn(first).unwrap().config().mss, 1460);
+    assert_eq!(a.conn(second).unwrap().config().mss, 1000);
+
+    // a listener's connections too: the SYN-ACK offers the new MSS
+    let mut b = Host::new(HostConfig::new(B));
+    b.listen(PORT, 4);
+    b.set_tcp_config(tcp::Config {
+        mss: 900,
+        ..tcp::Config::default()
+    });
+    let mut c = Host::new(HostConfig::new(C));
+    c.connect(t0(), SocketAddrV4::new(B, PORT)).unwrap();
+    b.handle_ipv4(t0(), &next_packet(&mut c).unwrap());
+    assert_eq!(mss(&mut b), Some(900));
+}
+
+#[test]
+fn the_accept_queue_counts_established_connections_only() {
+    let mut a = Host::new(HostConfig::new(A));
+    let mut b = Host::new(HostConfig::new(B));
+    b.listen(PORT, 4);
+    assert_eq!(b.accept_queue_len(PORT), 0);
+    assert_eq!(b.accept_queue_len(PORT + 1), 0, "not listening");
+    a.connect(t0(), SocketAddrV4::new(B, PORT)).unwrap();
+    b.handle_ipv4(t0(), &next_packet(&mut a).unwrap());
+    assert_eq!(b.accept_queue_len(PORT), 0, "an embryo is not acceptable");
+    a.handle_ipv4(t0(), &next_packet(&mut b).unwrap());
+    b.handle_ipv4(t0(), &next_packet(&mut a).unwrap());
+    assert_eq!(b.accept_queue_len(PORT), 1);
+    b.accept(PORT).expect("established");
+    assert_eq!(b.accept_queue_len(PORT), 0);
+}
