@@ -3103,4 +3103,45 @@ mod quick_acks {
         assert_eq!(t.c.stats().quick_acks, 17);
         assert_eq!(t.read_all(), &data[..1800]);
     }
+
+    #[test]
+    fn an_interactive_connection_waits_for_its_reply_instead_of_quick_acking() {
+        // Linux's ping-pong mode: once the application answers within the delayed-ACK time,
+        // quick ACKs are suspended so the answer can carry the ACK; the delayed-ACK timer firing
+        // (no answer came) ends the mode
+        let mut t = open(
+            Config {
+                quick_ack: true,
+                ..cfg()
+            },
+            65535,
+        );
+        let req = pattern(300);
+        t.at(200)
+            .inject(seg!(< P., seq IRS + 1, ack ISS + 1, win 65535, data &req[..100]))
+            .expect(seg!(> ., seq ISS + 1, ack IRS + 101, win 65435))
+            .expect_nothing();
+        // the answer 10 ms later: interactive from now on
+        assert_eq!(t.at(210).c.send(b"reply"), Ok(5));
+        t.expect(seg!(> P., seq ISS + 1, ack IRS + 101, win 65435, "reply"));
+        // the next request waits for the application, though quick ACKs remain
+        t.at(300)
+            .inject(seg!(< P., seq IRS + 101, ack ISS + 6, win 65535, data &req[100..200]))
+            .expect_nothing();
+        assert_eq!(t.deadline(), Some(ms(340)));
+        assert_eq!(t.at(310).c.send(b"again"), Ok(5));
+        t.expect(seg!(> P., seq ISS + 6, ack IRS + 201, win 65335, "again"))
+            .expect_nothing();
+        // a request nobody answers gets its ACK from the timer, which ends the mode
+        t.at(400)
+            .inject(seg!(< P., seq IRS + 201, ack ISS + 11, win 65535, data &req[200..300]))
+            .expect_nothing();
+        t.fire(440)
+            .expect(seg!(> ., seq ISS + 11, ack IRS + 301, win 65235));
+        t.at(500)
+            .inject(seg!(< P., seq IRS + 301, ack ISS + 11, win 65535, "x"))
+            .expect(seg!(> ., seq ISS + 11, ack IRS + 302, win 65234))
+            .expect_nothing();
+        assert_eq!(t.c.stats().quick_acks, 2);
+    }
 }

@@ -507,7 +507,7 @@ impl Connection {
             self.rcv.unacked_full += 1;
         }
         match self.cfg.delayed_ack {
-            Some(d) if self.rcv.unacked_full < 2 && self.rcv.quick == 0 => {
+            Some(d) if self.rcv.unacked_full < 2 && !self.rcv.quick_ack_due() => {
                 if self.rcv.ack < AckState::Delayed {
                     self.rcv.ack = AckState::Delayed;
                     self.timers.set(TimerKind::DelayedAck, now + d);

@@ -469,6 +469,9 @@ impl Connection {
             }
         }
         self.stats.bytes_out += len as u64;
+        if len > 0 {
+            self.rcv.on_data_sent(now, self.cfg.delayed_ack);
+        }
         if !self.timers.is_armed(TimerKind::Rto) {
             self.restart_rto(now);
         }

@@ -25,7 +25,7 @@ use crate::tcp::config::Config;
 use crate::tcp::recv::RecvBuffer;
 use crate::tcp::rtt::RttEstimator;
 use crate::tcp::send::SendBuffer;
-use crate::time::Instant;
+use crate::time::{Duration, Instant};
 use crate::wire::{SeqNumber, TcpOptions, TcpRepr};
 
 /// MSS assumed when the peer sends none (RFC 9293 3.7.1).
@@ -202,6 +202,9 @@ pub(super) struct RecvSpace {
     pub mss: usize,
     /// ACKs still to send at once in quick-ACK mode.
     pub quick: u32,
+    /// Interactive (Linux's ping-pong mode): the application answered data within the
+    /// delayed-ACK time, so its reply is likely to carry the next ACK; quick ACKs wait.
+    pub pingpong: bool,
     /// When in-order data last arrived.
     pub last_data: Option<Instant>,
 }
@@ -221,6 +224,7 @@ impl RecvSpace {
             unacked_full: 0,
             mss: usize::from(cfg.mss).min(DEFAULT_PEER_MSS.into()),
             quick: 0,
+            pingpong: false,
             last_data: None,
         }
     }
@@ -252,6 +256,24 @@ impl RecvSpace {
             self.quick = self.quick.max(n);
         }
         len >= self.mss
+    }
+
+    /// We sent data at `now`: an answer within the delayed-ACK time `ato` of the last data
+    /// received makes the connection interactive (Linux's `tcp_event_data_sent`).
+    #[inline]
+    pub fn on_data_sent(&mut self, now: Instant, ato: Option<Duration>) {
+        if let (Some(t), Some(ato)) = (self.last_data, ato) {
+            if now.saturating_since(t) < ato {
+                self.pingpong = true;
+            }
+        }
+    }
+
+    /// Whether the next in-order data is acknowledged at once by quick-ACK mode: quick ACKs
+    /// remain and the connection is not interactive (Linux's `tcp_in_quickack_mode`).
+    #[inline]
+    pub fn quick_ack_due(&self) -> bool {
+        self.quick > 0 && !self.pingpong
     }
 
     /// RCV.NXT: the next byte expected, and one more once the peer's FIN was consumed.

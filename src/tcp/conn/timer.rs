@@ -60,6 +60,9 @@ impl Connection {
             }
             TimerKind::DelayedAck => {
                 self.timers.clear(kind);
+                // the reply that was to carry the ACK did not come: no longer interactive
+                // (Linux's delayed-ACK timer leaves ping-pong mode)
+                self.rcv.pingpong = false;
                 self.rcv.ack = AckState::Now;
             }
             TimerKind::TailLossProbe => {
