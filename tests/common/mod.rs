@@ -5,6 +5,7 @@
 pub mod apps;
 pub mod rawtcp;
 pub mod testbed;
+pub mod veth;
 
 use std::net::{Ipv4Addr, SocketAddrV4};
 
