@@ -112,6 +112,11 @@ pub(crate) enum Command {
     Credit {
         token: u64,
     },
+    /// `TCP_INFO`: the connection's snapshot, `None` once it is gone.
+    Info {
+        token: u64,
+        reply: Sender<Option<tcp::TcpInfo>>,
+    },
 }
 
 /// Engine -> one socket's owner.
@@ -418,6 +423,14 @@ impl StackApp {
             }
             Command::Credit { token } => {
                 self.service(now, host, token);
+            }
+            Command::Info { token, reply } => {
+                let info = self
+                    .socks
+                    .get(&token)
+                    .and_then(|s| host.conn(s.conn))
+                    .map(|c| c.info());
+                let _ = reply.send(info);
             }
         }
     }
