@@ -26,8 +26,8 @@ use std::time::{Duration, Instant};
 use common::apps::{BulkClient, EchoServer, StreamOutcome};
 use common::testbed::{ok, require_environment, tshark_check, RemoveOnDrop, Testbed};
 use common::veth::{
-    assert_loss_seen_and_repaired, peer_resets, start, start_with, stop, wait_for, wait_ready,
-    ECHO_CLIENT, ECHO_SERVER,
+    assert_loss_seen_and_repaired, peer_resets, start, start_with, stop, terminate, wait_for,
+    wait_ready, ECHO_CLIENT, ECHO_SERVER,
 };
 use xdp_tcp::io::fault_bpf::{Direction, TcFaultProgram, TcFaultRates};
 use xdp_tcp::io::pcap::{PcapConfig, PcapTap};
@@ -430,7 +430,7 @@ fn stack_client_to_kernel_server(tag: &str, arp_owner: ArpOwner, conns: usize) {
     });
     let elapsed = started.elapsed();
     if counters.get(&counters.failed) > 0 {
-        let _ = server.kill();
+        terminate(&mut server);
     }
     std::thread::sleep(Duration::from_millis(100));
     let resets_after = peer_resets(&tb);

@@ -31,8 +31,8 @@ use std::time::{Duration, Instant};
 use common::apps::{BulkClient, EchoServer, StreamOutcome};
 use common::testbed::{ok, require_environment, RemoveOnDrop, Testbed};
 use common::veth::{
-    assert_loss_seen_and_repaired, start_with, stop, wait_for, wait_ready, XdpBacked, ECHO_CLIENT,
-    ECHO_SERVER,
+    assert_loss_seen_and_repaired, start_with, stop, terminate, wait_for, wait_ready, XdpBacked,
+    ECHO_CLIENT, ECHO_SERVER,
 };
 use xdp_tcp::engine::{App, Engine};
 use xdp_tcp::host::ConnId;
@@ -356,7 +356,7 @@ fn stack_clients_through_a_router_to_kernel_echo_server() {
     }
     let elapsed = started.elapsed();
     if counters.get(&counters.finished) < CONNS as u64 || counters.get(&counters.failed) > 0 {
-        let _ = server.kill();
+        terminate(&mut server);
         let engine = run.threads.stop().pop().unwrap().expect("the engine");
         let outcomes = engine.app().outcomes();
         let bad: Vec<_> = outcomes

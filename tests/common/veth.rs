@@ -400,3 +400,14 @@ pub fn assert_loss_seen_and_repaired(
         "duplicates came in but no D-SACK went out: {stack:?}"
     );
 }
+
+/// Stops a command started under `timeout` (as [`Testbed::python`] and [`Testbed::in_ns_for`]
+/// start them) with SIGTERM, which `timeout` passes on to the command, and reaps it. A SIGKILL
+/// (`Child::kill`) would end `timeout` alone and leave the command running.
+pub fn terminate(child: &mut Child) {
+    if let Ok(None) = child.try_wait() {
+        // SAFETY: kill(2) on the pid of a child we spawned and have not reaped.
+        unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    }
+    let _ = child.wait();
+}
