@@ -302,7 +302,9 @@ fn step(f: &mut Flow, data: &[u8], buf: &mut [u8]) -> std::io::Result<bool> {
     }
 }
 
-/// The peer's echo connections as `ss -tin` shows them (windows, retransmissions, queues).
+/// The peer's echo connections as `ss -tin` shows them (windows, retransmissions, queues), and
+/// how many of the stack's segments it dropped as beyond its window (`BeyondWindow`: Linux drops
+/// a segment ending past its window whole, ACK field included, unless its receive queue is empty).
 fn peer_sockets(tb: &Testbed) -> String {
     let out = tb
         .in_ns(
@@ -311,7 +313,11 @@ fn peer_sockets(tb: &Testbed) -> String {
         )
         .output()
         .unwrap();
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    let beyond = tb.tcp_ext("ns_peer").get("BeyondWindow").copied();
+    format!(
+        "BeyondWindow {beyond:?}\n{}",
+        String::from_utf8_lossy(&out.stdout)
+    )
 }
 
 #[test]
@@ -409,6 +415,10 @@ fn two_hundred_streams_from_eight_threads_echo_byte_exact_under_loss() {
     let egress = fault.stats(Direction::Egress).unwrap();
     assert_eq!(ingress.dropped, 0);
     assert_loss_seen_and_repaired(peer_retrans, &ingress, &egress, &totals);
+    eprintln!(
+        "the peer dropped {:?} of the stack's segments as beyond its window",
+        tb.tcp_ext("ns_peer").get("BeyondWindow")
+    );
     let deadline = Instant::now() + Duration::from_secs(10);
     while server.counters.finished.load(Relaxed) < (ROUNDS * STREAMS) as u64
         && Instant::now() < deadline

@@ -93,11 +93,24 @@ impl Testbed {
     /// One group of the namespace's /proc/net/snmp counters: `Ip`, `Icmp`, `IcmpMsg`, `Tcp`...
     /// (a counter the kernel has not printed yet, like `IcmpMsg`'s `OutType3`, is absent).
     pub fn snmp(&self, ns_key: &str, group: &str) -> std::collections::HashMap<String, u64> {
+        self.proc_counters(ns_key, "/proc/net/snmp", group)
+    }
+
+    /// Linux's extended TCP counters (`TcpExt` of /proc/net/netstat): `BeyondWindow`,
+    /// `TCPSackRecovery`, ...
+    pub fn tcp_ext(&self, ns_key: &str) -> std::collections::HashMap<String, u64> {
+        self.proc_counters(ns_key, "/proc/net/netstat", "TcpExt")
+    }
+
+    fn proc_counters(
+        &self,
+        ns_key: &str,
+        file: &str,
+        group: &str,
+    ) -> std::collections::HashMap<String, u64> {
         let text = ok(
-            self.in_ns_for(5, ns_key, &["cat", "/proc/net/snmp"])
-                .output()
-                .unwrap(),
-            "read /proc/net/snmp",
+            self.in_ns_for(5, ns_key, &["cat", file]).output().unwrap(),
+            "read the kernel's counters",
         );
         let prefix = format!("{group}:");
         let mut lines = text.lines().filter(|l| l.starts_with(&prefix));
