@@ -6,9 +6,10 @@
 //!
 //! The echo server is Rust threads in the peer's namespace (one per connection, every read and
 //! write bounded by a timeout) on sockets with small buffers ([`PEER_BUFFER`]), so its window
-//! limits the stack's sending and closes whenever it waits to write. Each round the test's thread opens the 200 streams (a `Stack` is
-//! not `Sync`) and hands 25 to each of 8 threads, which drive them without blocking; a
-//! stream that has not finished when the round's deadline passes has stalled: the test fails
+//! limits the stack's sending and closes whenever it waits to write. Each round the test's
+//! thread opens the 200 streams (a `Stack` is not `Sync`) and hands 25 to each of 8 threads,
+//! which drive them without blocking; a stream that has not finished when the round's deadline
+//! passes has stalled: the test fails
 //! naming every such stream, how far it got, and the connection's `TcpInfo` from its engine, with
 //! the peer's view of its connections (`ss -tin`). After the rounds: the loss was real and
 //! repaired (issue 11, acceptance 0), and no frame went over the link's MTU (the veth's
