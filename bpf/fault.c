@@ -2,7 +2,7 @@
 //
 // tc-BPF fault injector for xdp-tcp tests: there is no netem on the test machines, so loss (and
 // duplication) on a real link comes from this program, attached to the kernel peer's veth at
-// tcx ingress and egress (or, with `tc`, as a clsact direct-action filter).
+// tcx ingress and egress.
 //
 // Only IPv4 TCP is touched; ARP, ICMP and everything else pass and are counted as `other`.
 // Per direction (index 0 = ingress, 1 = egress) a TCP frame is dropped with probability
@@ -10,6 +10,19 @@
 // the same hook direction (bpf_clone_redirect). The clone carries DUP_MARK in skb->mark so that
 // when it comes through this program again it passes untouched (counted as `clones_seen`)
 // instead of being dropped or cloned again; the original's mark is restored.
+//
+// A drop must look like loss on the wire: the sender must not learn of it. At ingress TC_ACT_SHOT
+// does that (the sender is on the other end of the link). At egress it does not: the kernel
+// reports TC_ACT_SHOT to the sending socket as NET_XMIT_DROP, and TCP then treats the segment as
+// never sent and sends it again at its next chance, without a retransmission, so the receiver
+// never sees a gap. TC_ACT_STOLEN, which classic tc reports as success, is no verdict for tcx
+// programs: tcx_action_code() turns it into TCX_NEXT and the frame goes out. So an egress drop
+// returns TC_ACT_REDIRECT towards ifindex 0, which never names a device: skb_do_redirect() frees
+// the frame and sch_handle_egress() reports NET_XMIT_SUCCESS whatever the redirect did. The
+// sender believes the frame left; it must find the loss and retransmit (TcpRetransSegs rises).
+//
+// `dropped_seq` counts the dropped frames that occupy sequence space (payload, SYN or FIN): each
+// one is a segment the sender has to retransmit, which tests compare with its TcpRetransSegs.
 //
 // The layouts of fault_config and fault_stats are mirrored in src/io/fault_bpf.rs; change both
 // together. Kernel TCP builds GSO packets even with gso off on the device, and they are split
@@ -20,6 +33,7 @@
 #include <linux/if_ether.h>
 #include <linux/in.h>
 #include <linux/ip.h>
+#include <linux/tcp.h>
 #include <linux/pkt_cls.h>
 #include <stddef.h>
 #include <bpf/bpf_helpers.h>
@@ -44,6 +58,7 @@ struct fault_stats {
 	__u64 other;        /* not IPv4 TCP: passed untouched */
 	__u64 super_frames; /* TCP frames that were GSO packets of several segments (also counted
 			     * above): non-zero means faults hit bursts, not wire frames */
+	__u64 dropped_seq;  /* dropped frames with payload, SYN or FIN (also in `dropped`) */
 };
 
 struct {
@@ -72,6 +87,33 @@ static __always_inline int is_ipv4_tcp(struct __sk_buff *skb)
 	return proto == IPPROTO_TCP;
 }
 
+/* Whether an IPv4 TCP frame occupies sequence space: payload, SYN or FIN. */
+static __always_inline int carries_sequence(struct __sk_buff *skb)
+{
+	struct iphdr ip;
+	struct tcphdr tcp;
+	__u32 ihl, doff, len;
+
+	if (bpf_skb_load_bytes(skb, ETH_HLEN, &ip, sizeof(ip)))
+		return 0;
+	ihl = ip.ihl * 4;
+	if (bpf_skb_load_bytes(skb, ETH_HLEN + ihl, &tcp, sizeof(tcp)))
+		return 0;
+	if (tcp.syn || tcp.fin)
+		return 1;
+	doff = tcp.doff * 4;
+	len = bpf_ntohs(ip.tot_len);
+	return len > ihl + doff;
+}
+
+/* The egress drop the sender cannot see (see the top of this file). */
+static __always_inline int drop_silently(int egress)
+{
+	if (!egress)
+		return TC_ACT_SHOT;
+	return bpf_redirect(0, 0);
+}
+
 static __always_inline int fault(struct __sk_buff *skb, __u32 dir, __u64 redirect_flags)
 {
 	struct fault_config *cfg = bpf_map_lookup_elem(&fault_cfg, &dir);
@@ -93,7 +135,9 @@ static __always_inline int fault(struct __sk_buff *skb, __u32 dir, __u64 redirec
 		st->super_frames++;
 	if ((__u64)bpf_get_prandom_u32() < cfg->drop_thresh) {
 		st->dropped++;
-		return TC_ACT_SHOT;
+		if (carries_sequence(skb))
+			st->dropped_seq++;
+		return drop_silently(dir == DIR_EGRESS);
 	}
 	if ((__u64)bpf_get_prandom_u32() < cfg->dup_thresh) {
 		mark = skb->mark;

@@ -159,6 +159,47 @@ fn reset_is_econnreset_once_then_eof_and_epipe() {
     assert!(a.take_error().unwrap().is_none());
 }
 
+/// `TCP_INFO`: the engine's snapshot of the connection, its counters moving with the bytes
+/// written; after a reset, as in Linux, the state is CLOSED until the socket is dropped.
+#[test]
+fn tcp_info_snapshots_the_connection_until_it_is_gone() {
+    let (c, s, _link) = stacks();
+    let l = TcpListener::bind(&s, 7).unwrap();
+    let (mut a, mut b) = connected(&c, &l);
+    timeout(&mut a);
+    timeout(&mut b);
+    let info = a.tcp_info().unwrap();
+    assert_eq!(info.state, xdp_tcp::tcp::State::Established);
+    assert_eq!(info.stats.bytes_out, 0);
+    assert!(info.mss > 0 && info.cwnd > 0, "{info:?}");
+    a.write_all(&[7; 3000]).unwrap();
+    let mut got = [0u8; 3000];
+    b.read_exact(&mut got).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let info = loop {
+        let info = a.tcp_info().unwrap();
+        if info.stats.bytes_acked == 3000 {
+            break info;
+        }
+        assert!(Instant::now() < deadline, "never acknowledged: {info:?}");
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    assert_eq!(info.stats.bytes_out, 3000);
+    assert_eq!(info.bytes_in_flight, 0);
+    assert_eq!(b.tcp_info().unwrap().stats.bytes_in, 3000);
+    // unread bytes at close: RST
+    a.write_all(b"x").unwrap();
+    b.peek(&mut [0]).unwrap();
+    drop(b);
+    let e = a.read(&mut [0; 4]).unwrap_err();
+    assert_eq!(e.raw_os_error(), Some(libc::ECONNRESET));
+    let info = a.tcp_info().unwrap();
+    assert_eq!(
+        (info.state, info.stats.rst_in),
+        (xdp_tcp::tcp::State::Closed, 1)
+    );
+}
+
 #[test]
 fn take_error_reports_the_reset_once() {
     let (c, s, _link) = stacks();

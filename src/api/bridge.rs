@@ -239,6 +239,14 @@ impl StackApp {
             Command::Credit { token } => {
                 self.service(host, token);
             }
+            Command::Info { token, reply } => {
+                let info = self
+                    .socks
+                    .get(&token)
+                    .and_then(|s| host.conn(s.conn))
+                    .map(|c| c.info());
+                let _ = reply.send(info);
+            }
         }
     }
 

@@ -208,6 +208,11 @@ pub(crate) enum Command {
     Credit {
         token: u64,
     },
+    /// `TCP_INFO`: the connection's snapshot, `None` once it is gone.
+    Info {
+        token: u64,
+        reply: Sender<Option<tcp::TcpInfo>>,
+    },
 }
 
 /// Engine -> one socket's owner.

@@ -563,6 +563,24 @@ impl TcpStream {
         Ok(SocketAddr::V4(self.local))
     }
 
+    /// `TCP_INFO`: a snapshot of the connection from its engine (state, RTT and RTO, windows,
+    /// bytes in flight, counters). As in Linux, a reset connection reports state CLOSED until
+    /// the stream is dropped. Waits for the engine's answer, at most a second (`ETIMEDOUT`);
+    /// `ENOTCONN` if the engine no longer has the connection (the stack shut it down).
+    pub fn tcp_info(&self) -> io::Result<tcp::TcpInfo> {
+        let (reply, answer) = crossbeam::channel::bounded(1);
+        let token = self.token;
+        if !self.engine.send(Command::Info { token, reply }) {
+            return Err(to_io(tcp::Error::Aborted));
+        }
+        match answer.recv_timeout(Duration::from_secs(1)) {
+            Ok(Some(info)) => Ok(info),
+            Ok(None) => Err(not_connected()),
+            Err(RecvTimeoutError::Timeout) => Err(to_io(tcp::Error::TimedOut)),
+            Err(RecvTimeoutError::Disconnected) => Err(to_io(tcp::Error::Aborted)),
+        }
+    }
+
     /// `SO_ERROR`: the pending error, cleared by reading it (the socket is dead after).
     pub fn take_error(&mut self) -> io::Result<Option<io::Error>> {
         self.pump();

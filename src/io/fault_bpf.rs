@@ -7,6 +7,17 @@
 //! acts on the peer's traffic in both directions without touching the stack's own XDP program.
 //! Only IPv4 TCP frames are dropped or duplicated; ARP, ICMP and the rest pass and are counted as
 //! [`TcFaultStats::other`]. Rates can change at any time ([`TcFaultProgram::set_rates`]).
+//!
+//! Drops are silent, like loss on a wire: the sender is never told. At ingress the program
+//! returns `TC_ACT_SHOT` (the sender is at the other end of the link). At egress it cannot: the
+//! kernel reports `TC_ACT_SHOT` there to the sending socket as `NET_XMIT_DROP`, and Linux TCP then
+//! counts the segment as not sent and sends it again at once, so the receiver never sees a gap;
+//! `TC_ACT_STOLEN` is no verdict for tcx programs (the kernel runs the next program, and the frame
+//! leaves). The egress drop is a redirect to ifindex 0, which names no device: the kernel frees
+//! the frame and reports success to the sender, which has to find the loss and retransmit. Each
+//! dropped frame that occupies sequence space (payload, SYN or FIN) is counted in
+//! [`TcFaultStats::dropped_seq`]: the kernel peer's `TcpRetransSegs` (`/proc/net/snmp` of its
+//! namespace) must rise by about as much.
 //! Offloads: kernel TCP builds GSO packets even with `gso off`, and they are split into wire
 //! frames only after the egress hook, so at egress one "frame" would be a burst of segments. The
 //! testbed sets `gso_max_segs 1` on the device, which makes TCP build one segment per packet;
@@ -97,6 +108,9 @@ pub struct TcFaultStats {
     /// TCP frames that were GSO packets of several segments (also counted in `passed` or
     /// `dropped`): non-zero means faults hit bursts, not wire frames (see the module docs).
     pub super_frames: u64,
+    /// Dropped frames that occupy sequence space (payload, SYN or FIN; also counted in
+    /// `dropped`): each is a segment the sender must retransmit.
+    pub dropped_seq: u64,
 }
 
 impl TcFaultStats {
@@ -106,8 +120,8 @@ impl TcFaultStats {
     }
 
     fn add(&mut self, other: &TcFaultStats) {
-        let a: &mut [u64; 7] = bytemuck::cast_mut(self);
-        let b: &[u64; 7] = bytemuck::cast_ref(other);
+        let a: &mut [u64; 8] = bytemuck::cast_mut(self);
+        let b: &[u64; 8] = bytemuck::cast_ref(other);
         for (x, y) in a.iter_mut().zip(b) {
             *x += y;
         }
@@ -325,7 +339,7 @@ mod tests {
     fn embedded_object_matches_rust_layouts() {
         check_fault_object().unwrap();
         assert_eq!(std::mem::size_of::<RawFaultConfig>(), 16);
-        assert_eq!(std::mem::size_of::<TcFaultStats>(), 56);
+        assert_eq!(std::mem::size_of::<TcFaultStats>(), 64);
     }
 
     #[test]

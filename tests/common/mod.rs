@@ -7,3 +7,4 @@ pub mod apps;
 pub mod rawtcp;
 pub mod sim_pair;
 pub mod testbed;
+pub mod veth;

@@ -12,7 +12,7 @@ use std::process::{Command, Output};
 use xdp_tcp::engine::cores::enter_netns;
 
 /// `deploy/testbed.sh`, found from whichever crate of the workspace includes this file.
-pub use xdp_tcp_testbed::SCRIPT;
+pub use xdp_tcp_testbed::{Topology, SCRIPT};
 
 /// Fails (never skips) unless we are root and every tool in `tools` is on the PATH.
 pub fn require_environment(tools: &[&str]) {
@@ -40,9 +40,19 @@ pub struct Testbed(xdp_tcp_testbed::Testbed);
 impl Testbed {
     /// `tag` (a few letters) plus the pid names it, so concurrent runs do not collide.
     pub fn up(tag: &str) -> Testbed {
+        Self::up_with(tag, Topology::Direct)
+    }
+
+    /// A router namespace (`ns_router`, forwarding) between the stack's end and the peer, whose
+    /// link has MTU `path_mtu`: `ip_peer` is one hop away, through `ip_router`.
+    pub fn up_routed(tag: &str, path_mtu: u32) -> Testbed {
+        Self::up_with(tag, Topology::Routed { path_mtu })
+    }
+
+    fn up_with(tag: &str, topology: Topology) -> Testbed {
         let name = format!("xt{tag}{}", std::process::id() % 100_000);
         Testbed(
-            xdp_tcp_testbed::Testbed::up(std::path::Path::new(SCRIPT), &name)
+            xdp_tcp_testbed::Testbed::up_with(std::path::Path::new(SCRIPT), &name, topology)
                 .unwrap_or_else(|e| panic!("testbed.sh up failed: {e}")),
         )
     }
@@ -65,7 +75,7 @@ impl Testbed {
         m
     }
 
-    /// `/run/netns/<ns>` for `ns_key` ("ns_stack" or "ns_peer").
+    /// `/run/netns/<ns>` for `ns_key` ("ns_stack", "ns_peer", "ns_router").
     pub fn netns_path(&self, ns_key: &str) -> PathBuf {
         PathBuf::from(format!("/run/netns/{}", self.get(ns_key)))
     }
@@ -75,17 +85,38 @@ impl Testbed {
         self.in_ns_for(10, ns_key, args)
     }
 
-    /// `python3 -c script args...` in `ns_key`, bounded by `secs` seconds.
     /// The namespace's TCP counters from /proc/net/snmp (RetransSegs, EstabResets, ...).
     pub fn tcp_snmp(&self, ns_key: &str) -> std::collections::HashMap<String, u64> {
+        self.snmp(ns_key, "Tcp")
+    }
+
+    /// One group of the namespace's /proc/net/snmp counters: `Ip`, `Icmp`, `IcmpMsg`, `Tcp`...
+    /// (a counter the kernel has not printed yet, like `IcmpMsg`'s `OutType3`, is absent).
+    pub fn snmp(&self, ns_key: &str, group: &str) -> std::collections::HashMap<String, u64> {
+        self.proc_counters(ns_key, "/proc/net/snmp", group)
+    }
+
+    /// Linux's extended TCP counters (`TcpExt` of /proc/net/netstat): `BeyondWindow`,
+    /// `TCPSackRecovery`, ...
+    pub fn tcp_ext(&self, ns_key: &str) -> std::collections::HashMap<String, u64> {
+        self.proc_counters(ns_key, "/proc/net/netstat", "TcpExt")
+    }
+
+    fn proc_counters(
+        &self,
+        ns_key: &str,
+        file: &str,
+        group: &str,
+    ) -> std::collections::HashMap<String, u64> {
         let text = ok(
-            self.in_ns_for(5, ns_key, &["cat", "/proc/net/snmp"])
-                .output()
-                .unwrap(),
-            "read /proc/net/snmp",
+            self.in_ns_for(5, ns_key, &["cat", file]).output().unwrap(),
+            "read the kernel's counters",
         );
-        let mut lines = text.lines().filter(|l| l.starts_with("Tcp:"));
-        let (names, values) = (lines.next().unwrap(), lines.next().unwrap());
+        let prefix = format!("{group}:");
+        let mut lines = text.lines().filter(|l| l.starts_with(&prefix));
+        let (Some(names), Some(values)) = (lines.next(), lines.next()) else {
+            return Default::default();
+        };
         names
             .split_whitespace()
             .zip(values.split_whitespace())
@@ -94,10 +125,24 @@ impl Testbed {
             .collect()
     }
 
+    /// A counter of the interface `if_key` names, in namespace `ns_key`
+    /// (`/sys/class/net/IF/statistics/NAME`: `tx_dropped`, `rx_packets`, ...).
+    pub fn link_stat(&self, ns_key: &str, if_key: &str, name: &str) -> u64 {
+        let path = format!("/sys/class/net/{}/statistics/{name}", self.get(if_key));
+        ok(
+            self.in_ns_for(5, ns_key, &["cat", &path]).output().unwrap(),
+            "read an interface counter",
+        )
+        .trim()
+        .parse()
+        .unwrap()
+    }
+
     pub fn name(&self) -> &str {
         self.0.name()
     }
 
+    /// `python3 -c script args...` in `ns_key`, bounded by `secs` seconds.
     pub fn python(&self, secs: u32, ns_key: &str, script: &str, args: &[&str]) -> Command {
         let mut argv = vec!["python3", "-c", script];
         argv.extend_from_slice(args);
@@ -125,7 +170,6 @@ pub fn in_netns<T: Send + 'static>(ns: &str, f: impl FnOnce() -> T + Send + 'sta
     .unwrap_or_else(|e| std::panic::resume_unwind(e))
 }
 
-/// The command's stdout, after asserting it succeeded.
 /// Reads a capture with tshark, IP and TCP checksum validation on: returns (frames, the lines
 /// tshark prints for frames `sender` sent with a bad checksum, or for any malformed packet).
 ///
@@ -170,6 +214,7 @@ impl Drop for RemoveOnDrop {
     }
 }
 
+/// The command's stdout, after asserting it succeeded.
 pub fn ok(out: Output, what: &str) -> String {
     assert!(
         out.status.success(),

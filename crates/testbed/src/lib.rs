@@ -4,6 +4,8 @@
 //! [`Testbed::up`] runs `testbed.sh up NAME` and keeps the `key=value` lines it prints
 //! (`ns_stack`, `ns_peer`, `if_stack`, `if_peer`, `ip_stack`, ...); dropping the guard runs
 //! `testbed.sh down NAME`, also when a test panics, so a testbed never outlives its user.
+//! [`Testbed::up_with`] chooses the [`Topology`]: a router namespace between the two ends
+//! (`--router MTU`) adds `ns_router`, `ip_router`, `path_mtu` and the router's other keys.
 //! Needs root (network namespaces, veth). No dependencies beyond `std`, so the library can take
 //! it as a dev-dependency without the harness's.
 
@@ -15,6 +17,27 @@ use std::process::Command;
 /// `deploy/testbed.sh` of this workspace, for code that may run from any directory (tests).
 pub const SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../deploy/testbed.sh");
 
+/// How `testbed.sh up` lays the testbed out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Topology {
+    /// One veth pair: the stack's end and the kernel peer on one subnet.
+    #[default]
+    Direct,
+    /// A forwarding router namespace between them; the peer's link has MTU `path_mtu` while the
+    /// stack's stays at 1500, so the router answers bigger packets with ICMP Fragmentation Needed.
+    Routed { path_mtu: u32 },
+}
+
+impl Topology {
+    /// The options of `testbed.sh up NAME` for this layout.
+    fn args(self) -> Vec<String> {
+        match self {
+            Topology::Direct => Vec::new(),
+            Topology::Routed { path_mtu } => vec!["--router".into(), path_mtu.to_string()],
+        }
+    }
+}
+
 /// The veth testbed, removed on drop.
 pub struct Testbed {
     script: PathBuf,
@@ -25,7 +48,15 @@ pub struct Testbed {
 impl Testbed {
     /// Brings up testbed `name` with `script` (`testbed.sh`); the error carries its stderr.
     pub fn up(script: &Path, name: &str) -> io::Result<Testbed> {
-        let out = Command::new(script).args(["up", name]).output()?;
+        Self::up_with(script, name, Topology::Direct)
+    }
+
+    /// [`Testbed::up`] in the given layout. `down` removes whatever layout `name` has.
+    pub fn up_with(script: &Path, name: &str, topology: Topology) -> io::Result<Testbed> {
+        let out = Command::new(script)
+            .args(["up", name])
+            .args(topology.args())
+            .output()?;
         let mut tb = Testbed {
             script: script.to_path_buf(),
             name: name.to_string(),
@@ -59,7 +90,7 @@ impl Testbed {
         &self.name
     }
 
-    /// Runs a command inside namespace `ns_key` (`ns_stack` or `ns_peer`).
+    /// Runs a command inside namespace `ns_key` (`ns_stack`, `ns_peer`, `ns_router`).
     pub fn exec(&self, ns_key: &str, args: &[&str]) -> io::Result<()> {
         let ns = self.get(ns_key)?;
         let out = Command::new("ip")
@@ -104,6 +135,15 @@ mod tests {
         assert_eq!(kv["ns_stack"], "xt1-stack");
         assert_eq!(kv["ip_stack"], "10.1.0.1");
         assert_eq!(kv["mac"], "a=b");
+    }
+
+    #[test]
+    fn routed_layout_passes_the_path_mtu() {
+        assert!(Topology::Direct.args().is_empty());
+        assert_eq!(
+            Topology::Routed { path_mtu: 1400 }.args(),
+            ["--router", "1400"]
+        );
     }
 
     #[test]
