@@ -139,7 +139,10 @@ fn tc_fault_drops_kernel_tcp_at_the_configured_rate() {
     require_environment(&[]);
     let tb = Testbed::up("drp");
     let prog = load_on_peer(&tb);
-    const P: f64 = 0.2;
+    // 10%: at 20% each way one kernel-to-kernel run in about 25 took over 60 s here (a SYN, FIN
+    // or retransmission lost again and again behind exponential backoff; the kernel's tail, not
+    // the program's); the rate check is the same 5-sigma test at any rate.
+    const P: f64 = 0.1;
     for dir in [Direction::Ingress, Direction::Egress] {
         prog.set_rates(
             dir,
