@@ -38,6 +38,10 @@ struct Rig {
     cut: Rc<Cell<bool>>,
     /// Drop RSTs from the server.
     drop_rst: Rc<Cell<bool>>,
+    /// Drop everything to the client (the server's answers), not what the client sends.
+    deaf: Rc<Cell<bool>>,
+    /// RSTs that reached the server.
+    rst_to_server: Rc<Cell<u32>>,
     /// When the client last received a segment.
     last_rx: Instant,
     /// Times at which the client sent each keep-alive probe.
@@ -51,25 +55,26 @@ impl Rig {
     fn new() -> Rig {
         let cut = Rc::new(Cell::new(false));
         let drop_rst = Rc::new(Cell::new(false));
-        let k = cut.clone();
-        let (k2, r) = (cut.clone(), drop_rst.clone());
+        let deaf = Rc::new(Cell::new(false));
+        let rst_to_server = Rc::new(Cell::new(0));
+        let (k, rsts) = (cut.clone(), rst_to_server.clone());
+        let (k2, r, d) = (cut.clone(), drop_rst.clone(), deaf.clone());
         let mut pair = Pair::builder(Default::default())
             .server(|h| h.tcp.isn_secret ^= 0x77)
             .link(LinkConfig::ideal(RTT_HALF))
             .seed(3)
-            .filter_to_server(move |_: &[u8]| {
+            .filter_to_server(move |f: &[u8]| {
                 if k.get() {
                     Verdict::Drop
                 } else {
+                    if is_rst(f) {
+                        rsts.set(rsts.get() + 1);
+                    }
                     Verdict::Pass
                 }
             })
             .filter_to_client(move |f: &[u8]| {
-                let rst = Ipv4Packet::new_checked(f)
-                    .ok()
-                    .and_then(|ip| TcpPacket::new_checked(ip.payload()).ok())
-                    .is_some_and(|t| t.flags().rst());
-                if k2.get() || (rst && r.get()) {
+                if k2.get() || d.get() || (is_rst(f) && r.get()) {
                     Verdict::Drop
                 } else {
                     Verdict::Pass
@@ -89,6 +94,8 @@ impl Rig {
             server,
             cut,
             drop_rst,
+            deaf,
+            rst_to_server,
             last_rx: now,
             probes: Vec::new(),
             stats: ConnStats::default(),
@@ -154,6 +161,14 @@ impl Rig {
             .with_conn(self.client, |c| c.take_error())
             .flatten()
     }
+}
+
+/// Whether the IPv4 frame `f` carries a TCP RST.
+fn is_rst(f: &[u8]) -> bool {
+    Ipv4Packet::new_checked(f)
+        .ok()
+        .and_then(|ip| TcpPacket::new_checked(ip.payload()).ok())
+        .is_some_and(|t| t.flags().rst())
 }
 
 const RTT_HALF: Duration = Duration::from_millis(5);
@@ -330,4 +345,45 @@ fn icmp_unreachable_on_a_healthy_connection_is_a_soft_error() {
     r.net.host(r.c).handle_ipv4(now, &frame);
     assert_eq!(r.take_error(), None);
     assert_eq!(r.conn_stats().unwrap().icmp_errors, 1);
+}
+
+#[test]
+fn timeout_behind_a_path_that_loses_the_answers_resets_the_peer() {
+    // the server is alive and answers every probe, but its answers are lost on the way back:
+    // the client gives up as Linux does, with an RST the server does receive
+    // (tcp_keepalive_timer: tcp_send_active_reset, then tcp_write_err)
+    let mut r = Rig::new();
+    r.deaf.set(true);
+    let last = r.last_rx;
+    r.run(Duration::from_secs(60));
+    let (at, e) = r.error.expect("the client gave up");
+    assert_eq!(e, Error::TimedOut);
+    assert_near(
+        at,
+        last + KA.idle + KA.interval.saturating_mul(3),
+        "timeout",
+    );
+    assert_eq!(r.probes.len(), 3);
+    assert_eq!(r.stats.rst_out, 1, "one RST from the client");
+    // let the RST cross
+    r.net.flush();
+    let end = r.net.now() + Duration::from_millis(50);
+    while let Some(t) = r.net.next_event().filter(|&t| t <= end) {
+        r.net.advance_to(t);
+        r.net.flush();
+    }
+    assert_eq!(r.rst_to_server.get(), 1);
+    let mut server_events = Vec::new();
+    while let Some((id, ev)) = r.net.host(r.s).poll_event() {
+        if id == r.server {
+            server_events.push(ev);
+        }
+    }
+    assert!(
+        server_events.contains(&Event::Error(Error::Reset)),
+        "the server learnt of the reset: {server_events:?}"
+    );
+    let server = r.net.host_ref(r.s).conn(r.server).unwrap();
+    assert_eq!(server.state(), State::Closed);
+    assert_eq!(server.stats().rst_in, 1);
 }

@@ -1359,24 +1359,25 @@ mod established {
         t.at(1400)
             .inject(seg!(< ., seq IRS + 1, ack ISS + 1001, win 0))
             .expect_nothing();
-        // the window stays shut: probe again, backing off
-        t.fire(2300)
+        // the window stays shut: probe again, the interval doubled per probe (Linux's
+        // tcp_probe0_when: 1 s, 2 s, 4 s...)
+        t.fire(3300)
             .expect(seg!(> P., seq ISS + 1001, ack IRS + 1, win 65535, data &data[1000..1001]))
             .expect_nothing();
-        assert_eq!(t.deadline(), Some(ms(4300)));
-        t.at(2400)
+        assert_eq!(t.deadline(), Some(ms(7300)));
+        t.at(3400)
             .inject(seg!(< ., seq IRS + 1, ack ISS + 1001, win 0))
             .expect_nothing();
         // the window opens: sending resumes at the byte the probe carried
-        t.at(2500)
+        t.at(3500)
             .inject(seg!(< ., seq IRS + 1, ack ISS + 1001, win 2000))
             .expect(seg!(> ., seq ISS + 1001, ack IRS + 1, win 65535, data &data[1000..2460]))
             .expect_nothing();
-        t.at(2600)
+        t.at(3600)
             .inject(seg!(< ., seq IRS + 1, ack ISS + 2461, win 2000))
             .expect(seg!(> P., seq ISS + 2461, ack IRS + 1, win 65535, data &data[2460..]))
             .expect_nothing();
-        assert_eq!(t.deadline(), Some(ms(3600)));
+        assert_eq!(t.deadline(), Some(ms(4600)));
         assert_eq!(t.state(), State::Established);
     }
 
@@ -1397,7 +1398,7 @@ mod established {
             .expect_nothing();
         let probe = seg!(> P., seq ISS + 1001, ack IRS + 1, win 65535, data &data[1000..1001]);
         let mut at = 1300;
-        for backoff in 0..6 {
+        for backoff in 1..7 {
             t.fire(at).expect(probe).expect_nothing();
             t.at(at + 50)
                 .inject(seg!(< ., seq IRS + 1, ack ISS + 1001, win 0));
@@ -1422,9 +1423,9 @@ mod established {
             .inject(seg!(< ., seq IRS + 1, ack ISS + 1001, win 0))
             .expect_nothing();
         t.fire(1300).next().unwrap();
-        t.fire(2300).next().unwrap();
-        t.fire(4300).next().unwrap();
-        t.fire(8300).expect_nothing();
+        t.fire(3300).next().unwrap();
+        t.fire(7300).next().unwrap();
+        t.fire(15300).expect_nothing();
         assert_eq!(t.state(), State::Closed);
         assert_eq!(t.c.take_error(), Some(Error::TimedOut));
     }
@@ -2575,6 +2576,10 @@ mod congestion {
 /// An RST received in each state, as one table.
 #[path = "tcp_states/rst.rs"]
 mod rst;
+
+/// Giving up as Linux does: keep-alive timeout, data after close, backed-off window probes.
+#[path = "tcp_states/given_up.rs"]
+mod given_up;
 
 /// RFC 6298 on scripted RTT samples: each ACK arrives a chosen time after the segment it
 /// acknowledges, and SRTT, RTTVAR and RTO must equal the values worked out by hand (all exact in

@@ -29,6 +29,7 @@ use common::veth::{
     assert_loss_seen_and_repaired, peer_resets, start, start_with, stop, terminate, wait_for,
     wait_ready, ECHO_CLIENT, ECHO_SERVER,
 };
+use xdp_tcp::host::DropReason;
 use xdp_tcp::io::fault_bpf::{Direction, TcFaultProgram, TcFaultRates};
 use xdp_tcp::io::pcap::{PcapConfig, PcapTap};
 use xdp_tcp::neigh::ArpOwner;
@@ -121,6 +122,8 @@ fn kernel_clients_to_stack_echo_server() {
     let stack = tb.get("ip_stack").to_string();
     let port = ECHO_PORT.to_string();
     let resets_before = peer_resets(&tb);
+    let aborts_before = peer_aborts(&tb);
+    let peer_retrans_before = tb.tcp_snmp("ns_peer")["RetransSegs"];
     let _capture = Capture::start(&tb, "echo");
 
     // 100 concurrent connections x 1 MiB, echoed byte-exact.
@@ -258,6 +261,8 @@ fn kernel_clients_to_stack_echo_server() {
     // Final ACKs of the last closes; a lost one costs a FIN retransmission (RTO 200 ms, doubling).
     std::thread::sleep(Duration::from_millis(1000));
     let resets_after = peer_resets(&tb);
+    let aborts_after = peer_aborts(&tb);
+    let peer_retrans = tb.tcp_snmp("ns_peer")["RetransSegs"] - peer_retrans_before;
     let prog = Arc::clone(&run.prog);
     let mut engine = stop(&tb, run);
     let tap = engine.io().stats();
@@ -279,19 +284,48 @@ fn kernel_clients_to_stack_echo_server() {
         resets_after, resets_before,
         "the kernel counted resets (EstabResets, OutRsts)"
     );
+    assert_eq!(
+        aborts_after, aborts_before,
+        "the kernel aborted connections (TcpExt TCPAbortOn*)"
+    );
     assert_eq!(counters.get(&counters.errors), 0);
     assert_eq!(counters.get(&counters.accepted), CONNS as u64 + 3);
     // Passive closes: LAST-ACK then CLOSED, so every connection is gone.
     let hs = engine.host().stats();
     assert_eq!(engine.host().conn_count(), 0, "connections left: {hs:?}");
     assert_eq!(hs.conns_freed, hs.conns_accepted);
-    assert_eq!(hs.rst_sent_no_conn, 0);
+    // No connection of ours was reset. An RST the stack sends is legitimate only as the answer
+    // to a duplicate on a 4-tuple already closed both ways: under load the kernel's FIN timer
+    // can fire before our ACK arrives, and its retransmitted FIN (or its ACK of a FIN we
+    // retransmitted) can come after our side closed: the host answers it with RST once the
+    // connection is freed (`rst_sent_no_conn`), the connection itself while still in CLOSED
+    // (its `rst_out`). The kernel, in TIME-WAIT, takes the RST quietly (no EstabResets, no
+    // abort: checked above). Each such RST needs a retransmission by one end.
+    let resets = hs.rst_sent_no_conn + hs.closed_conns.rst_out;
+    let in_capture = stray_resets_answer_duplicates(&pcap_path, tb.ip("ip_stack"), ECHO_PORT);
+    assert_eq!(
+        in_capture, resets,
+        "every RST the stack sent is in the capture"
+    );
+    assert!(
+        resets <= peer_retrans + hs.closed_conns.retrans_segs,
+        "{resets} RSTs, but the kernel retransmitted {peer_retrans} segments and the stack {}",
+        hs.closed_conns.retrans_segs
+    );
+    assert_eq!(hs.closed_conns.abort_on_data, 0);
+    eprintln!(
+        "RSTs answering duplicates after close: {} for no connection, {} from CLOSED \
+         (kernel retransmissions {peer_retrans})",
+        hs.rst_sent_no_conn, hs.closed_conns.rst_out
+    );
+    // the only segments dropped are those duplicates, each answered by its RST
     assert_eq!(
         hs.dropped_total(),
-        0,
+        hs.dropped(DropReason::NoConnection),
         "{:?}",
         hs.drops().collect::<Vec<_>>()
     );
+    assert_eq!(hs.dropped(DropReason::NoConnection), hs.rst_sent_no_conn);
     let steer = prog.stats().unwrap();
     assert!(
         steer.pass_not_ours >= 3 && steer.pass_port >= 1,
@@ -302,6 +336,211 @@ fn kernel_clients_to_stack_echo_server() {
         counters.get(&counters.bytes),
         started.elapsed()
     );
+}
+
+/// The kernel's abort counters (TcpExt `TCPAbortOnData`, `TCPAbortOnClose`,
+/// `TCPAbortOnTimeout`...), summed.
+fn peer_aborts(tb: &Testbed) -> u64 {
+    tb.tcp_ext("ns_peer")
+        .iter()
+        .filter(|(k, _)| k.starts_with("TCPAbortOn"))
+        .map(|(_, v)| v)
+        .sum()
+}
+
+/// One TCP segment of the echo capture.
+#[derive(Debug, Clone, Copy)]
+struct CapSeg {
+    frame: u64,
+    from_stack: bool,
+    /// The peer's port: with the addresses and the echo port, the 4-tuple.
+    peer_port: u16,
+    seq: u32,
+    ack: u32,
+    flags: u16,
+    len: u32,
+}
+
+const FIN: u16 = 0x01;
+const SYN: u16 = 0x02;
+const RST: u16 = 0x04;
+const ACK: u16 = 0x10;
+
+/// Reads the capture's TCP segments to or from `port`, in order, with tshark.
+fn capture_segments(path: &std::path::Path, stack: std::net::Ipv4Addr, port: u16) -> Vec<CapSeg> {
+    let out = std::process::Command::new("timeout")
+        .args(["120", "tshark", "-n", "-r"])
+        .arg(path)
+        .args(["-Y", &format!("tcp.port == {port}"), "-T", "fields"])
+        .args(["-E", "separator=,"])
+        .args(["-e", "frame.number", "-e", "ip.src", "-e", "tcp.srcport"])
+        .args([
+            "-e",
+            "tcp.dstport",
+            "-e",
+            "tcp.seq_raw",
+            "-e",
+            "tcp.ack_raw",
+        ])
+        .args(["-e", "tcp.flags", "-e", "tcp.len"])
+        .output()
+        .expect("run tshark");
+    let text = ok(out, "tshark fields");
+    text.lines()
+        .map(|l| {
+            let f: Vec<&str> = l.split(',').collect();
+            assert_eq!(f.len(), 8, "tshark line {l:?}");
+            let n = |i: usize| -> u64 { f[i].parse().unwrap_or_else(|_| panic!("{l:?}")) };
+            let from_stack = f[1] == stack.to_string();
+            CapSeg {
+                frame: n(0),
+                from_stack,
+                peer_port: if from_stack { n(3) } else { n(2) } as u16,
+                seq: n(4) as u32,
+                ack: n(5) as u32,
+                flags: u16::from_str_radix(f[6].trim_start_matches("0x"), 16)
+                    .unwrap_or_else(|_| panic!("flags in {l:?}")),
+                len: n(7) as u32,
+            }
+        })
+        .collect()
+}
+
+/// Checks, on the capture of every frame the stack received and sent, that each RST the stack
+/// sent answers (at that segment's acknowledgment number, as an RST for no connection does) a
+/// duplicate from the peer, one that repeats an earlier segment of the same 4-tuple (a FIN with
+/// the same sequence number, or the same pure ACK), arriving after the connection had closed
+/// both ways (the peer's FIN seen, and our FIN acknowledged). A stack that resets a live
+/// connection fails here. Returns how many RSTs the stack sent.
+fn stray_resets_answer_duplicates(
+    path: &std::path::Path,
+    stack: std::net::Ipv4Addr,
+    port: u16,
+) -> u64 {
+    check_resets(capture_segments(path, stack, port)).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// The check of [`stray_resets_answer_duplicates`] on segments in capture order: the number of
+/// RSTs from the stack, or the first that answers anything but a duplicate after close.
+fn check_resets(segs: impl IntoIterator<Item = CapSeg>) -> Result<u64, String> {
+    use std::collections::{HashMap, HashSet};
+    #[derive(Default)]
+    struct Tuple {
+        peer_fin: bool,
+        our_fin_end: Option<u32>,
+        our_fin_acked: bool,
+        /// (seq, ack, FIN, len) of every segment from the peer; a FIN's ack is left out.
+        seen: HashSet<(u32, u32, bool, u32)>,
+        /// The last segment from the peer: was it a duplicate on a connection closed both ways?
+        last: Option<(CapSeg, bool)>,
+    }
+    let mut tuples: HashMap<u16, Tuple> = HashMap::new();
+    let mut rsts = 0;
+    for s in segs {
+        let t = tuples.entry(s.peer_port).or_default();
+        if !s.from_stack {
+            if s.flags & SYN != 0 && s.flags & ACK == 0 {
+                // a new connection on this 4-tuple
+                *t = Tuple::default();
+            }
+            let fin = s.flags & FIN != 0;
+            let key = (s.seq, if fin { 0 } else { s.ack }, fin, s.len);
+            let closed = t.peer_fin && t.our_fin_acked;
+            let duplicate = t.seen.contains(&key) && (fin || s.len == 0);
+            t.last = Some((s, closed && duplicate));
+            t.seen.insert(key);
+            t.peer_fin |= fin;
+            if t.our_fin_end == Some(s.ack) {
+                t.our_fin_acked = true;
+            }
+            continue;
+        }
+        if s.flags & FIN != 0 {
+            t.our_fin_end = Some(s.seq.wrapping_add(s.len + 1));
+        }
+        if s.flags & RST != 0 {
+            rsts += 1;
+            let Some((answered, dup_after_close)) = t.last else {
+                return Err(format!(
+                    "RST in frame {} answers nothing from the peer",
+                    s.frame
+                ));
+            };
+            if !(dup_after_close && answered.flags & ACK != 0 && s.seq == answered.ack) {
+                return Err(format!(
+                    "the stack's RST in frame {} ({s:?}) answers frame {} ({answered:?}), which \
+                     is not a duplicate on a connection closed both ways",
+                    s.frame, answered.frame
+                ));
+            }
+        }
+    }
+    Ok(rsts)
+}
+
+/// The check behind the echo test's RST assertion, on made-up captures: it takes an RST that
+/// answers a retransmitted FIN after the close, and refuses one that resets a live connection,
+/// one sent before our FIN was acknowledged, and one at the wrong sequence number.
+#[test]
+fn reset_check_tells_an_answer_to_a_duplicate_from_a_live_reset() {
+    let mut frame = 0;
+    let mut seg = |from_stack: bool, seq: u32, ack: u32, flags: u16, len: u32| {
+        frame += 1;
+        CapSeg {
+            frame,
+            from_stack,
+            peer_port: 40000,
+            seq,
+            ack,
+            flags,
+            len,
+        }
+    };
+    // the peer at 100, the stack at 500: handshake, 10 bytes echoed, the peer's FIN at 111
+    let mut open = vec![
+        seg(false, 100, 0, SYN, 0),
+        seg(true, 500, 101, SYN | ACK, 0),
+        seg(false, 101, 501, ACK, 0),
+        seg(false, 101, 501, ACK, 10),
+        seg(true, 501, 111, ACK, 10),
+        seg(false, 111, 511, FIN | ACK, 0),
+    ];
+    let stack_fin = seg(true, 511, 112, FIN | ACK, 0);
+    let last_ack = seg(false, 112, 512, ACK, 0);
+    // closed both ways, then the peer's FIN again: its RST is at the FIN's ack number
+    let mut good = open.clone();
+    good.extend([
+        stack_fin,
+        last_ack,
+        seg(false, 111, 511, FIN | ACK, 0),
+        seg(true, 511, 0, RST, 0),
+    ]);
+    assert_eq!(check_resets(good.clone()), Ok(1));
+    // the same after our FIN was retransmitted and the peer's TIME-WAIT repeated its ACK
+    let mut good_ack = open.clone();
+    good_ack.extend([
+        stack_fin,
+        last_ack,
+        stack_fin,
+        last_ack,
+        seg(true, 512, 0, RST, 0),
+    ]);
+    assert_eq!(check_resets(good_ack), Ok(1));
+    // an RST at a sequence number other than the answered segment's ack
+    let n = good.len();
+    good[n - 1].seq = 512;
+    assert!(check_resets(good).is_err());
+    // reset while data flows
+    let mut live = open[..4].to_vec();
+    live.push(seg(true, 501, 0, RST, 0));
+    assert!(check_resets(live).is_err());
+    // reset in LAST-ACK, before the peer acknowledged our FIN, even of a duplicate FIN
+    open.extend([
+        stack_fin,
+        seg(false, 111, 511, FIN | ACK, 0),
+        seg(true, 511, 0, RST, 0),
+    ]);
+    assert!(check_resets(open).is_err());
 }
 
 /// Issue 4, acceptance 6: the echo test through a real lossy link. A tc-BPF program on the

@@ -69,6 +69,9 @@ counters! {
         dsack_in,
         dsack_out,
         keepalive_probes,
+        /// Connections reset because data arrived after the application closed them or shut
+        /// them down for reading (Linux's `TCPAbortOnData`).
+        abort_on_data,
         icmp_errors,
         /// Bytes copied from the application's slices into the send buffer
         /// ([`Connection::send`](crate::tcp::Connection::send); chunks queued with

@@ -277,6 +277,10 @@ impl Connection {
         }
 
         // seventh: segment text
+        if self.unreadable_data(&seg) {
+            self.abort_on_data(&seg);
+            return;
+        }
         if !seg.payload.is_empty() {
             if self.state.can_receive() {
                 self.accept_payload(now, seg.seq, seg.payload);
@@ -295,6 +299,29 @@ impl Connection {
             self.rcv.ack = AckState::Now;
         }
         self.try_consume_fin(now);
+    }
+
+    /// New data for a connection whose application will read no more: closed (orphaned) or
+    /// shut down for reading, once our FIN is queued (FIN-WAIT-1 or FIN-WAIT-2). It cannot be
+    /// delivered, and acknowledging it would tell the peer it was (RFC 1122 4.2.2.13: such a
+    /// close MUST send RST; Linux's `tcp_rcv_state_process` on `RCV_SHUTDOWN`).
+    fn unreadable_data(&self, seg: &TcpRepr) -> bool {
+        matches!(self.state, State::FinWait1 | State::FinWait2)
+            && (self.orphaned || self.rcv.read_shut)
+            && !seg.payload.is_empty()
+            && (seg.seq + seg.payload.len()).diff(self.rcv.nxt()) > 0
+    }
+
+    /// Aborts on data nobody will read (see `unreadable_data`): the RST answers the segment
+    /// (at its acknowledgment number, as Linux's `tcp_v4_send_reset`) and the connection ends
+    /// with `Reset`, counted as Linux's `TCPAbortOnData`.
+    #[cold]
+    fn abort_on_data(&mut self, seg: &TcpRepr) {
+        self.stats.abort_on_data += 1;
+        if let Some(rst) = reset_for(seg) {
+            self.push_rst(self.remote, rst);
+        }
+        self.fail(Error::Reset);
     }
 
     /// Handles the acknowledgment fields; `wnd` is the peer's window, scaled. Returns false if

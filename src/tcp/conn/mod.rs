@@ -404,9 +404,10 @@ impl Connection {
         )
     }
 
-    /// Arms (or clears) the tail loss probe after data went out or was acknowledged.
+    /// Arms (or clears) the tail loss probe after data went out or was acknowledged. None
+    /// while the peer's window is shut: the persist timer probes it, backing off.
     fn schedule_tail_probe(&mut self, now: Instant) {
-        let synchronized = self.state.is_synchronized();
+        let synchronized = self.state.is_synchronized() && self.snd.wnd > 0;
         let rto_initial = self.cfg.rto_initial;
         let (rec, mut cx) = self.loss(now);
         rec.schedule_probe(&mut cx, synchronized, rto_initial);

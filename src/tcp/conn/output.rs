@@ -20,9 +20,9 @@ use crate::time::{Duration, Instant};
 use crate::wire::tcp::MAX_SACK_BLOCKS;
 use crate::wire::{SeqNumber, TcpFlags, TcpOptions, TcpPacket, TcpRepr};
 
-/// Persist (zero-window probe) timer bounds.
+/// Least interval of the persist (zero-window probe) timer, as Linux's `TCP_RTO_MIN`; the
+/// longest is the configured maximum RTO (`TCP_RTO_MAX`).
 const PERSIST_MIN: Duration = Duration::from_millis(200);
-const PERSIST_MAX: Duration = Duration::from_secs(60);
 /// Longest wait before data that silly-window avoidance holds back from a small non-zero window
 /// goes anyway (RFC 9293 3.8.6.2.1's override timeout, 0.1 to 1 s).
 const OVERRIDE_MAX: Duration = Duration::from_secs(1);
@@ -309,7 +309,11 @@ impl Connection {
             Some(LossCause::PathMtu) => self.stats.retrans_mtu += 1,
             Some(LossCause::Window) | None => {}
         }
-        Some(self.resend(now, i))
+        let t = self.resend(now, i);
+        if probe {
+            self.after_window_probe(now);
+        }
+        Some(t)
     }
 
     /// How much of `seg` the peer's window takes. Its FIN needs no room, as for new data.
@@ -328,6 +332,26 @@ impl Connection {
     fn count_window_probe(&mut self) {
         self.stats.zero_window_probes += 1;
         self.persist_backoff = self.persist_backoff.saturating_add(1);
+    }
+
+    /// After a zero-window probe, the persist timer alone watches the shut window, as Linux's
+    /// probe timer (`tcp_send_probe0`): the next probe after the backed-off interval, neither
+    /// the RTO (a probe the peer drops is no congestion loss) nor a tail loss probe (which
+    /// would resend the probe byte at every RTO instead of backing off).
+    fn after_window_probe(&mut self, now: Instant) {
+        self.timers.clear(TimerKind::Rto);
+        self.timers.clear(TimerKind::TailLossProbe);
+        let d = self.persist_interval();
+        self.timers.set(TimerKind::Persist, now + d);
+    }
+
+    /// The persist timer's interval facing a shut window: the RTO (at least [`PERSIST_MIN`])
+    /// doubled for each probe sent since the window last opened, at most the maximum RTO
+    /// (Linux's `tcp_probe0_when`).
+    fn persist_interval(&self) -> Duration {
+        let base = self.rtt.base_rto().max(PERSIST_MIN);
+        base.saturating_mul(1 << self.persist_backoff.min(16))
+            .min(self.cfg.rto_max.max(PERSIST_MIN))
     }
 
     /// Sends segment `i` of the scoreboard again.
@@ -478,6 +502,9 @@ impl Connection {
         if !tail_probe {
             self.schedule_tail_probe(now);
         }
+        if probing && len > 0 && self.snd.wnd == 0 {
+            self.after_window_probe(now);
+        }
         Some(self.transmit(repr, len))
     }
 
@@ -546,12 +573,10 @@ impl Connection {
             && !self.timers.is_armed(TimerKind::Rto)
             && !self.force_probe
         {
-            let base = self.rtt.base_rto().max(PERSIST_MIN);
             let d = if self.snd.wnd == 0 {
-                base.saturating_mul(1 << self.persist_backoff.min(16))
-                    .min(PERSIST_MAX)
+                self.persist_interval()
             } else {
-                base.min(OVERRIDE_MAX)
+                self.rtt.base_rto().max(PERSIST_MIN).min(OVERRIDE_MAX)
             };
             self.timers.set(TimerKind::Persist, now + d);
         }

@@ -6,14 +6,18 @@
 //! probe go first and stays armed and due: the probe's transmission re-arms it, and if no probe
 //! can be sent it fires on the next call. A series of RTOs gives up after `syn_retries` in the
 //! handshake, else after `max_retries` or `retrans_timeout` since the first of the series; any
-//! acknowledgment (or answered window probe) starts a new series. A connection the application
-//! closed stops probing a shut window after `orphan_retries` probes.
+//! acknowledgment (or answered window probe) starts a new series. Once a probe went into a shut
+//! window, the persist timer alone watches it (no RTO, no tail loss probe), its interval doubled
+//! per probe up to `rto_max` as Linux's; a probe still unanswered when it fires counts as a
+//! timeout of the series. A connection the application closed stops probing a shut window after
+//! `orphan_retries` probes.
 
 use super::space::AckState;
 use super::Connection;
 use crate::tcp::state::State;
 use crate::tcp::timers::{TimerKind, TimerSet, Timers};
 use crate::time::Instant;
+use crate::wire::TcpFlags;
 
 impl Connection {
     /// The deadline of every timer.
@@ -89,10 +93,22 @@ impl Connection {
             }
             TimerKind::Persist => {
                 self.timers.clear(kind);
-                if self.snd.wnd == 0 && self.orphan_done_probing() {
-                    let e = self.timeout_error();
-                    self.fail(e);
-                    return;
+                if self.snd.wnd == 0 {
+                    if self.orphan_done_probing() {
+                        let e = self.timeout_error();
+                        self.fail(e);
+                        return;
+                    }
+                    if !self.sb.is_empty() {
+                        // the last probe is still out: a timeout of the series as the RTO's
+                        // would be (answers start it again), and the probe goes once more
+                        if self.count_timeout(now, false) {
+                            let e = self.timeout_error();
+                            self.fail(e);
+                            return;
+                        }
+                        self.sb.mark_beyond(self.snd.right_edge());
+                    }
                 }
                 self.force_probe = true;
             }
@@ -104,6 +120,10 @@ impl Connection {
                     .keepalive
                     .on_timer(now, self.state, busy, &mut self.timers)
                 {
+                    // the peer may be alive behind a path that lost only its answers: tell it,
+                    // as Linux's keep-alive timer does (tcp_send_active_reset, then
+                    // tcp_write_err)
+                    self.push_active_reset(now);
                     let e = self.timeout_error();
                     self.fail(e);
                 }
@@ -120,14 +140,7 @@ impl Connection {
         if self.snd.una == self.snd.max && !handshake {
             return;
         }
-        self.retries += 1;
-        let first = *self.retrans_since.get_or_insert(now);
-        let give_up = if handshake {
-            self.retries > self.cfg.syn_retries
-        } else {
-            self.retries > self.cfg.max_retries || now - first >= self.cfg.retrans_timeout
-        };
-        if give_up {
+        if self.count_timeout(now, handshake) {
             let e = self.timeout_error();
             self.fail(e);
             return;
@@ -140,6 +153,7 @@ impl Connection {
         } else {
             // a receiver may renege on SACKed data: after repeated timeouts, resend it too
             let forget_sacks = self.retries > 1;
+            let first = self.retrans_since.unwrap_or(now);
             self.probe_black_hole(now, first);
             let (rec, mut cx) = self.loss(now);
             rec.on_rto(&mut cx, forget_sacks);
@@ -156,12 +170,39 @@ impl Connection {
         self.restart_rto(now);
     }
 
+    /// Counts one more timeout in the current series (retransmission, or of an unanswered
+    /// zero-window probe); true when the connection must give up: after `syn_retries` in the
+    /// handshake, else after `max_retries` or `retrans_timeout` since the first of the series.
+    fn count_timeout(&mut self, now: Instant, handshake: bool) -> bool {
+        self.retries += 1;
+        let first = *self.retrans_since.get_or_insert(now);
+        if handshake {
+            self.retries > self.cfg.syn_retries
+        } else {
+            self.retries > self.cfg.max_retries || now - first >= self.cfg.retrans_timeout
+        }
+    }
+
     /// A closed connection has had `orphan_retries` probes of a shut window answered with the
     /// window still shut: answered probes reset the RTO series, so they would keep it alive for
     /// ever, with nobody waiting for its data. Unanswered ones end it as any retransmission
     /// timeouts do.
     fn orphan_done_probing(&self) -> bool {
         self.orphaned && self.probes_answered >= self.cfg.orphan_retries
+    }
+
+    /// Queues the RST Linux's `tcp_send_active_reset` sends when it gives a live connection up:
+    /// RST and ACK, at a sequence number the peer accepts (as a pure ACK's), with our
+    /// timestamp if they are on.
+    fn push_active_reset(&mut self, now: Instant) {
+        let mut rst = self.bare(self.snd.acceptable_seq(), TcpFlags::RST | TcpFlags::ACK);
+        rst.ack = self.rcv.nxt();
+        rst.window =
+            (self.rcv.buf.window() >> self.opts.rcv_wscale).min(usize::from(u16::MAX)) as u16;
+        if self.opts.timestamps {
+            rst.options.timestamp = Some((self.ts.val(now), self.ts.recent()));
+        }
+        self.push_rst(self.remote, rst);
     }
 
     /// The peer answered: the series of timeouts, and its give-up clock, start again.
