@@ -166,7 +166,8 @@ pub struct Engine<P: PacketIo, A: App> {
     app: A,
     kernel: Option<KernelTables>,
     cfg: EngineConfig,
-    origin: std::time::Instant,
+    /// CLOCK_MONOTONIC when the engine started, in nanoseconds.
+    origin: u64,
     stats: EngineStats,
     events: Vec<(ConnId, Event)>,
     empty_iterations: u32,
@@ -190,7 +191,7 @@ impl<P: PacketIo, A: App> Engine<P, A> {
             app,
             kernel: None,
             cfg,
-            origin: std::time::Instant::now(),
+            origin: monotonic_nanos(),
             stats: EngineStats::default(),
             events: Vec::with_capacity(256),
             empty_iterations: 0,
@@ -205,7 +206,7 @@ impl<P: PacketIo, A: App> Engine<P, A> {
 
     /// Time since the engine started.
     pub fn now(&self) -> Instant {
-        Instant::from_nanos(u64::try_from(self.origin.elapsed().as_nanos()).unwrap_or(u64::MAX))
+        Instant::from_nanos(monotonic_nanos().saturating_sub(self.origin))
     }
 
     pub fn host(&self) -> &Host {
@@ -357,6 +358,21 @@ impl<P: PacketIo, A: App> Engine<P, A> {
         self.stats.idle_sleeps += 1;
         self.io.wait_rx(sleep);
     }
+}
+
+/// CLOCK_MONOTONIC in nanoseconds: the clock `std::time::Instant` reads, without its
+/// `Timespec` subtraction and `u128` conversion (a fifth of an empty iteration's instructions).
+fn monotonic_nanos() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid, writable timespec for the duration of the call.
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    debug_assert_eq!(rc, 0, "CLOCK_MONOTONIC is always available on Linux");
+    (ts.tv_sec as u64)
+        .wrapping_mul(1_000_000_000)
+        .wrapping_add(ts.tv_nsec as u64)
 }
 
 fn receive(
