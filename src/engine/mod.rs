@@ -276,7 +276,8 @@ impl<P: PacketIo, A: App> Engine<P, A> {
             receive(now, frame, mac, host, neigh, stats)
         });
 
-        if host.poll_timeout().is_some_and(|t| t <= now) {
+        // not `poll_timeout`, which is due at once whenever output waits (sent below anyway)
+        if host.next_timer().is_some_and(|t| t <= now) {
             host.handle_timeout(now);
         }
         if neigh.poll_timeout().is_some_and(|t| t <= now) {
