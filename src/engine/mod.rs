@@ -1,6 +1,6 @@
 //! The per-core engine: one run-to-completion loop joining a [`PacketIo`] (an AF_XDP socket on
 //! one queue) to one sans-IO [`Host`] and its [`NeighCache`]. It is the only code that reads a
-//! clock: `std::time::Instant` since the engine started, converted to [`crate::time::Instant`].
+//! clock: CLOCK_MONOTONIC since the engine started, as a [`crate::time::Instant`].
 //!
 //! One [`Engine::poll`] iteration:
 //! 1. **rx batch**: each frame is parsed in place in its UMEM frame. IPv4 goes to
