@@ -1,6 +1,6 @@
 //! The per-core engine: one run-to-completion loop joining a [`PacketIo`] (an AF_XDP socket on
 //! one queue) to one sans-IO [`Host`] and its [`NeighCache`]. It is the only code that reads a
-//! clock: `std::time::Instant` since the engine started, converted to [`crate::time::Instant`].
+//! clock: CLOCK_MONOTONIC since the engine started, as a [`crate::time::Instant`].
 //!
 //! One [`Engine::poll`] iteration:
 //! 1. **rx batch**: each frame is parsed in place in its UMEM frame. IPv4 goes to
@@ -166,7 +166,8 @@ pub struct Engine<P: PacketIo, A: App> {
     app: A,
     kernel: Option<KernelTables>,
     cfg: EngineConfig,
-    origin: std::time::Instant,
+    /// CLOCK_MONOTONIC when the engine started, in nanoseconds.
+    origin: u64,
     stats: EngineStats,
     events: Vec<(ConnId, Event)>,
     empty_iterations: u32,
@@ -190,7 +191,7 @@ impl<P: PacketIo, A: App> Engine<P, A> {
             app,
             kernel: None,
             cfg,
-            origin: std::time::Instant::now(),
+            origin: monotonic_nanos(),
             stats: EngineStats::default(),
             events: Vec::with_capacity(256),
             empty_iterations: 0,
@@ -205,7 +206,7 @@ impl<P: PacketIo, A: App> Engine<P, A> {
 
     /// Time since the engine started.
     pub fn now(&self) -> Instant {
-        Instant::from_nanos(u64::try_from(self.origin.elapsed().as_nanos()).unwrap_or(u64::MAX))
+        Instant::from_nanos(monotonic_nanos().saturating_sub(self.origin))
     }
 
     pub fn host(&self) -> &Host {
@@ -252,6 +253,8 @@ impl<P: PacketIo, A: App> Engine<P, A> {
 
     /// One iteration (see the module docs). Returns the work done: frames received and sent
     /// plus the application's own count; 0 means the iteration was idle.
+    // Never inlined: `deploy/profile` counts instructions inside this function only.
+    #[inline(never)]
     pub fn poll(&mut self) -> usize {
         let now = self.now();
         self.io.set_time(now);
@@ -273,7 +276,8 @@ impl<P: PacketIo, A: App> Engine<P, A> {
             receive(now, frame, mac, host, neigh, stats)
         });
 
-        if host.poll_timeout().is_some_and(|t| t <= now) {
+        // not `poll_timeout`, which is due at once whenever output waits (sent below anyway)
+        if host.next_timer().is_some_and(|t| t <= now) {
             host.handle_timeout(now);
         }
         if neigh.poll_timeout().is_some_and(|t| t <= now) {
@@ -331,6 +335,9 @@ impl<P: PacketIo, A: App> Engine<P, A> {
         work
     }
 
+    // Never inlined: called exactly once per empty iteration, so a profile's call count of it
+    // is the number of iterations that found nothing.
+    #[inline(never)]
     fn idle(&mut self, now: Instant) {
         let Some(idle) = self.cfg.idle else {
             return;
@@ -352,6 +359,21 @@ impl<P: PacketIo, A: App> Engine<P, A> {
         self.stats.idle_sleeps += 1;
         self.io.wait_rx(sleep);
     }
+}
+
+/// CLOCK_MONOTONIC in nanoseconds: the clock `std::time::Instant` reads, without its
+/// `Timespec` subtraction and `u128` conversion (a fifth of an empty iteration's instructions).
+fn monotonic_nanos() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid, writable timespec for the duration of the call.
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    debug_assert_eq!(rc, 0, "CLOCK_MONOTONIC is always available on Linux");
+    (ts.tv_sec as u64)
+        .wrapping_mul(1_000_000_000)
+        .wrapping_add(ts.tv_nsec as u64)
 }
 
 fn receive(

@@ -478,6 +478,13 @@ impl Host {
         self.wheel.next_expiry()
     }
 
+    /// The earliest timer's deadline (a lower bound as in `poll_timeout`), leaving out the
+    /// pending output that `poll_timeout` reports as due at once: a busy-polling engine sends
+    /// that output anyway, and need not run [`Host::handle_timeout`] for it.
+    pub fn next_timer(&self) -> Option<Instant> {
+        self.wheel.next_expiry()
+    }
+
     /// Whether [`Host::poll_transmit`] may have something to send: a connection was touched or
     /// an RST for a stray segment waits. Cheap; lets a caller skip lending a frame otherwise.
     pub fn has_output(&self) -> bool {

@@ -133,6 +133,11 @@ impl RecvBuffer {
 
     fn write_at(&mut self, off: usize, bytes: &[u8]) {
         let end = off + bytes.len();
+        if off == self.data.len() {
+            // in order, at the end: append without zero-filling first (a memset per segment)
+            self.data.extend(bytes);
+            return;
+        }
         if self.data.len() < end {
             self.data.resize(end, 0);
         }

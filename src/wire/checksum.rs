@@ -33,20 +33,20 @@ pub fn data(bytes: &[u8]) -> u16 {
     u16::from_be(fold(acc))
 }
 
-/// Sums at most `BLOCK` bytes in native byte order, eight at a time. Each 8-byte word is split
-/// into two 32-bit halves so the additions never carry out; there are at most 2^27 of them.
+/// Sums at most `BLOCK` bytes in native byte order, sixteen at a time into a 128-bit sum: each
+/// 8-byte word costs an add and an add-with-carry, and a carry out of bit 63 (worth 2^64, which
+/// is 1 mod 0xffff) gathers in the high half. Callgrind: ~540 instructions for 1448 bytes, where
+/// splitting each word into 32-bit halves took ~700.
 #[inline(always)]
 fn sum_block(bytes: &[u8]) -> u64 {
-    let mut chunks = bytes.chunks_exact(32);
-    // Four independent accumulators keep the adds off a single dependency chain.
-    let (mut a, mut b, mut c, mut d) = (0u64, 0u64, 0u64, 0u64);
+    let mut chunks = bytes.chunks_exact(16);
+    let mut wide = 0u128;
     for chunk in &mut chunks {
-        a += halves(word(&chunk[0..8]));
-        b += halves(word(&chunk[8..16]));
-        c += halves(word(&chunk[16..24]));
-        d += halves(word(&chunk[24..32]));
+        wide += u128::from(word(&chunk[0..8]));
+        wide += u128::from(word(&chunk[8..16]));
     }
-    let mut acc = a + b + c + d;
+    // At most 2^26 carries and a 33-bit halves sum: no overflow below.
+    let mut acc = halves(wide as u64) + (wide >> 64) as u64;
     let mut words = chunks.remainder().chunks_exact(8);
     for w in &mut words {
         acc += halves(word(w));

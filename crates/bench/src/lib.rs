@@ -244,6 +244,12 @@ pub struct ServerReport {
     /// Heap bytes the server thread held per idle connection (xdp-tcp) or kernel slab + socket
     /// memory per connection endpoint (kernel), at [`Phase::IdleReady`].
     pub bytes_per_idle_conn: Option<f64>,
+    /// xdp-tcp server: engine iterations over the whole run, and how many of them found nothing
+    /// to do (`deploy/profile` prices those apart).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub iterations: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub empty_iterations: Option<u64>,
 }
 
 /// How a server treats what it receives.

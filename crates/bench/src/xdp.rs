@@ -34,6 +34,8 @@ pub struct XdpOpts {
     pub ephemeral: RangeInclusive<u16>,
     /// Sleep in `poll` after a run of idle iterations instead of spinning (CPU-honest bulk).
     pub idle_backoff: bool,
+    /// With `idle_backoff`: empty iterations in a row before the engine sleeps.
+    pub idle_after: u32,
 }
 
 impl XdpOpts {
@@ -43,6 +45,7 @@ impl XdpOpts {
             attach: AttachMode::Auto,
             ephemeral: 10000..=65000,
             idle_backoff: false,
+            idle_after: 256,
         }
     }
 }
@@ -88,7 +91,7 @@ pub fn open<A: App>(opts: &XdpOpts, listen: &[u16], app: A) -> io::Result<Endpoi
     }
     let cfg = EngineConfig {
         idle: opts.idle_backoff.then_some(IdleBackoff {
-            after: 256,
+            after: opts.idle_after,
             max_sleep: std::time::Duration::from_millis(1),
         }),
         ..EngineConfig::default()
@@ -281,8 +284,11 @@ pub fn serve(
     let mut ep = open(opts, ports, app)?;
     ready();
     let mut n = 0u32;
+    let mut empty = 0u64;
     loop {
-        ep.engine.poll();
+        if ep.engine.poll() == 0 {
+            empty += 1;
+        }
         n = n.wrapping_add(1);
         if n % 1024 == 0 && stop.load(Ordering::Relaxed) {
             break;
@@ -290,7 +296,10 @@ pub fn serve(
     }
     // One more look at the marks (Done may have come during the last batch).
     ep.engine.app_mut().sample();
-    Ok(ep.engine.app().report.clone())
+    let mut report = ep.engine.app().report.clone();
+    report.iterations = Some(ep.engine.stats().iterations);
+    report.empty_iterations = Some(empty);
+    Ok(report)
 }
 
 /// One client connection: its id in the host, where it is in its life, and its requests.

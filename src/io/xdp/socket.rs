@@ -98,6 +98,9 @@ pub struct XdpSocket {
     pool: FramePool,
     scratch: Vec<FrameDesc>,
     fill_target: u32,
+    /// Fewer than `fill_target` frames were lent after the last refill. Frames leave `Fill` only
+    /// through the rx ring, so while this is false an rx batch that took nothing need not refill.
+    refill_due: bool,
     tx_ring: u32,
     queue_id: u32,
     zero_copy: bool,
@@ -256,6 +259,7 @@ impl XdpSocket {
             pool,
             scratch: vec![FrameDesc::default(); scratch_len],
             fill_target,
+            refill_due: true,
             tx_ring: config.tx_ring,
             queue_id,
             zero_copy: false,
@@ -327,6 +331,12 @@ impl XdpSocket {
 
     /// Lends free frames to the kernel until `fill_target` are lent. Returns how many were added.
     pub fn refill(&mut self) -> usize {
+        let n = self.refill_some();
+        self.refill_due = self.pool.count(FrameLocation::Fill) < self.fill_target;
+        n
+    }
+
+    fn refill_some(&mut self) -> usize {
         let lent = self.pool.count(FrameLocation::Fill);
         let want = self.fill_target.saturating_sub(lent) as usize;
         let want = want.min(self.pool.free_len()).min(self.scratch.len());
@@ -489,7 +499,9 @@ impl PacketIo for XdpSocket {
             }
             self.pool.release(i, FrameLocation::App);
         }
-        self.refill();
+        if n > 0 || self.refill_due {
+            self.refill();
+        }
         if n == 0 && self.need_wakeup && self.fill.needs_wakeup() {
             self.stats.fill_kicks += 1;
             let _ = self.fill.wakeup(self.rx.fd_mut(), 0);

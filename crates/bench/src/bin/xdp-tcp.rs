@@ -20,7 +20,7 @@ static ALLOC: CountingAlloc = CountingAlloc;
 const USAGE: &str = "\
 usage:
   xdp-tcp serve --backend xdp|kernel --port P [--ports N] [--shards N] [--mode echo|discard|source|echo-close=N]
-                [--iface IF] [--block] [--core C] [--netns NS] [--duration S]
+                [--iface IF] [--block] [--idle-after N] [--core C] [--netns NS] [--duration S]
   xdp-tcp load  --backend xdp|kernel --target IP:PORT [--workload pingpong|openloop|bulk|churn|idle]
                 [--size 64] [--conns 1] [--depth 1] [--rate R] [--idle N] [--active N] [--ports N]
                 [--download] [--duration 5] [--warmup 1] [--iface IF] [--block]
@@ -34,7 +34,8 @@ usage:
 The xdp back-end needs root; --iface is the interface it attaches to (in --netns if given).
 Kernel servers and clients busy-spin unless --block. --shards N runs a kernel server as N epoll
 threads sharing the ports (SO_REUSEPORT), each with a descriptor table of its own, for more
-connections than the open-file limit allows one table. The result of `load` is printed as a table
+connections than the open-file limit allows one table. An xdp server with --block sleeps in poll
+after 256 empty iterations in a row, or after --idle-after N (which implies --block). The result of `load` is printed as a table
 and, with --json, written as JSON (\"-\" for stdout).";
 
 struct Args {
@@ -153,6 +154,8 @@ fn serve(args: &Args) -> Result<(), String> {
     let block = args.flag("block");
     let shards: usize = args.get("shards", 1usize)?;
     let iface = args.kv.get("iface").cloned();
+    let idle_after: u32 = args.get("idle-after", 256u32)?;
+    let idle_given = args.kv.contains_key("idle-after");
     let report = placed(args, move || {
         let ready = move || eprintln!("serving on port {port} ({mode:?})");
         match backend.as_str() {
@@ -160,7 +163,8 @@ fn serve(args: &Args) -> Result<(), String> {
                 let iface = iface.ok_or("--iface is required for the xdp back-end")?;
                 let mut o = XdpOpts::new(&iface);
                 o.ephemeral = xdp::no_ephemeral();
-                o.idle_backoff = block;
+                o.idle_backoff = block || idle_given;
+                o.idle_after = idle_after;
                 xdp::serve(&o, &ports, mode, None, core, stop, ready).map_err(err)
             }
             "kernel" => {
@@ -180,6 +184,9 @@ fn serve(args: &Args) -> Result<(), String> {
         "accepted {} connections, {} bytes in, {} bytes out",
         report.accepted, report.bytes_in, report.bytes_out
     );
+    if let (Some(it), Some(empty)) = (report.iterations, report.empty_iterations) {
+        eprintln!("engine iterations {it}, empty {empty}");
+    }
     Ok(())
 }
 
