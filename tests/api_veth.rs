@@ -302,7 +302,7 @@ fn application_writes_wake_a_sleeping_engine() {
     });
     ready_rx.recv_timeout(Duration::from_secs(10)).unwrap();
 
-    let mut stack = Stack::builder()
+    let stack = Stack::builder()
         .interface(tb.get("if_stack"))
         .netns(tb.netns_path("ns_stack"))
         .engine_config(EngineConfig {

@@ -176,7 +176,7 @@ fn connect_all(stack: &Stack, peer: SocketAddrV4, first: usize) -> (Vec<Flow>, V
     let mut failed = Vec::new();
     for index in first..first + STREAMS {
         match TcpStream::connect_timeout(stack, peer, Duration::from_secs(10)) {
-            Ok(mut s) => {
+            Ok(s) => {
                 s.set_nonblocking(true).unwrap();
                 flows.push(Flow {
                     index,
@@ -350,7 +350,7 @@ fn two_hundred_streams_from_eight_threads_echo_byte_exact_under_loss() {
     );
     let peer = SocketAddrV4::new(tb.ip("ip_peer"), PORT);
     let server = KernelEcho::start(tb.netns_path("ns_peer"), peer);
-    let mut stack = Stack::builder()
+    let stack = Stack::builder()
         .interface(tb.get("if_stack"))
         .netns(tb.netns_path("ns_stack"))
         .ephemeral_ports(EPHEMERAL)

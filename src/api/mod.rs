@@ -40,11 +40,14 @@ pub mod handler;
 mod linger;
 pub mod listener;
 mod shared;
+mod sock;
 pub mod stack;
 pub mod stream;
+#[cfg(feature = "tokio")]
+pub mod tokio;
 
 pub use crate::tcp::KeepAlive;
 pub use handler::{Cx, Handler, HandlerApp};
 pub use listener::TcpListener;
 pub use stack::{Device, Stack, StackBuilder};
-pub use stream::{Copies, RecvFlags, SendFlags, TcpStream};
+pub use stream::{Copies, OwnedReadHalf, OwnedWriteHalf, RecvFlags, SendFlags, TcpStream};
