@@ -332,3 +332,70 @@ fn application_writes_wake_a_sleeping_engine() {
     stack.shutdown().unwrap();
     assert_eq!(echo.join().unwrap(), 5);
 }
+
+/// Every descriptor of a running stack's process, by number: what it refers to.
+fn descriptors(pid: &str) -> std::collections::BTreeMap<i32, String> {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .filter_map(|e| {
+            let e = e.ok()?;
+            let fd = e.file_name().to_str()?.parse().ok()?;
+            let target = std::fs::read_link(e.path()).ok()?;
+            Some((fd, target.to_string_lossy().into_owned()))
+        })
+        .collect()
+}
+
+/// A child started while a stack runs inherits none of its descriptors (the AF_XDP socket
+/// libxdp opens, the engine's eventfd, the streams' and listeners' readiness eventfds, BPF
+/// objects, netlink), so a new stack can take the queue as soon as the old one is dropped,
+/// child or no child (an inherited AF_XDP socket keeps the queue bound: EBUSY).
+#[test]
+fn a_child_holds_no_stack_descriptor_and_a_new_stack_starts_at_once() {
+    use xdp_tcp::api::{Stack, TcpListener};
+
+    require_environment(&["ip", "ethtool"]);
+    let tb = Testbed::up("fd");
+    let start = || {
+        Stack::builder()
+            .interface(tb.get("if_stack"))
+            .netns(tb.netns_path("ns_stack"))
+            .start()
+    };
+    let before = descriptors("self");
+    let stack = start().unwrap();
+    let l = TcpListener::bind(&stack, 7100).unwrap();
+    l.readiness_fd().unwrap();
+    let opened: Vec<(i32, String)> = descriptors("self")
+        .into_iter()
+        .filter(|(fd, t)| before.get(fd) != Some(t))
+        .collect();
+    let kinds = |k: &str| opened.iter().filter(|(_, t)| t.contains(k)).count();
+    assert!(
+        kinds("socket:") >= 1 && kinds("eventfd") >= 2,
+        "the stack's descriptors: {opened:?}"
+    );
+    let mut child = Command::new("sleep")
+        .arg("60")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let held = descriptors(&child.id().to_string());
+    let inherited: Vec<_> = opened
+        .iter()
+        .filter(|(fd, t)| held.get(fd) == Some(t))
+        .collect();
+    drop(l);
+    drop(stack);
+    let t = Instant::now();
+    let again = start();
+    let took = t.elapsed();
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(inherited.is_empty(), "the child holds {inherited:?}");
+    let again = again.unwrap_or_else(|e| panic!("a new stack after {took:?}: {e}"));
+    assert!(took < Duration::from_secs(5), "{took:?}");
+    drop(again);
+}
