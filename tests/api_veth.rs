@@ -399,3 +399,81 @@ fn a_child_holds_no_stack_descriptor_and_a_new_stack_starts_at_once() {
     assert!(took < Duration::from_secs(5), "{took:?}");
     drop(again);
 }
+
+/// The RESP example serves `redis-cli` (each command's exact reply, errors included) and
+/// `redis-benchmark` from the peer's namespace: PING, SET and GET, 20k requests each, 50
+/// connections, with and without pipelining, every request answered (redis-benchmark stops
+/// at the first error reply or dropped connection and exits non-zero).
+#[test]
+fn resp_example_serves_redis_cli_and_redis_benchmark() {
+    require_environment(&["ip", "ethtool", "timeout", "redis-cli", "redis-benchmark"]);
+    let tb = Testbed::up("rs");
+    let server = Server::start(&tb, "resp_server", 6379);
+    let ip = tb.get("ip_stack").to_string();
+    let cli = |args: &[&str]| {
+        let mut all = vec!["redis-cli", "-h", &ip, "-p", "6379"];
+        all.extend_from_slice(args);
+        let out = tb.in_ns_for(10, "ns_peer", &all).output().unwrap();
+        assert!(out.status.success(), "redis-cli {args:?}");
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    assert_eq!(cli(&["PING"]), "PONG");
+    assert_eq!(cli(&["SET", "k", "v1", "EX", "100"]), "OK");
+    assert_eq!(cli(&["GET", "k"]), "v1");
+    assert_eq!(cli(&["INCR", "n"]), "1");
+    assert_eq!(cli(&["INCR", "n"]), "2");
+    assert_eq!(cli(&["MSET", "a", "x", "b", "y"]), "OK");
+    assert_eq!(cli(&["MGET", "a", "zz", "b"]), "x\n\ny");
+    assert_eq!(cli(&["EXISTS", "a", "b", "zz"]), "2");
+    assert_eq!(cli(&["DEL", "a", "k"]), "2");
+    assert_eq!(cli(&["SET", "p", "v", "PX", "100"]), "OK");
+    std::thread::sleep(Duration::from_millis(150));
+    assert_eq!(cli(&["EXISTS", "p"]), "0");
+    assert_eq!(cli(&["FLUSHALL"]), "ERR unknown command 'FLUSHALL'");
+    for pipeline in ["1", "16"] {
+        let out = tb
+            .in_ns_for(
+                60,
+                "ns_peer",
+                &[
+                    "redis-benchmark",
+                    "-h",
+                    &ip,
+                    "-p",
+                    "6379",
+                    "-t",
+                    "ping,set,get",
+                    "-n",
+                    "20000",
+                    "-c",
+                    "50",
+                    "-P",
+                    pipeline,
+                    "-q",
+                ],
+            )
+            .output()
+            .unwrap();
+        let report = String::from_utf8_lossy(&out.stdout);
+        // Progress lines end in \r; the result line is the last of each test.
+        let results: Vec<&str> = report
+            .split(['\r', '\n'])
+            .map(str::trim)
+            .filter(|l| l.contains("requests per second"))
+            .collect();
+        eprintln!("-P {pipeline}: {results:?}");
+        assert!(
+            out.status.success(),
+            "redis-benchmark -P {pipeline}: {}\n{report}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        for t in ["PING_INLINE", "PING_MBULK", "SET", "GET"] {
+            assert!(
+                results.iter().any(|l| l.starts_with(&format!("{t}: "))),
+                "no result for {t}:\n{report}"
+            );
+        }
+        assert!(!report.to_lowercase().contains("error"), "{report}");
+    }
+    server.stop();
+}

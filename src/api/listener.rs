@@ -137,6 +137,7 @@ impl TcpListener {
 
     /// The async accept: a connection if one is queued, else registers the task to be woken
     /// by the engine that queues the next.
+    #[cfg_attr(not(feature = "tokio"), allow(dead_code))]
     pub(crate) fn poll_accept(
         &self,
         cx: &mut std::task::Context<'_>,

@@ -555,6 +555,7 @@ impl Inner {
     }
 
     /// The async form of [`Inner::wait_connected`].
+    #[cfg_attr(not(feature = "tokio"), allow(dead_code))]
     pub fn poll_connected(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         for registered in [false, true] {
             loop {
@@ -581,17 +582,20 @@ impl Inner {
 
     /// Registers the task of `cx` for the reader's next event, then settles once more so an
     /// event that came in between is not missed. Call after [`Inner::try_recv`] said `Wait`.
+    #[cfg_attr(not(feature = "tokio"), allow(dead_code))]
     pub fn register_read(&self, cx: &mut Context<'_>) {
         self.shared.ready.read.register(cx.waker());
     }
 
     /// Same for a writer waiting for credit.
+    #[cfg_attr(not(feature = "tokio"), allow(dead_code))]
     pub fn register_write(&self, cx: &mut Context<'_>) {
         self.shared.ready.write.register(cx.waker());
     }
 
     /// `poll_read` of the async stream: never blocks; a read either completes or leaves
     /// every byte where it was (cancellation-safe).
+    #[cfg_attr(not(feature = "tokio"), allow(dead_code))]
     pub fn poll_recv(&self, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<usize>> {
         if buf.is_empty() {
             return Poll::Ready(Ok(0));
@@ -609,6 +613,7 @@ impl Inner {
     }
 
     /// `poll_write` of the async stream.
+    #[cfg_attr(not(feature = "tokio"), allow(dead_code))]
     pub fn poll_send(&self, cx: &mut Context<'_>, data: &[u8]) -> Poll<io::Result<usize>> {
         if data.is_empty() {
             return Poll::Ready(Ok(0));

@@ -120,6 +120,7 @@ impl TcpStream {
         }
     }
 
+    #[cfg_attr(not(feature = "tokio"), allow(dead_code))]
     pub(crate) fn inner(&self) -> &Arc<Inner> {
         &self.inner
     }
