@@ -21,7 +21,8 @@ use std::time::{Duration, Instant};
 /// The example binary, built now if needed.
 fn example(name: &str) -> PathBuf {
     let status = Command::new(env!("CARGO"))
-        .args(["build", "--quiet", "--example", name])
+        // All features, as deploy/run-tests builds: the hyper example needs `tokio`.
+        .args(["build", "--quiet", "--all-features", "--example", name])
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .status()
         .expect("run cargo");
@@ -38,13 +39,16 @@ struct Server(Child);
 
 impl Server {
     fn start(tb: &Testbed, name: &str, port: u16) -> Server {
+        Server::start_with(tb, name, port, &[])
+    }
+
+    fn start_with(tb: &Testbed, name: &str, port: u16, extra: &[&str]) -> Server {
         let exe = example(name);
+        let port_arg = port.to_string();
+        let mut args = vec![exe.to_str().unwrap(), tb.get("if_stack"), &port_arg];
+        args.extend_from_slice(extra);
         let mut child = tb
-            .in_ns_for(
-                60,
-                "ns_stack",
-                &[exe.to_str().unwrap(), tb.get("if_stack"), &port.to_string()],
-            )
+            .in_ns_for(60, "ns_stack", &args)
             .stdout(Stdio::piped())
             // its own process group, so Drop can kill `timeout` and the server under it alike
             .process_group(0)
@@ -476,4 +480,77 @@ fn resp_example_serves_redis_cli_and_redis_benchmark() {
         assert!(!report.to_lowercase().contains("error"), "{report}");
     }
     server.stop();
+}
+
+/// wrk against `srv` at `url`: 100 connections, 10 s; the report, asserting no socket error,
+/// no non-2xx response and some thousands of requests.
+fn wrk_clean(tb: &Testbed, url: &str) -> String {
+    let out = tb
+        .in_ns_for(
+            30,
+            "ns_peer",
+            &[
+                "wrk",
+                "-t2",
+                "-c100",
+                "-d10s",
+                "--timeout",
+                "2s",
+                "--latency",
+                url,
+            ],
+        )
+        .output()
+        .unwrap();
+    let report = String::from_utf8_lossy(&out.stdout).into_owned();
+    eprintln!("{report}");
+    assert!(
+        out.status.success(),
+        "wrk: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        !report.contains("Socket errors"),
+        "socket errors:\n{report}"
+    );
+    assert!(!report.contains("Non-2xx"), "non-2xx responses:\n{report}");
+    let requests: u64 = report
+        .lines()
+        .find_map(|l| {
+            l.trim()
+                .split_once(" requests in ")
+                .map(|(n, _)| n.parse().unwrap())
+        })
+        .expect("wrk printed no request count");
+    assert!(requests > 1000, "{requests} requests");
+    report
+}
+
+/// The hyper example over the tokio integration serves curl (the exact body) and wrk (100
+/// connections, 10 s, no error); the same binary with `--kernel` serves curl on tokio's
+/// kernel sockets.
+#[test]
+fn hyper_example_serves_wrk_on_the_stack_and_curl_on_both() {
+    require_environment(&["ip", "ethtool", "timeout", "wrk", "curl"]);
+    let tb = Testbed::up("hy");
+    let url = format!("http://{}:8081/", tb.get("ip_stack"));
+    let curl = |tb: &Testbed| {
+        let out = tb
+            .in_ns_for(10, "ns_peer", &["curl", "-sS", "--max-time", "5", &url])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "curl: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(out.stdout, b"Hello from xdp-tcp!\n");
+    };
+    let server = Server::start(&tb, "hyper_server", 8081);
+    curl(&tb);
+    wrk_clean(&tb, &url);
+    server.stop();
+    let kernel = Server::start_with(&tb, "hyper_server", 8081, &["--kernel"]);
+    curl(&tb);
+    kernel.stop();
 }

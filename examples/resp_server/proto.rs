@@ -14,9 +14,12 @@ pub const MAX_ARGS: usize = 1024 * 1024;
 /// Longest inline command or header line.
 pub const MAX_INLINE: usize = 64 * 1024;
 
+/// A request's arguments and the bytes it took; `None` while incomplete.
+pub type Parsed = Result<Option<(Vec<Vec<u8>>, usize)>, ProtocolError>;
+
 /// Parses one request at the start of `buf`: `Ok(None)` when it is not complete yet, else the
 /// arguments and the bytes it took.
-pub fn parse(buf: &[u8]) -> Result<Option<(Vec<Vec<u8>>, usize)>, ProtocolError> {
+pub fn parse(buf: &[u8]) -> Parsed {
     match buf.first() {
         None => Ok(None),
         Some(b'*') => parse_array(buf),
@@ -41,7 +44,7 @@ fn number(digits: &[u8], what: &'static str) -> Result<i64, ProtocolError> {
         .ok_or(ProtocolError(what))
 }
 
-fn parse_array(buf: &[u8]) -> Result<Option<(Vec<Vec<u8>>, usize)>, ProtocolError> {
+fn parse_array(buf: &[u8]) -> Parsed {
     let Some((head, mut at)) = line(buf, 0)? else {
         return Ok(None);
     };
@@ -74,7 +77,7 @@ fn parse_array(buf: &[u8]) -> Result<Option<(Vec<Vec<u8>>, usize)>, ProtocolErro
     Ok(Some((args, at)))
 }
 
-fn parse_inline(buf: &[u8]) -> Result<Option<(Vec<Vec<u8>>, usize)>, ProtocolError> {
+fn parse_inline(buf: &[u8]) -> Parsed {
     let Some((l, at)) = line(buf, 0)? else {
         return Ok(None);
     };
