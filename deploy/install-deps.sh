@@ -11,7 +11,9 @@ BUILD_PKGS=(build-essential pkg-config libelf-dev zlib1g-dev clang llvm m4 libbp
 BUILD_PKGS+=(bison flex)
 # Tests: the testbed script (ip, ethtool), kernel-side peers and captures, wrk and curl against
 # the HTTP example.
-TEST_PKGS=(iproute2 ethtool tshark socat netcat-openbsd python3 tcpdump iputils-ping wrk curl apache2-utils)
+# redis-tools (redis-benchmark, redis-cli) against the RESP example, redis-server beside it in
+# the bench (installed only: nothing starts it but the bench).
+TEST_PKGS=(iproute2 ethtool tshark socat netcat-openbsd python3 tcpdump iputils-ping wrk curl apache2-utils redis-tools redis-server)
 # Benchmark (deploy/bench): the plot, the independent ping-pong client the load generator is
 # checked against, and callgrind for profiles where perf has no hardware counters (this VM).
 BENCH_PKGS=(python3-matplotlib sockperf valgrind)

@@ -300,7 +300,7 @@ fn refused_is_econnrefused() {
 #[test]
 fn timeouts_and_nonblocking_would_block() {
     let (c, s, _link) = stacks();
-    let mut l = TcpListener::bind(&s, 7).unwrap();
+    let l = TcpListener::bind(&s, 7).unwrap();
     let e = TcpListener::bind(&s, 7).unwrap_err();
     assert_eq!(errno(&e), (ErrorKind::AddrInUse, Some(libc::EADDRINUSE)));
     let (mut a, _b) = connected(&c, &l);
@@ -439,7 +439,7 @@ fn keepalive_death_is_etimedout() {
 fn more_holds_a_partial_segment_until_a_plain_send() {
     let (c, s, _link) = stacks();
     let l = TcpListener::bind(&s, 7).unwrap();
-    let (mut a, mut b) = connected(&c, &l);
+    let (a, mut b) = connected(&c, &l);
     a.set_nodelay(true).unwrap();
     let more = SendFlags {
         more: true,
@@ -467,7 +467,7 @@ fn more_holds_a_partial_segment_until_a_plain_send() {
 
 #[test]
 fn stack_shutdown_closes_connections() {
-    let (c, mut s, _link) = stacks();
+    let (c, s, _link) = stacks();
     let l = TcpListener::bind(&s, 7).unwrap();
     let (mut a, mut b) = connected(&c, &l);
     timeout(&mut a);

@@ -21,7 +21,8 @@ use std::time::{Duration, Instant};
 /// The example binary, built now if needed.
 fn example(name: &str) -> PathBuf {
     let status = Command::new(env!("CARGO"))
-        .args(["build", "--quiet", "--example", name])
+        // All features, as deploy/run-tests builds: the hyper example needs `tokio`.
+        .args(["build", "--quiet", "--all-features", "--example", name])
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .status()
         .expect("run cargo");
@@ -38,13 +39,16 @@ struct Server(Child);
 
 impl Server {
     fn start(tb: &Testbed, name: &str, port: u16) -> Server {
+        Server::start_with(tb, name, port, &[])
+    }
+
+    fn start_with(tb: &Testbed, name: &str, port: u16, extra: &[&str]) -> Server {
         let exe = example(name);
+        let port_arg = port.to_string();
+        let mut args = vec![exe.to_str().unwrap(), tb.get("if_stack"), &port_arg];
+        args.extend_from_slice(extra);
         let mut child = tb
-            .in_ns_for(
-                60,
-                "ns_stack",
-                &[exe.to_str().unwrap(), tb.get("if_stack"), &port.to_string()],
-            )
+            .in_ns_for(60, "ns_stack", &args)
             .stdout(Stdio::piped())
             // its own process group, so Drop can kill `timeout` and the server under it alike
             .process_group(0)
@@ -302,7 +306,7 @@ fn application_writes_wake_a_sleeping_engine() {
     });
     ready_rx.recv_timeout(Duration::from_secs(10)).unwrap();
 
-    let mut stack = Stack::builder()
+    let stack = Stack::builder()
         .interface(tb.get("if_stack"))
         .netns(tb.netns_path("ns_stack"))
         .engine_config(EngineConfig {
@@ -331,4 +335,222 @@ fn application_writes_wake_a_sleeping_engine() {
     drop(s);
     stack.shutdown().unwrap();
     assert_eq!(echo.join().unwrap(), 5);
+}
+
+/// Every descriptor of a running stack's process, by number: what it refers to.
+fn descriptors(pid: &str) -> std::collections::BTreeMap<i32, String> {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .filter_map(|e| {
+            let e = e.ok()?;
+            let fd = e.file_name().to_str()?.parse().ok()?;
+            let target = std::fs::read_link(e.path()).ok()?;
+            Some((fd, target.to_string_lossy().into_owned()))
+        })
+        .collect()
+}
+
+/// A child started while a stack runs inherits none of its descriptors (the AF_XDP socket
+/// libxdp opens, the engine's eventfd, the streams' and listeners' readiness eventfds, BPF
+/// objects, netlink), so a new stack can take the queue as soon as the old one is dropped,
+/// child or no child (an inherited AF_XDP socket keeps the queue bound: EBUSY).
+#[test]
+fn a_child_holds_no_stack_descriptor_and_a_new_stack_starts_at_once() {
+    use xdp_tcp::api::{Stack, TcpListener};
+
+    require_environment(&["ip", "ethtool"]);
+    let tb = Testbed::up("fd");
+    let start = || {
+        Stack::builder()
+            .interface(tb.get("if_stack"))
+            .netns(tb.netns_path("ns_stack"))
+            .start()
+    };
+    let before = descriptors("self");
+    let stack = start().unwrap();
+    let l = TcpListener::bind(&stack, 7100).unwrap();
+    l.readiness_fd().unwrap();
+    let opened: Vec<(i32, String)> = descriptors("self")
+        .into_iter()
+        .filter(|(fd, t)| before.get(fd) != Some(t))
+        .collect();
+    let kinds = |k: &str| opened.iter().filter(|(_, t)| t.contains(k)).count();
+    assert!(
+        kinds("socket:") >= 1 && kinds("eventfd") >= 2,
+        "the stack's descriptors: {opened:?}"
+    );
+    let mut child = Command::new("sleep")
+        .arg("60")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let held = descriptors(&child.id().to_string());
+    let inherited: Vec<_> = opened
+        .iter()
+        .filter(|(fd, t)| held.get(fd) == Some(t))
+        .collect();
+    drop(l);
+    drop(stack);
+    let t = Instant::now();
+    let again = start();
+    let took = t.elapsed();
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(inherited.is_empty(), "the child holds {inherited:?}");
+    let again = again.unwrap_or_else(|e| panic!("a new stack after {took:?}: {e}"));
+    assert!(took < Duration::from_secs(5), "{took:?}");
+    drop(again);
+}
+
+/// The RESP example serves `redis-cli` (each command's exact reply, errors included) and
+/// `redis-benchmark` from the peer's namespace: PING, SET and GET, 20k requests each, 50
+/// connections, with and without pipelining, every request answered (redis-benchmark stops
+/// at the first error reply or dropped connection and exits non-zero).
+#[test]
+fn resp_example_serves_redis_cli_and_redis_benchmark() {
+    require_environment(&["ip", "ethtool", "timeout", "redis-cli", "redis-benchmark"]);
+    let tb = Testbed::up("rs");
+    let server = Server::start(&tb, "resp_server", 6379);
+    let ip = tb.get("ip_stack").to_string();
+    let cli = |args: &[&str]| {
+        let mut all = vec!["redis-cli", "-h", &ip, "-p", "6379"];
+        all.extend_from_slice(args);
+        let out = tb.in_ns_for(10, "ns_peer", &all).output().unwrap();
+        assert!(out.status.success(), "redis-cli {args:?}");
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    assert_eq!(cli(&["PING"]), "PONG");
+    assert_eq!(cli(&["SET", "k", "v1", "EX", "100"]), "OK");
+    assert_eq!(cli(&["GET", "k"]), "v1");
+    assert_eq!(cli(&["INCR", "n"]), "1");
+    assert_eq!(cli(&["INCR", "n"]), "2");
+    assert_eq!(cli(&["MSET", "a", "x", "b", "y"]), "OK");
+    assert_eq!(cli(&["MGET", "a", "zz", "b"]), "x\n\ny");
+    assert_eq!(cli(&["EXISTS", "a", "b", "zz"]), "2");
+    assert_eq!(cli(&["DEL", "a", "k"]), "2");
+    assert_eq!(cli(&["SET", "p", "v", "PX", "100"]), "OK");
+    std::thread::sleep(Duration::from_millis(150));
+    assert_eq!(cli(&["EXISTS", "p"]), "0");
+    assert_eq!(cli(&["FLUSHALL"]), "ERR unknown command 'FLUSHALL'");
+    for pipeline in ["1", "16"] {
+        let out = tb
+            .in_ns_for(
+                60,
+                "ns_peer",
+                &[
+                    "redis-benchmark",
+                    "-h",
+                    &ip,
+                    "-p",
+                    "6379",
+                    "-t",
+                    "ping,set,get",
+                    "-n",
+                    "20000",
+                    "-c",
+                    "50",
+                    "-P",
+                    pipeline,
+                    "-q",
+                ],
+            )
+            .output()
+            .unwrap();
+        let report = String::from_utf8_lossy(&out.stdout);
+        // Progress lines end in \r; the result line is the last of each test.
+        let results: Vec<&str> = report
+            .split(['\r', '\n'])
+            .map(str::trim)
+            .filter(|l| l.contains("requests per second"))
+            .collect();
+        eprintln!("-P {pipeline}: {results:?}");
+        assert!(
+            out.status.success(),
+            "redis-benchmark -P {pipeline}: {}\n{report}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        for t in ["PING_INLINE", "PING_MBULK", "SET", "GET"] {
+            assert!(
+                results.iter().any(|l| l.starts_with(&format!("{t}: "))),
+                "no result for {t}:\n{report}"
+            );
+        }
+        assert!(!report.to_lowercase().contains("error"), "{report}");
+    }
+    server.stop();
+}
+
+/// wrk against `srv` at `url`: 100 connections, 10 s; the report, asserting no socket error,
+/// no non-2xx response and some thousands of requests.
+fn wrk_clean(tb: &Testbed, url: &str) -> String {
+    let out = tb
+        .in_ns_for(
+            30,
+            "ns_peer",
+            &[
+                "wrk",
+                "-t2",
+                "-c100",
+                "-d10s",
+                "--timeout",
+                "2s",
+                "--latency",
+                url,
+            ],
+        )
+        .output()
+        .unwrap();
+    let report = String::from_utf8_lossy(&out.stdout).into_owned();
+    eprintln!("{report}");
+    assert!(
+        out.status.success(),
+        "wrk: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        !report.contains("Socket errors"),
+        "socket errors:\n{report}"
+    );
+    assert!(!report.contains("Non-2xx"), "non-2xx responses:\n{report}");
+    let requests: u64 = report
+        .lines()
+        .find_map(|l| {
+            l.trim()
+                .split_once(" requests in ")
+                .map(|(n, _)| n.parse().unwrap())
+        })
+        .expect("wrk printed no request count");
+    assert!(requests > 1000, "{requests} requests");
+    report
+}
+
+/// The hyper example over the tokio integration serves curl (the exact body) and wrk (100
+/// connections, 10 s, no error); the same binary with `--kernel` serves curl on tokio's
+/// kernel sockets.
+#[test]
+fn hyper_example_serves_wrk_on_the_stack_and_curl_on_both() {
+    require_environment(&["ip", "ethtool", "timeout", "wrk", "curl"]);
+    let tb = Testbed::up("hy");
+    let url = format!("http://{}:8081/", tb.get("ip_stack"));
+    let curl = |tb: &Testbed| {
+        let out = tb
+            .in_ns_for(10, "ns_peer", &["curl", "-sS", "--max-time", "5", &url])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "curl: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(out.stdout, b"Hello from xdp-tcp!\n");
+    };
+    let server = Server::start(&tb, "hyper_server", 8081);
+    curl(&tb);
+    wrk_clean(&tb, &url);
+    server.stop();
+    let kernel = Server::start_with(&tb, "hyper_server", 8081, &["--kernel"]);
+    curl(&tb);
+    kernel.stop();
 }

@@ -7,13 +7,17 @@
 //! The echo server is Rust threads in the peer's namespace (one per connection, every read and
 //! write bounded by a timeout) on sockets with small buffers ([`PEER_BUFFER`]), so its window
 //! limits the stack's sending and closes whenever it waits to write. Each round the test's
-//! thread opens the 200 streams (a `Stack` is not `Sync`) and hands 25 to each of 8 threads,
+//! thread opens the 200 streams and hands 25 to each of 8 threads,
 //! which drive them without blocking; a stream that has not finished when the round's deadline
 //! passes has stalled: the test fails
 //! naming every such stream, how far it got, and the connection's `TcpInfo` from its engine, with
 //! the peer's view of its connections (`ss -tin`). After the rounds: the loss was real and
 //! repaired (issue 11, acceptance 0), and no frame went over the link's MTU (the veth's
 //! `tx_dropped`).
+//!
+//! Beside it, the std API's own shape on the testbed (issue 15, acceptance 5): 200 streams
+//! opened by 8 threads through one `&Stack`, each written by one thread and read by another
+//! through its halves, both blocking, byte-exact.
 
 mod common;
 
@@ -176,7 +180,7 @@ fn connect_all(stack: &Stack, peer: SocketAddrV4, first: usize) -> (Vec<Flow>, V
     let mut failed = Vec::new();
     for index in first..first + STREAMS {
         match TcpStream::connect_timeout(stack, peer, Duration::from_secs(10)) {
-            Ok(mut s) => {
+            Ok(s) => {
                 s.set_nonblocking(true).unwrap();
                 flows.push(Flow {
                     index,
@@ -350,7 +354,7 @@ fn two_hundred_streams_from_eight_threads_echo_byte_exact_under_loss() {
     );
     let peer = SocketAddrV4::new(tb.ip("ip_peer"), PORT);
     let server = KernelEcho::start(tb.netns_path("ns_peer"), peer);
-    let mut stack = Stack::builder()
+    let stack = Stack::builder()
         .interface(tb.get("if_stack"))
         .netns(tb.netns_path("ns_stack"))
         .ephemeral_ports(EPHEMERAL)
@@ -438,4 +442,99 @@ fn two_hundred_streams_from_eight_threads_echo_byte_exact_under_loss() {
     );
     stack.shutdown().expect("stack shutdown");
     eprintln!("{ROUNDS} rounds of {STREAMS} x {SIZE} each way in {elapsed:?}");
+}
+
+/// 200 streams opened by 8 threads sharing `&Stack`, against the kernel's echo server; thread
+/// t writes 256 KiB into each stream it opened through the write half (then FIN), while
+/// thread (t + 1) % 8 reads the echo through the read half, both blocking: byte-exact.
+#[test]
+fn streams_shared_by_threads_read_and_written_through_halves() {
+    use xdp_tcp::api::{OwnedReadHalf, OwnedWriteHalf};
+    const LEN: usize = 256 * 1024;
+    require_environment(&["ip", "ethtool"]);
+    let tb = Testbed::up("vh");
+    let peer = SocketAddrV4::new(tb.ip("ip_peer"), PORT + 1);
+    let server = KernelEcho::start(tb.netns_path("ns_peer"), peer);
+    let stack = Stack::builder()
+        .interface(tb.get("if_stack"))
+        .netns(tb.netns_path("ns_stack"))
+        .socket_config(socket_config())
+        .start()
+        .expect("start the stack on the testbed");
+    let payload = |i: usize| -> Vec<u8> {
+        let mut x = (i as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        (0..LEN)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x as u8
+            })
+            .collect()
+    };
+    let started = Instant::now();
+    let stack = &stack;
+    type Halves = Vec<(usize, OwnedReadHalf, OwnedWriteHalf)>;
+    let groups: Vec<Halves> = std::thread::scope(|sc| {
+        let hs: Vec<_> = (0..THREADS)
+            .map(|t| {
+                sc.spawn(move || {
+                    (t..STREAMS)
+                        .step_by(THREADS)
+                        .map(|i| {
+                            let s =
+                                TcpStream::connect_timeout(stack, peer, Duration::from_secs(10))
+                                    .expect("connect");
+                            s.set_read_timeout(Some(ROUND_DEADLINE)).unwrap();
+                            s.set_write_timeout(Some(ROUND_DEADLINE)).unwrap();
+                            let (r, w) = s.into_split();
+                            (i, r, w)
+                        })
+                        .collect::<Halves>()
+                })
+            })
+            .collect();
+        hs.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let mut readers: Vec<Vec<(usize, OwnedReadHalf)>> = (0..THREADS).map(|_| Vec::new()).collect();
+    let mut writers: Vec<Vec<(usize, OwnedWriteHalf)>> = (0..THREADS).map(|_| Vec::new()).collect();
+    for (t, group) in groups.into_iter().enumerate() {
+        for (i, r, w) in group {
+            readers[(t + 1) % THREADS].push((i, r));
+            writers[t].push((i, w));
+        }
+    }
+    let checked: usize = std::thread::scope(|sc| {
+        for ws in writers {
+            sc.spawn(move || {
+                for (i, mut w) in ws {
+                    w.write_all(&payload(i)).expect("write");
+                    w.shutdown().expect("shutdown");
+                }
+            });
+        }
+        let rs: Vec<_> = readers
+            .into_iter()
+            .map(|rs| {
+                sc.spawn(move || {
+                    let mut n = 0;
+                    for (i, mut r) in rs {
+                        let mut got = Vec::with_capacity(LEN);
+                        r.read_to_end(&mut got).expect("read");
+                        assert!(got == payload(i), "stream {i}: {} bytes back", got.len());
+                        n += 1;
+                    }
+                    n
+                })
+            })
+            .collect();
+        rs.into_iter().map(|h| h.join().unwrap()).sum()
+    });
+    assert_eq!(checked, STREAMS);
+    eprintln!(
+        "{STREAMS} streams x {LEN} bytes each way in {:?}",
+        started.elapsed()
+    );
+    assert_eq!(server.counters.errors.load(Relaxed), 0);
+    drop(server);
 }

@@ -30,8 +30,8 @@ use crossbeam::channel::{Receiver, Sender};
 use super::handler::HandlerApp;
 use super::linger::Lingering;
 use super::shared::{
-    Accepted, Command, Control, CopyCounters, Ends, EngineHandle, Ev, Opt, Shared, SockDefaults,
-    MAX_CHUNK,
+    Accepted, Command, Control, CopyCounters, Ends, EngineHandle, Ev, Linger, Opt, Ready, Shared,
+    SockDefaults, MAX_CHUNK,
 };
 use crate::engine::App;
 use crate::host::{ConnId, Host};
@@ -70,8 +70,23 @@ impl Sock {
         }
         self.shared.send_credit.fetch_add(n as isize, SeqCst);
         if self.shared.send_waiting.swap(false, SeqCst) {
-            let _ = self.tx.send(Ev::Credit);
+            self.shared.poke_writer();
         }
+    }
+
+    /// Reports the connection's error to the owner, once.
+    fn fail(&mut self, e: tcp::Error) {
+        if !self.err_sent {
+            self.err_sent = true;
+            self.shared.fail(e);
+            let _ = self.tx.send(Ev::Error(e));
+        }
+    }
+}
+
+impl Drop for Sock {
+    fn drop(&mut self) {
+        self.shared.detach();
     }
 }
 
@@ -82,7 +97,9 @@ pub(crate) struct StackApp {
     by_conn: HashMap<ConnId, u64, ahash::RandomState>,
     /// Released by their owner and not closed yet: bytes arriving now are answered by RST.
     lingering: Lingering,
-    listeners: HashMap<u16, (u64, Sender<Accepted>), ahash::RandomState>,
+    listeners: HashMap<u16, (u64, Sender<Accepted>, Arc<Ready>), ahash::RandomState>,
+    /// Closed with `SO_LINGER` and waited for: told once all they sent is acknowledged.
+    linger_waits: Vec<(ConnId, Sender<()>)>,
     cmds: Receiver<Command>,
     /// This engine, for the sockets it hands out.
     me: EngineHandle,
@@ -108,6 +125,7 @@ impl StackApp {
             by_conn: HashMap::default(),
             lingering: Lingering::default(),
             listeners: HashMap::default(),
+            linger_waits: Vec::new(),
             cmds,
             me,
             control,
@@ -139,6 +157,7 @@ impl StackApp {
             } => {
                 if self.shutdown_at.is_some() {
                     let _ = tx.send(Ev::Error(tcp::Error::Aborted));
+                    shared.ready.notify_read();
                     return;
                 }
                 match host.connect(now, remote) {
@@ -152,6 +171,7 @@ impl StackApp {
                     // Every ephemeral port to that peer is taken.
                     Err(_) => {
                         let _ = tx.send(Ev::Error(tcp::Error::WouldBlock));
+                        shared.ready.notify_read();
                     }
                 }
             }
@@ -160,6 +180,7 @@ impl StackApp {
                 id,
                 backlog,
                 accept,
+                ready,
                 reply,
             } => {
                 let r = if self.shutdown_at.is_some() {
@@ -168,7 +189,7 @@ impl StackApp {
                     Err(std::io::Error::from_raw_os_error(libc::EADDRINUSE))
                 } else {
                     host.listen(port, backlog);
-                    self.listeners.insert(port, (id, accept));
+                    self.listeners.insert(port, (id, accept, ready));
                     Ok(())
                 };
                 let _ = reply.send(r);
@@ -215,12 +236,20 @@ impl StackApp {
                     self.service(host, token);
                 }
             }
-            Command::Close { token, unread } => {
+            Command::Close {
+                token,
+                unread,
+                linger,
+            } => {
                 if let Some(s) = self.remove_sock(token) {
-                    if unread {
-                        host.abort(s.conn);
-                    } else {
-                        self.lingering.close(host, s.conn);
+                    match linger {
+                        _ if unread => host.abort(s.conn),
+                        Linger::Reset => host.abort(s.conn),
+                        Linger::Background => self.lingering.close(host, s.conn),
+                        Linger::Wait(done) => {
+                            self.lingering.close(host, s.conn);
+                            self.linger_waits.push((s.conn, done));
+                        }
                     }
                 }
             }
@@ -232,6 +261,7 @@ impl StackApp {
                         Opt::KeepAlive(ka) => c.set_keepalive(now, ka),
                         Opt::SendBuf(n) => c.set_send_capacity(n),
                         Opt::RecvBuf(n) => c.set_recv_capacity(n),
+                        Opt::Ttl(t) => c.set_ttl(t),
                     });
                     self.service(host, token);
                 }
@@ -259,6 +289,7 @@ impl StackApp {
         };
         let id = s.conn;
         let mut work = 0;
+        let mut told = false;
         let Some(c) = host.conn(id) else {
             // Gone: nothing queued will be acknowledged.
             let n = std::mem::take(&mut s.queued);
@@ -311,21 +342,24 @@ impl StackApp {
                 s.shared.recv_outstanding.fetch_add(n, SeqCst);
                 let _ = s.tx.send(Ev::Data(v));
                 work += n;
+                told = true;
             }
         }
         if let Some(c) = host.conn(id) {
             if c.recv_queue() == 0 || s.read_shut {
                 if c.at_eof() && !s.eof_sent {
                     s.eof_sent = true;
+                    s.shared.eof.store(true, SeqCst);
                     let _ = s.tx.send(Ev::Eof);
+                    told = true;
                 }
                 if let Some(e) = c.error() {
-                    if !s.err_sent {
-                        s.err_sent = true;
-                        let _ = s.tx.send(Ev::Error(e));
-                    }
+                    s.fail(e);
                 }
             }
+        }
+        if told {
+            s.shared.ready.notify_read();
         }
         work
     }
@@ -337,10 +371,9 @@ impl StackApp {
         if let Some(&token) = self.by_conn.get(&id) {
             if ev == Event::Connected {
                 if let (Some(s), Some(c)) = (self.socks.get(&token), host.conn(id)) {
-                    let _ = s.tx.send(Ev::Connected {
-                        local: c.local(),
-                        peer: c.remote(),
-                    });
+                    let _ = s.tx.send(Ev::Connected { local: c.local() });
+                    s.shared.ready.notify_read();
+                    s.shared.ready.notify_write();
                 }
             }
             return 1 + self.service(host, token);
@@ -392,6 +425,8 @@ impl StackApp {
                     // The listener is gone; the returned message, dropped, closes the
                     // connection through our own queue.
                     self.listeners.remove(&port);
+                } else {
+                    l.2.notify_read();
                 }
             }
         }
@@ -404,8 +439,8 @@ impl StackApp {
         for port in std::mem::take(&mut self.listeners).into_keys() {
             host.unlisten(port);
         }
-        for (_, s) in std::mem::take(&mut self.socks) {
-            let _ = s.tx.send(Ev::Error(tcp::Error::Aborted));
+        for (_, mut s) in std::mem::take(&mut self.socks) {
+            s.fail(tcp::Error::Aborted);
             self.lingering.close(host, s.conn);
         }
         self.by_conn.clear();
@@ -425,6 +460,20 @@ impl App for StackApp {
         }
         for &(id, ev) in events {
             work += self.event(now, host, id, ev);
+        }
+        if !self.linger_waits.is_empty() {
+            self.linger_waits.retain(|(id, done)| {
+                let quiet = host.conn(*id).is_none_or(|c| {
+                    matches!(
+                        c.state(),
+                        tcp::State::Closed | tcp::State::TimeWait | tcp::State::FinWait2
+                    )
+                });
+                if quiet {
+                    let _ = done.send(());
+                }
+                !quiet
+            });
         }
         if self.control.requested() && self.shutdown_at.is_none() {
             self.begin_shutdown(now, host);

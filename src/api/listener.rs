@@ -7,12 +7,14 @@
 
 use std::io;
 use std::net::{SocketAddr, SocketAddrV4};
-use std::sync::Weak;
+use std::os::fd::{AsRawFd, RawFd};
+use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
+use std::sync::{Arc, Weak};
 
 use crossbeam::channel::{Receiver, TryRecvError};
 
 use super::error::{to_io, would_block};
-use super::shared::{Accepted, Command, EngineHandle, SockDefaults};
+use super::shared::{Accepted, Command, EngineHandle, Ready, SockDefaults};
 use super::stack::Stack;
 use super::stream::TcpStream;
 use crate::io::xdp::SteerProgram;
@@ -52,7 +54,9 @@ pub struct TcpListener {
     engines: Vec<EngineHandle>,
     program: Option<Weak<SteerProgram>>,
     defaults: SockDefaults,
-    nonblocking: bool,
+    nonblocking: AtomicBool,
+    /// Woken by the engines after each connection they queue.
+    ready: Arc<Ready>,
 }
 
 impl TcpListener {
@@ -71,7 +75,8 @@ impl TcpListener {
             engines: stack.engines(),
             program: stack.program(),
             defaults: stack.defaults(),
-            nonblocking: false,
+            nonblocking: AtomicBool::new(false),
+            ready: Arc::new(Ready::default()),
         };
         for e in &listener.engines {
             let (reply, answer) = crossbeam::channel::bounded(1);
@@ -80,6 +85,7 @@ impl TcpListener {
                 id: listener.id,
                 backlog: listener.defaults.backlog,
                 accept: accept.clone(),
+                ready: Arc::clone(&listener.ready),
                 reply,
             });
             if !sent {
@@ -100,18 +106,64 @@ impl TcpListener {
     /// Waits for the next connection (`EAGAIN` at once in non-blocking mode;
     /// `ECONNABORTED` once the stack shut down).
     pub fn accept(&self) -> io::Result<(TcpStream, SocketAddr)> {
-        let a = if self.nonblocking {
-            match self.rx.try_recv() {
-                Ok(a) => a,
-                Err(TryRecvError::Empty) => return Err(would_block()),
-                Err(TryRecvError::Disconnected) => return Err(to_io(tcp::Error::Aborted)),
+        let a = if self.nonblocking.load(SeqCst) {
+            match self.try_accept()? {
+                Some(a) => a,
+                None => {
+                    // Re-arm the descriptor, then look once more (see `readiness_fd`).
+                    self.ready.rearm();
+                    self.try_accept()?.ok_or_else(would_block)?
+                }
             }
         } else {
             self.rx.recv().map_err(|_| to_io(tcp::Error::Aborted))?
         };
+        Ok(self.stream(a))
+    }
+
+    fn try_accept(&self) -> io::Result<Option<Accepted>> {
+        match self.rx.try_recv() {
+            Ok(a) => Ok(Some(a)),
+            Err(TryRecvError::Empty) => Ok(None),
+            Err(TryRecvError::Disconnected) => Err(to_io(tcp::Error::Aborted)),
+        }
+    }
+
+    pub(crate) fn stream(&self, a: Accepted) -> (TcpStream, SocketAddr) {
         let (local, peer) = (a.local, a.peer);
         let s = TcpStream::new(a.take(), local, peer, self.defaults);
-        Ok((s, SocketAddr::V4(peer)))
+        (s, SocketAddr::V4(peer))
+    }
+
+    /// The async accept: a connection if one is queued, else registers the task to be woken
+    /// by the engine that queues the next.
+    #[cfg_attr(not(feature = "tokio"), allow(dead_code))]
+    pub(crate) fn poll_accept(
+        &self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<io::Result<(TcpStream, SocketAddr)>> {
+        use std::task::Poll;
+        for registered in [false, true] {
+            match self.try_accept() {
+                Ok(Some(a)) => return Poll::Ready(Ok(self.stream(a))),
+                Err(e) => return Poll::Ready(Err(e)),
+                Ok(None) if !registered => self.ready.read.register(cx.waker()),
+                Ok(None) => {}
+            }
+        }
+        Poll::Pending
+    }
+
+    /// Accepted connections, one after another, as `std::net::TcpListener::incoming`.
+    pub fn incoming(&self) -> impl Iterator<Item = io::Result<TcpStream>> + '_ {
+        std::iter::from_fn(move || Some(self.accept().map(|(s, _)| s)))
+    }
+
+    /// A descriptor to `poll` for this listener: an eventfd (close-on-exec) that is readable
+    /// when an accept that returned `EAGAIN` in non-blocking mode may succeed. Readable at
+    /// first.
+    pub fn readiness_fd(&self) -> io::Result<RawFd> {
+        self.ready.fd()
     }
 
     /// The address listened on.
@@ -120,9 +172,20 @@ impl TcpListener {
     }
 
     /// Non-blocking mode for [`TcpListener::accept`].
-    pub fn set_nonblocking(&mut self, nonblocking: bool) -> io::Result<()> {
-        self.nonblocking = nonblocking;
+    pub fn set_nonblocking(&self, nonblocking: bool) -> io::Result<()> {
+        self.nonblocking.store(nonblocking, SeqCst);
         Ok(())
+    }
+}
+
+impl AsRawFd for TcpListener {
+    /// [`TcpListener::readiness_fd`].
+    ///
+    /// # Panics
+    /// When the eventfd cannot be made (`EMFILE`).
+    fn as_raw_fd(&self) -> RawFd {
+        self.readiness_fd()
+            .expect("eventfd for the listener's readiness")
     }
 }
 

@@ -12,12 +12,18 @@
 //!   `shared.rs`). A write copies each byte once: into a buffer that the connection's send
 //!   buffer then keeps as it is. A read copies each byte three times: frame to receive buffer,
 //!   receive buffer to a message, message to the caller ([`TcpStream::copies`] counts them).
+//!   Every call takes `&self`: threads share `&Stack` and `&TcpStream`, or split a stream
+//!   into owned halves, and each stream has a pollable readiness eventfd.
+//! - **tokio** (cargo feature `tokio`, module `api::tokio`): the same sockets as
+//!   `AsyncRead`/`AsyncWrite` streams and an async listener, woken by the engine through
+//!   wakers.
 //!
 //! Inside, the threaded API has two sides that meet only in the types of `shared.rs`: the
 //! engine-side bridge (`bridge.rs`, an [`crate::engine::App`] in every engine) sends messages,
 //! including an `Accepted` for each connection a listener gets, and the user side
 //! ([`stream`], [`listener`]) builds its sockets from them; [`stack`] starts the engines with the
-//! bridge. No module imports one that imports it back.
+//! bridge. No module imports one that imports it back. Every handle to one connection (its
+//! clones, halves, the async stream) shares one user side, `sock.rs`.
 //!
 //! Both come from a [`Stack`] built by [`StackBuilder`]: on an interface with AF_XDP and the
 //! XDP steering program, or over any [`crate::io::PacketIo`] (such as the in-memory
@@ -40,11 +46,14 @@ pub mod handler;
 mod linger;
 pub mod listener;
 mod shared;
+mod sock;
 pub mod stack;
 pub mod stream;
+#[cfg(feature = "tokio")]
+pub mod tokio;
 
 pub use crate::tcp::KeepAlive;
 pub use handler::{Cx, Handler, HandlerApp};
 pub use listener::TcpListener;
 pub use stack::{Device, Stack, StackBuilder};
-pub use stream::{Copies, RecvFlags, SendFlags, TcpStream};
+pub use stream::{Copies, OwnedReadHalf, OwnedWriteHalf, RecvFlags, SendFlags, TcpStream};

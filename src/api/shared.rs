@@ -22,8 +22,9 @@
 //!   SO_SNDBUF bytes are written and not yet acknowledged, whether they travel in the queue or
 //!   wait in the connection's send buffer: a send buffer's worth in flight and as much again
 //!   queued behind it, so that the connection keeps sending while the writer's thread waits
-//!   for a core. A waiting writer sets `send_waiting`; the engine answers it with an
-//!   [`Ev::Credit`].
+//!   for a core. A waiting writer sets `send_waiting`; the engine answers it with a wake-up
+//!   through a channel of its own (`Shared::wait_credit`), which also carries failures, so a
+//!   writer never reads the reader's events and both can block at once on two threads.
 //! - **receive**: the engine moves bytes out of the connection into [`Ev::Data`] only while
 //!   the bytes the reader holds (`recv_outstanding`, sent and not yet read) are below
 //!   `recv_limit` (SO_RCVBUF). Past it the bytes stay in the connection, whose window closes,
@@ -36,9 +37,15 @@
 //! to which the reader returns it once read. Each pool holds a few buffers of at most
 //! [`MAX_CHUNK`] bytes; what does not fit is freed.
 
+use std::io;
 use std::net::{Shutdown, SocketAddrV4};
-use std::sync::atomic::{AtomicBool, AtomicIsize, AtomicU64, AtomicUsize, Ordering::SeqCst};
-use std::sync::Arc;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::sync::atomic::{
+    AtomicBool, AtomicIsize, AtomicU64, AtomicU8, AtomicUsize, Ordering::SeqCst,
+};
+use std::sync::{Arc, OnceLock};
+
+use atomic_waker::AtomicWaker;
 
 use crossbeam::channel::{Receiver, Sender};
 use crossbeam::queue::ArrayQueue;
@@ -62,6 +69,125 @@ pub(crate) struct Shared {
     send_pool: ArrayQueue<Vec<u8>>,
     recv_pool: ArrayQueue<Vec<u8>>,
     pub copies: CopyCounters,
+    /// The connection's error, set by the engine (once) before its [`Ev::Error`], so that a
+    /// writer learns it without reading the event channel: `0` for none, else
+    /// [`error_code`]. Taken (swapped to 0) by whichever user-side call reports it.
+    pub error: AtomicU8,
+    /// The peer's FIN was passed on ([`Ev::Eof`] follows), for the errno of a later RST.
+    pub eof: AtomicBool,
+    /// The engine let go of the socket (it shut down, or the connection was closed).
+    pub gone: AtomicBool,
+    /// Engine -> a blocked writer: credit came back, or the connection failed.
+    credit_tx: Sender<()>,
+    credit_rx: Receiver<()>,
+    /// Who else waits on this socket: tasks and a pollable descriptor.
+    pub ready: Ready,
+}
+
+/// The code of `e` in [`Shared::error`].
+pub(crate) fn error_code(e: tcp::Error) -> u8 {
+    ERRORS
+        .iter()
+        .position(|&x| x == e)
+        .map_or(1, |i| i as u8 + 1)
+}
+
+fn error_from(code: u8) -> Option<tcp::Error> {
+    (code as usize)
+        .checked_sub(1)
+        .and_then(|i| ERRORS.get(i).copied())
+}
+
+const ERRORS: [tcp::Error; 13] = [
+    tcp::Error::Aborted,
+    tcp::Error::WouldBlock,
+    tcp::Error::NotConnected,
+    tcp::Error::BrokenPipe,
+    tcp::Error::Reset,
+    tcp::Error::Refused,
+    tcp::Error::TimedOut,
+    tcp::Error::HostUnreachable,
+    tcp::Error::NetUnreachable,
+    tcp::Error::HostDown,
+    tcp::Error::NoNetwork,
+    tcp::Error::ProtocolUnavailable,
+    tcp::Error::SourceRouteFailed,
+];
+
+/// Readiness of one socket for waiters other than a blocked thread: a task's waker for each
+/// direction (the tokio integration) and an eventfd for `poll`/`epoll`/mio users, made on
+/// first use. The engine signals after it sent the reader something (data, end of stream, an
+/// error) or gave a waiting writer credit.
+///
+/// The eventfd is edge-like with a re-arm: readable once something happened since the owner
+/// last re-armed it, which the socket does when a call would block ([`Ready::rearm`]) before
+/// looking once more. So a `poll` that follows an `EAGAIN` returns when the retry can
+/// succeed; the engine writes the descriptor (a system call) only while it is armed, once per
+/// arming.
+#[derive(Debug, Default)]
+pub(crate) struct Ready {
+    fd: OnceLock<OwnedFd>,
+    armed: AtomicBool,
+    pub read: AtomicWaker,
+    pub write: AtomicWaker,
+}
+
+impl Ready {
+    /// Something for the reader: wakes its task and the descriptor.
+    pub fn notify_read(&self) {
+        self.read.wake();
+        self.kick();
+    }
+
+    /// Credit (or a failure) for the writer.
+    pub fn notify_write(&self) {
+        self.write.wake();
+        self.kick();
+    }
+
+    fn kick(&self) {
+        if let Some(fd) = self.fd.get() {
+            if self.armed.swap(false, SeqCst) {
+                // SAFETY: writes 8 bytes from a local to an eventfd we own.
+                unsafe { libc::write(fd.as_raw_fd(), (&1u64 as *const u64).cast(), 8) };
+            }
+        }
+    }
+
+    /// The eventfd, made on the first call (close-on-exec, non-blocking, readable at first so
+    /// that a first `poll` leads to a first try).
+    pub fn fd(&self) -> io::Result<RawFd> {
+        if let Some(fd) = self.fd.get() {
+            return Ok(fd.as_raw_fd());
+        }
+        // SAFETY: eventfd takes no pointers; a non-negative result is a new descriptor that
+        // nothing else owns.
+        let raw = unsafe { libc::eventfd(1, libc::EFD_NONBLOCK | libc::EFD_CLOEXEC) };
+        if raw < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: as above, `raw` is ours alone.
+        let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+        // Another thread may have won the race: its descriptor stays, ours closes.
+        let _ = self.fd.set(fd);
+        Ok(self.fd.get().map(AsRawFd::as_raw_fd).unwrap_or(raw))
+    }
+
+    /// Whether the descriptor exists (someone may poll it).
+    pub fn is_made(&self) -> bool {
+        self.fd.get().is_some()
+    }
+
+    /// Called when a call is about to return `EAGAIN`, before looking once more: empties the
+    /// descriptor and lets the engine write it again.
+    pub fn rearm(&self) {
+        if let Some(fd) = self.fd.get() {
+            let mut v = 0u64;
+            // SAFETY: reads at most 8 bytes into a local from an eventfd we own (non-blocking).
+            unsafe { libc::read(fd.as_raw_fd(), (&mut v as *mut u64).cast(), 8) };
+            self.armed.store(true, SeqCst);
+        }
+    }
 }
 
 /// Bytes copied on each step of a socket's two paths: one relaxed add per copy (a call, not a
@@ -102,6 +228,7 @@ pub(crate) fn send_credit(sndbuf: usize) -> isize {
 
 impl Shared {
     pub fn new(sndbuf: usize, rcvbuf: usize) -> Arc<Self> {
+        let (credit_tx, credit_rx) = crossbeam::channel::bounded(1);
         Arc::new(Shared {
             send_credit: AtomicIsize::new(send_credit(sndbuf)),
             send_waiting: AtomicBool::new(false),
@@ -111,7 +238,50 @@ impl Shared {
             send_pool: ArrayQueue::new(POOL),
             recv_pool: ArrayQueue::new(POOL),
             copies: CopyCounters::default(),
+            error: AtomicU8::new(0),
+            eof: AtomicBool::new(false),
+            gone: AtomicBool::new(false),
+            credit_tx,
+            credit_rx,
+            ready: Ready::default(),
         })
+    }
+
+    /// Engine side: records the connection's error for the user side (once) and wakes every
+    /// waiter. The [`Ev::Error`] that follows on the event channel wakes a blocked reader.
+    pub fn fail(&self, e: tcp::Error) {
+        self.error.store(error_code(e), SeqCst);
+        self.poke_writer();
+        self.ready.notify_read();
+    }
+
+    /// Engine side: the socket is no longer served (its sender of events is dropped next).
+    pub fn detach(&self) {
+        self.gone.store(true, SeqCst);
+        self.poke_writer();
+        self.ready.notify_read();
+    }
+
+    /// Wakes a writer blocked for credit, its task and the descriptor.
+    pub fn poke_writer(&self) {
+        let _ = self.credit_tx.try_send(());
+        self.ready.notify_write();
+    }
+
+    /// User side: the error the engine recorded, taken once.
+    pub fn take_error(&self) -> Option<tcp::Error> {
+        if self.error.load(SeqCst) == 0 {
+            return None;
+        }
+        error_from(self.error.swap(0, SeqCst))
+    }
+
+    /// User side: waits for [`Shared::poke_writer`] until `deadline`; false on time-out.
+    pub fn wait_credit(&self, deadline: Option<std::time::Instant>) -> bool {
+        match deadline {
+            None => self.credit_rx.recv().is_ok(),
+            Some(d) => self.credit_rx.recv_deadline(d).is_ok(),
+        }
     }
 
     /// An empty buffer for a write of `n` bytes, reused when the pool has one large enough.
@@ -162,6 +332,7 @@ pub(crate) enum Opt {
     KeepAlive(Option<KeepAlive>),
     SendBuf(usize),
     RecvBuf(usize),
+    Ttl(u8),
 }
 
 /// Application thread -> engine.
@@ -177,6 +348,8 @@ pub(crate) enum Command {
         id: u64,
         backlog: usize,
         accept: Sender<Accepted>,
+        /// Woken after each connection sent on `accept`.
+        ready: Arc<Ready>,
         reply: Sender<std::io::Result<()>>,
     },
     Unlisten {
@@ -199,6 +372,7 @@ pub(crate) enum Command {
     Close {
         token: u64,
         unread: bool,
+        linger: Linger,
     },
     Set {
         token: u64,
@@ -215,17 +389,26 @@ pub(crate) enum Command {
     },
 }
 
+/// What `close(2)` does with a connection (`SO_LINGER`).
+#[derive(Debug)]
+pub(crate) enum Linger {
+    /// FIN after the bytes written, in the background (no `SO_LINGER`).
+    Background,
+    /// RST at once, dropping whatever is unsent (linger on, time 0).
+    Reset,
+    /// FIN as in the background, and tell `done` once everything sent, FIN included, is
+    /// acknowledged (or the connection ended); the closing thread waits for it, at most its
+    /// linger time.
+    Wait(Sender<()>),
+}
+
 /// Engine -> one socket's owner.
 #[derive(Debug)]
 pub(crate) enum Ev {
-    Connected {
-        local: SocketAddrV4,
-        peer: SocketAddrV4,
-    },
+    Connected { local: SocketAddrV4 },
     Data(Vec<u8>),
     Eof,
     Error(tcp::Error),
-    Credit,
 }
 
 /// What the user side of one connection holds: how to reach its engine and its socket there.
@@ -267,6 +450,7 @@ impl Drop for Accepted {
             e.engine.send(Command::Close {
                 token: e.token,
                 unread,
+                linger: Linger::Background,
             });
         }
     }

@@ -23,7 +23,7 @@ use std::io;
 use std::net::Ipv4Addr;
 use std::ops::RangeInclusive;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering::SeqCst};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::SeqCst};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
@@ -392,8 +392,9 @@ impl StackBuilder {
             tokens,
             addr,
             defaults,
-            program,
-            stop: Some(stop),
+            program: Mutex::new(program),
+            stop: Mutex::new(Some(stop)),
+            stopped: AtomicBool::new(false),
             grace: self.grace,
         })
     }
@@ -423,8 +424,11 @@ pub struct Stack {
     tokens: Arc<AtomicU64>,
     addr: Ipv4Addr,
     defaults: SockDefaults,
-    program: Option<Arc<SteerProgram>>,
-    stop: Option<Stopper>,
+    program: Mutex<Option<Arc<SteerProgram>>>,
+    /// Taken by the first shutdown; a `Mutex` so that `Stack` is `Sync` and threads share it
+    /// by reference.
+    stop: Mutex<Option<Stopper>>,
+    stopped: AtomicBool,
     grace: Duration,
 }
 
@@ -472,10 +476,13 @@ impl Stack {
 
     /// Closes every connection (FIN, then RST after the grace period), stops the engines and
     /// detaches the XDP program. Returns the first engine failure, if any. Idempotent.
-    pub fn shutdown(&mut self) -> io::Result<()> {
-        let Some(stop) = self.stop.take() else {
+    pub fn shutdown(&self) -> io::Result<()> {
+        // Held to the end: a second caller returns once the first finished.
+        let mut stop = self.stop.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(stop) = stop.take() else {
             return Ok(());
         };
+        self.stopped.store(true, SeqCst);
         self.control.request();
         let deadline = std::time::Instant::now() + self.grace + Duration::from_secs(1);
         while self.control.drained.load(SeqCst) < self.engines.len()
@@ -490,14 +497,15 @@ impl Stack {
         }
         // Let the last FINs and RSTs leave before the sockets close.
         std::thread::sleep(Duration::from_millis(5));
-        if let Some(p) = &self.program {
+        let mut program = self.program.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(p) = program.as_ref() {
             for q in 0..self.engines.len() as u32 {
                 let _ = p.unregister_socket(q);
             }
         }
         let results = stop();
         // Listeners hold only weak references: this detaches the program.
-        self.program = None;
+        *program = None;
         results
             .into_iter()
             .find_map(Result::err)
@@ -505,7 +513,7 @@ impl Stack {
     }
 
     pub(crate) fn engine(&self, i: usize) -> io::Result<EngineHandle> {
-        if self.stop.is_none() {
+        if self.stopped.load(SeqCst) {
             return Err(super::error::to_io(tcp::Error::Aborted));
         }
         self.engines
@@ -527,7 +535,11 @@ impl Stack {
     }
 
     pub(crate) fn program(&self) -> Option<Weak<SteerProgram>> {
-        self.program.as_ref().map(Arc::downgrade)
+        self.program
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+            .map(Arc::downgrade)
     }
 }
 

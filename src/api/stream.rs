@@ -18,20 +18,18 @@
 //! [`TcpStream::copies`] counts every one of them. A [`super::Handler`] avoids the thread hop
 //! and its copies: one each way.
 
-use std::collections::VecDeque;
 use std::io::{self, Read, Write};
-use std::net::{Shutdown, SocketAddr, SocketAddrV4};
+use std::net::{Shutdown, SocketAddr, SocketAddrV4, ToSocketAddrs};
+use std::os::fd::{AsRawFd, RawFd};
 use std::sync::atomic::Ordering::SeqCst;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crossbeam::channel::{Receiver, RecvTimeoutError, TryRecvError};
+use crossbeam::channel::RecvTimeoutError;
 
-use super::error::{broken_pipe, not_connected, reported, to_io, would_block};
-use super::shared::{
-    send_credit, Command, CopyCounters, Ends, EngineHandle, Ev, Opt, Shared, SockDefaults,
-    MAX_CHUNK,
-};
+use super::error::{not_connected, to_io};
+use super::shared::{send_credit, Command, Ends, Opt, Shared, SockDefaults};
+use super::sock::Inner;
 use super::stack::Stack;
 use crate::tcp::{self, KeepAlive};
 
@@ -57,51 +55,56 @@ pub struct SendFlags {
     /// write on a broken connection only returns `EPIPE`.
     pub no_signal: bool,
 }
-
-/// A TCP connection of a [`Stack`], used from any thread (one at a time: `&mut self`).
+/// A TCP connection of a [`Stack`], used from any number of threads, as `std::net::TcpStream`:
+/// every method takes `&self`, `&TcpStream` implements [`Read`] and [`Write`], and
+/// [`TcpStream::try_clone`] and [`TcpStream::into_split`] give further handles to the same
+/// connection, so one thread can block in a read while another blocks in a write.
 ///
 /// Reads and writes go through channels to the engine core that owns the connection; see
 /// [`crate::api`] for the flow control that bounds them. Errors carry Linux's errno
-/// ([`crate::api::error`]). Dropping the stream closes it like `close(2)`: FIN after the bytes
-/// written, or RST when received bytes were never read.
+/// ([`crate::api::error`]). Dropping the last handle closes the connection like `close(2)`:
+/// FIN after the bytes written, or RST when received bytes were never read; `SO_LINGER`
+/// ([`TcpStream::set_linger`]) as in Linux.
+///
+/// For `poll`, `epoll` or mio, [`TcpStream::readiness_fd`] (also [`AsRawFd`]) is an eventfd
+/// that becomes readable when a call that returned `EAGAIN` in non-blocking mode may succeed.
 ///
 /// ```no_run
 /// use std::io::{Read, Write};
 /// use xdp_tcp::api::{Stack, TcpStream};
 ///
 /// # fn run(stack: &Stack) -> std::io::Result<()> {
-/// let mut s = TcpStream::connect(stack, "10.0.0.2:7".parse().unwrap())?;
+/// let s = TcpStream::connect(stack, "10.0.0.2:7")?;
 /// s.set_nodelay(true)?;
 /// s.set_read_timeout(Some(std::time::Duration::from_secs(1)))?;
-/// s.write_all(b"ping")?;
+/// let (mut rd, mut wr) = s.into_split();
+/// let writer = std::thread::spawn(move || wr.write_all(b"ping"));
 /// let mut buf = [0; 4];
-/// s.read_exact(&mut buf)?;
+/// rd.read_exact(&mut buf)?;
+/// writer.join().unwrap()?;
 /// # Ok(()) }
 /// ```
 pub struct TcpStream {
-    token: u64,
-    engine: EngineHandle,
-    rx: Receiver<Ev>,
-    shared: Arc<Shared>,
-    chunks: VecDeque<Vec<u8>>,
-    /// Bytes of the front chunk already read.
-    head: usize,
-    buffered: usize,
-    eof: bool,
-    /// Pending error (SO_ERROR): reported once by the next call, then the socket is dead.
-    error: Option<tcp::Error>,
-    dead: bool,
-    read_shut: bool,
-    write_shut: bool,
-    nonblocking: bool,
-    read_timeout: Option<Duration>,
-    write_timeout: Option<Duration>,
-    local: SocketAddrV4,
-    peer: SocketAddrV4,
-    nodelay: bool,
-    keepalive: Option<KeepAlive>,
-    sndbuf: usize,
-    rcvbuf: usize,
+    inner: Arc<Inner>,
+}
+
+/// The IPv4 addresses of `addr`, as `std::net` resolves them (`"10.0.0.1:80"`, a
+/// `SocketAddr`, a `(host, port)` pair); IPv6 ones are skipped.
+pub(crate) fn v4_addrs(addr: impl ToSocketAddrs) -> io::Result<Vec<SocketAddrV4>> {
+    let v4: Vec<SocketAddrV4> = addr
+        .to_socket_addrs()?
+        .filter_map(|a| match a {
+            SocketAddr::V4(a) => Some(a),
+            SocketAddr::V6(_) => None,
+        })
+        .collect();
+    if v4.is_empty() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "no IPv4 address to connect to (the stack speaks IPv4 only)",
+        ));
+    }
+    Ok(v4)
 }
 
 impl TcpStream {
@@ -112,62 +115,55 @@ impl TcpStream {
         peer: SocketAddrV4,
         d: SockDefaults,
     ) -> Self {
-        let Ends {
-            token,
-            engine,
-            rx,
-            shared,
-        } = ends;
         TcpStream {
-            token,
-            engine,
-            rx,
-            shared,
-            chunks: VecDeque::new(),
-            head: 0,
-            buffered: 0,
-            eof: false,
-            error: None,
-            dead: false,
-            read_shut: false,
-            write_shut: false,
-            nonblocking: false,
-            read_timeout: None,
-            write_timeout: None,
-            local,
-            peer,
-            nodelay: false,
-            keepalive: None,
-            sndbuf: d.sndbuf,
-            rcvbuf: d.rcvbuf,
+            inner: Arc::new(Inner::new(ends, local, peer, d)),
         }
     }
 
-    /// Opens a connection to `remote` and blocks until it is established or fails
-    /// (`ECONNREFUSED` when the peer answers with RST, `ETIMEDOUT` when SYNs go unanswered,
-    /// `EHOSTUNREACH` on an ICMP error).
-    ///
-    /// Active opens run on the stack's first engine. With several queues the NIC's RSS hash
-    /// may steer the return traffic to another queue, whose engine does not know the
-    /// connection: use one queue for clients for now.
-    pub fn connect(stack: &Stack, remote: SocketAddrV4) -> io::Result<TcpStream> {
-        Self::connect_inner(stack, remote, None)
+    #[cfg_attr(not(feature = "tokio"), allow(dead_code))]
+    pub(crate) fn inner(&self) -> &Arc<Inner> {
+        &self.inner
     }
 
-    /// [`TcpStream::connect`] giving up after `timeout` (`ETIMEDOUT`).
+    /// Opens a connection to `addr` (anything `std::net` resolves: `"10.0.0.2:7"`, a
+    /// `SocketAddr`, `(Ipv4Addr, u16)`; each IPv4 address in turn, as std) and blocks until it
+    /// is established or fails (`ECONNREFUSED` when the peer answers with RST, `ETIMEDOUT`
+    /// when SYNs go unanswered, `EHOSTUNREACH` on an ICMP error).
+    pub fn connect(stack: &Stack, addr: impl ToSocketAddrs) -> io::Result<TcpStream> {
+        Self::connect_each(stack, addr, None)
+    }
+
+    /// [`TcpStream::connect`] giving up after `timeout` for each address (`ETIMEDOUT`).
     pub fn connect_timeout(
         stack: &Stack,
-        remote: SocketAddrV4,
+        addr: impl ToSocketAddrs,
         timeout: Duration,
     ) -> io::Result<TcpStream> {
-        Self::connect_inner(stack, remote, Some(timeout))
+        Self::connect_each(stack, addr, Some(timeout))
     }
 
-    fn connect_inner(
+    fn connect_each(
         stack: &Stack,
-        remote: SocketAddrV4,
+        addr: impl ToSocketAddrs,
         timeout: Option<Duration>,
     ) -> io::Result<TcpStream> {
+        let mut last = None;
+        for a in v4_addrs(addr)? {
+            match Self::start_connect(stack, a).and_then(|s| {
+                s.inner
+                    .wait_connected(timeout.map(|t| Instant::now() + t))
+                    .map(|()| s)
+            }) {
+                Ok(s) => return Ok(s),
+                Err(e) => last = Some(e),
+            }
+        }
+        Err(last.unwrap_or_else(|| to_io(tcp::Error::Aborted)))
+    }
+
+    /// Sends the engine the active open to `remote`; the stream exists before the engine
+    /// hears of it, so that giving up (a time-out, a dropped future) closes it.
+    pub(crate) fn start_connect(stack: &Stack, remote: SocketAddrV4) -> io::Result<TcpStream> {
         let d = stack.defaults();
         let engine = stack.engine(0)?;
         let token = stack.next_token();
@@ -180,209 +176,47 @@ impl TcpStream {
             rx,
             shared: Arc::clone(&shared),
         };
-        // Built before the engine hears of it, so that giving up (a time-out) closes it.
-        let mut s = TcpStream::new(ends, unspecified, remote, d);
+        let s = TcpStream::new(ends, unspecified, remote, d);
         if !engine.send(Command::Connect {
             token,
             remote,
             tx,
             shared,
         }) {
+            s.inner.status().dead = true;
             return Err(to_io(tcp::Error::Aborted));
         }
-        let deadline = timeout.map(|t| Instant::now() + t);
-        loop {
-            let ev = match deadline {
-                None => s.rx.recv().map_err(|_| RecvTimeoutError::Disconnected),
-                Some(d) => s.rx.recv_deadline(d),
-            };
-            match ev {
-                Ok(Ev::Connected { local, peer }) => {
-                    s.local = local;
-                    s.peer = peer;
-                    return Ok(s);
-                }
-                Ok(Ev::Error(tcp::Error::WouldBlock)) => {
-                    s.dead = true;
-                    return Err(io::Error::from_raw_os_error(libc::EADDRNOTAVAIL));
-                }
-                Ok(Ev::Error(e)) => {
-                    s.dead = true;
-                    return Err(to_io(e));
-                }
-                Ok(other) => s.absorb(other),
-                Err(RecvTimeoutError::Timeout) => return Err(to_io(tcp::Error::TimedOut)),
-                Err(RecvTimeoutError::Disconnected) => {
-                    s.dead = true;
-                    return Err(to_io(tcp::Error::Aborted));
-                }
-            }
-        }
+        Ok(s)
     }
 
-    fn absorb(&mut self, ev: Ev) {
-        match ev {
-            Ev::Data(v) => {
-                if self.read_shut {
-                    self.release(v.len());
-                    self.shared.recycle_recv(v);
-                } else {
-                    self.buffered += v.len();
-                    self.chunks.push_back(v);
-                }
-            }
-            Ev::Eof => self.eof = true,
-            Ev::Error(e) => {
-                if !self.dead {
-                    self.error = Some(reported(e, self.eof));
-                }
-            }
-            Ev::Credit | Ev::Connected { .. } => {}
-        }
+    /// Another handle to the same connection (`dup(2)`): reads and writes through either
+    /// share its buffers and settings; the connection closes when the last one is dropped.
+    /// Never fails; the `Result` is std's signature.
+    pub fn try_clone(&self) -> io::Result<TcpStream> {
+        Ok(TcpStream {
+            inner: Arc::clone(&self.inner),
+        })
     }
 
-    /// Takes every event already there; notices an engine that is gone.
-    fn pump(&mut self) {
-        loop {
-            match self.rx.try_recv() {
-                Ok(ev) => self.absorb(ev),
-                Err(TryRecvError::Empty) => return,
-                Err(TryRecvError::Disconnected) => {
-                    self.gone();
-                    return;
-                }
-            }
-        }
-    }
-
-    fn gone(&mut self) {
-        if !self.dead && self.error.is_none() {
-            self.error = Some(tcp::Error::Aborted);
-        }
-    }
-
-    /// Waits for one event until `deadline`; false on time-out.
-    fn wait(&mut self, deadline: Option<Instant>) -> bool {
-        let r = match deadline {
-            None => self.rx.recv().map_err(|_| RecvTimeoutError::Disconnected),
-            Some(d) => self.rx.recv_deadline(d),
+    /// A reading and a writing handle, to move to two threads (or tasks): the connection
+    /// closes when both are dropped. Dropping the writing half does not shut down writing;
+    /// call [`OwnedWriteHalf::shutdown`] for the FIN.
+    pub fn into_split(self) -> (OwnedReadHalf, OwnedWriteHalf) {
+        let other = TcpStream {
+            inner: Arc::clone(&self.inner),
         };
-        match r {
-            Ok(ev) => {
-                self.absorb(ev);
-                true
-            }
-            Err(RecvTimeoutError::Timeout) => false,
-            Err(RecvTimeoutError::Disconnected) => {
-                self.gone();
-                true
-            }
-        }
-    }
-
-    /// Gives back receive credit for `n` consumed bytes; wakes the engine if it stopped.
-    fn release(&mut self, n: usize) {
-        if n == 0 {
-            return;
-        }
-        self.shared.recv_outstanding.fetch_sub(n, SeqCst);
-        if self.shared.recv_blocked.swap(false, SeqCst) {
-            self.engine.send(Command::Credit { token: self.token });
-        }
-    }
-
-    fn copy_out(&mut self, buf: &mut [u8], consume: bool) -> usize {
-        let mut n = 0;
-        let mut head = self.head;
-        let mut i = 0;
-        while n < buf.len() && i < self.chunks.len() {
-            let c = &self.chunks[i][head..];
-            let k = c.len().min(buf.len() - n);
-            buf[n..n + k].copy_from_slice(&c[..k]);
-            n += k;
-            if k == c.len() {
-                i += 1;
-                head = 0;
-            } else {
-                head += k;
-            }
-        }
-        CopyCounters::add(&self.shared.copies.message_to_caller, n);
-        if consume {
-            for v in self.chunks.drain(..i) {
-                self.shared.recycle_recv(v);
-            }
-            self.head = head;
-            self.buffered -= n;
-            self.release(n);
-        }
-        n
+        (OwnedReadHalf(self), OwnedWriteHalf(other))
     }
 
     /// `recv(2)` with flags. `Ok(0)` is end of stream: the peer's FIN, our
     /// [`Shutdown::Read`], or after an error was reported once.
-    pub fn recv_with(&mut self, buf: &mut [u8], flags: RecvFlags) -> io::Result<usize> {
-        if buf.is_empty() {
-            return Ok(0);
-        }
-        let deadline = self.read_timeout.map(|t| Instant::now() + t);
-        let mut n = 0;
-        loop {
-            self.pump();
-            if self.read_shut {
-                return Ok(n);
-            }
-            if flags.peek {
-                if self.buffered > 0 && (!flags.wait_all || self.buffered >= buf.len()) {
-                    return Ok(self.copy_out(buf, false));
-                }
-            } else if self.buffered > 0 {
-                n += self.copy_out(&mut buf[n..], true);
-                if !flags.wait_all || n == buf.len() {
-                    return Ok(n);
-                }
-                continue;
-            }
-            let have = if flags.peek { self.buffered } else { n };
-            let mut finish = |s: &mut Self| {
-                if flags.peek {
-                    s.copy_out(buf, false)
-                } else {
-                    n
-                }
-            };
-            // After the peer's FIN a read returns end of stream even if an RST followed
-            // (Linux: SOCK_DONE before sk_err); the error stays for writes and SO_ERROR.
-            if self.eof || self.dead {
-                return Ok(finish(self));
-            }
-            if let Some(e) = self.error {
-                if have > 0 {
-                    return Ok(finish(self));
-                }
-                self.error = None;
-                self.dead = true;
-                return Err(to_io(e));
-            }
-            if self.nonblocking || flags.dont_wait {
-                return if have > 0 {
-                    Ok(finish(self))
-                } else {
-                    Err(would_block())
-                };
-            }
-            if !self.wait(deadline) {
-                return if have > 0 {
-                    Ok(finish(self))
-                } else {
-                    Err(would_block())
-                };
-            }
-        }
+    pub fn recv_with(&self, buf: &mut [u8], flags: RecvFlags) -> io::Result<usize> {
+        self.inner
+            .recv(buf, flags.peek, flags.wait_all, flags.dont_wait)
     }
 
     /// Copies received bytes without consuming them (`MSG_PEEK`); blocks like `read`.
-    pub fn peek(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+    pub fn peek(&self, buf: &mut [u8]) -> io::Result<usize> {
         self.recv_with(
             buf,
             RecvFlags {
@@ -395,172 +229,130 @@ impl TcpStream {
     /// `send(2)` with flags: takes as many bytes as the send credit allows (blocking for some
     /// unless non-blocking or past the write timeout, then `EAGAIN`). `EPIPE` after
     /// [`Shutdown::Write`] or once the connection is gone.
-    pub fn send_with(&mut self, data: &[u8], flags: SendFlags) -> io::Result<usize> {
-        if data.is_empty() {
-            return Ok(0);
-        }
-        let deadline = self.write_timeout.map(|t| Instant::now() + t);
-        loop {
-            self.pump();
-            if self.write_shut {
-                return Err(broken_pipe());
-            }
-            if let Some(e) = self.error.take() {
-                self.dead = true;
-                return Err(to_io(e));
-            }
-            if self.dead {
-                return Err(broken_pipe());
-            }
-            let credit = self.shared.send_credit.load(SeqCst);
-            if credit > 0 {
-                let n = data.len().min(credit as usize);
-                self.shared.send_credit.fetch_sub(n as isize, SeqCst);
-                if !self.post_writes(&data[..n], flags.more) {
-                    self.gone();
-                    continue;
-                }
-                return Ok(n);
-            }
-            if self.nonblocking {
-                return Err(would_block());
-            }
-            self.shared.send_waiting.store(true, SeqCst);
-            if self.shared.send_credit.load(SeqCst) > 0 {
-                continue;
-            }
-            if !self.wait(deadline) {
-                return Err(would_block());
-            }
-        }
-    }
-
-    /// Hands `data` to the engine in buffers of at most [`MAX_CHUNK`] bytes: the one copy of
-    /// the write path. False when the engine is gone.
-    fn post_writes(&mut self, data: &[u8], more: bool) -> bool {
-        let mut ok = true;
-        for part in data.chunks(MAX_CHUNK) {
-            let mut v = self.shared.send_buffer(part.len());
-            v.extend_from_slice(part);
-            CopyCounters::add(&self.shared.copies.write_to_message, part.len());
-            ok &= self.engine.post(Command::Write {
-                token: self.token,
-                data: v,
-                more,
-            });
-        }
-        self.engine.wake();
-        ok
+    pub fn send_with(&self, data: &[u8], flags: SendFlags) -> io::Result<usize> {
+        self.inner.send(data, flags.more)
     }
 
     /// `shutdown(2)`. `Write` sends FIN after the bytes already written (later writes get
     /// `EPIPE`); `Read` drops what is buffered and makes reads return `Ok(0)`; `Both` does
     /// both. `ENOTCONN` once the connection is gone.
-    pub fn shutdown(&mut self, how: Shutdown) -> io::Result<()> {
-        self.pump();
-        if self.dead {
-            return Err(not_connected());
-        }
-        if matches!(how, Shutdown::Read | Shutdown::Both) && !self.read_shut {
-            self.read_shut = true;
-            let n = self.buffered;
-            for v in self.chunks.drain(..) {
-                self.shared.recycle_recv(v);
-            }
-            self.head = 0;
-            self.buffered = 0;
-            self.release(n);
-        }
-        if matches!(how, Shutdown::Write | Shutdown::Both) {
-            self.write_shut = true;
-        }
-        self.engine.send(Command::Shutdown {
-            token: self.token,
-            how,
-        });
-        Ok(())
-    }
-
-    fn set(&mut self, opt: Opt) -> io::Result<()> {
-        if self.dead {
-            return Err(not_connected());
-        }
-        self.engine.send(Command::Set {
-            token: self.token,
-            opt,
-        });
-        Ok(())
+    pub fn shutdown(&self, how: Shutdown) -> io::Result<()> {
+        self.inner.shutdown(how)
     }
 
     /// `TCP_NODELAY`: turn Nagle's algorithm off.
-    pub fn set_nodelay(&mut self, nodelay: bool) -> io::Result<()> {
-        self.set(Opt::NoDelay(nodelay))?;
-        self.nodelay = nodelay;
+    pub fn set_nodelay(&self, nodelay: bool) -> io::Result<()> {
+        self.inner.set(Opt::NoDelay(nodelay))?;
+        self.inner.opts().nodelay = nodelay;
         Ok(())
     }
 
     /// The `TCP_NODELAY` setting.
     pub fn nodelay(&self) -> io::Result<bool> {
-        Ok(self.nodelay)
+        Ok(self.inner.opts().nodelay)
     }
 
     /// `SO_KEEPALIVE` with `TCP_KEEPIDLE`, `TCP_KEEPINTVL`, `TCP_KEEPCNT`; `None` turns it off.
     /// An idle peer that answers none of `count` probes makes the next call fail with
     /// `ETIMEDOUT`.
-    pub fn set_keepalive(&mut self, ka: Option<KeepAlive>) -> io::Result<()> {
-        self.set(Opt::KeepAlive(ka))?;
-        self.keepalive = ka;
+    pub fn set_keepalive(&self, ka: Option<KeepAlive>) -> io::Result<()> {
+        self.inner.set(Opt::KeepAlive(ka))?;
+        self.inner.opts().keepalive = ka;
         Ok(())
     }
 
     /// The keep-alive setting.
     pub fn keepalive(&self) -> io::Result<Option<KeepAlive>> {
-        Ok(self.keepalive)
+        Ok(self.inner.opts().keepalive)
+    }
+
+    /// `IP_TTL`: the time-to-live of this connection's packets (1 to 255; `EINVAL` otherwise).
+    pub fn set_ttl(&self, ttl: u32) -> io::Result<()> {
+        let t = u8::try_from(ttl)
+            .ok()
+            .filter(|&t| t > 0)
+            .ok_or_else(|| io::Error::from_raw_os_error(libc::EINVAL))?;
+        self.inner.set(Opt::Ttl(t))?;
+        self.inner.opts().ttl = ttl;
+        Ok(())
+    }
+
+    /// The `IP_TTL` setting (64 unless set).
+    pub fn ttl(&self) -> io::Result<u32> {
+        Ok(self.inner.opts().ttl)
+    }
+
+    /// `SO_LINGER`, as Linux: `None` (the default) closes in the background, FIN after the
+    /// bytes written; `Some(0)` resets the connection on close, dropping what is unsent;
+    /// `Some(t)` makes the drop of the last handle block until everything sent, FIN included,
+    /// is acknowledged, at most `t`, after which the close goes on in the background.
+    pub fn set_linger(&self, linger: Option<Duration>) -> io::Result<()> {
+        self.inner.opts().linger = linger;
+        Ok(())
+    }
+
+    /// The `SO_LINGER` setting.
+    pub fn linger(&self) -> io::Result<Option<Duration>> {
+        Ok(self.inner.opts().linger)
     }
 
     /// `SO_RCVTIMEO`: a read waiting longer fails with `EAGAIN` (`ErrorKind::WouldBlock`, as
     /// std on Linux). `Some(0)` is refused with `EINVAL`, as std does.
-    pub fn set_read_timeout(&mut self, t: Option<Duration>) -> io::Result<()> {
+    pub fn set_read_timeout(&self, t: Option<Duration>) -> io::Result<()> {
         if t == Some(Duration::ZERO) {
             return Err(io::Error::from_raw_os_error(libc::EINVAL));
         }
-        self.read_timeout = t;
+        self.inner.opts().read_timeout = t;
         Ok(())
     }
 
     /// `SO_SNDTIMEO`: a write waiting longer for buffer space fails with `EAGAIN`.
-    pub fn set_write_timeout(&mut self, t: Option<Duration>) -> io::Result<()> {
+    pub fn set_write_timeout(&self, t: Option<Duration>) -> io::Result<()> {
         if t == Some(Duration::ZERO) {
             return Err(io::Error::from_raw_os_error(libc::EINVAL));
         }
-        self.write_timeout = t;
+        self.inner.opts().write_timeout = t;
         Ok(())
     }
 
     /// The read timeout.
     pub fn read_timeout(&self) -> io::Result<Option<Duration>> {
-        Ok(self.read_timeout)
+        Ok(self.inner.opts().read_timeout)
     }
 
     /// The write timeout.
     pub fn write_timeout(&self) -> io::Result<Option<Duration>> {
-        Ok(self.write_timeout)
+        Ok(self.inner.opts().write_timeout)
     }
 
-    /// Non-blocking mode: calls that would wait return `EAGAIN` instead.
-    pub fn set_nonblocking(&mut self, nonblocking: bool) -> io::Result<()> {
-        self.nonblocking = nonblocking;
+    /// Non-blocking mode (`O_NONBLOCK`, shared by every handle): calls that would wait return
+    /// `EAGAIN` instead; wait for [`TcpStream::readiness_fd`] to retry.
+    pub fn set_nonblocking(&self, nonblocking: bool) -> io::Result<()> {
+        self.inner.nonblocking.store(nonblocking, SeqCst);
         Ok(())
+    }
+
+    /// A descriptor to `poll`/`epoll`/mio for this stream: an eventfd (close-on-exec), made on
+    /// the first call, that is readable when a read or write that returned `EAGAIN` may
+    /// succeed (bytes, end of stream, an error, send credit). Readable at first. Do not read
+    /// it yourself: the stream empties it when a call would block, before looking once more,
+    /// so with edge-triggered `epoll` retry until `EAGAIN` as with a socket.
+    pub fn readiness_fd(&self) -> io::Result<RawFd> {
+        self.inner.shared.ready.fd()
     }
 
     /// The peer's address.
     pub fn peer_addr(&self) -> io::Result<SocketAddr> {
-        Ok(SocketAddr::V4(self.peer))
+        Ok(SocketAddr::V4(self.inner.peer))
     }
 
     /// Our address.
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
-        Ok(SocketAddr::V4(self.local))
+        self.inner
+            .local
+            .get()
+            .map(|a| SocketAddr::V4(*a))
+            .ok_or_else(not_connected)
     }
 
     /// `TCP_INFO`: a snapshot of the connection from its engine (state, RTT and RTO, windows,
@@ -569,8 +361,8 @@ impl TcpStream {
     /// `ENOTCONN` if the engine no longer has the connection (the stack shut it down).
     pub fn tcp_info(&self) -> io::Result<tcp::TcpInfo> {
         let (reply, answer) = crossbeam::channel::bounded(1);
-        let token = self.token;
-        if !self.engine.send(Command::Info { token, reply }) {
+        let token = self.inner.token;
+        if !self.inner.engine.send(Command::Info { token, reply }) {
             return Err(to_io(tcp::Error::Aborted));
         }
         match answer.recv_timeout(Duration::from_secs(1)) {
@@ -582,44 +374,114 @@ impl TcpStream {
     }
 
     /// `SO_ERROR`: the pending error, cleared by reading it (the socket is dead after).
-    pub fn take_error(&mut self) -> io::Result<Option<io::Error>> {
-        self.pump();
-        Ok(self.error.take().map(|e| {
-            self.dead = true;
-            to_io(e)
-        }))
+    pub fn take_error(&self) -> io::Result<Option<io::Error>> {
+        Ok(self.inner.take_error())
     }
 
     /// `SO_SNDBUF`: the connection's send buffer. A writer may have up to twice this written and
     /// not yet acknowledged by the peer, as Linux, which doubles the value set; unlike Linux,
     /// the value read back is the one set.
     pub fn send_buffer_size(&self) -> io::Result<usize> {
-        Ok(self.sndbuf)
+        Ok(self.inner.opts().sndbuf)
     }
 
     /// Sets `SO_SNDBUF`.
-    pub fn set_send_buffer_size(&mut self, bytes: usize) -> io::Result<()> {
+    pub fn set_send_buffer_size(&self, bytes: usize) -> io::Result<()> {
         let bytes = bytes.max(1);
-        self.set(Opt::SendBuf(bytes))?;
-        let delta = send_credit(bytes) - send_credit(self.sndbuf);
-        self.shared.send_credit.fetch_add(delta, SeqCst);
-        self.sndbuf = bytes;
+        self.inner.set(Opt::SendBuf(bytes))?;
+        let mut o = self.inner.opts();
+        let delta = send_credit(bytes) - send_credit(o.sndbuf);
+        self.inner.shared.send_credit.fetch_add(delta, SeqCst);
+        o.sndbuf = bytes;
+        drop(o);
+        if delta > 0 {
+            self.inner.shared.poke_writer();
+        }
         Ok(())
     }
 
     /// `SO_RCVBUF`: the connection's receive buffer and the most bytes handed to this stream
     /// and not yet read.
     pub fn recv_buffer_size(&self) -> io::Result<usize> {
-        Ok(self.rcvbuf)
+        Ok(self.inner.opts().rcvbuf)
     }
 
     /// Sets `SO_RCVBUF`. The window scale was fixed at the handshake: a larger buffer helps
     /// only up to 65535 << scale.
-    pub fn set_recv_buffer_size(&mut self, bytes: usize) -> io::Result<()> {
+    pub fn set_recv_buffer_size(&self, bytes: usize) -> io::Result<()> {
         let bytes = bytes.max(1);
-        self.shared.recv_limit.store(bytes, SeqCst);
-        self.set(Opt::RecvBuf(bytes))?;
-        self.rcvbuf = bytes;
+        self.inner.shared.recv_limit.store(bytes, SeqCst);
+        self.inner.set(Opt::RecvBuf(bytes))?;
+        self.inner.opts().rcvbuf = bytes;
+        Ok(())
+    }
+}
+
+impl AsRawFd for TcpStream {
+    /// [`TcpStream::readiness_fd`].
+    ///
+    /// # Panics
+    /// When the eventfd cannot be made (`EMFILE`); call `readiness_fd` to handle that.
+    fn as_raw_fd(&self) -> RawFd {
+        self.readiness_fd()
+            .expect("eventfd for the stream's readiness")
+    }
+}
+
+/// The reading half of a [`TcpStream`] ([`TcpStream::into_split`]).
+#[derive(Debug)]
+pub struct OwnedReadHalf(TcpStream);
+
+/// The writing half of a [`TcpStream`] ([`TcpStream::into_split`]).
+#[derive(Debug)]
+pub struct OwnedWriteHalf(TcpStream);
+
+impl OwnedReadHalf {
+    /// The whole stream, for its settings and addresses.
+    pub fn stream(&self) -> &TcpStream {
+        &self.0
+    }
+
+    /// [`TcpStream::peek`].
+    pub fn peek(&self, buf: &mut [u8]) -> io::Result<usize> {
+        self.0.peek(buf)
+    }
+
+    /// [`TcpStream::recv_with`].
+    pub fn recv_with(&self, buf: &mut [u8], flags: RecvFlags) -> io::Result<usize> {
+        self.0.recv_with(buf, flags)
+    }
+}
+
+impl OwnedWriteHalf {
+    /// The whole stream, for its settings and addresses.
+    pub fn stream(&self) -> &TcpStream {
+        &self.0
+    }
+
+    /// Shuts down writing: FIN after the bytes written.
+    pub fn shutdown(&self) -> io::Result<()> {
+        self.0.shutdown(Shutdown::Write)
+    }
+
+    /// [`TcpStream::send_with`].
+    pub fn send_with(&self, data: &[u8], flags: SendFlags) -> io::Result<usize> {
+        self.0.send_with(data, flags)
+    }
+}
+
+impl Read for OwnedReadHalf {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        (&self.0).read(buf)
+    }
+}
+
+impl Write for OwnedWriteHalf {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        (&self.0).write(buf)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
         Ok(())
     }
 }
@@ -649,7 +511,7 @@ impl TcpStream {
     /// anything it sent this thread).
     pub fn copies(&self) -> Copies {
         use std::sync::atomic::Ordering::Relaxed;
-        let c = &self.shared.copies;
+        let c = &self.inner.shared.copies;
         Copies {
             write_to_message: c.write_to_message.load(Relaxed),
             into_send_buffer: c.into_send_buffer.load(Relaxed),
@@ -666,6 +528,12 @@ impl Read for TcpStream {
     }
 }
 
+impl Read for &TcpStream {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.recv_with(buf, RecvFlags::default())
+    }
+}
+
 impl Write for TcpStream {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         self.send_with(buf, SendFlags::default())
@@ -677,21 +545,21 @@ impl Write for TcpStream {
     }
 }
 
-impl Drop for TcpStream {
-    fn drop(&mut self) {
-        self.pump();
-        self.engine.send(Command::Close {
-            token: self.token,
-            unread: self.buffered > 0,
-        });
+impl Write for &TcpStream {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.send_with(buf, SendFlags::default())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
     }
 }
 
 impl std::fmt::Debug for TcpStream {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("TcpStream")
-            .field("local", &self.local)
-            .field("peer", &self.peer)
+            .field("local", &self.inner.local.get())
+            .field("peer", &self.inner.peer)
             .finish_non_exhaustive()
     }
 }

@@ -569,7 +569,10 @@ fn emit_segment(
     let tcp_len = t.segment_len();
     let total = ipv4::HEADER_LEN + tcp_len;
     let mut ip = Ipv4Repr::new(*t.src.ip(), *t.dst.ip(), IpProtocol::Tcp, tcp_len);
-    ip.ttl = cfg.ttl;
+    ip.ttl = match conn.map_or(0, Connection::ttl) {
+        0 => cfg.ttl,
+        ttl => ttl,
+    };
     let (ip_buf, tcp_buf) = buf[..total].split_at_mut(ipv4::HEADER_LEN);
     ip.emit(&mut Ipv4Packet::new_unchecked(&mut *ip_buf), &cfg.checksum);
     t.write_segment(conn, tcp_buf, cfg.checksum.compute_tx);

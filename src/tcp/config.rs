@@ -79,6 +79,8 @@ pub struct Config {
     pub congestion: congestion::Algorithm,
     /// Keep-alive probing; off by default as in Linux.
     pub keepalive: Option<KeepAlive>,
+    /// The IPv4 time-to-live of this connection's packets (`IP_TTL`); 0 for the host's.
+    pub ttl: u8,
 }
 
 /// Keep-alive parameters (TCP_KEEPIDLE, TCP_KEEPINTVL, TCP_KEEPCNT). An idle connection is
@@ -133,6 +135,7 @@ impl Default for Config {
             isn_secret: 0x5eed,
             congestion: congestion::Algorithm::Cubic,
             keepalive: None,
+            ttl: 0,
         }
     }
 }

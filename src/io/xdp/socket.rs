@@ -159,6 +159,20 @@ impl Waker {
     }
 }
 
+/// Sets `FD_CLOEXEC` on `fd`.
+pub(crate) fn set_cloexec(fd: RawFd) -> io::Result<()> {
+    // SAFETY: fcntl on a descriptor we own, with integer arguments only.
+    let flags = unsafe { libc::fcntl(fd, libc::F_GETFD) };
+    if flags < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: as above.
+    if unsafe { libc::fcntl(fd, libc::F_SETFD, flags | libc::FD_CLOEXEC) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 fn is_errno(e: &xsk_rs::socket::SocketCreateError, code: i32) -> bool {
     std::error::Error::source(e)
         .and_then(|s| s.downcast_ref::<io::Error>())
@@ -233,6 +247,10 @@ impl XdpSocket {
                 Err(e) => return Err(create_error(&e, ifname, queue_id)),
             }
         };
+        // libxdp opens the AF_XDP socket without SOCK_CLOEXEC: a child exec'd while the stack
+        // runs would keep it (and, with it, the queue: a new socket gets EBUSY until the child
+        // exits). With a private UMEM this one descriptor is the UMEM's too.
+        set_cloexec(rx.fd().as_raw_fd())?;
         let (fill, comp) = rings.ok_or_else(|| {
             io::Error::other("xsk-rs returned no fill/completion rings for a private UMEM")
         })?;

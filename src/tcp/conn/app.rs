@@ -239,6 +239,16 @@ impl Connection {
         self.cfg.nodelay
     }
 
+    /// Sets the time-to-live of this connection's packets (`IP_TTL`; 0 for the host's).
+    pub fn set_ttl(&mut self, ttl: u8) {
+        self.cfg.ttl = ttl;
+    }
+
+    /// The connection's time-to-live, 0 when it uses the host's.
+    pub fn ttl(&self) -> u8 {
+        self.cfg.ttl
+    }
+
     /// Corks or uncorks the connection (TCP_CORK; MSG_MORE is a cork for one write). While
     /// corked only full-MSS segments are sent, beside Nagle's algorithm; the rest of the data
     /// waits until uncorked, until our FIN ([`Connection::close`]) or until [`CORK_LIMIT`] after
