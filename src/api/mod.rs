@@ -35,16 +35,19 @@
 #![warn(missing_docs)]
 
 mod bridge;
+mod control;
 pub mod error;
 pub mod handler;
 mod linger;
 pub mod listener;
 mod shared;
 pub mod stack;
+pub mod stats;
 pub mod stream;
 
 pub use crate::tcp::KeepAlive;
 pub use handler::{Cx, Handler, HandlerApp};
 pub use listener::TcpListener;
 pub use stack::{Device, Stack, StackBuilder};
+pub use stats::StackStats;
 pub use stream::{Copies, RecvFlags, SendFlags, TcpStream};

@@ -22,6 +22,8 @@ mod umem;
 pub use program::{
     check_object, ifindex, AttachMode, SteerConfig, SteerProgram, SteerStats, XdpMode, STEER_OBJECT,
 };
-pub use socket::{BindMode, SocketStats, Waker, XdpSocket, XdpSocketConfig};
+pub use socket::{
+    BindMode, DeviceStats, RingStats, SocketStats, Waker, XdpSocket, XdpSocketConfig,
+};
 pub use umem::{AccountingError, FrameAccounting, FrameLocation, FramePool, UmemConfig};
 pub use xsk_rs::socket::XdpStatistics;
