@@ -45,7 +45,8 @@ nstat! {
     curr_estab => "TcpCurrEstab",
     /// TCP segments received, those in error included.
     in_segs => "TcpInSegs",
-    /// TCP segments sent: data, ACKs, retransmissions and RSTs.
+    /// TCP segments sent but retransmissions (as Linux counts them, which has
+    /// `TcpRetransSegs` for those): new data, ACKs, SYNs, FINs and RSTs.
     out_segs => "TcpOutSegs",
     /// Segments retransmitted (SYN and SYN-ACK included).
     retrans_segs => "TcpRetransSegs",
@@ -182,7 +183,7 @@ impl TcpCounters {
             estab_resets,
             curr_estab,
             in_segs: hs.rx_segments + in_errs,
-            out_segs: hs.tx_packets,
+            out_segs: hs.tx_packets.saturating_sub(retrans_segs),
             retrans_segs,
             in_errs,
             out_rsts: rst_out + hs.rst_sent_no_conn,

@@ -93,6 +93,9 @@ counters! {
         /// ESTABLISHED or CLOSE-WAIT straight to CLOSED: a reset sent or received, or a timeout
         /// (RFC 1213's `tcpEstabResets`).
         estab_resets,
+        /// Payload bytes that became readable in sequence (each byte once, duplicates and
+        /// bytes still out of order excluded).
+        bytes_received,
         /// Deliveries that showed reordering: a segment acknowledged after one sent later
         /// (RACK, RFC 8985 6.2).
         reorder_seen,
@@ -110,7 +113,7 @@ pub struct TcpInfo {
     pub bytes_sent: u64,
     /// Payload bytes the peer acknowledged (`tcpi_bytes_acked`).
     pub bytes_acked: u64,
-    /// Payload bytes received in sequence (`tcpi_bytes_received`).
+    /// Payload bytes received in sequence, each once (`tcpi_bytes_received`).
     pub bytes_received: u64,
     /// Segments retransmitted over the connection's life (`tcpi_total_retrans`).
     pub total_retrans: u64,

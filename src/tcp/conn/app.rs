@@ -279,7 +279,7 @@ impl Connection {
             state: self.state,
             bytes_sent: self.stats.bytes_out + self.stats.bytes_retrans,
             bytes_acked: self.stats.bytes_acked,
-            bytes_received: self.stats.bytes_in,
+            bytes_received: self.stats.bytes_received,
             total_retrans: self.stats.retrans_segs,
             send_queue: self.send_queue(),
             recv_queue: self.recv_queue(),

@@ -498,6 +498,7 @@ impl Connection {
             None
         };
         let r = self.rcv.buf.insert(seq, payload);
+        self.stats.bytes_received += r.advanced as u64;
         self.stats.recv_buf_copied += r.stored as u64;
         if r.out_of_order {
             self.stats.ooo_segs_in += 1;

@@ -30,11 +30,14 @@ usage:
   xdp-tcp bench [--rounds 3] [--duration 2] [--warmup 0.5] [--idle 0,10000,100000] [--quick]
                 [--json FILE] [--testbed-script deploy/testbed.sh] [--name xtbench]
                 [--only pingpong,rr64,bulk,churn,idle]
+  xdp-tcp stat PATH [--json | --prometheus] [--watch [--count N]]
 
 The xdp back-end needs root; --iface is the interface it attaches to (in --netns if given).
 Kernel servers and clients busy-spin unless --block. --shards N runs a kernel server as N epoll
 threads sharing the ports (SO_REUSEPORT), each with a descriptor table of its own, for more
-connections than the open-file limit allows one table. The result of `load` is printed as a table
+connections than the open-file limit allows one table. `stat` asks the control socket of a stack
+started with `.control_socket(PATH)`: connections as `ss -tinm` prints them and non-zero counters
+as `nstat` does, or JSON, or Prometheus text; --watch repeats once a second (--count times). The result of `load` is printed as a table
 and, with --json, written as JSON (\"-\" for stdout).";
 
 struct Args {
@@ -44,7 +47,7 @@ struct Args {
 
 impl Args {
     fn parse(raw: impl Iterator<Item = String>) -> Result<Args, String> {
-        let flags = ["block", "download", "quick"];
+        let flags = ["block", "download", "quick", "json", "prometheus", "watch"];
         let mut pos = Vec::new();
         let mut kv = HashMap::new();
         let mut it = raw.peekable();
@@ -106,6 +109,7 @@ fn main() -> ExitCode {
         Some("load") => load(&args),
         Some("floor") => floor_cmd(&args),
         Some("bench") => bench_cmd(&args),
+        Some("stat") => stat_cmd(&args),
         _ => {
             eprintln!("{USAGE}");
             return ExitCode::from(2);
@@ -118,6 +122,40 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// `xdp-tcp stat PATH`: one answer, or one a second with --watch.
+fn stat_cmd(args: &Args) -> Result<(), String> {
+    use xdp_tcp_bench::stat::{fetch, parse, render, Format};
+    let path = PathBuf::from(
+        args.pos
+            .get(1)
+            .ok_or("stat needs the control socket's PATH")?,
+    );
+    let format = match (args.flag("json"), args.flag("prometheus")) {
+        (true, true) => return Err("--json or --prometheus, not both".into()),
+        (true, false) => Format::Json,
+        (false, true) => Format::Prometheus,
+        (false, false) => Format::Text,
+    };
+    let watch = args.flag("watch");
+    let count: u64 = args.get("count", if watch { u64::MAX } else { 1 })?;
+    let interval = args.secs("interval", 1.0)?;
+    for i in 0..count {
+        if i > 0 {
+            std::thread::sleep(interval);
+        }
+        let raw = fetch(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+        let out = render(&parse(&raw)?, format);
+        if watch && format == Format::Text {
+            // clear the terminal, as `watch` does
+            print!("\x1b[H\x1b[2J");
+        }
+        print!("{out}");
+        use std::io::Write as _;
+        io::stdout().flush().map_err(err)?;
+    }
+    Ok(())
 }
 
 fn err(e: io::Error) -> String {
