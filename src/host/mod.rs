@@ -193,7 +193,7 @@ impl Host {
     }
 
     /// Every connection held, in slot order. Visits them all: for snapshots on request
-    /// ([`Host::tcp_counters`], the inspector), never on the data path.
+    /// ([`TcpCounters::of`], the inspector), never on the data path.
     pub fn connections(&self) -> impl Iterator<Item = (ConnId, &Connection)> + '_ {
         self.slots.iter().enumerate().filter_map(|(i, s)| {
             let id = ConnId {

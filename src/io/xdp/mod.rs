@@ -20,7 +20,8 @@ mod socket;
 mod umem;
 
 pub use program::{
-    check_object, ifindex, AttachMode, SteerConfig, SteerProgram, SteerStats, XdpMode, STEER_OBJECT,
+    check_object, ifindex, AttachMode, SteerConfig, SteerProgram, SteerStats, XdpMode,
+    STEER_OBJECT, STEER_QUEUES,
 };
 pub use socket::{
     BindMode, DeviceStats, RingStats, SocketStats, Waker, XdpSocket, XdpSocketConfig,
