@@ -148,3 +148,69 @@ fn cx_info_reports_the_handlers_connection() {
     }
     drop(server);
 }
+
+fn ask(path: &std::path::Path, request: &str) -> String {
+    let mut s = std::os::unix::net::UnixStream::connect(path).unwrap();
+    s.write_all(request.as_bytes()).unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    out
+}
+
+/// The control socket answers `stats` with the JSON of `Stack::stats` (every connection by
+/// address), anything else with an error; it replaces a stale socket but never another file,
+/// and is removed when the stack stops.
+#[test]
+fn control_socket_serves_stats_and_cleans_up() {
+    let dir = std::env::temp_dir().join(format!("xdp-tcp-ctl-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("ctl.sock");
+    // a stale socket from a process that died: bound, never served
+    drop(std::os::unix::net::UnixListener::bind(&path).unwrap());
+    assert!(path.exists());
+    let (a, b, _link) = mem::pair(2048);
+    let client = start(builder(C), a, 1);
+    let server = start(builder(S).control_socket(&path), b, 2);
+    let listener = TcpListener::bind(&server, 9).unwrap();
+    let c = TcpStream::connect(&client, SocketAddrV4::new(S, 9)).unwrap();
+    let _s = listener.accept().unwrap();
+    let json = ask(&path, "stats\n");
+    assert!(json.starts_with("{\"counters\":{\"TcpActiveOpens\":0,\"TcpPassiveOpens\":1,"));
+    let peer = c.local_addr().unwrap().to_string();
+    assert!(
+        json.contains(&format!("\"remote\":\"{peer}\",\"state\":\"ESTAB\"")),
+        "{json}"
+    );
+    assert!(ask(&path, "bogus\n").starts_with("{\"error\":"));
+
+    // a second stack may not take a live stack's socket, nor a path that is not a socket
+    let (x, _y, _l2) = mem::pair(2048);
+    let err = Stack::builder()
+        .addr(Ipv4Addr::new(10, 8, 1, 1), 24)
+        .control_socket(&path)
+        .start_on(vec![Device {
+            waker: None,
+            io: x,
+            mac: EthernetAddress([2, 8, 1, 0, 0, 1]),
+        }])
+        .unwrap_err();
+    assert_eq!(err.kind(), std::io::ErrorKind::AddrInUse);
+    let file = dir.join("not-a-socket");
+    std::fs::write(&file, b"keep me").unwrap();
+    let (x, _y, _l3) = mem::pair(2048);
+    let err = Stack::builder()
+        .addr(Ipv4Addr::new(10, 8, 1, 1), 24)
+        .control_socket(&file)
+        .start_on(vec![Device {
+            waker: None,
+            io: x,
+            mac: EthernetAddress([2, 8, 1, 0, 0, 1]),
+        }])
+        .unwrap_err();
+    assert_eq!(err.kind(), std::io::ErrorKind::AlreadyExists);
+    assert_eq!(std::fs::read(&file).unwrap(), b"keep me");
+
+    drop(server);
+    assert!(!path.exists(), "removed on shutdown");
+    let _ = std::fs::remove_dir_all(&dir);
+}

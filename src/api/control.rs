@@ -11,6 +11,7 @@
 //! [`StackStats::to_json`]: super::StackStats::to_json
 
 use std::io::{self, BufRead, BufReader, Read, Write};
+use std::os::unix::fs::FileTypeExt;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -31,8 +32,14 @@ impl ControlServer {
     /// Binds `path` (replacing a stale socket file left by a process that died) and starts
     /// serving it.
     pub fn start(path: &Path, source: Arc<StatsSource>) -> io::Result<ControlServer> {
-        if std::fs::symlink_metadata(path).is_ok() {
-            // A live stack answers a connect; a stale file refuses it and may go.
+        if let Ok(meta) = std::fs::symlink_metadata(path) {
+            if !meta.file_type().is_socket() {
+                return Err(io::Error::new(
+                    io::ErrorKind::AlreadyExists,
+                    format!("{}: exists and is not a socket", path.display()),
+                ));
+            }
+            // A live stack answers a connect; a stale socket refuses it and may go.
             if UnixStream::connect(path).is_ok() {
                 return Err(io::Error::new(
                     io::ErrorKind::AddrInUse,

@@ -47,13 +47,20 @@ struct Args {
 
 impl Args {
     fn parse(raw: impl Iterator<Item = String>) -> Result<Args, String> {
-        let flags = ["block", "download", "quick", "json", "prometheus", "watch"];
+        let raw: Vec<String> = raw.collect();
+        // `stat` takes --json as a switch; `load` and `bench` take --json FILE
+        let stat_flags: &[&str] = if raw.first().is_some_and(|c| c == "stat") {
+            &["json", "prometheus", "watch"]
+        } else {
+            &[]
+        };
+        let flags = ["block", "download", "quick"];
         let mut pos = Vec::new();
         let mut kv = HashMap::new();
-        let mut it = raw.peekable();
+        let mut it = raw.into_iter().peekable();
         while let Some(a) = it.next() {
             if let Some(k) = a.strip_prefix("--") {
-                if flags.contains(&k) {
+                if flags.contains(&k) || stat_flags.contains(&k) {
                     kv.insert(k.to_string(), "1".to_string());
                 } else {
                     let v = it.next().ok_or(format!("--{k} needs a value"))?;
@@ -430,6 +437,17 @@ mod tests {
             args("load --target").err().unwrap(),
             "--target needs a value"
         );
+    }
+
+    #[test]
+    fn json_is_a_switch_for_stat_and_takes_a_file_elsewhere() {
+        let a = args("stat /run/x.sock --json --watch --count 2").unwrap();
+        assert_eq!(a.pos, ["stat", "/run/x.sock"]);
+        assert!(a.flag("json") && a.flag("watch"));
+        assert_eq!(a.kv["count"], "2");
+        let a = args("load --json out.json --target 10.0.0.1:7").unwrap();
+        assert_eq!(a.pos, ["load"]);
+        assert_eq!(a.kv["json"], "out.json");
     }
 
     #[test]
