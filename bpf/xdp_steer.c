@@ -43,7 +43,9 @@ struct steer_config {
 	__u32 _pad;
 };
 
-/* One u64 per verdict reason; per CPU, summed by user space. */
+/* One u64 per verdict reason, per receive queue (the engine that serves it) and per CPU,
+ * summed by user space. Queues past STEER_QUEUES - 1 share the last entry. */
+#define STEER_QUEUES 64
 struct steer_stats {
 	__u64 redirect_tcp;
 	__u64 redirect_icmp;
@@ -80,7 +82,7 @@ struct {
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, 1);
+	__uint(max_entries, STEER_QUEUES);
 	__type(key, __u32);
 	__type(value, struct steer_stats);
 } steer_stats SEC(".maps");
@@ -221,8 +223,8 @@ static __always_inline enum verdict classify(struct xdp_md *ctx)
 SEC("xdp")
 int xdp_steer(struct xdp_md *ctx)
 {
-	__u32 zero = 0;
-	struct steer_stats *st = bpf_map_lookup_elem(&steer_stats, &zero);
+	__u32 q = ctx->rx_queue_index < STEER_QUEUES ? ctx->rx_queue_index : STEER_QUEUES - 1;
+	struct steer_stats *st = bpf_map_lookup_elem(&steer_stats, &q);
 	enum verdict v = classify(ctx);
 	long action;
 

@@ -1,6 +1,7 @@
 //! Echo server on the run-to-completion API: every byte received is written back from inside
-//! the engine's loop. Run as root: `echo_server IFACE [PORT]` (default port 7); Ctrl-C stops it
-//! cleanly (connections closed, XDP program detached).
+//! the engine's loop. Run as root: `echo_server IFACE [PORT [CONTROL_SOCKET]]` (default port 7);
+//! Ctrl-C stops it cleanly (connections closed, XDP program detached). With a control socket
+//! path, `xdp-tcp stat PATH` shows its connections and counters.
 
 use xdp_tcp::api::{Cx, Handler, Stack};
 use xdp_tcp::host::ConnId;
@@ -50,12 +51,15 @@ impl Handler for Echo {
 
 fn main() -> std::io::Result<()> {
     let mut args = std::env::args().skip(1);
-    let iface = args.next().expect("usage: echo_server IFACE [PORT]");
+    let usage = "usage: echo_server IFACE [PORT [CONTROL_SOCKET]]";
+    let iface = args.next().expect(usage);
     let port: u16 = args.next().map_or(7, |p| p.parse().expect("port"));
-    let stack = Stack::builder()
-        .interface(&iface)
-        .handler(port, || Echo)
-        .start()?;
+    let mut builder = Stack::builder().interface(&iface).handler(port, || Echo);
+    // `xdp-tcp stat PATH` lists its connections and counters
+    if let Some(path) = args.next() {
+        builder = builder.control_socket(path);
+    }
+    let stack = builder.start()?;
     stack.shutdown_on_ctrl_c()?;
     println!("echo on {}:{port}", stack.addr());
     stack.wait();

@@ -267,6 +267,12 @@ impl Cx<'_> {
         self.host.conn(conn)
     }
 
+    /// The connection's `tcp_info`-like snapshot (state, RTT, RTO, cwnd, ssthresh, bytes,
+    /// retransmissions, reordering, delivery rate); `None` for a stale handle.
+    pub fn info(&self, conn: ConnId) -> Option<crate::tcp::TcpInfo> {
+        self.host.conn(conn).map(|c| c.info())
+    }
+
     /// Asks the stack to shut down cleanly (as a panic in a handler does).
     pub fn request_shutdown(&mut self) {
         self.ops.stop = true;

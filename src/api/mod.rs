@@ -41,6 +41,7 @@
 #![warn(missing_docs)]
 
 mod bridge;
+mod control;
 pub mod error;
 pub mod handler;
 mod linger;
@@ -48,6 +49,7 @@ pub mod listener;
 mod shared;
 mod sock;
 pub mod stack;
+pub mod stats;
 pub mod stream;
 #[cfg(feature = "tokio")]
 pub mod tokio;
@@ -56,4 +58,5 @@ pub use crate::tcp::KeepAlive;
 pub use handler::{Cx, Handler, HandlerApp};
 pub use listener::TcpListener;
 pub use stack::{Device, Stack, StackBuilder};
+pub use stats::StackStats;
 pub use stream::{Copies, OwnedReadHalf, OwnedWriteHalf, RecvFlags, SendFlags, TcpStream};

@@ -30,10 +30,13 @@ use std::time::Duration;
 use crossbeam::channel::Sender;
 
 use super::bridge::StackApp;
+use super::control::ControlServer;
 use super::handler::{Handler, HandlerApp};
 use super::shared::{Control, EngineHandle, SockDefaults, Wake};
+use super::stats::{StackStats, StatsSource};
 use crate::engine::cores::{enter_netns, CoreId, CoreSpec, EngineThreads};
 use crate::engine::endpoint::{EngineIo, InterfaceConfig, XdpInterface};
+use crate::engine::snapshot::StatsBoard;
 use crate::engine::{EngineConfig, IdleBackoff};
 use crate::host::{Host, HostConfig};
 use crate::io::xdp::{AttachMode, SteerProgram, Waker, XdpSocketConfig};
@@ -98,6 +101,7 @@ pub struct StackBuilder {
     handlers: Vec<(u16, Factory)>,
     backlog: usize,
     grace: Duration,
+    control_socket: Option<PathBuf>,
 }
 
 impl Default for StackBuilder {
@@ -122,6 +126,7 @@ impl Default for StackBuilder {
             handlers: Vec::new(),
             backlog: 1024,
             grace: Duration::from_millis(500),
+            control_socket: None,
         }
     }
 }
@@ -229,6 +234,14 @@ impl StackBuilder {
             port,
             Arc::new(move || Box::new(factory()) as Box<dyn Handler + Send>),
         ));
+        self
+    }
+
+    /// Serves the inspector (`xdp-tcp stat PATH`) on a unix socket at `path`, from a thread
+    /// of its own (never an engine's): statistics and connections on request. Off by default.
+    /// A stale socket file at `path` is replaced; one a live stack answers on is an error.
+    pub fn control_socket(mut self, path: impl Into<PathBuf>) -> Self {
+        self.control_socket = Some(path.into());
         self
     }
 
@@ -344,6 +357,9 @@ impl StackBuilder {
             receivers.push(Some(rx));
         }
         let receivers = Mutex::new(receivers);
+        let boards: Vec<Arc<StatsBoard>> = handles.iter().map(|_| StatsBoard::new()).collect();
+        let engine_boards = boards.clone();
+        let control_socket = self.control_socket.clone();
         let mut hcfg = HostConfig::new(addr);
         hcfg.tcp = self.tcp;
         hcfg.ephemeral_ports = (*self.ephemeral.start(), *self.ephemeral.end());
@@ -376,7 +392,9 @@ impl StackBuilder {
                 Arc::clone(&tok),
                 defaults,
             );
-            Ok(device.into_engine(host, app, engine_cfg))
+            Ok(device
+                .into_engine(host, app, engine_cfg)
+                .with_stats_board(Arc::clone(&engine_boards[q]), spec.queue_id))
         })?;
         let wakes: Vec<Wake> = handles.iter().filter_map(|h| h.wake.clone()).collect();
         let stop: Stopper = Box::new(move || {
@@ -386,7 +404,13 @@ impl StackBuilder {
                 .map(|r| r.map(drop))
                 .collect()
         });
-        Ok(Stack {
+        let stats = Arc::new(StatsSource {
+            boards: boards.into_iter().zip(handles.iter().cloned()).collect(),
+            program: program.as_ref().map(Arc::downgrade),
+        });
+        let mut stack = Stack {
+            stats,
+            inspector: Mutex::new(None),
             engines: handles,
             control,
             tokens,
@@ -396,7 +420,12 @@ impl StackBuilder {
             stop: Mutex::new(Some(stop)),
             stopped: AtomicBool::new(false),
             grace: self.grace,
-        })
+        };
+        if let Some(path) = control_socket {
+            *stack.inspector.get_mut().unwrap_or_else(|p| p.into_inner()) =
+                Some(ControlServer::start(&path, Arc::clone(&stack.stats))?);
+        }
+        Ok(stack)
     }
 }
 
@@ -419,6 +448,8 @@ fn in_netns<T: Send + 'static>(
 /// [`super::TcpListener::bind`], or serve them with handlers given to the builder.
 /// Dropping it shuts it down ([`Stack::shutdown`]).
 pub struct Stack {
+    stats: Arc<StatsSource>,
+    inspector: Mutex<Option<ControlServer>>,
     engines: Vec<EngineHandle>,
     control: Arc<Control>,
     tokens: Arc<AtomicU64>,
@@ -446,6 +477,18 @@ impl Stack {
     /// Engines running.
     pub fn engine_count(&self) -> usize {
         self.engines.len()
+    }
+
+    /// Every engine's statistics, and their sum ([`StackStats::counters`]): XDP verdicts per
+    /// queue, AF_XDP ring and drop counters, host drops by reason, TCP counters under Linux's
+    /// names, every connection's `tcp_info`. Each engine publishes a snapshot at the end of its
+    /// next iteration (no lock, nothing paid on the data path until asked); waits up to a
+    /// second for them. `ENOTCONN` after shutdown.
+    pub fn stats(&self) -> io::Result<StackStats> {
+        if self.stopped.load(SeqCst) {
+            return Err(super::error::not_connected());
+        }
+        self.stats.collect(Duration::from_secs(1))
     }
 
     /// Asks for a clean shutdown (returns at once; [`Stack::wait`] returns after it).
@@ -483,6 +526,14 @@ impl Stack {
             return Ok(());
         };
         self.stopped.store(true, SeqCst);
+        if let Some(mut c) = self
+            .inspector
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
+        {
+            c.stop();
+        }
         self.control.request();
         let deadline = std::time::Instant::now() + self.grace + Duration::from_secs(1);
         while self.control.drained.load(SeqCst) < self.engines.len()

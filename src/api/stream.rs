@@ -355,6 +355,13 @@ impl TcpStream {
             .ok_or_else(not_connected)
     }
 
+    /// The connection's `tcp_info`-like snapshot: state, RTT, RTO, cwnd, ssthresh, bytes
+    /// sent, acknowledged and received, retransmissions, reordering, delivery rate (the same
+    /// as [`TcpStream::tcp_info`]).
+    pub fn info(&self) -> io::Result<tcp::TcpInfo> {
+        self.tcp_info()
+    }
+
     /// `TCP_INFO`: a snapshot of the connection from its engine (state, RTT and RTO, windows,
     /// bytes in flight, counters). As in Linux, a reset connection reports state CLOSED until
     /// the stream is dropped. Waits for the engine's answer, at most a second (`ETIMEDOUT`);

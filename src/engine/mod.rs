@@ -50,6 +50,7 @@
 
 pub mod cores;
 pub mod endpoint;
+pub mod snapshot;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -63,6 +64,8 @@ use crate::wire::{
 };
 
 use crate::neigh::netlink::KernelTables;
+use snapshot::{EngineSnapshot, StatsBoard};
+use std::sync::Arc;
 
 /// Sleep when idle instead of spinning.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -171,6 +174,8 @@ pub struct Engine<P: PacketIo, A: App> {
     stats: EngineStats,
     events: Vec<(ConnId, Event)>,
     empty_iterations: u32,
+    /// Where snapshots are asked for, and the queue they report.
+    board: Option<(Arc<StatsBoard>, u32)>,
 }
 
 impl<P: PacketIo, A: App> Engine<P, A> {
@@ -195,6 +200,7 @@ impl<P: PacketIo, A: App> Engine<P, A> {
             stats: EngineStats::default(),
             events: Vec::with_capacity(256),
             empty_iterations: 0,
+            board: None,
         }
     }
 
@@ -202,6 +208,33 @@ impl<P: PacketIo, A: App> Engine<P, A> {
     pub fn with_kernel(mut self, kernel: KernelTables) -> Self {
         self.kernel = Some(kernel);
         self
+    }
+
+    /// Publishes [`EngineSnapshot`]s of queue `queue` on `board` when asked (see
+    /// [`snapshot`]).
+    pub fn with_stats_board(mut self, board: Arc<StatsBoard>, queue: u32) -> Self {
+        self.board = Some((board, queue));
+        self
+    }
+
+    /// Everything this engine counts, now.
+    pub fn snapshot(&self, queue: u32) -> EngineSnapshot {
+        EngineSnapshot::take(
+            queue,
+            std::time::Duration::from_nanos(monotonic_nanos().saturating_sub(self.origin)),
+            &self.stats,
+            &self.host,
+            self.neigh.stats(),
+            self.io.device_stats(),
+        )
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn publish(&self) {
+        if let Some((board, queue)) = &self.board {
+            board.serve(|| self.snapshot(*queue));
+        }
     }
 
     /// Time since the engine started.
@@ -326,6 +359,9 @@ impl<P: PacketIo, A: App> Engine<P, A> {
         stats.tx_frames += sent as u64;
         work += sent;
 
+        if self.board.as_ref().is_some_and(|(b, _)| b.pending()) {
+            self.publish();
+        }
         if work > 0 {
             self.empty_iterations = 0;
         } else {

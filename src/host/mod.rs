@@ -27,6 +27,7 @@
 //! (listening ports and their backlog), `pmtu.rs` (the path MTU cache), `slots.rs` (the slot
 //! table, connection handles and the ready queue), `stats.rs` (counters and drop reasons).
 
+mod counters;
 mod icmp;
 mod listen;
 mod pmtu;
@@ -35,6 +36,7 @@ mod stats;
 #[cfg(test)]
 mod tests;
 
+pub use counters::TcpCounters;
 pub use icmp::unreachable_error;
 pub use pmtu::PmtuCache;
 pub use slots::ConnId;
@@ -188,6 +190,18 @@ impl Host {
     /// [`HostConfig::set_mtu`]); the engine calls it with the MTU it read from the interface.
     pub fn set_mtu(&mut self, mtu: u16) {
         self.cfg.set_mtu(mtu);
+    }
+
+    /// Every connection held, in slot order. Visits them all: for snapshots on request
+    /// ([`TcpCounters::of`], the inspector), never on the data path.
+    pub fn connections(&self) -> impl Iterator<Item = (ConnId, &Connection)> + '_ {
+        self.slots.iter().enumerate().filter_map(|(i, s)| {
+            let id = ConnId {
+                index: i as u32,
+                generation: s.generation,
+            };
+            s.conn.as_ref().map(|c| (id, c))
+        })
     }
 
     /// Connections currently held (any state but freed).
@@ -386,6 +400,7 @@ impl Host {
                 let mut conn = Connection::accept(self.cfg.tcp, local, remote, iss, now, seg);
                 self.start_path(now, &mut conn);
                 self.insert(conn, Some(seg.dst_port));
+                self.stats.passive_opens += 1;
                 return RxVerdict::Delivered { src };
             }
             if !seg.flags.ack() {

@@ -89,6 +89,8 @@ pub struct HostStats {
     pub rst_sent_no_conn: u64,
     pub conns_opened: u64,
     pub conns_accepted: u64,
+    /// SYNs a listener took: LISTEN to SYN-RECEIVED (RFC 1213's `tcpPassiveOpens`).
+    pub passive_opens: u64,
     pub conns_freed: u64,
     pub icmp_errors: u64,
     /// ICMP "fragmentation needed" reports that lowered the path MTU to a destination.

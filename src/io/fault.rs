@@ -397,6 +397,10 @@ impl<P: PacketIo> PacketIo for FaultInjector<P> {
     fn set_time(&mut self, now: crate::time::Instant) {
         self.inner.set_time(now);
     }
+
+    fn device_stats(&self) -> Option<super::xdp::DeviceStats> {
+        self.inner.device_stats()
+    }
 }
 
 #[cfg(test)]

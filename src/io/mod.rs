@@ -40,4 +40,11 @@ pub trait PacketIo {
     fn set_time(&mut self, now: crate::time::Instant) {
         let _ = now;
     }
+
+    /// The device's own counters, for statistics on request (never called per packet; an
+    /// AF_XDP socket asks the kernel for its ring counters with a `getsockopt`). `None` for
+    /// devices that keep none; middleware passes its inner device's through.
+    fn device_stats(&self) -> Option<xdp::DeviceStats> {
+        None
+    }
 }

@@ -256,6 +256,10 @@ impl<P: PacketIo, W: Write> PacketIo for PcapTap<P, W> {
         PcapTap::set_time(self, now);
         self.inner.set_time(now);
     }
+
+    fn device_stats(&self) -> Option<super::xdp::DeviceStats> {
+        self.inner.device_stats()
+    }
 }
 
 /// The file header, as read back.

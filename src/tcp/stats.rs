@@ -85,13 +85,51 @@ counters! {
         retrans_mtu,
         /// Times black-hole detection lowered the MSS after repeated timeouts (RFC 4821).
         black_hole_fallbacks,
+        /// Fast recoveries entered with SACK (Linux `TCPSackRecovery`; the others are
+        /// `TCPRenoRecovery`).
+        sack_recoveries,
+        /// Segments dropped by the PAWS check (RFC 7323 5.3; Linux `PAWSEstab`).
+        paws_drops,
+        /// Opening handshakes that ended in CLOSED (from SYN-SENT or SYN-RECEIVED: RFC 1213's
+        /// `tcpAttemptFails`).
+        attempt_fails,
+        /// ESTABLISHED or CLOSE-WAIT straight to CLOSED: a reset sent or received, or a timeout
+        /// (RFC 1213's `tcpEstabResets`).
+        estab_resets,
+        /// Payload bytes that became readable in sequence (each byte once, duplicates and
+        /// bytes still out of order excluded).
+        bytes_received,
+        /// Deliveries that showed reordering: a segment acknowledged after one sent later
+        /// (RACK, RFC 8985 6.2).
+        reorder_seen,
     }
 }
 
-/// A snapshot in the spirit of Linux `tcp_info`.
+/// A snapshot in the spirit of Linux `tcp_info` (`ss -ti`): what [`Connection::info`]
+/// returns, and through it `TcpStream::info` and `Cx::info`.
+///
+/// [`Connection::info`]: crate::tcp::Connection::info
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TcpInfo {
     pub state: State,
+    /// Payload bytes sent, retransmissions included (`tcpi_bytes_sent`).
+    pub bytes_sent: u64,
+    /// Payload bytes the peer acknowledged (`tcpi_bytes_acked`).
+    pub bytes_acked: u64,
+    /// Payload bytes received in sequence, each once (`tcpi_bytes_received`).
+    pub bytes_received: u64,
+    /// Segments retransmitted over the connection's life (`tcpi_total_retrans`).
+    pub total_retrans: u64,
+    /// Bytes written and not yet acknowledged (`ss` Send-Q).
+    pub send_queue: usize,
+    /// Bytes received and not yet read (`ss` Recv-Q).
+    pub recv_queue: usize,
+    /// Deliveries that showed reordering so far; 0 while the path has not reordered.
+    pub reordering: u64,
+    /// Bytes acknowledged per second over the latest interval of at least one smoothed round
+    /// trip (`tcpi_delivery_rate`; application-limited intervals included). 0 before the
+    /// first such interval.
+    pub delivery_rate: u64,
     pub srtt: Option<Duration>,
     pub rttvar: Duration,
     pub rto: Duration,

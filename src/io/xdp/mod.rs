@@ -20,8 +20,11 @@ mod socket;
 mod umem;
 
 pub use program::{
-    check_object, ifindex, AttachMode, SteerConfig, SteerProgram, SteerStats, XdpMode, STEER_OBJECT,
+    check_object, ifindex, AttachMode, SteerConfig, SteerProgram, SteerStats, XdpMode,
+    STEER_OBJECT, STEER_QUEUES,
 };
-pub use socket::{BindMode, SocketStats, Waker, XdpSocket, XdpSocketConfig};
+pub use socket::{
+    BindMode, DeviceStats, RingStats, SocketStats, Waker, XdpSocket, XdpSocketConfig,
+};
 pub use umem::{AccountingError, FrameAccounting, FrameLocation, FramePool, UmemConfig};
 pub use xsk_rs::socket::XdpStatistics;

@@ -32,6 +32,8 @@ const MAP_XSKS: &str = "xsks_map";
 const MAP_CONFIG: &str = "steer_cfg";
 const MAP_PORTS: &str = "listen_ports";
 const MAP_STATS: &str = "steer_stats";
+/// Entries of the per-queue counters (`STEER_QUEUES` in the C source).
+pub const STEER_QUEUES: u32 = 64;
 
 // <linux/if_link.h>; not in the libxdp-sys bindings.
 const XDP_FLAGS_SKB_MODE: u32 = 1 << 1;
@@ -80,7 +82,8 @@ impl SteerStats {
             + self.pass_unconfigured
     }
 
-    fn add(&mut self, other: &SteerStats) {
+    /// Adds `other`'s counters (another queue's) to these.
+    pub fn add(&mut self, other: &SteerStats) {
         let a: &mut [u64; 9] = bytemuck::cast_mut(self);
         let b: &[u64; 9] = bytemuck::cast_ref(other);
         for (x, y) in a.iter_mut().zip(b) {
@@ -373,9 +376,20 @@ impl SteerProgram {
         map_delete(self.xsks_fd, &queue_id)
     }
 
-    /// The per-verdict counters summed over all CPUs.
+    /// The per-verdict counters summed over all CPUs and queues.
     pub fn stats(&self) -> io::Result<SteerStats> {
-        let per_cpu: Vec<SteerStats> = map_lookup_percpu(self.stats_fd, 0, self.possible_cpus)?;
+        let mut sum = SteerStats::default();
+        for q in 0..STEER_QUEUES {
+            sum.add(&self.queue_stats(q)?);
+        }
+        Ok(sum)
+    }
+
+    /// The per-verdict counters of frames received on queue `queue` (the engine serving it),
+    /// summed over all CPUs. Queues from [`STEER_QUEUES`]` - 1` up share one entry.
+    pub fn queue_stats(&self, queue: u32) -> io::Result<SteerStats> {
+        let key = queue.min(STEER_QUEUES - 1);
+        let per_cpu: Vec<SteerStats> = map_lookup_percpu(self.stats_fd, key, self.possible_cpus)?;
         let mut sum = SteerStats::default();
         per_cpu.iter().for_each(|s| sum.add(s));
         Ok(sum)

@@ -86,6 +86,45 @@ pub struct SocketStats {
     pub wakeups: u64,
 }
 
+/// The kernel's counters of one AF_XDP socket (`getsockopt(SOL_XDP, XDP_STATISTICS)`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RingStats {
+    /// Frames the kernel dropped for other reasons (no room in the UMEM, ...).
+    pub rx_dropped: u64,
+    /// Invalid descriptors on the fill ring.
+    pub rx_invalid_descs: u64,
+    /// Invalid descriptors on the tx ring.
+    pub tx_invalid_descs: u64,
+    /// Frames dropped because the rx ring was full.
+    pub rx_ring_full: u64,
+    /// Times the fill ring was empty when a frame arrived.
+    pub rx_fill_ring_empty_descs: u64,
+    /// Times the kernel found the tx ring empty when woken to send.
+    pub tx_ring_empty_descs: u64,
+}
+
+impl From<&XdpStatistics> for RingStats {
+    fn from(s: &XdpStatistics) -> Self {
+        RingStats {
+            rx_dropped: s.rx_dropped(),
+            rx_invalid_descs: s.rx_invalid_descs(),
+            tx_invalid_descs: s.tx_invalid_descs(),
+            rx_ring_full: s.rx_ring_full(),
+            rx_fill_ring_empty_descs: s.rx_fill_ring_empty_descs(),
+            tx_ring_empty_descs: s.tx_ring_empty_descs(),
+        }
+    }
+}
+
+/// What [`PacketIo::device_stats`] reports for an AF_XDP socket.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct DeviceStats {
+    /// The socket's own datapath counters.
+    pub socket: SocketStats,
+    /// The kernel's ring and drop counters; `None` if the `getsockopt` failed.
+    pub ring: Option<RingStats>,
+}
+
 /// An AF_XDP socket on one queue with a private UMEM.
 #[derive(Debug)]
 pub struct XdpSocket {
@@ -603,5 +642,12 @@ impl PacketIo for XdpSocket {
 
     fn wait_rx(&mut self, timeout: Duration) -> bool {
         self.poll_rx(timeout).unwrap_or(true)
+    }
+
+    fn device_stats(&self) -> Option<DeviceStats> {
+        Some(DeviceStats {
+            socket: self.stats,
+            ring: self.kernel_stats().ok().as_ref().map(RingStats::from),
+        })
     }
 }

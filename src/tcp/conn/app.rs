@@ -287,6 +287,14 @@ impl Connection {
     pub fn info(&self) -> TcpInfo {
         TcpInfo {
             state: self.state,
+            bytes_sent: self.stats.bytes_out + self.stats.bytes_retrans,
+            bytes_acked: self.stats.bytes_acked,
+            bytes_received: self.stats.bytes_received,
+            total_retrans: self.stats.retrans_segs,
+            send_queue: self.send_queue(),
+            recv_queue: self.recv_queue(),
+            reordering: self.stats.reorder_seen,
+            delivery_rate: self.delivery_rate,
             srtt: self.rtt.srtt(),
             rttvar: self.rtt.rttvar(),
             rto: self.rtt.rto(),

@@ -171,6 +171,7 @@ impl Connection {
             if let Some((tsval, _)) = seg.options.timestamp {
                 if self.ts.paws_rejects(tsval, now) {
                     self.stats.dup_segs_in += 1;
+                    self.stats.paws_drops += 1;
                     self.ack_out_of_window(now, seg.payload.is_empty());
                     return;
                 }
@@ -422,6 +423,9 @@ impl Connection {
     fn on_new_ack(&mut self, now: Instant, ack: SeqNumber) {
         let data_acked = self.snd.ack_to(ack);
         self.stats.bytes_acked += data_acked as u64;
+        if data_acked > 0 {
+            self.sample_delivery_rate(now);
+        }
         // the RTO's backoff stays until an RTT sample ends it (Karn), see `sample_rtt`
         self.reset_retries();
         self.recovery.on_cumulative_ack();
@@ -486,6 +490,28 @@ impl Connection {
         }
     }
 
+    /// Closes the delivery-rate interval once it spans a smoothed round trip (1 ms at least):
+    /// one comparison per acknowledgement, a division once per round trip.
+    fn sample_delivery_rate(&mut self, now: Instant) {
+        let acked = self.stats.bytes_acked;
+        let Some((t0, b0)) = self.rate_mark else {
+            self.rate_mark = Some((now, acked));
+            return;
+        };
+        let span = now.saturating_since(t0);
+        let min = self
+            .rtt
+            .srtt()
+            .unwrap_or(Duration::from_millis(1))
+            .max(Duration::from_millis(1));
+        if span >= min {
+            let nanos = u128::from(span.as_nanos().max(1));
+            self.delivery_rate =
+                u64::try_from(u128::from(acked - b0) * 1_000_000_000 / nanos).unwrap_or(u64::MAX);
+            self.rate_mark = Some((now, acked));
+        }
+    }
+
     fn accept_payload(&mut self, now: Instant, seq: SeqNumber, payload: &[u8]) {
         self.stats.bytes_in += payload.len() as u64;
         // out of order and held already (in part): reported by D-SACK, the duplicate first and
@@ -499,6 +525,7 @@ impl Connection {
             None
         };
         let r = self.rcv.buf.insert(seq, payload);
+        self.stats.bytes_received += r.advanced as u64;
         self.stats.recv_buf_copied += r.stored as u64;
         if r.out_of_order {
             self.stats.ooo_segs_in += 1;

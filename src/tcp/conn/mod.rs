@@ -113,6 +113,11 @@ pub struct Connection {
     /// An error worth reporting that did not end the connection (an ICMP report).
     soft_error: Option<Error>,
     stats: ConnStats,
+    /// Start of the current delivery-rate interval: when, and `bytes_acked` then.
+    rate_mark: Option<(Instant, u64)>,
+    /// Bytes per second acknowledged over the last complete interval (`tcp_info`'s
+    /// delivery rate).
+    delivery_rate: u64,
 }
 
 /// Application events in order, `Readable` and `Writable` each queued at most once until
@@ -220,6 +225,8 @@ impl Connection {
             error: None,
             soft_error: None,
             stats: ConnStats::default(),
+            rate_mark: None,
+            delivery_rate: 0,
         }
     }
 
@@ -427,6 +434,11 @@ impl Connection {
 
     fn enter_closed(&mut self) {
         let was = self.state;
+        match was {
+            State::SynSent | State::SynReceived => self.stats.attempt_fails += 1,
+            State::Established | State::CloseWait => self.stats.estab_resets += 1,
+            _ => {}
+        }
         self.state = State::Closed;
         self.timers.clear_all();
         self.sb.clear();

@@ -196,6 +196,9 @@ impl Recovery {
         ecr: Option<u32>,
     ) {
         self.rack.update(cx.now, delivered);
+        if delivered.reordered {
+            cx.stats.reorder_seen += 1;
+        }
         let undone = newly_acked && self.episode.is_some() && self.spurious_by_timestamp(cx, ecr);
         if let Some(r) = self.episode {
             if cx.snd_una.diff(r.point) >= 0 {
@@ -240,6 +243,9 @@ impl Recovery {
         }
         if marked > 0 && self.episode.is_none() {
             cx.stats.fast_recoveries += 1;
+            if cx.sack {
+                cx.stats.sack_recoveries += 1;
+            }
             let flight = cx.sb.pipe() + cx.sb.lost_bytes();
             self.undo = Some(Undo::new(cx.cc.snapshot(), false));
             cx.cc.on_congestion_event(cx.now, flight);

@@ -30,12 +30,16 @@ usage:
   xdp-tcp bench [--rounds 3] [--duration 2] [--warmup 0.5] [--idle 0,10000,100000] [--quick]
                 [--json FILE] [--testbed-script deploy/testbed.sh] [--name xtbench]
                 [--only pingpong,rr64,bulk,churn,idle]
+  xdp-tcp stat PATH [--json | --prometheus] [--watch [--count N]]
 
 The xdp back-end needs root; --iface is the interface it attaches to (in --netns if given).
 Kernel servers and clients busy-spin unless --block. --shards N runs a kernel server as N epoll
 threads sharing the ports (SO_REUSEPORT), each with a descriptor table of its own, for more
 connections than the open-file limit allows one table. An xdp server with --block sleeps in poll
-after 256 empty iterations in a row, or after --idle-after N (which implies --block). The result of `load` is printed as a table
+after 256 empty iterations in a row, or after --idle-after N (which implies --block). `stat` asks
+the control socket of a stack started with `.control_socket(PATH)`: connections as `ss -tinm`
+prints them and non-zero counters as `nstat` does, or JSON, or Prometheus text; --watch repeats
+once a second (--count times). The result of `load` is printed as a table
 and, with --json, written as JSON (\"-\" for stdout).";
 
 struct Args {
@@ -45,13 +49,20 @@ struct Args {
 
 impl Args {
     fn parse(raw: impl Iterator<Item = String>) -> Result<Args, String> {
+        let raw: Vec<String> = raw.collect();
+        // `stat` takes --json as a switch; `load` and `bench` take --json FILE
+        let stat_flags: &[&str] = if raw.first().is_some_and(|c| c == "stat") {
+            &["json", "prometheus", "watch"]
+        } else {
+            &[]
+        };
         let flags = ["block", "download", "quick"];
         let mut pos = Vec::new();
         let mut kv = HashMap::new();
-        let mut it = raw.peekable();
+        let mut it = raw.into_iter().peekable();
         while let Some(a) = it.next() {
             if let Some(k) = a.strip_prefix("--") {
-                if flags.contains(&k) {
+                if flags.contains(&k) || stat_flags.contains(&k) {
                     kv.insert(k.to_string(), "1".to_string());
                 } else {
                     let v = it.next().ok_or(format!("--{k} needs a value"))?;
@@ -107,6 +118,7 @@ fn main() -> ExitCode {
         Some("load") => load(&args),
         Some("floor") => floor_cmd(&args),
         Some("bench") => bench_cmd(&args),
+        Some("stat") => stat_cmd(&args),
         _ => {
             eprintln!("{USAGE}");
             return ExitCode::from(2);
@@ -119,6 +131,40 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// `xdp-tcp stat PATH`: one answer, or one a second with --watch.
+fn stat_cmd(args: &Args) -> Result<(), String> {
+    use xdp_tcp_bench::stat::{fetch, parse, render, Format};
+    let path = PathBuf::from(
+        args.pos
+            .get(1)
+            .ok_or("stat needs the control socket's PATH")?,
+    );
+    let format = match (args.flag("json"), args.flag("prometheus")) {
+        (true, true) => return Err("--json or --prometheus, not both".into()),
+        (true, false) => Format::Json,
+        (false, true) => Format::Prometheus,
+        (false, false) => Format::Text,
+    };
+    let watch = args.flag("watch");
+    let count: u64 = args.get("count", if watch { u64::MAX } else { 1 })?;
+    let interval = args.secs("interval", 1.0)?;
+    for i in 0..count {
+        if i > 0 {
+            std::thread::sleep(interval);
+        }
+        let raw = fetch(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+        let out = render(&parse(&raw)?, format);
+        if watch && format == Format::Text {
+            // clear the terminal, as `watch` does
+            print!("\x1b[H\x1b[2J");
+        }
+        print!("{out}");
+        use std::io::Write as _;
+        io::stdout().flush().map_err(err)?;
+    }
+    Ok(())
 }
 
 fn err(e: io::Error) -> String {
@@ -399,6 +445,17 @@ mod tests {
             args("load --target").err().unwrap(),
             "--target needs a value"
         );
+    }
+
+    #[test]
+    fn json_is_a_switch_for_stat_and_takes_a_file_elsewhere() {
+        let a = args("stat /run/x.sock --json --watch --count 2").unwrap();
+        assert_eq!(a.pos, ["stat", "/run/x.sock"]);
+        assert!(a.flag("json") && a.flag("watch"));
+        assert_eq!(a.kv["count"], "2");
+        let a = args("load --json out.json --target 10.0.0.1:7").unwrap();
+        assert_eq!(a.pos, ["load"]);
+        assert_eq!(a.kv["json"], "out.json");
     }
 
     #[test]
