@@ -54,7 +54,7 @@ impl Rig {
         let k = cut.clone();
         let (k2, r) = (cut.clone(), drop_rst.clone());
         let mut pair = Pair::builder(Default::default())
-            .server(|h| h.tcp.isn_secret ^= 0x77)
+            .server(|h| h.tcp.secret = h.tcp.secret.derive(b"77"))
             .link(LinkConfig::ideal(RTT_HALF))
             .seed(3)
             .filter_to_server(move |_: &[u8]| {

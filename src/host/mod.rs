@@ -27,6 +27,7 @@
 //! (listening ports and their backlog), `pmtu.rs` (the path MTU cache), `slots.rs` (the slot
 //! table, connection handles and the ready queue), `stats.rs` (counters and drop reasons).
 
+mod cookie;
 mod icmp;
 mod listen;
 mod pmtu;
@@ -43,7 +44,9 @@ pub use stats::{DropReason, HostStats};
 use std::collections::{HashMap, VecDeque};
 use std::net::{Ipv4Addr, SocketAddrV4};
 
-use crate::tcp::{self, isn::IsnGenerator, Connection, Event, TimerKind, Transmit};
+use crate::tcp::{
+    self, cookie::CookieJar, isn::IsnGenerator, Connection, Event, TimerKind, Transmit,
+};
 use crate::time::{Duration, Instant};
 use crate::timer::TimerWheel;
 use crate::wire::{ipv4, ChecksumCaps, IpProtocol, Ipv4Packet, Ipv4Repr, TcpPacket, TcpRepr};
@@ -51,6 +54,11 @@ use listen::Listener;
 use slots::{flow_key, Slot};
 
 const KINDS: usize = TimerKind::ALL.len();
+
+/// Most replies to segments of no connection (RSTs, SYN cookies) waiting to be sent: a flood of
+/// such segments costs bounded memory, the excess is counted in
+/// [`HostStats::strays_dropped`].
+pub const STRAY_LIMIT: usize = 4096;
 
 /// What [`Host::handle_ipv4`] did with a packet. Every packet gets exactly one verdict, and a
 /// `Refused` or `Dropped` one is also counted under its [`DropReason`].
@@ -143,6 +151,7 @@ pub struct Host {
     strays: VecDeque<(Ipv4Addr, TcpRepr<'static>)>,
     pmtu: PmtuCache,
     isn: IsnGenerator,
+    cookies: CookieJar,
     next_port: u16,
     stats: HostStats,
 }
@@ -161,7 +170,8 @@ impl Host {
             events: VecDeque::new(),
             strays: VecDeque::new(),
             pmtu: PmtuCache::default(),
-            isn: IsnGenerator::new(cfg.tcp.isn_secret),
+            isn: IsnGenerator::new(&cfg.tcp.secret, cfg.tcp.secret_rekey),
+            cookies: CookieJar::new(&cfg.tcp.secret, cfg.tcp.secret_rekey),
             next_port: cfg.ephemeral_ports.0,
             stats: HostStats::default(),
         }
@@ -230,9 +240,14 @@ impl Host {
     /// Sets the TCP settings that connections opened from now on start with (active opens and
     /// the SYNs a listener takes); open connections keep theirs. Lets a caller give each socket
     /// its own options (TCP_MAXSEG, buffer sizes, Nagle) before it connects or a SYN reaches
-    /// its listener. The initial sequence numbers keep the key the host started with.
+    /// its listener. The secrets (initial sequence numbers, timestamp offsets, SYN cookies) keep
+    /// the key the host started with, whatever `tcp.secret` holds.
     pub fn set_tcp_config(&mut self, tcp: tcp::Config) {
-        self.cfg.tcp = tcp;
+        self.cfg.tcp = tcp::Config {
+            secret: self.cfg.tcp.secret,
+            secret_rekey: self.cfg.tcp.secret_rekey,
+            ..tcp
+        };
     }
 
     fn connect_from(&mut self, now: Instant, port: u16, remote: SocketAddrV4) -> ConnId {
@@ -378,12 +393,17 @@ impl Host {
         if let Some(listener) = self.listeners.get_mut(&seg.dst_port) {
             if is_syn {
                 if !listener.has_room() {
-                    return self.refuse(src, DropReason::BacklogFull);
+                    return self.syn_queue_full(now, src, seg);
                 }
+                let pressure = listener.under_pressure();
                 listener.embryo_started();
                 let local = SocketAddrV4::new(self.cfg.addr, seg.dst_port);
                 let iss = self.isn.generate(now, local, remote);
-                let mut conn = Connection::accept(self.cfg.tcp, local, remote, iss, now, seg);
+                let mut tcp = self.cfg.tcp;
+                if pressure {
+                    tcp.syn_retries = tcp.syn_retries.min(tcp.synack_retries_under_pressure);
+                }
+                let mut conn = Connection::accept(tcp, local, remote, iss, now, seg);
                 self.start_path(now, &mut conn);
                 self.insert(conn, Some(seg.dst_port));
                 return RxVerdict::Delivered { src };
@@ -393,12 +413,26 @@ impl Host {
                 // (RFC 9293 3.10.7.2)
                 return self.refuse(src, DropReason::NoConnection);
             }
+            if !seg.flags.rst() && !seg.flags.syn() && listener.cookies_recent(now) {
+                if let Some(v) = self.cookie_ack(now, src, seg) {
+                    return v;
+                }
+            }
         }
         if let Some(rst) = tcp::reset_for(seg) {
             self.stats.rst_sent_no_conn += 1;
-            self.strays.push_back((src, rst));
+            self.push_stray(src, rst);
         }
         self.refuse(src, DropReason::NoConnection)
+    }
+
+    /// Queues a reply to a segment of no connection, unless [`STRAY_LIMIT`] are waiting.
+    fn push_stray(&mut self, dst: Ipv4Addr, repr: TcpRepr<'static>) {
+        if self.strays.len() >= STRAY_LIMIT {
+            self.stats.strays_dropped += 1;
+            return;
+        }
+        self.strays.push_back((dst, repr));
     }
 
     /// A new connection starts from what the cache knows of the path to its peer.

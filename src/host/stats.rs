@@ -96,6 +96,21 @@ pub struct HostStats {
     pub timers_fired: u64,
     /// Connections in TIME-WAIT ended early by a newer SYN for the same 4-tuple.
     pub time_wait_reused: u64,
+    /// SYN cookies sent, because a listener's SYN queue was full (Linux's `SyncookiesSent`).
+    pub syncookies_sent: u64,
+    /// ACKs that carried a valid cookie and made a connection (`SyncookiesRecv`).
+    pub syncookies_recv: u64,
+    /// ACKs checked as cookies that failed, answered by RST (`SyncookiesFailed`).
+    pub syncookies_failed: u64,
+    /// SYNs (or cookie ACKs) dropped because a listener's accept queue was full
+    /// (`ListenOverflows`).
+    pub listen_overflows: u64,
+    /// SYNs and cookie ACKs a listener dropped for any reason, overflows included
+    /// (`ListenDrops`).
+    pub listen_drops: u64,
+    /// Replies to segments of no connection (RSTs, SYN cookies) not sent because
+    /// [`STRAY_LIMIT`](super::STRAY_LIMIT) were already waiting.
+    pub strays_dropped: u64,
     /// Totals of freed connections' counters, as the kernel's `TcpRetransSegs` and friends.
     pub closed_conns: tcp::ConnStats,
     drops: DropCounters,

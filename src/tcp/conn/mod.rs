@@ -195,7 +195,7 @@ impl Connection {
             rcv: RecvSpace::new(&cfg),
             opts: Negotiated::offer(&cfg),
             path: PathMtu::new(&cfg),
-            ts: Timestamps::new(cfg.isn_secret, local, remote),
+            ts: Timestamps::new(&cfg.secret, local, remote),
             timers: Timers::default(),
             rtt: RttEstimator::new(
                 cfg.rto_initial,
@@ -246,6 +246,26 @@ impl Connection {
         c.snd.wnd = syn.window as usize;
         c.snd.max_wnd = c.snd.wnd;
         c.snd.wl1 = syn.seq;
+        c
+    }
+
+    /// Passive open completed by a SYN cookie: `syn` is the peer's SYN as the cookie and its
+    /// ACK rebuilt it ([`cookie::rebuild_syn`](crate::tcp::cookie::rebuild_syn)) and `iss` the
+    /// cookie. The SYN-ACK already went out without state, so the result waits in SYN-RECEIVED
+    /// for that ACK (feed it with [`Connection::handle_segment`]) with nothing to send and no
+    /// round-trip sample pending: the handshake's time is unknown.
+    pub fn accept_cookie(
+        cfg: Config,
+        local: SocketAddrV4,
+        remote: SocketAddrV4,
+        iss: SeqNumber,
+        now: Instant,
+        syn: &TcpRepr,
+    ) -> Self {
+        let mut c = Connection::accept(cfg, local, remote, iss, now, syn);
+        let _ = c.poll_transmit(now);
+        c.rtt_probe = None;
+        c.stats.segs_out = 0;
         c
     }
 
