@@ -76,6 +76,10 @@ impl Host {
             self.stats.syncookies_failed += 1;
             return None;
         };
+        if let Err(r) = self.admit_new() {
+            self.stats.listen_drops += 1;
+            return Some(self.refuse(src, r));
+        }
         let listener = self.listeners.get_mut(&port)?;
         if listener.accept_queue_full() {
             self.stats.listen_overflows += 1;

@@ -29,6 +29,7 @@
 
 mod cookie;
 mod icmp;
+mod limits;
 mod listen;
 mod pmtu;
 mod slots;
@@ -37,6 +38,7 @@ mod stats;
 mod tests;
 
 pub use icmp::unreachable_error;
+pub use limits::Limits;
 pub use pmtu::PmtuCache;
 pub use slots::ConnId;
 pub use stats::{DropReason, HostStats};
@@ -109,6 +111,8 @@ pub struct HostConfig {
     pub ttl: u8,
     /// Granularity of the timer wheel: timers fire at most this late.
     pub timer_tick: Duration,
+    /// Bounds on connections, TIME-WAIT entries, orphans and memory.
+    pub limits: Limits,
 }
 
 impl HostConfig {
@@ -133,6 +137,7 @@ impl HostConfig {
             ephemeral_ports: (32768, 60999),
             ttl: ipv4::DEFAULT_TTL,
             timer_tick: Duration::from_micros(100),
+            limits: Limits::default(),
         }
     }
 }
@@ -154,6 +159,12 @@ pub struct Host {
     cookies: CookieJar,
     next_port: u16,
     stats: HostStats,
+    /// What `limits.rs` accounts: memory of all connections, TIME-WAIT entries (and their
+    /// order), orphans.
+    mem_used: usize,
+    time_wait: usize,
+    tw_fifo: VecDeque<ConnId>,
+    orphans: usize,
 }
 
 impl Host {
@@ -174,6 +185,10 @@ impl Host {
             cookies: CookieJar::new(&cfg.tcp.secret, cfg.tcp.secret_rekey),
             next_port: cfg.ephemeral_ports.0,
             stats: HostStats::default(),
+            mem_used: 0,
+            time_wait: 0,
+            tw_fifo: VecDeque::new(),
+            orphans: 0,
         }
     }
 
@@ -217,6 +232,9 @@ impl Host {
             {
                 continue;
             }
+            if self.admit_new().is_err() {
+                return Err(tcp::Error::WouldBlock);
+            }
             return Ok(self.connect_from(now, port, remote));
         }
         Err(tcp::Error::WouldBlock)
@@ -234,6 +252,7 @@ impl Host {
         if self.listeners.contains_key(&port) || self.table.contains_key(&flow_key(remote, port)) {
             return None;
         }
+        self.admit_new().ok()?;
         Some(self.connect_from(now, port, remote))
     }
 
@@ -310,6 +329,12 @@ impl Host {
             c.close();
             c.orphan();
         });
+        let lingers = self
+            .conn(id)
+            .is_some_and(|c| !c.is_closed() && c.state() != tcp::State::TimeWait);
+        if lingers && !self.admit_orphan(id.index) {
+            self.with_conn(id, Connection::abort);
+        }
     }
 
     /// Resets the connection and gives up the handle.
@@ -396,6 +421,12 @@ impl Host {
                     return self.syn_queue_full(now, src, seg);
                 }
                 let pressure = listener.under_pressure();
+                if let Err(r) = self.admit_new() {
+                    return self.refuse(src, r);
+                }
+                let Some(listener) = self.listeners.get_mut(&seg.dst_port) else {
+                    return self.refuse(src, DropReason::NoConnection);
+                };
                 listener.embryo_started();
                 let local = SocketAddrV4::new(self.cfg.addr, seg.dst_port);
                 let iss = self.isn.generate(now, local, remote);
@@ -561,6 +592,11 @@ impl Host {
         if conn.is_closed() && (slot.released || slot.pending_on.is_some()) {
             return self.free_slot(index);
         }
+        self.account(index);
+        let slot = &mut self.slots[index as usize];
+        let Some(conn) = slot.conn.as_mut() else {
+            return;
+        };
         for kind in conn.take_timer_changes().iter() {
             let k = kind as usize;
             let want = conn.timers().get(kind);

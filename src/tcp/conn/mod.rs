@@ -269,6 +269,23 @@ impl Connection {
         c
     }
 
+    /// Bytes this connection holds: its own structure and what its buffers allocated (the
+    /// host's memory budget counts this).
+    pub fn memory(&self) -> usize {
+        std::mem::size_of::<Connection>()
+            + self.events.queue.capacity() * std::mem::size_of::<Event>()
+            + self.replies.capacity() * std::mem::size_of::<(SocketAddrV4, TcpRepr<'static>)>()
+            + self.rcv.buf.allocated()
+            + self.snd.buf.allocated()
+            + self.sb.len() * 64
+    }
+
+    /// Drops the out-of-order data held (memory pressure; the peer retransmits it, and SACK
+    /// blocks stop reporting it, as RFC 2018 8 allows); the bytes dropped.
+    pub fn prune_out_of_order(&mut self) -> usize {
+        self.rcv.buf.prune_out_of_order()
+    }
+
     pub fn state(&self) -> State {
         self.state
     }
