@@ -128,8 +128,8 @@ impl Wire {
     /// Fills the server's SYN queue with SYNs from sources that never answer.
     fn flood(&mut self, n: u32) {
         for i in self.flooded..self.flooded + n {
-            let src = Ipv4Addr::new(10, 0, 1 + (i / 250) as u8, 1 + (i % 250) as u8);
-            let syn = syn_from(1024 + i as u16, SeqNumber(i.wrapping_mul(7919)));
+            let src = Ipv4Addr::from(u32::from(Ipv4Addr::new(10, 1, 0, 1)) + i);
+            let syn = syn_from(1024 + (i % 60_000) as u16, SeqNumber(i.wrapping_mul(7919)));
             self.server.handle_segment(self.now, src, &syn);
         }
         self.flooded += n;
@@ -428,4 +428,64 @@ fn embryos_under_pressure_give_up_sooner() {
     assert_eq!(w.server.conn_count(), 4, "the late embryos are gone");
     w.run_for(Duration::from_secs(120));
     assert_eq!(w.server.conn_count(), 0);
+}
+
+#[test]
+fn flood_of_100k_spoofed_syns_spares_established_and_new_connections() {
+    // 100k spoofed SYNs in one virtual second against a backlog of 1024, while 10 established
+    // connections exchange requests and replies and 100 new clients connect
+    let mut w = Wire::new(client_cfg(40), cfg(41), 1024);
+    let remote = SocketAddrV4::new(SERVER, PORT);
+    let mut pairs = Vec::new();
+    for _ in 0..10 {
+        let c = w.client.connect(w.now, remote).unwrap();
+        w.run_for(Duration::from_millis(5));
+        pairs.push((c, w.server.accept(PORT).unwrap()));
+    }
+    let mut fresh = Vec::new();
+    let mut buf = [0u8; 256];
+    for round in 0..100u32 {
+        w.flood(1000);
+        fresh.push(w.client.connect(w.now, remote).unwrap());
+        for (k, &(c, s)) in pairs.iter().enumerate() {
+            let req = pattern(64, (round as u8) ^ k as u8);
+            assert_eq!(w.client.send(c, &req), Ok(64));
+            w.run_for(Duration::from_micros(500));
+            let n = w.server.recv(s, &mut buf).unwrap();
+            assert_eq!(&buf[..n], &req[..], "request {round} on {k}");
+            assert_eq!(w.server.send(s, &buf[..n]), Ok(64));
+            w.run_for(Duration::from_micros(500));
+            let n = w.client.recv(c, &mut buf).unwrap();
+            assert_eq!(&buf[..n], &req[..], "reply {round} on {k}");
+        }
+        while w.server.accept(PORT).is_some() {}
+    }
+    w.run_for(Duration::from_millis(50));
+    let st = w.server.stats().clone();
+    for &c in &fresh {
+        assert_eq!(w.client.conn(c).unwrap().state(), State::Established);
+    }
+    // the SYN queue was full from the second round on: new clients came in by cookies
+    assert!(
+        st.syncookies_recv >= 99,
+        "{} by cookies",
+        st.syncookies_recv
+    );
+    assert_eq!(st.syncookies_failed, 0);
+    assert!(
+        st.syncookies_sent > 98_000,
+        "{} cookies",
+        st.syncookies_sent
+    );
+    assert_eq!(st.strays_dropped, 0);
+    // what the flood holds is the SYN queue, nothing more
+    assert!(
+        w.server.conn_count() <= 1024 + 110,
+        "{}",
+        w.server.conn_count()
+    );
+    for &(c, s) in &pairs {
+        assert_eq!(w.client.conn(c).unwrap().stats().rto_events, 0);
+        assert_eq!(w.server.conn(s).unwrap().state(), State::Established);
+    }
 }

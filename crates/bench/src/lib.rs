@@ -25,6 +25,7 @@ pub mod floor;
 pub mod hist;
 pub mod jitter;
 pub mod kernel;
+pub mod synflood;
 pub mod sys;
 pub mod xdp;
 
