@@ -41,10 +41,10 @@ fn transfer(sack: bool, seed: u64, len: usize) -> Run {
     let mut net = Network::new();
     let mut ccfg = HostConfig::new(CLIENT);
     ccfg.tcp = tcp_cfg;
-    ccfg.tcp.isn_secret = seed;
+    ccfg.tcp.secret = xdp_tcp::tcp::Secret::from_seed(seed);
     let mut scfg = HostConfig::new(SERVER);
     scfg.tcp = tcp_cfg;
-    scfg.tcp.isn_secret = !seed;
+    scfg.tcp.secret = xdp_tcp::tcp::Secret::from_seed(!seed);
     let c = net.add_host(ccfg);
     let s = net.add_host(scfg);
     net.connect(c, s, link, seed);

@@ -60,7 +60,7 @@ impl Rig {
         let (k, rsts) = (cut.clone(), rst_to_server.clone());
         let (k2, r, d) = (cut.clone(), drop_rst.clone(), deaf.clone());
         let mut pair = Pair::builder(Default::default())
-            .server(|h| h.tcp.isn_secret ^= 0x77)
+            .server(|h| h.tcp.secret = h.tcp.secret.derive(b"77"))
             .link(LinkConfig::ideal(RTT_HALF))
             .seed(3)
             .filter_to_server(move |f: &[u8]| {

@@ -109,7 +109,7 @@ impl Routed {
         let mut net = Network::new();
         let c = net.add_host(HostConfig::new(CLIENT));
         let mut scfg = HostConfig::new(SERVER);
-        scfg.tcp.isn_secret ^= 0x51;
+        scfg.tcp.secret = xdp_tcp::tcp::Secret::from_seed(0x51);
         let s = net.add_host(scfg);
         let r = net.add_router(ROUTER);
         let mut hop = LinkConfig::ideal(Duration::from_micros(2500));

@@ -113,7 +113,7 @@ impl Rig {
         let wire = Rc::new(RefCell::new(Wire::default()));
         let w = wire.clone();
         let mut pair = Pair::builder(tcp_cfg)
-            .server(|h| h.tcp.isn_secret ^= 0xabcd)
+            .server(|h| h.tcp.secret = h.tcp.secret.derive(b"abcd"))
             .link(LinkConfig::ideal(Duration::from_millis(5)).with_bandwidth(100_000_000))
             .filter_to_server(move |f: &[u8]| judge(&mut w.borrow_mut(), f))
             .build();

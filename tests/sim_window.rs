@@ -149,7 +149,7 @@ impl Rig {
         ccfg.tcp = client_cfg;
         let mut scfg = HostConfig::new(SERVER);
         scfg.tcp = server_cfg;
-        scfg.tcp.isn_secret ^= 0xabcd;
+        scfg.tcp.secret = scfg.tcp.secret.derive(b"abcd");
         let c = net.add_host(ccfg);
         let s = net.add_host(scfg);
         net.connect(c, s, link, seed);

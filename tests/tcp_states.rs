@@ -15,7 +15,7 @@
 use std::net::{Ipv4Addr, SocketAddrV4};
 
 use xdp_tcp::tcp::isn::IsnGenerator;
-use xdp_tcp::tcp::{reset_for, Config, Connection, Error, Event, State};
+use xdp_tcp::tcp::{reset_for, Config, Connection, Error, Event, Secret, State};
 use xdp_tcp::time::{Duration, Instant};
 use xdp_tcp::wire::{SeqNumber, TcpFlags, TcpOptions, TcpRepr};
 
@@ -35,6 +35,8 @@ fn cfg() -> Config {
         send_buffer: 64 * 1024,
         rto_min: Duration::from_secs(1),
         quick_ack: false,
+        // fixed, so expected ISNs and timestamps can be computed
+        secret: Secret::from_seed(0x5eed),
         ..Config::default()
     }
 }
@@ -576,7 +578,7 @@ mod listen {
         let c = l.conn().expect("a connection for the SYN");
         assert_eq!(c.state(), State::SynReceived);
         assert_eq!(c.remote(), PEER);
-        let iss = IsnGenerator::new(cfg().isn_secret).generate(ms(5), US, PEER);
+        let iss = IsnGenerator::new(&cfg().secret, cfg().secret_rekey).generate(ms(5), US, PEER);
         assert_eq!(c.iss(), iss);
         l.expect(seg!(> S., seq iss, ack IRS + 1, win 65535, mss 1460))
             .expect_nothing();
@@ -897,7 +899,11 @@ mod syn_sent {
 
     #[test]
     fn simultaneous_open_of_two_connections() {
-        let cfg = Config::default();
+        // default options, the tests' fixed secret (expected timestamps are computed)
+        let cfg = Config {
+            secret: cfg().secret,
+            ..Config::default()
+        };
         let mut p = Pair {
             a: Connection::connect(cfg, US, PEER, SeqNumber(ISS)),
             b: Connection::connect(cfg, PEER, US, SeqNumber(IRS)),
@@ -2272,7 +2278,7 @@ mod timestamps {
         // another secret, another clock
         let mut d = Connection::connect(
             Config {
-                isn_secret: 1,
+                secret: Secret::from_seed(1),
                 ..cfg_all_options()
             },
             US,

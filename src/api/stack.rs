@@ -363,17 +363,14 @@ impl StackBuilder {
         let mut hcfg = HostConfig::new(addr);
         hcfg.tcp = self.tcp;
         hcfg.ephemeral_ports = (*self.ephemeral.start(), *self.ephemeral.end());
-        let seed = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos() as u64)
-            ^ u64::from(std::process::id()) << 32;
         let (engine_cfg, handlers, backlog) = (self.engine, self.handlers, self.backlog);
         let (ctl, tok, hs) = (Arc::clone(&control), Arc::clone(&tokens), handles.clone());
         let threads = EngineThreads::spawn(specs, move |spec| {
             let q = spec.queue_id as usize;
             let device = open(spec)?;
+            // each engine its own secret from the OS, whatever the builder's config held
             let mut cfg = hcfg;
-            cfg.tcp.isn_secret = seed ^ (q as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+            cfg.tcp.secret = crate::tcp::Secret::random();
             let mut host = Host::new(cfg);
             let mut app = HandlerApp::new();
             for (port, factory) in &handlers {

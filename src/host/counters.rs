@@ -56,10 +56,16 @@ nstat! {
     out_rsts => "TcpOutRsts",
     /// Segments dropped for a bad checksum.
     in_csum_errors => "TcpInCsumErrors",
-    /// SYNs dropped because the listener's backlog was full.
+    /// SYNs and cookie ACKs dropped because the listener's accept queue was full.
     listen_overflows => "TcpExtListenOverflows",
-    /// SYNs a listener dropped (here: only for a full backlog).
+    /// SYNs and cookie ACKs a listener dropped for any reason, overflows included.
     listen_drops => "TcpExtListenDrops",
+    /// SYN cookies sent because a listener's SYN queue was full.
+    syncookies_sent => "TcpExtSyncookiesSent",
+    /// ACKs with a valid cookie that made a connection.
+    syncookies_recv => "TcpExtSyncookiesRecv",
+    /// ACKs checked as cookies that failed.
+    syncookies_failed => "TcpExtSyncookiesFailed",
     /// Segments dropped by the PAWS check.
     paws_estab => "TcpExtPAWSEstab",
     /// Challenge ACKs sent (RFC 5961).
@@ -139,7 +145,6 @@ impl TcpCounters {
             .filter(|r| matches!(r, DropReason::Tcp(_)))
             .map(|r| hs.dropped(r))
             .sum();
-        let overflows = hs.dropped(DropReason::BacklogFull);
         let ConnStats {
             retrans_segs,
             rto_events,
@@ -188,8 +193,11 @@ impl TcpCounters {
             in_errs,
             out_rsts: rst_out + hs.rst_sent_no_conn,
             in_csum_errors: hs.dropped(DropReason::Tcp(wire::Error::BadChecksum)),
-            listen_overflows: overflows,
-            listen_drops: overflows,
+            listen_overflows: hs.listen_overflows,
+            listen_drops: hs.listen_drops,
+            syncookies_sent: hs.syncookies_sent,
+            syncookies_recv: hs.syncookies_recv,
+            syncookies_failed: hs.syncookies_failed,
             paws_estab: paws_drops,
             challenge_ack: challenge_acks,
             ack_skipped_challenge: challenge_acks_limited,

@@ -3,9 +3,18 @@
 //! A SYN for a listening port with no connection of its 4-tuple starts an *embryo* (a connection
 //! in SYN-RECEIVED); when its handshake completes it moves to the listener's ready queue, from
 //! which [`Host::accept`] hands it out. Invariants:
-//! - `ready.len() + embryos <= backlog`: a SYN that would break it is dropped (counted as
-//!   [`DropReason::BacklogFull`](super::DropReason::BacklogFull)), not answered: the peer's SYN
-//!   retransmission tries again later.
+//! - `ready.len() + embryos <= backlog`: a SYN that would break it gets no embryo. It is answered
+//!   by a SYN cookie ([`crate::tcp::cookie`], counted as `syncookies_sent`) when
+//!   [`Config::syncookies`](crate::tcp::Config::syncookies) is on and the accept queue has room;
+//!   otherwise it is dropped (counted as [`DropReason::BacklogFull`](super::DropReason::BacklogFull)
+//!   and `listen_drops`, plus `listen_overflows` when the accept queue itself is full): the
+//!   peer's SYN retransmission tries again later.
+//! - An ACK for no connection is checked as a cookie only within [`cookie::LIFETIME`] of the
+//!   listener's last cookie; a good one makes an established connection straight away
+//!   (`syncookies_recv`), a bad one is answered by RST (`syncookies_failed`).
+//! - While the SYN queue is at least half full, new embryos get at most
+//!   [`Config::synack_retries_under_pressure`](crate::tcp::Config::synack_retries_under_pressure)
+//!   SYN-ACK retransmissions.
 //! - A passive connection belongs to its listener (its slot's `pending_on` is the port) from its
 //!   SYN until it is accepted or closes; until then its events stay inside the host, except
 //!   `Connected`, which the application sees as "something to accept".
@@ -14,6 +23,8 @@
 use std::collections::VecDeque;
 
 use super::{ConnId, Host};
+use crate::tcp::cookie;
+use crate::time::Instant;
 
 #[derive(Debug)]
 pub(super) struct Listener {
@@ -22,6 +33,8 @@ pub(super) struct Listener {
     ready: VecDeque<ConnId>,
     /// In SYN-RECEIVED.
     embryos: usize,
+    /// When the last SYN cookie went out.
+    last_cookie: Option<Instant>,
 }
 
 impl Listener {
@@ -30,7 +43,29 @@ impl Listener {
             backlog: backlog.max(1),
             ready: VecDeque::new(),
             embryos: 0,
+            last_cookie: None,
         }
+    }
+
+    /// Whether the accept queue alone fills the backlog (Linux's `sk_acceptq_is_full`).
+    pub(super) fn accept_queue_full(&self) -> bool {
+        self.ready.len() >= self.backlog
+    }
+
+    /// Whether the SYN queue is at least half full: new embryos get fewer SYN-ACK retries.
+    pub(super) fn under_pressure(&self) -> bool {
+        self.embryos * 2 >= self.backlog
+    }
+
+    /// A SYN cookie went out at `now`.
+    pub(super) fn cookie_sent(&mut self, now: Instant) {
+        self.last_cookie = Some(now);
+    }
+
+    /// Whether an ACK for no connection may be the answer to one of our cookies.
+    pub(super) fn cookies_recent(&self, now: Instant) -> bool {
+        self.last_cookie
+            .is_some_and(|t| now.saturating_since(t) <= cookie::LIFETIME)
     }
 
     /// Whether a new SYN may start an embryo.

@@ -27,8 +27,10 @@
 //! (listening ports and their backlog), `pmtu.rs` (the path MTU cache), `slots.rs` (the slot
 //! table, connection handles and the ready queue), `stats.rs` (counters and drop reasons).
 
+mod cookie;
 mod counters;
 mod icmp;
+mod limits;
 mod listen;
 mod pmtu;
 mod slots;
@@ -38,6 +40,7 @@ mod tests;
 
 pub use counters::TcpCounters;
 pub use icmp::unreachable_error;
+pub use limits::Limits;
 pub use pmtu::PmtuCache;
 pub use slots::ConnId;
 pub use stats::{DropReason, HostStats};
@@ -45,7 +48,9 @@ pub use stats::{DropReason, HostStats};
 use std::collections::{HashMap, VecDeque};
 use std::net::{Ipv4Addr, SocketAddrV4};
 
-use crate::tcp::{self, isn::IsnGenerator, Connection, Event, TimerKind, Transmit};
+use crate::tcp::{
+    self, cookie::CookieJar, isn::IsnGenerator, Connection, Event, TimerKind, Transmit,
+};
 use crate::time::{Duration, Instant};
 use crate::timer::TimerWheel;
 use crate::wire::{ipv4, ChecksumCaps, IpProtocol, Ipv4Packet, Ipv4Repr, TcpPacket, TcpRepr};
@@ -53,6 +58,11 @@ use listen::Listener;
 use slots::{flow_key, Slot};
 
 const KINDS: usize = TimerKind::ALL.len();
+
+/// Most replies to segments of no connection (RSTs, SYN cookies) waiting to be sent: a flood of
+/// such segments costs bounded memory, the excess is counted in
+/// [`HostStats::strays_dropped`].
+pub const STRAY_LIMIT: usize = 4096;
 
 /// What [`Host::handle_ipv4`] did with a packet. Every packet gets exactly one verdict, and a
 /// `Refused` or `Dropped` one is also counted under its [`DropReason`].
@@ -103,6 +113,8 @@ pub struct HostConfig {
     pub ttl: u8,
     /// Granularity of the timer wheel: timers fire at most this late.
     pub timer_tick: Duration,
+    /// Bounds on connections, TIME-WAIT entries, orphans and memory.
+    pub limits: Limits,
 }
 
 impl HostConfig {
@@ -127,6 +139,7 @@ impl HostConfig {
             ephemeral_ports: (32768, 60999),
             ttl: ipv4::DEFAULT_TTL,
             timer_tick: Duration::from_micros(100),
+            limits: Limits::default(),
         }
     }
 }
@@ -145,8 +158,15 @@ pub struct Host {
     strays: VecDeque<(Ipv4Addr, TcpRepr<'static>)>,
     pmtu: PmtuCache,
     isn: IsnGenerator,
+    cookies: CookieJar,
     next_port: u16,
     stats: HostStats,
+    /// What `limits.rs` accounts: memory of all connections, TIME-WAIT entries (and their
+    /// order), orphans.
+    mem_used: usize,
+    time_wait: usize,
+    tw_fifo: VecDeque<ConnId>,
+    orphans: usize,
 }
 
 impl Host {
@@ -163,9 +183,14 @@ impl Host {
             events: VecDeque::new(),
             strays: VecDeque::new(),
             pmtu: PmtuCache::default(),
-            isn: IsnGenerator::new(cfg.tcp.isn_secret),
+            isn: IsnGenerator::new(&cfg.tcp.secret, cfg.tcp.secret_rekey),
+            cookies: CookieJar::new(&cfg.tcp.secret, cfg.tcp.secret_rekey),
             next_port: cfg.ephemeral_ports.0,
             stats: HostStats::default(),
+            mem_used: 0,
+            time_wait: 0,
+            tw_fifo: VecDeque::new(),
+            orphans: 0,
         }
     }
 
@@ -221,6 +246,9 @@ impl Host {
             {
                 continue;
             }
+            if self.admit_new().is_err() {
+                return Err(tcp::Error::WouldBlock);
+            }
             return Ok(self.connect_from(now, port, remote));
         }
         Err(tcp::Error::WouldBlock)
@@ -238,15 +266,21 @@ impl Host {
         if self.listeners.contains_key(&port) || self.table.contains_key(&flow_key(remote, port)) {
             return None;
         }
+        self.admit_new().ok()?;
         Some(self.connect_from(now, port, remote))
     }
 
     /// Sets the TCP settings that connections opened from now on start with (active opens and
     /// the SYNs a listener takes); open connections keep theirs. Lets a caller give each socket
     /// its own options (TCP_MAXSEG, buffer sizes, Nagle) before it connects or a SYN reaches
-    /// its listener. The initial sequence numbers keep the key the host started with.
+    /// its listener. The secrets (initial sequence numbers, timestamp offsets, SYN cookies) keep
+    /// the key the host started with, whatever `tcp.secret` holds.
     pub fn set_tcp_config(&mut self, tcp: tcp::Config) {
-        self.cfg.tcp = tcp;
+        self.cfg.tcp = tcp::Config {
+            secret: self.cfg.tcp.secret,
+            secret_rekey: self.cfg.tcp.secret_rekey,
+            ..tcp
+        };
     }
 
     fn connect_from(&mut self, now: Instant, port: u16, remote: SocketAddrV4) -> ConnId {
@@ -309,6 +343,12 @@ impl Host {
             c.close();
             c.orphan();
         });
+        let lingers = self
+            .conn(id)
+            .is_some_and(|c| !c.is_closed() && c.state() != tcp::State::TimeWait);
+        if lingers && !self.admit_orphan(id.index) {
+            self.with_conn(id, Connection::abort);
+        }
     }
 
     /// Resets the connection and gives up the handle.
@@ -392,12 +432,23 @@ impl Host {
         if let Some(listener) = self.listeners.get_mut(&seg.dst_port) {
             if is_syn {
                 if !listener.has_room() {
-                    return self.refuse(src, DropReason::BacklogFull);
+                    return self.syn_queue_full(now, src, seg);
                 }
+                let pressure = listener.under_pressure();
+                if let Err(r) = self.admit_new() {
+                    return self.refuse(src, r);
+                }
+                let Some(listener) = self.listeners.get_mut(&seg.dst_port) else {
+                    return self.refuse(src, DropReason::NoConnection);
+                };
                 listener.embryo_started();
                 let local = SocketAddrV4::new(self.cfg.addr, seg.dst_port);
                 let iss = self.isn.generate(now, local, remote);
-                let mut conn = Connection::accept(self.cfg.tcp, local, remote, iss, now, seg);
+                let mut tcp = self.cfg.tcp;
+                if pressure {
+                    tcp.syn_retries = tcp.syn_retries.min(tcp.synack_retries_under_pressure);
+                }
+                let mut conn = Connection::accept(tcp, local, remote, iss, now, seg);
                 self.start_path(now, &mut conn);
                 self.insert(conn, Some(seg.dst_port));
                 self.stats.passive_opens += 1;
@@ -408,12 +459,26 @@ impl Host {
                 // (RFC 9293 3.10.7.2)
                 return self.refuse(src, DropReason::NoConnection);
             }
+            if !seg.flags.rst() && !seg.flags.syn() && listener.cookies_recent(now) {
+                if let Some(v) = self.cookie_ack(now, src, seg) {
+                    return v;
+                }
+            }
         }
         if let Some(rst) = tcp::reset_for(seg) {
             self.stats.rst_sent_no_conn += 1;
-            self.strays.push_back((src, rst));
+            self.push_stray(src, rst);
         }
         self.refuse(src, DropReason::NoConnection)
+    }
+
+    /// Queues a reply to a segment of no connection, unless [`STRAY_LIMIT`] are waiting.
+    fn push_stray(&mut self, dst: Ipv4Addr, repr: TcpRepr<'static>) {
+        if self.strays.len() >= STRAY_LIMIT {
+            self.stats.strays_dropped += 1;
+            return;
+        }
+        self.strays.push_back((dst, repr));
     }
 
     /// A new connection starts from what the cache knows of the path to its peer.
@@ -549,6 +614,11 @@ impl Host {
         if conn.is_closed() && (slot.released || slot.pending_on.is_some()) {
             return self.free_slot(index);
         }
+        self.account(index);
+        let slot = &mut self.slots[index as usize];
+        let Some(conn) = slot.conn.as_mut() else {
+            return;
+        };
         for kind in conn.take_timer_changes().iter() {
             let k = kind as usize;
             let want = conn.timers().get(kind);

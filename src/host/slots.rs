@@ -38,6 +38,14 @@ pub(super) struct Slot {
     pub(super) released: bool,
     /// Passive and not accepted yet: the listener's port.
     pub(super) pending_on: Option<u16>,
+    /// Bytes the connection held when last accounted (`limits.rs`).
+    pub(super) mem: usize,
+    /// Counted among the host's TIME-WAIT entries.
+    pub(super) in_time_wait: bool,
+    /// Counted among the host's orphans.
+    pub(super) orphan: bool,
+    /// The receive buffer's size before memory pressure clamped it.
+    pub(super) clamped: Option<usize>,
 }
 
 /// The flow table's key: remote address and port, and our port (our address is the host's).
@@ -61,6 +69,10 @@ impl Host {
                     fired: TimerSet::EMPTY,
                     released: false,
                     pending_on: None,
+                    mem: 0,
+                    in_time_wait: false,
+                    orphan: false,
+                    clamped: None,
                 });
                 (self.slots.len() - 1) as u32
             }
@@ -115,6 +127,11 @@ impl Host {
     /// Forgets a connection: out of the flow table, the listener's queue and the wheel; its
     /// counters are added to the totals and its slot is reused.
     pub(super) fn free_slot(&mut self, index: u32) {
+        let slot = &mut self.slots[index as usize];
+        if slot.conn.is_none() {
+            return;
+        }
+        self.unaccount(index);
         let slot = &mut self.slots[index as usize];
         let Some(conn) = slot.conn.take() else {
             return;

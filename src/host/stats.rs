@@ -17,6 +17,9 @@ pub enum DropReason {
     UnhandledProtocol,
     /// A SYN to a listener whose backlog is full.
     BacklogFull,
+    /// A SYN (or cookie ACK) refused because the host holds as many connections or as much
+    /// memory as its [`Limits`](super::Limits) allow.
+    OverLimit,
     /// A segment for no connection: answered by RST unless it was one or, sent to a listening
     /// port, carried no ACK.
     NoConnection,
@@ -44,7 +47,7 @@ impl DropReason {
         wire::Error::Unsupported,
         wire::Error::Malformed,
     ];
-    pub const COUNT: usize = 3 * Self::WIRE_ERRORS.len() + 7;
+    pub const COUNT: usize = 3 * Self::WIRE_ERRORS.len() + 8;
 
     pub fn index(self) -> usize {
         let w = |e: wire::Error| Self::WIRE_ERRORS.iter().position(|x| *x == e).unwrap_or(0);
@@ -60,6 +63,7 @@ impl DropReason {
             DropReason::Icmp(e) => 2 * n + 5 + w(e),
             DropReason::BadSource => 3 * n + 5,
             DropReason::BadDestination => 3 * n + 6,
+            DropReason::OverLimit => 3 * n + 7,
         }
     }
 
@@ -77,7 +81,11 @@ impl DropReason {
                 DropReason::IcmpIgnored,
             ])
             .chain(wires.into_iter().map(DropReason::Icmp))
-            .chain([DropReason::BadSource, DropReason::BadDestination])
+            .chain([
+                DropReason::BadSource,
+                DropReason::BadDestination,
+                DropReason::OverLimit,
+            ])
     }
 }
 
@@ -98,6 +106,36 @@ pub struct HostStats {
     pub timers_fired: u64,
     /// Connections in TIME-WAIT ended early by a newer SYN for the same 4-tuple.
     pub time_wait_reused: u64,
+    /// SYN cookies sent, because a listener's SYN queue was full (Linux's `SyncookiesSent`).
+    pub syncookies_sent: u64,
+    /// ACKs that carried a valid cookie and made a connection (`SyncookiesRecv`).
+    pub syncookies_recv: u64,
+    /// ACKs checked as cookies that failed, answered by RST (`SyncookiesFailed`).
+    pub syncookies_failed: u64,
+    /// SYNs (or cookie ACKs) dropped because a listener's accept queue was full
+    /// (`ListenOverflows`).
+    pub listen_overflows: u64,
+    /// SYNs and cookie ACKs a listener dropped for any reason, overflows included
+    /// (`ListenDrops`).
+    pub listen_drops: u64,
+    /// Replies to segments of no connection (RSTs, SYN cookies) not sent because
+    /// [`STRAY_LIMIT`](super::STRAY_LIMIT) were already waiting.
+    pub strays_dropped: u64,
+    /// New connections refused at [`Limits::max_conns`](super::Limits::max_conns).
+    pub conn_limit_refusals: u64,
+    /// New connections refused under memory pressure (Linux's `TCPMemoryPressures` counts the
+    /// episodes; this counts the refusals).
+    pub mem_pressure_refusals: u64,
+    /// Out-of-order bytes dropped under memory pressure (as Linux's `OfoPruned` counts events).
+    pub ooo_pruned_bytes: u64,
+    /// Receive windows stopped at the bytes held under memory pressure.
+    pub windows_clamped: u64,
+    /// TIME-WAITs ended early because [`Limits::max_time_wait`](super::Limits::max_time_wait)
+    /// were held (Linux's `TCPTimeWaitOverflow`).
+    pub time_wait_recycled: u64,
+    /// Connections reset on close because [`Limits::max_orphans`](super::Limits::max_orphans)
+    /// were held (Linux's `TCPAbortOnMemory`, "too many orphaned sockets").
+    pub orphans_reset: u64,
     /// Totals of freed connections' counters, as the kernel's `TcpRetransSegs` and friends.
     pub closed_conns: tcp::ConnStats,
     drops: DropCounters,

@@ -27,7 +27,10 @@ fn next_packet(h: &mut Host) -> Option<Vec<u8>> {
 #[test]
 fn segments_are_delivered_or_refused_naming_their_source() {
     let mut a = Host::new(HostConfig::new(A));
-    let mut b = Host::new(HostConfig::new(B));
+    // without SYN cookies: a full backlog refuses (tests/syncookies.rs has them on)
+    let mut bc = HostConfig::new(B);
+    bc.tcp.syncookies = false;
+    let mut b = Host::new(bc);
     b.listen(PORT, 1);
     a.connect(t0(), SocketAddrV4::new(B, PORT)).unwrap();
     let syn = next_packet(&mut a).expect("a SYN");

@@ -5,6 +5,7 @@
 //! keep-alive, cork) have setters on [`Connection`](super::Connection).
 
 use super::congestion;
+use super::secret::Secret;
 use crate::time::Duration;
 
 /// Per-connection settings. Defaults follow Linux where the RFCs leave a choice.
@@ -74,8 +75,21 @@ pub struct Config {
     pub initial_window: usize,
     /// Most disjoint out-of-order ranges held at once.
     pub max_ooo_ranges: usize,
-    /// Key for initial sequence numbers (RFC 6528); random in production, fixed in tests.
-    pub isn_secret: u64,
+    /// The 128-bit key behind initial sequence numbers (RFC 6528), timestamp offsets
+    /// (RFC 7323 5.4) and SYN cookies, each under its own derived key. `Default` draws a fresh
+    /// one from the OS ([`Secret::random`]); tests that must replay exactly set
+    /// [`Secret::from_seed`]. A host keeps the one it started with for all its connections.
+    pub secret: Secret,
+    /// How often the ISN and SYN-cookie keys change (a one-way ratchet from `secret`; zero:
+    /// never). Live connections are not affected; a cookie stays valid across one change.
+    pub secret_rekey: Duration,
+    /// Answer SYNs with SYN cookies (RFC 4987 3.6) once a listener's SYN queue is full, instead
+    /// of dropping them (as Linux's `tcp_syncookies` = 1).
+    pub syncookies: bool,
+    /// SYN-ACK retransmissions a new embryo gets while its listener's SYN queue is at least half
+    /// full (Linux lowers its `tcp_synack_retries` threshold down to 2 under the same pressure),
+    /// so spoofed SYNs free their slots sooner.
+    pub synack_retries_under_pressure: u32,
     pub congestion: congestion::Algorithm,
     /// Keep-alive probing; off by default as in Linux.
     pub keepalive: Option<KeepAlive>,
@@ -132,7 +146,10 @@ impl Default for Config {
             orphan_retries: 8,
             initial_window: 10,
             max_ooo_ranges: 64,
-            isn_secret: 0x5eed,
+            secret: Secret::random(),
+            secret_rekey: Duration::from_secs(3600),
+            syncookies: true,
+            synack_retries_under_pressure: 2,
             congestion: congestion::Algorithm::Cubic,
             keepalive: None,
             ttl: 0,

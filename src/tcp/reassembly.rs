@@ -36,6 +36,12 @@ impl Assembler {
         self.ranges.is_empty()
     }
 
+    /// Forgets every range (the data was dropped).
+    pub fn clear(&mut self) {
+        self.ranges = Vec::new();
+        self.recent_len = 0;
+    }
+
     #[cfg(test)]
     pub fn ranges(&self) -> &[(SeqNumber, SeqNumber)] {
         &self.ranges

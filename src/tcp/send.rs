@@ -87,6 +87,14 @@ impl SendBuffer {
         self.len == 0
     }
 
+    /// Bytes of heap the buffer holds now: its chunks and spares, allocated.
+    pub fn allocated(&self) -> usize {
+        self.chunks.capacity() * std::mem::size_of::<Chunk>()
+            + self.chunks.iter().map(|c| c.data.capacity()).sum::<usize>()
+            + self.spare_bytes
+            + self.spare.capacity() * std::mem::size_of::<Vec<u8>>()
+    }
+
     pub fn capacity(&self) -> usize {
         self.capacity
     }

@@ -23,6 +23,7 @@
 use std::net::SocketAddrV4;
 
 use super::isn::tuple_hash;
+use super::secret::Secret;
 use crate::time::{Duration, Instant};
 use crate::wire::SeqNumber;
 
@@ -32,6 +33,19 @@ pub const PAWS_IDLE: Duration = Duration::from_secs(24 * 24 * 3600);
 
 /// Domain of [`tuple_hash`] for the timestamp offset.
 const OFFSET_DOMAIN: u8 = 1;
+
+/// The offset of the connection from `local` to `remote`: a keyed hash under a key derived from
+/// `secret` for timestamps alone. Never rekeyed, so successive incarnations of a 4-tuple keep
+/// one increasing clock.
+pub fn offset(secret: &Secret, local: SocketAddrV4, remote: SocketAddrV4) -> u32 {
+    tuple_hash(&secret.derive(b"ts"), OFFSET_DOMAIN, local, remote) as u32
+}
+
+/// Our TSval at `now` for a connection whose offset is `offset`.
+#[inline]
+pub fn val_at(offset: u32, now: Instant) -> u32 {
+    (now.as_millis() as u32).wrapping_add(offset)
+}
 
 #[derive(Debug, Clone)]
 pub struct Timestamps {
@@ -43,9 +57,9 @@ pub struct Timestamps {
 
 impl Timestamps {
     /// The clock of the connection from `local` to `remote` under `secret`.
-    pub fn new(secret: u64, local: SocketAddrV4, remote: SocketAddrV4) -> Self {
+    pub fn new(secret: &Secret, local: SocketAddrV4, remote: SocketAddrV4) -> Self {
         Timestamps {
-            offset: tuple_hash(secret, Some(OFFSET_DOMAIN), local, remote) as u32,
+            offset: offset(secret, local, remote),
             recent: 0,
             recent_at: None,
         }
@@ -54,7 +68,7 @@ impl Timestamps {
     /// Our TSval at `now`.
     #[inline]
     pub fn val(&self, now: Instant) -> u32 {
-        (now.as_millis() as u32).wrapping_add(self.offset)
+        val_at(self.offset, now)
     }
 
     /// TS.Recent: the value to echo.
@@ -135,26 +149,34 @@ mod tests {
             addr("10.0.0.2:4001"),
         );
         let t = ms(5000);
-        let ab = Timestamps::new(7, a, b);
+        let ab = Timestamps::new(&Secret::from_seed(7), a, b);
         // two connections at the same instant: their values differ by more than any clock term
         // could explain, and neither is the engine's uptime
-        let ac = Timestamps::new(7, a, c);
+        let ac = Timestamps::new(&Secret::from_seed(7), a, c);
         assert_ne!(ab.val(t), ac.val(t));
         assert_ne!(ab.val(t), 5000);
-        assert_ne!(ab.val(t), Timestamps::new(8, a, b).val(t));
+        assert_ne!(
+            ab.val(t),
+            Timestamps::new(&Secret::from_seed(8), a, b).val(t)
+        );
         // a new incarnation of one tuple continues its clock
         assert_eq!(
-            Timestamps::new(7, a, b).val(ms(6000)),
+            Timestamps::new(&Secret::from_seed(7), a, b).val(ms(6000)),
             ab.val(t).wrapping_add(1000)
         );
         // the offset is not the ISN's hash term
-        let isn = super::super::isn::IsnGenerator::new(7).generate(Instant::ZERO, a, b);
+        let isn = super::super::isn::IsnGenerator::new(&Secret::from_seed(7), Duration::ZERO)
+            .generate(Instant::ZERO, a, b);
         assert_ne!(ab.val(Instant::ZERO), isn.0);
     }
 
     #[test]
     fn ts_recent_moves_forward_only_from_segments_covering_last_ack_sent() {
-        let mut ts = Timestamps::new(1, addr("10.0.0.1:1"), addr("10.0.0.2:2"));
+        let mut ts = Timestamps::new(
+            &Secret::from_seed(1),
+            addr("10.0.0.1:1"),
+            addr("10.0.0.2:2"),
+        );
         ts.on_syn(1000, ms(0));
         let last_ack = SeqNumber(500);
         // beyond Last.ACK.sent (out of order, or after a delayed ACK's first segment): ignored
@@ -175,7 +197,11 @@ mod tests {
 
     #[test]
     fn ts_recent_is_invalid_after_24_days() {
-        let mut ts = Timestamps::new(1, addr("10.0.0.1:1"), addr("10.0.0.2:2"));
+        let mut ts = Timestamps::new(
+            &Secret::from_seed(1),
+            addr("10.0.0.1:1"),
+            addr("10.0.0.2:2"),
+        );
         ts.on_syn(1000, ms(0));
         let just_before = Instant::ZERO + (PAWS_IDLE - Duration::from_millis(1));
         assert!(ts.paws_rejects(999, just_before));
@@ -189,7 +215,11 @@ mod tests {
 
     #[test]
     fn rtt_from_an_echo_of_our_own_clock() {
-        let ts = Timestamps::new(3, addr("10.0.0.1:1"), addr("10.0.0.2:2"));
+        let ts = Timestamps::new(
+            &Secret::from_seed(3),
+            addr("10.0.0.1:1"),
+            addr("10.0.0.2:2"),
+        );
         let max = Duration::from_secs(60);
         let sent = ts.val(ms(1000));
         assert_eq!(

@@ -123,10 +123,13 @@ pub struct Pair {
 impl Pair {
     /// Both sides' connections configured with `tcp`; change the rest with the builder.
     pub fn builder(tcp: tcp::Config) -> PairBuilder {
+        // fixed secrets, different on each side: a simulated run replays exactly
         let mut client = HostConfig::new(CLIENT);
         client.tcp = tcp;
+        client.tcp.secret = tcp::Secret::from_seed(1);
         let mut server = HostConfig::new(SERVER);
         server.tcp = tcp;
+        server.tcp.secret = tcp::Secret::from_seed(2);
         PairBuilder {
             client,
             server,
@@ -143,8 +146,8 @@ impl Pair {
     pub fn seeded(tcp: tcp::Config, seed: u64) -> PairBuilder {
         Pair::builder(tcp)
             .seed(seed)
-            .client(|h| h.tcp.isn_secret = seed)
-            .server(|h| h.tcp.isn_secret = seed.rotate_left(17))
+            .client(|h| h.tcp.secret = tcp::Secret::from_seed(seed))
+            .server(|h| h.tcp.secret = tcp::Secret::from_seed(seed.rotate_left(17)))
     }
 
     /// Both sides configured with `tcp` on an ideal 1 ms link.

@@ -135,7 +135,6 @@ pub fn start_with<P: XdpBacked, A: App + Send + 'static>(
         eprintln!("seeded from the kernel: {seeded:?}");
         let mut hcfg = HostConfig::new(ip);
         hcfg.ephemeral_ports = (*steer.ephemeral_ports.start(), *steer.ephemeral_ports.end());
-        hcfg.tcp.isn_secret = u64::from(std::process::id()) << 20 | u64::from(spec.queue_id);
         let mut host = Host::new(hcfg);
         for &port in &listen {
             host.listen(port, 256);

@@ -26,6 +26,7 @@ pub mod hist;
 pub mod jitter;
 pub mod kernel;
 pub mod stat;
+pub mod synflood;
 pub mod sys;
 pub mod xdp;
 

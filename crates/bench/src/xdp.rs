@@ -81,10 +81,6 @@ pub fn open<A: App>(opts: &XdpOpts, listen: &[u16], app: A) -> io::Result<Endpoi
     let mut hc = HostConfig::new(iface.addr().0);
     hc.ephemeral_ports = (*opts.ephemeral.start(), *opts.ephemeral.end());
     hc.tcp.nodelay = true;
-    hc.tcp.isn_secret = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos() as u64)
-        .unwrap_or(1);
     let mut host = Host::new(hc);
     for &p in listen {
         host.listen(p, 65536);

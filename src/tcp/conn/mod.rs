@@ -200,7 +200,7 @@ impl Connection {
             rcv: RecvSpace::new(&cfg),
             opts: Negotiated::offer(&cfg),
             path: PathMtu::new(&cfg),
-            ts: Timestamps::new(cfg.isn_secret, local, remote),
+            ts: Timestamps::new(&cfg.secret, local, remote),
             timers: Timers::default(),
             rtt: RttEstimator::new(
                 cfg.rto_initial,
@@ -254,6 +254,43 @@ impl Connection {
         c.snd.max_wnd = c.snd.wnd;
         c.snd.wl1 = syn.seq;
         c
+    }
+
+    /// Passive open completed by a SYN cookie: `syn` is the peer's SYN as the cookie and its
+    /// ACK rebuilt it ([`cookie::rebuild_syn`](crate::tcp::cookie::rebuild_syn)) and `iss` the
+    /// cookie. The SYN-ACK already went out without state, so the result waits in SYN-RECEIVED
+    /// for that ACK (feed it with [`Connection::handle_segment`]) with nothing to send and no
+    /// round-trip sample pending: the handshake's time is unknown.
+    pub fn accept_cookie(
+        cfg: Config,
+        local: SocketAddrV4,
+        remote: SocketAddrV4,
+        iss: SeqNumber,
+        now: Instant,
+        syn: &TcpRepr,
+    ) -> Self {
+        let mut c = Connection::accept(cfg, local, remote, iss, now, syn);
+        let _ = c.poll_transmit(now);
+        c.rtt_probe = None;
+        c.stats.segs_out = 0;
+        c
+    }
+
+    /// Bytes this connection holds: its own structure and what its buffers allocated (the
+    /// host's memory budget counts this).
+    pub fn memory(&self) -> usize {
+        std::mem::size_of::<Connection>()
+            + self.events.queue.capacity() * std::mem::size_of::<Event>()
+            + self.replies.capacity() * std::mem::size_of::<(SocketAddrV4, TcpRepr<'static>)>()
+            + self.rcv.buf.allocated()
+            + self.snd.buf.allocated()
+            + self.sb.len() * 64
+    }
+
+    /// Drops the out-of-order data held (memory pressure; the peer retransmits it, and SACK
+    /// blocks stop reporting it, as RFC 2018 8 allows); the bytes dropped.
+    pub fn prune_out_of_order(&mut self) -> usize {
+        self.rcv.buf.prune_out_of_order()
     }
 
     pub fn state(&self) -> State {

@@ -25,6 +25,8 @@ usage:
                 [--size 64] [--conns 1] [--depth 1] [--rate R] [--idle N] [--active N] [--ports N]
                 [--download] [--duration 5] [--warmup 1] [--iface IF] [--block]
                 [--core C] [--netns NS] [--json FILE]
+  xdp-tcp load  --workload synflood --target IP:PORT --subnet NET/LEN [--count 100000]
+                [--rate 100000] [--seed S] [--netns NS]   (spoofed SYNs from a raw socket)
   xdp-tcp floor reflect --iface IF --port P [--core C] [--netns NS] [--duration S]
   xdp-tcp floor ping    --iface IF --target IP:PORT [--size 64] [--duration 5] [--warmup 1] ...
   xdp-tcp bench [--rounds 3] [--duration 2] [--warmup 0.5] [--idle 0,10000,100000] [--quick]
@@ -314,7 +316,37 @@ fn run_config(args: &Args, workload: Workload) -> Result<RunConfig, String> {
     })
 }
 
+fn synflood(args: &Args) -> Result<(), String> {
+    let target: SocketAddrV4 = args
+        .need("target")?
+        .parse()
+        .map_err(|e| format!("--target: {e}"))?;
+    let subnet = args.need("subnet")?;
+    let (net, len) = subnet.split_once('/').ok_or("--subnet: NET/LEN expected")?;
+    let cfg = xdp_tcp_bench::synflood::FloodConfig {
+        target,
+        subnet: (
+            net.parse().map_err(|e| format!("--subnet: {e}"))?,
+            len.parse().map_err(|e| format!("--subnet: {e}"))?,
+        ),
+        count: args.get("count", 100_000u64)?,
+        rate: args.get("rate", 100_000u64)?,
+        seed: args.get("seed", 1u64)?,
+    };
+    let r = placed(args, move || {
+        xdp_tcp_bench::synflood::run(&cfg).map_err(err)
+    })?;
+    println!(
+        "synflood | {} SYNs in {:.3} s ({:.0}/s), {} refused by the kernel",
+        r.sent, r.seconds, r.rate, r.send_errors
+    );
+    Ok(())
+}
+
 fn load(args: &Args) -> Result<(), String> {
+    if args.kv.get("workload").map(String::as_str) == Some("synflood") {
+        return synflood(args);
+    }
     let backend = args.need("backend")?;
     let cfg = run_config(args, workload(args)?)?;
     let block = args.flag("block");

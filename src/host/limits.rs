@@ -1,0 +1,193 @@
+//! Hard bounds on what peers can make a host hold, each with a Linux-like default and a counted
+//! refusal when reached ([`Limits`]).
+//!
+//! Accounting happens when a connection is settled after a visit (no call scans every
+//! connection): its [`Connection::memory`] is compared with what its slot last recorded and the
+//! host's total moves by the difference; a connection entering TIME-WAIT joins a FIFO of
+//! TIME-WAIT entries. Invariants:
+//! - `mem_used` is the sum of `slot.mem` over occupied slots;
+//! - `time_wait` counts the occupied slots with `in_time_wait`, and every such slot's id is in
+//!   the FIFO (which may also hold stale ids, skipped when popped);
+//! - `orphans` counts the occupied slots with `orphan`: closed by the application, not yet in
+//!   TIME-WAIT or closed.
+//!
+//! Under memory pressure (from 7/8 of the budget, like Linux's `tcp_mem` pressure threshold)
+//! new connections are refused and a visited connection drops its out-of-order data and stops
+//! its receive window at the bytes it holds; when pressure ends a visited connection gets its
+//! buffer back.
+
+use super::slots::Slot;
+use super::{ConnId, DropReason, Host, KINDS};
+
+/// What a connection costs the host beyond [`Connection::memory`](crate::tcp::Connection::memory):
+/// its slot, which holds the connection itself (counted twice, as the slot vector grows by
+/// doubling, less the structure `memory` already counts), its flow-table entry with the
+/// table's spare room, and a wheel entry and list slot for each timer kind.
+pub const SLOT_OVERHEAD: usize = 2 * std::mem::size_of::<Slot>()
+    - std::mem::size_of::<crate::tcp::Connection>()
+    + 4 * 16
+    + KINDS * 48;
+
+/// The bounds of one host (one engine). See the module documentation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Connections held at once, in any state. Linux has no such knob (its memory limits
+    /// decide); the default, 2^20, is what one engine's tables are sized for.
+    pub max_conns: usize,
+    /// TIME-WAIT connections held; a connection entering TIME-WAIT beyond it ends the oldest
+    /// one's TIME-WAIT early (as Linux's `tcp_max_tw_buckets`, 262144).
+    pub max_time_wait: usize,
+    /// Connections the application closed that are still running (FIN-WAIT, CLOSING,
+    /// LAST-ACK); closing one more resets it instead (as Linux's `tcp_max_orphans`, 65536 on a
+    /// machine of a few GiB).
+    pub max_orphans: usize,
+    /// Bytes all connections may hold together (structures and buffers, as
+    /// [`Connection::memory`](crate::tcp::Connection::memory) counts). The default, 1 GiB, is
+    /// about Linux's `tcp_mem` high mark on a 16 GiB machine.
+    pub mem_budget: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_conns: 1 << 20,
+            max_time_wait: 262_144,
+            max_orphans: 65_536,
+            mem_budget: 1 << 30,
+        }
+    }
+}
+
+impl Limits {
+    fn pressure_mark(&self) -> usize {
+        self.mem_budget / 8 * 7
+    }
+}
+
+impl Host {
+    /// Bytes the host's connections hold, as last accounted.
+    pub fn memory_used(&self) -> usize {
+        self.mem_used
+    }
+
+    /// Whether the host is under memory pressure (at 7/8 of its budget or more).
+    pub fn under_memory_pressure(&self) -> bool {
+        self.mem_used >= self.cfg.limits.pressure_mark()
+    }
+
+    /// Whether a new connection may be made: the connection count and memory allow it.
+    /// Counts the refusal if not.
+    pub(super) fn admit_new(&mut self) -> Result<(), DropReason> {
+        if self.table.len() >= self.cfg.limits.max_conns {
+            self.stats.conn_limit_refusals += 1;
+            return Err(DropReason::OverLimit);
+        }
+        if self.under_memory_pressure() {
+            self.stats.mem_pressure_refusals += 1;
+            return Err(DropReason::OverLimit);
+        }
+        Ok(())
+    }
+
+    /// After a visit: the connection's memory, TIME-WAIT membership and pressure measures.
+    pub(super) fn account(&mut self, index: u32) {
+        let pressure = self.under_memory_pressure();
+        let slot = &mut self.slots[index as usize];
+        let Some(conn) = slot.conn.as_mut() else {
+            return;
+        };
+        if pressure {
+            let pruned = conn.prune_out_of_order();
+            if pruned > 0 {
+                self.stats.ooo_pruned_bytes += pruned as u64;
+            }
+            if slot.clamped.is_none() && conn.is_established() {
+                // the window stops at what is held; set_recv_capacity never cuts below it
+                slot.clamped = Some(conn.recv_capacity());
+                conn.set_recv_capacity(0);
+                self.stats.windows_clamped += 1;
+            }
+        } else if let Some(cap) = slot.clamped.take() {
+            conn.set_recv_capacity(cap);
+        }
+        let m = conn.memory() + SLOT_OVERHEAD;
+        self.mem_used = self.mem_used - slot.mem + m;
+        slot.mem = m;
+        let in_tw = conn.state() == crate::tcp::State::TimeWait;
+        if in_tw && !slot.in_time_wait {
+            slot.in_time_wait = true;
+            if slot.orphan {
+                slot.orphan = false;
+                self.orphans -= 1;
+            }
+            let id = ConnId {
+                index,
+                generation: slot.generation,
+            };
+            self.tw_fifo.push_back(id);
+            self.time_wait += 1;
+            self.trim_time_wait(index);
+        }
+    }
+
+    /// Ends the oldest TIME-WAITs while there are more than the limit, never `keep`'s.
+    fn trim_time_wait(&mut self, keep: u32) {
+        while self.time_wait > self.cfg.limits.max_time_wait {
+            let Some(id) = self.tw_fifo.pop_front() else {
+                return;
+            };
+            if id.index == keep {
+                self.tw_fifo.push_back(id);
+                if self.tw_fifo.len() == 1 {
+                    return;
+                }
+                continue;
+            }
+            let slot = &self.slots[id.index as usize];
+            if slot.generation == id.generation && slot.conn.is_some() && slot.in_time_wait {
+                self.stats.time_wait_recycled += 1;
+                self.free_slot(id.index);
+            }
+        }
+    }
+
+    /// The accounting of a slot being freed.
+    pub(super) fn unaccount(&mut self, index: u32) {
+        let slot = &mut self.slots[index as usize];
+        self.mem_used -= slot.mem;
+        slot.mem = 0;
+        if slot.in_time_wait {
+            slot.in_time_wait = false;
+            self.time_wait -= 1;
+        }
+        if slot.orphan {
+            slot.orphan = false;
+            self.orphans -= 1;
+        }
+    }
+
+    /// The application gives up a connection still running: an orphan, or reset if there are
+    /// too many. Whether it may linger.
+    pub(super) fn admit_orphan(&mut self, index: u32) -> bool {
+        if self.orphans >= self.cfg.limits.max_orphans {
+            self.stats.orphans_reset += 1;
+            return false;
+        }
+        let slot = &mut self.slots[index as usize];
+        if !slot.orphan && !slot.in_time_wait {
+            slot.orphan = true;
+            self.orphans += 1;
+        }
+        true
+    }
+
+    /// TIME-WAIT entries held now.
+    pub fn time_wait_count(&self) -> usize {
+        self.time_wait
+    }
+
+    /// Orphaned connections held now.
+    pub fn orphan_count(&self) -> usize {
+        self.orphans
+    }
+}
