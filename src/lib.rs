@@ -21,6 +21,7 @@ pub mod engine;
 pub mod host;
 pub mod io;
 pub mod neigh;
+pub mod rss;
 pub mod sim;
 pub mod tcp;
 pub mod time;

@@ -147,11 +147,15 @@ impl TcpStream {
     /// (`ECONNREFUSED` when the peer answers with RST, `ETIMEDOUT` when SYNs go unanswered,
     /// `EHOSTUNREACH` on an ICMP error).
     ///
-    /// Active opens run on the stack's first engine. With several queues the NIC's RSS hash
-    /// may steer the return traffic to another queue, whose engine does not know the
-    /// connection: use one queue for clients for now.
+    /// Connections spread over the engines round-robin; each picks a source port whose
+    /// return traffic lands on its own queue (see [`crate::rss`]), or is forwarded to it.
     pub fn connect(stack: &Stack, remote: SocketAddrV4) -> io::Result<TcpStream> {
-        Self::connect_inner(stack, remote, None)
+        Self::connect_inner(stack, stack.pick_engine(), remote, None)
+    }
+
+    /// [`TcpStream::connect`] on engine `engine` (`0..Stack::engine_count()`).
+    pub fn connect_on(stack: &Stack, engine: usize, remote: SocketAddrV4) -> io::Result<TcpStream> {
+        Self::connect_inner(stack, engine, remote, None)
     }
 
     /// [`TcpStream::connect`] giving up after `timeout` (`ETIMEDOUT`).
@@ -160,16 +164,17 @@ impl TcpStream {
         remote: SocketAddrV4,
         timeout: Duration,
     ) -> io::Result<TcpStream> {
-        Self::connect_inner(stack, remote, Some(timeout))
+        Self::connect_inner(stack, stack.pick_engine(), remote, Some(timeout))
     }
 
     fn connect_inner(
         stack: &Stack,
+        engine: usize,
         remote: SocketAddrV4,
         timeout: Option<Duration>,
     ) -> io::Result<TcpStream> {
         let d = stack.defaults();
-        let engine = stack.engine(0)?;
+        let engine = stack.engine(engine)?;
         let token = stack.next_token();
         let shared = Shared::new(d.sndbuf, d.rcvbuf);
         let (tx, rx) = crossbeam::channel::unbounded();

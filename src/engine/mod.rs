@@ -50,10 +50,11 @@
 
 pub mod cores;
 pub mod endpoint;
+pub mod mesh;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use crate::host::{ConnId, Host};
+use crate::host::{ConnId, Host, RxVerdict};
 use crate::io::PacketIo;
 use crate::neigh::{Lookup, NeighCache};
 use crate::tcp::Event;
@@ -126,6 +127,12 @@ pub struct EngineStats {
     pub drop_ethertype: u64,
     /// Outgoing packets with no route to their destination.
     pub drop_no_route: u64,
+    /// Frames received for a flow another engine owns, handed to it ([`mesh`]).
+    pub forwarded_out: u64,
+    /// Frames another engine handed to this one.
+    pub forwarded_in: u64,
+    /// Frames for another engine dropped: its lane was full, or there is no mesh.
+    pub drop_forward: u64,
 }
 
 impl EngineStats {
@@ -135,6 +142,7 @@ impl EngineStats {
             + self.drop_bad_arp
             + self.drop_ipv6
             + self.drop_ethertype
+            + self.drop_forward
     }
 }
 
@@ -170,6 +178,8 @@ pub struct Engine<P: PacketIo, A: App> {
     stats: EngineStats,
     events: Vec<(ConnId, Event)>,
     empty_iterations: u32,
+    /// Lanes to and from the other engines of a multi-queue stack.
+    mesh: Option<Box<mesh::Mesh>>,
 }
 
 impl<P: PacketIo, A: App> Engine<P, A> {
@@ -194,12 +204,20 @@ impl<P: PacketIo, A: App> Engine<P, A> {
             stats: EngineStats::default(),
             events: Vec::with_capacity(256),
             empty_iterations: 0,
+            mesh: None,
         }
     }
 
     /// Serves kernel probes of the neighbour cache (needed while the kernel owns ARP).
     pub fn with_kernel(mut self, kernel: KernelTables) -> Self {
         self.kernel = Some(kernel);
+        self
+    }
+
+    /// Joins the engine to its peers: frames whose flows another engine owns (the host's
+    /// [`Host::set_steering`]) go to it through `mesh`, and frames they forward come in.
+    pub fn with_mesh(mut self, mesh: mesh::Mesh) -> Self {
+        self.mesh = Some(Box::new(mesh));
         self
     }
 
@@ -266,12 +284,22 @@ impl<P: PacketIo, A: App> Engine<P, A> {
             cfg,
             stats,
             events,
+            mesh,
             ..
         } = self;
 
         let mut work = io.recv_batch(cfg.rx_batch, |frame| {
-            receive(now, frame, mac, host, neigh, stats)
+            receive(now, frame, mac, host, neigh, stats, mesh.as_deref_mut())
         });
+        if let Some(m) = mesh.as_deref_mut() {
+            if m.has_inbound() {
+                let n = m.drain(cfg.rx_batch, |frame| {
+                    receive(now, frame, mac, host, neigh, stats, None)
+                });
+                stats.forwarded_in += n as u64;
+                work += n;
+            }
+        }
 
         if host.poll_timeout().is_some_and(|t| t <= now) {
             host.handle_timeout(now);
@@ -349,8 +377,16 @@ impl<P: PacketIo, A: App> Engine<P, A> {
         if sleep.is_zero() {
             return;
         }
+        if let Some(m) = &self.mesh {
+            if !m.may_sleep() {
+                return;
+            }
+        }
         self.stats.idle_sleeps += 1;
         self.io.wait_rx(sleep);
+        if let Some(m) = &self.mesh {
+            m.woke();
+        }
     }
 }
 
@@ -361,6 +397,7 @@ fn receive(
     host: &mut Host,
     neigh: &mut NeighCache,
     stats: &mut EngineStats,
+    mesh: Option<&mut mesh::Mesh>,
 ) {
     stats.rx_frames += 1;
     stats.rx_bytes += frame.len() as u64;
@@ -376,9 +413,21 @@ fn receive(
     match eth.ethertype() {
         EtherType::Ipv4 => {
             stats.rx_ipv4 += 1;
-            // Only a segment that parsed and verified may teach the cache a MAC.
-            if let Some(src) = host.handle_ipv4(now, eth.payload()).verified_source() {
-                neigh.observe_ipv4(now, src, eth.src_addr());
+            match host.handle_ipv4(now, eth.payload()) {
+                // Another engine owns the flow; a forwarded frame is never forwarded again.
+                RxVerdict::Foreign { owner } => {
+                    if mesh.is_some_and(|m| m.forward(owner, frame)) {
+                        stats.forwarded_out += 1;
+                    } else {
+                        stats.drop_forward += 1;
+                    }
+                }
+                // Only a segment that parsed and verified may teach the cache a MAC.
+                v => {
+                    if let Some(src) = v.verified_source() {
+                        neigh.observe_ipv4(now, src, eth.src_addr());
+                    }
+                }
             }
         }
         EtherType::Arp => {
