@@ -46,5 +46,5 @@ pub mod stream;
 pub use crate::tcp::KeepAlive;
 pub use handler::{Cx, Handler, HandlerApp};
 pub use listener::TcpListener;
-pub use stack::{Device, Stack, StackBuilder};
+pub use stack::{Device, EngineReport, Stack, StackBuilder};
 pub use stream::{Copies, RecvFlags, SendFlags, TcpStream};

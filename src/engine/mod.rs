@@ -288,9 +288,8 @@ impl<P: PacketIo, A: App> Engine<P, A> {
             ..
         } = self;
 
-        let mut work = io.recv_batch(cfg.rx_batch, |frame| {
-            receive(now, frame, mac, host, neigh, stats, mesh.as_deref_mut())
-        });
+        // Frames other engines forwarded came in before this batch: take them first.
+        let mut work = 0;
         if let Some(m) = mesh.as_deref_mut() {
             if m.has_inbound() {
                 let n = m.drain(cfg.rx_batch, |frame| {
@@ -300,6 +299,9 @@ impl<P: PacketIo, A: App> Engine<P, A> {
                 work += n;
             }
         }
+        work += io.recv_batch(cfg.rx_batch, |frame| {
+            receive(now, frame, mac, host, neigh, stats, mesh.as_deref_mut())
+        });
 
         if host.poll_timeout().is_some_and(|t| t <= now) {
             host.handle_timeout(now);
