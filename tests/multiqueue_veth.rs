@@ -534,3 +534,36 @@ fn outgoing_connections_from_both_engines() {
         "a connection ran on two engines"
     );
 }
+
+/// The queue count comes from the device; a count or a core list that does not cover it is
+/// refused with a message that says why, and nothing is left attached.
+#[test]
+fn queue_and_core_counts_that_do_not_cover_the_device_are_refused() {
+    require_environment(&[]);
+    let tb = Testbed::up_queues("mr", 2);
+    let builder = || {
+        Stack::builder()
+            .interface(tb.get("if_stack"))
+            .netns(tb.netns_path("ns_stack"))
+            .socket_config(common::veth::socket_config())
+    };
+    let e = builder().queues(1).start().unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("2 receive queues and the stack would serve 1"),
+        "{e}"
+    );
+    let e = builder().queues(3).start().unwrap_err();
+    assert!(e.to_string().contains("no queue to bind"), "{e}");
+    let e = builder().cores(vec![0]).start().unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("2 engines (one per queue) but 1 cores"),
+        "{e}"
+    );
+    // the default covers the device, and the XDP program was detached after each refusal
+    let mut s = builder().start().expect("start on both queues");
+    assert_eq!(s.engine_count(), 2);
+    assert_eq!(s.forwarding().len(), 2);
+    s.shutdown().unwrap();
+}

@@ -2,7 +2,7 @@
 //! flow ([`crate::host::RxVerdict::Foreign`]) is copied into a bounded lock-free queue toward
 //! the owner, which processes it as if its own queue had received it.
 //!
-//! One [`Lane`] per ordered pair of engines, so each queue has one producer and one consumer:
+//! One lane per ordered pair of engines, so each queue has one producer and one consumer:
 //! a crossbeam [`ArrayQueue`] of full buffers and one of emptied buffers going back, so a
 //! steady stream of forwarded frames allocates nothing. A full lane drops the frame (counted);
 //! TCP recovers it as a loss. Nothing is locked.

@@ -3,9 +3,13 @@
 //! clock: `std::time::Instant` since the engine started, converted to [`crate::time::Instant`].
 //!
 //! One [`Engine::poll`] iteration:
+//! 0. **forwarded frames** (several engines, [`Engine::with_mesh`]): frames other engines
+//!    received for flows this engine owns go through the same receive path first; a frame of
+//!    the rx batch whose flow another engine owns ([`RxVerdict::Foreign`]) is copied into the
+//!    lane toward it ([`mesh`]).
 //! 1. **rx batch**: each frame is parsed in place in its UMEM frame. IPv4 goes to
 //!    [`Host::handle_ipv4`] without a copy, and the engine acts on the
-//!    [`RxVerdict`](crate::host::RxVerdict) it returns: a TCP segment that parsed and verified
+//!    [`RxVerdict`] it returns: a TCP segment that parsed and verified
 //!    ([`verified_source`](crate::host::RxVerdict::verified_source)) lets its source MAC confirm
 //!    or teach the neighbour cache the sender's entry ([`NeighCache::observe_ipv4`], on-link
 //!    senders only); anything dropped teaches nothing. ARP goes to [`NeighCache::handle_arp`];
