@@ -41,7 +41,7 @@ use crate::io::ethtool::RssConfig;
 use crate::io::xdp::{AttachMode, SteerProgram, Waker, XdpSocketConfig};
 use crate::io::PacketIo;
 use crate::neigh::{ArpOwner, NeighCache, NeighConfig};
-use crate::rss::{FlowSteer, Indirection, SteerSource};
+use crate::rss::FlowSteer;
 use crate::tcp;
 use crate::wire::EthernetAddress;
 
@@ -60,12 +60,7 @@ pub struct EngineReport {
 /// Flow ownership over `n` engines: the device's RSS where it could be read and covers only
 /// our queues, else the stack's own.
 fn steering(addr: Ipv4Addr, n: u32, rss: Option<RssConfig>) -> FlowSteer {
-    match rss.and_then(|r| Some((Indirection::from_entries(r.table)?, r.key))) {
-        Some((table, key)) if table.queues_used() <= n => {
-            FlowSteer::new(addr, &key, table, SteerSource::Device)
-        }
-        _ => FlowSteer::software(addr, n),
-    }
+    FlowSteer::for_device(addr, n, rss.map(|r| (r.key, r.table)))
 }
 
 fn cfg_name(i: &Option<String>) -> &str {

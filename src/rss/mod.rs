@@ -208,6 +208,18 @@ impl FlowSteer {
         )
     }
 
+    /// Ownership over `engines` engines, one per queue of a device: the device's RSS `key`
+    /// and indirection `table` when given and naming only queues below `engines`, else
+    /// [`FlowSteer::software`].
+    pub fn for_device(local: Ipv4Addr, engines: u32, rss: Option<(Vec<u8>, Vec<u32>)>) -> Self {
+        match rss.and_then(|(key, t)| Some((key, Indirection::from_entries(t)?))) {
+            Some((key, table)) if table.queues_used() <= engines && !key.is_empty() => {
+                Self::new(local, &key, table, SteerSource::Device)
+            }
+            _ => Self::software(local, engines),
+        }
+    }
+
     /// Where the key and table came from.
     pub fn source(&self) -> SteerSource {
         self.source

@@ -171,3 +171,20 @@ fn every_tuple_has_exactly_one_owner() {
         assert!((800..1200).contains(&c), "{counts:?}");
     }
 }
+
+#[test]
+fn a_device_table_is_used_only_when_it_stays_within_our_queues() {
+    let local = Ipv4Addr::new(10, 0, 0, 1);
+    let key = MICROSOFT_KEY.to_vec();
+    let s = FlowSteer::for_device(local, 2, Some((key.clone(), vec![0, 1, 1, 0])));
+    assert_eq!(s.source(), SteerSource::Device);
+    assert_eq!(s.table().entries(), [0, 1, 1, 0]);
+    // a table naming queue 3 of a 2-engine stack would steer flows to nobody
+    let s = FlowSteer::for_device(local, 2, Some((key, vec![0, 3])));
+    assert_eq!(s.source(), SteerSource::Software);
+    assert_eq!(s.table().queues_used(), 2);
+    assert_eq!(
+        FlowSteer::for_device(local, 4, None).table().queues_used(),
+        4
+    );
+}
