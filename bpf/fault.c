@@ -75,6 +75,18 @@ struct {
 	__type(value, struct fault_stats);
 } fault_stats SEC(".maps");
 
+/* Egress only: non-zero gives every TCP frame a random skb->hash. The egress hook runs before
+ * the kernel picks the transmit queue; with no XPS map that pick is skb_tx_hash() of this hash
+ * whenever the socket may change queue (nothing of it in flight below the stack, ooo_okay), so a
+ * multi-queue veth scatters one flow's frames over its queues, and the receiving end sees them
+ * on its matching receive queues. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u32);
+} scatter_cfg SEC(".maps");
+
 static __always_inline int is_ipv4_tcp(struct __sk_buff *skb)
 {
 	__u8 proto;
@@ -133,6 +145,13 @@ static __always_inline int fault(struct __sk_buff *skb, __u32 dir, __u64 redirec
 	}
 	if (skb->gso_segs > 1)
 		st->super_frames++;
+	if (dir == DIR_EGRESS) {
+		__u32 zero = 0;
+		__u32 *scatter = bpf_map_lookup_elem(&scatter_cfg, &zero);
+
+		if (scatter && *scatter)
+			bpf_set_hash(skb, bpf_get_prandom_u32());
+	}
 	if ((__u64)bpf_get_prandom_u32() < cfg->drop_thresh) {
 		st->dropped++;
 		if (carries_sequence(skb))

@@ -60,7 +60,7 @@ struct steer_stats {
 
 struct {
 	__uint(type, BPF_MAP_TYPE_XSKMAP);
-	__uint(max_entries, 64);
+	__uint(max_entries, 64); /* user space sets it to the device's queue count before load */
 	__type(key, __u32);
 	__type(value, __u32);
 } xsks_map SEC(".maps");

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # veth + netns testbed for the AF_XDP datapath.
 #
-#   testbed.sh up NAME [--root-ns | --router MTU]  create (or complete) the testbed, print key=value lines
+#   testbed.sh up NAME [--root-ns | --router MTU] [--queues N]
+#                                                  create (or complete) the testbed, print key=value lines
 #   testbed.sh down NAME [--root-ns]               remove everything `up NAME` made; no error if absent
 #
 # Layout ("stk" is the stack's end, "peer" the kernel peer that plays the remote host):
@@ -25,6 +26,12 @@
 #
 # The stack's end keeps a kernel address: the stack shares it with the kernel and owns only the
 # ports the XDP program steers, so ping and other ports keep reaching the kernel (XDP_PASS).
+#
+# --queues N (1..64, direct layout only) gives both ends N receive and N transmit queues. A veth
+# frame arrives on the receive queue numbered as the transmit queue the sender picked; the peer
+# has no XPS map, so the kernel picks by the socket's flow hash (which a tc-BPF program on the
+# peer, bpf/fault.c's scatter switch, randomises per frame to spread one flow over every queue).
+# A testbed created with another queue count is re-created.
 # X is derived from NAME (override with TESTBED_SUBNET=X, 1..254) so parallel testbeds differ
 # even when their stack ends share the root namespace.
 #
@@ -39,7 +46,7 @@ set -euo pipefail
 
 usage() { echo "usage: $0 up|down NAME [--root-ns | --router MTU]" >&2; exit 2; }
 [ $# -ge 2 ] || usage
-cmd=$1 name=$2 root_ns=0 router_mtu=
+cmd=$1 name=$2 root_ns=0 router_mtu= queues=1
 shift 2
 while [ $# -gt 0 ]; do
     case "$1" in
@@ -49,9 +56,17 @@ while [ $# -gt 0 ]; do
             router_mtu=$2; shift 2
             [[ "$router_mtu" =~ ^[0-9]+$ ]] && [ "$router_mtu" -ge 576 ] && [ "$router_mtu" -le 1500 ] ||
                 { echo "testbed: --router MTU must be 576..1500" >&2; exit 2; } ;;
+        --queues)
+            [ $# -ge 2 ] || usage
+            queues=$2; shift 2
+            [[ "$queues" =~ ^[0-9]+$ ]] && [ "$queues" -ge 1 ] && [ "$queues" -le 64 ] ||
+                { echo "testbed: --queues N must be 1..64" >&2; exit 2; } ;;
         *) usage ;;
     esac
 done
+if [ -n "$router_mtu" ] && [ "$queues" -ne 1 ]; then
+    echo "testbed: --queues needs the direct layout (drop --router)" >&2; exit 2
+fi
 if [ -n "$router_mtu" ] && [ $root_ns -eq 1 ]; then
     echo "testbed: --router needs the stack's end in its own namespace (drop --root-ns)" >&2; exit 2
 fi
@@ -129,11 +144,15 @@ up() {
     ip -n "$ns_peer" link set lo up
     if [ -n "$router_mtu" ]; then
         router_up
-    elif ! in_stk ip link show "$if_stk" >/dev/null 2>&1; then
-        # Create the pair in the root ns then move each end, unless a previous `up` already did.
+    elif ! in_stk ip link show "$if_stk" >/dev/null 2>&1 ||
+        [ "$(in_stk ls -d /sys/class/net/"$if_stk"/queues/rx-* 2>/dev/null | wc -l)" -ne "$queues" ]; then
+        # Create the pair in the root ns then move each end, unless a previous `up` already did
+        # (with the same queue count).
+        in_stk ip link del "$if_stk" 2>/dev/null || true
         ip link del "$if_stk" 2>/dev/null || true
         ip -n "$ns_peer" link del "$if_peer" 2>/dev/null || true
-        ip link add "$if_stk" type veth peer name "$if_peer"
+        ip link add "$if_stk" numtxqueues "$queues" numrxqueues "$queues" type veth \
+            peer name "$if_peer" numtxqueues "$queues" numrxqueues "$queues"
         ip link set "$if_peer" netns "$ns_peer"
         [ $root_ns -eq 1 ] || ip link set "$if_stk" netns "$ns_stk"
     fi
@@ -164,6 +183,7 @@ ip_peer=$ip_peer
 prefix_len=24
 mac_stack=$mac_stk
 mac_peer=$mac_peer
+queues=$queues
 KV
     if [ -n "$router_mtu" ]; then
         cat <<KV

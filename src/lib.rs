@@ -7,6 +7,7 @@
 //! | [`wire`] | zero-copy views and `Repr`s of Ethernet, ARP, IPv4, ICMPv4, TCP; checksums | anything above |
 //! | [`tcp`] | the sans-IO connection: RFC 9293 state machine, buffers, retransmission | clocks, I/O, threads |
 //! | [`host`] | a host: 4-tuple demux, listen table, RST for strays, IPv4 framing | I/O |
+//! | [`rss`] | Toeplitz hash, indirection tables, which engine owns a flow, the port chooser | I/O |
 //! | [`neigh`] | routes, ARP/neighbour cache, held packets; [`neigh::netlink`] reads the kernel's tables | I/O (except `neigh::netlink`) |
 //! | [`io`] | batched packet I/O: AF_XDP, in-memory devices, pcap tap, fault injector | TCP internals |
 //! | [`engine`] | the per-core loop joining a socket to a host; the only clock reader | — |
@@ -21,6 +22,7 @@ pub mod engine;
 pub mod host;
 pub mod io;
 pub mod neigh;
+pub mod rss;
 pub mod sim;
 pub mod tcp;
 pub mod time;

@@ -57,6 +57,6 @@ pub mod tokio;
 pub use crate::tcp::KeepAlive;
 pub use handler::{Cx, Handler, HandlerApp};
 pub use listener::TcpListener;
-pub use stack::{Device, Stack, StackBuilder};
+pub use stack::{Device, EngineReport, Stack, StackBuilder};
 pub use stats::StackStats;
 pub use stream::{Copies, OwnedReadHalf, OwnedWriteHalf, RecvFlags, SendFlags, TcpStream};

@@ -23,7 +23,7 @@ use std::io;
 use std::net::Ipv4Addr;
 use std::ops::RangeInclusive;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::SeqCst};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::SeqCst};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
@@ -36,14 +36,39 @@ use super::shared::{Control, EngineHandle, SockDefaults, Wake};
 use super::stats::{StackStats, StatsSource};
 use crate::engine::cores::{enter_netns, CoreId, CoreSpec, EngineThreads};
 use crate::engine::endpoint::{EngineIo, InterfaceConfig, XdpInterface};
+use crate::engine::mesh::{ForwardStats, Mesh, MeshCounters, WakeFn};
 use crate::engine::snapshot::StatsBoard;
-use crate::engine::{EngineConfig, IdleBackoff};
-use crate::host::{Host, HostConfig};
+use crate::engine::{EngineConfig, EngineStats, IdleBackoff};
+use crate::host::{Host, HostConfig, HostStats};
+use crate::io::ethtool::RssConfig;
 use crate::io::xdp::{AttachMode, SteerProgram, Waker, XdpSocketConfig};
 use crate::io::PacketIo;
 use crate::neigh::{ArpOwner, NeighCache, NeighConfig};
+use crate::rss::FlowSteer;
 use crate::tcp;
 use crate::wire::EthernetAddress;
+
+/// Frames each lane between two engines holds.
+const MESH_LANE: usize = 1024;
+
+/// One engine's counters as it stopped ([`Stack::engine_reports`]).
+#[derive(Debug, Clone, Default)]
+pub struct EngineReport {
+    /// Frames, forwarding, drops by reason.
+    pub engine: EngineStats,
+    /// Connections opened and accepted, segments, drops by reason.
+    pub host: HostStats,
+}
+
+/// Flow ownership over `n` engines: the device's RSS where it could be read and covers only
+/// our queues, else the stack's own.
+fn steering(addr: Ipv4Addr, n: u32, rss: Option<RssConfig>) -> FlowSteer {
+    FlowSteer::for_device(addr, n, rss.map(|r| (r.key, r.table)))
+}
+
+fn cfg_name(i: &Option<String>) -> &str {
+    i.as_deref().unwrap_or("?")
+}
 
 type Factory = Arc<dyn Fn() -> Box<dyn Handler + Send> + Send + Sync>;
 type Stopper = Box<dyn FnOnce() -> Vec<io::Result<()>> + Send>;
@@ -90,8 +115,9 @@ pub struct Device<P> {
 pub struct StackBuilder {
     interface: Option<String>,
     netns: Option<PathBuf>,
-    queues: u32,
+    queues: Option<u32>,
     cores: Option<Vec<usize>>,
+    forwarding: bool,
     addr: Option<(Ipv4Addr, u8)>,
     ephemeral: RangeInclusive<u16>,
     tcp: tcp::Config,
@@ -109,8 +135,9 @@ impl Default for StackBuilder {
         StackBuilder {
             interface: None,
             netns: None,
-            queues: 1,
+            queues: None,
             cores: None,
+            forwarding: false,
             addr: None,
             ephemeral: 61000..=65535,
             tcp: tcp::Config::default(),
@@ -145,16 +172,29 @@ impl StackBuilder {
         self
     }
 
-    /// Queues to serve, `0..n`, one engine each (default 1). Set the NIC's channel count to
-    /// match, or frames hashed to other queues are lost.
+    /// Queues to serve, `0..n`, one engine each. Default: every receive queue of the interface
+    /// (its channel count, or a veth's queue count). [`StackBuilder::start`] refuses a count
+    /// that does not cover the device's queues exactly: frames on a queue without a socket
+    /// would reach the kernel, which resets them (set the channels first,
+    /// `deploy/nic-setup.sh IF --queues N`).
     pub fn queues(mut self, n: u32) -> Self {
-        self.queues = n.max(1);
+        self.queues = Some(n.max(1));
         self
     }
 
-    /// Pins engine `i` to core `cores[i % len]`. Unpinned by default.
+    /// Pins engine `i` to core `cores[i]`; starting fails if there are fewer cores than
+    /// engines. Unpinned by default.
     pub fn cores(mut self, cores: Vec<usize>) -> Self {
         self.cores = Some(cores);
+        self
+    }
+
+    /// For [`StackBuilder::start_on`]: the devices are queues of one link, so a flow's frames
+    /// may arrive on any of them. Engines then own flows by hash and forward frames to the
+    /// owner (as [`StackBuilder::start`] always does with several queues). Off by default:
+    /// each device is its own link.
+    pub fn forwarding(mut self, on: bool) -> Self {
+        self.forwarding = on;
         self
     }
 
@@ -245,20 +285,25 @@ impl StackBuilder {
         self
     }
 
-    fn specs(&self, n: u32) -> Vec<CoreSpec> {
-        (0..n)
+    fn specs(&self, n: u32) -> io::Result<Vec<CoreSpec>> {
+        if let Some(c) = &self.cores {
+            if c.len() < n as usize {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    format!(
+                        "{n} engines (one per queue) but {} cores given ({c:?}): give one core per queue, or fewer queues",
+                        c.len()
+                    ),
+                ));
+            }
+        }
+        Ok((0..n)
             .map(|q| CoreSpec {
                 queue_id: q,
-                core: self
-                    .cores
-                    .as_ref()
-                    .filter(|c| !c.is_empty())
-                    .map(|c| CoreId {
-                        id: c[q as usize % c.len()],
-                    }),
+                core: self.cores.as_ref().map(|c| CoreId { id: c[q as usize] }),
                 netns: self.netns.clone(),
             })
-            .collect()
+            .collect())
     }
 
     /// Starts on the interface: XDP program, one AF_XDP socket and engine per queue. Needs
@@ -275,11 +320,34 @@ impl StackBuilder {
             listen: self.handlers.iter().map(|(p, _)| *p).collect(),
             attach: self.attach,
         };
-        let iface = in_netns(self.netns.clone(), move || XdpInterface::attach(&cfg))?;
+        let want = self.queues;
+        let (iface, rss) = in_netns(self.netns.clone(), move || {
+            let iface = XdpInterface::attach(&cfg)?;
+            let n = want.unwrap_or(iface.queues());
+            let rss = if n > 1 { iface.rss().ok() } else { None };
+            Ok((iface, rss))
+        })?;
         let (addr, _) = iface.addr();
+        let device = iface.queues();
+        let n = self.queues.unwrap_or(device);
+        if n != device {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!(
+                    "{}: the device has {device} receive queues and the stack would serve {n}: {}",
+                    cfg_name(&self.interface),
+                    if n < device {
+                        "frames on the others would reach the kernel, which resets them; set the channel count first (deploy/nic-setup.sh IF --queues N)"
+                    } else {
+                        "there is no queue to bind the extra engines to"
+                    }
+                ),
+            ));
+        }
+        let steer = (n > 1).then(|| Arc::new(steering(addr, n, rss)));
         let program = Arc::clone(iface.program());
         let socket = self.socket.clone();
-        let specs = self.specs(self.queues);
+        let specs = self.specs(n)?;
         // An engine sleeping in poll(2) when idle is woken by its application threads' commands
         // through an eventfd polled beside the socket, not after its longest sleep.
         let wakers = specs
@@ -291,7 +359,7 @@ impl StackBuilder {
             let waker = wakers.get(spec.queue_id as usize).cloned();
             iface.open_queue(spec.queue_id, &socket, waker)
         };
-        self.launch(addr, specs, open, Some(program), wakes)
+        self.launch(addr, specs, open, Some(program), wakes, steer)
     }
 
     /// Starts one engine per device (no XDP, no root): the devices' engines resolve
@@ -303,7 +371,9 @@ impl StackBuilder {
         let (addr, prefix_len) = self.addr.ok_or_else(|| {
             io::Error::new(io::ErrorKind::InvalidInput, "start_on needs an address")
         })?;
-        let specs = self.specs(devices.len() as u32);
+        let n = devices.len() as u32;
+        let specs = self.specs(n)?;
+        let steer = (self.forwarding && n > 1).then(|| Arc::new(FlowSteer::software(addr, n)));
         let wakes: Vec<Option<Wake>> = devices
             .iter()
             .map(|d| d.waker.clone().map(Wake::Chan))
@@ -326,9 +396,10 @@ impl StackBuilder {
                 mtu: None,
             })
         };
-        self.launch(addr, specs, open, None, wakes)
+        self.launch(addr, specs, open, None, wakes, steer)
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn launch<P, F>(
         self,
         addr: Ipv4Addr,
@@ -336,6 +407,7 @@ impl StackBuilder {
         open: F,
         program: Option<Arc<SteerProgram>>,
         wakes: Vec<Option<Wake>>,
+        steer: Option<Arc<FlowSteer>>,
     ) -> io::Result<Stack>
     where
         P: PacketIo + Send + 'static,
@@ -360,6 +432,31 @@ impl StackBuilder {
         let boards: Vec<Arc<StatsBoard>> = handles.iter().map(|_| StatsBoard::new()).collect();
         let engine_boards = boards.clone();
         let control_socket = self.control_socket.clone();
+        // Lanes between every pair of engines when flows are owned by hash.
+        let meshes: Mutex<Vec<Option<Mesh>>> = Mutex::new(match &steer {
+            Some(_) => {
+                let wake_fns = handles
+                    .iter()
+                    .map(|h| {
+                        h.wake.clone().map(|w| {
+                            let f: WakeFn = Arc::new(move || w.wake());
+                            f
+                        })
+                    })
+                    .collect();
+                Mesh::build(handles.len(), MESH_LANE, wake_fns)
+                    .into_iter()
+                    .map(Some)
+                    .collect()
+            }
+            None => Vec::new(),
+        });
+        let forwarding: Vec<Arc<MeshCounters>> = meshes
+            .lock()
+            .map_err(|_| io::Error::other("mesh list poisoned"))?
+            .first()
+            .and_then(|m| m.as_ref().map(Mesh::counters))
+            .unwrap_or_default();
         let mut hcfg = HostConfig::new(addr);
         hcfg.tcp = self.tcp;
         hcfg.ephemeral_ports = (*self.ephemeral.start(), *self.ephemeral.end());
@@ -372,6 +469,14 @@ impl StackBuilder {
             let mut cfg = hcfg;
             cfg.tcp.secret = crate::tcp::Secret::random();
             let mut host = Host::new(cfg);
+            if let Some(s) = &steer {
+                host.set_steering(Arc::clone(s), spec.queue_id);
+            }
+            let mesh = meshes
+                .lock()
+                .map_err(|_| io::Error::other("mesh list poisoned"))?
+                .get_mut(q)
+                .and_then(Option::take);
             let mut app = HandlerApp::new();
             for (port, factory) in &handlers {
                 app.listen_boxed(&mut host, *port, backlog, factory())?;
@@ -389,17 +494,35 @@ impl StackBuilder {
                 Arc::clone(&tok),
                 defaults,
             );
-            Ok(device
+            let engine = device
                 .into_engine(host, app, engine_cfg)
-                .with_stats_board(Arc::clone(&engine_boards[q]), spec.queue_id))
+                .with_stats_board(Arc::clone(&engine_boards[q]), spec.queue_id);
+            Ok(match mesh {
+                Some(m) => engine.with_mesh(m),
+                None => engine,
+            })
         })?;
+        let reports = Arc::new(Mutex::new(Vec::new()));
+        let keep = Arc::clone(&reports);
         let wakes: Vec<Wake> = handles.iter().filter_map(|h| h.wake.clone()).collect();
         let stop: Stopper = Box::new(move || {
-            threads
+            let mut out = Vec::new();
+            let results = threads
                 .stop_waking(|| wakes.iter().for_each(Wake::wake))
                 .into_iter()
-                .map(|r| r.map(drop))
-                .collect()
+                .map(|r| {
+                    r.map(|e| {
+                        out.push(EngineReport {
+                            engine: e.stats().clone(),
+                            host: e.host().stats().clone(),
+                        })
+                    })
+                })
+                .collect();
+            if let Ok(mut k) = keep.lock() {
+                *k = out;
+            }
+            results
         });
         let stats = Arc::new(StatsSource {
             boards: boards.into_iter().zip(handles.iter().cloned()).collect(),
@@ -408,6 +531,9 @@ impl StackBuilder {
         let mut stack = Stack {
             stats,
             inspector: Mutex::new(None),
+            forwarding,
+            reports,
+            next_engine: AtomicUsize::new(0),
             engines: handles,
             control,
             tokens,
@@ -447,6 +573,9 @@ fn in_netns<T: Send + 'static>(
 pub struct Stack {
     stats: Arc<StatsSource>,
     inspector: Mutex<Option<ControlServer>>,
+    forwarding: Vec<Arc<MeshCounters>>,
+    reports: Arc<Mutex<Vec<EngineReport>>>,
+    next_engine: AtomicUsize,
     engines: Vec<EngineHandle>,
     control: Arc<Control>,
     tokens: Arc<AtomicU64>,
@@ -486,6 +615,23 @@ impl Stack {
             return Err(super::error::not_connected());
         }
         self.stats.collect(Duration::from_secs(1))
+    }
+
+    /// Each engine's forwarding counters, live (index = engine = queue); empty when the
+    /// engines do not forward (one engine, or [`StackBuilder::forwarding`] off).
+    pub fn forwarding(&self) -> Vec<ForwardStats> {
+        self.forwarding.iter().map(|c| c.snapshot()).collect()
+    }
+
+    /// What each engine counted (its own and its host's counters), as it stopped; empty until
+    /// [`Stack::shutdown`] returned.
+    pub fn engine_reports(&self) -> Vec<EngineReport> {
+        self.reports.lock().map(|r| r.clone()).unwrap_or_default()
+    }
+
+    /// The engine the next [`super::TcpStream::connect`] runs on: round-robin.
+    pub(crate) fn pick_engine(&self) -> usize {
+        self.next_engine.fetch_add(1, SeqCst) % self.engines.len().max(1)
     }
 
     /// Asks for a clean shutdown (returns at once; [`Stack::wait`] returns after it).

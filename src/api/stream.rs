@@ -129,8 +129,20 @@ impl TcpStream {
     /// `SocketAddr`, `(Ipv4Addr, u16)`; each IPv4 address in turn, as std) and blocks until it
     /// is established or fails (`ECONNREFUSED` when the peer answers with RST, `ETIMEDOUT`
     /// when SYNs go unanswered, `EHOSTUNREACH` on an ICMP error).
+    ///
+    /// Connections spread over the engines round-robin; each picks a source port whose
+    /// return traffic lands on its own queue (see [`crate::rss`]), or is forwarded to it.
     pub fn connect(stack: &Stack, addr: impl ToSocketAddrs) -> io::Result<TcpStream> {
-        Self::connect_each(stack, addr, None)
+        Self::connect_each(stack, None, addr, None)
+    }
+
+    /// [`TcpStream::connect`] on engine `engine` (`0..Stack::engine_count()`).
+    pub fn connect_on(
+        stack: &Stack,
+        engine: usize,
+        addr: impl ToSocketAddrs,
+    ) -> io::Result<TcpStream> {
+        Self::connect_each(stack, Some(engine), addr, None)
     }
 
     /// [`TcpStream::connect`] giving up after `timeout` for each address (`ETIMEDOUT`).
@@ -139,17 +151,19 @@ impl TcpStream {
         addr: impl ToSocketAddrs,
         timeout: Duration,
     ) -> io::Result<TcpStream> {
-        Self::connect_each(stack, addr, Some(timeout))
+        Self::connect_each(stack, None, addr, Some(timeout))
     }
 
     fn connect_each(
         stack: &Stack,
+        engine: Option<usize>,
         addr: impl ToSocketAddrs,
         timeout: Option<Duration>,
     ) -> io::Result<TcpStream> {
         let mut last = None;
         for a in v4_addrs(addr)? {
-            match Self::start_connect(stack, a).and_then(|s| {
+            let e = engine.unwrap_or_else(|| stack.pick_engine());
+            match Self::start_connect(stack, e, a).and_then(|s| {
                 s.inner
                     .wait_connected(timeout.map(|t| Instant::now() + t))
                     .map(|()| s)
@@ -163,9 +177,13 @@ impl TcpStream {
 
     /// Sends the engine the active open to `remote`; the stream exists before the engine
     /// hears of it, so that giving up (a time-out, a dropped future) closes it.
-    pub(crate) fn start_connect(stack: &Stack, remote: SocketAddrV4) -> io::Result<TcpStream> {
+    pub(crate) fn start_connect(
+        stack: &Stack,
+        engine: usize,
+        remote: SocketAddrV4,
+    ) -> io::Result<TcpStream> {
         let d = stack.defaults();
-        let engine = stack.engine(0)?;
+        let engine = stack.engine(engine)?;
         let token = stack.next_token();
         let shared = Shared::new(d.sndbuf, d.rcvbuf);
         let (tx, rx) = crossbeam::channel::unbounded();

@@ -65,7 +65,7 @@ impl TcpStream {
     pub async fn connect(stack: &Stack, addr: impl ToSocketAddrs) -> io::Result<TcpStream> {
         let mut last = None;
         for a in stream::v4_addrs(addr)? {
-            let s = match stream::TcpStream::start_connect(stack, a) {
+            let s = match stream::TcpStream::start_connect(stack, stack.pick_engine(), a) {
                 Ok(s) => s,
                 Err(e) => {
                     last = Some(e);

@@ -4,7 +4,8 @@
 //! Set-up, each step in the interface's network namespace:
 //! 1. [`XdpInterface::attach`], once per interface: our address (given, or the interface's
 //!    first IPv4 address), the steering program loaded, told our address, ephemeral ports and
-//!    listening ports, and attached (native, else generic as [`AttachMode`] allows).
+//!    listening ports, and attached (native, else generic as [`AttachMode`] allows); its XSKMAP
+//!    holds as many sockets as the device has receive queues ([`XdpInterface::queues`]).
 //! 2. [`XdpInterface::open_queue`], once per queue, on the thread that will run the queue's
 //!    engine (the rtnetlink socket belongs to the namespace of the thread that opens it): the
 //!    AF_XDP socket and its UMEM on the queue, registered in the program's XSKMAP, a
@@ -26,6 +27,7 @@ use std::sync::Arc;
 
 use super::{App, Engine, EngineConfig};
 use crate::host::Host;
+use crate::io::ethtool;
 use crate::io::xdp::{
     ifindex, AttachMode, SteerConfig, SteerProgram, Waker, XdpSocket, XdpSocketConfig,
 };
@@ -69,6 +71,7 @@ pub struct XdpInterface {
     index: u32,
     addr: Ipv4Addr,
     prefix_len: u8,
+    queues: u32,
     program: Arc<SteerProgram>,
 }
 
@@ -81,7 +84,8 @@ impl XdpInterface {
             None => interface_ipv4(&cfg.name)?,
         };
         let index = ifindex(&cfg.name)?;
-        let mut program = SteerProgram::load()?;
+        let queues = ethtool::rx_queues(&cfg.name)?;
+        let mut program = SteerProgram::load_for_queues(queues)?;
         program.set_config(&SteerConfig {
             addr,
             ephemeral_ports: cfg.ephemeral.clone(),
@@ -96,8 +100,20 @@ impl XdpInterface {
             index,
             addr,
             prefix_len,
+            queues,
             program: Arc::new(program),
         })
+    }
+
+    /// The device's receive queue count, read when attaching (the XSKMAP's size).
+    pub fn queues(&self) -> u32 {
+        self.queues
+    }
+
+    /// The device's RSS key and indirection table, where it has them and they predict queues
+    /// the way [`crate::rss::FlowSteer`] computes them (see [`ethtool::rss`]).
+    pub fn rss(&self) -> io::Result<ethtool::RssConfig> {
+        ethtool::rss(&self.name)
     }
 
     /// Our address on the interface and its prefix length.

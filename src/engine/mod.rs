@@ -3,9 +3,13 @@
 //! clock: CLOCK_MONOTONIC since the engine started, as a [`crate::time::Instant`].
 //!
 //! One [`Engine::poll`] iteration:
+//! 0. **forwarded frames** (several engines, [`Engine::with_mesh`]): frames other engines
+//!    received for flows this engine owns go through the same receive path first; a frame of
+//!    the rx batch whose flow another engine owns ([`RxVerdict::Foreign`]) is copied into the
+//!    lane toward it ([`mesh`]).
 //! 1. **rx batch**: each frame is parsed in place in its UMEM frame. IPv4 goes to
 //!    [`Host::handle_ipv4`] without a copy, and the engine acts on the
-//!    [`RxVerdict`](crate::host::RxVerdict) it returns: a TCP segment that parsed and verified
+//!    [`RxVerdict`] it returns: a TCP segment that parsed and verified
 //!    ([`verified_source`](crate::host::RxVerdict::verified_source)) lets its source MAC confirm
 //!    or teach the neighbour cache the sender's entry ([`NeighCache::observe_ipv4`], on-link
 //!    senders only); anything dropped teaches nothing. ARP goes to [`NeighCache::handle_arp`];
@@ -50,11 +54,12 @@
 
 pub mod cores;
 pub mod endpoint;
+pub mod mesh;
 pub mod snapshot;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use crate::host::{ConnId, Host};
+use crate::host::{ConnId, Host, RxVerdict};
 use crate::io::PacketIo;
 use crate::neigh::{Lookup, NeighCache};
 use crate::tcp::Event;
@@ -129,6 +134,12 @@ pub struct EngineStats {
     pub drop_ethertype: u64,
     /// Outgoing packets with no route to their destination.
     pub drop_no_route: u64,
+    /// Frames received for a flow another engine owns, handed to it ([`mesh`]).
+    pub forwarded_out: u64,
+    /// Frames another engine handed to this one.
+    pub forwarded_in: u64,
+    /// Frames for another engine dropped: its lane was full, or there is no mesh.
+    pub drop_forward: u64,
 }
 
 impl EngineStats {
@@ -138,6 +149,7 @@ impl EngineStats {
             + self.drop_bad_arp
             + self.drop_ipv6
             + self.drop_ethertype
+            + self.drop_forward
     }
 }
 
@@ -176,6 +188,8 @@ pub struct Engine<P: PacketIo, A: App> {
     empty_iterations: u32,
     /// Where snapshots are asked for, and the queue they report.
     board: Option<(Arc<StatsBoard>, u32)>,
+    /// Lanes to and from the other engines of a multi-queue stack.
+    mesh: Option<Box<mesh::Mesh>>,
 }
 
 impl<P: PacketIo, A: App> Engine<P, A> {
@@ -201,6 +215,7 @@ impl<P: PacketIo, A: App> Engine<P, A> {
             events: Vec::with_capacity(256),
             empty_iterations: 0,
             board: None,
+            mesh: None,
         }
     }
 
@@ -235,6 +250,13 @@ impl<P: PacketIo, A: App> Engine<P, A> {
         if let Some((board, queue)) = &self.board {
             board.serve(|| self.snapshot(*queue));
         }
+    }
+
+    /// Joins the engine to its peers: frames whose flows another engine owns (the host's
+    /// [`Host::set_steering`]) go to it through `mesh`, and frames they forward come in.
+    pub fn with_mesh(mut self, mesh: mesh::Mesh) -> Self {
+        self.mesh = Some(Box::new(mesh));
+        self
     }
 
     /// Time since the engine started.
@@ -302,11 +324,23 @@ impl<P: PacketIo, A: App> Engine<P, A> {
             cfg,
             stats,
             events,
+            mesh,
             ..
         } = self;
 
-        let mut work = io.recv_batch(cfg.rx_batch, |frame| {
-            receive(now, frame, mac, host, neigh, stats)
+        // Frames other engines forwarded came in before this batch: take them first.
+        let mut work = 0;
+        if let Some(m) = mesh.as_deref_mut() {
+            if m.has_inbound() {
+                let n = m.drain(cfg.rx_batch, |frame| {
+                    receive(now, frame, mac, host, neigh, stats, None)
+                });
+                stats.forwarded_in += n as u64;
+                work += n;
+            }
+        }
+        work += io.recv_batch(cfg.rx_batch, |frame| {
+            receive(now, frame, mac, host, neigh, stats, mesh.as_deref_mut())
         });
 
         // not `poll_timeout`, which is due at once whenever output waits (sent below anyway)
@@ -392,8 +426,16 @@ impl<P: PacketIo, A: App> Engine<P, A> {
         if sleep.is_zero() {
             return;
         }
+        if let Some(m) = &self.mesh {
+            if !m.may_sleep() {
+                return;
+            }
+        }
         self.stats.idle_sleeps += 1;
         self.io.wait_rx(sleep);
+        if let Some(m) = &self.mesh {
+            m.woke();
+        }
     }
 }
 
@@ -419,6 +461,7 @@ fn receive(
     host: &mut Host,
     neigh: &mut NeighCache,
     stats: &mut EngineStats,
+    mesh: Option<&mut mesh::Mesh>,
 ) {
     stats.rx_frames += 1;
     stats.rx_bytes += frame.len() as u64;
@@ -434,9 +477,21 @@ fn receive(
     match eth.ethertype() {
         EtherType::Ipv4 => {
             stats.rx_ipv4 += 1;
-            // Only a segment that parsed and verified may teach the cache a MAC.
-            if let Some(src) = host.handle_ipv4(now, eth.payload()).verified_source() {
-                neigh.observe_ipv4(now, src, eth.src_addr());
+            match host.handle_ipv4(now, eth.payload()) {
+                // Another engine owns the flow; a forwarded frame is never forwarded again.
+                RxVerdict::Foreign { owner } => {
+                    if mesh.is_some_and(|m| m.forward(owner, frame)) {
+                        stats.forwarded_out += 1;
+                    } else {
+                        stats.drop_forward += 1;
+                    }
+                }
+                // Only a segment that parsed and verified may teach the cache a MAC.
+                v => {
+                    if let Some(src) = v.verified_source() {
+                        neigh.observe_ipv4(now, src, eth.src_addr());
+                    }
+                }
             }
         }
         EtherType::Arp => {

@@ -191,6 +191,9 @@ impl EngineSnapshot {
                 drop_ipv6,
                 drop_ethertype,
                 drop_no_route,
+                forwarded_out,
+                forwarded_in,
+                drop_forward,
             ]
         );
         let h = &self.host;

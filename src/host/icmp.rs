@@ -103,6 +103,9 @@ impl Host {
         }
         let remote = SocketAddrV4::new(header.dst_addr, dport);
         let Some(id) = self.lookup(remote, sport) else {
+            if let Some(owner) = self.foreign_owner(remote, sport) {
+                return RxVerdict::Foreign { owner };
+            }
             return self.drop(DropReason::IcmpIgnored);
         };
         self.stats.icmp_errors += 1;

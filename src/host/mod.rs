@@ -48,6 +48,7 @@ pub use stats::{DropReason, HostStats};
 use std::collections::{HashMap, VecDeque};
 use std::net::{Ipv4Addr, SocketAddrV4};
 
+use crate::rss::FlowSteer;
 use crate::tcp::{
     self, cookie::CookieJar, isn::IsnGenerator, Connection, Event, TimerKind, Transmit,
 };
@@ -79,6 +80,10 @@ pub enum RxVerdict {
     IcmpError,
     /// The packet did not parse or verify, or is not for us.
     Dropped(DropReason),
+    /// A TCP segment (or an ICMP error quoting one) for no connection of ours whose flow
+    /// another engine owns ([`Host::set_steering`]): nothing was done with it; the caller hands
+    /// the frame to engine `owner`.
+    Foreign { owner: u32 },
 }
 
 impl RxVerdict {
@@ -89,7 +94,7 @@ impl RxVerdict {
     pub fn verified_source(&self) -> Option<Ipv4Addr> {
         match *self {
             RxVerdict::Delivered { src } | RxVerdict::Refused { src, .. } => Some(src),
-            RxVerdict::IcmpError | RxVerdict::Dropped(_) => None,
+            RxVerdict::IcmpError | RxVerdict::Dropped(_) | RxVerdict::Foreign { .. } => None,
         }
     }
 }
@@ -160,6 +165,8 @@ pub struct Host {
     isn: IsnGenerator,
     cookies: CookieJar,
     next_port: u16,
+    /// Flow ownership among engines, and which engine this host is (`None`: it owns every flow).
+    steer: Option<(std::sync::Arc<FlowSteer>, u32)>,
     stats: HostStats,
     /// What `limits.rs` accounts: memory of all connections, TIME-WAIT entries (and their
     /// order), orphans.
@@ -186,6 +193,7 @@ impl Host {
             isn: IsnGenerator::new(&cfg.tcp.secret, cfg.tcp.secret_rekey),
             cookies: CookieJar::new(&cfg.tcp.secret, cfg.tcp.secret_rekey),
             next_port: cfg.ephemeral_ports.0,
+            steer: None,
             stats: HostStats::default(),
             mem_used: 0,
             time_wait: 0,
@@ -229,14 +237,46 @@ impl Host {
         })
     }
 
+    /// Makes this host engine `me` of several that share an address, each owning the flows
+    /// `steer` assigns it: a segment for no connection of ours whose flow another engine owns
+    /// gets [`RxVerdict::Foreign`] instead of an RST or a listener's handshake, and active
+    /// opens choose source ports whose flows land on `me`.
+    pub fn set_steering(&mut self, steer: std::sync::Arc<FlowSteer>, me: u32) {
+        self.steer = Some((steer, me));
+    }
+
+    /// The engine owning the flow between `local_port` and `remote`, if not this one.
+    #[inline]
+    fn foreign_owner(&self, remote: SocketAddrV4, local_port: u16) -> Option<u32> {
+        let (steer, me) = self.steer.as_ref()?;
+        let owner = steer.owner(*remote.ip(), remote.port(), local_port);
+        (owner != *me).then_some(owner)
+    }
+
     /// Connections currently held (any state but freed).
     pub fn conn_count(&self) -> usize {
         self.table.len()
     }
 
-    /// Active open to `remote` from an ephemeral port.
+    /// Active open to `remote` from an ephemeral port (with steering, one whose flow this
+    /// engine owns).
     pub fn connect(&mut self, now: Instant, remote: SocketAddrV4) -> Result<ConnId, tcp::Error> {
         let (lo, hi) = self.cfg.ephemeral_ports;
+        if let Some((steer, me)) = self.steer.clone() {
+            let (listeners, table) = (&self.listeners, &self.table);
+            let port = steer
+                .choose_port(
+                    me,
+                    *remote.ip(),
+                    remote.port(),
+                    (lo, hi),
+                    self.next_port,
+                    |p| !listeners.contains_key(&p) && !table.contains_key(&flow_key(remote, p)),
+                )
+                .ok_or(tcp::Error::WouldBlock)?;
+            self.next_port = if port >= hi { lo } else { port + 1 };
+            return Ok(self.connect_from(now, port, remote));
+        }
         let span = u32::from(hi - lo) + 1;
         for _ in 0..span {
             let port = self.next_port;
@@ -427,6 +467,8 @@ impl Host {
             // a newer SYN ends TIME-WAIT early (as Linux does): the listener takes it below
             self.stats.time_wait_reused += 1;
             self.free_slot(index);
+        } else if let Some(owner) = self.foreign_owner(remote, seg.dst_port) {
+            return RxVerdict::Foreign { owner };
         }
         let is_syn = seg.flags.syn() && !seg.flags.ack() && !seg.flags.rst();
         if let Some(listener) = self.listeners.get_mut(&seg.dst_port) {

@@ -228,3 +228,55 @@ fn the_accept_queue_counts_established_connections_only() {
     b.accept(PORT).expect("established");
     assert_eq!(b.accept_queue_len(PORT), 0);
 }
+
+/// With steering, a segment for no connection whose flow another engine owns is handed back as
+/// `Foreign` (no RST, no handshake, even a SYN to a listening port); one this engine owns gets
+/// the usual answers. Active opens pick ports this engine owns.
+#[test]
+fn foreign_flows_are_handed_back_unanswered() {
+    use crate::rss::FlowSteer;
+    let steer = std::sync::Arc::new(FlowSteer::software(B, 2));
+    let mut hosts: Vec<Host> = (0..2)
+        .map(|e| {
+            let mut h = Host::new(HostConfig::new(B));
+            h.set_steering(std::sync::Arc::clone(&steer), e);
+            h.listen(PORT, 64);
+            h
+        })
+        .collect();
+    let mut seen = [false; 2];
+    for port in 40000..40040u16 {
+        let mut a = Host::new(HostConfig::new(A));
+        a.connect_from_port(t0(), port, SocketAddrV4::new(B, PORT))
+            .unwrap();
+        let syn = next_packet(&mut a).expect("a SYN");
+        let owner = steer.owner(A, port, PORT) as usize;
+        seen[owner] = true;
+        let other = 1 - owner;
+        assert_eq!(
+            hosts[other].handle_ipv4(t0(), &syn),
+            RxVerdict::Foreign {
+                owner: owner as u32
+            }
+        );
+        assert!(next_packet(&mut hosts[other]).is_none(), "no answer");
+        assert_eq!(
+            hosts[owner].handle_ipv4(t0(), &syn),
+            RxVerdict::Delivered { src: A }
+        );
+        assert!(next_packet(&mut hosts[owner]).is_some(), "a SYN-ACK");
+    }
+    assert_eq!(seen, [true, true]);
+    assert_eq!(
+        hosts[0].stats().rst_sent_no_conn + hosts[1].stats().rst_sent_no_conn,
+        0
+    );
+    // active opens land on their own engine
+    for (e, h) in hosts.iter_mut().enumerate() {
+        for _ in 0..20 {
+            let id = h.connect(t0(), SocketAddrV4::new(C, 7)).unwrap();
+            let local = h.conn(id).unwrap().local().port();
+            assert_eq!(steer.owner(C, 7, local), e as u32);
+        }
+    }
+}

@@ -44,6 +44,7 @@ pub static FAULT_OBJECT: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/fault
 
 const MAP_CONFIG: &str = "fault_cfg";
 const MAP_STATS: &str = "fault_stats";
+const MAP_SCATTER: &str = "scatter_cfg";
 const PROG_INGRESS: &str = "fault_ingress";
 const PROG_EGRESS: &str = "fault_egress";
 
@@ -136,6 +137,7 @@ pub struct TcFaultProgram {
     egress_fd: c_int,
     config_fd: c_int,
     stats_fd: c_int,
+    scatter_fd: c_int,
     possible_cpus: usize,
     /// Ingress then egress link; closing them detaches.
     links: Vec<OwnedFd>,
@@ -153,6 +155,7 @@ fn check_layout(obj: NonNull<sys::bpf_object>) -> io::Result<()> {
     let expect = [
         (MAP_CONFIG, std::mem::size_of::<RawFaultConfig>()),
         (MAP_STATS, std::mem::size_of::<TcFaultStats>()),
+        (MAP_SCATTER, 4),
     ];
     crate::io::bpf::check_layout(obj, "fault.o", &expect)
 }
@@ -217,16 +220,19 @@ impl TcFaultProgram {
                 prog_fd(PROG_EGRESS)?,
                 map_fd(MAP_CONFIG)?,
                 map_fd(MAP_STATS)?,
+                map_fd(MAP_SCATTER)?,
                 possible_cpus()?,
             ))
         })();
-        let (ingress_fd, egress_fd, config_fd, stats_fd, possible_cpus) = fds.map_err(close)?;
+        let (ingress_fd, egress_fd, config_fd, stats_fd, scatter_fd, possible_cpus) =
+            fds.map_err(close)?;
         Ok(TcFaultProgram {
             obj,
             ingress_fd,
             egress_fd,
             config_fd,
             stats_fd,
+            scatter_fd,
             possible_cpus,
             links: Vec::new(),
         })
@@ -247,6 +253,15 @@ impl TcFaultProgram {
             dup_thresh: threshold(rates.duplicate),
         };
         map_update(self.config_fd, &dir.key(), &raw)
+    }
+
+    /// Scatters what the device transmits over its transmit queues: every TCP frame at egress
+    /// gets a random flow hash before the kernel picks the queue, so while a socket may change
+    /// queue (nothing of it in flight below TCP) each of its frames goes out on a random one.
+    /// On a multi-queue veth with no XPS map the other end then receives one flow on all its
+    /// queues: how the tests exercise forwarding between engines.
+    pub fn set_scatter(&self, on: bool) -> io::Result<()> {
+        map_update(self.scatter_fd, &0u32, &u32::from(on))
     }
 
     /// Attaches to the tcx ingress and egress hooks of `ifindex`, an index in the calling

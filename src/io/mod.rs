@@ -7,6 +7,7 @@
 //! build transmitted frames directly in their final buffer.
 
 pub(crate) mod bpf;
+pub mod ethtool;
 pub mod fault;
 pub mod fault_bpf;
 pub mod mem;

@@ -49,6 +49,15 @@ impl Testbed {
         Self::up_with(tag, Topology::Routed { path_mtu })
     }
 
+    /// `queues` receive and transmit queues on both ends of the veth (`--queues N`).
+    pub fn up_queues(tag: &str, queues: u32) -> Testbed {
+        let name = format!("xt{tag}{}", std::process::id() % 100_000);
+        Testbed(
+            xdp_tcp_testbed::Testbed::up_queues(std::path::Path::new(SCRIPT), &name, queues)
+                .unwrap_or_else(|e| panic!("testbed.sh up failed: {e}")),
+        )
+    }
+
     fn up_with(tag: &str, topology: Topology) -> Testbed {
         let name = format!("xt{tag}{}", std::process::id() % 100_000);
         Testbed(

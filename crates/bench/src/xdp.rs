@@ -78,6 +78,13 @@ pub fn attach(opts: &XdpOpts, listen: &[u16]) -> io::Result<XdpInterface> {
 pub fn open<A: App>(opts: &XdpOpts, listen: &[u16], app: A) -> io::Result<Endpoint<A>> {
     let iface = attach(opts, listen)?;
     let device = iface.open_queue(0, &XdpSocketConfig::default(), None)?;
+    let host = host_for(opts, &iface, listen);
+    let engine = device.into_engine(host, app, engine_config(opts));
+    Ok(Endpoint { engine, iface })
+}
+
+/// The host of an endpoint on `iface`: its address, `opts`' ephemeral ports, `listen` open.
+fn host_for(opts: &XdpOpts, iface: &XdpInterface, listen: &[u16]) -> Host {
     let mut hc = HostConfig::new(iface.addr().0);
     hc.ephemeral_ports = (*opts.ephemeral.start(), *opts.ephemeral.end());
     hc.tcp.nodelay = true;
@@ -85,15 +92,121 @@ pub fn open<A: App>(opts: &XdpOpts, listen: &[u16], app: A) -> io::Result<Endpoi
     for &p in listen {
         host.listen(p, 65536);
     }
-    let cfg = EngineConfig {
+    host
+}
+
+fn engine_config(opts: &XdpOpts) -> EngineConfig {
+    EngineConfig {
         idle: opts.idle_backoff.then_some(IdleBackoff {
             after: opts.idle_after,
             max_sleep: std::time::Duration::from_millis(1),
         }),
         ..EngineConfig::default()
-    };
-    let engine = device.into_engine(host, app, cfg);
-    Ok(Endpoint { engine, iface })
+    }
+}
+
+/// [`serve`] with one engine per queue of `opts.iface` (`queues`, default the device's count,
+/// which it must equal), engine `i` pinned to `cores[i]` when given. Engines own flows by hash
+/// ([`xdp_tcp::rss`]: the NIC's RSS key where readable) and forward frames of other engines'
+/// flows to them; the report sums theirs, and prints each engine's forwarding counters.
+pub fn serve_queues(
+    opts: &XdpOpts,
+    ports: &[u16],
+    mode: ServeMode,
+    queues: Option<u32>,
+    cores: Option<Vec<usize>>,
+    stop: &AtomicBool,
+    ready: impl FnOnce(),
+) -> io::Result<ServerReport> {
+    use std::sync::Mutex;
+    use xdp_tcp::engine::cores::{CoreId, CoreSpec, EngineThreads};
+    use xdp_tcp::engine::mesh::Mesh;
+    use xdp_tcp::rss::FlowSteer;
+
+    let iface = Arc::new(attach(opts, ports)?);
+    let device = iface.queues();
+    let n = queues.unwrap_or(device);
+    if n != device {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!(
+                "{}: the device has {device} receive queues, not {n}",
+                opts.iface
+            ),
+        ));
+    }
+    if let Some(c) = &cores {
+        if c.len() < n as usize {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("{n} queues but {} cores given", c.len()),
+            ));
+        }
+    }
+    let rss = (n > 1)
+        .then(|| iface.rss().ok())
+        .flatten()
+        .map(|r| (r.key, r.table));
+    let steer = Arc::new(FlowSteer::for_device(iface.addr().0, n, rss));
+    eprintln!(
+        "{n} engines on {:?}, flow ownership from {:?}",
+        iface.addr(),
+        steer.source()
+    );
+    let meshes: Mutex<Vec<Option<Mesh>>> = Mutex::new(
+        Mesh::build(n as usize, 1024, Vec::new())
+            .into_iter()
+            .map(Some)
+            .collect(),
+    );
+    let specs = (0..n)
+        .map(|q| CoreSpec {
+            queue_id: q,
+            core: cores.as_ref().map(|c| CoreId { id: c[q as usize] }),
+            netns: None,
+        })
+        .collect();
+    let (o, p, i) = (opts.clone(), ports.to_vec(), Arc::clone(&iface));
+    let threads = EngineThreads::spawn(specs, move |spec| {
+        let q = spec.queue_id;
+        let device = i.open_queue(q, &XdpSocketConfig::default(), None)?;
+        let mut host = host_for(&o, &i, &p);
+        host.set_steering(Arc::clone(&steer), q);
+        let app = ServerApp::new(&p, mode, None, spec.core.map(|c| c.id));
+        let mesh = meshes
+            .lock()
+            .map_err(|_| io::Error::other("mesh list poisoned"))?[q as usize]
+            .take()
+            .ok_or_else(|| io::Error::other("engine started twice"))?;
+        Ok(device
+            .into_engine(host, app, engine_config(&o))
+            .with_mesh(mesh))
+    })?;
+    ready();
+    while !stop.load(Ordering::Relaxed) {
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    let mut report = ServerReport::default();
+    for (q, e) in threads.stop().into_iter().enumerate() {
+        let e = e?;
+        let s = e.stats();
+        eprintln!(
+            "engine {q}: rx {} frames, forwarded out {} in {}, dropped {}",
+            s.rx_frames,
+            s.forwarded_out,
+            s.forwarded_in,
+            s.rx_dropped()
+        );
+        let r = &e.app().report;
+        report.accepted += r.accepted;
+        report.bytes_in += r.bytes_in;
+        report.bytes_out += r.bytes_out;
+    }
+    if let Ok(st) = iface.program().stats() {
+        eprintln!("steering program: {st:?}");
+    }
+    drop(iface);
+    Ok(report)
 }
 
 /// Echo / discard / source / echo-then-close on one port, and the server-side measurements.

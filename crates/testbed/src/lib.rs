@@ -53,9 +53,19 @@ impl Testbed {
 
     /// [`Testbed::up`] in the given layout. `down` removes whatever layout `name` has.
     pub fn up_with(script: &Path, name: &str, topology: Topology) -> io::Result<Testbed> {
+        Self::run_up(script, name, topology.args())
+    }
+
+    /// [`Testbed::up`] with `queues` receive and transmit queues on both ends of the veth
+    /// (`--queues N`; the key `queues` says how many).
+    pub fn up_queues(script: &Path, name: &str, queues: u32) -> io::Result<Testbed> {
+        Self::run_up(script, name, queue_args(queues))
+    }
+
+    fn run_up(script: &Path, name: &str, args: Vec<String>) -> io::Result<Testbed> {
         let out = Command::new(script)
             .args(["up", name])
-            .args(topology.args())
+            .args(args)
             .output()?;
         let mut tb = Testbed {
             script: script.to_path_buf(),
@@ -115,6 +125,11 @@ impl Drop for Testbed {
     }
 }
 
+/// The options of `testbed.sh up NAME` for `queues` queues.
+fn queue_args(queues: u32) -> Vec<String> {
+    vec!["--queues".into(), queues.to_string()]
+}
+
 /// The `key=value` lines of `testbed.sh up`'s output; other lines are ignored.
 fn parse_facts(stdout: &str) -> HashMap<String, String> {
     stdout
@@ -144,6 +159,11 @@ mod tests {
             Topology::Routed { path_mtu: 1400 }.args(),
             ["--router", "1400"]
         );
+    }
+
+    #[test]
+    fn queue_count_is_passed_as_an_option() {
+        assert_eq!(queue_args(2), ["--queues", "2"]);
     }
 
     #[test]

@@ -223,7 +223,14 @@ pub fn ifindex(name: &str) -> io::Result<u32> {
 
 impl SteerProgram {
     /// Loads the program and creates its maps (needs CAP_BPF/CAP_SYS_ADMIN). Not attached yet.
+    /// The XSKMAP holds queues `0..64`; see [`SteerProgram::load_for_queues`].
     pub fn load() -> io::Result<Self> {
+        Self::load_for_queues(64)
+    }
+
+    /// [`SteerProgram::load`] with an XSKMAP of `queues` entries (the device's queue count:
+    /// a queue at or past it would find no socket and pass its frames to the kernel).
+    pub fn load_for_queues(queues: u32) -> io::Result<Self> {
         let obj = open_object("xdp_steer", STEER_OBJECT)?;
         let close = |e: io::Error| {
             // SAFETY: `obj` came from `bpf_object__open_mem` and is not used after this.
@@ -231,6 +238,14 @@ impl SteerProgram {
             e
         };
         check_layout(obj).map_err(close)?;
+        let xname = cstr(MAP_XSKS);
+        // SAFETY: `obj` is open and not loaded yet; the name is valid for the call.
+        let xmap = unsafe { sys::bpf_object__find_map_by_name(obj.as_ptr(), xname.as_ptr()) };
+        if xmap.is_null() {
+            return Err(close(io::Error::other("xsks_map missing from xdp_steer.o")));
+        }
+        // SAFETY: `xmap` belongs to `obj`, which is not loaded yet (sizes are set before load).
+        neg_errno(unsafe { sys::bpf_map__set_max_entries(xmap, queues.max(1)) }).map_err(close)?;
         // SAFETY: `obj` is a valid, not yet loaded object.
         neg_errno(unsafe { sys::bpf_object__load(obj.as_ptr()) }).map_err(close)?;
 

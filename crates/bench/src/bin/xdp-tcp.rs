@@ -21,6 +21,7 @@ const USAGE: &str = "\
 usage:
   xdp-tcp serve --backend xdp|kernel --port P [--ports N] [--shards N] [--mode echo|discard|source|echo-close=N]
                 [--iface IF] [--block] [--idle-after N] [--core C] [--netns NS] [--duration S]
+                [--queues N] [--cores LIST]   (xdp: one engine per queue, engine i on LIST[i])
   xdp-tcp load  --backend xdp|kernel --target IP:PORT [--workload pingpong|openloop|bulk|churn|idle]
                 [--size 64] [--conns 1] [--depth 1] [--rate R] [--idle N] [--active N] [--ports N]
                 [--download] [--duration 5] [--warmup 1] [--iface IF] [--block]
@@ -204,6 +205,13 @@ fn serve(args: &Args) -> Result<(), String> {
     let iface = args.kv.get("iface").cloned();
     let idle_after: u32 = args.get("idle-after", 256u32)?;
     let idle_given = args.kv.contains_key("idle-after");
+    let queues: Option<u32> = args
+        .kv
+        .get("queues")
+        .map(|v| v.parse().map_err(|e| format!("--queues {v}: {e}")))
+        .transpose()?;
+    let cores = args.kv.get("cores").map(|v| parse_cores(v)).transpose()?;
+    let multi = queues.is_some() || cores.is_some();
     let report = placed(args, move || {
         let ready = move || eprintln!("serving on port {port} ({mode:?})");
         match backend.as_str() {
@@ -213,7 +221,11 @@ fn serve(args: &Args) -> Result<(), String> {
                 o.ephemeral = xdp::no_ephemeral();
                 o.idle_backoff = block || idle_given;
                 o.idle_after = idle_after;
-                xdp::serve(&o, &ports, mode, None, core, stop, ready).map_err(err)
+                if multi {
+                    xdp::serve_queues(&o, &ports, mode, queues, cores, stop, ready).map_err(err)
+                } else {
+                    xdp::serve(&o, &ports, mode, None, core, stop, ready).map_err(err)
+                }
             }
             "kernel" => {
                 let o = kernel::ServeOpts {
@@ -236,6 +248,32 @@ fn serve(args: &Args) -> Result<(), String> {
         eprintln!("engine iterations {it}, empty {empty}");
     }
     Ok(())
+}
+
+/// A core list: `0,1`, `2-5`, or both (`0,2-3`).
+fn parse_cores(v: &str) -> Result<Vec<usize>, String> {
+    let mut out = Vec::new();
+    for part in v.split(',').filter(|p| !p.is_empty()) {
+        let num = |x: &str| {
+            x.trim()
+                .parse::<usize>()
+                .map_err(|e| format!("--cores {v}: {e}"))
+        };
+        match part.split_once('-') {
+            Some((a, b)) => {
+                let (a, b) = (num(a)?, num(b)?);
+                if a > b {
+                    return Err(format!("--cores {v}: {a}-{b} is empty"));
+                }
+                out.extend(a..=b);
+            }
+            None => out.push(num(part)?),
+        }
+    }
+    if out.is_empty() {
+        return Err(format!("--cores {v}: no core"));
+    }
+    Ok(out)
 }
 
 fn workload(args: &Args) -> Result<Workload, String> {
@@ -545,6 +583,15 @@ mod tests {
             w("load --workload nap").unwrap_err(),
             "unknown workload nap"
         );
+    }
+
+    #[test]
+    fn core_lists_take_numbers_and_ranges() {
+        assert_eq!(parse_cores("0,1").unwrap(), [0, 1]);
+        assert_eq!(parse_cores("0,2-4").unwrap(), [0, 2, 3, 4]);
+        assert!(parse_cores("3-1").is_err());
+        assert!(parse_cores("x").is_err());
+        assert!(parse_cores("").is_err());
     }
 
     #[test]
