@@ -685,14 +685,13 @@ fn zero_window_and_tiny_mss() {
             }
             assert!(probes.len() >= 3, "zero-window probes: {probes:?}");
             let gaps: Vec<Duration> = probes.windows(2).map(|w| w[1] - w[0]).collect();
+            // Each gap at least the one before (less 30% for scheduling on a loaded machine),
+            // and the last at least 1.5 times the first: backoff, not a fixed interval.
             for w in gaps.windows(2) {
-                assert!(
-                    w[1] + Duration::from_millis(50) >= w[0],
-                    "probe gaps shrink: {gaps:?}"
-                );
+                assert!(w[1] * 10 >= w[0] * 7, "probe gaps shrink: {gaps:?}");
             }
             assert!(
-                *gaps.last().unwrap() >= gaps[0] * 3 / 2,
+                *gaps.last().unwrap() * 2 >= gaps[0] * 3,
                 "probe gaps back off: {gaps:?}"
             );
             // open the window: the data comes, whole
