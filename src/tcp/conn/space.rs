@@ -377,7 +377,10 @@ impl Negotiated {
             timestamps: false,
             snd_wscale: 0,
             rcv_wscale: if cfg.window_scale {
-                window_shift_for(cfg.recv_buffer)
+                cfg.window_shift.map_or_else(
+                    || window_shift_for(cfg.recv_buffer),
+                    |s| s.min(MAX_WINDOW_SHIFT),
+                )
             } else {
                 0
             },
