@@ -1318,6 +1318,69 @@ mod established {
             .expect_nothing();
     }
 
+    /// With a window scale shift, the window field counts 2^shift-byte units. Data that moves
+    /// RCV.NXT by less than a unit leaves the advertised right edge between two units: rounded
+    /// down, the window would end before the edge already advertised, and the peer would see it
+    /// shrink while we still take what it sent up to the old edge. A sender that keeps its ACKs
+    /// inside the window it knows (ours does, see `a_shrunk_window_keeps_the_ack_inside_it...`)
+    /// then sends them at its shrunk right edge, below our RCV.NXT, and we drop them as old: two
+    /// of our ends with shift 7 timed out exchanging ACKs neither accepted (sim_small_buffers'
+    /// bursty-loss seeds 110, 113, 195, ...). The edge must never move left: the window rounds up, as Linux's
+    /// `tcp_select_window` does (RFC 7323 appendix F, RFC 9293 3.8.6.2.2).
+    #[test]
+    fn a_scaled_window_never_moves_its_right_edge_left() {
+        let mut t = Tcp::connect(Config {
+            window_scale: true,
+            window_shift: Some(7),
+            recv_buffer: 4096,
+            ..cfg()
+        });
+        // a SYN's window is never scaled
+        t.expect(seg!(> S, seq ISS, win 4096, mss 1460, ws 7));
+        t.at(100)
+            .inject(seg!(< S., seq IRS, ack ISS + 1, win 65535, mss 1460, ws 7))
+            .expect(seg!(> ., seq ISS + 1, ack IRS + 1, win 32))
+            .expect_events(&[Event::Connected]);
+        assert_eq!(t.c.window_shifts(), (7, 7));
+        let data = pattern(4096);
+        // the application reads nothing: every segment eats into the window
+        let mut edge = IRS + 1 + 4096;
+        let mut at: usize = 0;
+        for (i, len) in [100, 100, 1000, 28, 1400, 1, 100].into_iter().enumerate() {
+            let now = 200 + 300 * i as u64;
+            t.at(now)
+                .inject(seg!(< P., seq IRS + 1 + at as u32, ack ISS + 1, win 65535,
+                data &data[at..at + len]));
+            at += len;
+            let ack = match t.next() {
+                Some(s) => s.repr,
+                None => {
+                    // the delayed ACK
+                    let due = t.deadline().expect("a delayed ACK");
+                    t.fire(due.as_millis());
+                    t.next().expect("an ACK").repr
+                }
+            };
+            assert_eq!(
+                ack.ack,
+                SeqNumber(IRS + 1 + at as u32),
+                "all {at} bytes taken"
+            );
+            let right = ack.ack + (usize::from(ack.window) << 7);
+            assert!(
+                right.diff(SeqNumber(edge)) >= 0,
+                "after {at} bytes: window {} ends at {right:?}, before {edge} advertised",
+                ack.window
+            );
+            edge = right.0;
+            t.expect_nothing();
+        }
+        // the peer may fill the window it was offered: we take every byte the buffer holds
+        t.at(3000)
+            .inject(seg!(< P., seq IRS + 1 + at as u32, ack ISS + 1, win 65535, data &data[at..]));
+        assert_eq!(t.read_all(), data);
+    }
+
     #[test]
     fn zero_receive_window_still_takes_acks() {
         let mut t = open(

@@ -31,6 +31,11 @@ pub struct Config {
     pub recv_buffer: usize,
     /// Offer window scaling (RFC 7323).
     pub window_scale: bool,
+    /// The window scale shift we offer when `window_scale` is on; `None` offers the smallest
+    /// that covers `recv_buffer`. Linux offers the shift that covers its largest possible buffer
+    /// (`tcp_rmem[2]`, usually 7) whatever a connection's buffer, so a small buffer behind a
+    /// large shift (windows in steps of 2^shift bytes) is common on real paths. At most 14.
+    pub window_shift: Option<u8>,
     /// Offer SACK-permitted (RFC 2018).
     pub sack: bool,
     /// Offer timestamps (RFC 7323).
@@ -129,6 +134,7 @@ impl Default for Config {
             send_buffer: 256 * 1024,
             recv_buffer: 256 * 1024,
             window_scale: true,
+            window_shift: None,
             sack: true,
             timestamps: true,
             nodelay: false,

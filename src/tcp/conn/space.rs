@@ -306,7 +306,8 @@ impl RecvSpace {
 
     /// The window field to send, shifted right by `shift`: receiver-side silly window avoidance
     /// (the right edge moves only by `min(buffer / 2, mss)` or to a fully free buffer) and never
-    /// moving the right edge left. Records the edge advertised.
+    /// moving the right edge left, not even by the rounding to `2^shift`-byte units (a window
+    /// that opens rounds down, one that keeps its edge rounds up). Records the edge advertised.
     #[inline]
     pub fn advertise(&mut self, mss: usize, shift: u8) -> u16 {
         let nxt = self.nxt();
@@ -323,7 +324,16 @@ impl RecvSpace {
         } else {
             old
         };
-        let wnd = ((edge - nxt) >> shift).min(u16::MAX as usize);
+        let mut wnd = ((edge - nxt) >> shift).min(u16::MAX as usize);
+        if (nxt + (wnd << shift)).diff(old) < 0 && wnd < u16::MAX as usize {
+            // rounded down to the scale's granularity, the window would end before the edge
+            // already advertised: the peer sees it shrink, while we still take what it sent up
+            // to the old edge, so its ACKs (sent at its right edge) fall below our RCV.NXT and
+            // ours below its; round up instead, as Linux's `tcp_select_window` does (RFC 7323
+            // appendix F), offering at most 2^shift - 1 bytes more than the buffer holds
+            let mask = (1usize << shift) - 1;
+            wnd = ((old - nxt + mask) >> shift).min(u16::MAX as usize);
+        }
         let adv = nxt + (wnd << shift);
         if adv.diff(self.adv) > 0 {
             self.adv = adv;
@@ -377,7 +387,10 @@ impl Negotiated {
             timestamps: false,
             snd_wscale: 0,
             rcv_wscale: if cfg.window_scale {
-                window_shift_for(cfg.recv_buffer)
+                cfg.window_shift.map_or_else(
+                    || window_shift_for(cfg.recv_buffer),
+                    |s| s.min(MAX_WINDOW_SHIFT),
+                )
             } else {
                 0
             },
@@ -534,9 +547,17 @@ mod tests {
         assert!(r.window_opened(1000));
         assert_eq!(r.advertise(1000, 0), 2500);
         assert_eq!(r.adv, s(5500));
-        // a scaled window rounds down, never past the buffer
-        assert_eq!(r.advertise(1000, 4), 2500 >> 4);
-        assert_eq!(r.adv, s(5500), "rounding down does not pull the edge back");
+        // a scaled window that, rounded down, would end before the edge already advertised
+        // rounds up instead (Linux's tcp_select_window): the peer never sees the edge move left,
+        // even if the window then reaches 12 bytes past the buffer
+        assert_eq!(r.advertise(1000, 4), (2500 + 15) >> 4);
+        assert_eq!(r.adv, s(5512));
+        // a window that opens rounds down, never past the buffer
+        let mut out = [0; 1101];
+        r.buf.read(&mut out);
+        assert_eq!(r.buf.window(), 3601);
+        assert_eq!(r.advertise(1000, 4), 3601 >> 4);
+        assert_eq!(r.adv, s(6600));
     }
 
     #[test]
