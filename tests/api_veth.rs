@@ -278,8 +278,16 @@ fn echo_example_advertises_its_interface_mtu() {
 /// 30 s here) must be woken by a write from an application thread at once, not when its sleep
 /// ends: five writes, each after the engine has slept for 300 ms, each answered by a kernel
 /// peer within 100 ms (a round trip on this testbed is some tens of microseconds).
+/// Held by the tests of this file that start a [`xdp_tcp::api::Stack`] in this process. libxdp
+/// opens the AF_XDP socket without `SOCK_CLOEXEC` and the stack sets `FD_CLOEXEC` right after,
+/// so a child forked by another thread while a stack is starting can still inherit that one
+/// socket: the descriptor test must not overlap another test's start (seen once on a fresh
+/// machine: the child held `socket:[..]` that was not its test's).
+static STACK_STARTS: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 #[test]
 fn application_writes_wake_a_sleeping_engine() {
+    let _serial = STACK_STARTS.lock().unwrap_or_else(|p| p.into_inner());
     use std::io::{Read, Write};
     use std::net::{SocketAddrV4, TcpListener};
     use xdp_tcp::api::{Stack, TcpStream};
@@ -358,6 +366,7 @@ fn descriptors(pid: &str) -> std::collections::BTreeMap<i32, String> {
 fn a_child_holds_no_stack_descriptor_and_a_new_stack_starts_at_once() {
     use xdp_tcp::api::{Stack, TcpListener};
 
+    let _serial = STACK_STARTS.lock().unwrap_or_else(|p| p.into_inner());
     require_environment(&["ip", "ethtool"]);
     let tb = Testbed::up("fd");
     let start = || {
