@@ -19,6 +19,17 @@ use common::testbed::{require_environment, Testbed};
 use std::time::{Duration, Instant};
 
 /// The example binary, built now if needed.
+/// Held by every test of this file for its whole run. libxdp opens the AF_XDP socket without
+/// `SOCK_CLOEXEC` and the stack sets `FD_CLOEXEC` right after, so a child another test spawns
+/// (an example server, wrk, testbed.sh) while a stack starts in this process can inherit that
+/// socket and keep its queue bound; on a fresh machine the descriptor test saw its child hold
+/// a `socket:[..]`, and in another run a new stack meet EBUSY. The tests here do not overlap.
+static STACK_STARTS: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    STACK_STARTS.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 fn example(name: &str) -> PathBuf {
     let status = Command::new(env!("CARGO"))
         // All features, as deploy/run-tests builds: the hyper example needs `tokio`.
@@ -96,6 +107,7 @@ impl Drop for Server {
 
 #[test]
 fn http_example_serves_wrk_ab_and_curl() {
+    let _serial = serial();
     require_environment(&["ip", "ethtool", "timeout", "wrk", "ab", "curl"]);
     let tb = Testbed::up("h");
     let server = Server::start(&tb, "http_server", 8080);
@@ -196,6 +208,7 @@ print(n)
 
 #[test]
 fn echo_example_serves_a_ping_pong_client() {
+    let _serial = serial();
     require_environment(&["ip", "ethtool", "timeout", "python3"]);
     let tb = Testbed::up("e");
     let server = Server::start(&tb, "echo_server", 7);
@@ -245,6 +258,7 @@ print(mss, int(bytes(got) == data))
 /// fixed 1460 the kernel's 1500-byte packets would be dropped by the 1400-byte veth.
 #[test]
 fn echo_example_advertises_its_interface_mtu() {
+    let _serial = serial();
     require_environment(&["ip", "ethtool", "timeout", "python3"]);
     let tb = Testbed::up("mt");
     let st = tb
@@ -278,16 +292,10 @@ fn echo_example_advertises_its_interface_mtu() {
 /// 30 s here) must be woken by a write from an application thread at once, not when its sleep
 /// ends: five writes, each after the engine has slept for 300 ms, each answered by a kernel
 /// peer within 100 ms (a round trip on this testbed is some tens of microseconds).
-/// Held by the tests of this file that start a [`xdp_tcp::api::Stack`] in this process. libxdp
-/// opens the AF_XDP socket without `SOCK_CLOEXEC` and the stack sets `FD_CLOEXEC` right after,
-/// so a child forked by another thread while a stack is starting can still inherit that one
-/// socket: the descriptor test must not overlap another test's start (seen once on a fresh
-/// machine: the child held `socket:[..]` that was not its test's).
-static STACK_STARTS: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 #[test]
 fn application_writes_wake_a_sleeping_engine() {
-    let _serial = STACK_STARTS.lock().unwrap_or_else(|p| p.into_inner());
+    let _serial = serial();
     use std::io::{Read, Write};
     use std::net::{SocketAddrV4, TcpListener};
     use xdp_tcp::api::{Stack, TcpStream};
@@ -364,9 +372,9 @@ fn descriptors(pid: &str) -> std::collections::BTreeMap<i32, String> {
 /// child or no child (an inherited AF_XDP socket keeps the queue bound: EBUSY).
 #[test]
 fn a_child_holds_no_stack_descriptor_and_a_new_stack_starts_at_once() {
+    let _serial = serial();
     use xdp_tcp::api::{Stack, TcpListener};
 
-    let _serial = STACK_STARTS.lock().unwrap_or_else(|p| p.into_inner());
     require_environment(&["ip", "ethtool"]);
     let tb = Testbed::up("fd");
     let start = || {
@@ -419,6 +427,7 @@ fn a_child_holds_no_stack_descriptor_and_a_new_stack_starts_at_once() {
 /// at the first error reply or dropped connection and exits non-zero).
 #[test]
 fn resp_example_serves_redis_cli_and_redis_benchmark() {
+    let _serial = serial();
     require_environment(&["ip", "ethtool", "timeout", "redis-cli", "redis-benchmark"]);
     let tb = Testbed::up("rs");
     let server = Server::start(&tb, "resp_server", 6379);
@@ -540,6 +549,7 @@ fn wrk_clean(tb: &Testbed, url: &str) -> String {
 /// kernel sockets.
 #[test]
 fn hyper_example_serves_wrk_on_the_stack_and_curl_on_both() {
+    let _serial = serial();
     require_environment(&["ip", "ethtool", "timeout", "wrk", "curl"]);
     let tb = Testbed::up("hy");
     let url = format!("http://{}:8081/", tb.get("ip_stack"));
