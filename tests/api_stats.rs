@@ -2,48 +2,29 @@
 //! the in-memory link (no root): the counters equal what the test did (opens, segments each
 //! way, bytes), and every connection is listed with its state.
 
+mod common;
+
+use common::mem_stack::{builder, start};
+
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use xdp_tcp::api::{Cx, Device, Handler, Stack, StackBuilder, TcpListener, TcpStream};
-use xdp_tcp::engine::{EngineConfig, IdleBackoff};
+use xdp_tcp::api::{Cx, Device, Handler, Stack, TcpListener, TcpStream};
 use xdp_tcp::host::ConnId;
-use xdp_tcp::io::mem::{self, ChanIo};
+use xdp_tcp::io::mem::{self};
 use xdp_tcp::tcp::{State, TcpInfo};
 use xdp_tcp::wire::EthernetAddress;
 
 const C: Ipv4Addr = Ipv4Addr::new(10, 8, 0, 1);
 const S: Ipv4Addr = Ipv4Addr::new(10, 8, 0, 2);
 
-fn builder(addr: Ipv4Addr) -> StackBuilder {
-    Stack::builder()
-        .addr(addr, 24)
-        .shutdown_grace(Duration::from_millis(200))
-        .engine_config(EngineConfig {
-            idle: Some(IdleBackoff {
-                after: 64,
-                max_sleep: Duration::from_millis(5),
-            }),
-            ..Default::default()
-        })
-}
-
-fn start(b: StackBuilder, io: ChanIo, last: u8) -> Stack {
-    b.start_on(vec![Device {
-        waker: Some(io.waker()),
-        io,
-        mac: EthernetAddress([2, 8, 0, 0, 0, last]),
-    }])
-    .expect("start stack")
-}
-
 #[test]
 fn stack_stats_count_what_the_streams_did_and_list_every_connection() {
     let (a, b, _link) = mem::pair(2048);
-    let client = start(builder(C), a, 1);
-    let server = start(builder(S), b, 2);
+    let client = start(builder(C), a, C);
+    let server = start(builder(S), b, S);
     let listener = TcpListener::bind(&server, 9).unwrap();
     const N: usize = 5;
     let mut pairs = Vec::new();
@@ -130,9 +111,9 @@ impl Handler for Recorder {
 fn cx_info_reports_the_handlers_connection() {
     let seen = Arc::new(Mutex::new(Vec::new()));
     let (a, b, _link) = mem::pair(2048);
-    let client = start(builder(C), a, 1);
+    let client = start(builder(C), a, C);
     let s2 = seen.clone();
-    let server = start(builder(S).handler(9, move || Recorder(s2.clone())), b, 2);
+    let server = start(builder(S).handler(9, move || Recorder(s2.clone())), b, S);
     let mut c = TcpStream::connect(&client, SocketAddrV4::new(S, 9)).unwrap();
     c.write_all(&[7u8; 3000]).unwrap();
     let deadline = std::time::Instant::now() + Duration::from_secs(5);
@@ -169,8 +150,8 @@ fn control_socket_serves_stats_and_cleans_up() {
     drop(std::os::unix::net::UnixListener::bind(&path).unwrap());
     assert!(path.exists());
     let (a, b, _link) = mem::pair(2048);
-    let client = start(builder(C), a, 1);
-    let server = start(builder(S).control_socket(&path), b, 2);
+    let client = start(builder(C), a, C);
+    let server = start(builder(S).control_socket(&path), b, S);
     let listener = TcpListener::bind(&server, 9).unwrap();
     let c = TcpStream::connect(&client, SocketAddrV4::new(S, 9)).unwrap();
     let _s = listener.accept().unwrap();

@@ -4,48 +4,28 @@
 //! `connect` with `"ip:port"`, `SO_LINGER` as Linux, and the readiness descriptor under
 //! `poll(2)`. The descriptors' close-on-exec on a real interface is in `api_veth.rs`.
 
+mod common;
+
+use common::mem_stack::{self, builder};
+
 use std::io::{ErrorKind, Read, Write};
 use std::net::{Ipv4Addr, Shutdown, SocketAddr};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use xdp_tcp::api::{
-    Cx, Device, Handler, OwnedReadHalf, OwnedWriteHalf, Stack, StackBuilder, TcpListener, TcpStream,
+    Cx, Handler, OwnedReadHalf, OwnedWriteHalf, Stack, StackBuilder, TcpListener, TcpStream,
 };
-use xdp_tcp::engine::{EngineConfig, IdleBackoff};
 use xdp_tcp::host::ConnId;
-use xdp_tcp::io::mem::{self, Cable, ChanIo};
-use xdp_tcp::wire::EthernetAddress;
+use xdp_tcp::io::mem::Cable;
+
+/// Client on `C`, server on `S`, one cable.
+fn stacks_with(client: StackBuilder, server: StackBuilder) -> (Stack, Stack, Cable) {
+    mem_stack::pair((client, C), (server, S))
+}
 
 const C: Ipv4Addr = Ipv4Addr::new(10, 8, 0, 1);
 const S: Ipv4Addr = Ipv4Addr::new(10, 8, 0, 2);
-
-fn builder(addr: Ipv4Addr) -> StackBuilder {
-    Stack::builder()
-        .addr(addr, 24)
-        .shutdown_grace(Duration::from_millis(200))
-        .engine_config(EngineConfig {
-            idle: Some(IdleBackoff {
-                after: 64,
-                max_sleep: Duration::from_millis(5),
-            }),
-            ..Default::default()
-        })
-}
-
-fn start(b: StackBuilder, io: ChanIo, last: u8) -> Stack {
-    b.start_on(vec![Device {
-        waker: Some(io.waker()),
-        io,
-        mac: EthernetAddress([2, 8, 0, 0, 0, last]),
-    }])
-    .expect("start stack")
-}
-
-fn stacks_with(client: StackBuilder, server: StackBuilder) -> (Stack, Stack, Cable) {
-    let (a, b, link) = mem::pair(4096);
-    (start(client, a, 1), start(server, b, 2), link)
-}
 
 fn connected(c: &Stack, l: &TcpListener) -> (TcpStream, TcpStream) {
     let a = TcpStream::connect(c, l.local_addr().unwrap()).expect("connect");

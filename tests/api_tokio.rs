@@ -2,6 +2,10 @@
 //! root: echo, half-close, end of stream, reset, `tokio::time` timeouts, cancellation safety,
 //! backpressure, a waiting read polled only when woken, and 1000 concurrent tasks.
 
+mod common;
+
+use common::mem_stack::{self, builder};
+
 use std::net::Ipv4Addr;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -10,40 +14,16 @@ use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt, ReadBuf};
 use xdp_tcp::api::tokio::{TcpListener, TcpStream};
-use xdp_tcp::api::{Device, Stack, StackBuilder};
-use xdp_tcp::engine::{EngineConfig, IdleBackoff};
-use xdp_tcp::io::mem::{self, Cable, ChanIo};
-use xdp_tcp::wire::EthernetAddress;
+use xdp_tcp::api::{Stack, StackBuilder};
+use xdp_tcp::io::mem::Cable;
+
+/// Client on `C`, server on `S`, one cable.
+fn stacks_with(client: StackBuilder, server: StackBuilder) -> (Stack, Stack, Cable) {
+    mem_stack::pair((client, C), (server, S))
+}
 
 const C: Ipv4Addr = Ipv4Addr::new(10, 9, 0, 1);
 const S: Ipv4Addr = Ipv4Addr::new(10, 9, 0, 2);
-
-fn builder(addr: Ipv4Addr) -> StackBuilder {
-    Stack::builder()
-        .addr(addr, 24)
-        .shutdown_grace(Duration::from_millis(200))
-        .engine_config(EngineConfig {
-            idle: Some(IdleBackoff {
-                after: 64,
-                max_sleep: Duration::from_millis(5),
-            }),
-            ..Default::default()
-        })
-}
-
-fn start(b: StackBuilder, io: ChanIo, last: u8) -> Stack {
-    b.start_on(vec![Device {
-        waker: Some(io.waker()),
-        io,
-        mac: EthernetAddress([2, 9, 0, 0, 0, last]),
-    }])
-    .expect("start stack")
-}
-
-fn stacks_with(client: StackBuilder, server: StackBuilder) -> (Stack, Stack, Cable) {
-    let (a, b, link) = mem::pair(4096);
-    (start(client, a, 1), start(server, b, 2), link)
-}
 
 fn stacks() -> (Stack, Stack, Cable) {
     stacks_with(builder(C), builder(S))

@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod apps;
+pub mod mem_stack;
 pub mod rawtcp;
 pub mod sim_pair;
 pub mod testbed;
