@@ -10,9 +10,20 @@ use crate::{kernel, LoadResult, ServeMode, ServerReport, Workload};
 #[derive(Debug, Clone, Copy, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ServerKind {
-    Xdp { idle_backoff: bool },
-    Kernel { spin: bool },
+    Xdp {
+        idle_backoff: bool,
+    },
+    Kernel {
+        spin: bool,
+    },
     Reflector,
+    /// Another stack's echo server: the shell command `BenchOpts::external[index]` run in the
+    /// stack's namespace on the server core, with `XDP_IFACE`, `XDP_PORT` and `XDP_CORE` in its
+    /// environment. It prints `ready` on stdout once it serves and stops on SIGTERM (detaching
+    /// whatever it attached).
+    External {
+        index: usize,
+    },
 }
 
 /// A client for one run.
@@ -134,6 +145,15 @@ pub fn matrix(opts: &BenchOpts) -> Vec<Case> {
     ];
     if opts.quick {
         return v;
+    }
+    // The same busy-spinning kernel client against each server (the kernel server's case is the
+    // `pingpong` row's): what each server's end costs, whatever client xdp-tcp itself would use.
+    let kc = ClientKind::Kernel { spin: true };
+    v.push(case("pingpong-kc", "xdp-tcp", xdp_spin, kc, echo, pp));
+    for (index, (name, _)) in opts.external.iter().enumerate() {
+        let name: &'static str = Box::leak(name.clone().into_boxed_str());
+        let server = ServerKind::External { index };
+        v.push(case("pingpong-kc", name, server, kc, echo, pp));
     }
     let rr = Workload::PingPong {
         size: 64,

@@ -49,6 +49,9 @@ pub struct BenchOpts {
     /// Only these rows (pingpong, rr64, bulk, churn, idle10k, ...; a prefix such as `idle`
     /// selects every row it begins); empty = all.
     pub only: Vec<String>,
+    /// Other stacks' echo servers to measure against the same kernel client (the
+    /// `pingpong-kc` row): (system name, shell command). See [`matrix::ServerKind::External`].
+    pub external: Vec<(String, String)>,
 }
 
 impl Default for BenchOpts {
@@ -65,6 +68,7 @@ impl Default for BenchOpts {
             json: None,
             quick: false,
             only: Vec::new(),
+            external: Vec::new(),
         }
     }
 }

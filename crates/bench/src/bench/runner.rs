@@ -20,6 +20,7 @@ use crate::{floor, kernel, xdp, LoadResult, Marks, RunConfig, ServerReport, Work
 const XDP_PORT: u16 = 7000;
 const KERNEL_PORT: u16 = 7001;
 const FLOOR_PORT: u16 = 7002;
+const EXTERNAL_PORT: u16 = 7003;
 
 /// Where the testbed put the two ends.
 pub(super) struct Env {
@@ -48,6 +49,7 @@ pub(super) fn run_case(
         ServerKind::Xdp { .. } => XDP_PORT,
         ServerKind::Kernel { .. } => KERNEL_PORT,
         ServerKind::Reflector => FLOOR_PORT,
+        ServerKind::External { .. } => EXTERNAL_PORT,
     };
     let expect_conns = match case.client {
         ClientKind::KernelProcess { .. } => Some(case.workload.conns()),
@@ -62,6 +64,7 @@ pub(super) fn run_case(
         let mode = case.mode;
         let ports = case.workload.server_ports(port);
         let shards = kernel::tables_for(case.workload.conns());
+        let external = opts.external.clone();
         std::thread::Builder::new()
             .name("bench-server".into())
             .spawn(move || -> io::Result<ServerReport> {
@@ -93,6 +96,10 @@ pub(super) fn run_case(
                             shards,
                         };
                         kernel::serve(&ports, mode, &o, &stop, ready)
+                    }
+                    ServerKind::External { index } => {
+                        let cmd = &external[index].1;
+                        external_server(cmd, &iface, port, server_core, &stop, ready)
                     }
                     ServerKind::Reflector => {
                         let o = XdpOpts::new(&iface);
@@ -217,4 +224,66 @@ pub(super) fn offloads(tb: &Testbed, env: &Env, o: Offloads) -> io::Result<()> {
         tb.exec(ns, &["ip", "link", "set", ifname, "gso_max_segs", segs])?;
     }
     Ok(())
+}
+
+/// Runs another stack's server (`cmd` through `sh -c`) from this thread, which is in the stack's
+/// namespace on the server core, so the child is too; `ready` once it prints `ready`, SIGTERM
+/// once `stop` is set (SIGKILL if it has not exited 5 s later).
+fn external_server(
+    cmd: &str,
+    iface: &str,
+    port: u16,
+    core: usize,
+    stop: &AtomicBool,
+    ready: impl FnOnce(),
+) -> io::Result<ServerReport> {
+    use std::io::BufRead;
+    use std::os::unix::process::CommandExt;
+    // its own process group, signalled as a whole: `sh` may not exec the command
+    let mut child = Command::new("sh")
+        .args(["-c", cmd])
+        .process_group(0)
+        .env("XDP_IFACE", iface)
+        .env("XDP_PORT", port.to_string())
+        .env("XDP_CORE", core.to_string())
+        .stdout(std::process::Stdio::piped())
+        .spawn()?;
+    let out = child.stdout.take().expect("piped");
+    let mut line = String::new();
+    let mut lines = io::BufReader::new(out);
+    while line.trim() != "ready" {
+        line.clear();
+        if lines.read_line(&mut line)? == 0 {
+            let status = child.wait()?;
+            return Err(io::Error::other(format!(
+                "external server `{cmd}` exited ({status}) before printing `ready`"
+            )));
+        }
+    }
+    ready();
+    while !stop.load(Ordering::Relaxed) {
+        if let Some(status) = child.try_wait()? {
+            return Err(io::Error::other(format!(
+                "external server `{cmd}` exited during the run ({status})"
+            )));
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    // kill(1), not libc: no unsafe code for a signal to our own (not yet waited for) child
+    Command::new("kill")
+        .args(["-TERM", "--", &format!("-{}", child.id())])
+        .status()?;
+    for _ in 0..500 {
+        if child.try_wait()?.is_some() {
+            return Ok(ServerReport::default());
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let _ = Command::new("kill")
+        .args(["-KILL", "--", &format!("-{}", child.id())])
+        .status();
+    child.wait()?;
+    Err(io::Error::other(format!(
+        "external server `{cmd}` ignored SIGTERM for 5 s"
+    )))
 }

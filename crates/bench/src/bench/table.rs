@@ -8,7 +8,7 @@
 
 use serde::Serialize;
 
-use super::matrix::{CaseResult, Run};
+use super::matrix::{CaseResult, Run, ServerKind};
 use crate::jitter::Jitter;
 use crate::{kernel, Workload};
 
@@ -202,6 +202,16 @@ const PINGPONG_VS_SPIN: &[Metric] = &[
     metric("p99 µs", P99, Lower, ""),
     metric("round trips/s", Rate, Higher, ""),
 ];
+const KC_VS_KERNEL: &[Metric] = &[
+    metric("p50 µs", P50, Lower, ""),
+    metric("p99 µs", P99, Lower, ""),
+    metric("round trips/s", Rate, Higher, ""),
+];
+const KC_VS_OTHER_STACK: &[Metric] = &[
+    metric("p50 µs", P50, Lower, ""),
+    metric("p99 µs", P99, Lower, ">= 1x"),
+    metric("round trips/s", Rate, Higher, ">= 1x"),
+];
 const PINGPONG_VS_BLOCK: &[Metric] = &[
     metric("p50 µs", P50, Lower, ">= 5x"),
     metric("p99 µs", P99, Lower, ""),
@@ -263,15 +273,38 @@ const FIXED: &[(&str, &str, &str, &str, &[Metric])] = &[
     ("churn", CHURN, "kernel-spin", "kernel busy-spin", CHURN_VS_SPIN),
 ];
 
+const PP_KC: &str = "64 B ping-pong, kernel client";
+
 /// The table's comparisons, in table order: those of the fixed rows, then for each of
 /// `idle_rows` (the idle rows that ran, with their idle connection counts) the same group.
-pub fn comparisons(idle_rows: &[(String, usize)]) -> Vec<Comparison> {
+pub fn comparisons(idle_rows: &[(String, usize)], externals: &[&'static str]) -> Vec<Comparison> {
     let mut v: Vec<Comparison> = FIXED
         .iter()
         .map(|&(row, workload, system, label, metrics)| {
             Comparison::new(row, workload, system, label, metrics)
         })
         .collect();
+    // The same kernel client against each server: the kernel's (on the ping-pong row, where it
+    // ran) and every other stack's.
+    v.push(
+        Comparison::new(
+            "pingpong-kc",
+            PP_KC,
+            "kernel-spin",
+            "kernel busy-spin",
+            KC_VS_KERNEL,
+        )
+        .on_row("pingpong"),
+    );
+    for system in externals {
+        v.push(Comparison::new(
+            "pingpong-kc",
+            PP_KC,
+            system,
+            &format!("{system}, same client"),
+            KC_VS_OTHER_STACK,
+        ));
+    }
     for (row, n) in idle_rows {
         let n = *n;
         let workload = if n >= 1000 {
@@ -349,7 +382,12 @@ pub fn table(results: &[CaseResult]) -> (Vec<Line>, Vec<(String, String, Medians
             .map(|x| &x.2)
     };
     let mut lines = Vec::new();
-    for c in comparisons(&idle_rows(results)) {
+    let externals: Vec<&'static str> = results
+        .iter()
+        .filter(|r| matches!(r.case.server, ServerKind::External { .. }))
+        .map(|r| r.case.system)
+        .collect();
+    for c in comparisons(&idle_rows(results), &externals) {
         let (Some(ours), Some(other)) = (get(&c.row, OURS), get(&c.other_row, c.other_system))
         else {
             continue;
@@ -593,14 +631,21 @@ mod tests {
 
     #[test]
     fn every_comparison_names_a_system_of_the_matrix() {
-        let opts = crate::bench::BenchOpts::default();
+        let opts = crate::bench::BenchOpts {
+            external: vec![("other-stack".into(), "true".into())],
+            ..Default::default()
+        };
         let cases = crate::bench::matrix::matrix(&opts);
         let rows: Vec<(String, usize)> = opts
             .idle_conns
             .iter()
             .map(|&n| (crate::bench::matrix::idle_row(n), n))
             .collect();
-        for c in comparisons(&rows) {
+        let comps = comparisons(&rows, &["other-stack"]);
+        assert!(comps
+            .iter()
+            .any(|c| c.row == "pingpong-kc" && c.other_system == "other-stack"));
+        for c in comps {
             assert!(
                 cases.iter().any(|k| k.row == c.row && k.system == OURS),
                 "{c:?}"

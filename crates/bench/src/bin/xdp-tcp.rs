@@ -32,7 +32,7 @@ usage:
   xdp-tcp floor ping    --iface IF --target IP:PORT [--size 64] [--duration 5] [--warmup 1] ...
   xdp-tcp bench [--rounds 3] [--duration 2] [--warmup 0.5] [--idle 0,10000,100000] [--quick]
                 [--json FILE] [--testbed-script deploy/testbed.sh] [--name xtbench]
-                [--only pingpong,rr64,bulk,churn,idle]
+                [--only pingpong,rr64,bulk,churn,idle] [--external 'NAME=COMMAND;...']
   xdp-tcp stat PATH [--json | --prometheus] [--watch [--count N]]
 
 The xdp back-end needs root; --iface is the interface it attaches to (in --netns if given).
@@ -42,7 +42,10 @@ connections than the open-file limit allows one table. An xdp server with --bloc
 after 256 empty iterations in a row, or after --idle-after N (which implies --block). `stat` asks
 the control socket of a stack started with `.control_socket(PATH)`: connections as `ss -tinm`
 prints them and non-zero counters as `nstat` does, or JSON, or Prometheus text; --watch repeats
-once a second (--count times). The result of `load` is printed as a table
+once a second (--count times). `bench --external` adds other stacks' echo servers to the row
+`pingpong-kc` (the same spinning kernel client against xdp-tcp's server and each of them): each
+COMMAND runs through `sh -c` in the stack's namespace on the server core with XDP_IFACE,
+XDP_PORT and XDP_CORE set, prints `ready` once it serves, and exits on SIGTERM. The result of `load` is printed as a table
 and, with --json, written as JSON (\"-\" for stdout).";
 
 struct Args {
@@ -472,6 +475,18 @@ fn bench_opts(args: &Args) -> Result<BenchOpts, String> {
             .get("only")
             .map(|o| o.split(',').map(str::to_string).collect())
             .unwrap_or_default(),
+        external: match args.kv.get("external") {
+            None => Vec::new(),
+            Some(v) => v
+                .split(';')
+                .map(|e| {
+                    e.split_once('=')
+                        .map(|(n, c)| (n.trim().to_string(), c.to_string()))
+                        .filter(|(n, c)| !n.is_empty() && !c.is_empty())
+                        .ok_or_else(|| format!("--external {e}: want NAME=COMMAND"))
+                })
+                .collect::<Result<_, _>>()?,
+        },
         ..d
     })
 }
