@@ -515,13 +515,17 @@ fn transmit(
     neigh: &mut NeighCache,
     stats: &mut EngineStats,
 ) -> Option<usize> {
-    if let Some(n) = neigh.poll_arp(buf) {
-        stats.tx_arp += 1;
-        return Some(n);
-    }
-    if let Some(n) = neigh.poll_released(buf) {
-        stats.tx_released += 1;
-        return Some(n);
+    // exactly the queues the two polls below take from: one check per frame instead of two
+    // calls that find nothing (~70 instructions a frame)
+    if neigh.has_output() {
+        if let Some(n) = neigh.poll_arp(buf) {
+            stats.tx_arp += 1;
+            return Some(n);
+        }
+        if let Some(n) = neigh.poll_released(buf) {
+            stats.tx_released += 1;
+            return Some(n);
+        }
     }
     let (header, body) = buf.split_at_mut(ethernet::HEADER_LEN);
     loop {
