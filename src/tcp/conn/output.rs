@@ -64,7 +64,8 @@ impl Transmit {
     pub fn write_segment(&self, conn: Option<&Connection>, buf: &mut [u8], checksum: bool) {
         debug_assert_eq!(buf.len(), self.segment_len());
         let mut seg = TcpPacket::new_unchecked(buf);
-        self.repr.emit_header(&mut seg);
+        // the header's sum from the values written, not read back from the frame
+        let header_sum = self.repr.emit_header_with_sum(&mut seg);
         if self.payload_len > 0 {
             debug_assert!(conn.is_some(), "a payload needs its connection");
             if let Some(c) = conn {
@@ -72,7 +73,7 @@ impl Transmit {
             }
         }
         if checksum {
-            seg.fill_checksum(*self.src.ip(), *self.dst.ip());
+            seg.fill_checksum_with_header_sum(*self.src.ip(), *self.dst.ip(), header_sum);
         }
     }
 }
