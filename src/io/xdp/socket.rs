@@ -391,6 +391,18 @@ impl XdpSocket {
         self.pool.accounting()
     }
 
+    /// Refills once `refill_batch` frames are missing from the target. Frames leave `Fill` only
+    /// through the rx ring; a refill that found too few free frames leaves the deficit, and a
+    /// later call tries again.
+    fn refill_if_short(&mut self) {
+        let missing = self
+            .fill_target
+            .saturating_sub(self.pool.count(FrameLocation::Fill));
+        if missing >= self.refill_batch {
+            self.refill();
+        }
+    }
+
     /// Lends free frames to the kernel until `fill_target` are lent. Returns how many were added.
     pub fn refill(&mut self) -> usize {
         let lent = self.pool.count(FrameLocation::Fill);
@@ -453,11 +465,11 @@ impl XdpSocket {
         }
     }
 
-    /// Blocks up to `timeout` for a received frame. Flushes tx and refills first, so sleeping
-    /// never strands queued work.
+    /// Blocks up to `timeout` for a received frame. Flushes tx and refills first (to within
+    /// `refill_batch` of the target), so sleeping never strands queued work.
     pub fn poll_rx(&mut self, timeout: Duration) -> io::Result<bool> {
         self.flush();
-        self.refill();
+        self.refill_if_short();
         if self.rx.nb_avail(1) > 0 {
             return Ok(true);
         }
@@ -555,15 +567,7 @@ impl PacketIo for XdpSocket {
             }
             self.pool.release(i, FrameLocation::App);
         }
-        // Frames leave `Fill` only through the rx ring; a refill that found too few free frames
-        // leaves the deficit, and a later batch tries again.
-        if self
-            .fill_target
-            .saturating_sub(self.pool.count(FrameLocation::Fill))
-            >= self.refill_batch
-        {
-            self.refill();
-        }
+        self.refill_if_short();
         if n == 0 && self.need_wakeup && self.fill.needs_wakeup() {
             self.stats.fill_kicks += 1;
             let _ = self.fill.wakeup(self.rx.fd_mut(), 0);
