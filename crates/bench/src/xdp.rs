@@ -318,22 +318,40 @@ impl ServerApp {
                     }
                 }
             }
-            ServeMode::Discard => loop {
-                let Some(c) = host.conn(id) else {
-                    break false;
-                };
-                if c.error().is_some() {
-                    break true;
+            ServeMode::Discard => {
+                let waiting = host.conn(id).map(|c| {
+                    if c.error().is_some() {
+                        0
+                    } else {
+                        c.recv_queue()
+                    }
+                });
+                if waiting.is_some_and(|n| n > 0) {
+                    // In place: nothing is copied out of the receive buffer.
+                    let got = host
+                        .with_conn(id, |c| {
+                            let mut got = 0;
+                            loop {
+                                let n = c.recv_queue();
+                                if n == 0 {
+                                    break got;
+                                }
+                                let k = c.consume(n);
+                                if k == 0 {
+                                    break got;
+                                }
+                                got += k;
+                            }
+                        })
+                        .unwrap_or(0);
+                    work += got;
+                    self.report.bytes_in += got as u64;
                 }
-                let n = c.recv_queue();
-                if n == 0 {
-                    break c.at_eof();
+                match host.conn(id) {
+                    None => false,
+                    Some(c) => c.error().is_some() || (c.recv_queue() == 0 && c.at_eof()),
                 }
-                // In place: nothing is copied out of the receive buffer.
-                let got = host.with_conn(id, |c| c.consume(n)).unwrap_or(0);
-                work += got;
-                self.report.bytes_in += got as u64;
-            },
+            }
             ServeMode::Source => loop {
                 let Some(c) = host.conn(id) else {
                     break false;
