@@ -64,8 +64,7 @@ impl Transmit {
     pub fn write_segment(&self, conn: Option<&Connection>, buf: &mut [u8], checksum: bool) {
         debug_assert_eq!(buf.len(), self.segment_len());
         let mut seg = TcpPacket::new_unchecked(buf);
-        // the header's sum from the values written, not read back from the frame
-        let header_sum = self.repr.emit_header_with_sum(&mut seg);
+        self.repr.emit_header(&mut seg);
         if self.payload_len > 0 {
             debug_assert!(conn.is_some(), "a payload needs its connection");
             if let Some(c) = conn {
@@ -73,7 +72,9 @@ impl Transmit {
             }
         }
         if checksum {
-            seg.fill_checksum_with_header_sum(*self.src.ip(), *self.dst.ip(), header_sum);
+            // reading the header back costs fewer instructions than summing its fields as they
+            // are written (emit_header_with_sum: +38 a segment, callgrind, ping-pong)
+            seg.fill_checksum(*self.src.ip(), *self.dst.ip());
         }
     }
 }
