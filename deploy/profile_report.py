@@ -99,7 +99,7 @@ def main():
     unit = {"pingpong": "round trip", "rr64": "request", "bulk": "MiB", "churn": "connection"}
     head = (f"{'workload':<9} {'run':>3} {'per':<10} {'work':>9} "
             + " ".join(f"{n:>9}" for n in NAMES)
-            + f" {'iter/req':>8} {'empty/req':>9} {'empty':>6} {'all':>9}")
+            + f" {'iter/req':>8} {'empty/req':>9} {'empty':>6} {'all':>9} {'rx/req':>6} {'tx/req':>6}")
     print(head)
     print("-" * len(head))
     for w in only:
@@ -116,19 +116,25 @@ def main():
             it = count_calls(calls, r"::recv_batch$")
             empty = count_calls(calls, r"Engine<.*>::idle$")
             n = counts[w]
+            # frames taken off the rx ring and put on the tx ring (libxdp's per-descriptor
+            # accessors): a kernel client's pure ACKs, which come or not as its delayed-ACK
+            # timer and our speed under valgrind meet, move the per-request figure with them
+            rx = count_calls(calls, r"^xsk_ring_cons__rx_desc$")
+            tx = count_calls(calls, r"^xsk_ring_prod__tx_desc$")
             work = {k: (cats[k] - empty * price[k]) / n for k in NAMES}
             wsum = sum(work.values())
             works.append(wsum)
             print(f"{w:<9} {r:>3} {unit[w]:<10} {wsum:>9.0f} "
                   + " ".join(f"{work[k]:>9.0f}" for k in NAMES)
                   + f" {(it - empty) / n:>8.2f} {empty / n:>9.1f} {itotal / iit:>6.0f}"
-                  + f" {total / n:>9.0f}")
+                  + f" {total / n:>9.0f} {rx / n:>6.2f} {tx / n:>6.2f}")
         if len(works) > 1:
             lo, hi = min(works), max(works)
             print(f"{w:<9} spread of the work figure between runs: {100 * (hi - lo) / lo:.2f}%")
     print("work: instructions per unit in iterations that did something (empty ones priced apart);")
     print("iter/req: such iterations per unit; empty: instructions of one empty iteration; "
-          "all: everything in Engine::poll per unit")
+          "all: everything in Engine::poll per unit;")
+    print("rx/req, tx/req: frames received and sent per unit")
 
 
 if __name__ == "__main__":

@@ -57,6 +57,7 @@ pub mod endpoint;
 pub mod mesh;
 pub mod snapshot;
 
+use std::net::Ipv4Addr;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::host::{ConnId, Host, RxVerdict};
@@ -330,17 +331,27 @@ impl<P: PacketIo, A: App> Engine<P, A> {
 
         // Frames other engines forwarded came in before this batch: take them first.
         let mut work = 0;
+        let mut seen = None;
         if let Some(m) = mesh.as_deref_mut() {
             if m.has_inbound() {
                 let n = m.drain(cfg.rx_batch, |frame| {
-                    receive(now, frame, mac, host, neigh, stats, None)
+                    receive(now, frame, mac, host, neigh, stats, None, &mut seen)
                 });
                 stats.forwarded_in += n as u64;
                 work += n;
             }
         }
         work += io.recv_batch(cfg.rx_batch, |frame| {
-            receive(now, frame, mac, host, neigh, stats, mesh.as_deref_mut())
+            receive(
+                now,
+                frame,
+                mac,
+                host,
+                neigh,
+                stats,
+                mesh.as_deref_mut(),
+                &mut seen,
+            )
         });
 
         // not `poll_timeout`, which is due at once whenever output waits (sent below anyway)
@@ -454,6 +465,11 @@ fn monotonic_nanos() -> u64 {
         .wrapping_add(ts.tv_nsec as u64)
 }
 
+/// `seen` is the last source [`NeighCache::observe_ipv4`] was told of in this iteration: telling
+/// it again, at the same `now`, would change nothing (the entry is confirmed at `now` already),
+/// so consecutive frames of one peer pay for one look-up (~60 instructions a frame). An ARP frame
+/// may change the entry, so it forgets `seen`.
+#[allow(clippy::too_many_arguments)]
 fn receive(
     now: Instant,
     frame: &[u8],
@@ -462,6 +478,7 @@ fn receive(
     neigh: &mut NeighCache,
     stats: &mut EngineStats,
     mesh: Option<&mut mesh::Mesh>,
+    seen: &mut Option<(Ipv4Addr, EthernetAddress)>,
 ) {
     stats.rx_frames += 1;
     stats.rx_bytes += frame.len() as u64;
@@ -489,13 +506,18 @@ fn receive(
                 // Only a segment that parsed and verified may teach the cache a MAC.
                 v => {
                     if let Some(src) = v.verified_source() {
-                        neigh.observe_ipv4(now, src, eth.src_addr());
+                        let from = (src, eth.src_addr());
+                        if *seen != Some(from) {
+                            neigh.observe_ipv4(now, from.0, from.1);
+                            *seen = Some(from);
+                        }
                     }
                 }
             }
         }
         EtherType::Arp => {
             stats.rx_arp += 1;
+            *seen = None;
             match ArpPacket::new_checked(eth.payload()).and_then(|p| ArpRepr::parse(&p)) {
                 Ok(repr) => neigh.handle_arp(now, &repr),
                 Err(_) => stats.drop_bad_arp += 1,
@@ -515,13 +537,17 @@ fn transmit(
     neigh: &mut NeighCache,
     stats: &mut EngineStats,
 ) -> Option<usize> {
-    if let Some(n) = neigh.poll_arp(buf) {
-        stats.tx_arp += 1;
-        return Some(n);
-    }
-    if let Some(n) = neigh.poll_released(buf) {
-        stats.tx_released += 1;
-        return Some(n);
+    // exactly the queues the two polls below take from: one check per frame instead of two
+    // calls that find nothing (~70 instructions a frame)
+    if neigh.has_output() {
+        if let Some(n) = neigh.poll_arp(buf) {
+            stats.tx_arp += 1;
+            return Some(n);
+        }
+        if let Some(n) = neigh.poll_released(buf) {
+            stats.tx_released += 1;
+            return Some(n);
+        }
     }
     let (header, body) = buf.split_at_mut(ethernet::HEADER_LEN);
     loop {

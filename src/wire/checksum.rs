@@ -33,21 +33,28 @@ pub fn data(bytes: &[u8]) -> u16 {
     u16::from_be(fold(acc))
 }
 
-/// Sums at most `BLOCK` bytes in native byte order, sixteen at a time into a 128-bit sum: each
+/// Sums at most `BLOCK` bytes in native byte order, 64 at a time into a 128-bit sum: each
 /// 8-byte word costs an add and an add-with-carry, and a carry out of bit 63 (worth 2^64, which
-/// is 1 mod 0xffff) gathers in the high half. Callgrind: ~540 instructions for 1448 bytes, where
-/// splitting each word into 32-bit halves took ~700.
+/// is 1 mod 0xffff) gathers in the high half. Callgrind, 1472 bytes: ~465 instructions; 16 bytes
+/// per loop step took ~530 (the loop's own compare and branch), splitting each word into 32-bit
+/// halves ~700, and lanes of 16-bit words in 32-bit sums that LLVM vectorises (SSE2) ~670.
 #[inline(always)]
 fn sum_block(bytes: &[u8]) -> u64 {
-    let mut chunks = bytes.chunks_exact(16);
+    let mut chunks = bytes.chunks_exact(64);
     let mut wide = 0u128;
     for chunk in &mut chunks {
+        for i in 0..8 {
+            wide += u128::from(word(&chunk[8 * i..8 * i + 8]));
+        }
+    }
+    let mut pairs = chunks.remainder().chunks_exact(16);
+    for chunk in &mut pairs {
         wide += u128::from(word(&chunk[0..8]));
         wide += u128::from(word(&chunk[8..16]));
     }
-    // At most 2^26 carries and a 33-bit halves sum: no overflow below.
+    // At most 2^27 carries and a 33-bit halves sum: no overflow below.
     let mut acc = halves(wide as u64) + (wide >> 64) as u64;
-    let mut words = chunks.remainder().chunks_exact(8);
+    let mut words = pairs.remainder().chunks_exact(8);
     for w in &mut words {
         acc += halves(word(w));
     }
@@ -67,6 +74,14 @@ fn sum_block(bytes: &[u8]) -> u64 {
         acc += u64::from(u16::from_ne_bytes([last, 0]));
     }
     acc
+}
+
+/// [`data`] of exactly 20 bytes, an IPv4 header without options: five 32-bit words and a fold,
+/// without the general loop's set-up and tail (~20 instructions instead of ~58).
+#[inline]
+pub fn data20(b: &[u8; 20]) -> u16 {
+    let w = |i: usize| u64::from(u32::from_ne_bytes([b[i], b[i + 1], b[i + 2], b[i + 3]]));
+    u16::from_be(fold(w(0) + w(4) + w(8) + w(12) + w(16)))
 }
 
 #[inline(always)]
@@ -172,6 +187,21 @@ mod tests {
                 assert_eq!(data(s), naive(s), "len {len} align {align}");
             }
         }
+    }
+
+    #[test]
+    fn data20_matches_data() {
+        let mut rng = ChaCha8Rng::seed_from_u64(791);
+        let mut h = [0u8; 20];
+        for i in 0..10_000 {
+            rng.fill_bytes(&mut h);
+            if i % 100 == 0 {
+                h = [0xff; 20];
+            }
+            assert_eq!(data20(&h), data(&h), "{h:?}");
+            assert_eq!(data20(&h), naive(&h), "{h:?}");
+        }
+        assert_eq!(data20(&[0; 20]), 0);
     }
 
     #[test]

@@ -233,7 +233,12 @@ impl<T: AsRef<[u8]>> Ipv4Packet<T> {
     /// True if the header (options included) sums to negative zero.
     #[inline]
     pub fn verify_checksum(&self) -> bool {
-        checksum::data(self.header_bytes()) == 0xffff
+        let h = self.header_bytes();
+        let sum = match <&[u8; 20]>::try_from(h) {
+            Ok(fixed) => checksum::data20(fixed),
+            Err(_) => checksum::data(h),
+        };
+        sum == 0xffff
     }
 
     #[inline]

@@ -21,7 +21,7 @@ use xdp_tcp::engine::endpoint::{InterfaceConfig, XdpInterface};
 use xdp_tcp::engine::{App, Engine, EngineConfig, IdleBackoff};
 use xdp_tcp::host::{ConnId, Host, HostConfig};
 use xdp_tcp::io::xdp::{AttachMode, XdpSocket, XdpSocketConfig};
-use xdp_tcp::tcp::Event;
+use xdp_tcp::tcp::{Connection, Event};
 use xdp_tcp::time::Instant;
 
 /// Where and how an endpoint runs.
@@ -272,77 +272,116 @@ impl ServerApp {
 
     /// Moves what it can on one connection; closes it when done.
     fn service(&mut self, host: &mut Host, id: ConnId) -> usize {
-        let Some(&echoed) = self.conns.get(&id) else {
+        let Some(echoed) = self.conns.get_mut(&id) else {
             return 0;
         };
-        let mut echoed = echoed;
         let mut work = 0;
-        let close = loop {
-            let Some(c) = host.conn(id) else {
-                break false;
-            };
-            if c.error().is_some() {
-                break true;
-            }
-            match self.mode {
-                ServeMode::Echo | ServeMode::EchoClose(_) => {
-                    let n = c.recv_queue().min(c.send_space()).min(self.scratch.len());
-                    if n == 0 {
-                        let done = matches!(self.mode, ServeMode::EchoClose(l) if echoed >= l);
-                        break (c.at_eof() && c.recv_queue() == 0) || done;
-                    }
-                    let scratch = &mut self.scratch[..n];
+        let close = match self.mode {
+            ServeMode::Echo | ServeMode::EchoClose(_) => {
+                let limit = match self.mode {
+                    ServeMode::EchoClose(l) => Some(l),
+                    _ => None,
+                };
+                // Looked at without touching it first: an event that leaves nothing to echo (a
+                // Writable after an ACK) must not queue the connection for output.
+                let idle = |c: &Connection| {
+                    c.recv_queue() == 0 || c.send_space() == 0 || c.error().is_some()
+                };
+                let busy = host.conn(id).map(|c| !idle(c));
+                if busy == Some(true) {
+                    let scratch = &mut self.scratch;
                     let moved = host
                         .with_conn(id, |c| {
-                            let got = c.recv(scratch).unwrap_or(0);
-                            c.send(&scratch[..got]).unwrap_or(0)
+                            let mut moved = 0;
+                            while !idle(c) {
+                                let n = c.recv_queue().min(c.send_space()).min(scratch.len());
+                                let got = c.recv(&mut scratch[..n]).unwrap_or(0);
+                                let sent = c.send(&scratch[..got]).unwrap_or(0);
+                                if sent == 0 {
+                                    break;
+                                }
+                                moved += sent;
+                            }
+                            moved
                         })
                         .unwrap_or(0);
-                    if moved == 0 {
-                        break false;
-                    }
-                    echoed += moved;
+                    *echoed += moved;
                     work += moved;
                     self.report.bytes_in += moved as u64;
                     self.report.bytes_out += moved as u64;
                 }
-                ServeMode::Discard => {
-                    let n = c.recv_queue();
-                    if n == 0 {
-                        break c.at_eof();
+                match host.conn(id) {
+                    None => false,
+                    Some(c) if c.error().is_some() => true,
+                    Some(c) => {
+                        (c.at_eof() && c.recv_queue() == 0) || limit.is_some_and(|l| *echoed >= l)
                     }
+                }
+            }
+            ServeMode::Discard => {
+                let waiting = host.conn(id).map(|c| {
+                    if c.error().is_some() {
+                        0
+                    } else {
+                        c.recv_queue()
+                    }
+                });
+                if waiting.is_some_and(|n| n > 0) {
                     // In place: nothing is copied out of the receive buffer.
-                    let got = host.with_conn(id, |c| c.consume(n)).unwrap_or(0);
+                    let got = host
+                        .with_conn(id, |c| {
+                            let mut got = 0;
+                            loop {
+                                let n = c.recv_queue();
+                                if n == 0 {
+                                    break got;
+                                }
+                                let k = c.consume(n);
+                                if k == 0 {
+                                    break got;
+                                }
+                                got += k;
+                            }
+                        })
+                        .unwrap_or(0);
                     work += got;
                     self.report.bytes_in += got as u64;
                 }
-                ServeMode::Source => {
-                    let q = c.recv_queue();
-                    if q > 0 {
-                        host.with_conn(id, |c| c.consume(q));
-                    }
-                    let c = host.conn(id).expect("checked above");
-                    if c.at_eof() {
-                        break true;
-                    }
-                    let n = c.send_space().min(self.zeros.len());
-                    if n == 0 {
-                        break false;
-                    }
-                    let sent = host.send(id, &self.zeros[..n]).unwrap_or(0);
-                    if sent == 0 {
-                        break false;
-                    }
-                    work += sent;
-                    self.report.bytes_out += sent as u64;
+                match host.conn(id) {
+                    None => false,
+                    Some(c) => c.error().is_some() || (c.recv_queue() == 0 && c.at_eof()),
                 }
             }
+            ServeMode::Source => loop {
+                let Some(c) = host.conn(id) else {
+                    break false;
+                };
+                if c.error().is_some() {
+                    break true;
+                }
+                let q = c.recv_queue();
+                if q > 0 {
+                    host.with_conn(id, |c| c.consume(q));
+                }
+                let c = host.conn(id).expect("checked above");
+                if c.at_eof() {
+                    break true;
+                }
+                let n = c.send_space().min(self.zeros.len());
+                if n == 0 {
+                    break false;
+                }
+                let sent = host.send(id, &self.zeros[..n]).unwrap_or(0);
+                if sent == 0 {
+                    break false;
+                }
+                work += sent;
+                self.report.bytes_out += sent as u64;
+            },
         };
         if close {
             self.conns.remove(&id);
             host.close(id);
-        } else if let Some(e) = self.conns.get_mut(&id) {
-            *e = echoed;
         }
         work
     }

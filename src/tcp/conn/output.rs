@@ -72,6 +72,8 @@ impl Transmit {
             }
         }
         if checksum {
+            // reading the header back costs fewer instructions than summing its fields as they
+            // are written (emit_header_with_sum: +38 a segment, callgrind, ping-pong)
             seg.fill_checksum(*self.src.ip(), *self.dst.ip());
         }
     }

@@ -225,6 +225,12 @@ impl Recovery {
     /// clearing the reordering timer; without SACK, NewReno's fast retransmit. Enters fast
     /// recovery if anything new was marked lost.
     pub fn detect_losses(&mut self, cx: &mut Ctx) {
+        if cx.sack && cx.sb.is_empty() {
+            // nothing in flight (every ACK of a request/response exchange, every ACK a receiver
+            // sends): RACK and the duplicate threshold have nothing to mark and no deadline
+            cx.timers.clear(TimerKind::Reorder);
+            return;
+        }
         let mut marked = 0;
         if cx.sack {
             let in_recovery = self.episode.is_some();

@@ -86,6 +86,22 @@ impl TcpOptions {
     /// Allocation-free; see the module docs for what is accepted.
     #[inline]
     pub fn parse(bytes: &[u8]) -> Result<TcpOptions> {
+        // The layout of nearly every segment of a connection with timestamps (Linux's, ours):
+        // NOP, NOP, timestamps. Read straight, as header prediction does (RFC 7323 appendix A),
+        // for a fifth of the loop's instructions; anything else takes the loop.
+        if let [kind::NOP, kind::NOP, kind::TIMESTAMP, 10, ts @ ..] = bytes {
+            if ts.len() == 8 {
+                return Ok(TcpOptions {
+                    timestamp: Some((be32(&ts[..4]), be32(&ts[4..]))),
+                    ..TcpOptions::default()
+                });
+            }
+        }
+        Self::parse_any(bytes)
+    }
+
+    /// [`TcpOptions::parse`] without its fast path: every layout, option by option.
+    fn parse_any(bytes: &[u8]) -> Result<TcpOptions> {
         let mut opts = TcpOptions::default();
         let mut i = 0;
         while i < bytes.len() {
@@ -374,5 +390,34 @@ mod tests {
         };
         assert_eq!(o.sack().len(), MAX_SACK_BLOCKS);
         assert_eq!(o.sack_blocks_emitted(), MAX_SACK_BLOCKS);
+    }
+
+    /// The fast path for NOP, NOP, timestamps gives what the option-by-option loop gives, for
+    /// that layout and for every near miss (other lengths, kinds, trailing bytes).
+    #[test]
+    fn timestamp_fast_path_agrees_with_the_loop() {
+        let ts = [1, 1, 8, 10, 0x12, 0x34, 0x56, 0x78, 0x9a, 0xbc, 0xde, 0xf0];
+        let got = TcpOptions::parse(&ts).unwrap();
+        assert_eq!(got.timestamp, Some((0x1234_5678, 0x9abc_def0)));
+        assert_eq!(got, TcpOptions::parse_any(&ts).unwrap());
+        let mut cases: Vec<Vec<u8>> = Vec::new();
+        for cut in 0..ts.len() {
+            cases.push(ts[..cut].to_vec());
+        }
+        for at in 0..4 {
+            for v in [0u8, 1, 2, 5, 8, 9, 10, 11, 255] {
+                let mut c = ts.to_vec();
+                c[at] = v;
+                cases.push(c);
+            }
+        }
+        for extra in [&[0u8][..], &[1], &[1, 1], &[4, 2], &[3, 3, 7, 0]] {
+            let mut c = ts.to_vec();
+            c.extend_from_slice(extra);
+            cases.push(c);
+        }
+        for c in cases {
+            assert_eq!(TcpOptions::parse(&c), TcpOptions::parse_any(&c), "{c:?}");
+        }
     }
 }
