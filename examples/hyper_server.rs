@@ -44,14 +44,18 @@ async fn on_stack(iface: &str, port: u16) -> std::io::Result<()> {
     let mut stop = tokio::task::spawn_blocking(move || waiter.wait());
     loop {
         tokio::select! {
+            // the stop first: once the stack shuts down, accept() fails too (ECONNABORTED)
+            biased;
+            _ = &mut stop => break,
             r = listener.accept() => match r {
                 Ok((s, _)) => {
                     s.set_nodelay(true)?;
                     serve(s);
                 }
+                // shutting down: `stop` is about to be ready
+                Err(e) if e.kind() == std::io::ErrorKind::ConnectionAborted => break,
                 Err(e) => return Err(e),
             },
-            _ = &mut stop => break,
         }
     }
     drop(listener);
