@@ -8,7 +8,7 @@ use std::net::{Ipv4Addr, SocketAddrV4};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 
-use xdp_tcp::host::{DropReason, Host, HostConfig};
+use xdp_tcp::host::{DropReason, Host, HostConfig, SharedBudget, PUBLISH_STEP};
 use xdp_tcp::tcp::{self, Secret, State};
 use xdp_tcp::time::{Duration, Instant};
 use xdp_tcp::wire::{
@@ -327,4 +327,77 @@ fn connection_count_time_wait_and_orphans_are_bounded() {
     let (src, port) = peer(1000);
     raw.now += Duration::from_millis(1);
     assert!(raw.open(&mut server, src, port));
+}
+
+#[test]
+fn engines_sharing_a_budget_refuse_together_and_stay_under_it() {
+    // Two hosts (two engines of one stack) share 8 MiB; each alone would allow 1 GiB. A peer
+    // opening connections without end on the first drives both into pressure: the second,
+    // holding nothing, refuses too, and the two together never hold more than the budget.
+    let _g = SERIAL.lock().unwrap();
+    let budget = 8 * MIB;
+    let shared = SharedBudget::new(budget);
+    let mut a = Host::new(server_cfg(None));
+    let mut b = Host::new(server_cfg(None));
+    a.share_budget(shared.clone());
+    b.share_budget(shared.clone());
+    a.listen(PORT, 1 << 20);
+    b.listen(PORT, 1 << 20);
+    let mut raw = Raw {
+        now: Instant::from_secs(1),
+        buf: vec![0u8; 2048],
+    };
+    let start = heap();
+    let mut peak = 0usize;
+    let mut refused = 0u32;
+    let mut opened = 0u32;
+    for i in 0..20_000u32 {
+        let (src, port) = peer(i);
+        if raw.open(&mut a, src, port) {
+            opened += 1;
+        } else {
+            refused += 1;
+        }
+        while a.accept(PORT).is_some() {}
+        let held = a.memory_used() + b.memory_used();
+        assert!(held <= budget, "the two hold {held} bytes");
+        // the shared figure lags each host's own by less than one publishing step
+        assert!(
+            held.abs_diff(shared.used()) < 2 * PUBLISH_STEP,
+            "{held} vs {}",
+            shared.used()
+        );
+        peak = peak.max(heap().saturating_sub(start));
+    }
+    assert!(shared.under_pressure());
+    assert!(
+        refused > 10_000 && opened > 1000,
+        "{opened} opened, {refused} refused"
+    );
+    assert_eq!(a.stats().mem_pressure_refusals, u64::from(refused));
+    // the second host holds nothing of its own, yet refuses: the budget is the stack's
+    assert_eq!(b.memory_used(), 0);
+    let (src, port) = peer(50_000);
+    assert!(!raw.open(&mut b, src, port), "b admitted a connection");
+    assert_eq!(b.stats().mem_pressure_refusals, 1);
+    assert_eq!(b.stats().dropped(DropReason::OverLimit), 1);
+    assert!(peak < budget, "heap peak +{peak}");
+    eprintln!(
+        "{opened} connections on the first host ({} KiB), {refused} refused; shared {} KiB of \
+         {} KiB; heap peak +{} KiB",
+        a.memory_used() / 1024,
+        shared.used() / 1024,
+        budget / 1024,
+        peak / 1024
+    );
+    // the first host going away gives its part back: the second takes connections again
+    drop(a);
+    assert_eq!(shared.used(), 0);
+    assert!(!shared.under_pressure());
+    raw.now += Duration::from_millis(1);
+    assert!(
+        raw.open(&mut b, src, port),
+        "b refused with the budget free"
+    );
+    assert_eq!(b.conn_count(), 1);
 }

@@ -126,6 +126,7 @@ pub struct StackBuilder {
     socket: XdpSocketConfig,
     handlers: Vec<(u16, Factory)>,
     backlog: usize,
+    mem_budget: usize,
     grace: Duration,
     control_socket: Option<PathBuf>,
 }
@@ -152,6 +153,7 @@ impl Default for StackBuilder {
             socket: XdpSocketConfig::default(),
             handlers: Vec::new(),
             backlog: 1024,
+            mem_budget: crate::host::Limits::default().mem_budget,
             grace: Duration::from_millis(500),
             control_socket: None,
         }
@@ -254,6 +256,15 @@ impl StackBuilder {
     /// Pending connections per listener not yet accepted (default 1024).
     pub fn backlog(mut self, n: usize) -> Self {
         self.backlog = n.max(1);
+        self
+    }
+
+    /// Bytes all connections of all engines may hold together (default 1 GiB, about Linux's
+    /// `tcp_mem` high mark on a 16 GiB machine): from 7/8 of it every engine refuses new
+    /// connections and sheds out-of-order data and window, as one host does at its own
+    /// [`Limits::mem_budget`](crate::host::Limits::mem_budget) (see [`SharedBudget`](crate::host::SharedBudget)).
+    pub fn mem_budget(mut self, bytes: usize) -> Self {
+        self.mem_budget = bytes;
         self
     }
 
@@ -461,6 +472,7 @@ impl StackBuilder {
         hcfg.tcp = self.tcp;
         hcfg.ephemeral_ports = (*self.ephemeral.start(), *self.ephemeral.end());
         let (engine_cfg, handlers, backlog) = (self.engine, self.handlers, self.backlog);
+        let budget = crate::host::SharedBudget::new(self.mem_budget);
         let (ctl, tok, hs) = (Arc::clone(&control), Arc::clone(&tokens), handles.clone());
         let threads = EngineThreads::spawn(specs, move |spec| {
             let q = spec.queue_id as usize;
@@ -469,6 +481,7 @@ impl StackBuilder {
             let mut cfg = hcfg;
             cfg.tcp.secret = crate::tcp::Secret::random();
             let mut host = Host::new(cfg);
+            host.share_budget(Arc::clone(&budget));
             if let Some(s) = &steer {
                 host.set_steering(Arc::clone(s), spec.queue_id);
             }

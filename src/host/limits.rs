@@ -15,9 +15,88 @@
 //! new connections are refused and a visited connection drops its out-of-order data and stops
 //! its receive window at the bytes it holds; when pressure ends a visited connection gets its
 //! buffer back.
+//!
+//! The hosts of one stack (one per engine) can also share a [`SharedBudget`] ([`Host::share_budget`]),
+//! like Linux's `tcp_mem`, which is one figure for the whole machine: each host publishes its
+//! total to it with an atomic add, only when it has moved by [`PUBLISH_STEP`] since it last did
+//! (so no cache line bounces between cores on every visit), and a host is under pressure when
+//! either its own budget or the shared one is at 7/8. The shared figure lags the truth by less
+//! than `PUBLISH_STEP` per host; the pressure mark leaves an eighth of the budget for that.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 
 use super::slots::Slot;
 use super::{ConnId, DropReason, Host, KINDS};
+
+/// A host publishes its memory to a [`SharedBudget`] when it moved by this much since the last
+/// time (or fell to zero).
+pub const PUBLISH_STEP: usize = 64 * 1024;
+
+/// A memory budget shared by the hosts of one stack: what they hold together, against one
+/// limit. Hosts join it with [`Host::share_budget`]; a host that is dropped takes its part back.
+#[derive(Debug)]
+pub struct SharedBudget {
+    budget: usize,
+    used: AtomicUsize,
+}
+
+impl SharedBudget {
+    /// A budget of `budget` bytes for every host that will share it.
+    pub fn new(budget: usize) -> Arc<Self> {
+        Arc::new(SharedBudget {
+            budget,
+            used: AtomicUsize::new(0),
+        })
+    }
+
+    pub fn budget(&self) -> usize {
+        self.budget
+    }
+
+    /// Bytes the hosts hold together, as last published (each host's part lags its own
+    /// [`Host::memory_used`] by less than [`PUBLISH_STEP`]).
+    pub fn used(&self) -> usize {
+        self.used.load(Ordering::Relaxed)
+    }
+
+    /// At 7/8 of the budget or more: every sharing host refuses new connections and sheds
+    /// what it can.
+    pub fn under_pressure(&self) -> bool {
+        self.used() >= self.budget / 8 * 7
+    }
+}
+
+/// One host's part of a [`SharedBudget`]: what it last published, taken back when dropped.
+#[derive(Debug)]
+pub(super) struct BudgetShare {
+    budget: Arc<SharedBudget>,
+    published: usize,
+}
+
+impl BudgetShare {
+    /// Publishes `used` if it moved by [`PUBLISH_STEP`] since the last time, or is zero.
+    fn publish(&mut self, used: usize) {
+        let moved = used.abs_diff(self.published);
+        if moved == 0 || (moved < PUBLISH_STEP && used != 0) {
+            return;
+        }
+        if used > self.published {
+            self.budget.used.fetch_add(moved, Ordering::Relaxed);
+        } else {
+            self.budget.used.fetch_sub(moved, Ordering::Relaxed);
+        }
+        self.published = used;
+    }
+}
+
+impl Drop for BudgetShare {
+    fn drop(&mut self) {
+        self.budget
+            .used
+            .fetch_sub(self.published, Ordering::Relaxed);
+    }
+}
 
 /// What a connection costs the host beyond [`Connection::memory`](crate::tcp::Connection::memory):
 /// its slot, which holds the connection itself (counted twice, as the slot vector grows by
@@ -70,9 +149,30 @@ impl Host {
         self.mem_used
     }
 
-    /// Whether the host is under memory pressure (at 7/8 of its budget or more).
+    /// Whether the host is under memory pressure: at 7/8 of its budget or more, or the
+    /// [`SharedBudget`] it shares is.
     pub fn under_memory_pressure(&self) -> bool {
         self.mem_used >= self.cfg.limits.pressure_mark()
+            || self
+                .shared
+                .as_ref()
+                .is_some_and(|s| s.budget.under_pressure())
+    }
+
+    /// Joins `budget`, shared with the other hosts (engines) of a stack, on top of this host's
+    /// own [`Limits::mem_budget`]. What the host holds already is published at once.
+    pub fn share_budget(&mut self, budget: Arc<SharedBudget>) {
+        let mut share = BudgetShare {
+            budget,
+            published: 0,
+        };
+        share.publish(self.mem_used);
+        self.shared = Some(share);
+    }
+
+    /// The budget this host shares, if any.
+    pub fn shared_budget(&self) -> Option<&Arc<SharedBudget>> {
+        self.shared.as_ref().map(|s| &s.budget)
     }
 
     /// Whether a new connection may be made: the connection count and memory allow it.
@@ -113,6 +213,9 @@ impl Host {
         let m = conn.memory() + SLOT_OVERHEAD;
         self.mem_used = self.mem_used - slot.mem + m;
         slot.mem = m;
+        if let Some(s) = self.shared.as_mut() {
+            s.publish(self.mem_used);
+        }
         let in_tw = conn.state() == crate::tcp::State::TimeWait;
         if in_tw && !slot.in_time_wait {
             slot.in_time_wait = true;
@@ -156,6 +259,9 @@ impl Host {
         let slot = &mut self.slots[index as usize];
         self.mem_used -= slot.mem;
         slot.mem = 0;
+        if let Some(s) = self.shared.as_mut() {
+            s.publish(self.mem_used);
+        }
         if slot.in_time_wait {
             slot.in_time_wait = false;
             self.time_wait -= 1;

@@ -40,7 +40,7 @@ mod tests;
 
 pub use counters::TcpCounters;
 pub use icmp::unreachable_error;
-pub use limits::Limits;
+pub use limits::{Limits, SharedBudget, PUBLISH_STEP};
 pub use pmtu::PmtuCache;
 pub use slots::ConnId;
 pub use stats::{DropReason, HostStats};
@@ -174,6 +174,8 @@ pub struct Host {
     time_wait: usize,
     tw_fifo: VecDeque<ConnId>,
     orphans: usize,
+    /// This host's part of a budget shared with the other engines of its stack, if any.
+    shared: Option<limits::BudgetShare>,
 }
 
 impl Host {
@@ -199,6 +201,7 @@ impl Host {
             time_wait: 0,
             tw_fifo: VecDeque::new(),
             orphans: 0,
+            shared: None,
         }
     }
 

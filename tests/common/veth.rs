@@ -89,6 +89,18 @@ pub fn start_with<P: XdpBacked, A: App + Send + 'static>(
     app: A,
     wrap: impl FnOnce(XdpSocket) -> P + Send + 'static,
 ) -> Running<P, A> {
+    start_sized(tb, arp_owner, listen, app, wrap, socket_config())
+}
+
+/// [`start_with`] on a socket of `sock_cfg` (rings and UMEM sized by the test).
+pub fn start_sized<P: XdpBacked, A: App + Send + 'static>(
+    tb: &Testbed,
+    arp_owner: ArpOwner,
+    listen: &[u16],
+    app: A,
+    wrap: impl FnOnce(XdpSocket) -> P + Send + 'static,
+    sock_cfg: XdpSocketConfig,
+) -> Running<P, A> {
     let ip = tb.ip("ip_stack");
     let prefix_len: u8 = tb.get("prefix_len").parse().unwrap();
     let if_stack = tb.get("if_stack").to_string();
@@ -126,7 +138,7 @@ pub fn start_with<P: XdpBacked, A: App + Send + 'static>(
     let threads = EngineThreads::spawn(vec![spec], move |spec| {
         let mut kernel = KernelTables::open(ifindex(&if_stack)?)?;
         let mac = kernel.link_mac()?;
-        let sock = XdpSocket::open(&if_stack, spec.queue_id, &socket_config())?;
+        let sock = XdpSocket::open(&if_stack, spec.queue_id, &sock_cfg)?;
         p.register_socket(spec.queue_id, sock.as_raw_fd())?;
         let mut ncfg = NeighConfig::new(ip, prefix_len, mac);
         ncfg.arp_owner = arp_owner;

@@ -28,6 +28,10 @@ pub struct FloodConfig {
     /// SYNs per second at most.
     pub rate: u64,
     pub seed: u64,
+    /// SYNs per sendmmsg(2), 1..=[`MAX_BATCH`]. Smaller batches hold the sending core for less
+    /// time at once (each SYN is delivered to the target inside the call, on the sender's core):
+    /// what a latency-sensitive thread sharing that core waits for at most.
+    pub batch: usize,
 }
 
 /// What was sent.
@@ -112,7 +116,12 @@ pub fn write_syn(rng: &mut Rng, cfg: &FloodConfig, buf: &mut [u8]) -> usize {
     total
 }
 
-const BATCH: usize = 64;
+/// The largest [`FloodConfig::batch`].
+pub const MAX_BATCH: usize = 64;
+
+/// Ahead of schedule by more than this, the sender sleeps instead of spinning, leaving its core
+/// to whatever else runs there.
+const SLEEP_AHEAD: Duration = Duration::from_micros(30);
 
 /// Sends the flood from the calling thread's namespace. Needs CAP_NET_RAW.
 pub fn run(cfg: &FloodConfig) -> io::Result<FloodReport> {
@@ -129,8 +138,9 @@ pub fn run(cfg: &FloodConfig) -> io::Result<FloodReport> {
 
 fn flood(fd: i32, cfg: &FloodConfig) -> io::Result<FloodReport> {
     let mut rng = Rng::new(cfg.seed);
-    let mut bufs = vec![[0u8; 128]; BATCH];
-    let mut lens = [0usize; BATCH];
+    let batch = cfg.batch.clamp(1, MAX_BATCH);
+    let mut bufs = vec![[0u8; 128]; batch];
+    let mut lens = [0usize; MAX_BATCH];
     let dst = libc::sockaddr_in {
         sin_family: libc::AF_INET as libc::sa_family_t,
         sin_port: 0,
@@ -143,11 +153,20 @@ fn flood(fd: i32, cfg: &FloodConfig) -> io::Result<FloodReport> {
     let per_packet = Duration::from_secs_f64(1.0 / cfg.rate.max(1) as f64);
     let (mut sent, mut errors) = (0u64, 0u64);
     while sent + errors < cfg.count {
-        let n = ((cfg.count - sent - errors) as usize).min(BATCH);
-        // pace: the batch goes when the schedule reaches its first packet
+        let n = ((cfg.count - sent - errors) as usize).min(batch);
+        // pace: the batch goes when the schedule reaches its first packet; sleep through most of
+        // a long wait, spin the rest
         let due = per_packet.mul_f64((sent + errors) as f64);
-        while start.elapsed() < due {
-            std::hint::spin_loop();
+        loop {
+            let now = start.elapsed();
+            if now >= due {
+                break;
+            }
+            if due - now > SLEEP_AHEAD {
+                std::thread::sleep(due - now - SLEEP_AHEAD);
+            } else {
+                std::hint::spin_loop();
+            }
         }
         for i in 0..n {
             lens[i] = write_syn(&mut rng, cfg, &mut bufs[i]);
@@ -205,6 +224,7 @@ mod tests {
             count: 1,
             rate: 1,
             seed: 7,
+            batch: 64,
         };
         let mut rng = Rng::new(cfg.seed);
         let mut sources = std::collections::HashSet::new();

@@ -27,7 +27,7 @@ usage:
                 [--download] [--duration 5] [--warmup 1] [--iface IF] [--block]
                 [--core C] [--netns NS] [--json FILE]
   xdp-tcp load  --workload synflood --target IP:PORT --subnet NET/LEN [--count 100000]
-                [--rate 100000] [--seed S] [--netns NS]   (spoofed SYNs from a raw socket)
+                [--rate 100000] [--batch 64] [--seed S] [--netns NS]   (spoofed SYNs, raw socket)
   xdp-tcp floor reflect --iface IF --port P [--core C] [--netns NS] [--duration S]
   xdp-tcp floor ping    --iface IF --target IP:PORT [--size 64] [--duration 5] [--warmup 1] ...
   xdp-tcp bench [--rounds 3] [--duration 2] [--warmup 0.5] [--idle 0,10000,100000] [--quick]
@@ -373,6 +373,7 @@ fn synflood(args: &Args) -> Result<(), String> {
         count: args.get("count", 100_000u64)?,
         rate: args.get("rate", 100_000u64)?,
         seed: args.get("seed", 1u64)?,
+        batch: args.get("batch", xdp_tcp_bench::synflood::MAX_BATCH)?,
     };
     let r = placed(args, move || {
         xdp_tcp_bench::synflood::run(&cfg).map_err(err)

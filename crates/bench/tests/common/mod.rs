@@ -4,3 +4,11 @@
 
 #[path = "../../../../tests/common/testbed.rs"]
 pub mod testbed;
+
+/// The engine on the testbed and the kernel-side helpers of the library's veth tests.
+#[path = "../../../../tests/common/veth.rs"]
+pub mod veth;
+
+/// The engine applications of the library's tests (the echo server).
+#[path = "../../../../tests/common/apps.rs"]
+pub mod apps;
