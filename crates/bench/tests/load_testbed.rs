@@ -54,10 +54,18 @@ fn serve(tb: &Testbed, backend: &str, port: u16) -> Server {
         }
     });
     let server = Server(child);
-    let line = rx
-        .recv_timeout(Duration::from_secs(10))
-        .expect("server never said it was serving");
-    assert!(line.contains("serving on port"), "server: {line}");
+    // a multi-engine server first says how many engines it runs
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let line = rx
+            .recv_timeout(left)
+            .expect("server never said it was serving");
+        if line.contains("serving on port") {
+            break;
+        }
+        assert!(line.contains("engines on"), "server: {line}");
+    }
     server
 }
 
