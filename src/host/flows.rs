@@ -80,7 +80,7 @@ impl FlowTable {
     /// Starts loading the line `key`'s probe starts in (see [`super::Host::prefetch_ipv4`]).
     #[inline]
     pub(super) fn prefetch(&self, key: u64) {
-        super::huge::prefetch(&self.buckets[self.home(key)]);
+        super::prefetch::prefetch(&self.buckets[self.home(key)]);
     }
 
     #[inline]
@@ -119,7 +119,6 @@ impl FlowTable {
     fn grow(&mut self) {
         let bigger = vec![VACANT; self.buckets.len() * 2];
         let old = std::mem::replace(&mut self.buckets, bigger);
-        super::huge::advise(&self.buckets);
         for b in old.into_iter().filter(|b| b.slot != EMPTY) {
             self.place(b.key, b.slot);
         }

@@ -30,11 +30,11 @@
 mod cookie;
 mod counters;
 mod flows;
-mod huge;
 mod icmp;
 mod limits;
 mod listen;
 mod pmtu;
+mod prefetch;
 mod slots;
 mod stats;
 #[cfg(test)]

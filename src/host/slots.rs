@@ -75,7 +75,6 @@ impl Host {
         let index = match self.free.pop() {
             Some(i) => i,
             None => {
-                let cap = self.slots.capacity();
                 self.slots.push(Slot {
                     generation: 0,
                     conn: None,
@@ -89,9 +88,6 @@ impl Host {
                     orphan: false,
                     clamped: None,
                 });
-                if self.slots.capacity() != cap {
-                    super::huge::advise(&self.slots);
-                }
                 (self.slots.len() - 1) as u32
             }
         };
@@ -115,7 +111,7 @@ impl Host {
     #[inline]
     pub(super) fn prefetch_slot(&self, index: u32) {
         if let Some(slot) = self.slots.get(index as usize) {
-            super::huge::prefetch(slot);
+            super::prefetch::prefetch(slot);
         }
     }
 
