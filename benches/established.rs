@@ -217,7 +217,7 @@ fn established(c: &mut Criterion) {
                     total += start.elapsed();
                     assert_eq!(acks, BATCH, "an ACK per segment");
                     while b.poll_event().is_some() {}
-                    for (buf, &(dst, len)) in acks_out.iter().zip(&ack_to) {
+                    for (buf, &(dst, len)) in acks_out.iter().zip(&ack_to).take(BATCH) {
                         let a = &mut clients[(u32::from(dst) - 0x0b00_0000) as usize];
                         a.handle_ipv4(now, &buf[..len]);
                         while a.poll_transmit(now, &mut ack).is_some() {}
