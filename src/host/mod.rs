@@ -29,10 +29,12 @@
 
 mod cookie;
 mod counters;
+mod flows;
 mod icmp;
 mod limits;
 mod listen;
 mod pmtu;
+mod prefetch;
 mod slots;
 mod stats;
 #[cfg(test)]
@@ -55,6 +57,7 @@ use crate::tcp::{
 use crate::time::{Duration, Instant};
 use crate::timer::TimerWheel;
 use crate::wire::{ipv4, ChecksumCaps, IpProtocol, Ipv4Packet, Ipv4Repr, TcpPacket, TcpRepr};
+use flows::FlowTable;
 use listen::Listener;
 use slots::{flow_key, Slot};
 
@@ -153,7 +156,7 @@ pub struct Host {
     cfg: HostConfig,
     slots: Vec<Slot>,
     free: Vec<u32>,
-    table: HashMap<u64, u32, ahash::RandomState>,
+    table: FlowTable,
     listeners: HashMap<u16, Listener, ahash::RandomState>,
     ready: VecDeque<u32>,
     wheel: TimerWheel,
@@ -184,7 +187,7 @@ impl Host {
             cfg,
             slots: Vec::new(),
             free: Vec::new(),
-            table: HashMap::default(),
+            table: FlowTable::default(),
             listeners: HashMap::default(),
             ready: VecDeque::new(),
             wheel: TimerWheel::new(Instant::ZERO, cfg.timer_tick),
@@ -274,7 +277,7 @@ impl Host {
                     remote.port(),
                     (lo, hi),
                     self.next_port,
-                    |p| !listeners.contains_key(&p) && !table.contains_key(&flow_key(remote, p)),
+                    |p| !listeners.contains_key(&p) && !table.contains_key(flow_key(remote, p)),
                 )
                 .ok_or(tcp::Error::WouldBlock)?;
             self.next_port = if port >= hi { lo } else { port + 1 };
@@ -284,8 +287,7 @@ impl Host {
         for _ in 0..span {
             let port = self.next_port;
             self.next_port = if port >= hi { lo } else { port + 1 };
-            if self.listeners.contains_key(&port)
-                || self.table.contains_key(&flow_key(remote, port))
+            if self.listeners.contains_key(&port) || self.table.contains_key(flow_key(remote, port))
             {
                 continue;
             }
@@ -306,7 +308,7 @@ impl Host {
         port: u16,
         remote: SocketAddrV4,
     ) -> Option<ConnId> {
-        if self.listeners.contains_key(&port) || self.table.contains_key(&flow_key(remote, port)) {
+        if self.listeners.contains_key(&port) || self.table.contains_key(flow_key(remote, port)) {
             return None;
         }
         self.admit_new().ok()?;
@@ -351,7 +353,7 @@ impl Host {
     /// The connection with this 4-tuple (our address, `local_port`, `remote`), if any: the same
     /// hash-table look-up every received segment goes through.
     pub fn lookup(&self, remote: SocketAddrV4, local_port: u16) -> Option<ConnId> {
-        let index = *self.table.get(&flow_key(remote, local_port))?;
+        let index = self.table.get(flow_key(remote, local_port))?;
         let slot = &self.slots[index as usize];
         slot.conn.as_ref().map(|_| ConnId {
             index,
@@ -412,6 +414,35 @@ impl Host {
         self.events.pop_front()
     }
 
+    /// Starts loading, without waiting, what [`Host::handle_ipv4`] will touch for `packet`: the
+    /// flow-table line of its 4-tuple and, when that line is at hand, its connection's slot.
+    /// Changes nothing; a packet that does not parse is ignored.
+    ///
+    /// With many connections their state is not in cache, and a segment's look-up and
+    /// connection cost a memory latency or two each (plus TLB walks). A caller holding a batch
+    /// of received frames calls this for every frame, then `handle_ipv4` for each: the misses of
+    /// the batch overlap instead of adding up. Calling it twice per frame (two passes over the
+    /// batch) lets the first pass's flow-table lines arrive before the second reads them.
+    #[inline]
+    pub fn prefetch_ipv4(&self, packet: &[u8]) {
+        let Some(key) = slots::flow_key_of(packet, self.cfg.addr) else {
+            return;
+        };
+        self.table.prefetch(key);
+    }
+
+    /// The second pass of [`Host::prefetch_ipv4`]: looks the 4-tuple up (its line should be
+    /// in cache by now) and starts loading the connection's slot.
+    #[inline]
+    pub fn prefetch_ipv4_conn(&self, packet: &[u8]) {
+        let Some(key) = slots::flow_key_of(packet, self.cfg.addr) else {
+            return;
+        };
+        if let Some(index) = self.table.get(key) {
+            self.prefetch_slot(index);
+        }
+    }
+
     /// Processes one received IPv4 packet (no link-layer header) and says what became of it.
     pub fn handle_ipv4(&mut self, now: Instant, packet: &[u8]) -> RxVerdict {
         self.stats.rx_packets += 1;
@@ -455,7 +486,8 @@ impl Host {
     pub fn handle_segment(&mut self, now: Instant, src: Ipv4Addr, seg: &TcpRepr) -> RxVerdict {
         self.stats.rx_segments += 1;
         let remote = SocketAddrV4::new(src, seg.src_port);
-        if let Some(&index) = self.table.get(&flow_key(remote, seg.dst_port)) {
+        if let Some(index) = self.table.get(flow_key(remote, seg.dst_port)) {
+            self.prefetch_slot(index);
             let slot = &self.slots[index as usize];
             let reincarnation = slot.released
                 && self.listeners.contains_key(&seg.dst_port)
@@ -672,6 +704,11 @@ impl Host {
                 continue;
             }
             slot.timers[k] = match (have, want) {
+                // Moved later (every segment moves the keep-alive, every ACK the RTO): the wheel
+                // keeps the earlier entry, which fires early and is handed to the connection; not
+                // due, it counts as changed and is placed again then. The wheel entry, cold when
+                // a host holds many connections, is not touched on the segment's path.
+                (Some((_, old)), Some(t)) if t > old => continue,
                 (Some((id, _)), Some(t)) if self.wheel.reschedule(id, t) => Some((id, t)),
                 (Some((id, _)), None) => {
                     self.wheel.cancel(id);

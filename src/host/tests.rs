@@ -280,3 +280,93 @@ fn foreign_flows_are_handed_back_unanswered() {
         }
     }
 }
+
+/// The wheel is not touched when a segment moves a timer later (the keep-alive, on every
+/// segment): its entry fires at the old deadline, which must do nothing but place the timer
+/// again at the new one.
+#[test]
+fn a_timer_moved_later_fires_at_its_new_deadline_only() {
+    let ka = crate::tcp::KeepAlive {
+        idle: Duration::from_secs(10),
+        interval: Duration::from_secs(1),
+        count: 3,
+    };
+    let cfg = |addr| {
+        let mut c = HostConfig::new(addr);
+        c.tcp.delayed_ack = None;
+        c.tcp.keepalive = Some(ka);
+        c
+    };
+    let (mut a, mut b) = (Host::new(cfg(A)), Host::new(cfg(B)));
+    b.listen(PORT, 4);
+    let ca = a.connect(t0(), SocketAddrV4::new(B, PORT)).unwrap();
+    let mut buf = vec![0u8; 2048];
+    let mut pump = |from: &mut Host, to: &mut Host, now: Instant| -> usize {
+        let mut n = 0;
+        while let Some(tx) = from.poll_transmit(now, &mut buf) {
+            to.handle_ipv4(now, &buf[..tx.len]);
+            n += 1;
+        }
+        n
+    };
+    for _ in 0..2 {
+        pump(&mut a, &mut b, t0());
+        pump(&mut b, &mut a, t0());
+    }
+    let cb = b.accept(PORT).expect("established");
+    let secs = |s: u64| Instant::ZERO + Duration::from_secs(s);
+    let first = b.next_timer().expect("keep-alive armed");
+    assert!(first <= secs(10) + b.config().timer_tick);
+
+    // data at 5 s: the keep-alive moves to 15 s
+    a.send(ca, b"ping").unwrap();
+    pump(&mut a, &mut b, secs(5));
+    b.with_conn(cb, |c| c.consume(4));
+    assert_eq!(pump(&mut b, &mut a, secs(5)), 1, "the ACK");
+    let ka_at = |h: &Host| {
+        h.conn(cb)
+            .and_then(|c| c.timers().get(TimerKind::KeepAlive))
+    };
+    assert_eq!(ka_at(&b), Some(secs(15)));
+
+    // whatever the wheel reports, the old deadline passes with nothing sent
+    let tick = b.config().timer_tick;
+    b.handle_timeout(secs(10) + tick);
+    assert_eq!(pump(&mut b, &mut a, secs(10) + tick), 0, "no probe at 10 s");
+    assert_eq!(b.armed_timers(), 1, "placed again");
+    let next = b.next_timer().unwrap();
+    assert!(
+        next > secs(10) + tick && next <= secs(15) + tick,
+        "{next:?}"
+    );
+    b.handle_timeout(secs(15) + tick);
+    assert_eq!(
+        pump(&mut b, &mut a, secs(15) + tick),
+        1,
+        "the probe at 15 s"
+    );
+}
+
+/// The prefetch hints read the same 4-tuple the look-up uses, and nothing from packets that are
+/// not TCP to us.
+#[test]
+fn the_prefetch_key_is_the_flow_tables() {
+    let mut a = Host::new(HostConfig::new(A));
+    let mut b = Host::new(HostConfig::new(B));
+    b.listen(PORT, 4);
+    let ca = a.connect(t0(), SocketAddrV4::new(B, PORT)).unwrap();
+    let syn = next_packet(&mut a).expect("a SYN");
+    let local = a.conn(ca).unwrap().local();
+    let want = slots::flow_key(SocketAddrV4::new(A, local.port()), PORT);
+    assert_eq!(slots::flow_key_of(&syn, B), Some(want));
+    assert_eq!(slots::flow_key_of(&syn, C), None, "not to us");
+    assert_eq!(slots::flow_key_of(&syn[..20], B), None, "no TCP header");
+    let mut udp = syn.clone();
+    udp[9] = 17;
+    assert_eq!(slots::flow_key_of(&udp, B), None);
+    // hints change nothing: the SYN is still taken whole
+    b.prefetch_ipv4(&syn);
+    b.prefetch_ipv4_conn(&syn);
+    b.prefetch_ipv4(&[0x45]);
+    assert_eq!(b.handle_ipv4(t0(), &syn), RxVerdict::Delivered { src: A });
+}

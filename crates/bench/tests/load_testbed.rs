@@ -54,10 +54,18 @@ fn serve(tb: &Testbed, backend: &str, port: u16) -> Server {
         }
     });
     let server = Server(child);
-    let line = rx
-        .recv_timeout(Duration::from_secs(10))
-        .expect("server never said it was serving");
-    assert!(line.contains("serving on port"), "server: {line}");
+    // a multi-engine server first says how many engines it runs
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let line = rx
+            .recv_timeout(left)
+            .expect("server never said it was serving");
+        if line.contains("serving on port") {
+            break;
+        }
+        assert!(line.contains("engines on"), "server: {line}");
+    }
     server
 }
 
@@ -125,4 +133,23 @@ fn load_runs_against_kernel_and_xdp_servers_on_both_backends() {
         &["--workload", "pingpong", "--conns", "8", "--depth", "4"],
     );
     assert!(r["completed"].as_u64().unwrap() > 0, "{r}");
+}
+
+/// On a device with two receive queues, `serve --backend xdp` without `--queues` runs an engine
+/// on each: the connections the device puts on queue 1 are served too, not refused by the
+/// kernel (with one engine on queue 0, as before, most of 16 connections were refused).
+#[test]
+fn an_xdp_server_covers_every_queue_of_its_device_by_default() {
+    require_environment(&[]);
+    let tb = Testbed::up_queues("lq", 2);
+    let _x = serve(&tb, "xdp", 7102);
+    let r = load(
+        &tb,
+        "kernel",
+        7102,
+        &["--workload", "pingpong", "--conns", "16"],
+    );
+    assert!(r["completed"].as_u64().unwrap() > 0, "{r}");
+    assert_eq!(r["errors"].as_u64(), Some(0), "{r}");
+    assert_eq!(r["connections"].as_u64(), Some(16), "{r}");
 }

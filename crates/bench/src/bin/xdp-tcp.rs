@@ -21,7 +21,8 @@ const USAGE: &str = "\
 usage:
   xdp-tcp serve --backend xdp|kernel --port P [--ports N] [--shards N] [--mode echo|discard|source|echo-close=N]
                 [--iface IF] [--block] [--idle-after N] [--core C] [--netns NS] [--duration S]
-                [--queues N] [--cores LIST]   (xdp: one engine per queue, engine i on LIST[i])
+                [--queues N] [--cores LIST]   (xdp: one engine per queue, by default every
+                receive queue of the device; engine i on LIST[i])
   xdp-tcp load  --backend xdp|kernel --target IP:PORT [--workload pingpong|openloop|bulk|churn|idle]
                 [--size 64] [--conns 1] [--depth 1] [--rate R] [--idle N] [--active N] [--ports N]
                 [--download] [--duration 5] [--warmup 1] [--iface IF] [--block]
@@ -224,7 +225,12 @@ fn serve(args: &Args) -> Result<(), String> {
                 o.ephemeral = xdp::no_ephemeral();
                 o.idle_backoff = block || idle_given;
                 o.idle_after = idle_after;
-                if multi {
+                // One engine per receive queue of the device by default, as `Stack` does: an
+                // engine on queue 0 alone would leave the flows the device puts on the other
+                // queues to the kernel, which refuses them.
+                let device = xdp_tcp::io::ethtool::rx_queues(&iface)
+                    .map_err(|e| format!("{iface}: receive queues: {e}"))?;
+                if multi || device > 1 {
                     xdp::serve_queues(&o, &ports, mode, queues, cores, stop, ready).map_err(err)
                 } else {
                     xdp::serve(&o, &ports, mode, None, core, stop, ready).map_err(err)
