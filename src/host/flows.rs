@@ -80,7 +80,7 @@ impl FlowTable {
     /// Starts loading the line `key`'s probe starts in (see [`super::Host::prefetch_ipv4`]).
     #[inline]
     pub(super) fn prefetch(&self, key: u64) {
-        super::prefetch::prefetch(&self.buckets[self.home(key)]);
+        super::prefetch::touch(self.buckets[self.home(key)].key);
     }
 
     #[inline]

@@ -104,14 +104,12 @@ impl Host {
         id
     }
 
-    /// Starts loading every cache line of slot `index` at once. A segment's path touches some
-    /// twenty lines scattered over the connection's sub-states; with many connections all are
-    /// cold, and fetched one after another as the code reaches them they cost a memory latency
-    /// each. Asked for together they cost about one.
+    /// Starts loading slot `index`'s first cache line (its generation, checked first on every
+    /// visit), so that a batch's misses overlap.
     #[inline]
     pub(super) fn prefetch_slot(&self, index: u32) {
         if let Some(slot) = self.slots.get(index as usize) {
-            super::prefetch::prefetch(slot);
+            super::prefetch::touch(slot.generation);
         }
     }
 
