@@ -322,7 +322,7 @@ impl SteerProgram {
 
     /// Attaches to `ifindex` (an index in the calling thread's network namespace) through a BPF
     /// link; fails with EBUSY if any XDP program is attached there already (still after
-    /// [`ATTACH_BUSY_RETRY`]).
+    /// `ATTACH_BUSY_RETRY`, 500 ms).
     ///
     /// A link rather than a netlink attach (`bpf_xdp_attach`): the link holds the attachment, so
     /// closing it detaches exactly our program from exactly that device, from any thread and
