@@ -3,10 +3,13 @@
 //! answered in order from one read; unknown commands get Redis's error; a malformed request an
 //! error and the connection closed. Serve it to `redis-cli` or `redis-benchmark`.
 //!
-//! Run as root: `resp_server IFACE [PORT]` (default 6379); Ctrl-C stops it cleanly. The store
+//! Run as root: `resp_server IFACE [PORT] [--kernel]` (default 6379); Ctrl-C stops it cleanly.
+//! With `--kernel` the same store and protocol code serve on the kernel's sockets instead (one
+//! thread, as the stack's one engine; IFACE is then unused), for comparison. The store
 //! lives in the handler of the engine, so this runs one queue (the default); with several, each
 //! engine would hold its own store.
 
+mod kernel;
 mod proto;
 mod store;
 
@@ -33,6 +36,33 @@ struct Conn {
     input: Vec<u8>,
     out: Vec<u8>,
     close: bool,
+}
+
+impl Conn {
+    /// Runs every complete request in `input`, appending the replies to `out`; a malformed one
+    /// gets an error reply and marks the connection for closing. Whether any request was
+    /// complete. The same code serves both back-ends.
+    fn answer(&mut self, store: &mut store::Store, now_ms: u64) -> bool {
+        let mut used = 0;
+        let mut any = false;
+        loop {
+            match proto::parse(&self.input[used..]) {
+                Ok(Some((args, n))) => {
+                    store.execute(&args, now_ms, &mut self.out);
+                    used += n;
+                    any = true;
+                }
+                Ok(None) => break,
+                Err(proto::ProtocolError(why)) => {
+                    proto::error(&mut self.out, &format!("ERR Protocol error: {why}"));
+                    self.close = true;
+                    break;
+                }
+            }
+        }
+        self.input.drain(..used);
+        any
+    }
 }
 
 impl Resp {
@@ -67,8 +97,6 @@ impl Resp {
         let c = self.conns.entry(conn).or_default();
         while !c.close && c.out.len() < MAX_OWED {
             // The bytes join what is left of an incomplete request: one copy, simple.
-            let mut reqs = Vec::new();
-            let mut bad = None;
             let r = cx.read(conn, |a, b| {
                 c.input.extend_from_slice(a);
                 c.input.extend_from_slice(b);
@@ -79,29 +107,7 @@ impl Resp {
                 Ok(_) => {}
                 Err(_) => {}
             }
-            let mut used = 0;
-            loop {
-                match proto::parse(&c.input[used..]) {
-                    Ok(Some((args, n))) => {
-                        reqs.push(args);
-                        used += n;
-                    }
-                    Ok(None) => break,
-                    Err(e) => {
-                        bad = Some(e);
-                        break;
-                    }
-                }
-            }
-            c.input.drain(..used);
-            for args in &reqs {
-                self.store.execute(args, now_ms, &mut c.out);
-            }
-            if let Some(proto::ProtocolError(why)) = bad {
-                proto::error(&mut c.out, &format!("ERR Protocol error: {why}"));
-                c.close = true;
-            }
-            if reqs.is_empty() {
+            if !c.answer(&mut self.store, now_ms) {
                 break;
             }
         }
@@ -128,11 +134,18 @@ impl Handler for Resp {
 }
 
 fn main() -> std::io::Result<()> {
-    let mut args = std::env::args().skip(1);
-    let iface = args.next().expect("usage: resp_server IFACE [PORT]");
-    let port: u16 = args.next().map_or(6379, |p| p.parse().expect("port"));
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let on_kernel = args.iter().any(|a| a == "--kernel");
+    let mut pos = args.iter().filter(|a| !a.starts_with("--"));
+    let iface = pos
+        .next()
+        .expect("usage: resp_server IFACE [PORT] [--kernel]");
+    let port: u16 = pos.next().map_or(6379, |p| p.parse().expect("port"));
+    if on_kernel {
+        return kernel::serve(port);
+    }
     let stack = Stack::builder()
-        .interface(&iface)
+        .interface(iface)
         .handler(port, Resp::new)
         .start()?;
     stack.shutdown_on_ctrl_c()?;

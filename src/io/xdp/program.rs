@@ -160,6 +160,11 @@ pub enum AttachMode {
     Generic,
 }
 
+/// How long [`SteerProgram::attach`] retries while the interface has an XDP program (EBUSY): a
+/// link just closed by a stack in this process can outlive the close for as long as a child
+/// being spawned meanwhile has not exec'd yet.
+pub const ATTACH_BUSY_RETRY: std::time::Duration = std::time::Duration::from_millis(500);
+
 /// The loaded steering program and its maps; attached to at most one interface.
 #[derive(Debug)]
 pub struct SteerProgram {
@@ -316,7 +321,8 @@ impl SteerProgram {
     }
 
     /// Attaches to `ifindex` (an index in the calling thread's network namespace) through a BPF
-    /// link; fails with EBUSY if any XDP program is attached there already.
+    /// link; fails with EBUSY if any XDP program is attached there already (still after
+    /// `ATTACH_BUSY_RETRY`, 500 ms).
     ///
     /// A link rather than a netlink attach (`bpf_xdp_attach`): the link holds the attachment, so
     /// closing it detaches exactly our program from exactly that device, from any thread and
@@ -351,6 +357,23 @@ impl SteerProgram {
             let fd = neg_errno(fd)?;
             // SAFETY: `fd` is a new link fd that nothing else owns.
             Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+        };
+        // EBUSY: an XDP program is attached. Ours of a stack just dropped detaches when the last
+        // reference to its link goes, and a child another thread is spawning holds a copy of
+        // every descriptor (close-on-exec ones too) from its fork until its exec: retry a while.
+        let try_mode = |m: XdpMode| -> io::Result<OwnedFd> {
+            let started = std::time::Instant::now();
+            loop {
+                match try_mode(m) {
+                    Err(e)
+                        if e.raw_os_error() == Some(libc::EBUSY)
+                            && started.elapsed() < ATTACH_BUSY_RETRY =>
+                    {
+                        std::thread::sleep(std::time::Duration::from_millis(5));
+                    }
+                    r => return r,
+                }
+            }
         };
         let (mode, link) = match mode {
             AttachMode::Native => (XdpMode::Native, try_mode(XdpMode::Native)?),

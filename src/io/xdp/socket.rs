@@ -291,9 +291,9 @@ impl XdpSocket {
                 Err(e) => return Err(create_error(&e, ifname, queue_id)),
             }
         };
-        // libxdp opens the AF_XDP socket without SOCK_CLOEXEC: a child exec'd while the stack
-        // runs would keep it (and, with it, the queue: a new socket gets EBUSY until the child
-        // exits). With a private UMEM this one descriptor is the UMEM's too.
+        // The UMEM's socket, which a private UMEM's first socket is, was opened close-on-exec
+        // (vendor/xsk-rs: libxdp itself opens it without SOCK_CLOEXEC, and a child exec'd in
+        // between kept it and the queue). Idempotent; kept in case the patch is ever lost.
         set_cloexec(rx.fd().as_raw_fd())?;
         let (fill, comp) = rings.ok_or_else(|| {
             io::Error::other("xsk-rs returned no fill/completion rings for a private UMEM")
