@@ -20,7 +20,7 @@
 
 mod common;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::io::{ErrorKind, Read, Write};
 use std::net::{Shutdown, SocketAddrV4};
 use std::path::PathBuf;
@@ -321,10 +321,14 @@ fn kernel_clients_through_two_engines() {
     let ns = tb.netns_path("ns_peer");
     let next = Arc::new(AtomicUsize::new(0));
     let failures = Arc::new(Mutex::new(Vec::<String>::new()));
+    // the clients' own addresses: the kernel may give a later connection a source port an
+    // earlier one used (its 4-tuple closed on both ends), which the owners map counts once
+    let used = Arc::new(Mutex::new(HashSet::<SocketAddrV4>::new()));
     let t0 = Instant::now();
     let threads: Vec<_> = (0..CLIENTS)
         .map(|_| {
             let (ns, next, failures) = (ns.clone(), Arc::clone(&next), Arc::clone(&failures));
+            let used = Arc::clone(&used);
             std::thread::spawn(move || {
                 enter_netns(&ns).unwrap();
                 let data: Vec<u8> = (0..SIZE).map(pattern).collect();
@@ -334,8 +338,9 @@ fn kernel_clients_through_two_engines() {
                     if i >= CONNS {
                         return;
                     }
-                    if let Err(e) = client(target, &data, &mut back) {
-                        failures.lock().unwrap().push(format!("conn {i}: {e}"));
+                    match client(target, &data, &mut back) {
+                        Ok(local) => drop(used.lock().unwrap().insert(local)),
+                        Err(e) => failures.lock().unwrap().push(format!("conn {i}: {e}")),
                     }
                 }
             })
@@ -369,14 +374,36 @@ fn kernel_clients_through_two_engines() {
         0,
         "a connection ran on two engines"
     );
-    assert_eq!(owners.by_conn.lock().unwrap().len(), CONNS);
+    let used = used.lock().unwrap().clone();
+    let seen: HashSet<SocketAddrV4> = owners
+        .by_conn
+        .lock()
+        .unwrap()
+        .keys()
+        .map(|&(peer, port)| {
+            assert_eq!(port, PORT);
+            peer
+        })
+        .collect();
+    eprintln!(
+        "{} distinct client 4-tuples for {CONNS} connections",
+        used.len()
+    );
+    assert_eq!(
+        seen, used,
+        "every client 4-tuple ran on an engine, and only those"
+    );
     let per = owners.engines_used();
     assert!(per.iter().all(|&n| n > 0), "{per:?}");
 }
 
 /// One kernel client connection: write everything (while reading the echo), compare.
-fn client(target: SocketAddrV4, data: &[u8], back: &mut [u8]) -> std::io::Result<()> {
+fn client(target: SocketAddrV4, data: &[u8], back: &mut [u8]) -> std::io::Result<SocketAddrV4> {
     let mut s = std::net::TcpStream::connect_timeout(&target.into(), Duration::from_secs(10))?;
+    let local = match s.local_addr()? {
+        std::net::SocketAddr::V4(a) => a,
+        a => return Err(std::io::Error::other(format!("not IPv4: {a}"))),
+    };
     s.set_read_timeout(Some(Duration::from_secs(30)))?;
     s.set_write_timeout(Some(Duration::from_secs(30)))?;
     let mut w = s.try_clone()?;
@@ -398,7 +425,7 @@ fn client(target: SocketAddrV4, data: &[u8], back: &mut [u8]) -> std::io::Result
     if back != data {
         return Err(std::io::Error::other("echo differs"));
     }
-    Ok(())
+    Ok(local)
 }
 
 /// A kernel echo server in `netns` on `addr`, one thread per connection, until `stop`.
