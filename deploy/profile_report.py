@@ -94,8 +94,12 @@ def main():
     counts = dict((k, int(v)) for k, v in (kv.split("=") for kv in counts.split(",")))
     btotal, bcats, bcalls = parse(f"{d}/cg.idle.1.1")
     bit = count_calls(bcalls, r"::recv_batch$")
-    print(f"empty iteration, busy-polling: {btotal / bit:.0f} instructions ("
-          + ", ".join(f"{k} {v / bit:.0f}" for k, v in bcats.items() if v >= bit / 2) + ")")
+    if bit == 0:
+        # the idle run's dump caught no iteration (a loaded machine can delay the engine's start)
+        print("empty iteration, busy-polling: no iteration recorded")
+    else:
+        print(f"empty iteration, busy-polling: {btotal / bit:.0f} instructions ("
+              + ", ".join(f"{k} {v / bit:.0f}" for k, v in bcats.items() if v >= bit / 2) + ")")
     unit = {"pingpong": "round trip", "rr64": "request", "bulk": "MiB", "churn": "connection"}
     head = (f"{'workload':<9} {'run':>3} {'per':<10} {'work':>9} "
             + " ".join(f"{n:>9}" for n in NAMES)

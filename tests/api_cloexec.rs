@@ -20,27 +20,13 @@ use std::time::{Duration, Instant};
 
 mod common;
 
-use common::testbed::{require_environment, Testbed};
+use common::testbed::{descriptors, require_environment, Testbed};
 use xdp_tcp::api::{Stack, TcpListener};
 
 /// Start/stop cycles of the stack while the spawners run.
 const ROUNDS: usize = 20;
 /// Threads spawning children as fast as they can.
 const SPAWNERS: usize = 4;
-
-/// Every descriptor of process `pid` by number: what it refers to.
-fn descriptors(pid: &str) -> BTreeMap<i32, String> {
-    let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
-        return BTreeMap::new();
-    };
-    dir.filter_map(|e| {
-        let e = e.ok()?;
-        let fd = e.file_name().to_str()?.parse().ok()?;
-        let target = std::fs::read_link(e.path()).ok()?;
-        Some((fd, target.to_string_lossy().into_owned()))
-    })
-    .collect()
-}
 
 #[test]
 fn children_spawned_while_stacks_start_hold_none_of_their_descriptors() {

@@ -15,7 +15,7 @@ use std::process::{Child, Command, Stdio};
 
 mod common;
 
-use common::testbed::{require_environment, Testbed};
+use common::testbed::{descriptors, require_environment, Testbed};
 use std::time::{Duration, Instant};
 
 /// The example binary, built now if needed.
@@ -351,19 +351,6 @@ fn application_writes_wake_a_sleeping_engine() {
     drop(s);
     stack.shutdown().unwrap();
     assert_eq!(echo.join().unwrap(), 5);
-}
-
-/// Every descriptor of a running stack's process, by number: what it refers to.
-fn descriptors(pid: &str) -> std::collections::BTreeMap<i32, String> {
-    std::fs::read_dir(format!("/proc/{pid}/fd"))
-        .unwrap()
-        .filter_map(|e| {
-            let e = e.ok()?;
-            let fd = e.file_name().to_str()?.parse().ok()?;
-            let target = std::fs::read_link(e.path()).ok()?;
-            Some((fd, target.to_string_lossy().into_owned()))
-        })
-        .collect()
 }
 
 /// A child started while a stack runs inherits none of its descriptors (the AF_XDP socket

@@ -36,7 +36,7 @@ use common::veth::{
 };
 use xdp_tcp::engine::{App, Engine};
 use xdp_tcp::host::ConnId;
-use xdp_tcp::io::fault_bpf::{Direction, TcFaultProgram, TcFaultRates};
+use xdp_tcp::io::fault_bpf::{Direction, TcFaultProgram};
 use xdp_tcp::io::pcap::{self, PcapConfig, PcapTap};
 use xdp_tcp::io::xdp::XdpSocket;
 use xdp_tcp::neigh::ArpOwner;
@@ -55,22 +55,6 @@ const OVERSIZE_PER_CONN: u64 = 11;
 const LOSS: f64 = 0.02;
 /// Headers only: the check needs each frame's length, which the record keeps whole.
 const SNAPLEN: u32 = 64;
-
-/// The fault program on the peer's veth, losing `LOSS` of the TCP frames each way.
-fn lossy_peer_link(tb: &Testbed) -> TcFaultProgram {
-    let mut fault = TcFaultProgram::load().expect("load fault.o (needs CAP_BPF)");
-    for dir in [Direction::Ingress, Direction::Egress] {
-        let rates = TcFaultRates {
-            drop: LOSS,
-            duplicate: 0.0,
-        };
-        fault.set_rates(dir, rates).unwrap();
-    }
-    fault
-        .attach_in_netns(&tb.netns_path("ns_peer"), tb.get("if_peer"))
-        .expect("attach tcx ingress/egress on the peer veth (kernel >= 6.6)");
-    fault
-}
 
 /// Counters outside the stack that the path moves.
 #[derive(Debug, Clone, Copy)]
@@ -265,7 +249,7 @@ fn check_path<A: App>(
 fn kernel_clients_through_a_router_to_stack_echo_server() {
     require_environment(&["python3", "tcpdump"]);
     let tb = Testbed::up_routed("rte", PATH_MTU);
-    let fault = lossy_peer_link(&tb);
+    let fault = common::veth::lossy_peer_link(&tb, LOSS);
     let pcap_path = std::env::temp_dir().join(format!("xdp-tcp-{}.pcap", tb.name()));
     let _remove = RemoveOnDrop(pcap_path.clone());
     let echo = EchoServer::new(ECHO_PORT);
@@ -325,7 +309,7 @@ fn kernel_clients_through_a_router_to_stack_echo_server() {
 fn stack_clients_through_a_router_to_kernel_echo_server() {
     require_environment(&["python3", "tcpdump"]);
     let tb = Testbed::up_routed("rtc", PATH_MTU);
-    let fault = lossy_peer_link(&tb);
+    let fault = common::veth::lossy_peer_link(&tb, LOSS);
     let pcap_path = std::env::temp_dir().join(format!("xdp-tcp-{}.pcap", tb.name()));
     let _remove = RemoveOnDrop(pcap_path.clone());
     let mut server = tb

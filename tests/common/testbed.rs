@@ -234,3 +234,18 @@ pub fn ok(out: Output, what: &str) -> String {
     );
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
+
+/// Every descriptor of process `pid` by number, with what it refers to (empty once the process
+/// is gone).
+pub fn descriptors(pid: &str) -> std::collections::BTreeMap<i32, String> {
+    let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
+        return std::collections::BTreeMap::new();
+    };
+    dir.filter_map(|e| {
+        let e = e.ok()?;
+        let fd = e.file_name().to_str()?.parse().ok()?;
+        let target = std::fs::read_link(e.path()).ok()?;
+        Some((fd, target.to_string_lossy().into_owned()))
+    })
+    .collect()
+}

@@ -422,3 +422,21 @@ pub fn terminate(child: &mut Child) {
     }
     let _ = child.wait();
 }
+
+/// The fault program on the peer's veth (tcx ingress and egress), dropping `loss` of the TCP
+/// frames each way: losses the stack's end cannot see happen.
+pub fn lossy_peer_link(tb: &Testbed, loss: f64) -> xdp_tcp::io::fault_bpf::TcFaultProgram {
+    use xdp_tcp::io::fault_bpf::{Direction, TcFaultProgram, TcFaultRates};
+    let mut fault = TcFaultProgram::load().expect("load fault.o (needs CAP_BPF)");
+    for dir in [Direction::Ingress, Direction::Egress] {
+        let rates = TcFaultRates {
+            drop: loss,
+            duplicate: 0.0,
+        };
+        fault.set_rates(dir, rates).unwrap();
+    }
+    fault
+        .attach_in_netns(&tb.netns_path("ns_peer"), tb.get("if_peer"))
+        .expect("attach tcx ingress/egress on the peer veth (kernel >= 6.6)");
+    fault
+}

@@ -33,7 +33,7 @@ use common::veth;
 use xdp_tcp::engine::cores::enter_netns;
 use xdp_tcp::engine::App;
 use xdp_tcp::host::{ConnId, Host};
-use xdp_tcp::io::fault_bpf::{Direction, TcFaultProgram, TcFaultRates};
+use xdp_tcp::io::fault_bpf::Direction;
 use xdp_tcp::neigh::ArpOwner;
 use xdp_tcp::tcp::Event;
 use xdp_tcp_bench::alloc::{thread_live_bytes, CountingAlloc};
@@ -289,17 +289,7 @@ fn soak_with_churn_bulk_and_ping_pong_under_loss() {
     require_environment(&[]);
     let secs = soak_secs();
     let tb = Testbed::up("sk");
-    let mut fault = TcFaultProgram::load().expect("load fault.o (needs CAP_BPF)");
-    for dir in [Direction::Ingress, Direction::Egress] {
-        let rates = TcFaultRates {
-            drop: LOSS,
-            duplicate: 0.0,
-        };
-        fault.set_rates(dir, rates).unwrap();
-    }
-    fault
-        .attach_in_netns(&tb.netns_path("ns_peer"), tb.get("if_peer"))
-        .expect("attach tcx ingress/egress on the peer veth (kernel >= 6.6)");
+    let fault = veth::lossy_peer_link(&tb, LOSS);
     let peer_retrans_before = tb.tcp_snmp("ns_peer")["RetransSegs"];
 
     let echo = EchoServer::new(PORT);
