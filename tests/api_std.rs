@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::mem_stack::{self, builder};
+use common::mem_stack::{self, builder, payload};
 
 use std::io::{ErrorKind, Read, Write};
 use std::net::{Ipv4Addr, Shutdown, SocketAddr};
@@ -64,19 +64,6 @@ impl Handler for Echo {
     fn on_writable(&mut self, cx: &mut Cx<'_>, conn: ConnId) {
         self.on_readable(cx, conn);
     }
-}
-
-/// The bytes stream `i` carries: its own, so that a mix-up between streams shows.
-fn payload(i: usize, len: usize) -> Vec<u8> {
-    let mut x = (i as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
 }
 
 const fn assert_sync<T: Sync + Send>() {}

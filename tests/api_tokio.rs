@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::mem_stack::{self, builder};
+use common::mem_stack::{self, builder, payload};
 
 use std::net::Ipv4Addr;
 use std::pin::Pin;
@@ -42,18 +42,6 @@ fn serve_echo(s: &Stack, port: u16) {
             });
         }
     });
-}
-
-fn payload(seed: usize, len: usize) -> Vec<u8> {
-    let mut x = (seed as u64 + 7).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
 }
 
 async fn connected(c: &Stack, l: &TcpListener) -> (TcpStream, TcpStream) {

@@ -122,35 +122,7 @@ fn http_example_serves_wrk_ab_and_curl() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert_eq!(out.stdout, b"Hello from xdp-tcp!\n");
-    let out = tb
-        .in_ns_for(
-            30,
-            "ns_peer",
-            &["wrk", "-t2", "-c100", "-d10s", "--timeout", "2s", &url],
-        )
-        .output()
-        .unwrap();
-    let report = String::from_utf8_lossy(&out.stdout);
-    eprintln!("{report}");
-    assert!(
-        out.status.success(),
-        "wrk: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(
-        !report.contains("Socket errors"),
-        "socket errors:\n{report}"
-    );
-    assert!(!report.contains("Non-2xx"), "non-2xx responses:\n{report}");
-    let requests: u64 = report
-        .lines()
-        .find_map(|l| {
-            l.trim()
-                .split_once(" requests in ")
-                .map(|(n, _)| n.parse().unwrap())
-        })
-        .expect("wrk printed no request count");
-    assert!(requests > 1000, "{requests} requests");
+    wrk_clean(&tb, &url);
     // ApacheBench as a second, independent client: 100 keep-alive connections, 20k requests
     let out = tb
         .in_ns_for(

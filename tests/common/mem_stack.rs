@@ -43,3 +43,17 @@ pub fn pair(
     let (a, b, link) = mem::pair(4096);
     (start(client, a, c), start(server, b, s), link)
 }
+
+/// The bytes stream `seed` carries: its own (xorshift from the seed), so that a mix-up between
+/// streams shows.
+pub fn payload(seed: usize, len: usize) -> Vec<u8> {
+    let mut x = (seed as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
