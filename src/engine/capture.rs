@@ -67,7 +67,13 @@ impl CaptureRing {
         })
     }
 
-    /// The running capture, if any: the data path's only cost while none runs.
+    /// Whether a capture runs: the data path's only cost while none does.
+    #[inline]
+    pub fn is_on(&self) -> bool {
+        self.state.load(Ordering::Relaxed) as u32 != 0
+    }
+
+    /// The running capture, if any.
     #[inline]
     pub fn active(&self) -> Option<Active> {
         let s = self.state.load(Ordering::Relaxed);

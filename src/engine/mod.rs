@@ -350,9 +350,10 @@ impl<P: PacketIo, A: App> Engine<P, A> {
             ..
         } = self;
         // the only cost while no capture runs: one relaxed load per iteration
-        let cap = capture
-            .as_ref()
-            .and_then(|(r, epoch)| r.active().map(|a| (&**r, a, epoch + now.as_nanos())));
+        let cap = match capture {
+            Some((ring, epoch)) if ring.is_on() => capturing(ring, *epoch, now),
+            _ => None,
+        };
 
         // Frames other engines forwarded came in before this batch: take them first.
         let mut work = 0;
@@ -494,6 +495,13 @@ fn monotonic_nanos() -> u64 {
     (ts.tv_sec as u64)
         .wrapping_mul(1_000_000_000)
         .wrapping_add(ts.tv_nsec as u64)
+}
+
+/// The running capture, and this iteration's time stamp for it.
+#[cold]
+#[inline(never)]
+fn capturing(ring: &CaptureRing, epoch: u64, now: Instant) -> Option<(&CaptureRing, Active, u64)> {
+    ring.active().map(|a| (ring, a, epoch + now.as_nanos()))
 }
 
 /// Hands one frame to a running capture.
