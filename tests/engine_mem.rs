@@ -175,3 +175,79 @@ fn the_host_takes_the_interface_mtu_bounded_by_the_frame() {
     );
     assert_eq!(usize::from(engine.host().config().mtu()), 1792 - 14);
 }
+
+/// A capture whose writer never drains: the engine fills the bounded queue, then drops and
+/// counts every further frame, and the traffic does not notice. Stopped, it copies nothing.
+#[test]
+fn a_capture_nobody_drains_drops_and_counts_without_touching_the_traffic() {
+    use xdp_tcp::engine::capture::CaptureRing;
+    const CONNS: usize = 2;
+    const LEN: usize = 64 * 1024;
+    const QUEUE: usize = 8;
+    let (client_io, server_io, _link) = mem::pair(1792);
+    let mut server_host = Host::new(HostConfig::new(SERVER));
+    server_host.listen(PORT, 64);
+    let ring = CaptureRing::new(QUEUE);
+    let mut server = Engine::new(
+        server_io,
+        server_host,
+        neigh(SERVER, SERVER_MAC),
+        EchoServer::new(PORT),
+        EngineConfig::default(),
+    )
+    .with_capture(std::sync::Arc::clone(&ring));
+    let client_app = BulkClient::new(SocketAddrV4::new(SERVER, PORT), CONNS, LEN, 7);
+    let counters = client_app.counters();
+    let mut client = Engine::new(
+        client_io,
+        Host::new(HostConfig::new(CLIENT)),
+        neigh(CLIENT, CLIENT_MAC),
+        client_app,
+        EngineConfig::default(),
+    );
+    let session = ring.start(96);
+    let started = Instant::now();
+    while !client.app().done() && started.elapsed() < Duration::from_secs(20) {
+        client.poll();
+        server.poll();
+    }
+    assert_eq!(counters.get(&counters.bytes_verified), (CONNS * LEN) as u64);
+    let s = server.stats().clone();
+    assert_eq!(s.capture_queued, QUEUE as u64, "the queue filled");
+    assert_eq!(
+        s.capture_queued + s.capture_dropped,
+        s.rx_frames + s.tx_frames,
+        "every frame queued or counted as dropped"
+    );
+    // the first frames, in order, cut at the snap length: the client's ARP request first
+    // (padded to the 60-byte Ethernet minimum)
+    let first = ring.pop().expect("a record");
+    assert_eq!((first.session, first.data.len()), (session, 60));
+    assert_eq!(first.data[12..14], [0x08, 0x06], "ARP");
+    let mut n = 1;
+    while let Some(r) = ring.pop() {
+        assert!(r.data.len() <= 96 && r.orig_len as usize >= r.data.len());
+        n += 1;
+    }
+    assert_eq!(n, QUEUE);
+
+    ring.stop(session);
+    let before = server.stats().clone();
+    let client_app = BulkClient::new(SocketAddrV4::new(SERVER, PORT), 1, 4096, 8);
+    let more = client_app.counters();
+    *client.app_mut() = client_app;
+    let started = Instant::now();
+    while !client.app().done() && started.elapsed() < Duration::from_secs(20) {
+        client.poll();
+        server.poll();
+    }
+    assert_eq!(more.get(&more.bytes_verified), 4096);
+    let after = server.stats();
+    assert!(after.rx_frames > before.rx_frames, "traffic after the stop");
+    assert_eq!(
+        (after.capture_queued, after.capture_dropped),
+        (before.capture_queued, before.capture_dropped),
+        "nothing copied once stopped"
+    );
+    assert!(ring.pop().is_none());
+}

@@ -4,6 +4,11 @@
 //!
 //! Protocol: one request line per connection, one answer, then the server closes.
 //! - `stats`: the [`StackStats`](super::StackStats) as JSON ([`StackStats::to_json`]).
+//! - `pcap start SNAPLEN MAX_BYTES MAX_PACKETS FILE`: starts a capture into `FILE` (the rest of
+//!   the line, an absolute path; a bound of 0 means none), see [`super::capture`].
+//! - `pcap stop`: stops it. `pcap status`: how it goes. All three answer
+//!   `{"pcap": {"state": "running"|"stopped"|"limit"|"failed", "file", "packets", "bytes"}}`
+//!   (`"error"` too when it failed).
 //!
 //! Anything else is answered `{"error": "..."}`. A client that says nothing for a second is
 //! dropped, so one stuck client delays the next by at most that.
@@ -19,6 +24,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+use super::capture::{Capture, CaptureOptions, CaptureState, CaptureStatus};
 use super::stats::StatsSource;
 
 /// The running control socket; stopped (and its file removed) by [`ControlServer::stop`].
@@ -31,7 +37,11 @@ pub(crate) struct ControlServer {
 impl ControlServer {
     /// Binds `path` (replacing a stale socket file left by a process that died) and starts
     /// serving it.
-    pub fn start(path: &Path, source: Arc<StatsSource>) -> io::Result<ControlServer> {
+    pub fn start(
+        path: &Path,
+        source: Arc<StatsSource>,
+        capture: Arc<Capture>,
+    ) -> io::Result<ControlServer> {
         if let Ok(meta) = std::fs::symlink_metadata(path) {
             if !meta.file_type().is_socket() {
                 return Err(io::Error::new(
@@ -53,7 +63,7 @@ impl ControlServer {
         let flag = Arc::clone(&stop);
         let thread = std::thread::Builder::new()
             .name("xdp-tcp-control".into())
-            .spawn(move || serve(listener, &source, &flag))?;
+            .spawn(move || serve(listener, &source, &capture, &flag))?;
         Ok(ControlServer {
             path: path.to_path_buf(),
             stop,
@@ -79,18 +89,18 @@ impl Drop for ControlServer {
     }
 }
 
-fn serve(listener: UnixListener, source: &StatsSource, stop: &AtomicBool) {
+fn serve(listener: UnixListener, source: &StatsSource, capture: &Capture, stop: &AtomicBool) {
     for conn in listener.incoming() {
         if stop.load(Ordering::SeqCst) {
             return;
         }
         if let Ok(c) = conn {
-            let _ = answer(c, source);
+            let _ = answer(c, source, capture);
         }
     }
 }
 
-fn answer(conn: UnixStream, source: &StatsSource) -> io::Result<()> {
+fn answer(conn: UnixStream, source: &StatsSource, capture: &Capture) -> io::Result<()> {
     conn.set_read_timeout(Some(Duration::from_secs(1)))?;
     conn.set_write_timeout(Some(Duration::from_secs(5)))?;
     let mut line = String::new();
@@ -101,22 +111,94 @@ fn answer(conn: UnixStream, source: &StatsSource) -> io::Result<()> {
             Ok(s) => s.to_json(),
             Err(e) => error_json(&e.to_string()),
         },
-        other => error_json(&format!("unknown request {other:?}; try \"stats\"")),
+        other => match other.strip_prefix("pcap ") {
+            Some(req) => pcap(capture, req),
+            None => error_json(&format!("unknown request {other:?}; try \"stats\"")),
+        },
     };
     let mut w = &conn;
     w.write_all(reply.as_bytes())?;
     w.write_all(b"\n")
 }
 
+fn pcap(capture: &Capture, req: &str) -> String {
+    let status = match req {
+        "stop" => capture.stop(),
+        "status" => capture
+            .status()
+            .ok_or_else(|| io::Error::other("no capture was started")),
+        _ => match parse_start(req) {
+            Ok((file, opts)) => capture.start(file, opts).and_then(|()| {
+                capture
+                    .status()
+                    .ok_or_else(|| io::Error::other("capture vanished"))
+            }),
+            Err(e) => return error_json(&e),
+        },
+    };
+    match status {
+        Ok(s) => status_json(&s),
+        Err(e) => error_json(&e.to_string()),
+    }
+}
+
+/// `start SNAPLEN MAX_BYTES MAX_PACKETS FILE`.
+fn parse_start(req: &str) -> Result<(&Path, CaptureOptions), String> {
+    let usage =
+        "want \"pcap start SNAPLEN MAX_BYTES MAX_PACKETS FILE\", \"pcap stop\" or \"pcap status\"";
+    let mut it = req.splitn(5, ' ');
+    if it.next() != Some("start") {
+        return Err(usage.into());
+    }
+    let mut num = || -> Result<u64, String> {
+        it.next()
+            .and_then(|n| n.parse().ok())
+            .ok_or_else(|| usage.to_string())
+    };
+    let (snaplen, max_bytes, max_packets) = (num()?, num()?, num()?);
+    let file = Path::new(it.next().ok_or(usage)?);
+    if !file.is_absolute() {
+        return Err(format!("{}: not an absolute path", file.display()));
+    }
+    let opts = CaptureOptions {
+        snaplen: u32::try_from(snaplen).map_err(|_| "snaplen too large".to_string())?,
+        max_bytes: (max_bytes > 0).then_some(max_bytes),
+        max_packets: (max_packets > 0).then_some(max_packets),
+    };
+    Ok((file, opts))
+}
+
+fn status_json(s: &CaptureStatus) -> String {
+    let (state, error) = match &s.state {
+        CaptureState::Running => ("running", None),
+        CaptureState::Stopped => ("stopped", None),
+        CaptureState::Limit => ("limit", None),
+        CaptureState::Failed(e) => ("failed", Some(e.as_str())),
+    };
+    let mut out = format!(
+        "{{\"pcap\":{{\"state\":\"{state}\",\"file\":\"{}\",\"packets\":{},\"bytes\":{}",
+        escape(&s.file.to_string_lossy()),
+        s.packets,
+        s.bytes
+    );
+    if let Some(e) = error {
+        out.push_str(&format!(",\"error\":\"{}\"", escape(e)));
+    }
+    out.push_str("}}");
+    out
+}
+
 fn error_json(msg: &str) -> String {
-    let escaped: String = msg
-        .chars()
+    format!("{{\"error\":\"{}\"}}", escape(msg))
+}
+
+fn escape(msg: &str) -> String {
+    msg.chars()
         .flat_map(|c| match c {
             '"' => vec!['\\', '"'],
             '\\' => vec!['\\', '\\'],
             c if c.is_control() => vec![' '],
             c => vec![c],
         })
-        .collect();
-    format!("{{\"error\":\"{escaped}\"}}")
+        .collect()
 }

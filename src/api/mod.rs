@@ -41,6 +41,7 @@
 #![warn(missing_docs)]
 
 mod bridge;
+pub mod capture;
 mod control;
 pub mod error;
 pub mod handler;
@@ -55,6 +56,7 @@ pub mod stream;
 pub mod tokio;
 
 pub use crate::tcp::KeepAlive;
+pub use capture::{CaptureOptions, CaptureState, CaptureStatus};
 pub use handler::{Cx, Handler, HandlerApp};
 pub use listener::TcpListener;
 pub use stack::{Device, EngineReport, Stack, StackBuilder};

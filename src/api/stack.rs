@@ -30,10 +30,12 @@ use std::time::Duration;
 use crossbeam::channel::Sender;
 
 use super::bridge::StackApp;
+use super::capture::Capture;
 use super::control::ControlServer;
 use super::handler::{Handler, HandlerApp};
 use super::shared::{Control, EngineHandle, SockDefaults, Wake};
 use super::stats::{StackStats, StatsSource};
+use crate::engine::capture::CaptureRing;
 use crate::engine::cores::{enter_netns, CoreId, CoreSpec, EngineThreads};
 use crate::engine::endpoint::{EngineIo, InterfaceConfig, XdpInterface};
 use crate::engine::mesh::{ForwardStats, Mesh, MeshCounters, WakeFn};
@@ -289,7 +291,9 @@ impl StackBuilder {
     }
 
     /// Serves the inspector (`xdp-tcp stat PATH`) on a unix socket at `path`, from a thread
-    /// of its own (never an engine's): statistics and connections on request. Off by default.
+    /// of its own (never an engine's): statistics and connections on request, and a pcap
+    /// capture switched on and off (`xdp-tcp pcap PATH`, [`Stack::capture_start`]). Off by
+    /// default.
     /// A stale socket file at `path` is replaced; one a live stack answers on is an error.
     pub fn control_socket(mut self, path: impl Into<PathBuf>) -> Self {
         self.control_socket = Some(path.into());
@@ -442,6 +446,8 @@ impl StackBuilder {
         let receivers = Mutex::new(receivers);
         let boards: Vec<Arc<StatsBoard>> = handles.iter().map(|_| StatsBoard::new()).collect();
         let engine_boards = boards.clone();
+        let ring = CaptureRing::new(crate::engine::capture::DEFAULT_QUEUE);
+        let engine_ring = Arc::clone(&ring);
         let control_socket = self.control_socket.clone();
         // Lanes between every pair of engines when flows are owned by hash.
         let meshes: Mutex<Vec<Option<Mesh>>> = Mutex::new(match &steer {
@@ -509,7 +515,8 @@ impl StackBuilder {
             );
             let engine = device
                 .into_engine(host, app, engine_cfg)
-                .with_stats_board(Arc::clone(&engine_boards[q]), spec.queue_id);
+                .with_stats_board(Arc::clone(&engine_boards[q]), spec.queue_id)
+                .with_capture(Arc::clone(&engine_ring));
             Ok(match mesh {
                 Some(m) => engine.with_mesh(m),
                 None => engine,
@@ -542,6 +549,7 @@ impl StackBuilder {
             program: program.as_ref().map(Arc::downgrade),
         });
         let mut stack = Stack {
+            capture: Arc::new(Capture::new(ring)),
             stats,
             inspector: Mutex::new(None),
             forwarding,
@@ -558,8 +566,9 @@ impl StackBuilder {
             grace: self.grace,
         };
         if let Some(path) = control_socket {
-            *stack.inspector.get_mut().unwrap_or_else(|p| p.into_inner()) =
-                Some(ControlServer::start(&path, Arc::clone(&stack.stats))?);
+            *stack.inspector.get_mut().unwrap_or_else(|p| p.into_inner()) = Some(
+                ControlServer::start(&path, Arc::clone(&stack.stats), Arc::clone(&stack.capture))?,
+            );
         }
         Ok(stack)
     }
@@ -584,6 +593,7 @@ fn in_netns<T: Send + 'static>(
 /// [`super::TcpListener::bind`], or serve them with handlers given to the builder.
 /// Dropping it shuts it down ([`Stack::shutdown`]).
 pub struct Stack {
+    pub(super) capture: Arc<Capture>,
     stats: Arc<StatsSource>,
     inspector: Mutex<Option<ControlServer>>,
     forwarding: Vec<Arc<MeshCounters>>,
@@ -690,6 +700,7 @@ impl Stack {
         {
             c.stop();
         }
+        let _ = self.capture.stop();
         self.control.request();
         let deadline = std::time::Instant::now() + self.grace + Duration::from_secs(1);
         while self.control.drained.load(SeqCst) < self.engines.len()

@@ -52,6 +52,7 @@
 //! the echo server of the engine tests (`tests/common/apps.rs`) adds two through a scratch
 //! buffer (receive buffer to scratch to send buffer).
 
+pub mod capture;
 pub mod cores;
 pub mod endpoint;
 pub mod mesh;
@@ -70,6 +71,7 @@ use crate::wire::{
 };
 
 use crate::neigh::netlink::KernelTables;
+use capture::{Active, CaptureRing};
 use snapshot::{EngineSnapshot, StatsBoard};
 use std::sync::Arc;
 
@@ -141,6 +143,10 @@ pub struct EngineStats {
     pub forwarded_in: u64,
     /// Frames for another engine dropped: its lane was full, or there is no mesh.
     pub drop_forward: u64,
+    /// Frames received or sent that went to a running capture ([`capture`]).
+    pub capture_queued: u64,
+    /// Frames a running capture missed: its queue was full.
+    pub capture_dropped: u64,
 }
 
 impl EngineStats {
@@ -191,6 +197,8 @@ pub struct Engine<P: PacketIo, A: App> {
     board: Option<(Arc<StatsBoard>, u32)>,
     /// Lanes to and from the other engines of a multi-queue stack.
     mesh: Option<Box<mesh::Mesh>>,
+    /// Where a running capture goes, and Unix time at `origin` in nanoseconds.
+    capture: Option<(Arc<CaptureRing>, u64)>,
 }
 
 impl<P: PacketIo, A: App> Engine<P, A> {
@@ -217,6 +225,7 @@ impl<P: PacketIo, A: App> Engine<P, A> {
             empty_iterations: 0,
             board: None,
             mesh: None,
+            capture: None,
         }
     }
 
@@ -230,6 +239,17 @@ impl<P: PacketIo, A: App> Engine<P, A> {
     /// [`snapshot`]).
     pub fn with_stats_board(mut self, board: Arc<StatsBoard>, queue: u32) -> Self {
         self.board = Some((board, queue));
+        self
+    }
+
+    /// Copies the frames this engine receives and sends into `ring` while a capture runs on it
+    /// (see [`capture`]), stamped with this engine's clock as Unix time.
+    pub fn with_capture(mut self, ring: Arc<CaptureRing>) -> Self {
+        let unix = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64);
+        let since_origin = monotonic_nanos().saturating_sub(self.origin);
+        self.capture = Some((ring, unix.saturating_sub(since_origin)));
         self
     }
 
@@ -326,8 +346,14 @@ impl<P: PacketIo, A: App> Engine<P, A> {
             stats,
             events,
             mesh,
+            capture,
             ..
         } = self;
+        // the only cost while no capture runs: one relaxed load per iteration
+        let cap = match capture {
+            Some((ring, epoch)) if ring.is_on() => capturing(ring, *epoch, now),
+            _ => None,
+        };
 
         // Frames other engines forwarded came in before this batch: take them first.
         let mut work = 0;
@@ -342,6 +368,9 @@ impl<P: PacketIo, A: App> Engine<P, A> {
             }
         }
         work += io.recv_batch(cfg.rx_batch, |frame| {
+            if let Some((ring, active, ts)) = cap {
+                record(ring, active, ts, frame, stats);
+            }
             receive(
                 now,
                 frame,
@@ -396,6 +425,9 @@ impl<P: PacketIo, A: App> Engine<P, A> {
             io.send_batch(cfg.tx_batch, |buf| {
                 let n = transmit(now, buf, mac, host, neigh, stats)?;
                 stats.tx_bytes += n as u64;
+                if let Some((ring, active, ts)) = cap {
+                    record(ring, active, ts, &buf[..n], stats);
+                }
                 Some(n)
             })
         } else {
@@ -463,6 +495,24 @@ fn monotonic_nanos() -> u64 {
     (ts.tv_sec as u64)
         .wrapping_mul(1_000_000_000)
         .wrapping_add(ts.tv_nsec as u64)
+}
+
+/// The running capture, and this iteration's time stamp for it.
+#[cold]
+#[inline(never)]
+fn capturing(ring: &CaptureRing, epoch: u64, now: Instant) -> Option<(&CaptureRing, Active, u64)> {
+    ring.active().map(|a| (ring, a, epoch + now.as_nanos()))
+}
+
+/// Hands one frame to a running capture.
+#[cold]
+#[inline(never)]
+fn record(ring: &CaptureRing, active: Active, ts: u64, frame: &[u8], stats: &mut EngineStats) {
+    if ring.push(active, ts, frame) {
+        stats.capture_queued += 1;
+    } else {
+        stats.capture_dropped += 1;
+    }
 }
 
 /// `seen` is the last source [`NeighCache::observe_ipv4`] was told of in this iteration: telling

@@ -194,6 +194,8 @@ impl EngineSnapshot {
                 forwarded_out,
                 forwarded_in,
                 drop_forward,
+                capture_queued,
+                capture_dropped,
             ]
         );
         let h = &self.host;

@@ -29,8 +29,10 @@ const MAGIC_MICROS: u32 = 0xa1b2_c3d4;
 const MAGIC_NANOS: u32 = 0xa1b2_3c4d;
 /// LINKTYPE_ETHERNET.
 pub const LINKTYPE_ETHERNET: u32 = 1;
-const FILE_HEADER_LEN: usize = 24;
-const RECORD_HEADER_LEN: usize = 16;
+/// Bytes of the file header.
+pub const FILE_HEADER_LEN: usize = 24;
+/// Bytes of each record's header.
+pub const RECORD_HEADER_LEN: usize = 16;
 /// Large enough for any frame a 4096-byte UMEM frame holds, and for a 64 KiB GSO frame.
 pub const DEFAULT_SNAPLEN: u32 = 65_535;
 /// Upper bound on the snap length (what tcpdump accepts).
@@ -106,18 +108,7 @@ impl<P: PacketIo, W: Write> PcapTap<P, W> {
             ));
         }
         let mut out = BufWriter::with_capacity(256 * 1024, out);
-        let magic = match config.precision {
-            TsPrecision::Micros => MAGIC_MICROS,
-            TsPrecision::Nanos => MAGIC_NANOS,
-        };
-        let mut hdr = [0u8; FILE_HEADER_LEN];
-        hdr[0..4].copy_from_slice(&magic.to_le_bytes());
-        hdr[4..6].copy_from_slice(&2u16.to_le_bytes());
-        hdr[6..8].copy_from_slice(&4u16.to_le_bytes());
-        // thiszone and sigfigs stay 0
-        hdr[16..20].copy_from_slice(&config.snaplen.to_le_bytes());
-        hdr[20..24].copy_from_slice(&LINKTYPE_ETHERNET.to_le_bytes());
-        out.write_all(&hdr)?;
+        out.write_all(&file_header(config.precision, config.snaplen))?;
         Ok(PcapTap {
             inner,
             out,
@@ -166,6 +157,45 @@ impl<P: PacketIo, W: Write> PcapTap<P, W> {
     }
 }
 
+/// The 24-byte file header (little-endian, LINKTYPE_ETHERNET).
+pub fn file_header(precision: TsPrecision, snaplen: u32) -> [u8; FILE_HEADER_LEN] {
+    let magic = match precision {
+        TsPrecision::Micros => MAGIC_MICROS,
+        TsPrecision::Nanos => MAGIC_NANOS,
+    };
+    let mut hdr = [0u8; FILE_HEADER_LEN];
+    hdr[0..4].copy_from_slice(&magic.to_le_bytes());
+    hdr[4..6].copy_from_slice(&2u16.to_le_bytes());
+    hdr[6..8].copy_from_slice(&4u16.to_le_bytes());
+    // thiszone and sigfigs stay 0
+    hdr[16..20].copy_from_slice(&snaplen.to_le_bytes());
+    hdr[20..24].copy_from_slice(&LINKTYPE_ETHERNET.to_le_bytes());
+    hdr
+}
+
+/// The 16-byte header of a record of `caplen` stored bytes taken at `unix_nanos` from a frame
+/// of `orig_len`.
+pub fn record_header(
+    precision: TsPrecision,
+    unix_nanos: u64,
+    caplen: u32,
+    orig_len: u32,
+) -> [u8; RECORD_HEADER_LEN] {
+    let secs = unix_nanos / 1_000_000_000;
+    let sub = unix_nanos % 1_000_000_000;
+    let frac = match precision {
+        TsPrecision::Micros => sub / 1_000,
+        TsPrecision::Nanos => sub,
+    };
+    let mut hdr = [0u8; RECORD_HEADER_LEN];
+    // The classic format has 32-bit seconds: wraps in 2106.
+    hdr[0..4].copy_from_slice(&(secs as u32).to_le_bytes());
+    hdr[4..8].copy_from_slice(&(frac as u32).to_le_bytes());
+    hdr[8..12].copy_from_slice(&caplen.to_le_bytes());
+    hdr[12..16].copy_from_slice(&orig_len.to_le_bytes());
+    hdr
+}
+
 /// Appends one record; a free function so callers can borrow the device and the writer apart.
 fn record<W: Write>(
     out: &mut BufWriter<W>,
@@ -183,18 +213,12 @@ fn record<W: Write>(
     if caplen < frame.len() {
         stats.truncated += 1;
     }
-    let secs = now_unix_nanos / 1_000_000_000;
-    let sub = now_unix_nanos % 1_000_000_000;
-    let frac = match config.precision {
-        TsPrecision::Micros => sub / 1_000,
-        TsPrecision::Nanos => sub,
-    };
-    let mut hdr = [0u8; RECORD_HEADER_LEN];
-    // The classic format has 32-bit seconds: wraps in 2106.
-    hdr[0..4].copy_from_slice(&(secs as u32).to_le_bytes());
-    hdr[4..8].copy_from_slice(&(frac as u32).to_le_bytes());
-    hdr[8..12].copy_from_slice(&(caplen as u32).to_le_bytes());
-    hdr[12..16].copy_from_slice(&(frame.len().min(u32::MAX as usize) as u32).to_le_bytes());
+    let hdr = record_header(
+        config.precision,
+        now_unix_nanos,
+        caplen as u32,
+        frame.len().min(u32::MAX as usize) as u32,
+    );
     let res = out
         .write_all(&hdr)
         .and_then(|()| out.write_all(&frame[..caplen]));

@@ -24,12 +24,37 @@ pub enum Format {
 
 /// One `stats` request to the control socket at `path`: the raw JSON answer.
 pub fn fetch(path: &Path) -> io::Result<String> {
+    request(path, "stats")
+}
+
+/// One request line to the control socket at `path`: the raw answer.
+pub fn request(path: &Path, line: &str) -> io::Result<String> {
     let mut s = UnixStream::connect(path)?;
-    s.set_read_timeout(Some(Duration::from_secs(5)))?;
-    s.write_all(b"stats\n")?;
+    s.set_read_timeout(Some(Duration::from_secs(10)))?;
+    s.write_all(line.as_bytes())?;
+    s.write_all(b"\n")?;
     let mut out = String::new();
     s.read_to_string(&mut out)?;
     Ok(out)
+}
+
+/// An answer to a `pcap` request as one line: `running /tmp/x.pcap: 12 packets, 2048 bytes`.
+pub fn pcap_request(raw: &str) -> Result<String, String> {
+    let v = parse(raw)?;
+    let p = v
+        .get("pcap")
+        .ok_or_else(|| format!("bad answer: {raw:?}"))?;
+    let mut line = format!(
+        "{} {}: {} packets, {} bytes",
+        p["state"].as_str().unwrap_or("?"),
+        p["file"].as_str().unwrap_or("?"),
+        u(p, "packets"),
+        u(p, "bytes")
+    );
+    if let Some(e) = p.get("error").and_then(Value::as_str) {
+        line.push_str(&format!(" ({e})"));
+    }
+    Ok(line)
 }
 
 /// Parses an answer; the stack's `{"error": ...}` becomes an error.

@@ -35,6 +35,7 @@ usage:
                 [--json FILE] [--testbed-script deploy/testbed.sh] [--name xtbench]
                 [--only pingpong,rr64,bulk,churn,idle] [--external 'NAME=COMMAND;...']
   xdp-tcp stat PATH [--json | --prometheus] [--watch [--count N]]
+  xdp-tcp pcap PATH --start FILE [--snaplen N] [--max-bytes N] [--max-packets N] | --stop | --status
 
 The xdp back-end needs root; --iface is the interface it attaches to (in --netns if given).
 Kernel servers and clients busy-spin unless --block. --shards N runs a kernel server as N epoll
@@ -43,7 +44,9 @@ connections than the open-file limit allows one table. An xdp server with --bloc
 after 256 empty iterations in a row, or after --idle-after N (which implies --block). `stat` asks
 the control socket of a stack started with `.control_socket(PATH)`: connections as `ss -tinm`
 prints them and non-zero counters as `nstat` does, or JSON, or Prometheus text; --watch repeats
-once a second (--count times). `bench --external` adds other stacks' echo servers to the row
+once a second (--count times). `pcap` switches a capture of every frame the stack receives and
+sends on (--start: a new classic pcap file, written by a thread of the stack, ending by itself at
+--max-bytes or --max-packets) and off (--stop), through the same socket. `bench --external` adds other stacks' echo servers to the row
 `pingpong-kc` (the same spinning kernel client against xdp-tcp's server and each of them): each
 COMMAND runs through `sh -c` in the stack's namespace on the server core with XDP_IFACE,
 XDP_PORT and XDP_CORE set, prints `ready` once it serves, and exits on SIGTERM. The result of `load` is printed as a table
@@ -58,10 +61,10 @@ impl Args {
     fn parse(raw: impl Iterator<Item = String>) -> Result<Args, String> {
         let raw: Vec<String> = raw.collect();
         // `stat` takes --json as a switch; `load` and `bench` take --json FILE
-        let stat_flags: &[&str] = if raw.first().is_some_and(|c| c == "stat") {
-            &["json", "prometheus", "watch"]
-        } else {
-            &[]
+        let stat_flags: &[&str] = match raw.first().map(String::as_str) {
+            Some("stat") => &["json", "prometheus", "watch"],
+            Some("pcap") => &["stop", "status"],
+            _ => &[],
         };
         let flags = ["block", "download", "quick"];
         let mut pos = Vec::new();
@@ -126,6 +129,7 @@ fn main() -> ExitCode {
         Some("floor") => floor_cmd(&args),
         Some("bench") => bench_cmd(&args),
         Some("stat") => stat_cmd(&args),
+        Some("pcap") => pcap_cmd(&args),
         _ => {
             eprintln!("{USAGE}");
             return ExitCode::from(2);
@@ -171,6 +175,39 @@ fn stat_cmd(args: &Args) -> Result<(), String> {
         use std::io::Write as _;
         io::stdout().flush().map_err(err)?;
     }
+    Ok(())
+}
+
+/// `xdp-tcp pcap PATH --start FILE | --stop | --status`: one request, its answer printed.
+fn pcap_cmd(args: &Args) -> Result<(), String> {
+    use xdp_tcp_bench::stat::{pcap_request, request};
+    let path = PathBuf::from(
+        args.pos
+            .get(1)
+            .ok_or("pcap needs the control socket's PATH")?,
+    );
+    let line = match (args.kv.get("start"), args.flag("stop"), args.flag("status")) {
+        (Some(file), false, false) => {
+            // the stack may run elsewhere in the file system's view: send an absolute path
+            let file = std::path::absolute(file).map_err(|e| format!("{file}: {e}"))?;
+            let line = format!(
+                "pcap start {} {} {} {}",
+                args.get("snaplen", 262_144u32)?,
+                args.get("max-bytes", 0u64)?,
+                args.get("max-packets", 0u64)?,
+                file.display()
+            );
+            if line.contains('\n') {
+                return Err("the file name holds a newline".into());
+            }
+            line
+        }
+        (None, true, false) => "pcap stop".to_string(),
+        (None, false, _) => "pcap status".to_string(),
+        _ => return Err("one of --start FILE, --stop, --status".into()),
+    };
+    let raw = request(&path, &line).map_err(|e| format!("{}: {e}", path.display()))?;
+    println!("{}", pcap_request(&raw)?);
     Ok(())
 }
 
