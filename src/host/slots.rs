@@ -170,7 +170,7 @@ impl Host {
         }
         self.table
             .remove(flow_key(conn.remote(), conn.local().port()));
-        self.stats.closed_conns.add(conn.stats());
+        conn.add_stats_to(&mut self.stats.closed_conns);
         for t in slot.timers.iter_mut() {
             if let Some((id, _)) = t.take() {
                 self.wheel.cancel(id);
