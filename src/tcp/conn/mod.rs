@@ -491,6 +491,11 @@ impl Connection {
         self.timers.clear_all();
         self.timers
             .set(TimerKind::TimeWait, now + self.cfg.msl.saturating_mul(2));
+        // Everything sent is acknowledged and no more data comes: give the buffers back now
+        // (a server in churn holds one TIME-WAIT connection per recent client port).
+        self.snd.buf.release();
+        self.rcv.buf.release();
+        self.sb.release();
     }
 
     fn enter_closed(&mut self) {
@@ -584,6 +589,11 @@ mod tests {
         }
         assert_eq!(s.state(), State::TimeWait);
         assert_eq!(c.state(), State::Closed);
+        assert_eq!(
+            (s.snd.buf.allocated(), s.rcv.buf.allocated()),
+            (0, 0),
+            "TIME-WAIT keeps no buffer storage"
+        );
         for (name, conn) in [("client", &c), ("server", &s)] {
             assert_eq!(conn.stats.heap_bytes(), 0, "{name}: {:?}", conn.stats());
             assert_eq!(conn.recovery.heap_bytes(), 0, "{name}");
