@@ -155,7 +155,8 @@ impl HostConfig {
 
 pub struct Host {
     cfg: HostConfig,
-    /// `cfg.tcp` behind one pointer that new connections share instead of each a copy.
+    /// `cfg.tcp` behind one pointer that new connections share instead of each a copy;
+    /// replaced whenever `cfg.tcp` changes (`set_mtu`, `set_tcp_config`).
     tcp: Arc<tcp::Config>,
     slots: Vec<Slot>,
     free: Vec<u32>,
@@ -233,6 +234,7 @@ impl Host {
     /// [`HostConfig::set_mtu`]); the engine calls it with the MTU it read from the interface.
     pub fn set_mtu(&mut self, mtu: u16) {
         self.cfg.set_mtu(mtu);
+        self.tcp = Arc::new(self.cfg.tcp);
     }
 
     /// Every connection held, in slot order. Visits them all: for snapshots on request
