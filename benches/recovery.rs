@@ -86,7 +86,7 @@ fn transfer(sack: bool, seed: u64, len: usize) -> Run {
     });
     assert!(done, "seed {seed} sack {sack}: transfer stalled");
     let secs = (net.now() - Instant::ZERO).as_secs_f64();
-    let st = *net.host_ref(c).conn(id).unwrap().stats();
+    let st = net.host_ref(c).conn(id).unwrap().stats();
     Run {
         goodput_mbps: len as f64 * 8.0 / secs / 1e6,
         rtos: st.rto_events,

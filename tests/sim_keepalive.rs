@@ -116,7 +116,7 @@ impl Rig {
         self.net
             .host_ref(self.c)
             .conn(self.client)
-            .map(|c| *c.stats())
+            .map(|c| c.stats())
     }
 
     fn state(&self) -> State {

@@ -199,7 +199,7 @@ fn fragmentation_needed_sets_the_mss_and_the_cache_until_it_expires() {
     let c = t.conn(t.c, conn.0);
     // RFC 1191: the next-hop MTU from the router; timestamps take 12 more bytes
     assert_eq!((c.path_mtu(), c.mss()), (1280, 1280 - 40 - 12));
-    let st = *c.stats();
+    let st = c.stats();
     // the whole first flight (the initial window, 10 segments) was dropped and answered
     assert_eq!(t.net.router_ref(r).stats().too_big, 10);
     assert_eq!((st.icmp_errors, st.pmtu_reductions), (10, 1));
@@ -244,7 +244,7 @@ fn a_black_hole_is_crossed_by_falling_back_to_the_base_mss() {
     t.send(conn, 256 << 10, 4, Duration::from_secs(60));
     let took = t.net.now() - start;
     let c = t.conn(t.c, conn.0);
-    let st = *c.stats();
+    let st = c.stats();
     assert_eq!(st.black_hole_fallbacks, 1, "{st:?}");
     assert_eq!(c.mss(), 1024 - 12);
     assert_eq!(c.path_mtu(), 1500, "nothing told us the path MTU");

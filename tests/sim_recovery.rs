@@ -148,7 +148,7 @@ impl Rig {
     }
 
     fn stats(&self) -> ConnStats {
-        *self.net.host_ref(self.c).conn(self.client).unwrap().stats()
+        self.net.host_ref(self.c).conn(self.client).unwrap().stats()
     }
 
     fn mss(&self) -> u32 {
@@ -189,7 +189,7 @@ impl Rig {
                 self.received.extend_from_slice(&buf[..n]);
             }
             if let Some(conn) = self.net.host_ref(self.c).conn(self.client) {
-                let st = *conn.stats();
+                let st = conn.stats();
                 if self.timeline.last().is_none_or(|(_, last)| *last != st) {
                     self.timeline.push((self.now(), st));
                 }

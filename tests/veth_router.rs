@@ -210,7 +210,7 @@ fn check_path<A: App>(
     let mut totals = engine.host().stats().closed_conns;
     for id in live {
         if let Some(c) = engine.host().conn(*id) {
-            totals.add(c.stats());
+            totals.add(&c.stats());
         }
     }
     eprintln!(

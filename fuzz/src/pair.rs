@@ -254,7 +254,7 @@ fn run(u: &mut Unstructured) -> Result<()> {
                 sides[0]
                     .conn
                     .and_then(|id| sides[0].host.conn(id))
-                    .map(|c| (c.state(), c.error(), *c.stats())),
+                    .map(|c| (c.state(), c.error(), c.stats())),
                 sides[0].eof,
                 sides[1]
                     .conn

@@ -296,7 +296,7 @@ impl StackApp {
             s.credit(n);
             return 0;
         };
-        s.shared.copies.mirror(c.stats());
+        s.shared.copies.mirror(c.copied());
         let acked = s.queued.saturating_sub(c.send_queue());
         if acked > 0 {
             s.queued -= acked;

@@ -213,10 +213,10 @@ impl CopyCounters {
     }
 
     /// Mirrors the connection's counts.
-    pub fn mirror(&self, stats: &tcp::ConnStats) {
+    pub fn mirror(&self, (into_send, into_recv): (u64, u64)) {
         use std::sync::atomic::Ordering::Relaxed;
-        self.into_send_buffer.store(stats.send_buf_copied, Relaxed);
-        self.into_recv_buffer.store(stats.recv_buf_copied, Relaxed);
+        self.into_send_buffer.store(into_send, Relaxed);
+        self.into_recv_buffer.store(into_recv, Relaxed);
     }
 }
 

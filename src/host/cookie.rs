@@ -37,7 +37,7 @@ impl Host {
         let peer_mss = seg.options.mss.unwrap_or(536);
         let iss = self.cookies.make(now, local, remote, seg.seq, peer_mss);
         // the SYN-ACK a connection would send, from a connection that is then forgotten
-        let mut conn = Connection::accept(self.cfg.tcp, local, remote, iss, now, seg);
+        let mut conn = Connection::accept(self.tcp.clone(), local, remote, iss, now, seg);
         self.start_path(now, &mut conn);
         let Some(t) = conn.poll_transmit(now) else {
             return self.refuse(src, DropReason::BacklogFull);
@@ -89,7 +89,7 @@ impl Host {
         listener.embryo_started();
         self.stats.syncookies_recv += 1;
         let syn = cookie::rebuild_syn(seg, &opts);
-        let mut conn = Connection::accept_cookie(self.cfg.tcp, local, remote, iss, now, &syn);
+        let mut conn = Connection::accept_cookie(self.tcp.clone(), local, remote, iss, now, &syn);
         self.start_path(now, &mut conn);
         // the echo is the cookie's TSval, whose low bits carry options, not a time: no RTT
         // sample from it

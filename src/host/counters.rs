@@ -136,7 +136,7 @@ impl TcpCounters {
         let mut c = hs.closed_conns;
         let mut curr_estab = 0;
         for (_, conn) in host.connections() {
-            c.add(conn.stats());
+            conn.add_stats_to(&mut c);
             if matches!(conn.state(), State::Established | State::CloseWait) {
                 curr_estab += 1;
             }

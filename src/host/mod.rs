@@ -49,6 +49,7 @@ pub use stats::{DropReason, HostStats};
 
 use std::collections::{HashMap, VecDeque};
 use std::net::{Ipv4Addr, SocketAddrV4};
+use std::sync::Arc;
 
 use crate::rss::FlowSteer;
 use crate::tcp::{
@@ -154,6 +155,9 @@ impl HostConfig {
 
 pub struct Host {
     cfg: HostConfig,
+    /// `cfg.tcp` behind one pointer that new connections share instead of each a copy;
+    /// replaced whenever `cfg.tcp` changes (`set_mtu`, `set_tcp_config`).
+    tcp: Arc<tcp::Config>,
     slots: Vec<Slot>,
     free: Vec<u32>,
     table: FlowTable,
@@ -184,6 +188,7 @@ pub struct Host {
 impl Host {
     pub fn new(cfg: HostConfig) -> Self {
         Host {
+            tcp: Arc::new(cfg.tcp),
             cfg,
             slots: Vec::new(),
             free: Vec::new(),
@@ -229,6 +234,7 @@ impl Host {
     /// [`HostConfig::set_mtu`]); the engine calls it with the MTU it read from the interface.
     pub fn set_mtu(&mut self, mtu: u16) {
         self.cfg.set_mtu(mtu);
+        self.tcp = Arc::new(self.cfg.tcp);
     }
 
     /// Every connection held, in slot order. Visits them all: for snapshots on request
@@ -326,12 +332,13 @@ impl Host {
             secret_rekey: self.cfg.tcp.secret_rekey,
             ..tcp
         };
+        self.tcp = Arc::new(self.cfg.tcp);
     }
 
     fn connect_from(&mut self, now: Instant, port: u16, remote: SocketAddrV4) -> ConnId {
         let local = SocketAddrV4::new(self.cfg.addr, port);
         let iss = self.isn.generate(now, local, remote);
-        let mut conn = Connection::connect(self.cfg.tcp, local, remote, iss);
+        let mut conn = Connection::connect(self.tcp.clone(), local, remote, iss);
         self.start_path(now, &mut conn);
         let id = self.insert(conn, None);
         self.stats.conns_opened += 1;
@@ -521,9 +528,10 @@ impl Host {
                 listener.embryo_started();
                 let local = SocketAddrV4::new(self.cfg.addr, seg.dst_port);
                 let iss = self.isn.generate(now, local, remote);
-                let mut tcp = self.cfg.tcp;
+                let mut tcp = self.tcp.clone();
                 if pressure {
-                    tcp.syn_retries = tcp.syn_retries.min(tcp.synack_retries_under_pressure);
+                    let t = Arc::make_mut(&mut tcp);
+                    t.syn_retries = t.syn_retries.min(t.synack_retries_under_pressure);
                 }
                 let mut conn = Connection::accept(tcp, local, remote, iss, now, seg);
                 self.start_path(now, &mut conn);

@@ -156,7 +156,8 @@ impl Host {
         }
         self.unaccount(index);
         let slot = &mut self.slots[index as usize];
-        let Some(conn) = slot.conn.take() else {
+        // Read and dropped where it lies: moving the connection out (`take`) copied it, twice.
+        let Some(conn) = slot.conn.as_ref() else {
             return;
         };
         if let Some(port) = slot.pending_on.take() {
@@ -170,7 +171,8 @@ impl Host {
         }
         self.table
             .remove(flow_key(conn.remote(), conn.local().port()));
-        self.stats.closed_conns.add(conn.stats());
+        conn.add_stats_to(&mut self.stats.closed_conns);
+        slot.conn = None;
         for t in slot.timers.iter_mut() {
             if let Some((id, _)) = t.take() {
                 self.wheel.cancel(id);

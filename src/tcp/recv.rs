@@ -77,6 +77,15 @@ impl RecvBuffer {
         self.ooo_bytes
     }
 
+    /// Frees the storage if nothing is held, readable or out of order: for a connection that
+    /// receives no more data (TIME-WAIT).
+    pub fn release(&mut self) {
+        if self.data.is_empty() && self.chunks.is_empty() {
+            self.data = VecDeque::new();
+            self.chunks = Vec::new();
+        }
+    }
+
     /// Bytes of heap the buffer holds now (readable and out-of-order storage, allocated).
     pub fn allocated(&self) -> usize {
         self.data.capacity()

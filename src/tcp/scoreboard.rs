@@ -94,6 +94,13 @@ impl Scoreboard {
         Self::default()
     }
 
+    /// Frees the segment queue's storage if it is empty (a connection that sends no more).
+    pub fn release(&mut self) {
+        if self.segs.is_empty() {
+            self.segs = VecDeque::new();
+        }
+    }
+
     pub fn is_empty(&self) -> bool {
         self.segs.is_empty()
     }

@@ -105,6 +105,68 @@ counters! {
     }
 }
 
+/// Declares [`Counters`]: the counters nearly every connection moves, inline, and the rest in
+/// a box the first of them to count allocates.
+macro_rules! counters_split {
+    ($($hot:ident,)*) => {
+        /// A connection's counters as it keeps them: the few every connection moves (segments
+        /// and bytes each way, ACKs, copies) inline, the rest (losses, resets, SACK, probes,
+        /// ICMP, ...) in a [`ConnStats`] allocated when the first of them counts. An exchange
+        /// without loss or anomaly never allocates it.
+        #[derive(Debug, Default)]
+        pub(crate) struct Counters {
+            $(pub $hot: u64,)*
+            rare: Option<Box<ConnStats>>,
+        }
+
+        impl Counters {
+            /// Every counter, in one [`ConnStats`].
+            pub fn snapshot(&self) -> ConnStats {
+                let mut s = self.rare.as_deref().copied().unwrap_or_default();
+                $(s.$hot = self.$hot;)*
+                s
+            }
+
+            /// Adds every counter to `total` (without building a snapshot).
+            pub fn add_to(&self, total: &mut ConnStats) {
+                if let Some(rare) = self.rare.as_deref() {
+                    total.add(rare);
+                }
+                $(total.$hot += self.$hot;)*
+            }
+        }
+    };
+}
+
+counters_split! {
+    segs_in,
+    segs_out,
+    bytes_in,
+    bytes_out,
+    bytes_acked,
+    acks_out,
+    quick_acks,
+    send_buf_copied,
+    recv_buf_copied,
+    bytes_received,
+}
+
+impl Counters {
+    /// The counters outside the inline set (their fields named as in [`ConnStats`]; the inline
+    /// ones in it are unused), allocated on first use.
+    #[inline]
+    pub fn rare(&mut self) -> &mut ConnStats {
+        self.rare.get_or_insert_with(Box::default)
+    }
+
+    /// Heap bytes held (the box of rare counters, once allocated).
+    pub fn heap_bytes(&self) -> usize {
+        self.rare
+            .as_ref()
+            .map_or(0, |_| std::mem::size_of::<ConnStats>())
+    }
+}
+
 /// A snapshot in the spirit of Linux `tcp_info` (`ss -ti`): what [`Connection::info`]
 /// returns, and through it `TcpStream::info` and `Cx::info`.
 ///
@@ -150,7 +212,28 @@ pub struct TcpInfo {
 
 #[cfg(test)]
 mod tests {
-    use super::ConnStats;
+    use super::{ConnStats, Counters};
+
+    #[test]
+    fn counters_box_the_rare_ones_on_first_use() {
+        let mut c = Counters::default();
+        c.segs_in += 2;
+        c.bytes_received += 64;
+        assert_eq!(c.heap_bytes(), 0, "inline counters allocate nothing");
+        c.rare().rst_in += 1;
+        c.rare().dup_segs_in += 3;
+        assert!(c.heap_bytes() > 0);
+        assert_eq!(
+            c.snapshot(),
+            ConnStats {
+                segs_in: 2,
+                bytes_received: 64,
+                rst_in: 1,
+                dup_segs_in: 3,
+                ..ConnStats::default()
+            }
+        );
+    }
 
     #[test]
     fn add_sums_every_counter() {

@@ -195,7 +195,7 @@ mod persist {
             assert_eq!(t.c.timers().get(TimerKind::Rto), None);
         }
         assert_eq!(t.deadline(), Some(ms(at + 16_000)));
-        let st = *t.c.stats();
+        let st = t.c.stats();
         assert_eq!(st.zero_window_probes, 4);
         assert_eq!((st.tlp_probes, st.rto_events), (0, 0));
         assert_eq!(

@@ -5,6 +5,8 @@
 //! one (the host does so for every connection it touched). Reads that free enough receive space
 //! schedule a window update (receiver-side silly window avoidance).
 
+use std::sync::Arc;
+
 use super::space::AckState;
 use super::Connection;
 use crate::tcp::config::KeepAlive;
@@ -232,7 +234,9 @@ impl Connection {
     }
 
     pub fn set_nodelay(&mut self, nodelay: bool) {
-        self.cfg.nodelay = nodelay;
+        if self.cfg.nodelay != nodelay {
+            Arc::make_mut(&mut self.cfg).nodelay = nodelay;
+        }
     }
 
     pub fn nodelay(&self) -> bool {
@@ -241,7 +245,9 @@ impl Connection {
 
     /// Sets the time-to-live of this connection's packets (`IP_TTL`; 0 for the host's).
     pub fn set_ttl(&mut self, ttl: u8) {
-        self.cfg.ttl = ttl;
+        if self.cfg.ttl != ttl {
+            Arc::make_mut(&mut self.cfg).ttl = ttl;
+        }
     }
 
     /// The connection's time-to-live, 0 when it uses the host's.
@@ -285,15 +291,16 @@ impl Connection {
 
     /// A snapshot of the connection's state and counters, like Linux `tcp_info`.
     pub fn info(&self) -> TcpInfo {
+        let stats = self.stats.snapshot();
         TcpInfo {
             state: self.state,
-            bytes_sent: self.stats.bytes_out + self.stats.bytes_retrans,
-            bytes_acked: self.stats.bytes_acked,
-            bytes_received: self.stats.bytes_received,
-            total_retrans: self.stats.retrans_segs,
+            bytes_sent: stats.bytes_out + stats.bytes_retrans,
+            bytes_acked: stats.bytes_acked,
+            bytes_received: stats.bytes_received,
+            total_retrans: stats.retrans_segs,
             send_queue: self.send_queue(),
             recv_queue: self.recv_queue(),
-            reordering: self.stats.reorder_seen,
+            reordering: stats.reorder_seen,
             delivery_rate: self.delivery_rate,
             srtt: self.rtt.srtt(),
             rttvar: self.rtt.rttvar(),
@@ -310,7 +317,7 @@ impl Connection {
             lost_bytes: self.sb.lost_bytes(),
             in_recovery: self.recovery.in_recovery(),
             backoff: self.rtt.backoff(),
-            stats: self.stats,
+            stats,
         }
     }
 }

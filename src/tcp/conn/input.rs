@@ -30,7 +30,7 @@ impl Connection {
     pub fn handle_segment(&mut self, now: Instant, src: Ipv4Addr, seg: &TcpRepr) {
         self.stats.segs_in += 1;
         if seg.flags.rst() {
-            self.stats.rst_in += 1;
+            self.stats.rare().rst_in += 1;
         }
         match self.state {
             State::Closed => {
@@ -139,11 +139,11 @@ impl Connection {
             .last_oow_ack
             .is_some_and(|t| now - t < OOW_ACK_INTERVAL)
         {
-            self.stats.challenge_acks_limited += 1;
+            self.stats.rare().challenge_acks_limited += 1;
             return;
         }
         self.last_oow_ack = Some(now);
-        self.stats.challenge_acks += 1;
+        self.stats.rare().challenge_acks += 1;
         self.rcv.ack = AckState::Now;
     }
 
@@ -170,8 +170,8 @@ impl Connection {
         if self.opts.timestamps && !seg.flags.rst() {
             if let Some((tsval, _)) = seg.options.timestamp {
                 if self.ts.paws_rejects(tsval, now) {
-                    self.stats.dup_segs_in += 1;
-                    self.stats.paws_drops += 1;
+                    self.stats.rare().dup_segs_in += 1;
+                    self.stats.rare().paws_drops += 1;
                     self.ack_out_of_window(now, seg.payload.is_empty());
                     return;
                 }
@@ -184,7 +184,7 @@ impl Connection {
                 len > 0 && seg.seq == self.rcv.nxt() && self.rcv.acceptance_window() == 0;
             if !zero_window_ack {
                 if !seg.flags.rst() {
-                    self.stats.dup_segs_in += 1;
+                    self.stats.rare().dup_segs_in += 1;
                     if !seg.payload.is_empty()
                         && (seg.seq + seg.payload.len()).diff(self.rcv.nxt()) <= 0
                     {
@@ -318,7 +318,7 @@ impl Connection {
     /// with `Reset`, counted as Linux's `TCPAbortOnData`.
     #[cold]
     fn abort_on_data(&mut self, seg: &TcpRepr) {
-        self.stats.abort_on_data += 1;
+        self.stats.rare().abort_on_data += 1;
         if let Some(rst) = reset_for(seg) {
             self.push_rst(self.remote, rst);
         }
@@ -352,7 +352,7 @@ impl Connection {
             && self.snd.una != self.snd.max
             && wnd == self.snd.wnd
         {
-            self.stats.dupacks_in += 1;
+            self.stats.rare().dupacks_in += 1;
             self.recovery.on_dupack();
         }
         if self.opts.sack {
@@ -416,7 +416,7 @@ impl Connection {
 
     #[cold]
     fn window_shrunk(&mut self, edge: SeqNumber) {
-        self.stats.window_shrunk += 1;
+        self.stats.rare().window_shrunk += 1;
         self.sb.mark_beyond(edge);
     }
 
@@ -528,16 +528,16 @@ impl Connection {
         self.stats.bytes_received += r.advanced as u64;
         self.stats.recv_buf_copied += r.stored as u64;
         if r.out_of_order {
-            self.stats.ooo_segs_in += 1;
+            self.stats.rare().ooo_segs_in += 1;
             if dup.is_some() {
-                self.stats.dup_segs_in += 1;
+                self.stats.rare().dup_segs_in += 1;
                 self.rcv.dsack = dup;
             }
             self.rcv.ack = AckState::Now;
             return;
         }
         if r.advanced == 0 {
-            self.stats.dup_segs_in += 1;
+            self.stats.rare().dup_segs_in += 1;
             let end = (seq + payload.len()).min(self.rcv.buf.rcv_nxt());
             if end.diff(seq) > 0 {
                 self.rcv.dsack = Some((seq, end));

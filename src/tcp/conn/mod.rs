@@ -35,6 +35,7 @@ pub use path::MIN_PMTU;
 
 use std::collections::VecDeque;
 use std::net::SocketAddrV4;
+use std::sync::Arc;
 
 use self::path::PathMtu;
 use self::space::{AckState, Negotiated, RecvSpace, SendSpace};
@@ -46,7 +47,7 @@ use super::recovery::{Ctx, Recovery};
 use super::rtt::RttEstimator;
 use super::scoreboard::Scoreboard;
 use super::state::State;
-use super::stats::ConnStats;
+use super::stats::{ConnStats, Counters};
 use super::timers::{TimerKind, Timers};
 use super::timestamps::Timestamps;
 use crate::time::{Duration, Instant};
@@ -63,7 +64,9 @@ use crate::wire::{SeqNumber, TcpFlags, TcpOptions, TcpRepr};
 /// [`Connection::poll_timeout`]). Once [`Connection::is_closed`], drop it.
 #[derive(Debug)]
 pub struct Connection {
-    cfg: Config,
+    /// Shared with the host and its other connections until an option is set on this one
+    /// (copied on write): a pointer instead of some 200 bytes in every connection.
+    cfg: Arc<Config>,
     state: State,
     local: SocketAddrV4,
     remote: SocketAddrV4,
@@ -112,7 +115,7 @@ pub struct Connection {
     error: Option<Error>,
     /// An error worth reporting that did not end the connection (an ICMP report).
     soft_error: Option<Error>,
-    stats: ConnStats,
+    stats: Counters,
     /// Start of the current delivery-rate interval: when, and `bytes_acked` then.
     rate_mark: Option<(Instant, u64)>,
     /// Bytes per second acknowledged over the last complete interval (`tcp_info`'s
@@ -182,7 +185,7 @@ pub fn reset_for(seg: &TcpRepr) -> Option<TcpRepr<'static>> {
 
 impl Connection {
     fn new(
-        cfg: Config,
+        cfg: Arc<Config>,
         state: State,
         local: SocketAddrV4,
         remote: SocketAddrV4,
@@ -190,7 +193,6 @@ impl Connection {
     ) -> Self {
         let mss = cfg.mss as usize;
         Connection {
-            cfg,
             state,
             local,
             remote,
@@ -224,29 +226,36 @@ impl Connection {
             events: EventQueue::default(),
             error: None,
             soft_error: None,
-            stats: ConnStats::default(),
+            stats: Counters::default(),
             rate_mark: None,
             delivery_rate: 0,
+            cfg,
         }
     }
 
     /// Active open: the connection starts in SYN-SENT and its SYN is ready to transmit.
-    pub fn connect(cfg: Config, local: SocketAddrV4, remote: SocketAddrV4, iss: SeqNumber) -> Self {
-        Connection::new(cfg, State::SynSent, local, remote, iss)
+    /// `cfg` may be a [`Config`] or an `Arc<Config>` shared with other connections.
+    pub fn connect(
+        cfg: impl Into<Arc<Config>>,
+        local: SocketAddrV4,
+        remote: SocketAddrV4,
+        iss: SeqNumber,
+    ) -> Self {
+        Connection::new(cfg.into(), State::SynSent, local, remote, iss)
     }
 
     /// Passive open from a SYN that a listener accepted: the result is in SYN-RECEIVED with its
     /// SYN-ACK ready to transmit. Listening itself (answering other segments to the port, the
     /// backlog) is the host's.
     pub fn accept(
-        cfg: Config,
+        cfg: impl Into<Arc<Config>>,
         local: SocketAddrV4,
         remote: SocketAddrV4,
         iss: SeqNumber,
         now: Instant,
         syn: &TcpRepr,
     ) -> Self {
-        let mut c = Connection::new(cfg, State::SynReceived, local, remote, iss);
+        let mut c = Connection::new(cfg.into(), State::SynReceived, local, remote, iss);
         c.passive = true;
         c.take_peer_syn(now, syn);
         // the SYN-ACK's window field is never scaled; the peer's SYN window neither
@@ -262,7 +271,7 @@ impl Connection {
     /// for that ACK (feed it with [`Connection::handle_segment`]) with nothing to send and no
     /// round-trip sample pending: the handshake's time is unknown.
     pub fn accept_cookie(
-        cfg: Config,
+        cfg: impl Into<Arc<Config>>,
         local: SocketAddrV4,
         remote: SocketAddrV4,
         iss: SeqNumber,
@@ -285,6 +294,8 @@ impl Connection {
             + self.rcv.buf.allocated()
             + self.snd.buf.allocated()
             + self.sb.len() * 64
+            + self.stats.heap_bytes()
+            + self.recovery.heap_bytes()
     }
 
     /// Drops the out-of-order data held (memory pressure; the peer retransmits it, and SACK
@@ -305,8 +316,21 @@ impl Connection {
         self.remote
     }
 
-    pub fn stats(&self) -> &ConnStats {
-        &self.stats
+    /// Every counter of the connection (a copy: the rare ones live apart, see `Counters`).
+    pub fn stats(&self) -> ConnStats {
+        self.stats.snapshot()
+    }
+
+    /// Adds this connection's counters to `total` (a host's sum over its connections).
+    pub fn add_stats_to(&self, total: &mut ConnStats) {
+        self.stats.add_to(total);
+    }
+
+    /// Bytes copied so far from the application into the send buffer, and from segments into
+    /// the receive buffer (`ConnStats::send_buf_copied`, `recv_buf_copied`, without the copy of
+    /// every counter that [`Connection::stats`] makes).
+    pub fn copied(&self) -> (u64, u64) {
+        (self.stats.send_buf_copied, self.stats.recv_buf_copied)
     }
 
     pub fn config(&self) -> &Config {
@@ -424,7 +448,7 @@ impl Connection {
     }
 
     fn push_rst(&mut self, to: SocketAddrV4, rst: TcpRepr<'static>) {
-        self.stats.rst_out += 1;
+        self.stats.rare().rst_out += 1;
         self.replies.push_back((to, rst));
     }
 
@@ -467,13 +491,18 @@ impl Connection {
         self.timers.clear_all();
         self.timers
             .set(TimerKind::TimeWait, now + self.cfg.msl.saturating_mul(2));
+        // Everything sent is acknowledged and no more data comes: give the buffers back now
+        // (a server in churn holds one TIME-WAIT connection per recent client port).
+        self.snd.buf.release();
+        self.rcv.buf.release();
+        self.sb.release();
     }
 
     fn enter_closed(&mut self) {
         let was = self.state;
         match was {
-            State::SynSent | State::SynReceived => self.stats.attempt_fails += 1,
-            State::Established | State::CloseWait => self.stats.estab_resets += 1,
+            State::SynSent | State::SynReceived => self.stats.rare().attempt_fails += 1,
+            State::Established | State::CloseWait => self.stats.rare().estab_resets += 1,
             _ => {}
         }
         self.state = State::Closed;
@@ -497,6 +526,80 @@ impl Connection {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::wire::{ChecksumCaps, TcpPacket};
+
+    /// Every connection, TIME-WAIT included, is this struct: cold state (loss recovery's undo
+    /// record, the rare counters, the shared configuration) lives behind pointers so a
+    /// connection takes few cache lines to create and to keep. Raise the bound only with a
+    /// reason (and the churn and memory-per-connection rows of the bench measured).
+    #[test]
+    fn connection_stays_small() {
+        let size = std::mem::size_of::<Connection>();
+        assert!(size <= 1224, "tcp::Connection is {size} bytes, over 1224");
+    }
+
+    /// Delivers everything `from` has to send to `to` at `now`, as the wire would.
+    fn deliver(now: Instant, from: &mut Connection, to: &mut Connection) -> usize {
+        let mut n = 0;
+        while let Some(t) = from.poll_transmit(now) {
+            let mut buf = vec![0u8; t.segment_len()];
+            t.write_segment(Some(from), &mut buf, true);
+            let p = TcpPacket::new_checked(&buf[..]).expect("valid segment");
+            let r = TcpRepr::parse(&p, *t.src.ip(), *t.dst.ip(), &ChecksumCaps::default())
+                .expect("checksum and options");
+            to.handle_segment(now, *t.src.ip(), &r);
+            n += 1;
+        }
+        n
+    }
+
+    /// A churn cycle without loss (connect, 64 bytes each way, the server closes first)
+    /// allocates none of the cold state: no rare counters, no undo record.
+    #[test]
+    fn a_clean_exchange_allocates_no_cold_state() {
+        use std::net::Ipv4Addr;
+        let cli = SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, 1), 40000);
+        let srv = SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, 2), 80);
+        let cfg = Config::default();
+        let ms = Instant::from_millis;
+        let mut c = Connection::connect(cfg, cli, srv, SeqNumber(1000));
+        let syn = c.poll_transmit(ms(0)).expect("SYN").repr;
+        let mut s = Connection::accept(cfg, srv, cli, SeqNumber(9000), ms(1), &syn);
+        deliver(ms(1), &mut s, &mut c);
+        deliver(ms(2), &mut c, &mut s);
+        assert_eq!(
+            (c.state(), s.state()),
+            (State::Established, State::Established)
+        );
+        assert_eq!(c.send(&[7u8; 64]), Ok(64));
+        deliver(ms(3), &mut c, &mut s);
+        let mut buf = [0u8; 128];
+        assert_eq!(s.recv(&mut buf), Ok(64));
+        assert_eq!(s.send(&buf[..64]), Ok(64));
+        s.close();
+        for t in 4..40 {
+            let moved = deliver(ms(t), &mut s, &mut c) + deliver(ms(t), &mut c, &mut s);
+            if t == 5 {
+                assert_eq!(c.recv(&mut buf), Ok(64));
+                c.close();
+            }
+            if moved == 0 && t > 5 {
+                break;
+            }
+        }
+        assert_eq!(s.state(), State::TimeWait);
+        assert_eq!(c.state(), State::Closed);
+        assert_eq!(
+            (s.snd.buf.allocated(), s.rcv.buf.allocated()),
+            (0, 0),
+            "TIME-WAIT keeps no buffer storage"
+        );
+        for (name, conn) in [("client", &c), ("server", &s)] {
+            assert_eq!(conn.stats.heap_bytes(), 0, "{name}: {:?}", conn.stats());
+            assert_eq!(conn.recovery.heap_bytes(), 0, "{name}");
+            assert!(conn.stats().segs_in >= 3 && conn.stats().bytes_received == 64);
+        }
+    }
 
     #[test]
     fn readable_and_writable_are_queued_once_until_polled() {

@@ -201,7 +201,7 @@ impl Connection {
         if first {
             self.rtt_probe = Some((self.snd.nxt, now));
         } else {
-            self.stats.retrans_segs += 1;
+            self.stats.rare().retrans_segs += 1;
         }
         if !self.timers.is_armed(TimerKind::Rto) {
             self.restart_rto(now);
@@ -306,9 +306,9 @@ impl Connection {
             self.count_window_probe();
         }
         match seg.lost {
-            Some(LossCause::Rto) => self.stats.retrans_rto += 1,
-            Some(LossCause::Fast) => self.stats.retrans_fast += 1,
-            Some(LossCause::PathMtu) => self.stats.retrans_mtu += 1,
+            Some(LossCause::Rto) => self.stats.rare().retrans_rto += 1,
+            Some(LossCause::Fast) => self.stats.rare().retrans_fast += 1,
+            Some(LossCause::PathMtu) => self.stats.rare().retrans_mtu += 1,
             Some(LossCause::Window) | None => {}
         }
         let t = self.resend(now, i);
@@ -332,7 +332,7 @@ impl Connection {
 
     /// A zero-window probe went out.
     fn count_window_probe(&mut self) {
-        self.stats.zero_window_probes += 1;
+        self.stats.rare().zero_window_probes += 1;
         self.persist_backoff = self.persist_backoff.saturating_add(1);
     }
 
@@ -369,8 +369,8 @@ impl Connection {
         }
         self.fill_ack(now, &mut repr);
         self.sb.on_retransmit(i, now, self.ts_val(now));
-        self.stats.retrans_segs += 1;
-        self.stats.bytes_retrans += payload_len as u64;
+        self.stats.rare().retrans_segs += 1;
+        self.stats.rare().bytes_retrans += payload_len as u64;
         if !self.timers.is_armed(TimerKind::Rto) {
             self.restart_rto(now);
         }
@@ -383,7 +383,7 @@ impl Connection {
         if self.sb.is_empty() || self.recovery.in_recovery() {
             return None;
         }
-        self.stats.tlp_probes += 1;
+        self.stats.rare().tlp_probes += 1;
         if let Some(t) = self.emit_new_data(now, true) {
             self.recovery.on_probe_sent(self.snd.max, false);
             self.restart_rto(now);
@@ -406,7 +406,7 @@ impl Connection {
             Fit::Head(at) => self.sb.split(i, at),
             Fit::Nothing => return None,
         }
-        self.stats.retrans_tlp += 1;
+        self.stats.rare().retrans_tlp += 1;
         let t = self.resend(now, i);
         self.recovery.on_probe_sent(self.snd.max, true);
         self.restart_rto(now);
@@ -491,7 +491,7 @@ impl Connection {
             if self.snd.wnd == 0 {
                 self.count_window_probe();
             } else {
-                self.stats.small_window_sends += 1;
+                self.stats.rare().small_window_sends += 1;
             }
         }
         self.stats.bytes_out += len as u64;
@@ -518,7 +518,7 @@ impl Connection {
         }
         let mut repr = self.bare(self.snd.una - 1, TcpFlags::NONE);
         self.fill_ack(now, &mut repr);
-        self.stats.keepalive_probes += 1;
+        self.stats.rare().keepalive_probes += 1;
         Some(self.transmit(repr, 0))
     }
 
@@ -548,7 +548,7 @@ impl Connection {
         if let Some(d) = self.rcv.dsack.take() {
             o.sack_blocks[0] = d;
             n = 1;
-            self.stats.dsack_out += 1;
+            self.stats.rare().dsack_out += 1;
         }
         if self.rcv.buf.has_out_of_order() {
             for r in self.rcv.buf.out_of_order().recent_ranges() {
@@ -560,7 +560,9 @@ impl Connection {
             }
         }
         o.sack_len = n as u8;
-        self.stats.sack_blocks_out += n as u64;
+        if n > 0 {
+            self.stats.rare().sack_blocks_out += n as u64;
+        }
     }
 
     /// Starts the persist timer when data waits on the peer's window with nothing in flight, so

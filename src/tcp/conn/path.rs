@@ -138,7 +138,7 @@ impl Connection {
         {
             return None;
         }
-        self.stats.icmp_errors += 1;
+        self.stats.rare().icmp_errors += 1;
         self.lower_path_mtu(now, mtu, now + self.cfg.pmtu_expires)
     }
 
@@ -156,7 +156,7 @@ impl Connection {
         }
         self.path.pmtu = mtu;
         self.path.expires = Some(self.path.expires.map_or(until, |t| t.max(until)));
-        self.stats.pmtu_reductions += 1;
+        self.stats.rare().pmtu_reductions += 1;
         let before = self.opts.mss;
         self.sync_mss();
         if self.opts.mss < before && self.state.is_synchronized() {
@@ -180,7 +180,7 @@ impl Connection {
         if !seq.in_range_incl(self.snd.una - 1, self.snd.max) {
             return;
         }
-        self.stats.icmp_errors += 1;
+        self.stats.rare().icmp_errors += 1;
         match self.state {
             State::Closed | State::TimeWait => {}
             State::SynSent if hard => self.fail(e),
@@ -226,7 +226,7 @@ impl Connection {
         }
         self.path.search_mss = Some(fallback);
         self.path.expires = Some(now + self.cfg.pmtu_expires);
-        self.stats.black_hole_fallbacks += 1;
+        self.stats.rare().black_hole_fallbacks += 1;
         self.sync_mss();
     }
 }

@@ -145,7 +145,7 @@ impl Connection {
             self.fail(e);
             return;
         }
-        self.stats.rto_events += 1;
+        self.stats.rare().rto_events += 1;
         self.rtt.on_timeout();
         self.rtt_probe = None;
         if handshake {
@@ -286,7 +286,7 @@ mod tests {
     #[test]
     fn rto_backs_off_and_gives_up_after_max_retries() {
         let mut c = sending(1);
-        c.cfg.max_retries = 2;
+        std::sync::Arc::make_mut(&mut c.cfg).max_retries = 2;
         c.timers.clear(TimerKind::TailLossProbe);
         let mut now = c.poll_timeout().unwrap();
         let first = c.rto();

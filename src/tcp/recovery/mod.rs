@@ -40,7 +40,7 @@ use undo::Undo;
 use super::congestion::{CongestionControl, Controller};
 use super::rtt::RttEstimator;
 use super::scoreboard::{Delivered, LossCause, Scoreboard};
-use super::stats::ConnStats;
+use super::stats::Counters;
 use super::timers::{TimerKind, Timers};
 use crate::time::{Duration, Instant};
 use crate::wire::SeqNumber;
@@ -58,7 +58,7 @@ pub(crate) struct Ctx<'a> {
     pub cc: &'a mut Controller,
     pub rtt: &'a RttEstimator,
     pub timers: &'a mut Timers,
-    pub stats: &'a mut ConnStats,
+    pub stats: &'a mut Counters,
     /// Payload bytes per segment.
     pub mss: usize,
     /// SACK was negotiated.
@@ -96,7 +96,8 @@ pub(crate) struct Recovery {
     /// The probe timer fired: the next transmission opportunity sends the probe.
     probe_due: bool,
     /// How to take back the last episode's reduction, should it prove spurious.
-    undo: Option<Undo>,
+    /// Boxed: only connections that saw a loss episode pay for it.
+    undo: Option<Box<Undo>>,
 }
 
 impl Recovery {
@@ -112,6 +113,13 @@ impl Recovery {
             probe_due: false,
             undo: None,
         }
+    }
+
+    /// Heap bytes held (the undo record, while there is one).
+    pub fn heap_bytes(&self) -> usize {
+        self.undo
+            .as_ref()
+            .map_or(0, |_| std::mem::size_of::<Undo>())
     }
 
     /// In a recovery episode (fast, or after an RTO).
@@ -147,7 +155,9 @@ impl Recovery {
         ack: SeqNumber,
         delivered: &mut Delivered,
     ) {
-        cx.stats.sack_blocks_in += blocks.len() as u64;
+        if !blocks.is_empty() {
+            cx.stats.rare().sack_blocks_in += blocks.len() as u64;
+        }
         for (i, &(left, right)) in blocks.iter().enumerate() {
             if right.diff(left) <= 0 {
                 continue;
@@ -158,7 +168,7 @@ impl Recovery {
                         .get(1)
                         .is_some_and(|&(l2, r2)| left.diff(l2) >= 0 && right.diff(r2) <= 0));
             if dsack {
-                cx.stats.dsack_in += 1;
+                cx.stats.rare().dsack_in += 1;
                 self.rack.on_dsack();
                 if let Some(t) = self.probe.as_mut() {
                     t.dsacked = true;
@@ -197,7 +207,7 @@ impl Recovery {
     ) {
         self.rack.update(cx.now, delivered);
         if delivered.reordered {
-            cx.stats.reorder_seen += 1;
+            cx.stats.rare().reorder_seen += 1;
         }
         let undone = newly_acked && self.episode.is_some() && self.spurious_by_timestamp(cx, ecr);
         if let Some(r) = self.episode {
@@ -248,12 +258,12 @@ impl Recovery {
             }
         }
         if marked > 0 && self.episode.is_none() {
-            cx.stats.fast_recoveries += 1;
+            cx.stats.rare().fast_recoveries += 1;
             if cx.sack {
-                cx.stats.sack_recoveries += 1;
+                cx.stats.rare().sack_recoveries += 1;
             }
             let flight = cx.sb.pipe() + cx.sb.lost_bytes();
-            self.undo = Some(Undo::new(cx.cc.snapshot(), false));
+            self.undo = Some(Box::new(Undo::new(cx.cc.snapshot(), false)));
             cx.cc.on_congestion_event(cx.now, flight);
             self.episode = Some(Episode {
                 point: cx.snd_max,
@@ -320,9 +330,9 @@ impl Recovery {
     fn take_back(&mut self, cx: &mut Ctx) {
         let Some(u) = self.undo.take() else { return };
         if u.rto {
-            cx.stats.undo_rto += 1;
+            cx.stats.rare().undo_rto += 1;
         } else {
-            cx.stats.undo_fast += 1;
+            cx.stats.rare().undo_fast += 1;
         }
         cx.cc.undo(u.prior);
         cx.sb.unmark_lost();
@@ -397,7 +407,7 @@ impl Recovery {
         // ssthresh once per episode: a timeout during one keeps what it set (RFC 5681 3.1)
         let new_episode = self.episode.is_none();
         if new_episode {
-            self.undo = Some(Undo::new(cx.cc.snapshot(), true));
+            self.undo = Some(Box::new(Undo::new(cx.cc.snapshot(), true)));
         } else if let Some(u) = self.undo.as_mut() {
             u.rto = true;
         }
@@ -503,7 +513,7 @@ mod tests {
         cc: Controller,
         rtt: RttEstimator,
         timers: Timers,
-        stats: ConnStats,
+        stats: Counters,
         sack: bool,
         snd_una: SeqNumber,
         snd_max: SeqNumber,
@@ -528,7 +538,7 @@ mod tests {
                 cc: Controller::new(Algorithm::NewReno, MSS, 10),
                 rtt,
                 timers: Timers::default(),
-                stats: ConnStats::default(),
+                stats: Counters::default(),
                 sack,
                 snd_una: s(0),
                 snd_max: s(n * 100),
@@ -585,7 +595,7 @@ mod tests {
         assert_eq!(r.cwnd_room(&c.cc, &c.sb, MSS, false), cwnd + 2 * MSS - 500);
         c.dupack(&mut r, ms(22), None);
         assert!(r.in_recovery());
-        assert_eq!(c.stats.fast_recoveries, 1);
+        assert_eq!(c.stats.snapshot().fast_recoveries, 1);
         assert_eq!(c.sb.next_lost().map(|(i, _)| i), Some(0));
         assert!(
             r.may_retransmit(10_000, &c.cc, &c.sb, MSS, false),
@@ -613,7 +623,7 @@ mod tests {
         for t in 31..34 {
             c.dupack(&mut r, ms(t), None);
         }
-        assert_eq!(c.stats.fast_recoveries, 0);
+        assert_eq!(c.stats.snapshot().fast_recoveries, 0);
         // the RTO's episode ends with an ACK of everything it marked; later data is sent
         c.ack(&mut r, ms(40), 500);
         assert!(!r.in_recovery());
@@ -624,7 +634,7 @@ mod tests {
             c.dupack(&mut r, ms(t), None);
         }
         assert!(r.in_recovery());
-        assert_eq!(c.stats.fast_recoveries, 1);
+        assert_eq!(c.stats.snapshot().fast_recoveries, 1);
     }
 
     #[test]
@@ -633,14 +643,14 @@ mod tests {
         let mut r = Recovery::new(s(0));
         // segment 4 (sent at 4 ms) SACKed at 24 ms: RTT 20 ms; the window is a quarter of it
         c.dupack(&mut r, ms(24), Some((400, 500)));
-        assert_eq!(c.stats.sack_blocks_in, 1);
+        assert_eq!(c.stats.snapshot().sack_blocks_in, 1);
         // nothing is older than 20 + 5 ms yet: the timer looks again when segment 0 is
         assert!(!r.in_recovery());
         assert_eq!(c.timers.get(TimerKind::Reorder), Some(ms(25)));
         let mut cx = c.cx(ms(25));
         r.detect_losses(&mut cx);
         assert!(r.in_recovery());
-        assert_eq!(c.stats.fast_recoveries, 1);
+        assert_eq!(c.stats.snapshot().fast_recoveries, 1);
         assert_eq!(c.sb.lost_bytes(), 100);
     }
 
@@ -663,7 +673,7 @@ mod tests {
         c.snd_una = s(200);
         let ssthresh = c.cc.ssthresh();
         r.on_sack_blocks(&mut c.cx(ms(30)), &[(s(100), s(200))], s(200), &mut d);
-        assert_eq!(c.stats.dsack_in, 1);
+        assert_eq!(c.stats.snapshot().dsack_in, 1);
         r.on_ack(&mut c.cx(ms(30)), &d, 200, true, None);
         assert_eq!(
             c.cc.ssthresh(),
