@@ -111,6 +111,7 @@ impl Scoreboard {
         self.sacked
     }
 
+    #[inline]
     pub fn lost_bytes(&self) -> usize {
         self.lost
     }
