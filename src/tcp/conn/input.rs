@@ -396,7 +396,8 @@ impl Connection {
             self.stats.dupacks_in += 1;
             self.recovery.on_dupack();
         }
-        if self.opts.sack {
+        // (no blocks, nothing to do: the recovery context is not built for nothing)
+        if self.opts.sack && !seg.options.sack().is_empty() {
             let (rec, mut cx) = self.loss(now);
             rec.on_sack_blocks(&mut cx, seg.options.sack(), ack, &mut delivered);
         }
