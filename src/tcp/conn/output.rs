@@ -198,7 +198,7 @@ impl Connection {
             && !self.recovery.probe_due()
             && !self.keepalive.probe_due()
             && self.replies.is_empty()
-            && !self.path.expires.is_some_and(|t| now >= t)
+            && self.path.expires.is_none_or(|t| now < t)
     }
 
     fn emit_syn(&mut self, now: Instant) -> Transmit {
