@@ -616,6 +616,11 @@ impl Host {
                     let conn = self.slots[index as usize].conn.as_ref();
                     let n = emit_segment(&self.cfg, &t, conn, buf);
                     self.stats.tx_packets += 1;
+                    // drained: settle it now rather than on the next call, which would poll it
+                    // once more only to find nothing (~200 instructions a round trip)
+                    if conn.is_some_and(|c| c.output_drained(now)) {
+                        self.drained(now, index);
+                    }
                     return Some(Tx {
                         len: n,
                         dst: *t.dst.ip(),
@@ -627,6 +632,23 @@ impl Host {
             self.settle(index);
         }
         None
+    }
+
+    /// The connection at the front of the ready queue has nothing more to send
+    /// ([`Connection::output_drained`]): out of the queue, its timers settled.
+    fn drained(&mut self, now: Instant, index: u32) {
+        debug_assert_eq!(self.ready.front(), Some(&index));
+        if cfg!(debug_assertions) {
+            if let Some(c) = self.slots[index as usize].conn.as_mut() {
+                assert!(
+                    c.poll_transmit(now).is_none(),
+                    "output_drained, yet a segment to send"
+                );
+            }
+        }
+        self.ready.pop_front();
+        self.slots[index as usize].in_ready = false;
+        self.settle(index);
     }
 
     fn emit(&mut self, t: &Transmit, conn: Option<&Connection>, buf: &mut [u8]) -> usize {

@@ -25,6 +25,27 @@ pub trait PacketIo {
     /// send (the buffer is then returned unused). Returns how many frames were queued.
     fn send_batch<F: FnMut(&mut [u8]) -> Option<usize>>(&mut self, budget: usize, f: F) -> usize;
 
+    /// [`PacketIo::send_batch`] where `f` also says, with each frame, whether it may have more:
+    /// `Some((len, false))` ends the batch after that frame without offering another buffer
+    /// (which a device backed by UMEM would take off its free list only to put it back). The
+    /// default offers no further buffer to `f` once it said so; devices override it to skip the
+    /// lending too.
+    fn send_batch_hinted<F: FnMut(&mut [u8]) -> Option<(usize, bool)>>(
+        &mut self,
+        budget: usize,
+        mut f: F,
+    ) -> usize {
+        let mut more = true;
+        self.send_batch(budget, |buf| {
+            if !more {
+                return None;
+            }
+            let (len, m) = f(buf)?;
+            more = m;
+            Some(len)
+        })
+    }
+
     /// Largest frame a transmit buffer can hold.
     fn frame_capacity(&self) -> usize;
 

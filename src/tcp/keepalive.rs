@@ -106,6 +106,12 @@ impl KeepAliveState {
         false
     }
 
+    /// A probe is due (without taking it).
+    #[inline]
+    pub fn probe_due(&self) -> bool {
+        self.probe_due
+    }
+
     /// Whether a probe should go out now; a true answer is given once per probe.
     #[inline]
     pub fn take_probe(&mut self) -> bool {

@@ -32,6 +32,7 @@ impl Assembler {
         }
     }
 
+    #[inline]
     pub fn is_empty(&self) -> bool {
         self.ranges.is_empty()
     }

@@ -173,7 +173,10 @@ impl RecvBuffer {
             };
         }
         self.data.extend(payload.iter());
-        if self.ooo.pop_contiguous(self.rcv_nxt()).is_some() || !self.chunks.is_empty() {
+        // (an in-order segment with nothing held out of order skips the assembler's call)
+        if (!self.ooo.is_empty() && self.ooo.pop_contiguous(self.rcv_nxt()).is_some())
+            || !self.chunks.is_empty()
+        {
             self.join_chunks();
         }
         Inserted {

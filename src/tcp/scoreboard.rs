@@ -118,6 +118,7 @@ impl Scoreboard {
         self.sacked
     }
 
+    #[inline]
     pub fn lost_bytes(&self) -> usize {
         self.lost
     }

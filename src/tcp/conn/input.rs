@@ -147,7 +147,48 @@ impl Connection {
         self.rcv.ack = AckState::Now;
     }
 
+    /// Header prediction (Van Jacobson's, as Linux's `tcp_rcv_established` fast path): in
+    /// ESTABLISHED, a segment with only ACK (and PSH) set, exactly at RCV.NXT, whose payload the
+    /// window takes whole and whose timestamp passes PAWS, is acceptable and passes the RST, SYN
+    /// and handshake steps by construction; only the ACK, timestamp and text steps remain,
+    /// taken in the order of the full path below and with the same functions. Returns false,
+    /// having changed nothing, for any other segment.
+    #[inline]
+    fn on_predicted(&mut self, now: Instant, seg: &TcpRepr) -> bool {
+        if self.state != State::Established
+            || seg.flags.0 & !TcpFlags::PSH.0 != TcpFlags::ACK.0
+            || seg.seq != self.rcv.nxt()
+            || seg.payload.len() > self.rcv.acceptance_window()
+        {
+            return false;
+        }
+        let tsval = match seg.options.timestamp {
+            Some((v, _)) if self.opts.timestamps => {
+                if self.ts.paws_rejects(v, now) {
+                    return false;
+                }
+                Some(v)
+            }
+            _ => None,
+        };
+        let wnd = (seg.window as usize) << self.opts.snd_wscale;
+        if !self.process_ack(now, seg, wnd) {
+            return true;
+        }
+        if let Some(v) = tsval {
+            self.ts.on_accepted(v, seg.seq, self.rcv.last_ack_sent, now);
+        }
+        if !seg.payload.is_empty() {
+            self.accept_payload(now, seg.seq, seg.payload);
+        }
+        self.try_consume_fin(now);
+        true
+    }
+
     fn on_synchronized(&mut self, now: Instant, seg: &TcpRepr) {
+        if self.on_predicted(now, seg) {
+            return;
+        }
         let mut seg = *seg;
         // a retransmitted SYN (or SYN-ACK) from the peer: its SYN was processed already
         let old_syn = seg.flags.syn() && seg.seq == self.rcv.irs;
@@ -355,7 +396,8 @@ impl Connection {
             self.stats.rare().dupacks_in += 1;
             self.recovery.on_dupack();
         }
-        if self.opts.sack {
+        // (no blocks, nothing to do: the recovery context is not built for nothing)
+        if self.opts.sack && !seg.options.sack().is_empty() {
             let (rec, mut cx) = self.loss(now);
             rec.on_sack_blocks(&mut cx, seg.options.sack(), ack, &mut delivered);
         }

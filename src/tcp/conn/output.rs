@@ -182,6 +182,25 @@ impl Connection {
         t
     }
 
+    /// Whether [`Connection::poll_transmit`] at `now` would certainly return `None` and change
+    /// nothing: a conservative test (false when unsure) that costs a fraction of that call, so
+    /// a caller that just took a segment can tell the connection is drained without polling it
+    /// once more. Covers ESTABLISHED and CLOSE-WAIT with no RST queued, no path MTU expiring, no
+    /// tail loss probe or keep-alive due, nothing marked lost, nothing sendable and no ACK
+    /// owed; then no persist timer is armed either (it waits for sendable data).
+    #[inline]
+    pub fn output_drained(&self, now: Instant) -> bool {
+        matches!(self.state, State::Established | State::CloseWait)
+            && self.rcv.ack != AckState::Now
+            && self.sendable() == 0
+            && !self.snd.fin_pending()
+            && self.sb.lost_bytes() == 0
+            && !self.recovery.probe_due()
+            && !self.keepalive.probe_due()
+            && self.replies.is_empty()
+            && self.path.expires.is_none_or(|t| now < t)
+    }
+
     fn emit_syn(&mut self, now: Instant) -> Transmit {
         let passive = self.state == State::SynReceived;
         let mut repr = self.bare(self.snd.iss, TcpFlags::SYN);

@@ -381,6 +381,7 @@ impl Recovery {
     }
 
     /// A probe is due and has not been sent yet: it takes the RTO's place.
+    #[inline]
     pub fn probe_due(&self) -> bool {
         self.probe_due
     }

@@ -188,20 +188,29 @@ impl TcpOptions {
     /// [`TcpOptions::buffer_len`]. Panics if `out` is shorter than that.
     #[inline]
     pub fn emit(&self, out: &mut [u8]) -> usize {
-        self.emit_with_sum(out).0
+        self.write::<false>(out).0
     }
 
     /// [`TcpOptions::emit`], also returning the sum of the words written. Every piece of the
     /// layout is a 4-byte word at a 4-byte offset, so the sum is taken from the values.
     #[inline]
     pub(super) fn emit_with_sum(&self, out: &mut [u8]) -> (usize, u64) {
+        self.write::<true>(out)
+    }
+
+    /// The options written, with their sum if `SUM` (else 0: a caller that discards the sum
+    /// does not pay for it).
+    #[inline(always)]
+    fn write<const SUM: bool>(&self, out: &mut [u8]) -> (usize, u64) {
         let mut at = 0;
         let mut sum = 0u64;
         let mut put = |word: [u8; 4]| {
             out[at..at + 4].copy_from_slice(&word);
             at += 4;
-            let w = u32::from_be_bytes(word);
-            sum += u64::from(w >> 16) + u64::from(w & 0xffff);
+            if SUM {
+                let w = u32::from_be_bytes(word);
+                sum += u64::from(w >> 16) + u64::from(w & 0xffff);
+            }
         };
         if let Some(mss) = self.mss {
             let [a, b] = mss.to_be_bytes();

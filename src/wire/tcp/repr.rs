@@ -89,18 +89,17 @@ impl<'a> TcpRepr<'a> {
     /// caller will write. Panics if it is shorter than `header_len()`.
     #[inline]
     pub fn emit_header<T: AsRef<[u8]> + AsMut<[u8]>>(&self, packet: &mut TcpPacket<T>) {
-        self.emit_header_with_sum(packet);
+        let header_len = self.write_fixed(packet);
+        if header_len > HEADER_LEN {
+            self.options
+                .emit(&mut packet.buffer.as_mut()[field::OPTIONS..header_len]);
+        }
     }
 
-    /// [`TcpRepr::emit_header`], also returning the sum of the header as written (checksum
-    /// field zero) for [`TcpPacket::fill_checksum_with_header_sum`]. That pair checksums a
-    /// segment built in place without reading back the header just written, whose narrow stores
-    /// make the wide loads of a checksum stall on store forwarding.
-    #[inline]
-    pub fn emit_header_with_sum<T: AsRef<[u8]> + AsMut<[u8]>>(
-        &self,
-        packet: &mut TcpPacket<T>,
-    ) -> u16 {
+    /// Writes the 20 bytes of the fixed header (checksum zero) and returns `header_len()`.
+    /// Panics if the buffer is shorter than that.
+    #[inline(always)]
+    fn write_fixed<T: AsRef<[u8]> + AsMut<[u8]>>(&self, packet: &mut TcpPacket<T>) -> usize {
         let header_len = self.header_len();
         assert!(
             packet.buffer.as_ref().len() >= header_len,
@@ -116,6 +115,20 @@ impl<'a> TcpRepr<'a> {
         packet.set_window_len(self.window);
         packet.set_checksum(0);
         packet.set_urgent_at(self.urgent);
+        header_len
+    }
+
+    /// [`TcpRepr::emit_header`], also returning the sum of the header as written (checksum
+    /// field zero) for [`TcpPacket::fill_checksum_with_header_sum`]. That pair checksums a
+    /// segment built in place without reading back the header just written, whose narrow stores
+    /// make the wide loads of a checksum stall on store forwarding.
+    #[inline]
+    pub fn emit_header_with_sum<T: AsRef<[u8]> + AsMut<[u8]>>(
+        &self,
+        packet: &mut TcpPacket<T>,
+    ) -> u16 {
+        let header_len = self.write_fixed(packet);
+        let off_flags = (((header_len / 4) as u16) << 12) | u16::from(self.flags.0);
         let mut sum = [
             self.src_port,
             self.dst_port,
