@@ -13,7 +13,12 @@
 //!   connections of the N) handled as an engine handles a receive batch: 32 segments for 32
 //!   distinct random connections, each prefetched twice ([`Host::prefetch_ipv4`], then
 //!   [`Host::prefetch_ipv4_conn`]) before any is handled, then delivered, consumed, and their
-//!   32 ACKs written. Reported per segment (the batch's time / 32).
+//!   32 ACKs written. Reported per segment (the batch's time / 32). The engine does the same
+//!   with each receive batch from `prefetch_above` connections on
+//!   ([`xdp_tcp::io::PacketIo::recv_batch_ahead`]), on top of the Ethernet header.
+//! - `established/rx_64B_batch32_no_lookahead/N`: the same batches handled without the
+//!   look-ahead passes (what an engine below [`xdp_tcp::engine::EngineConfig::prefetch_above`]
+//!   does): the ratio of the two at 1M, from one run, is what the passes buy.
 //! - memory per connection: the heap the server host's own calls allocated while the N
 //!   connections were set up (a counting allocator that only counts while a thread-local flag
 //!   is on, so the client's allocations are not included), divided by N; printed once per N.
@@ -168,7 +173,6 @@ fn established(c: &mut Criterion) {
         let mut few: Vec<usize> = (0..ACTIVE.min(n)).map(|_| rng.gen_range(0..n)).collect();
         few.sort_unstable();
         few.dedup();
-        let batch_name = "rx_64B_batch32_segment_to_ack";
         let mut segs = vec![vec![0u8; 2048]; BATCH];
         let mut lens = [0usize; BATCH];
         let mut picked: Vec<usize> = Vec::with_capacity(BATCH);
@@ -177,56 +181,64 @@ fn established(c: &mut Criterion) {
         let mut acks_out = vec![vec![0u8; 2048]; BATCH + 1];
         let mut ack_to = [(Ipv4Addr::UNSPECIFIED, 0usize); BATCH + 1];
         let payload = [7u8; 64];
-        group.bench_function(BenchmarkId::new(batch_name, n), |bch| {
-            bch.iter_custom(|iters| {
-                let mut total = std::time::Duration::ZERO;
-                for _ in 0..iters {
-                    t += 1_000;
-                    let now = Instant::from_nanos(t);
-                    picked.clear();
-                    while picked.len() < BATCH {
-                        let c = rng.gen_range(0..n);
-                        if !picked.contains(&c) {
-                            picked.push(c);
+        // with the engine's look-ahead passes, and without (the same batch handled in order)
+        for (batch_name, ahead) in [
+            ("rx_64B_batch32_segment_to_ack", true),
+            ("rx_64B_batch32_no_lookahead", false),
+        ] {
+            group.bench_function(BenchmarkId::new(batch_name, n), |bch| {
+                bch.iter_custom(|iters| {
+                    let mut total = std::time::Duration::ZERO;
+                    for _ in 0..iters {
+                        t += 1_000;
+                        let now = Instant::from_nanos(t);
+                        picked.clear();
+                        while picked.len() < BATCH {
+                            let c = rng.gen_range(0..n);
+                            if !picked.contains(&c) {
+                                picked.push(c);
+                            }
+                        }
+                        for (j, &c) in picked.iter().enumerate() {
+                            let (k, ca, _) = conns[c];
+                            let a = &mut clients[k];
+                            a.send(ca, &payload).unwrap();
+                            lens[j] = a.poll_transmit(now, &mut segs[j]).expect("a segment").len;
+                        }
+                        let start = StdInstant::now();
+                        if ahead {
+                            for (s, &l) in segs.iter().zip(&lens) {
+                                b.prefetch_ipv4(&s[..l]);
+                            }
+                            for (s, &l) in segs.iter().zip(&lens) {
+                                b.prefetch_ipv4_conn(&s[..l]);
+                            }
+                        }
+                        for (s, &l) in segs.iter().zip(&lens) {
+                            b.handle_ipv4(now, &s[..l]);
+                        }
+                        for &c in &picked {
+                            b.with_conn(conns[c].2, |c| c.consume(64));
+                        }
+                        let mut acks = 0;
+                        while let Some(tx) = b.poll_transmit(now, &mut acks_out[acks.min(BATCH)]) {
+                            ack_to[acks.min(BATCH)] = (tx.dst, tx.len);
+                            acks += 1;
+                        }
+                        total += start.elapsed();
+                        assert_eq!(acks, BATCH, "an ACK per segment");
+                        while b.poll_event().is_some() {}
+                        for (buf, &(dst, len)) in acks_out.iter().zip(&ack_to).take(BATCH) {
+                            let a = &mut clients[(u32::from(dst) - 0x0b00_0000) as usize];
+                            a.handle_ipv4(now, &buf[..len]);
+                            while a.poll_transmit(now, &mut ack).is_some() {}
+                            while a.poll_event().is_some() {}
                         }
                     }
-                    for (j, &c) in picked.iter().enumerate() {
-                        let (k, ca, _) = conns[c];
-                        let a = &mut clients[k];
-                        a.send(ca, &payload).unwrap();
-                        lens[j] = a.poll_transmit(now, &mut segs[j]).expect("a segment").len;
-                    }
-                    let start = StdInstant::now();
-                    for (s, &l) in segs.iter().zip(&lens) {
-                        b.prefetch_ipv4(&s[..l]);
-                    }
-                    for (s, &l) in segs.iter().zip(&lens) {
-                        b.prefetch_ipv4_conn(&s[..l]);
-                    }
-                    for (s, &l) in segs.iter().zip(&lens) {
-                        b.handle_ipv4(now, &s[..l]);
-                    }
-                    for &c in &picked {
-                        b.with_conn(conns[c].2, |c| c.consume(64));
-                    }
-                    let mut acks = 0;
-                    while let Some(tx) = b.poll_transmit(now, &mut acks_out[acks.min(BATCH)]) {
-                        ack_to[acks.min(BATCH)] = (tx.dst, tx.len);
-                        acks += 1;
-                    }
-                    total += start.elapsed();
-                    assert_eq!(acks, BATCH, "an ACK per segment");
-                    while b.poll_event().is_some() {}
-                    for (buf, &(dst, len)) in acks_out.iter().zip(&ack_to).take(BATCH) {
-                        let a = &mut clients[(u32::from(dst) - 0x0b00_0000) as usize];
-                        a.handle_ipv4(now, &buf[..len]);
-                        while a.poll_transmit(now, &mut ack).is_some() {}
-                        while a.poll_event().is_some() {}
-                    }
-                }
-                total / BATCH as u32
+                    total / BATCH as u32
+                });
             });
-        });
+        }
         for (name, active) in [("rx_64B_segment_to_ack", &all), ("rx_64B_1k_active", &few)] {
             if name == "rx_64B_1k_active" && n == ACTIVE {
                 continue; // the same as the first at n = 1k

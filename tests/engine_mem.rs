@@ -30,6 +30,20 @@ fn neigh(addr: Ipv4Addr, mac: EthernetAddress) -> NeighCache {
 
 #[test]
 fn bulk_echo_between_two_engines_resolving_over_arp() {
+    bulk_echo(EngineConfig::default());
+}
+
+/// The same with every receive batch looked at twice before it is handled (the prefetching
+/// passes a host with many connections gets): what is delivered and answered is the same.
+#[test]
+fn bulk_echo_with_look_ahead_receive_batches() {
+    bulk_echo(EngineConfig {
+        prefetch_above: 0,
+        ..EngineConfig::default()
+    });
+}
+
+fn bulk_echo(cfg: EngineConfig) {
     const CONNS: usize = 8;
     const LEN: usize = 512 * 1024;
     // The in-memory link of the API tests: lossless, bounded, 1792-byte frames.
@@ -38,13 +52,7 @@ fn bulk_echo_between_two_engines_resolving_over_arp() {
     server_host.listen(PORT, 64);
     let echo = EchoServer::new(PORT);
     let echo_counters = echo.counters();
-    let mut server = Engine::new(
-        server_io,
-        server_host,
-        neigh(SERVER, SERVER_MAC),
-        echo,
-        EngineConfig::default(),
-    );
+    let mut server = Engine::new(server_io, server_host, neigh(SERVER, SERVER_MAC), echo, cfg);
     let client_app = BulkClient::new(SocketAddrV4::new(SERVER, PORT), CONNS, LEN, 42);
     let counters = client_app.counters();
     let mut client = Engine::new(
@@ -52,7 +60,7 @@ fn bulk_echo_between_two_engines_resolving_over_arp() {
         Host::new(HostConfig::new(CLIENT)),
         neigh(CLIENT, CLIENT_MAC),
         client_app,
-        EngineConfig::default(),
+        cfg,
     );
 
     let started = Instant::now();

@@ -26,8 +26,8 @@ use std::time::{Duration, Instant};
 use common::apps::{BulkClient, EchoServer, StreamOutcome};
 use common::testbed::{ok, require_environment, tshark_check, RemoveOnDrop, Testbed};
 use common::veth::{
-    assert_loss_seen_and_repaired, peer_resets, start, start_with, stop, terminate, wait_for,
-    wait_ready, ECHO_CLIENT, ECHO_SERVER,
+    assert_loss_seen_and_repaired, peer_resets, socket_config, start, start_tuned, start_with,
+    stop, terminate, wait_for, wait_ready, ECHO_CLIENT, ECHO_SERVER,
 };
 use xdp_tcp::host::DropReason;
 use xdp_tcp::io::fault_bpf::{Direction, TcFaultProgram, TcFaultRates};
@@ -635,6 +635,56 @@ fn kernel_clients_to_stack_echo_server_under_2pct_loss_each_way() {
         .filter_map(|id| engine.host().conn(id).map(|c| (c.state(), c.info())))
         .collect();
     assert_eq!(engine.host().conn_count(), 0, "connections left: {left:?}");
+}
+
+/// The AF_XDP socket's look-ahead receive batches (`XdpSocket::recv_batch_ahead`, which a host
+/// uses from `EngineConfig::prefetch_above` connections on), on from the first connection:
+/// 50 kernel connections x 1 MiB echoed byte-exact, and every UMEM frame accounted for at the
+/// end (none left with the application, no violation).
+#[test]
+fn kernel_clients_to_stack_echo_server_with_look_ahead_batches() {
+    require_environment(TOOLS);
+    let tb = Testbed::up("ahd");
+    let echo = EchoServer::new(ECHO_PORT);
+    let counters = echo.counters();
+    let run = start_tuned(
+        &tb,
+        ArpOwner::Kernel,
+        &[ECHO_PORT],
+        echo,
+        |sock| sock,
+        socket_config(),
+        |cfg| cfg.prefetch_above = 0,
+    );
+    const CONNS: usize = 50;
+    let out = tb
+        .python(
+            40,
+            "ns_peer",
+            ECHO_CLIENT,
+            &[
+                tb.get("ip_stack"),
+                &ECHO_PORT.to_string(),
+                &CONNS.to_string(),
+                &MIB.to_string(),
+            ],
+        )
+        .output()
+        .unwrap();
+    ok(out, "50 kernel connections through look-ahead batches");
+    wait_for(
+        "the echo server to close every connection",
+        Duration::from_secs(5),
+        || counters.get(&counters.finished) == CONNS as u64,
+    );
+    let engine = stop(&tb, run);
+    assert_eq!(engine.config().prefetch_above, 0);
+    assert_eq!(counters.get(&counters.errors), 0);
+    assert_eq!(counters.get(&counters.accepted), CONNS as u64);
+    // at least the echoed bytes came in through the batches, in full-sized frames or smaller
+    let rx = engine.io().stats().rx_frames;
+    assert!(rx as usize >= CONNS * MIB / 1500, "{rx} frames received");
+    assert_eq!(engine.stats().rx_dropped(), 0, "{:?}", engine.stats());
 }
 
 /// The stack's bulk client against a Python echo server in the peer namespace.

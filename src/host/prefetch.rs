@@ -13,3 +13,26 @@
 pub(super) fn touch<T: Copy>(v: T) {
     std::hint::black_box(v);
 }
+
+/// Starts loading the lines of `conn` a received segment reads: one field of each part of it
+/// (send and receive sequence space, congestion control, RTT estimator, keep-alive, options,
+/// error), each a getter that returns a copy. Without the layout (the compiler orders the
+/// fields) this is a sample, not every line; lines next to a touched one come with it (the
+/// adjacent-line prefetcher).
+#[inline]
+pub(super) fn touch_conn(conn: &crate::tcp::Connection) {
+    touch(conn.state());
+    touch(conn.snd_una());
+    touch(conn.snd_nxt());
+    touch(conn.rcv_nxt());
+    touch(conn.rcv_wnd());
+    touch(conn.cwnd());
+    touch(conn.ssthresh());
+    touch(conn.rto());
+    touch(conn.send_queue());
+    touch(conn.recv_queue());
+    touch(conn.mss());
+    touch(conn.keepalive());
+    touch(conn.error());
+    touch(conn.ttl());
+}

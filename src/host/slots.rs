@@ -110,6 +110,11 @@ impl Host {
     pub(super) fn prefetch_slot(&self, index: u32) {
         if let Some(slot) = self.slots.get(index as usize) {
             super::prefetch::touch(slot.generation);
+            super::prefetch::touch(slot.timers[0]);
+            super::prefetch::touch(slot.mem);
+            if let Some(conn) = &slot.conn {
+                super::prefetch::touch_conn(conn);
+            }
         }
     }
 

@@ -109,6 +109,25 @@ impl PacketIo for MemIo {
         deliver(budget, || self.rx.pop_front(), f)
     }
 
+    fn recv_batch_ahead<F: FnMut(&[u8], super::RxPass)>(
+        &mut self,
+        budget: usize,
+        passes: u8,
+        mut f: F,
+    ) -> usize {
+        let n = budget.min(self.rx.len());
+        let batch = &self.rx.make_contiguous()[..n];
+        for pass in 0..passes {
+            for frame in batch {
+                f(frame, super::RxPass::Ahead(pass));
+            }
+        }
+        for frame in self.rx.drain(..n) {
+            f(&frame, super::RxPass::Handle);
+        }
+        n
+    }
+
     fn send_batch<F: FnMut(&mut [u8]) -> Option<usize>>(
         &mut self,
         budget: usize,
@@ -163,6 +182,8 @@ pub struct ChanIo {
     wake_tx: Sender<()>,
     state: Arc<CableState>,
     scratch: Scratch,
+    /// The frames of a look-ahead batch ([`PacketIo::recv_batch_ahead`]), reused.
+    batch: Vec<Vec<u8>>,
 }
 
 /// Two joined ends whose transmit buffers hold `frame_capacity` bytes, and the cable.
@@ -179,6 +200,7 @@ pub fn pair(frame_capacity: usize) -> (ChanIo, ChanIo, Cable) {
             wake_tx,
             state: Arc::clone(&state),
             scratch: Scratch::new(frame_capacity),
+            batch: Vec::new(),
         }
     };
     let a = end(a_rx, a_tx);
@@ -196,6 +218,31 @@ impl ChanIo {
 impl PacketIo for ChanIo {
     fn recv_batch<F: FnMut(&[u8])>(&mut self, budget: usize, f: F) -> usize {
         deliver(budget, || self.rx.try_recv().ok(), f)
+    }
+
+    fn recv_batch_ahead<F: FnMut(&[u8], super::RxPass)>(
+        &mut self,
+        budget: usize,
+        passes: u8,
+        mut f: F,
+    ) -> usize {
+        self.batch.clear();
+        while self.batch.len() < budget {
+            let Ok(frame) = self.rx.try_recv() else {
+                break;
+            };
+            self.batch.push(frame);
+        }
+        for pass in 0..passes {
+            for frame in &self.batch {
+                f(frame, super::RxPass::Ahead(pass));
+            }
+        }
+        let n = self.batch.len();
+        for frame in self.batch.drain(..) {
+            f(&frame, super::RxPass::Handle);
+        }
+        n
     }
 
     fn send_batch<F: FnMut(&mut [u8]) -> Option<usize>>(
@@ -234,6 +281,7 @@ impl PacketIo for ChanIo {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::io::RxPass;
 
     #[test]
     fn queues_in_order_and_respects_budget() {
@@ -259,6 +307,50 @@ mod tests {
         m.loop_back();
         assert!(m.tx.is_empty());
         assert_eq!(m.rx.len(), 2);
+    }
+
+    /// Two look-ahead batches of at most 3 from a device holding frames 1..=5: what the closure
+    /// saw, in order.
+    type Seen = Vec<(u8, RxPass)>;
+
+    fn two_batches(dev: &mut impl PacketIo) -> (Seen, Seen) {
+        let mut first = Vec::new();
+        assert_eq!(dev.recv_batch_ahead(3, 2, |f, p| first.push((f[0], p))), 3);
+        let mut second = Vec::new();
+        assert_eq!(dev.recv_batch_ahead(3, 2, |f, p| second.push((f[0], p))), 2);
+        (first, second)
+    }
+
+    /// Every frame of a batch is seen in each look-ahead pass, then handled, in order, within
+    /// the budget; the frames past the budget wait for the next batch.
+    #[test]
+    fn look_ahead_passes_see_the_whole_batch_before_any_is_handled() {
+        let order = |frames: std::ops::RangeInclusive<u8>| -> Seen {
+            [RxPass::Ahead(0), RxPass::Ahead(1), RxPass::Handle]
+                .into_iter()
+                .flat_map(|p| frames.clone().map(move |i| (i, p)))
+                .collect()
+        };
+        let mut m = MemIo::new(64);
+        for i in 1..=5u8 {
+            m.push_rx(vec![i]);
+        }
+        let (a, b) = two_batches(&mut m);
+        assert_eq!(a, order(1..=3));
+        assert_eq!(b, order(4..=5));
+
+        let (mut tx, mut rx, _cable) = pair(64);
+        let mut k = 0u8;
+        tx.send_batch(8, |buf| {
+            k += 1;
+            (k <= 5).then(|| {
+                buf[0] = k;
+                1
+            })
+        });
+        let (a, b) = two_batches(&mut rx);
+        assert_eq!(a, order(1..=3));
+        assert_eq!(b, order(4..=5));
     }
 
     #[test]

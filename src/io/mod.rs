@@ -14,11 +14,38 @@ pub mod mem;
 pub mod pcap;
 pub mod xdp;
 
+/// What [`PacketIo::recv_batch_ahead`] asks of its closure for one frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RxPass {
+    /// Look-ahead pass `n` over the batch: the frame will be handled later in this call; nothing
+    /// may depend on it yet (the frame must not change any state).
+    Ahead(u8),
+    /// The frame's turn: handle it.
+    Handle,
+}
+
 /// A batched, frame-oriented device.
 pub trait PacketIo {
     /// Calls `f` on up to `budget` received frames, in arrival order; returns how many.
     /// The slice is valid only during the call: its buffer goes back to the device after.
     fn recv_batch<F: FnMut(&[u8])>(&mut self, budget: usize, f: F) -> usize;
+
+    /// [`PacketIo::recv_batch`] with look-ahead: `f` first sees every frame of the batch with
+    /// [`RxPass::Ahead`]`(0)`, then every frame with `Ahead(1)`, ... up to `Ahead(passes - 1)`,
+    /// and only then each frame with [`RxPass::Handle`], in arrival order (the frames of one
+    /// batch stay valid until the last pass). A pass that only starts loading what handling the
+    /// frame will read (the flow-table line, then the connection) lets the memory latencies of a
+    /// batch overlap instead of adding up. Devices that cannot hold a batch call `f` with
+    /// `Handle` only (the default); the frames handled are the same either way.
+    fn recv_batch_ahead<F: FnMut(&[u8], RxPass)>(
+        &mut self,
+        budget: usize,
+        passes: u8,
+        mut f: F,
+    ) -> usize {
+        let _ = passes;
+        self.recv_batch(budget, |frame| f(frame, RxPass::Handle))
+    }
 
     /// Offers up to `budget` transmit buffers of [`PacketIo::frame_capacity`] bytes each. `f`
     /// writes a frame at the start and returns its length, or `None` when it has nothing more to

@@ -101,6 +101,19 @@ pub fn start_sized<P: XdpBacked, A: App + Send + 'static>(
     wrap: impl FnOnce(XdpSocket) -> P + Send + 'static,
     sock_cfg: XdpSocketConfig,
 ) -> Running<P, A> {
+    start_tuned(tb, arp_owner, listen, app, wrap, sock_cfg, |_| {})
+}
+
+/// [`start_sized`] with the engine's configuration changed by `tune` after the defaults.
+pub fn start_tuned<P: XdpBacked, A: App + Send + 'static>(
+    tb: &Testbed,
+    arp_owner: ArpOwner,
+    listen: &[u16],
+    app: A,
+    wrap: impl FnOnce(XdpSocket) -> P + Send + 'static,
+    sock_cfg: XdpSocketConfig,
+    tune: impl Fn(&mut EngineConfig) + Send + Sync + 'static,
+) -> Running<P, A> {
     let ip = tb.ip("ip_stack");
     let prefix_len: u8 = tb.get("prefix_len").parse().unwrap();
     let if_stack = tb.get("if_stack").to_string();
@@ -153,7 +166,7 @@ pub fn start_sized<P: XdpBacked, A: App + Send + 'static>(
         }
         let app = app.lock().unwrap().take().expect("one engine");
         let io = (wrap.lock().unwrap().take().expect("one engine"))(sock);
-        let cfg = EngineConfig {
+        let mut cfg = EngineConfig {
             // Share the two cores with the kernel peer: spin briefly, then sleep in poll().
             idle: Some(IdleBackoff {
                 after: 256,
@@ -161,6 +174,7 @@ pub fn start_sized<P: XdpBacked, A: App + Send + 'static>(
             }),
             ..Default::default()
         };
+        tune(&mut cfg);
         Ok(Engine::new(io, host, neigh, app, cfg).with_kernel(kernel))
     })
     .expect("start the engine");

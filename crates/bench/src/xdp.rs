@@ -108,13 +108,17 @@ fn engine_config(opts: &XdpOpts) -> EngineConfig {
 /// [`serve`] with one engine per queue of `opts.iface` (`queues`, default the device's count,
 /// which it must equal), engine `i` pinned to `cores[i]` when given. Engines own flows by hash
 /// ([`xdp_tcp::rss`]: the NIC's RSS key where readable) and forward frames of other engines'
-/// flows to them; the report sums theirs, and prints each engine's forwarding counters.
+/// flows to them; the report sums theirs (CPU: the engines' thread CPU added, the mean of
+/// their cores' busy fractions), and prints each engine's forwarding counters. With `marks`
+/// every engine takes the server-side measurements on its own core.
+#[allow(clippy::too_many_arguments)]
 pub fn serve_queues(
     opts: &XdpOpts,
     ports: &[u16],
     mode: ServeMode,
     queues: Option<u32>,
     cores: Option<Vec<usize>>,
+    marks: Option<Arc<Marks>>,
     stop: &AtomicBool,
     ready: impl FnOnce(),
 ) -> io::Result<ServerReport> {
@@ -172,7 +176,9 @@ pub fn serve_queues(
         let device = i.open_queue(q, &XdpSocketConfig::default(), None)?;
         let mut host = host_for(&o, &i, &p);
         host.set_steering(Arc::clone(&steer), q);
-        let app = ServerApp::new(&p, mode, None, spec.core.map(|c| c.id));
+        // as the single-engine server's thread (`sys::place_thread`): nice -20 where allowed
+        crate::sys::boost_priority();
+        let app = ServerApp::new(&p, mode, marks.clone(), spec.core.map(|c| c.id));
         let mesh = meshes
             .lock()
             .map_err(|_| io::Error::other("mesh list poisoned"))?[q as usize]
@@ -187,7 +193,10 @@ pub fn serve_queues(
         std::thread::sleep(std::time::Duration::from_millis(10));
     }
     let mut report = ServerReport::default();
+    let mut busy = Vec::new();
     for (q, e) in threads.stop().into_iter().enumerate() {
+        // (no last `sample` here: it measures the calling thread's CPU; the engines polled on
+        // after the client's Done, until the client had joined)
         let e = e?;
         let s = e.stats();
         eprintln!(
@@ -201,6 +210,13 @@ pub fn serve_queues(
         report.accepted += r.accepted;
         report.bytes_in += r.bytes_in;
         report.bytes_out += r.bytes_out;
+        if let Some(t) = r.thread_cpu {
+            report.thread_cpu = Some(report.thread_cpu.unwrap_or(0.0) + t);
+        }
+        busy.extend(r.core_busy);
+    }
+    if !busy.is_empty() {
+        report.core_busy = Some(busy.iter().sum::<f64>() / busy.len() as f64);
     }
     if let Ok(st) = iface.program().stats() {
         eprintln!("steering program: {st:?}");

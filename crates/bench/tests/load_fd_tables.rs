@@ -55,6 +55,7 @@ fn kernel_server_and_client_hold_more_connections_than_one_descriptor_table() {
                 marks: None,
                 expect_conns: Some(conns),
                 shards: tables,
+                shard_cores: Vec::new(),
             };
             kernel::serve(&[7200, 7201], ServeMode::Echo, &o, &stop, || {
                 ready_tx.send(()).unwrap();

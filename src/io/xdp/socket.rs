@@ -28,7 +28,7 @@ use xsk_rs::{CompQueue, FillQueue, FrameDesc, RxQueue, Socket, TxQueue};
 const RING_BATCH: u32 = 32;
 
 use super::umem::{AccountingError, FrameAccounting, FrameLocation, FramePool, UmemConfig};
-use crate::io::PacketIo;
+use crate::io::{PacketIo, RxPass};
 
 /// Copy or zero-copy.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -569,6 +569,73 @@ impl PacketIo for XdpSocket {
                 f(data.contents());
             }
             self.pool.release(i, FrameLocation::App);
+        }
+        self.refill_if_short();
+        if n == 0 && self.need_wakeup && self.fill.needs_wakeup() {
+            self.stats.fill_kicks += 1;
+            let _ = self.fill.wakeup(self.rx.fd_mut(), 0);
+        }
+        n
+    }
+
+    fn recv_batch_ahead<F: FnMut(&[u8], RxPass)>(
+        &mut self,
+        budget: usize,
+        passes: u8,
+        mut f: F,
+    ) -> usize {
+        if let Some((w, seen)) = &mut self.waker {
+            *seen = w.0.asked.load(SeqCst);
+        }
+        self.flush();
+        let max = budget.min(self.scratch.len());
+        // SAFETY: the descriptors written are plain values copied out of the rx ring of this
+        // socket's UMEM.
+        let n = if max == 0 {
+            0
+        } else {
+            unsafe { self.rx.consume(&mut self.scratch[..max]) }
+        };
+        // Every frame of the batch goes to `App` first (kept at the front of `scratch`), so the
+        // look-ahead passes and the handling read the same frames.
+        let mut held = 0;
+        for k in 0..n {
+            let desc = self.scratch[k];
+            let Some(i) = self.pool.index_of(desc.addr()) else {
+                self.pool.record_violation();
+                continue;
+            };
+            if self
+                .pool
+                .transition(i, FrameLocation::Fill, FrameLocation::App)
+            {
+                self.scratch[held] = desc;
+                held += 1;
+            }
+        }
+        for pass in 0..passes {
+            for desc in &self.scratch[..held] {
+                // SAFETY: as in `recv_batch`: consumed from the rx ring of this UMEM, so the
+                // kernel has finished writing it and will not touch it until we lend it again;
+                // it is in `App` until the handling loop below releases it, and the only other
+                // reference to it is a shared one of the same kind; the slice does not outlive
+                // `f`.
+                let data = unsafe { self.pool.umem().data(desc) };
+                f(data.contents(), RxPass::Ahead(pass));
+            }
+        }
+        for k in 0..held {
+            let desc = self.scratch[k];
+            {
+                // SAFETY: as above; this is the frame's last use before its release.
+                let data = unsafe { self.pool.umem().data(&desc) };
+                self.stats.rx_frames += 1;
+                self.stats.rx_bytes += data.len() as u64;
+                f(data.contents(), RxPass::Handle);
+            }
+            if let Some(i) = self.pool.index_of(desc.addr()) {
+                self.pool.release(i, FrameLocation::App);
+            }
         }
         self.refill_if_short();
         if n == 0 && self.need_wakeup && self.fill.needs_wakeup() {

@@ -55,6 +55,15 @@ pub struct Case {
     pub same_core: bool,
     /// Kernel offloads for this run.
     pub offloads: Offloads,
+    /// Server engines (xdp-tcp) or epoll threads (kernel), one per core: the server core, then
+    /// the client's. Above 1 the case runs on a testbed with this many veth queues, and the
+    /// client shares its core with a server engine. Left out of the JSON when 1.
+    #[serde(skip_serializing_if = "is_one")]
+    pub engines: usize,
+}
+
+fn is_one(n: &usize) -> bool {
+    *n == 1
 }
 
 /// Offload settings of both veth ends during a run.
@@ -104,6 +113,7 @@ pub fn matrix(opts: &BenchOpts) -> Vec<Case> {
         workload,
         same_core: false,
         offloads: Offloads::Testbed,
+        engines: 1,
     };
     let mut v = vec![
         case(
@@ -226,6 +236,29 @@ pub fn matrix(opts: &BenchOpts) -> Vec<Case> {
         ServeMode::EchoClose(64),
         churn,
     ));
+    // Two server engines, one per core, on a 2-queue veth: the same kernel client (busy-spinning,
+    // on the client core, so it shares that core with engine 1) against xdp-tcp with 2 engines,
+    // xdp-tcp with 1 (on a 1-queue veth: the 1 -> 2 engines ratio) and the kernel server given
+    // both cores (two SO_REUSEPORT epoll threads). The peer's kernel picks each flow's transmit
+    // queue, so about half the flows arrive on the engine that does not own them and are
+    // forwarded (veth has no RSS the stack could steer by).
+    let xdp_nap = ServerKind::Xdp { idle_backoff: true };
+    let kblock = ClientKind::Kernel { spin: false };
+    for (row, workload, mode) in [
+        ("rr64-2e", rr, echo),
+        ("churn-2e", churn, ServeMode::EchoClose(64)),
+    ] {
+        for (system, server, engines) in [
+            ("xdp-tcp", xdp_nap, 2),
+            ("xdp-tcp-1e", xdp_nap, 1),
+            ("kernel", ServerKind::Kernel { spin: false }, 2),
+        ] {
+            v.push(Case {
+                engines,
+                ..case(row, system, server, kblock, mode, workload)
+            });
+        }
+    }
     for &n in &opts.idle_conns {
         let active = 1000;
         let idle = Workload::Idle {

@@ -108,10 +108,10 @@ fn machine() -> String {
     format!("{cpus} vCPU {cpu}, Linux {uname}")
 }
 
-/// Runs the whole benchmark; prints progress to stderr and the table to stdout.
-pub fn run(opts: &BenchOpts) -> io::Result<Report> {
-    crate::sys::raise_nofile();
-    let tb = Testbed::up(&opts.testbed_script, &opts.name)?;
+/// Where `tb` put the two ends, with room for the idle-connection and churn rows: a deep accept
+/// queue on the server, and the kernel client's ports from the same range the xdp-tcp client
+/// uses.
+fn prepare(tb: &Testbed) -> io::Result<Env> {
     let env = Env {
         ns_stack: tb.get("ns_stack")?,
         ns_peer: tb.get("ns_peer")?,
@@ -122,8 +122,6 @@ pub fn run(opts: &BenchOpts) -> io::Result<Report> {
             .parse()
             .map_err(|e| io::Error::other(format!("ip_stack: {e}")))?,
     };
-    // Room for the idle-connection and churn rows: a deep accept queue on the server, and the
-    // kernel client's ports from the same range the xdp-tcp client uses.
     tb.exec("ns_stack", &["sysctl", "-qw", "net.core.somaxconn=65535"])?;
     tb.exec(
         "ns_stack",
@@ -133,6 +131,28 @@ pub fn run(opts: &BenchOpts) -> io::Result<Report> {
         "ns_peer",
         &["sysctl", "-qw", "net.ipv4.ip_local_port_range=10000 65000"],
     )?;
+    Ok(env)
+}
+
+/// Runs the whole benchmark; prints progress to stderr and the table to stdout.
+pub fn run(opts: &BenchOpts) -> io::Result<Report> {
+    crate::sys::raise_nofile();
+    let mut cases = matrix::matrix(opts);
+    if !opts.only.is_empty() {
+        cases.retain(|c| opts.only.iter().any(|o| c.row.starts_with(o.as_str())));
+    }
+    let tb = Testbed::up(&opts.testbed_script, &opts.name)?;
+    let env = prepare(&tb)?;
+    // The multi-engine rows' testbed: a veth with one queue per engine (at most 2 engines).
+    let multi = match cases.iter().map(|c| c.engines).max() {
+        Some(n) if n > 1 => {
+            let tb =
+                Testbed::up_queues(&opts.testbed_script, &format!("{}{n}", opts.name), n as u32)?;
+            let env = prepare(&tb)?;
+            Some((tb, env))
+        }
+        _ => None,
+    };
 
     let jitter = crate::jitter::measure(
         &[opts.server_core, opts.client_core],
@@ -140,10 +160,6 @@ pub fn run(opts: &BenchOpts) -> io::Result<Report> {
     )?;
     for j in &jitter {
         eprintln!("{}", jitter_line(j));
-    }
-    let mut cases = matrix::matrix(opts);
-    if !opts.only.is_empty() {
-        cases.retain(|c| opts.only.iter().any(|o| c.row.starts_with(o.as_str())));
     }
     let mut results: Vec<CaseResult> = cases
         .iter()
@@ -155,12 +171,16 @@ pub fn run(opts: &BenchOpts) -> io::Result<Report> {
     let started = std::time::Instant::now();
     for round in 0..opts.rounds {
         for (i, case) in cases.iter().enumerate() {
+            let (tb, env) = match &multi {
+                Some((tb, env)) if case.engines > 1 => (tb, env),
+                _ => (&tb, &env),
+            };
             if case.offloads != Offloads::Testbed {
-                offloads(&tb, &env, case.offloads)?;
+                offloads(tb, env, case.offloads)?;
             }
-            let r = run_case(&env, opts, case);
+            let r = run_case(env, opts, case);
             if case.offloads != Offloads::Testbed {
-                offloads(&tb, &env, Offloads::Testbed)?;
+                offloads(tb, env, Offloads::Testbed)?;
             }
             let (client, server) = r.map_err(|e| {
                 io::Error::new(
@@ -192,6 +212,7 @@ pub fn run(opts: &BenchOpts) -> io::Result<Report> {
             });
         }
     }
+    drop(multi);
     drop(tb);
     let (lines, medians) = table::table(&results);
     let report = Report {

@@ -63,7 +63,14 @@ pub(super) fn run_case(
         let kind = case.server;
         let mode = case.mode;
         let ports = case.workload.server_ports(port);
-        let shards = kernel::tables_for(case.workload.conns());
+        let engines = case.engines;
+        let shards = kernel::tables_for(case.workload.conns()).max(engines);
+        // one server engine (or epoll thread) per core: the server's, then the client's
+        let cores: Vec<usize> = [server_core, opts.client_core]
+            .into_iter()
+            .cycle()
+            .take(engines)
+            .collect();
         let external = opts.external.clone();
         std::thread::Builder::new()
             .name("bench-server".into())
@@ -73,6 +80,21 @@ pub(super) fn run_case(
                     let _ = ready_tx.send(());
                 };
                 match kind {
+                    ServerKind::Xdp { idle_backoff } if engines > 1 => {
+                        let mut o = XdpOpts::new(&iface);
+                        o.idle_backoff = idle_backoff;
+                        o.ephemeral = xdp::no_ephemeral();
+                        xdp::serve_queues(
+                            &o,
+                            &ports,
+                            mode,
+                            Some(engines as u32),
+                            Some(cores),
+                            Some(marks),
+                            &stop,
+                            ready,
+                        )
+                    }
                     ServerKind::Xdp { idle_backoff } => {
                         let mut o = XdpOpts::new(&iface);
                         o.idle_backoff = idle_backoff;
@@ -94,6 +116,7 @@ pub(super) fn run_case(
                             marks: Some(marks),
                             expect_conns,
                             shards,
+                            shard_cores: if engines > 1 { cores } else { Vec::new() },
                         };
                         kernel::serve(&ports, mode, &o, &stop, ready)
                     }

@@ -234,6 +234,30 @@ const CHURN_VS_SPIN: &[Metric] = &[
     metric("connections/s", Rate, Higher, ">= 5x"),
     metric("p99 µs (connect to response)", P99, Lower, ""),
 ];
+const RR2_VS_SPIN: &[Metric] = &[
+    metric("requests/s", Rate, Higher, ""),
+    metric("requests/s per server core", RatePerCore, Higher, ""),
+    metric("p99 µs", P99, Lower, ""),
+];
+/// 2 engines against 1 (ratio = 2 engines / 1 engine: 2.0 would be linear).
+const RR_1_TO_2: &[Metric] = &[
+    metric("requests/s (ratio = 2 engines/1)", Rate, Higher, "report"),
+    metric("requests/s per server core", RatePerCore, Higher, ""),
+];
+const CHURN2_VS_SPIN: &[Metric] = &[
+    metric("connections/s", Rate, Higher, ""),
+    metric("connections/s per server core", RatePerCore, Higher, ""),
+    metric("p99 µs (connect to response)", P99, Lower, ""),
+];
+const CHURN_1_TO_2: &[Metric] = &[
+    metric(
+        "connections/s (ratio = 2 engines/1)",
+        Rate,
+        Higher,
+        "report",
+    ),
+    metric("connections/s per server core", RatePerCore, Higher, ""),
+];
 const IDLE_P99: &[Metric] = &[metric("p99 µs", P99, Lower, "")];
 const IDLE_MEMORY: &[Metric] = &[metric(
     "bytes per idle conn",
@@ -258,6 +282,8 @@ const PP: &str = "64 B ping-pong, 1 conn";
 const RR: &str = "64 B req/resp, 64 conns";
 const BULK: &str = "bulk upload, 1 conn, MTU 1500";
 const CHURN: &str = "connect + 64 B req + close";
+const RR2: &str = "64 B req/resp, 64 conns, 2 server cores, kernel client";
+const CHURN2: &str = "connect + req + close, 2 server cores, kernel client";
 
 /// The comparisons of the fixed rows: (row, workload column, other system on the same row,
 /// "compared with" column, lines).
@@ -271,6 +297,10 @@ const FIXED: &[(&str, &str, &str, &str, &[Metric])] = &[
     ("bulk", BULK, "kernel", "kernel, TSO/GSO off", BULK_VS_NO_TSO),
     ("bulk", BULK, "kernel-offloads", "kernel, offloads on", BULK_VS_OFFLOADS),
     ("churn", CHURN, "kernel-spin", "kernel busy-spin", CHURN_VS_SPIN),
+    ("rr64-2e", RR2, "kernel", "kernel epoll, 2 threads", RR2_VS_SPIN),
+    ("rr64-2e", RR2, "xdp-tcp-1e", "xdp-tcp, 1 engine", RR_1_TO_2),
+    ("churn-2e", CHURN2, "kernel", "kernel epoll, 2 threads", CHURN2_VS_SPIN),
+    ("churn-2e", CHURN2, "xdp-tcp-1e", "xdp-tcp, 1 engine", CHURN_1_TO_2),
 ];
 
 const PP_KC: &str = "64 B ping-pong, kernel client";
@@ -508,6 +538,7 @@ mod tests {
                 workload,
                 same_core: false,
                 offloads: Offloads::Testbed,
+                engines: 1,
             },
             runs: (0..3).map(run).collect(),
         }
@@ -563,6 +594,51 @@ mod tests {
         );
         assert!(lines.iter().all(|l| l.workload == "64 B ping-pong, 1 conn"));
         assert_eq!(lines[0].target, "<= 1.3");
+    }
+
+    #[test]
+    fn two_engine_rows_compare_with_one_engine_and_the_kernel_on_two_cores() {
+        let opts = super::super::BenchOpts::default();
+        let cases = super::super::matrix::matrix(&opts);
+        for row in ["rr64-2e", "churn-2e"] {
+            let on: Vec<(&str, usize)> = cases
+                .iter()
+                .filter(|c| c.row == row)
+                .map(|c| (c.system, c.engines))
+                .collect();
+            assert_eq!(on, [("xdp-tcp", 2), ("xdp-tcp-1e", 1), ("kernel", 2)]);
+            // the same client for all three, so the ratios are the servers'
+            let clients: Vec<String> = cases
+                .iter()
+                .filter(|c| c.row == row)
+                .map(|c| format!("{:?}", c.client))
+                .collect();
+            assert!(clients.windows(2).all(|w| w[0] == w[1]), "{clients:?}");
+        }
+        // the JSON names the engines only where there is more than one
+        let two = cases.iter().find(|c| c.row == "rr64-2e").unwrap();
+        let one = cases.iter().find(|c| c.row == "rr64").unwrap();
+        assert_eq!(serde_json::to_value(two).unwrap()["engines"], 2);
+        assert!(serde_json::to_value(one).unwrap().get("engines").is_none());
+
+        let rr = two.workload;
+        let results = [
+            result("rr64-2e", "xdp-tcp", rr, 50.0, 90.0, 180_000.0),
+            result("rr64-2e", "xdp-tcp-1e", rr, 60.0, 100.0, 100_000.0),
+            result("rr64-2e", "kernel", rr, 80.0, 120.0, 120_000.0),
+        ];
+        let (lines, _) = table(&results);
+        let scale = lines
+            .iter()
+            .find(|l| l.metric.starts_with("requests/s (ratio = 2 engines/1)"))
+            .expect("a 1 -> 2 engines line");
+        assert_eq!(scale.ratio, Some(1.8));
+        assert_eq!(scale.other_system, "xdp-tcp, 1 engine");
+        let kernel = lines
+            .iter()
+            .find(|l| l.metric == "requests/s" && l.other_system.starts_with("kernel"))
+            .expect("a line against the kernel on two cores");
+        assert_eq!(kernel.ratio, Some(1.5));
     }
 
     #[test]

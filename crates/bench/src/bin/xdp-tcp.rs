@@ -33,7 +33,7 @@ usage:
   xdp-tcp floor ping    --iface IF --target IP:PORT [--size 64] [--duration 5] [--warmup 1] ...
   xdp-tcp bench [--rounds 3] [--duration 2] [--warmup 0.5] [--idle 0,10000,100000] [--quick]
                 [--json FILE] [--testbed-script deploy/testbed.sh] [--name xtbench]
-                [--only pingpong,rr64,bulk,churn,idle] [--external 'NAME=COMMAND;...']
+                [--only pingpong,rr64,bulk,churn,rr64-2e,churn-2e,idle] [--external 'NAME=COMMAND;...']
   xdp-tcp stat PATH [--json | --prometheus] [--watch [--count N]]
   xdp-tcp pcap PATH --start FILE [--snaplen N] [--max-bytes N] [--max-packets N] | --stop | --status
 
@@ -268,7 +268,8 @@ fn serve(args: &Args) -> Result<(), String> {
                 let device = xdp_tcp::io::ethtool::rx_queues(&iface)
                     .map_err(|e| format!("{iface}: receive queues: {e}"))?;
                 if multi || device > 1 {
-                    xdp::serve_queues(&o, &ports, mode, queues, cores, stop, ready).map_err(err)
+                    xdp::serve_queues(&o, &ports, mode, queues, cores, None, stop, ready)
+                        .map_err(err)
                 } else {
                     xdp::serve(&o, &ports, mode, None, core, stop, ready).map_err(err)
                 }
@@ -280,6 +281,7 @@ fn serve(args: &Args) -> Result<(), String> {
                     marks: None,
                     expect_conns: None,
                     shards,
+                    shard_cores: Vec::new(),
                 };
                 kernel::serve(&ports, mode, &o, stop, ready).map_err(err)
             }

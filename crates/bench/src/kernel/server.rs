@@ -30,6 +30,9 @@ pub struct ServeOpts {
     /// may not raise its open-file limit (no CAP_SYS_RESOURCE) holds at most that many sockets
     /// per table; this is how a kernel server then holds 100k connections.
     pub shards: usize,
+    /// With shards: shard `i` pinned to `shard_cores[i]` (empty: they keep the caller's
+    /// affinity).
+    pub shard_cores: Vec<usize>,
 }
 
 /// Serves `ports` on all addresses of the thread's namespace until `stop` is set.

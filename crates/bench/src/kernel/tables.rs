@@ -62,20 +62,26 @@ pub(super) fn serve_sharded(
                     .name(format!("kserve-{index}"))
                     .spawn_scoped(sc, move || {
                         let mut waited = false;
-                        let r = own_fd_table().and_then(|_| {
-                            let shard = Shard { index, open };
-                            serve_loop(
-                                ports,
-                                mode,
-                                opts,
-                                stop,
-                                || {
-                                    waited = true;
-                                    barrier.wait();
-                                },
-                                Some(shard),
-                            )
-                        });
+                        let pin = opts.shard_cores.get(index).copied();
+                        let r = own_fd_table()
+                            .and_then(|_| match pin {
+                                Some(c) => crate::sys::place_thread(Some(c), None),
+                                None => Ok(()),
+                            })
+                            .and_then(|_| {
+                                let shard = Shard { index, open };
+                                serve_loop(
+                                    ports,
+                                    mode,
+                                    opts,
+                                    stop,
+                                    || {
+                                        waited = true;
+                                        barrier.wait();
+                                    },
+                                    Some(shard),
+                                )
+                            });
                         if !waited {
                             // Failed before listening: do not leave the others waiting.
                             barrier.wait();
