@@ -134,12 +134,25 @@ fn prepare(tb: &Testbed) -> io::Result<Env> {
     Ok(env)
 }
 
+/// Whether `--only` entry `only` selects `row`: the row it names, or, when it names none of
+/// `rows` exactly, every row it begins (`idle` for idle0, idle10k and idle100k; `rr64` is only
+/// rr64, not rr64-2e).
+fn selects(only: &str, row: &str, rows: &[&str]) -> bool {
+    if rows.contains(&only) {
+        row == only
+    } else {
+        row.starts_with(only)
+    }
+}
+
 /// Runs the whole benchmark; prints progress to stderr and the table to stdout.
 pub fn run(opts: &BenchOpts) -> io::Result<Report> {
     crate::sys::raise_nofile();
     let mut cases = matrix::matrix(opts);
     if !opts.only.is_empty() {
-        cases.retain(|c| opts.only.iter().any(|o| c.row.starts_with(o.as_str())));
+        let rows: Vec<String> = cases.iter().map(|c| c.row.clone()).collect();
+        let rows: Vec<&str> = rows.iter().map(String::as_str).collect();
+        cases.retain(|c| opts.only.iter().any(|o| selects(o, &c.row, &rows)));
     }
     let tb = Testbed::up(&opts.testbed_script, &opts.name)?;
     let env = prepare(&tb)?;
@@ -344,5 +357,29 @@ mod tests {
             serde_json::to_value(&back).unwrap(),
             serde_json::to_value(r).unwrap()
         );
+    }
+}
+
+#[cfg(test)]
+mod only_tests {
+    use super::selects;
+
+    #[test]
+    fn only_names_a_row_exactly_or_a_family_by_prefix() {
+        let rows = [
+            "rr64", "rr64-2e", "churn", "churn-2e", "idle0", "idle10k", "idle100k",
+        ];
+        let pick = |o: &str| -> Vec<&str> {
+            rows.iter()
+                .copied()
+                .filter(|r| selects(o, r, &rows))
+                .collect()
+        };
+        assert_eq!(pick("rr64"), ["rr64"]);
+        assert_eq!(pick("rr64-2e"), ["rr64-2e"]);
+        assert_eq!(pick("churn"), ["churn"]);
+        assert_eq!(pick("idle"), ["idle0", "idle10k", "idle100k"]);
+        assert_eq!(pick("idle10"), ["idle10k", "idle100k"]);
+        assert!(pick("bulk").is_empty());
     }
 }
