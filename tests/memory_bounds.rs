@@ -401,3 +401,96 @@ fn engines_sharing_a_budget_refuse_together_and_stay_under_it() {
     );
     assert_eq!(b.conn_count(), 1);
 }
+
+#[test]
+fn writes_to_peers_that_never_acknowledge_stay_under_the_budget() {
+    let _g = SERIAL.lock().unwrap();
+    let budget = 8 * MIB;
+    let limits = xdp_tcp::host::Limits {
+        mem_budget: budget,
+        ..Default::default()
+    };
+    let mut server = Host::new(server_cfg(Some(limits)));
+    server.listen(PORT, 4096);
+    let mut raw = Raw {
+        now: Instant::from_secs(1),
+        buf: vec![0u8; 2048],
+    };
+    let n = 1000u32;
+    let mut ids = Vec::new();
+    for i in 0..n {
+        let (src, port) = peer(i);
+        assert!(raw.open(&mut server, src, port));
+        ids.push(server.accept(PORT).unwrap());
+    }
+    let sndbuf = server.conn(ids[0]).unwrap().send_capacity();
+    assert!(
+        sndbuf * n as usize > 10 * budget,
+        "the writes could hold far more than the budget"
+    );
+    let start = heap();
+    let chunk = vec![0x5au8; 16 * 1024];
+    let (mut peak, mut refused, mut taken) = (0usize, 0u32, 0usize);
+    // The application fills every send buffer; the peers announce a window but never
+    // acknowledge a byte, so everything written stays held.
+    for &id in &ids {
+        loop {
+            match server.send(id, &chunk) {
+                Ok(k) => taken += k,
+                Err(tcp::Error::WouldBlock) => break,
+                Err(e) => panic!("send: {e:?}"),
+            }
+        }
+        if server.conn(id).unwrap().send_queue() == 0 {
+            refused += 1;
+        }
+        while server.poll_transmit(raw.now, &mut raw.buf).is_some() {}
+        peak = peak.max(heap().saturating_sub(start));
+        assert!(
+            server.memory_used() <= budget,
+            "accounted {} of {budget}",
+            server.memory_used()
+        );
+    }
+    let st = server.stats().clone();
+    eprintln!(
+        "{n} connections, {} KiB written, {refused} refused every byte, {} send buffers clamped, \
+         accounted {} KiB of {} KiB, heap peak +{} KiB",
+        taken / 1024,
+        st.send_buffers_clamped,
+        server.memory_used() / 1024,
+        budget / 1024,
+        peak / 1024
+    );
+    assert!(peak < budget, "heap peak +{peak}");
+    assert!(refused > n / 2, "writes were stopped under pressure");
+    assert!(st.send_buffers_clamped >= u64::from(refused));
+    // The peers acknowledge everything, window after window: memory goes back, pressure ends,
+    // and the next write on a clamped connection finds its buffer whole again.
+    let mut passes = 0;
+    while ids
+        .iter()
+        .any(|&id| server.conn(id).unwrap().send_queue() > 0)
+    {
+        passes += 1;
+        // the peers sent no MSS option (536 bytes) and acknowledge once a pass, so the window
+        // grows by two segments a pass: 256 KiB take ~22 passes
+        assert!(passes <= 60, "the queued bytes drain");
+        for (i, &id) in ids.iter().enumerate() {
+            let (src, port) = peer(i as u32);
+            let c = server.conn(id).unwrap();
+            let isn = SeqNumber(u32::from(port).wrapping_mul(2654435761));
+            let ack = seg(port, isn + 1, c.snd_nxt(), TcpFlags::ACK);
+            server.handle_segment(raw.now, src, &ack);
+            while server.poll_transmit(raw.now, &mut raw.buf).is_some() {}
+        }
+    }
+    assert!(
+        !server.under_memory_pressure(),
+        "accounted {}",
+        server.memory_used()
+    );
+    let last = *ids.last().unwrap();
+    assert_eq!(server.send(last, &chunk).unwrap(), chunk.len());
+    assert_eq!(server.conn(last).unwrap().send_capacity(), sndbuf);
+}

@@ -14,7 +14,11 @@
 //! Under memory pressure (from 7/8 of the budget, like Linux's `tcp_mem` pressure threshold)
 //! new connections are refused and a visited connection drops its out-of-order data and stops
 //! its receive window at the bytes it holds; when pressure ends a visited connection gets its
-//! buffer back.
+//! buffer back. Its send buffer stops at the bytes it holds too, before the application is
+//! handed the connection ([`Host::with_conn`]), so no write grows a connection under pressure:
+//! the application's writes wait (`WouldBlock`) until acknowledgements free memory. (Linux
+//! still lets each socket queue `tcp_wmem[0]`, 4 KiB, under pressure; with no cap on the
+//! number of sockets that floor is not a bound, so here the floor is what is held.)
 //!
 //! The hosts of one stack (one per engine) can also share a [`SharedBudget`] ([`Host::share_budget`]),
 //! like Linux's `tcp_mem`, which is one figure for the whole machine: each host publishes its
@@ -210,6 +214,10 @@ impl Host {
         } else if let Some(cap) = slot.clamped.take() {
             conn.set_recv_capacity(cap);
         }
+        clamp_send(slot, pressure, &mut self.stats.send_buffers_clamped);
+        let Some(conn) = slot.conn.as_mut() else {
+            return;
+        };
         let m = conn.memory() + SLOT_OVERHEAD;
         self.mem_used = self.mem_used - slot.mem + m;
         slot.mem = m;
@@ -254,6 +262,17 @@ impl Host {
         }
     }
 
+    /// Before the application is handed a connection: its send buffer stops at what it holds
+    /// under memory pressure, and gets its size back after.
+    #[inline]
+    pub(super) fn clamp_send_before_app(&mut self, index: u32) {
+        let pressure = self.under_memory_pressure();
+        let slot = &mut self.slots[index as usize];
+        if pressure || slot.send_clamped.is_some() {
+            clamp_send(slot, pressure, &mut self.stats.send_buffers_clamped);
+        }
+    }
+
     /// The accounting of a slot being freed.
     pub(super) fn unaccount(&mut self, index: u32) {
         let slot = &mut self.slots[index as usize];
@@ -295,5 +314,25 @@ impl Host {
     /// Orphaned connections held now.
     pub fn orphan_count(&self) -> usize {
         self.orphans
+    }
+}
+
+/// Stops `slot`'s send buffer at the bytes it holds under pressure (counted once per episode in
+/// `count`) and frees the emptied chunks it kept, or gives its size back when pressure has
+/// ended.
+fn clamp_send(slot: &mut Slot, pressure: bool, count: &mut u64) {
+    let Some(conn) = slot.conn.as_mut() else {
+        return;
+    };
+    if pressure {
+        conn.drop_send_spares();
+        if slot.send_clamped.is_none() {
+            slot.send_clamped = Some(conn.send_capacity());
+            // set_send_capacity never cuts below what is queued
+            conn.set_send_capacity(0);
+            *count += 1;
+        }
+    } else if let Some(cap) = slot.send_clamped.take() {
+        conn.set_send_capacity(cap);
     }
 }

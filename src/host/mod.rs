@@ -349,10 +349,11 @@ impl Host {
     /// events). `None` if the handle is stale.
     pub fn with_conn<R>(&mut self, id: ConnId, f: impl FnOnce(&mut Connection) -> R) -> Option<R> {
         let slot = self.slots.get_mut(id.index as usize)?;
-        if slot.generation != id.generation {
+        if slot.generation != id.generation || slot.conn.is_none() {
             return None;
         }
-        let r = f(slot.conn.as_mut()?);
+        self.clamp_send_before_app(id.index);
+        let r = f(self.slots[id.index as usize].conn.as_mut()?);
         self.touch(id.index);
         Some(r)
     }

@@ -46,6 +46,8 @@ pub(super) struct Slot {
     pub(super) orphan: bool,
     /// The receive buffer's size before memory pressure clamped it.
     pub(super) clamped: Option<usize>,
+    /// The send buffer's size before memory pressure clamped it.
+    pub(super) send_clamped: Option<usize>,
 }
 
 /// The flow table's key: remote address and port, and our port (our address is the host's).
@@ -87,6 +89,7 @@ impl Host {
                     in_time_wait: false,
                     orphan: false,
                     clamped: None,
+                    send_clamped: None,
                 });
                 (self.slots.len() - 1) as u32
             }

@@ -130,6 +130,9 @@ pub struct HostStats {
     pub ooo_pruned_bytes: u64,
     /// Receive windows stopped at the bytes held under memory pressure.
     pub windows_clamped: u64,
+    /// Send buffers stopped at the bytes they hold under memory pressure (the application can
+    /// queue nothing more on them until it ends).
+    pub send_buffers_clamped: u64,
     /// TIME-WAITs ended early because [`Limits::max_time_wait`](super::Limits::max_time_wait)
     /// were held (Linux's `TCPTimeWaitOverflow`).
     pub time_wait_recycled: u64,

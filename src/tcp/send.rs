@@ -216,6 +216,14 @@ impl SendBuffer {
         Some(v)
     }
 
+    /// Frees the emptied chunks kept for later writes (memory pressure).
+    pub fn drop_spares(&mut self) {
+        if self.spare_bytes > 0 {
+            self.spare = Vec::new();
+            self.spare_bytes = 0;
+        }
+    }
+
     /// Whether [`SendBuffer::take_spare`] has one.
     pub fn has_spare(&self) -> bool {
         !self.spare.is_empty()

@@ -227,6 +227,11 @@ impl Connection {
         self.snd.buf.set_capacity(bytes);
     }
 
+    /// Frees the emptied send-buffer chunks kept for later writes (memory pressure).
+    pub fn drop_send_spares(&mut self) {
+        self.snd.buf.drop_spares();
+    }
+
     /// Changes the receive-buffer size. The window scale was fixed at the handshake, so a larger
     /// buffer helps only up to 65535 << shift.
     pub fn set_recv_capacity(&mut self, bytes: usize) {
