@@ -127,6 +127,16 @@ fn server_cfg(limits: Option<xdp_tcp::host::Limits>) -> HostConfig {
     cfg
 }
 
+/// The host's accounted memory is within `budget`; `peak` follows the heap's growth from `start`.
+fn check_budget(server: &Host, budget: usize, start: usize, peak: &mut usize) {
+    *peak = (*peak).max(heap().saturating_sub(start));
+    assert!(
+        server.memory_used() <= budget,
+        "accounted {} of {budget}",
+        server.memory_used()
+    );
+}
+
 fn peer(i: u32) -> (Ipv4Addr, u16) {
     (
         Ipv4Addr::new(
@@ -236,12 +246,7 @@ fn endless_opener_meets_the_budget_with_counted_refusals() {
                 while server.poll_transmit(raw.now, &mut raw.buf).is_some() {}
             }
         }
-        peak = peak.max(heap().saturating_sub(start));
-        assert!(
-            server.memory_used() <= budget,
-            "accounted {}",
-            server.memory_used()
-        );
+        check_budget(&server, budget, start, &mut peak);
     }
     let st = server.stats().clone();
     eprintln!(
@@ -445,12 +450,7 @@ fn writes_to_peers_that_never_acknowledge_stay_under_the_budget() {
             refused += 1;
         }
         while server.poll_transmit(raw.now, &mut raw.buf).is_some() {}
-        peak = peak.max(heap().saturating_sub(start));
-        assert!(
-            server.memory_used() <= budget,
-            "accounted {} of {budget}",
-            server.memory_used()
-        );
+        check_budget(&server, budget, start, &mut peak);
     }
     let st = server.stats().clone();
     eprintln!(
