@@ -127,6 +127,13 @@ fn server_cfg(limits: Option<xdp_tcp::host::Limits>) -> HostConfig {
     cfg
 }
 
+fn budget_limits(budget: usize) -> xdp_tcp::host::Limits {
+    xdp_tcp::host::Limits {
+        mem_budget: budget,
+        ..Default::default()
+    }
+}
+
 /// The host's accounted memory is within `budget`; `peak` follows the heap's growth from `start`.
 fn check_budget(server: &Host, budget: usize, start: usize, peak: &mut usize) {
     *peak = (*peak).max(heap().saturating_sub(start));
@@ -205,11 +212,7 @@ fn ten_thousand_bytes_at_window_edges_cost_under_10_mib() {
 fn endless_opener_meets_the_budget_with_counted_refusals() {
     let _g = SERIAL.lock().unwrap();
     let budget = 8 * MIB;
-    let limits = xdp_tcp::host::Limits {
-        mem_budget: budget,
-        ..Default::default()
-    };
-    let mut server = Host::new(server_cfg(Some(limits)));
+    let mut server = Host::new(server_cfg(Some(budget_limits(budget))));
     // an accept queue that never fills: the application accepts everything
     server.listen(PORT, 1 << 20);
     let mut raw = Raw {
@@ -411,11 +414,7 @@ fn engines_sharing_a_budget_refuse_together_and_stay_under_it() {
 fn writes_to_peers_that_never_acknowledge_stay_under_the_budget() {
     let _g = SERIAL.lock().unwrap();
     let budget = 8 * MIB;
-    let limits = xdp_tcp::host::Limits {
-        mem_budget: budget,
-        ..Default::default()
-    };
-    let mut server = Host::new(server_cfg(Some(limits)));
+    let mut server = Host::new(server_cfg(Some(budget_limits(budget))));
     server.listen(PORT, 4096);
     let mut raw = Raw {
         now: Instant::from_secs(1),
