@@ -142,7 +142,7 @@ impl Host {
                     _ => {}
                 }
                 if slot.pending_on.is_none() || matches!(ev, Event::Connected) {
-                    self.events.push_back((id, ev));
+                    self.events.push((id, ev));
                 }
             }
         }
