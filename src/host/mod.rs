@@ -518,7 +518,9 @@ impl Host {
         self.stats.rx_segments += 1;
         let remote = SocketAddrV4::new(src, seg.src_port);
         if let Some(index) = self.table.get(flow_key(remote, seg.dst_port)) {
-            self.prefetch_slot(index);
+            if self.table.len() >= prefetch::SLOT_HINTS_ABOVE {
+                self.prefetch_slot(index);
+            }
             let slot = &self.slots[index as usize];
             let reincarnation = slot.released
                 && self.listeners.contains_key(&seg.dst_port)
