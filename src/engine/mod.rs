@@ -441,9 +441,7 @@ impl<P: PacketIo, A: App> Engine<P, A> {
         }
 
         events.clear();
-        while let Some(ev) = host.poll_event() {
-            events.push(ev);
-        }
+        host.take_events(events);
         stats.events += events.len() as u64;
         work += events.len();
         work += app.poll(now, host, events);

@@ -166,7 +166,11 @@ pub struct Host {
     wheel: TimerWheel,
     /// Connections with timers that fired, during [`Host::handle_timeout`].
     fired: Vec<u32>,
-    events: VecDeque<(ConnId, Event)>,
+    /// Events not yet taken: those before `events_head` were polled already. A vector the
+    /// engine swaps with its own each iteration ([`Host::take_events`]) rather than a queue
+    /// each event is popped from and pushed again.
+    events: Vec<(ConnId, Event)>,
+    events_head: usize,
     strays: VecDeque<(Ipv4Addr, TcpRepr<'static>)>,
     pmtu: PmtuCache,
     isn: IsnGenerator,
@@ -197,7 +201,8 @@ impl Host {
             ready: VecDeque::new(),
             wheel: TimerWheel::new(Instant::ZERO, cfg.timer_tick),
             fired: Vec::new(),
-            events: VecDeque::new(),
+            events: Vec::new(),
+            events_head: 0,
             strays: VecDeque::new(),
             pmtu: PmtuCache::default(),
             isn: IsnGenerator::new(&cfg.tcp.secret, cfg.tcp.secret_rekey),
@@ -419,7 +424,26 @@ impl Host {
     }
 
     pub fn poll_event(&mut self) -> Option<(ConnId, Event)> {
-        self.events.pop_front()
+        let ev = *self.events.get(self.events_head)?;
+        self.events_head += 1;
+        if self.events_head == self.events.len() {
+            self.events.clear();
+            self.events_head = 0;
+        }
+        Some(ev)
+    }
+
+    /// Appends every event not yet polled to `out`, in order, as [`Host::poll_event`] until
+    /// `None` would. Into an empty `out` the two vectors are swapped: nothing is copied.
+    #[inline]
+    pub fn take_events(&mut self, out: &mut Vec<(ConnId, Event)>) {
+        if self.events_head == 0 && out.is_empty() {
+            std::mem::swap(&mut self.events, out);
+            return;
+        }
+        out.extend_from_slice(&self.events[self.events_head..]);
+        self.events.clear();
+        self.events_head = 0;
     }
 
     /// Starts loading, without waiting, what [`Host::handle_ipv4`] will touch for `packet`: the
@@ -495,7 +519,9 @@ impl Host {
         self.stats.rx_segments += 1;
         let remote = SocketAddrV4::new(src, seg.src_port);
         if let Some(index) = self.table.get(flow_key(remote, seg.dst_port)) {
-            self.prefetch_slot(index);
+            if self.table.len() >= prefetch::SLOT_HINTS_ABOVE {
+                self.prefetch_slot(index);
+            }
             let slot = &self.slots[index as usize];
             let reincarnation = slot.released
                 && self.listeners.contains_key(&seg.dst_port)

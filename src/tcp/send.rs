@@ -53,6 +53,10 @@ pub struct SendBuffer {
     /// Emptied chunks to reuse, and the sum of their capacities.
     spare: Vec<Vec<u8>>,
     spare_bytes: usize,
+    /// The sum of the capacities of the chunks in `chunks`, kept as they come and go (a chunk's
+    /// capacity never changes while queued: writes stay within it), so [`SendBuffer::allocated`],
+    /// read after every visit of the connection, does not walk the queue.
+    chunk_bytes: usize,
     /// The chunk the last [`SendBuffer::copy_out`] ended in (a guess, checked before use).
     hint: Cell<usize>,
 }
@@ -67,6 +71,7 @@ impl SendBuffer {
             appended: 0,
             spare: Vec::new(),
             spare_bytes: 0,
+            chunk_bytes: 0,
             hint: Cell::new(0),
         }
     }
@@ -95,14 +100,20 @@ impl SendBuffer {
             self.chunks = VecDeque::new();
             self.spare = Vec::new();
             self.spare_bytes = 0;
+            self.chunk_bytes = 0;
             self.hint.set(0);
         }
     }
 
     /// Bytes of heap the buffer holds now: its chunks and spares, allocated.
+    #[inline]
     pub fn allocated(&self) -> usize {
+        debug_assert_eq!(
+            self.chunk_bytes,
+            self.chunks.iter().map(|c| c.data.capacity()).sum::<usize>()
+        );
         self.chunks.capacity() * std::mem::size_of::<Chunk>()
-            + self.chunks.iter().map(|c| c.data.capacity()).sum::<usize>()
+            + self.chunk_bytes
             + self.spare_bytes
             + self.spare.capacity() * std::mem::size_of::<Vec<u8>>()
     }
@@ -148,6 +159,7 @@ impl SendBuffer {
             let k = data.capacity().min(rest.len());
             data.extend_from_slice(&rest[..k]);
             end += k as u64;
+            self.chunk_bytes += data.capacity();
             self.chunks.push_back(Chunk { end, data });
             rest = &rest[k..];
         }
@@ -166,6 +178,7 @@ impl SendBuffer {
             }
             self.appended += n as u64;
             self.len += n;
+            self.chunk_bytes += chunk.capacity();
             self.chunks.push_back(Chunk {
                 end: self.appended,
                 data: chunk,
@@ -197,7 +210,9 @@ impl SendBuffer {
 
     fn pop_front(&mut self) -> Vec<u8> {
         self.hint.set(self.hint.get().saturating_sub(1));
-        self.chunks.pop_front().expect("a chunk").data
+        let data = self.chunks.pop_front().expect("a chunk").data;
+        self.chunk_bytes -= data.capacity();
+        data
     }
 
     fn keep_spare(&mut self, mut data: Vec<u8>) {

@@ -410,7 +410,7 @@ impl App for ServerApp {
         }
         self.sample();
         let mut work = 0;
-        for &(id, ev) in events {
+        for (i, &(id, ev)) in events.iter().enumerate() {
             match ev {
                 Event::Connected => {
                     for i in 0..self.ports.len() {
@@ -426,7 +426,17 @@ impl App for ServerApp {
                         host.close(id);
                     }
                 }
-                _ => work += self.service(host, id),
+                // Readable, Writable, PeerClosed, Error: when the next event names the same
+                // connection and services it too (ping-pong's Writable then Readable for one
+                // segment), once is enough: nothing happens to the connection in between.
+                _ => {
+                    let again = events.get(i + 1).is_some_and(|&(next, nev)| {
+                        next == id && !matches!(nev, Event::Connected | Event::Closed)
+                    });
+                    if !again {
+                        work += self.service(host, id);
+                    }
+                }
             }
         }
         work

@@ -438,6 +438,12 @@ impl Connection {
         self.error
     }
 
+    /// Whether [`Connection::poll_event`] has an event to give.
+    #[inline]
+    pub fn has_events(&self) -> bool {
+        !self.events.queue.is_empty()
+    }
+
     /// The next event for the application, if any.
     pub fn poll_event(&mut self) -> Option<Event> {
         self.events.pop()
