@@ -3112,6 +3112,45 @@ mod sack_reports {
         ))
         .expect_nothing();
     }
+
+    #[test]
+    fn a_paws_rejected_duplicate_of_held_data_gets_a_dsack() {
+        let mut t = Tcp::connect(Config {
+            sack: true,
+            timestamps: true,
+            ..cfg()
+        });
+        t.expect(seg!(> S, seq ISS, win 65535, mss 1460, sackOK, ts (ts(0)) 0));
+        t.at(100)
+            .inject(seg!(< S., seq IRS, ack ISS + 1, win 65535, mss 1460, sackOK, ts 700 0))
+            .expect(seg!(> ., seq ISS + 1, ack IRS + 1, win 65535, ts (ts(100)) 700))
+            .expect_events(&[Event::Connected]);
+        let data = pattern(200);
+        t.at(200)
+            .inject(seg!(< ., seq IRS + 1, ack ISS + 1, win 65535, ts 710 0, data &data[..100]));
+        t.at(201)
+            .inject(seg!(< ., seq IRS + 101, ack ISS + 1, win 65535, ts 720 0, data &data[100..]))
+            .expect_nothing();
+        // TS.Recent stays 710: the second segment began past the last ACK sent (RFC 7323 4.3)
+        t.fire(240)
+            .expect(seg!(> ., seq ISS + 1, ack IRS + 201, win 65535 - 200, ts (ts(240)) 710));
+        // the peer's next segment (a pure ACK) moves TS.Recent on
+        t.at(250)
+            .inject(seg!(< ., seq IRS + 201, ack ISS + 1, win 65535, ts 730 0))
+            .expect_nothing();
+        assert_eq!(t.read_all(), data);
+        // the first segment again, delayed on the path: its TSval is older than TS.Recent, so
+        // PAWS drops it, and the ACK reports it as a duplicate (Linux's tcp_send_dupack)
+        t.at(300)
+            .inject(seg!(< ., seq IRS + 1, ack ISS + 1, win 65535, ts 710 0, data &data[..100]))
+            .expect(sacks(
+                seg!(> ., seq ISS + 1, ack IRS + 201, win 65535, ts (ts(300)) 730),
+                &[(0, 100)],
+            ))
+            .expect_nothing();
+        let st = t.c.stats();
+        assert_eq!((st.paws_drops, st.dsack_out), (1, 1));
+    }
 }
 
 /// When the receiver acknowledges: full-sized by the receive MSS (the largest segment seen, as

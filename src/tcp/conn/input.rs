@@ -213,6 +213,12 @@ impl Connection {
                 if self.ts.paws_rejects(tsval, now) {
                     self.stats.rare().dup_segs_in += 1;
                     self.stats.rare().paws_drops += 1;
+                    if !seg.payload.is_empty() && seg.seq.diff(self.rcv.nxt()) < 0 {
+                        // a delayed duplicate of data we hold: D-SACK it (RFC 2883), as
+                        // Linux's tcp_send_dupack does for a PAWS drop
+                        let end = (seg.seq + seg.payload.len()).min(self.rcv.nxt());
+                        self.rcv.dsack = Some((seg.seq, end));
+                    }
                     self.ack_out_of_window(now, seg.payload.is_empty());
                     return;
                 }
