@@ -32,6 +32,7 @@ use std::sync::Arc;
 
 use super::slots::Slot;
 use super::{ConnId, DropReason, Host, KINDS};
+use crate::tcp::Connection;
 
 /// A host publishes its memory to a [`SharedBudget`] when it moved by this much since the last
 /// time (or fell to zero).
@@ -214,10 +215,12 @@ impl Host {
         } else if let Some(cap) = slot.clamped.take() {
             conn.set_recv_capacity(cap);
         }
-        clamp_send(slot, pressure, &mut self.stats.send_buffers_clamped);
-        let Some(conn) = slot.conn.as_mut() else {
-            return;
-        };
+        clamp_send(
+            conn,
+            &mut slot.send_clamped,
+            pressure,
+            &mut self.stats.send_buffers_clamped,
+        );
         let m = conn.memory() + SLOT_OVERHEAD;
         self.mem_used = self.mem_used - slot.mem + m;
         slot.mem = m;
@@ -259,17 +262,6 @@ impl Host {
                 self.stats.time_wait_recycled += 1;
                 self.free_slot(id.index);
             }
-        }
-    }
-
-    /// Before the application is handed a connection: its send buffer stops at what it holds
-    /// under memory pressure, and gets its size back after.
-    #[inline]
-    pub(super) fn clamp_send_before_app(&mut self, index: u32) {
-        let pressure = self.under_memory_pressure();
-        let slot = &mut self.slots[index as usize];
-        if pressure || slot.send_clamped.is_some() {
-            clamp_send(slot, pressure, &mut self.stats.send_buffers_clamped);
         }
     }
 
@@ -317,22 +309,25 @@ impl Host {
     }
 }
 
-/// Stops `slot`'s send buffer at the bytes it holds under pressure (counted once per episode in
-/// `count`) and frees the emptied chunks it kept, or gives its size back when pressure has
-/// ended.
-fn clamp_send(slot: &mut Slot, pressure: bool, count: &mut u64) {
-    let Some(conn) = slot.conn.as_mut() else {
-        return;
-    };
+/// Stops `conn`'s send buffer at the bytes it holds under pressure, remembering its size in
+/// `clamped` (counted once per episode in `count`), and frees the emptied chunks it kept; or
+/// gives its size back when pressure has ended. Called after every visit ([`Host::account`])
+/// and before the application is handed the connection ([`Host::with_conn`]).
+pub(super) fn clamp_send(
+    conn: &mut Connection,
+    clamped: &mut Option<usize>,
+    pressure: bool,
+    count: &mut u64,
+) {
     if pressure {
         conn.drop_send_spares();
-        if slot.send_clamped.is_none() {
-            slot.send_clamped = Some(conn.send_capacity());
+        if clamped.is_none() {
+            *clamped = Some(conn.send_capacity());
             // set_send_capacity never cuts below what is queued
             conn.set_send_capacity(0);
             *count += 1;
         }
-    } else if let Some(cap) = slot.send_clamped.take() {
+    } else if let Some(cap) = clamped.take() {
         conn.set_send_capacity(cap);
     }
 }

@@ -353,12 +353,22 @@ impl Host {
     /// Runs `f` on the connection and then schedules whatever it caused (segments, timers,
     /// events). `None` if the handle is stale.
     pub fn with_conn<R>(&mut self, id: ConnId, f: impl FnOnce(&mut Connection) -> R) -> Option<R> {
+        let pressure = self.under_memory_pressure();
         let slot = self.slots.get_mut(id.index as usize)?;
-        if slot.generation != id.generation || slot.conn.is_none() {
+        if slot.generation != id.generation {
             return None;
         }
-        self.clamp_send_before_app(id.index);
-        let r = f(self.slots[id.index as usize].conn.as_mut()?);
+        let conn = slot.conn.as_mut()?;
+        if pressure || slot.send_clamped.is_some() {
+            // no write grows a connection under memory pressure (limits.rs)
+            limits::clamp_send(
+                conn,
+                &mut slot.send_clamped,
+                pressure,
+                &mut self.stats.send_buffers_clamped,
+            );
+        }
+        let r = f(conn);
         self.touch(id.index);
         Some(r)
     }

@@ -98,8 +98,7 @@ impl SendBuffer {
     pub fn release(&mut self) {
         if self.len == 0 {
             self.chunks = VecDeque::new();
-            self.spare = Vec::new();
-            self.spare_bytes = 0;
+            self.drop_spares();
             self.chunk_bytes = 0;
             self.hint.set(0);
         }
@@ -233,10 +232,8 @@ impl SendBuffer {
 
     /// Frees the emptied chunks kept for later writes (memory pressure).
     pub fn drop_spares(&mut self) {
-        if self.spare_bytes > 0 {
-            self.spare = Vec::new();
-            self.spare_bytes = 0;
-        }
+        self.spare = Vec::new();
+        self.spare_bytes = 0;
     }
 
     /// Whether [`SendBuffer::take_spare`] has one.

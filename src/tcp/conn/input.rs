@@ -213,12 +213,9 @@ impl Connection {
                 if self.ts.paws_rejects(tsval, now) {
                     self.stats.rare().dup_segs_in += 1;
                     self.stats.rare().paws_drops += 1;
-                    if !seg.payload.is_empty() && seg.seq.diff(self.rcv.nxt()) < 0 {
-                        // a delayed duplicate of data we hold: D-SACK it (RFC 2883), as
-                        // Linux's tcp_send_dupack does for a PAWS drop
-                        let end = (seg.seq + seg.payload.len()).min(self.rcv.nxt());
-                        self.rcv.dsack = Some((seg.seq, end));
-                    }
+                    // a delayed duplicate of data we hold is D-SACKed, as Linux's
+                    // tcp_send_dupack does for a PAWS drop
+                    self.rcv.note_duplicate(seg.seq, seg.payload.len());
                     self.ack_out_of_window(now, seg.payload.is_empty());
                     return;
                 }
@@ -586,10 +583,7 @@ impl Connection {
         }
         if r.advanced == 0 {
             self.stats.rare().dup_segs_in += 1;
-            let end = (seq + payload.len()).min(self.rcv.buf.rcv_nxt());
-            if end.diff(seq) > 0 {
-                self.rcv.dsack = Some((seq, end));
-            }
+            self.rcv.note_duplicate(seq, payload.len());
             self.rcv.ack = AckState::Now;
             return;
         }

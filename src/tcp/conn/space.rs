@@ -282,6 +282,15 @@ impl RecvSpace {
         self.buf.rcv_nxt() + self.fin_consumed as usize
     }
 
+    /// Reports the part of `seq .. seq + len` below the data received as a duplicate, first in
+    /// the next SACK option (D-SACK, RFC 2883); nothing if no part of it is.
+    pub fn note_duplicate(&mut self, seq: SeqNumber, len: usize) {
+        let end = (seq + len).min(self.buf.rcv_nxt());
+        if end.diff(seq) > 0 {
+            self.dsack = Some((seq, end));
+        }
+    }
+
     /// RCV.WND for the acceptability test: what we advertised, or more if the buffer allows.
     #[inline]
     pub fn acceptance_window(&self) -> usize {
