@@ -1,5 +1,6 @@
 //! Compiles each BPF program in `bpf/` into `$OUT_DIR/<name>.o`, which the loaders embed with
-//! `include_bytes!`: `xdp_steer.c` (`io::xdp::program`) and `fault.c` (`io::fault_bpf`). clang is required (xsk-rs needs it too, to
+//! `include_bytes!`: `xdp_steer.c` (`io::xdp::program`), `fault.c` (`io::fault_bpf`) and
+//! `synflood.c` (`io::synflood_bpf`). clang is required (xsk-rs needs it too, to
 //! build libxdp); without it the build stops here with the install hint rather than later with
 //! an obscure error.
 
@@ -7,7 +8,7 @@ use std::env;
 use std::path::PathBuf;
 use std::process::Command;
 
-const SOURCES: &[&str] = &["bpf/xdp_steer.c", "bpf/fault.c"];
+const SOURCES: &[&str] = &["bpf/xdp_steer.c", "bpf/fault.c", "bpf/synflood.c"];
 const HINT: &str = "install the build dependencies: `sudo deploy/install-deps.sh` \
                     (Debian: apt-get install clang llvm libbpf-dev libelf-dev zlib1g-dev m4)";
 

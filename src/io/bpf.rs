@@ -117,3 +117,55 @@ pub(crate) fn map_lookup_percpu<T: Pod>(fd: c_int, key: u32, cpus: usize) -> io:
     neg_errno(ret)?;
     Ok(per_cpu)
 }
+
+/// Opens and loads an embedded object after checking its map layouts; closes it on any error.
+pub(crate) fn load_object(
+    name: &str,
+    object: &'static [u8],
+    layouts: &[(&str, usize)],
+) -> io::Result<NonNull<sys::bpf_object>> {
+    let obj = open_object(name, object)?;
+    let loaded = check_layout(obj, &format!("{name}.o"), layouts).and_then(|()| {
+        // SAFETY: `obj` is a valid, not yet loaded object.
+        neg_errno(unsafe { sys::bpf_object__load(obj.as_ptr()) })
+    });
+    match loaded {
+        Ok(_) => Ok(obj),
+        Err(e) => {
+            // SAFETY: `obj` came from `bpf_object__open_mem` and is not used after this.
+            unsafe { sys::bpf_object__close(obj.as_ptr()) };
+            Err(e)
+        }
+    }
+}
+
+/// The fd of program `name` in the loaded object `obj`.
+pub(crate) fn program_fd(obj: NonNull<sys::bpf_object>, name: &str) -> io::Result<c_int> {
+    let cname = cstr(name);
+    // SAFETY: `obj` is loaded; the name is valid for the call.
+    let prog = unsafe { sys::bpf_object__find_program_by_name(obj.as_ptr(), cname.as_ptr()) };
+    if prog.is_null() {
+        return Err(io::Error::other(format!("program {name} missing")));
+    }
+    // SAFETY: `prog` is non-null and belongs to the loaded `obj`.
+    neg_errno(unsafe { sys::bpf_program__fd(prog) })
+}
+
+/// The fd of map `name` in the loaded object `obj`.
+pub(crate) fn map_fd(obj: NonNull<sys::bpf_object>, name: &str) -> io::Result<c_int> {
+    let cname = cstr(name);
+    // SAFETY: `obj` is loaded; the name is valid for the call.
+    neg_errno(unsafe { sys::bpf_object__find_map_fd_by_name(obj.as_ptr(), cname.as_ptr()) })
+}
+
+/// Passes `result` through, closing `obj` first if it is an error (a loader giving up).
+pub(crate) fn close_on_err<T>(
+    obj: NonNull<sys::bpf_object>,
+    result: io::Result<T>,
+) -> io::Result<T> {
+    if result.is_err() {
+        // SAFETY: the caller gives up on `obj` with the error and does not use it afterwards.
+        unsafe { sys::bpf_object__close(obj.as_ptr()) };
+    }
+    result
+}

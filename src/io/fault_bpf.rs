@@ -37,7 +37,10 @@ use std::ptr::NonNull;
 use bytemuck::{Pod, Zeroable};
 use libxdp_sys as sys;
 
-use crate::io::bpf::{cstr, map_lookup_percpu, map_update, neg_errno, open_object, possible_cpus};
+use crate::io::bpf::{
+    check_layout, close_on_err, load_object, map_fd, map_lookup_percpu, map_update, neg_errno,
+    open_object, possible_cpus, program_fd,
+};
 
 /// The compiled program, built from `bpf/fault.c` by `build.rs`.
 pub static FAULT_OBJECT: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/fault.o"));
@@ -150,20 +153,19 @@ unsafe impl Send for TcFaultProgram {}
 // SAFETY: as above, `&self` methods only issue bpf() syscalls on fds.
 unsafe impl Sync for TcFaultProgram {}
 
-/// Fails if a map's value size in the object differs from its Rust mirror.
-fn check_layout(obj: NonNull<sys::bpf_object>) -> io::Result<()> {
-    let expect = [
+/// The maps' value sizes in Rust, which the object's must match.
+fn layouts() -> [(&'static str, usize); 3] {
+    [
         (MAP_CONFIG, std::mem::size_of::<RawFaultConfig>()),
         (MAP_STATS, std::mem::size_of::<TcFaultStats>()),
         (MAP_SCATTER, 4),
-    ];
-    crate::io::bpf::check_layout(obj, "fault.o", &expect)
+    ]
 }
 
 /// Verifies the embedded object parses and its map layouts match the Rust mirrors. No privilege.
 pub fn check_fault_object() -> io::Result<()> {
     let obj = open_object("fault", FAULT_OBJECT)?;
-    let res = check_layout(obj);
+    let res = check_layout(obj, "fault.o", &layouts());
     // SAFETY: `obj` came from `bpf_object__open_mem` and is not used afterwards.
     unsafe { sys::bpf_object__close(obj.as_ptr()) };
     res
@@ -185,47 +187,19 @@ fn tcx_link(prog_fd: c_int, ifindex: u32, hook: sys::bpf_attach_type) -> io::Res
 impl TcFaultProgram {
     /// Loads the program with every rate at zero (needs CAP_BPF/CAP_SYS_ADMIN). Not attached.
     pub fn load() -> io::Result<Self> {
-        let obj = open_object("fault", FAULT_OBJECT)?;
-        let close = |e: io::Error| {
-            // SAFETY: `obj` came from `bpf_object__open_mem` and is not used after this.
-            unsafe { sys::bpf_object__close(obj.as_ptr()) };
-            e
-        };
-        check_layout(obj).map_err(close)?;
-        // SAFETY: `obj` is a valid, not yet loaded object.
-        neg_errno(unsafe { sys::bpf_object__load(obj.as_ptr()) }).map_err(close)?;
+        let obj = load_object("fault", FAULT_OBJECT, &layouts())?;
         let fds = (|| {
-            let prog_fd = |name: &str| -> io::Result<c_int> {
-                let cname = cstr(name);
-                // SAFETY: `obj` is loaded; the name is valid for the call.
-                let prog =
-                    unsafe { sys::bpf_object__find_program_by_name(obj.as_ptr(), cname.as_ptr()) };
-                if prog.is_null() {
-                    return Err(io::Error::other(format!(
-                        "program {name} missing from fault.o"
-                    )));
-                }
-                // SAFETY: `prog` is non-null and belongs to the loaded `obj`.
-                neg_errno(unsafe { sys::bpf_program__fd(prog) })
-            };
-            let map_fd = |name: &str| -> io::Result<c_int> {
-                let cname = cstr(name);
-                // SAFETY: `obj` is loaded; the name is valid for the call.
-                neg_errno(unsafe {
-                    sys::bpf_object__find_map_fd_by_name(obj.as_ptr(), cname.as_ptr())
-                })
-            };
             Ok((
-                prog_fd(PROG_INGRESS)?,
-                prog_fd(PROG_EGRESS)?,
-                map_fd(MAP_CONFIG)?,
-                map_fd(MAP_STATS)?,
-                map_fd(MAP_SCATTER)?,
+                program_fd(obj, PROG_INGRESS)?,
+                program_fd(obj, PROG_EGRESS)?,
+                map_fd(obj, MAP_CONFIG)?,
+                map_fd(obj, MAP_STATS)?,
+                map_fd(obj, MAP_SCATTER)?,
                 possible_cpus()?,
             ))
         })();
         let (ingress_fd, egress_fd, config_fd, stats_fd, scatter_fd, possible_cpus) =
-            fds.map_err(close)?;
+            close_on_err(obj, fds)?;
         Ok(TcFaultProgram {
             obj,
             ingress_fd,

@@ -12,6 +12,7 @@ pub mod fault;
 pub mod fault_bpf;
 pub mod mem;
 pub mod pcap;
+pub mod synflood_bpf;
 pub mod xdp;
 
 /// What [`PacketIo::recv_batch_ahead`] asks of its closure for one frame.

@@ -1,6 +1,7 @@
 //! A SYN flood from the peer side (`xdp-tcp load --workload synflood`): spoofed SYNs from random
 //! sources in a subnet, sent through a raw IPv4 socket (`IP_HDRINCL`, batched with
-//! sendmmsg(2)), a bounded count at a bounded rate. Only for testbeds the caller owns: the
+//! sendmmsg(2)) or by an XDP program the kernel runs in live-frames mode ([`run_xdp`]), a
+//! bounded count at a bounded rate. Only for testbeds the caller owns: the
 //! target must be a namespace a test created.
 //!
 //! Each SYN has a random source address (inside `subnet`, never its network or broadcast
@@ -12,6 +13,7 @@ use std::io;
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::time::{Duration, Instant};
 
+use xdp_tcp::io::synflood_bpf::{SynFloodProgram, SYN_FRAME_LEN, SYN_TCP_HEADER_LEN};
 use xdp_tcp::wire::{
     ChecksumCaps, IpProtocol, Ipv4Packet, Ipv4Repr, SeqNumber, TcpFlags, TcpOptions, TcpPacket,
     TcpRepr,
@@ -28,8 +30,8 @@ pub struct FloodConfig {
     /// SYNs per second at most.
     pub rate: u64,
     pub seed: u64,
-    /// SYNs per sendmmsg(2), 1..=[`MAX_BATCH`]. Smaller batches hold the sending core for less
-    /// time at once (each SYN is delivered to the target inside the call, on the sender's core):
+    /// SYNs per sendmmsg(2) or per `BPF_PROG_TEST_RUN`, 1..=[`MAX_BATCH`]. Smaller batches hold
+    /// the sending core for less time at once (each SYN is delivered to the target inside the call, on the sender's core):
     /// what a latency-sensitive thread sharing that core waits for at most.
     pub batch: usize,
 }
@@ -123,23 +125,127 @@ pub const MAX_BATCH: usize = 64;
 /// to whatever else runs there.
 const SLEEP_AHEAD: Duration = Duration::from_micros(30);
 
-/// Sends the flood from the calling thread's namespace. Needs CAP_NET_RAW.
+/// Sends the flood from the calling thread's namespace through a raw socket. Needs
+/// CAP_NET_RAW.
 pub fn run(cfg: &FloodConfig) -> io::Result<FloodReport> {
     // SAFETY: plain socket(2); the descriptor is closed below.
     let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_RAW, libc::IPPROTO_RAW) };
     if fd < 0 {
         return Err(io::Error::last_os_error());
     }
-    let result = flood(fd, cfg);
+    let result = send_raw(fd, cfg);
     // SAFETY: `fd` is ours and not used after.
     unsafe { libc::close(fd) };
     result
 }
 
-fn flood(fd: i32, cfg: &FloodConfig) -> io::Result<FloodReport> {
+/// The device an XDP flood leaves by ([`run_xdp`]): its name in the calling thread's
+/// namespace, its own MAC and the target's (or the next hop's) MAC.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct XdpDevice {
+    pub ifname: String,
+    pub src_mac: [u8; 6],
+    pub dst_mac: [u8; 6],
+}
+
+impl XdpDevice {
+    /// `ifname` of the calling thread's namespace, with its own MAC (read from the kernel), the
+    /// frames addressed to `dst_mac`.
+    pub fn lookup(ifname: &str, dst_mac: [u8; 6]) -> io::Result<Self> {
+        let name = std::ffi::CString::new(ifname)
+            .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+        // SAFETY: `name` is a valid NUL-terminated string for the call.
+        let ifindex = unsafe { libc::if_nametoindex(name.as_ptr()) };
+        if ifindex == 0 {
+            return Err(io::Error::last_os_error());
+        }
+        let src = xdp_tcp::neigh::netlink::KernelTables::open(ifindex)?.link_mac()?;
+        Ok(XdpDevice {
+            ifname: ifname.to_string(),
+            src_mac: src.0,
+            dst_mac,
+        })
+    }
+}
+
+/// A MAC address written `aa:bb:cc:dd:ee:ff`.
+pub fn parse_mac(s: &str) -> Option<[u8; 6]> {
+    let mut mac = [0u8; 6];
+    let mut parts = s.split(':');
+    for b in &mut mac {
+        *b = u8::from_str_radix(parts.next()?, 16).ok()?;
+    }
+    parts.next().is_none().then_some(mac)
+}
+
+/// Sends the flood out of `dev` from the kernel itself: [`XdpFlood::prepare`], then
+/// [`XdpFlood::run`].
+pub fn run_xdp(cfg: &FloodConfig, dev: &XdpDevice) -> io::Result<FloodReport> {
+    XdpFlood::prepare(cfg, dev)?.run()
+}
+
+/// A flood sent by the kernel itself: the XDP program of [`xdp_tcp::io::synflood_bpf`] in
+/// live-frames mode, one `BPF_PROG_TEST_RUN` per batch. No socket and no skb, so on a veth the
+/// sending core pays little more than the receiving end's XDP path (a raw socket's SYN costs it
+/// several times that). Sources, ports and ISNs come from the kernel's random numbers, not
+/// from `cfg.seed`. Needs CAP_BPF and CAP_NET_ADMIN.
+pub struct XdpFlood {
+    cfg: FloodConfig,
+    template: [u8; SYN_FRAME_LEN],
+    prog: SynFloodProgram,
+}
+
+impl XdpFlood {
+    /// Loads and attaches the program in the calling thread's namespace (tens of
+    /// milliseconds: the verifier), so that [`Self::run`] starts sending at once.
+    pub fn prepare(cfg: &FloodConfig, dev: &XdpDevice) -> io::Result<Self> {
+        let name = std::ffi::CString::new(dev.ifname.as_str())
+            .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+        // SAFETY: `name` is a valid NUL-terminated string for the call.
+        let ifindex = unsafe { libc::if_nametoindex(name.as_ptr()) };
+        if ifindex == 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(XdpFlood {
+            cfg: *cfg,
+            template: syn_frame(cfg, dev),
+            prog: SynFloodProgram::load(cfg.subnet, *cfg.target.ip(), ifindex)?,
+        })
+    }
+
+    /// Sends the flood; call from the thread (namespace) that prepared it.
+    pub fn run(&self) -> io::Result<FloodReport> {
+        let before = self.prog.sent()?;
+        let mut report = paced(&self.cfg, |n| {
+            self.prog.send(&self.template, n as u32)?;
+            Ok(n)
+        })?;
+        // what the program wrote and handed to the device, by its own count
+        report.sent = self.prog.sent()? - before;
+        report.rate = report.sent as f64 / report.seconds.max(1e-9);
+        Ok(report)
+    }
+}
+
+/// The template frame of [`XdpFlood`]: Ethernet and one SYN of [`write_syn`], whose source,
+/// port, ISN and checksums the program rewrites.
+pub fn syn_frame(cfg: &FloodConfig, dev: &XdpDevice) -> [u8; SYN_FRAME_LEN] {
+    let mut frame = [0u8; SYN_FRAME_LEN];
+    frame[..6].copy_from_slice(&dev.dst_mac);
+    frame[6..12].copy_from_slice(&dev.src_mac);
+    frame[12..14].copy_from_slice(&0x0800u16.to_be_bytes());
+    let n = write_syn(&mut Rng::new(cfg.seed), cfg, &mut frame[14..]);
+    assert_eq!(
+        n,
+        20 + SYN_TCP_HEADER_LEN,
+        "the program checksums a TCP header of exactly this length"
+    );
+    frame
+}
+
+fn send_raw(fd: i32, cfg: &FloodConfig) -> io::Result<FloodReport> {
     let mut rng = Rng::new(cfg.seed);
-    let batch = cfg.batch.clamp(1, MAX_BATCH);
-    let mut bufs = vec![[0u8; 128]; batch];
+    let mut bufs = vec![[0u8; 128]; MAX_BATCH];
     let mut lens = [0usize; MAX_BATCH];
     let dst = libc::sockaddr_in {
         sin_family: libc::AF_INET as libc::sa_family_t,
@@ -149,25 +255,7 @@ fn flood(fd: i32, cfg: &FloodConfig) -> io::Result<FloodReport> {
         },
         sin_zero: [0; 8],
     };
-    let start = Instant::now();
-    let per_packet = Duration::from_secs_f64(1.0 / cfg.rate.max(1) as f64);
-    let (mut sent, mut errors) = (0u64, 0u64);
-    while sent + errors < cfg.count {
-        let n = ((cfg.count - sent - errors) as usize).min(batch);
-        // pace: the batch goes when the schedule reaches its first packet; sleep through most of
-        // a long wait, spin the rest
-        let due = per_packet.mul_f64((sent + errors) as f64);
-        loop {
-            let now = start.elapsed();
-            if now >= due {
-                break;
-            }
-            if due - now > SLEEP_AHEAD {
-                std::thread::sleep(due - now - SLEEP_AHEAD);
-            } else {
-                std::hint::spin_loop();
-            }
-        }
+    paced(cfg, |n| {
         for i in 0..n {
             lens[i] = write_syn(&mut rng, cfg, &mut bufs[i]);
         }
@@ -195,13 +283,44 @@ fn flood(fd: i32, cfg: &FloodConfig) -> io::Result<FloodReport> {
         if r < 0 {
             let e = io::Error::last_os_error();
             match e.raw_os_error() {
-                Some(libc::ENOBUFS) | Some(libc::EAGAIN) => errors += n as u64,
-                _ => return Err(e),
+                Some(libc::ENOBUFS) | Some(libc::EAGAIN) => Ok(0),
+                _ => Err(e),
             }
         } else {
-            sent += r as u64;
-            errors += (n - r as usize) as u64;
+            Ok(r as usize)
         }
+    })
+}
+
+/// Sends `cfg.count` SYNs in batches of `cfg.batch` at `cfg.rate`: each batch goes when the
+/// schedule reaches its first packet. `send(n)` sends a batch of `n` and returns how many the
+/// kernel took; the rest count as errors.
+fn paced(
+    cfg: &FloodConfig,
+    mut send: impl FnMut(usize) -> io::Result<usize>,
+) -> io::Result<FloodReport> {
+    let batch = cfg.batch.clamp(1, MAX_BATCH);
+    let start = Instant::now();
+    let per_packet = Duration::from_secs_f64(1.0 / cfg.rate.max(1) as f64);
+    let (mut sent, mut errors) = (0u64, 0u64);
+    while sent + errors < cfg.count {
+        let n = ((cfg.count - sent - errors) as usize).min(batch);
+        // sleep through most of a long wait, spin the rest
+        let due = per_packet.mul_f64((sent + errors) as f64);
+        loop {
+            let now = start.elapsed();
+            if now >= due {
+                break;
+            }
+            if due - now > SLEEP_AHEAD {
+                std::thread::sleep(due - now - SLEEP_AHEAD);
+            } else {
+                std::hint::spin_loop();
+            }
+        }
+        let took = send(n)?.min(n);
+        sent += took as u64;
+        errors += (n - took) as u64;
     }
     let seconds = start.elapsed().as_secs_f64();
     Ok(FloodReport {
@@ -244,5 +363,36 @@ mod tests {
             sources.insert(ipr.src_addr);
         }
         assert!(sources.len() > 240, "{} sources", sources.len());
+    }
+
+    #[test]
+    fn the_xdp_template_is_a_valid_syn_frame() {
+        let cfg = FloodConfig {
+            target: "10.11.0.1:8080".parse().unwrap(),
+            subnet: ("198.18.0.0".parse().unwrap(), 16),
+            count: 1,
+            rate: 1,
+            seed: 3,
+            batch: 16,
+        };
+        let dev = XdpDevice {
+            ifname: "veth0".into(),
+            src_mac: parse_mac("02:00:00:00:00:02").unwrap(),
+            dst_mac: parse_mac("02:00:00:00:00:01").unwrap(),
+        };
+        let f = syn_frame(&cfg, &dev);
+        assert_eq!(&f[..6], &[2, 0, 0, 0, 0, 1]);
+        assert_eq!(&f[6..12], &[2, 0, 0, 0, 0, 2]);
+        assert_eq!(&f[12..14], &[0x08, 0x00]);
+        let caps = ChecksumCaps::default();
+        let ip = Ipv4Packet::new_checked(&f[14..]).unwrap();
+        let ipr = Ipv4Repr::parse(&ip, &caps).expect("IPv4 checksum");
+        let t = TcpPacket::new_checked(ip.payload()).unwrap();
+        let r = TcpRepr::parse(&t, ipr.src_addr, ipr.dst_addr, &caps).expect("TCP checksum");
+        assert_eq!((r.flags, r.dst_port), (TcpFlags::SYN, 8080));
+        assert_eq!(t.header_len() as usize, SYN_TCP_HEADER_LEN);
+        assert_eq!(parse_mac("02:00:00:00:00"), None);
+        assert_eq!(parse_mac("02:00:00:00:00:01:03"), None);
+        assert_eq!(parse_mac("02:00:00:00:00:zz"), None);
     }
 }

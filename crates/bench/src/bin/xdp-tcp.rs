@@ -29,6 +29,7 @@ usage:
                 [--core C] [--netns NS] [--json FILE]
   xdp-tcp load  --workload synflood --target IP:PORT --subnet NET/LEN [--count 100000]
                 [--rate 100000] [--batch 64] [--seed S] [--netns NS]   (spoofed SYNs, raw socket)
+                [--via xdp --iface IF --dst-mac MAC]  (sent by an XDP program out of IF, to MAC)
   xdp-tcp floor reflect --iface IF --port P [--core C] [--netns NS] [--duration S]
   xdp-tcp floor ping    --iface IF --target IP:PORT [--size 64] [--duration 5] [--warmup 1] ...
   xdp-tcp bench [--rounds 3] [--duration 2] [--warmup 0.5] [--idle 0,10000,100000] [--quick]
@@ -420,9 +421,23 @@ fn synflood(args: &Args) -> Result<(), String> {
         seed: args.get("seed", 1u64)?,
         batch: args.get("batch", xdp_tcp_bench::synflood::MAX_BATCH)?,
     };
-    let r = placed(args, move || {
-        xdp_tcp_bench::synflood::run(&cfg).map_err(err)
-    })?;
+    let via = args.kv.get("via").map(String::as_str).unwrap_or("raw");
+    let r = match via {
+        "raw" => placed(args, move || {
+            xdp_tcp_bench::synflood::run(&cfg).map_err(err)
+        })?,
+        "xdp" => {
+            let iface = args.need("iface")?;
+            let dst = args.need("dst-mac")?;
+            let dst = xdp_tcp_bench::synflood::parse_mac(&dst)
+                .ok_or_else(|| format!("--dst-mac {dst}: aa:bb:cc:dd:ee:ff expected"))?;
+            placed(args, move || {
+                let dev = xdp_tcp_bench::synflood::XdpDevice::lookup(&iface, dst).map_err(err)?;
+                xdp_tcp_bench::synflood::run_xdp(&cfg, &dev).map_err(err)
+            })?
+        }
+        other => return Err(format!("--via {other}: raw or xdp")),
+    };
     println!(
         "synflood | {} SYNs in {:.3} s ({:.0}/s), {} refused by the kernel",
         r.sent, r.seconds, r.rate, r.send_errors
