@@ -607,16 +607,6 @@ impl Host {
     ///
     /// `buf` must hold at least the MTU ([`HostConfig::mtu`]).
     pub fn poll_transmit(&mut self, now: Instant, buf: &mut [u8]) -> Option<Tx> {
-        if let Some((dst, repr)) = self.strays.pop_front() {
-            let t = Transmit {
-                src: SocketAddrV4::new(self.cfg.addr, repr.src_port),
-                dst: SocketAddrV4::new(dst, repr.dst_port),
-                repr,
-                payload_len: 0,
-            };
-            let len = self.emit(&t, None, buf);
-            return Some(Tx { len, dst });
-        }
         while let Some(&index) = self.ready.front() {
             let slot = &mut self.slots[index as usize];
             if let Some(conn) = slot.conn.as_mut() {
@@ -639,7 +629,18 @@ impl Host {
             self.slots[index as usize].in_ready = false;
             self.settle(index);
         }
-        None
+        // the replies to segments of no connection (cookie SYN-ACKs, resets) after the
+        // connections' own output: under a SYN flood an echo goes out ahead of the batch's
+        // SYN-ACKs, not behind them
+        let (dst, repr) = self.strays.pop_front()?;
+        let t = Transmit {
+            src: SocketAddrV4::new(self.cfg.addr, repr.src_port),
+            dst: SocketAddrV4::new(dst, repr.dst_port),
+            repr,
+            payload_len: 0,
+        };
+        let len = self.emit(&t, None, buf);
+        Some(Tx { len, dst })
     }
 
     /// The connection at the front of the ready queue has nothing more to send

@@ -370,3 +370,39 @@ fn the_prefetch_key_is_the_flow_tables() {
     b.prefetch_ipv4(&[0x45]);
     assert_eq!(b.handle_ipv4(t0(), &syn), RxVerdict::Delivered { src: A });
 }
+
+/// A connection's output goes out before the replies to segments of no connection queued
+/// beside it (under a SYN flood: an echo before the batch's cookie SYN-ACKs), and both go out.
+#[test]
+fn connection_output_goes_before_replies_to_strays() {
+    let mut a = Host::new(HostConfig::new(A));
+    let mut b = Host::new(HostConfig::new(B));
+    b.listen(PORT, 4);
+    a.connect(t0(), SocketAddrV4::new(B, PORT)).unwrap();
+    b.handle_ipv4(t0(), &next_packet(&mut a).unwrap());
+    a.handle_ipv4(t0(), &next_packet(&mut b).unwrap());
+    b.handle_ipv4(t0(), &next_packet(&mut a).unwrap());
+    let id = b.accept(PORT).expect("established");
+    assert!(next_packet(&mut b).is_none(), "nothing owed");
+
+    // first a segment for no connection (answered by RST), then data for the connection
+    let mut c = Host::new(HostConfig::new(C));
+    c.connect(t0(), SocketAddrV4::new(B, PORT + 1)).unwrap();
+    let stray = next_packet(&mut c).expect("a SYN");
+    assert!(matches!(
+        b.handle_ipv4(t0(), &stray),
+        RxVerdict::Refused { src: C, .. }
+    ));
+    let sent = b.with_conn(id, |conn| conn.send(b"echo")).unwrap().unwrap();
+    assert_eq!(sent, 4);
+
+    let first = next_packet(&mut b).expect("the connection's data");
+    let ip = Ipv4Packet::new_checked(&first[..]).unwrap();
+    assert_eq!(ip.dst_addr(), A);
+    assert_eq!(tcp_of(&first).payload, b"echo");
+    let second = next_packet(&mut b).expect("the RST");
+    let ip = Ipv4Packet::new_checked(&second[..]).unwrap();
+    assert_eq!(ip.dst_addr(), C);
+    assert!(tcp_of(&second).flags.rst());
+    assert!(next_packet(&mut b).is_none());
+}
