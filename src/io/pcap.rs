@@ -250,6 +250,16 @@ impl<P: PacketIo, W: Write> PacketIo for PcapTap<P, W> {
         budget: usize,
         mut f: F,
     ) -> usize {
+        self.send_batch_hinted(budget, |buf| f(buf).map(|len| (len, true)))
+    }
+
+    /// Passes the "no more" hint through to the device (the trait's default would only stop
+    /// offering buffers, and a UMEM device would lend one more frame per batch for nothing).
+    fn send_batch_hinted<F: FnMut(&mut [u8]) -> Option<(usize, bool)>>(
+        &mut self,
+        budget: usize,
+        mut f: F,
+    ) -> usize {
         let PcapTap {
             inner,
             out,
@@ -258,13 +268,13 @@ impl<P: PacketIo, W: Write> PacketIo for PcapTap<P, W> {
             stats,
             error,
         } = self;
-        inner.send_batch(budget, |buf| {
-            let len = f(buf)?;
+        inner.send_batch_hinted(budget, |buf| {
+            let (len, more) = f(buf)?;
             if len > 0 && len <= buf.len() {
                 record(out, config, *now_unix_nanos, stats, error, &buf[..len]);
                 stats.tx_frames += 1;
             }
-            Some(len)
+            Some((len, more))
         })
     }
 
@@ -496,6 +506,59 @@ mod tests {
         assert_eq!(recs[0].data, &big[..64]);
         assert_eq!(recs[0].orig_len as usize, big.len());
         assert_eq!(recs[0].ts_unix_nanos, 2_000_123_000);
+    }
+
+    /// A device that counts the buffers it lends and, like the AF_XDP socket, lends none after
+    /// a frame said it was the last.
+    struct Lender {
+        lent: usize,
+        sent: usize,
+    }
+
+    impl PacketIo for Lender {
+        fn recv_batch<F: FnMut(&[u8])>(&mut self, _budget: usize, _f: F) -> usize {
+            0
+        }
+        fn send_batch<F: FnMut(&mut [u8]) -> Option<usize>>(&mut self, _: usize, _: F) -> usize {
+            panic!("the tap must pass the hint on");
+        }
+        fn send_batch_hinted<F: FnMut(&mut [u8]) -> Option<(usize, bool)>>(
+            &mut self,
+            budget: usize,
+            mut f: F,
+        ) -> usize {
+            let mut buf = [0u8; 128];
+            let mut n = 0;
+            while n < budget {
+                self.lent += 1;
+                let Some((_, more)) = f(&mut buf) else { break };
+                n += 1;
+                if !more {
+                    break;
+                }
+            }
+            self.sent += n;
+            n
+        }
+        fn frame_capacity(&self) -> usize {
+            128
+        }
+    }
+
+    #[test]
+    fn the_tap_passes_the_last_frame_hint_to_the_device() {
+        let frame = tcp_frame(B, A, 80, 1000, b"x");
+        let mut tap =
+            PcapTap::new(Lender { lent: 0, sent: 0 }, Vec::new(), Default::default()).unwrap();
+        let mut left = 2;
+        let n = tap.send_batch_hinted(64, |buf| {
+            buf[..frame.len()].copy_from_slice(&frame);
+            left -= 1;
+            Some((frame.len(), left > 0))
+        });
+        assert_eq!(n, 2);
+        assert_eq!(tap.inner().lent, 2, "no buffer lent after the last frame");
+        assert_eq!(tap.stats().tx_frames, 2);
     }
 
     #[test]
