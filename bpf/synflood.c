@@ -8,7 +8,7 @@
 // instead of costing the sending core the raw-socket route, neighbour and skb work.
 //
 // Each run writes a random source address inside the configured subnet (never its network or
-// broadcast address, never `avoid`), a random source port above 1024 and a random ISN, and
+// broadcast address, never `avoid`), a random source port from 1024 up and a random ISN, and
 // computes both checksums from scratch (the kernel recycles the frame's page between runs, so
 // nothing of a previous run may be assumed).
 //
@@ -75,15 +75,15 @@ int xdp_synflood(struct xdp_md *ctx)
 	struct tcphdr *tcp = (void *)(ip + 1);
 	__u32 key = 0;
 
-	if ((void *)tcp + TCP_LEN > end)
-		return XDP_ABORTED;
 	struct synflood_config *cfg = bpf_map_lookup_elem(&synflood_cfg, &key);
-	if (!cfg || cfg->span == 0)
-		return XDP_ABORTED;
 	/* Attached to a device (only so that test runs find the program already in the kernel's
-	 * XDP dispatcher, see src/io/synflood_bpf.rs), it leaves that device's frames alone. */
-	if (ctx->ingress_ifindex != cfg->ifindex)
+	 * XDP dispatcher, see src/io/synflood_bpf.rs), it leaves that device's frames alone: the
+	 * first test, before any length check, or that device's short frames (a pure ACK) would
+	 * be aborted, that is dropped. */
+	if (!cfg || ctx->ingress_ifindex != cfg->ifindex)
 		return XDP_PASS;
+	if ((void *)tcp + TCP_LEN > end || cfg->span == 0)
+		return XDP_ABORTED;
 
 	__u32 host = 1 + bpf_get_prandom_u32() % cfg->span;
 	__u32 src = cfg->net + host;

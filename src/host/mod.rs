@@ -37,6 +37,7 @@ mod pmtu;
 mod prefetch;
 mod slots;
 mod stats;
+mod strays;
 #[cfg(test)]
 mod tests;
 
@@ -172,6 +173,8 @@ pub struct Host {
     events: Vec<(ConnId, Event)>,
     events_head: usize,
     strays: VecDeque<(Ipv4Addr, TcpRepr<'static>)>,
+    /// Connection segments sent while a stray waited, since the last stray ([`STRAY_AFTER`]).
+    ahead_of_strays: u32,
     pmtu: PmtuCache,
     isn: IsnGenerator,
     cookies: CookieJar,
@@ -204,6 +207,7 @@ impl Host {
             events: Vec::new(),
             events_head: 0,
             strays: VecDeque::new(),
+            ahead_of_strays: 0,
             pmtu: PmtuCache::default(),
             isn: IsnGenerator::new(&cfg.tcp.secret, cfg.tcp.secret_rekey),
             cookies: CookieJar::new(&cfg.tcp.secret, cfg.tcp.secret_rekey),
@@ -565,15 +569,6 @@ impl Host {
         self.refuse(src, DropReason::NoConnection)
     }
 
-    /// Queues a reply to a segment of no connection, unless [`STRAY_LIMIT`] are waiting.
-    fn push_stray(&mut self, dst: Ipv4Addr, repr: TcpRepr<'static>) {
-        if self.strays.len() >= STRAY_LIMIT {
-            self.stats.strays_dropped += 1;
-            return;
-        }
-        self.strays.push_back((dst, repr));
-    }
-
     /// A new connection starts from what the cache knows of the path to its peer.
     fn start_path(&mut self, now: Instant, conn: &mut Connection) {
         if let Some((mtu, until)) = self.pmtu.get(now, *conn.remote().ip()) {
@@ -607,6 +602,9 @@ impl Host {
     ///
     /// `buf` must hold at least the MTU ([`HostConfig::mtu`]).
     pub fn poll_transmit(&mut self, now: Instant, buf: &mut [u8]) -> Option<Tx> {
+        if self.stray_due() {
+            return self.poll_stray(buf);
+        }
         while let Some(&index) = self.ready.front() {
             let slot = &mut self.slots[index as usize];
             if let Some(conn) = slot.conn.as_mut() {
@@ -614,6 +612,7 @@ impl Host {
                     let conn = self.slots[index as usize].conn.as_ref();
                     let n = emit_segment(&self.cfg, &t, conn, buf);
                     self.stats.tx_packets += 1;
+                    self.ahead_of_strays += u32::from(!self.strays.is_empty());
                     // drained: settle it now rather than on the next call, which would poll it
                     // once more only to find nothing (~200 instructions a round trip)
                     if conn.is_some_and(|c| c.output_drained(now)) {
@@ -631,16 +630,8 @@ impl Host {
         }
         // the replies to segments of no connection (cookie SYN-ACKs, resets) after the
         // connections' own output: under a SYN flood an echo goes out ahead of the batch's
-        // SYN-ACKs, not behind them
-        let (dst, repr) = self.strays.pop_front()?;
-        let t = Transmit {
-            src: SocketAddrV4::new(self.cfg.addr, repr.src_port),
-            dst: SocketAddrV4::new(dst, repr.dst_port),
-            repr,
-            payload_len: 0,
-        };
-        let len = self.emit(&t, None, buf);
-        Some(Tx { len, dst })
+        // SYN-ACKs, not behind them (but at most STRAY_AFTER segments ahead of one)
+        self.poll_stray(buf)
     }
 
     /// The connection at the front of the ready queue has nothing more to send
@@ -658,11 +649,6 @@ impl Host {
         self.ready.pop_front();
         self.slots[index as usize].in_ready = false;
         self.settle(index);
-    }
-
-    fn emit(&mut self, t: &Transmit, conn: Option<&Connection>, buf: &mut [u8]) -> usize {
-        self.stats.tx_packets += 1;
-        emit_segment(&self.cfg, t, conn, buf)
     }
 
     /// The earliest deadline of any connection (a lower bound for timers far away: the wheel

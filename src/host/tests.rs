@@ -406,3 +406,36 @@ fn connection_output_goes_before_replies_to_strays() {
     assert!(tcp_of(&second).flags.rst());
     assert!(next_packet(&mut b).is_none());
 }
+
+/// Connection output does not starve the strays: a waiting RST goes out after at most
+/// [`STRAY_AFTER`] segments of a connection with a window of data to send.
+#[test]
+fn a_stray_waits_for_a_bounded_run_of_connection_output() {
+    let mut a = Host::new(HostConfig::new(A));
+    let mut b = Host::new(HostConfig::new(B));
+    b.listen(PORT, 4);
+    a.connect(t0(), SocketAddrV4::new(B, PORT)).unwrap();
+    b.handle_ipv4(t0(), &next_packet(&mut a).unwrap());
+    a.handle_ipv4(t0(), &next_packet(&mut b).unwrap());
+    b.handle_ipv4(t0(), &next_packet(&mut a).unwrap());
+    let id = b.accept(PORT).expect("established");
+
+    let mut c = Host::new(HostConfig::new(C));
+    c.connect(t0(), SocketAddrV4::new(B, PORT + 1)).unwrap();
+    let stray = next_packet(&mut c).expect("a SYN");
+    assert!(matches!(
+        b.handle_ipv4(t0(), &stray),
+        RxVerdict::Refused { .. }
+    ));
+    let data = vec![7u8; 64 * 1024];
+    let sent = b.with_conn(id, |conn| conn.send(&data)).unwrap().unwrap();
+    assert!(sent > 20_000, "{sent} bytes queued");
+
+    let mut order = Vec::new();
+    while let Some(p) = next_packet(&mut b) {
+        order.push(tcp_of(&p).flags.rst());
+    }
+    let rst = order.iter().position(|&r| r).expect("the RST goes out");
+    assert_eq!(rst, strays::STRAY_AFTER as usize, "{order:?}");
+    assert!(order.len() > rst + 1, "more data after the RST: {order:?}");
+}

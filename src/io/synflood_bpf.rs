@@ -180,11 +180,7 @@ const XDP_FLAGS_SKB_MODE: u32 = 1 << 1;
 /// Attaches `prog_fd` in generic mode to the calling thread's namespace's loopback through a
 /// BPF link: closing the link (or the process ending) detaches it.
 fn attach_to_loopback(prog_fd: c_int) -> io::Result<OwnedFd> {
-    // SAFETY: the name is a valid NUL-terminated string.
-    let lo = unsafe { libc::if_nametoindex(c"lo".as_ptr()) };
-    if lo == 0 {
-        return Err(io::Error::last_os_error());
-    }
+    let lo = crate::io::xdp::ifindex("lo")?;
     // SAFETY: all-zero is a valid value of this plain C struct; libbpf also requires the bytes
     // it does not know to be zero.
     let mut opts: sys::bpf_link_create_opts = unsafe { std::mem::zeroed() };

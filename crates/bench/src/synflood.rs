@@ -5,7 +5,7 @@
 //! target must be a namespace a test created.
 //!
 //! Each SYN has a random source address (inside `subnet`, never its network or broadcast
-//! address nor the target), a random source port above 1024 and a random ISN, and carries MSS,
+//! address nor the target), a random source port from 1024 up and a random ISN, and carries MSS,
 //! SACK-permitted, timestamps and window scale like a Linux SYN, so a listener that answers
 //! with cookies takes the full option path.
 
@@ -152,13 +152,7 @@ impl XdpDevice {
     /// `ifname` of the calling thread's namespace, with its own MAC (read from the kernel), the
     /// frames addressed to `dst_mac`.
     pub fn lookup(ifname: &str, dst_mac: [u8; 6]) -> io::Result<Self> {
-        let name = std::ffi::CString::new(ifname)
-            .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
-        // SAFETY: `name` is a valid NUL-terminated string for the call.
-        let ifindex = unsafe { libc::if_nametoindex(name.as_ptr()) };
-        if ifindex == 0 {
-            return Err(io::Error::last_os_error());
-        }
+        let ifindex = xdp_tcp::io::xdp::ifindex(ifname)?;
         let src = xdp_tcp::neigh::netlink::KernelTables::open(ifindex)?.link_mac()?;
         Ok(XdpDevice {
             ifname: ifname.to_string(),
@@ -199,13 +193,7 @@ impl XdpFlood {
     /// Loads and attaches the program in the calling thread's namespace (tens of
     /// milliseconds: the verifier), so that [`Self::run`] starts sending at once.
     pub fn prepare(cfg: &FloodConfig, dev: &XdpDevice) -> io::Result<Self> {
-        let name = std::ffi::CString::new(dev.ifname.as_str())
-            .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
-        // SAFETY: `name` is a valid NUL-terminated string for the call.
-        let ifindex = unsafe { libc::if_nametoindex(name.as_ptr()) };
-        if ifindex == 0 {
-            return Err(io::Error::last_os_error());
-        }
+        let ifindex = xdp_tcp::io::xdp::ifindex(&dev.ifname)?;
         Ok(XdpFlood {
             cfg: *cfg,
             template: syn_frame(cfg, dev),

@@ -29,7 +29,7 @@ usage:
                 [--core C] [--netns NS] [--json FILE]
   xdp-tcp load  --workload synflood --target IP:PORT --subnet NET/LEN [--count 100000]
                 [--rate 100000] [--batch 64] [--seed S] [--netns NS]   (spoofed SYNs, raw socket)
-                [--via xdp --iface IF --dst-mac MAC]  (sent by an XDP program out of IF, to MAC)
+                [--via xdp --iface IF --dst-mac MAC --netns NS]  (sent by an XDP program out of IF)
   xdp-tcp floor reflect --iface IF --port P [--core C] [--netns NS] [--duration S]
   xdp-tcp floor ping    --iface IF --target IP:PORT [--size 64] [--duration 5] [--warmup 1] ...
   xdp-tcp bench [--rounds 3] [--duration 2] [--warmup 0.5] [--idle 0,10000,100000] [--quick]
@@ -427,6 +427,10 @@ fn synflood(args: &Args) -> Result<(), String> {
             xdp_tcp_bench::synflood::run(&cfg).map_err(err)
         })?,
         "xdp" => {
+            // the program is attached to the namespace's loopback while it runs: only in a
+            // namespace made for the test, never the machine's own
+            args.need("netns")
+                .map_err(|_| "--via xdp needs --netns NS (a namespace your test created)")?;
             let iface = args.need("iface")?;
             let dst = args.need("dst-mac")?;
             let dst = xdp_tcp_bench::synflood::parse_mac(&dst)
