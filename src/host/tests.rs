@@ -371,10 +371,9 @@ fn the_prefetch_key_is_the_flow_tables() {
     assert_eq!(b.handle_ipv4(t0(), &syn), RxVerdict::Delivered { src: A });
 }
 
-/// A connection's output goes out before the replies to segments of no connection queued
-/// beside it (under a SYN flood: an echo before the batch's cookie SYN-ACKs), and both go out.
-#[test]
-fn connection_output_goes_before_replies_to_strays() {
+/// A client host (A) and a server host (B, listening on [`PORT`]) with one connection
+/// established and accepted on B.
+fn established_pair() -> (Host, Host, ConnId) {
     let mut a = Host::new(HostConfig::new(A));
     let mut b = Host::new(HostConfig::new(B));
     b.listen(PORT, 4);
@@ -383,6 +382,14 @@ fn connection_output_goes_before_replies_to_strays() {
     a.handle_ipv4(t0(), &next_packet(&mut b).unwrap());
     b.handle_ipv4(t0(), &next_packet(&mut a).unwrap());
     let id = b.accept(PORT).expect("established");
+    (a, b, id)
+}
+
+/// A connection's output goes out before the replies to segments of no connection queued
+/// beside it (under a SYN flood: an echo before the batch's cookie SYN-ACKs), and both go out.
+#[test]
+fn connection_output_goes_before_replies_to_strays() {
+    let (_a, mut b, id) = established_pair();
     assert!(next_packet(&mut b).is_none(), "nothing owed");
 
     // first a segment for no connection (answered by RST), then data for the connection
@@ -411,14 +418,7 @@ fn connection_output_goes_before_replies_to_strays() {
 /// [`STRAY_AFTER`] segments of a connection with a window of data to send.
 #[test]
 fn a_stray_waits_for_a_bounded_run_of_connection_output() {
-    let mut a = Host::new(HostConfig::new(A));
-    let mut b = Host::new(HostConfig::new(B));
-    b.listen(PORT, 4);
-    a.connect(t0(), SocketAddrV4::new(B, PORT)).unwrap();
-    b.handle_ipv4(t0(), &next_packet(&mut a).unwrap());
-    a.handle_ipv4(t0(), &next_packet(&mut b).unwrap());
-    b.handle_ipv4(t0(), &next_packet(&mut a).unwrap());
-    let id = b.accept(PORT).expect("established");
+    let (_a, mut b, id) = established_pair();
 
     let mut c = Host::new(HostConfig::new(C));
     c.connect(t0(), SocketAddrV4::new(B, PORT + 1)).unwrap();

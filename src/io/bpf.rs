@@ -169,3 +169,39 @@ pub(crate) fn close_on_err<T>(
     }
     result
 }
+
+/// Verifies an embedded object parses and its map layouts match the Rust mirrors, without
+/// loading it (no privilege needed).
+pub(crate) fn check_object(
+    name: &str,
+    object: &'static [u8],
+    layouts: &[(&str, usize)],
+) -> io::Result<()> {
+    let obj = open_object(name, object)?;
+    let res = check_layout(obj, &format!("{name}.o"), layouts);
+    // SAFETY: `obj` came from `bpf_object__open_mem` and is not used afterwards.
+    unsafe { sys::bpf_object__close(obj.as_ptr()) };
+    res
+}
+
+/// Attaches `prog_fd` to device `ifindex` (of the calling thread's namespace) at hook
+/// `attach_type` through a BPF link with `flags`; closing the returned fd (or the process
+/// ending) detaches it.
+pub(crate) fn link_create(
+    prog_fd: c_int,
+    ifindex: u32,
+    attach_type: sys::bpf_attach_type,
+    flags: u32,
+) -> io::Result<std::os::fd::OwnedFd> {
+    use std::os::fd::FromRawFd;
+    // SAFETY: all-zero is a valid value of this plain C struct (no relative program, any
+    // revision); libbpf also requires the bytes it does not know to be zero.
+    let mut opts: sys::bpf_link_create_opts = unsafe { std::mem::zeroed() };
+    opts.sz = std::mem::size_of::<sys::bpf_link_create_opts>();
+    opts.flags = flags;
+    // SAFETY: plain FFI call with a valid program fd; `opts` is valid for the call.
+    let fd = unsafe { sys::bpf_link_create(prog_fd, ifindex as c_int, attach_type, &opts) };
+    let fd = neg_errno(fd)?;
+    // SAFETY: `fd` is a new link fd that nothing else owns.
+    Ok(unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) })
+}

@@ -30,7 +30,7 @@
 
 use std::ffi::{c_int, CString};
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::Path;
 use std::ptr::NonNull;
 
@@ -38,8 +38,8 @@ use bytemuck::{Pod, Zeroable};
 use libxdp_sys as sys;
 
 use crate::io::bpf::{
-    check_layout, close_on_err, load_object, map_fd, map_lookup_percpu, map_update, neg_errno,
-    open_object, possible_cpus, program_fd,
+    check_object, close_on_err, link_create, load_object, map_fd, map_lookup_percpu, map_update,
+    possible_cpus, program_fd,
 };
 
 /// The compiled program, built from `bpf/fault.c` by `build.rs`.
@@ -164,24 +164,12 @@ fn layouts() -> [(&'static str, usize); 3] {
 
 /// Verifies the embedded object parses and its map layouts match the Rust mirrors. No privilege.
 pub fn check_fault_object() -> io::Result<()> {
-    let obj = open_object("fault", FAULT_OBJECT)?;
-    let res = check_layout(obj, "fault.o", &layouts());
-    // SAFETY: `obj` came from `bpf_object__open_mem` and is not used afterwards.
-    unsafe { sys::bpf_object__close(obj.as_ptr()) };
-    res
+    check_object("fault", FAULT_OBJECT, &layouts())
 }
 
 /// Attaches `prog_fd` to a tcx hook of `ifindex` (in the calling thread's namespace).
 fn tcx_link(prog_fd: c_int, ifindex: u32, hook: sys::bpf_attach_type) -> io::Result<OwnedFd> {
-    // SAFETY: all-zero is a valid value of this plain C struct (no relative program, any
-    // revision); libbpf also requires the bytes it does not know to be zero.
-    let mut opts: sys::bpf_link_create_opts = unsafe { std::mem::zeroed() };
-    opts.sz = std::mem::size_of::<sys::bpf_link_create_opts>();
-    // SAFETY: plain FFI call with a valid program fd; `opts` is valid for the call.
-    let fd = unsafe { sys::bpf_link_create(prog_fd, ifindex as c_int, hook, &opts) };
-    let fd = neg_errno(fd)?;
-    // SAFETY: `fd` is a new link fd that nothing else owns.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+    link_create(prog_fd, ifindex, hook, 0)
 }
 
 impl TcFaultProgram {

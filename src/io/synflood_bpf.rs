@@ -14,15 +14,15 @@
 use std::ffi::c_int;
 use std::io;
 use std::net::Ipv4Addr;
-use std::os::fd::{FromRawFd, OwnedFd};
+use std::os::fd::OwnedFd;
 use std::ptr::NonNull;
 
 use bytemuck::{Pod, Zeroable};
 use libxdp_sys as sys;
 
 use crate::io::bpf::{
-    check_layout, close_on_err, load_object, map_fd, map_lookup_percpu, map_update, neg_errno,
-    open_object, possible_cpus, program_fd,
+    check_object, close_on_err, link_create, load_object, map_fd, map_lookup_percpu, map_update,
+    neg_errno, possible_cpus, program_fd,
 };
 
 /// The compiled program, built from `bpf/synflood.c` by `build.rs`.
@@ -58,11 +58,7 @@ fn layouts() -> [(&'static str, usize); 2] {
 
 /// Verifies the embedded object parses and its map layouts match the Rust mirrors. No privilege.
 pub fn check_synflood_object() -> io::Result<()> {
-    let obj = open_object("synflood", SYNFLOOD_OBJECT)?;
-    let res = check_layout(obj, "synflood.o", &layouts());
-    // SAFETY: `obj` came from `bpf_object__open_mem` and is not used afterwards.
-    unsafe { sys::bpf_object__close(obj.as_ptr()) };
-    res
+    check_object("synflood", SYNFLOOD_OBJECT, &layouts())
 }
 
 /// The loaded generator. Dropping it detaches and unloads the program.
@@ -181,17 +177,12 @@ const XDP_FLAGS_SKB_MODE: u32 = 1 << 1;
 /// BPF link: closing the link (or the process ending) detaches it.
 fn attach_to_loopback(prog_fd: c_int) -> io::Result<OwnedFd> {
     let lo = crate::io::xdp::ifindex("lo")?;
-    // SAFETY: all-zero is a valid value of this plain C struct; libbpf also requires the bytes
-    // it does not know to be zero.
-    let mut opts: sys::bpf_link_create_opts = unsafe { std::mem::zeroed() };
-    opts.sz = std::mem::size_of::<sys::bpf_link_create_opts>();
-    opts.flags = XDP_FLAGS_SKB_MODE;
-    // SAFETY: plain FFI call with a valid program fd; `opts` is valid for the call.
-    let fd =
-        unsafe { sys::bpf_link_create(prog_fd, lo as c_int, sys::bpf_attach_type_BPF_XDP, &opts) };
-    let fd = neg_errno(fd)?;
-    // SAFETY: `fd` is a new link fd that nothing else owns.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+    link_create(
+        prog_fd,
+        lo,
+        sys::bpf_attach_type_BPF_XDP,
+        XDP_FLAGS_SKB_MODE,
+    )
 }
 
 impl Drop for SynFloodProgram {
