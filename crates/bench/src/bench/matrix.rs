@@ -202,6 +202,17 @@ pub fn matrix(opts: &BenchOpts) -> Vec<Case> {
             bulk,
         )
     });
+    // A kernel client uploading to xdp-tcp's server (issue 16): the server judged apart from our
+    // own client's copy-mode transmit, against the `bulk` row's kernel pair. The testbed's
+    // offloads, as the stack needs frames with full checksums.
+    v.push(case(
+        "bulk-kc",
+        "xdp-tcp",
+        ServerKind::Xdp { idle_backoff: true },
+        ClientKind::Kernel { spin: false },
+        ServeMode::Discard,
+        bulk,
+    ));
     v.push(Case {
         offloads: Offloads::Defaults,
         ..case(

@@ -304,6 +304,7 @@ const FIXED: &[(&str, &str, &str, &str, &[Metric])] = &[
 ];
 
 const PP_KC: &str = "64 B ping-pong, kernel client";
+const BULK_KC: &str = "bulk upload, kernel client, MTU 1500";
 
 /// The table's comparisons, in table order: those of the fixed rows, then for each of
 /// `idle_rows` (the idle rows that ran, with their idle connection counts) the same group.
@@ -325,6 +326,16 @@ pub fn comparisons(idle_rows: &[(String, usize)], externals: &[&'static str]) ->
             KC_VS_KERNEL,
         )
         .on_row("pingpong"),
+    );
+    v.push(
+        Comparison::new(
+            "bulk-kc",
+            BULK_KC,
+            "kernel",
+            "kernel server, TSO/GSO off",
+            BULK_VS_NO_TSO,
+        )
+        .on_row("bulk"),
     );
     for system in externals {
         v.push(Comparison::new(

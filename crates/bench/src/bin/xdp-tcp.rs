@@ -561,8 +561,11 @@ fn bench_cmd(args: &Args) -> Result<(), String> {
     let report = bench::run(&opts).map_err(err)?;
     println!(
         "\nxdp-tcp vs Linux kernel: 64 B unless stated, veth testbed, server and client pinned to \
-         separate cores, medians of {} rounds x {:.1} s ({})\n",
-        report.rounds, report.duration_s, report.machine
+         separate cores, kernel sockets {}, medians of {} rounds x {:.1} s ({})\n",
+        xdp_tcp_bench::kernel::CONGESTION_CONTROL,
+        report.rounds,
+        report.duration_s,
+        report.machine
     );
     print!("{}", bench::render(&report.lines));
     println!();

@@ -54,6 +54,36 @@ pub(super) fn set_int_opt(fd: RawFd, level: i32, name: i32, v: i32) {
     }
 }
 
+/// The congestion control of every kernel socket the bench opens: CUBIC, as xdp-tcp's, and
+/// the Linux default. A machine whose default is another (this VM's is BBR) would otherwise
+/// compare different algorithms, and BBR paces: with the testbed's `gso_max_segs 1` every
+/// segment waits for a pacing timer of its own, which held a kernel sender to ~0.4 Gbit/s on
+/// this VM against either server.
+pub const CONGESTION_CONTROL: &str = "cubic";
+
+/// Sets [`CONGESTION_CONTROL`] on `fd`; a listener's choice passes to the sockets it accepts.
+/// Fails loudly: a bench whose kernel rows ran another algorithm would compare the wrong thing.
+pub(super) fn set_congestion_control(fd: RawFd) -> io::Result<()> {
+    let name = CONGESTION_CONTROL.as_bytes();
+    // SAFETY: setsockopt reads `name.len()` bytes of a slice we own.
+    cvt(unsafe {
+        libc::setsockopt(
+            fd,
+            libc::IPPROTO_TCP,
+            libc::TCP_CONGESTION,
+            name.as_ptr() as *const libc::c_void,
+            name.len() as libc::socklen_t,
+        )
+    })
+    .map(drop)
+    .map_err(|e| {
+        io::Error::new(
+            e.kind(),
+            format!("TCP_CONGESTION {CONGESTION_CONTROL}: {e}"),
+        )
+    })
+}
+
 /// Closes a socket this module opened.
 pub(super) fn close(fd: RawFd) {
     // SAFETY: fd is a socket this module opened and closes once.
@@ -99,6 +129,10 @@ pub(super) fn connect_nb_from(target: SocketAddrV4, port: Option<u16>) -> io::Re
         )
     })?;
     set_int_opt(fd, libc::IPPROTO_TCP, libc::TCP_NODELAY, 1);
+    if let Err(e) = set_congestion_control(fd) {
+        close(fd);
+        return Err(e);
+    }
     if let Some(p) = port {
         set_int_opt(fd, libc::SOL_SOCKET, libc::SO_REUSEADDR, 1);
         let local = sockaddr(SocketAddrV4::new(std::net::Ipv4Addr::UNSPECIFIED, p));

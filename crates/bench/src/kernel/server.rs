@@ -69,15 +69,18 @@ fn listen_on(port: u16, reuseport: bool) -> io::Result<RawFd> {
     }
     let sa = sockaddr(SocketAddrV4::new(std::net::Ipv4Addr::UNSPECIFIED, port));
     // SAFETY: sa is a valid sockaddr_in.
-    let bound = cvt(unsafe {
-        libc::bind(
-            lfd,
-            &sa as *const _ as *const libc::sockaddr,
-            mem::size_of::<libc::sockaddr_in>() as libc::socklen_t,
-        )
-    })
-    // SAFETY: lfd is a bound socket.
-    .and_then(|_| cvt(unsafe { libc::listen(lfd, 65535) }));
+    let bound = super::set_congestion_control(lfd)
+        .and_then(|_| {
+            cvt(unsafe {
+                libc::bind(
+                    lfd,
+                    &sa as *const _ as *const libc::sockaddr,
+                    mem::size_of::<libc::sockaddr_in>() as libc::socklen_t,
+                )
+            })
+        })
+        // SAFETY: lfd is a bound socket.
+        .and_then(|_| cvt(unsafe { libc::listen(lfd, 65535) }));
     if let Err(e) = bound {
         close(lfd);
         return Err(io::Error::new(
