@@ -202,6 +202,16 @@ pub fn matrix(opts: &BenchOpts) -> Vec<Case> {
             bulk,
         )
     });
+    // The kernel pair on the testbed's own offloads (checksums computed and verified in
+    // software, GRO off, gso_max_segs 1): the link as xdp-tcp has it.
+    v.push(case(
+        "bulk",
+        "kernel-testbed",
+        ServerKind::Kernel { spin: false },
+        ClientKind::Kernel { spin: false },
+        ServeMode::Discard,
+        bulk,
+    ));
     // A kernel client uploading to xdp-tcp's server (issue 16): the server judged apart from our
     // own client's copy-mode transmit, against the `bulk` row's kernel pair. The testbed's
     // offloads, as the stack needs frames with full checksums.

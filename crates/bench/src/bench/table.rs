@@ -226,6 +226,10 @@ const BULK_VS_NO_TSO: &[Metric] = &[
     metric("Gbit/s", Gbps, Higher, ">= 1x"),
     metric("server thread CPU %", CoreBusyPercent, Lower, ""),
 ];
+const BULK_VS_SAME_LINK: &[Metric] = &[
+    metric("Gbit/s", Gbps, Higher, "report"),
+    metric("server thread CPU %", CoreBusyPercent, Lower, ""),
+];
 const BULK_VS_OFFLOADS: &[Metric] = &[
     metric("Gbit/s", Gbps, Higher, "report"),
     metric("server thread CPU %", CoreBusyPercent, Lower, ""),
@@ -334,6 +338,16 @@ pub fn comparisons(idle_rows: &[(String, usize)], externals: &[&'static str]) ->
             "kernel",
             "kernel server, TSO/GSO off",
             BULK_VS_NO_TSO,
+        )
+        .on_row("bulk"),
+    );
+    v.push(
+        Comparison::new(
+            "bulk-kc",
+            BULK_KC,
+            "kernel-testbed",
+            "kernel server, testbed offloads",
+            BULK_VS_SAME_LINK,
         )
         .on_row("bulk"),
     );
