@@ -76,6 +76,11 @@ pub enum Offloads {
     /// TSO and GSO off, the rest at veth's defaults (checksum offload on, `gso_max_segs` 65535):
     /// the kernel with segmentation done per MTU-sized packet, as the stack does.
     NoTsoGso,
+    /// TSO, GSO and GRO off with checksums computed in software (`tx off`), and `gso_max_segs`
+    /// 65535: a kernel sender still builds large segments and splits them late, in software,
+    /// as on the [`Offloads::NoTsoGso`] link, but every frame carries its full checksum, which
+    /// xdp-tcp (and an XDP program) needs. The `bulk-kc` row's link.
+    Checksums,
     /// Everything at veth's defaults: the kernel at its best on this link.
     Defaults,
 }
@@ -202,27 +207,31 @@ pub fn matrix(opts: &BenchOpts) -> Vec<Case> {
             bulk,
         )
     });
-    // The kernel pair on the testbed's own offloads (checksums computed and verified in
-    // software, GRO off, gso_max_segs 1): the link as xdp-tcp has it.
-    v.push(case(
-        "bulk",
-        "kernel-testbed",
-        ServerKind::Kernel { spin: false },
-        ClientKind::Kernel { spin: false },
-        ServeMode::Discard,
-        bulk,
-    ));
+    // The kernel pair on `bulk-kc`'s link (checksums computed and verified in software).
+    v.push(Case {
+        offloads: Offloads::Checksums,
+        ..case(
+            "bulk",
+            "kernel-csum",
+            ServerKind::Kernel { spin: false },
+            ClientKind::Kernel { spin: false },
+            ServeMode::Discard,
+            bulk,
+        )
+    });
     // A kernel client uploading to xdp-tcp's server (issue 16): the server judged apart from our
-    // own client's copy-mode transmit, against the `bulk` row's kernel pair. The testbed's
-    // offloads, as the stack needs frames with full checksums.
-    v.push(case(
-        "bulk-kc",
-        "xdp-tcp",
-        ServerKind::Xdp { idle_backoff: true },
-        ClientKind::Kernel { spin: false },
-        ServeMode::Discard,
-        bulk,
-    ));
+    // own client's copy-mode transmit, against the `bulk` row's kernel pairs.
+    v.push(Case {
+        offloads: Offloads::Checksums,
+        ..case(
+            "bulk-kc",
+            "xdp-tcp",
+            ServerKind::Xdp { idle_backoff: true },
+            ClientKind::Kernel { spin: false },
+            ServeMode::Discard,
+            bulk,
+        )
+    });
     v.push(Case {
         offloads: Offloads::Defaults,
         ..case(

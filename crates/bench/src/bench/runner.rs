@@ -235,6 +235,7 @@ pub(super) fn offloads(tb: &Testbed, env: &Env, o: Offloads) -> io::Result<()> {
     let (tx, seg, gro, segs) = match o {
         Offloads::Testbed => ("off", "off", "off", "1"),
         Offloads::NoTsoGso => ("on", "off", "off", "65535"),
+        Offloads::Checksums => ("off", "off", "off", "65535"),
         Offloads::Defaults => ("on", "on", "on", "65535"),
     };
     for (ns, ifname) in [("ns_stack", &env.if_stack), ("ns_peer", &env.if_peer)] {

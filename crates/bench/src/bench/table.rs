@@ -345,8 +345,8 @@ pub fn comparisons(idle_rows: &[(String, usize)], externals: &[&'static str]) ->
         Comparison::new(
             "bulk-kc",
             BULK_KC,
-            "kernel-testbed",
-            "kernel server, testbed offloads",
+            "kernel-csum",
+            "kernel, same link",
             BULK_VS_SAME_LINK,
         )
         .on_row("bulk"),
