@@ -366,3 +366,104 @@ fn no_byte_goes_past_the_edge_on_a_lossy_reordering_path() {
         "{segments} segments"
     );
 }
+
+/// One upload of `len` bytes through a `Rig` on a 10 ms round trip at 100 Mbit/s (a
+/// bandwidth-delay product of 125 kB), the server's application reading up to `read_per_ms`
+/// bytes each millisecond; `fix` stops the server connection's auto-tuning once established.
+/// Returns the rig, the time the last byte was read (`None` if not within 20 s) and what was.
+fn upload(
+    server_cfg: tcp::Config,
+    len: usize,
+    read_per_ms: usize,
+    fix: bool,
+) -> (Rig, Option<Duration>, Vec<u8>) {
+    let mut rig = Rig::new(tcp::Config::default(), server_cfg, Vec::new());
+    let (c, s, client, server) = (rig.c, rig.s, rig.client, rig.server);
+    if fix {
+        rig.net.host(s).with_conn(server, |c| c.fix_recv_capacity());
+    }
+    let up = pattern(len, 3);
+    let (mut sent, mut got) = (0, Vec::new());
+    let mut buf = vec![0u8; read_per_ms];
+    let start = rig.now();
+    let mut done = None;
+    while rig.now() < start + Duration::from_secs(20) {
+        sent += rig.net.host(c).send(client, &up[sent..]).unwrap_or(0);
+        let t = rig.now() + Duration::from_millis(1);
+        rig.run_to(t);
+        if let Ok(n) = rig.net.host(s).recv(server, &mut buf) {
+            got.extend_from_slice(&buf[..n]);
+        }
+        if got.len() == len {
+            done = Some(rig.now());
+            break;
+        }
+    }
+    assert!(got == up[..got.len()], "the bytes read are the bytes sent");
+    assert!(
+        rig.wire.borrow().beyond.is_empty(),
+        "client data past the server's advertised right edge"
+    );
+    (rig, done.map(|d| d - start), got)
+}
+
+fn autotuned(initial: usize, max: usize) -> tcp::Config {
+    tcp::Config {
+        recv_buffer: initial,
+        recv_buffer_max: Some(max),
+        ..tcp::Config::default()
+    }
+}
+
+/// Receive-buffer auto-tuning: a 16 KiB buffer caps a 10 ms path at ~13 Mbit/s; allowed to grow
+/// to 1 MiB while its reader keeps up, it opens to the path's bandwidth-delay product (125 kB
+/// at 100 Mbit/s) and the upload runs several times faster. The window shift the server offers
+/// covers the ceiling, the sender never passes an advertised edge, and the buffer never goes
+/// past the ceiling.
+#[test]
+fn recv_buffer_auto_tuning_opens_the_window_to_the_path() {
+    let len = 4 << 20;
+    let (fixed_rig, fixed, _) = upload(autotuned(16 << 10, 1 << 20), len, 1 << 20, true);
+    let (rig, auto, _) = upload(autotuned(16 << 10, 1 << 20), len, 1 << 20, false);
+    let (fixed, auto) = (
+        fixed.expect("fixed upload done"),
+        auto.expect("upload done"),
+    );
+    let cap = |r: &Rig| r.net.host_ref(r.s).conn(r.server).unwrap().recv_capacity();
+    let grown = |r: &Rig| {
+        r.net
+            .host_ref(r.s)
+            .conn(r.server)
+            .unwrap()
+            .stats()
+            .recv_buffer_grown
+    };
+    assert_eq!(cap(&fixed_rig), 16 << 10, "a fixed buffer keeps its size");
+    assert_eq!(grown(&fixed_rig), 0);
+    assert!(
+        (125_000..=1 << 20).contains(&cap(&rig)),
+        "the buffer grew to the path's BDP and no further than its ceiling: {} B",
+        cap(&rig)
+    );
+    assert!(grown(&rig) >= 3, "grown {} times", grown(&rig));
+    assert!(
+        auto.as_nanos() * 4 < fixed.as_nanos(),
+        "auto-tuned {auto:?} against fixed {fixed:?}"
+    );
+    // 1 MiB needs a shift of 5 (RFC 7323 2.3: the smallest covering the largest window)
+    assert_eq!(rig.wire.borrow().server_shift, 5);
+    assert_eq!(fixed_rig.wire.borrow().server_shift, 5);
+}
+
+/// A reader that takes 2 kB a millisecond (16 Mbit/s, a fifth of the link) never reads half of
+/// a 64 KiB buffer in one round trip: the buffer stays as it is, whatever the sender could do.
+#[test]
+fn a_slow_reader_does_not_grow_its_buffer() {
+    let (rig, _, got) = upload(autotuned(64 << 10, 4 << 20), 1 << 20, 2_000, false);
+    let conn = rig.net.host_ref(rig.s).conn(rig.server).unwrap();
+    assert!(got.len() > 512 << 10, "{} bytes read", got.len());
+    assert_eq!(
+        (conn.recv_capacity(), conn.stats().recv_buffer_grown),
+        (64 << 10, 0)
+    );
+}

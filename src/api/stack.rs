@@ -235,6 +235,15 @@ impl StackBuilder {
         self
     }
 
+    /// Receive-buffer auto-tuning up to `max` bytes (Linux's `tcp_rmem[2]`, 6 MiB by default
+    /// there): new connections start at [`StackBuilder::recv_buffer`] and grow while their
+    /// reader keeps up ([`tcp::Config::recv_buffer_max`]); a connection given a size with
+    /// `set_recv_buffer_size` keeps it.
+    pub fn recv_buffer_max(mut self, max: usize) -> Self {
+        self.tcp.recv_buffer_max = Some(max);
+        self
+    }
+
     /// Engine batch sizes and idling. Default: spin 1024 empty iterations, then sleep up to
     /// 1 ms in the device's wait (a frame, or a command from an application thread, wakes it
     /// at once).

@@ -117,6 +117,8 @@ nstat! {
     quick_acks => "XdpTcpQuickAcks",
     /// Window updates that moved the peer's right edge left.
     window_shrunk => "XdpTcpWindowShrunk",
+    /// Times receive-buffer auto-tuning grew a connection's buffer.
+    recv_buffer_grown => "XdpTcpRcvBufGrown",
     /// ICMP errors delivered to connections.
     icmp_errors => "XdpTcpIcmpErrors",
     /// Path MTU reductions taken by connections (ICMP, the cache), reductions of the host's
@@ -179,6 +181,7 @@ impl TcpCounters {
             attempt_fails,
             estab_resets,
             reorder_seen,
+            recv_buffer_grown,
             ..
         } = c;
         TcpCounters {
@@ -224,6 +227,7 @@ impl TcpCounters {
             reorder_seen,
             quick_acks,
             window_shrunk,
+            recv_buffer_grown,
             icmp_errors,
             pmtu_reductions,
             pmtu_cache_reductions: hs.pmtu_reductions,

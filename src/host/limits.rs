@@ -209,6 +209,7 @@ impl Host {
             if slot.clamped.is_none() && conn.is_established() {
                 // the window stops at what is held; set_recv_capacity never cuts below it
                 slot.clamped = Some(conn.recv_capacity());
+                conn.fix_recv_capacity();
                 conn.set_recv_capacity(0);
                 self.stats.windows_clamped += 1;
             }

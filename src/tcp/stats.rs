@@ -102,6 +102,9 @@ counters! {
         /// Deliveries that showed reordering: a segment acknowledged after one sent later
         /// (RACK, RFC 8985 6.2).
         reorder_seen,
+        /// Times receive-buffer auto-tuning grew the buffer
+        /// ([`Config::recv_buffer_max`](crate::tcp::Config::recv_buffer_max)).
+        recv_buffer_grown,
     }
 }
 

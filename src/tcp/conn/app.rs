@@ -238,6 +238,13 @@ impl Connection {
         self.rcv.buf.set_capacity(bytes);
     }
 
+    /// Stops receive-buffer auto-tuning ([`Config::recv_buffer_max`](crate::tcp::Config::recv_buffer_max))
+    /// for this connection: its buffer keeps the size it has or is given (an application
+    /// choosing a size, as `SO_RCVBUF` does on Linux, or memory pressure clamping it).
+    pub fn fix_recv_capacity(&mut self) {
+        self.rcv.auto = None;
+    }
+
     pub fn set_nodelay(&mut self, nodelay: bool) {
         if self.cfg.nodelay != nodelay {
             Arc::make_mut(&mut self.cfg).nodelay = nodelay;

@@ -588,6 +588,9 @@ impl Connection {
             return;
         }
         let full = self.rcv.on_data(now, payload.len(), &self.cfg, &self.rtt);
+        if self.rcv.autotune(now, self.rtt.srtt()) {
+            self.stats.rare().recv_buffer_grown += 1;
+        }
         if self.rcv.read_shut {
             let n = self.rcv.buf.len();
             self.rcv.buf.consume(n);

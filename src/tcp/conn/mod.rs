@@ -296,6 +296,7 @@ impl Connection {
             + self.sb.len() * 64
             + self.stats.heap_bytes()
             + self.recovery.heap_bytes()
+            + self.rcv.auto_tune_heap_bytes()
     }
 
     /// Drops the out-of-order data held (memory pressure; the peer retransmits it, and SACK

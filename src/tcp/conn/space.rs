@@ -36,6 +36,8 @@ pub(super) const MIN_SND_MSS: usize = 48;
 /// Bytes the timestamp option adds to every segment (10, padded to 12).
 const TIMESTAMP_OPTION_LEN: usize = 12;
 const MAX_WINDOW_SHIFT: u8 = 14;
+/// The largest window the largest shift can advertise (RFC 7323: 2^30 bytes, nearly).
+const MAX_WINDOW: usize = (u16::MAX as usize) << MAX_WINDOW_SHIFT;
 
 #[derive(Debug)]
 pub(super) struct SendSpace {
@@ -207,6 +209,18 @@ pub(super) struct RecvSpace {
     pub pingpong: bool,
     /// When in-order data last arrived.
     pub last_data: Option<Instant>,
+    /// Receive-buffer auto-tuning ([`Config::recv_buffer_max`]), boxed so that a connection
+    /// without it pays a pointer; `None` when the buffer is fixed.
+    pub auto: Option<Box<AutoTune>>,
+}
+
+/// Receive-buffer auto-tuning's state ([`RecvSpace::autotune`]).
+#[derive(Debug)]
+pub(super) struct AutoTune {
+    /// The ceiling.
+    max: usize,
+    /// The current round trip: when it began, RCV.NXT and the readable bytes then.
+    epoch: Option<(Instant, SeqNumber, usize)>,
 }
 
 impl RecvSpace {
@@ -226,7 +240,50 @@ impl RecvSpace {
             quick: 0,
             pingpong: false,
             last_data: None,
+            auto: cfg.recv_buffer_max.map(|m| {
+                Box::new(AutoTune {
+                    max: m.max(cfg.recv_buffer).min(MAX_WINDOW),
+                    epoch: None,
+                })
+            }),
         }
+    }
+
+    /// Heap bytes of the auto-tuning state (its box, when on).
+    pub fn auto_tune_heap_bytes(&self) -> usize {
+        self.auto
+            .as_ref()
+            .map_or(0, |_| std::mem::size_of::<AutoTune>())
+    }
+
+    /// Receive-buffer auto-tuning, after in-order data at `now`: once per round trip (`rtt`, the
+    /// smoothed RTT; nothing before a first sample), the bytes the application took from the
+    /// buffer during it are measured (bytes that arrived in order, less the growth of what is
+    /// readable); if that is more than half the buffer, the buffer grows to twice it, up to the
+    /// ceiling. A window-limited sender delivers about one buffer per round trip, so the buffer
+    /// doubles each round trip until the sender (or the reader) is the limit. Says whether it
+    /// grew.
+    pub fn autotune(&mut self, now: Instant, rtt: Option<Duration>) -> bool {
+        let (Some(auto), Some(rtt)) = (self.auto.as_deref_mut(), rtt) else {
+            return false;
+        };
+        let (nxt, len) = (self.buf.rcv_nxt(), self.buf.len());
+        let Some((start, nxt0, len0)) = auto.epoch else {
+            auto.epoch = Some((now, nxt, len));
+            return false;
+        };
+        if now.saturating_since(start) < rtt {
+            return false;
+        }
+        auto.epoch = Some((now, nxt, len));
+        let read = (nxt.diff(nxt0).max(0) as usize + len0).saturating_sub(len);
+        let cap = self.buf.capacity();
+        let target = (2 * read).min(auto.max);
+        if target <= cap {
+            return false;
+        }
+        self.buf.set_capacity(target);
+        true
     }
 
     /// Takes the peer's initial sequence number from its SYN.
@@ -397,7 +454,7 @@ impl Negotiated {
             snd_wscale: 0,
             rcv_wscale: if cfg.window_scale {
                 cfg.window_shift.map_or_else(
-                    || window_shift_for(cfg.recv_buffer),
+                    || window_shift_for(cfg.recv_buffer.max(cfg.recv_buffer_max.unwrap_or(0))),
                     |s| s.min(MAX_WINDOW_SHIFT),
                 )
             } else {
