@@ -35,6 +35,7 @@ pub struct Config {
     /// instead of capping it (256 KiB at 10 ms is 200 Mbit/s). The window shift offered covers
     /// `max`. Setting a connection's buffer size by hand, or memory pressure clamping it, stops
     /// the growth for that connection (as `SO_RCVBUF` does on Linux). `None`: a fixed buffer.
+    /// Default: 6 MiB, Linux's `tcp_rmem[2]` (window shift 7, as Linux offers).
     pub recv_buffer_max: Option<usize>,
     /// Offer window scaling (RFC 7323).
     pub window_scale: bool,
@@ -140,7 +141,7 @@ impl Default for Config {
             pmtu_expires: Duration::from_secs(600),
             send_buffer: 256 * 1024,
             recv_buffer: 256 * 1024,
-            recv_buffer_max: None,
+            recv_buffer_max: Some(6 << 20),
             window_scale: true,
             window_shift: None,
             sack: true,

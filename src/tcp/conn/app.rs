@@ -243,6 +243,7 @@ impl Connection {
     /// choosing a size, as `SO_RCVBUF` does on Linux, or memory pressure clamping it).
     pub fn fix_recv_capacity(&mut self) {
         self.rcv.auto = None;
+        self.rcv.auto_off = true;
     }
 
     pub fn set_nodelay(&mut self, nodelay: bool) {

@@ -588,7 +588,7 @@ impl Connection {
             return;
         }
         let full = self.rcv.on_data(now, payload.len(), &self.cfg, &self.rtt);
-        if self.rcv.autotune(now, self.rtt.srtt()) {
+        if self.rcv.autotune(now, self.rtt.srtt(), &self.cfg) {
             self.stats.rare().recv_buffer_grown += 1;
         }
         if self.rcv.read_shut {

@@ -209,9 +209,11 @@ pub(super) struct RecvSpace {
     pub pingpong: bool,
     /// When in-order data last arrived.
     pub last_data: Option<Instant>,
-    /// Receive-buffer auto-tuning ([`Config::recv_buffer_max`]), boxed so that a connection
-    /// without it pays a pointer; `None` when the buffer is fixed.
+    /// Receive-buffer auto-tuning ([`Config::recv_buffer_max`]): its state, boxed on the first
+    /// in-order data (an idle connection pays a pointer, no heap).
     pub auto: Option<Box<AutoTune>>,
+    /// Auto-tuning is off for this connection: its buffer size was set by hand or clamped.
+    pub auto_off: bool,
 }
 
 /// Receive-buffer auto-tuning's state ([`RecvSpace::autotune`]).
@@ -220,7 +222,7 @@ pub(super) struct AutoTune {
     /// The ceiling.
     max: usize,
     /// The current round trip: when it began, RCV.NXT and the readable bytes then.
-    epoch: Option<(Instant, SeqNumber, usize)>,
+    epoch: (Instant, SeqNumber, usize),
 }
 
 impl RecvSpace {
@@ -240,12 +242,8 @@ impl RecvSpace {
             quick: 0,
             pingpong: false,
             last_data: None,
-            auto: cfg.recv_buffer_max.map(|m| {
-                Box::new(AutoTune {
-                    max: m.max(cfg.recv_buffer).min(MAX_WINDOW),
-                    epoch: None,
-                })
-            }),
+            auto: None,
+            auto_off: cfg.recv_buffer_max.is_none(),
         }
     }
 
@@ -263,19 +261,26 @@ impl RecvSpace {
     /// ceiling. A window-limited sender delivers about one buffer per round trip, so the buffer
     /// doubles each round trip until the sender (or the reader) is the limit. Says whether it
     /// grew.
-    pub fn autotune(&mut self, now: Instant, rtt: Option<Duration>) -> bool {
-        let (Some(auto), Some(rtt)) = (self.auto.as_deref_mut(), rtt) else {
+    #[inline]
+    pub fn autotune(&mut self, now: Instant, rtt: Option<Duration>, cfg: &Config) -> bool {
+        if self.auto_off {
             return false;
-        };
+        }
+        let Some(rtt) = rtt else { return false };
         let (nxt, len) = (self.buf.rcv_nxt(), self.buf.len());
-        let Some((start, nxt0, len0)) = auto.epoch else {
-            auto.epoch = Some((now, nxt, len));
+        let Some(auto) = self.auto.as_deref_mut() else {
+            let max = cfg.recv_buffer_max.unwrap_or(0);
+            self.auto = Some(Box::new(AutoTune {
+                max: max.max(cfg.recv_buffer).min(MAX_WINDOW),
+                epoch: (now, nxt, len),
+            }));
             return false;
         };
+        let (start, nxt0, len0) = auto.epoch;
         if now.saturating_since(start) < rtt {
             return false;
         }
-        auto.epoch = Some((now, nxt, len));
+        auto.epoch = (now, nxt, len);
         let read = (nxt.diff(nxt0).max(0) as usize + len0).saturating_sub(len);
         let cap = self.buf.capacity();
         let target = (2 * read).min(auto.max);
@@ -509,9 +514,31 @@ mod tests {
     }
 
     #[test]
+    fn the_window_shift_covers_the_auto_tuning_ceiling() {
+        let shift = |recv_buffer, recv_buffer_max| {
+            let cfg = Config {
+                recv_buffer,
+                recv_buffer_max,
+                ..Config::default()
+            };
+            Negotiated::offer(&cfg).rcv_wscale
+        };
+        // Linux's defaults (tcp_rmem 128 KiB .. 6 MiB) offer 7
+        assert_eq!(shift(256 << 10, Some(6 << 20)), 7);
+        assert_eq!(shift(256 << 10, None), 3);
+        assert_eq!(shift(1 << 20, Some(64 << 10)), 5, "the larger of the two");
+        assert_eq!(
+            shift(64 << 10, Some(4 << 30)),
+            14,
+            "at most 14 (RFC 7323 2.3)"
+        );
+    }
+
+    #[test]
     fn options_need_both_ends() {
         let cfg = Config {
             recv_buffer: 1 << 20,
+            recv_buffer_max: None,
             ..Config::default()
         };
         let mut n = Negotiated::offer(&cfg);
