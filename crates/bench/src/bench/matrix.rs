@@ -196,29 +196,21 @@ pub fn matrix(opts: &BenchOpts) -> Vec<Case> {
         ServeMode::Discard,
         bulk,
     ));
-    v.push(Case {
-        offloads: Offloads::NoTsoGso,
+    // The kernel pair on a link of its own: `offloads` (see `Offloads`).
+    let kernel_bulk = |system, offloads| Case {
+        offloads,
         ..case(
             "bulk",
-            "kernel",
+            system,
             ServerKind::Kernel { spin: false },
             ClientKind::Kernel { spin: false },
             ServeMode::Discard,
             bulk,
         )
-    });
-    // The kernel pair on `bulk-kc`'s link (checksums computed and verified in software).
-    v.push(Case {
-        offloads: Offloads::Checksums,
-        ..case(
-            "bulk",
-            "kernel-csum",
-            ServerKind::Kernel { spin: false },
-            ClientKind::Kernel { spin: false },
-            ServeMode::Discard,
-            bulk,
-        )
-    });
+    };
+    v.push(kernel_bulk("kernel", Offloads::NoTsoGso));
+    // on `bulk-kc`'s link (checksums computed and verified in software)
+    v.push(kernel_bulk("kernel-csum", Offloads::Checksums));
     // A kernel client uploading to xdp-tcp's server (issue 16): the server judged apart from our
     // own client's copy-mode transmit, against the `bulk` row's kernel pairs.
     v.push(Case {
@@ -232,17 +224,7 @@ pub fn matrix(opts: &BenchOpts) -> Vec<Case> {
             bulk,
         )
     });
-    v.push(Case {
-        offloads: Offloads::Defaults,
-        ..case(
-            "bulk",
-            "kernel-offloads",
-            ServerKind::Kernel { spin: false },
-            ClientKind::Kernel { spin: false },
-            ServeMode::Discard,
-            bulk,
-        )
-    });
+    v.push(kernel_bulk("kernel-offloads", Offloads::Defaults));
     // One server port: the client's ~55k ports wrap within a second, so new SYNs meet their
     // 4-tuple still in TIME-WAIT on the server, which both systems take as a new connection.
     let churn = Workload::Churn {
