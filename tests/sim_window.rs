@@ -469,3 +469,51 @@ fn a_slow_reader_does_not_grow_its_buffer() {
         (64 << 10, 0)
     );
 }
+
+/// A reader that stops: with the default window shift (7) a window rounded up to 128-byte steps
+/// reaches past the buffer (1448-byte segments are not a multiple of 128), and the buffer takes
+/// what it advertised, so the sender fills it and then only probes the zero window: no
+/// retransmission timeout, no segment dropped and sent again, the connection kept. Before the
+/// buffer took bytes up to the advertised edge, each rounding moved the edge past what the
+/// buffer held; the segments beyond were dropped and retransmitted on timeouts until the
+/// sender gave up.
+#[test]
+fn a_stalled_reader_gets_zero_window_probes_not_timeouts() {
+    let mut rig = Rig::new(tcp::Config::default(), tcp::Config::default(), Vec::new());
+    let (c, s, client, server) = (rig.c, rig.s, rig.client, rig.server);
+    assert_eq!(rig.wire.borrow().server_shift, 7);
+    let up = pattern(4 << 20, 5);
+    let mut sent = 0;
+    let end = rig.now() + Duration::from_secs(60);
+    while rig.now() < end {
+        sent += rig.net.host(c).send(client, &up[sent..]).unwrap_or(0);
+        let t = rig.now() + Duration::from_millis(10);
+        rig.run_to(t);
+    }
+    let cs = rig.net.host_ref(c).conn(client).unwrap();
+    let ss = rig.net.host_ref(s).conn(server).unwrap();
+    let (cst, sst) = (cs.stats(), ss.stats());
+    let held = ss.recv_queue();
+    let buffer = tcp::Config::default().recv_buffer;
+    assert!(cs.is_established(), "the sender kept the connection");
+    assert_eq!(
+        (cst.rto_events, cst.retrans_rto, sst.dup_segs_in),
+        (0, 0, 0),
+        "no timeout, nothing received twice"
+    );
+    assert!(
+        cst.zero_window_probes > 0,
+        "the sender probes the zero window"
+    );
+    // the only bytes sent again are the one-byte probes into the closed window
+    assert!(cst.bytes_retrans < cst.zero_window_probes, "{cst:?}");
+    assert!(
+        (buffer..buffer + buffer / 10).contains(&held),
+        "the buffer full, past it by the rounding at most: {held} B held"
+    );
+    assert!(rig.wire.borrow().beyond.is_empty(), "nothing past the edge");
+    // and everything held is what was sent, in order
+    let mut got = Vec::new();
+    rig.read(s, server, &mut got);
+    assert!(got.len() >= held && got == up[..got.len()]);
+}

@@ -139,7 +139,9 @@ impl Socket {
             c.mss = c.mss.min(m);
         }
         if let Some(b) = self.opts.rcvbuf_bytes() {
+            // SO_RCVBUF locks the buffer on Linux: no auto-tuning, and the shift covers it alone
             c.recv_buffer = b;
+            c.recv_buffer_max = None;
         }
         if let Some(b) = self.opts.sndbuf_bytes() {
             c.send_buffer = b;

@@ -265,6 +265,7 @@ impl Adapter {
         let host = self.host().expect("a connection implies a host");
         host.with_conn(id, |c| match (level, name) {
             (libc::SOL_SOCKET, libc::SO_RCVBUF) => {
+                c.fix_recv_capacity();
                 c.set_recv_capacity(opts.rcvbuf_bytes().expect("just set"))
             }
             (libc::SOL_SOCKET, libc::SO_SNDBUF) => {

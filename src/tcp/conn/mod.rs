@@ -502,6 +502,7 @@ impl Connection {
         // (a server in churn holds one TIME-WAIT connection per recent client port).
         self.snd.buf.release();
         self.rcv.buf.release();
+        self.rcv.auto = None;
         self.sb.release();
     }
 

@@ -263,7 +263,7 @@ impl RecvSpace {
     /// grew.
     #[inline]
     pub fn autotune(&mut self, now: Instant, rtt: Option<Duration>, cfg: &Config) -> bool {
-        if self.auto_off {
+        if self.auto_off || self.read_shut {
             return false;
         }
         let Some(rtt) = rtt else { return false };
@@ -409,6 +409,7 @@ impl RecvSpace {
         if adv.diff(self.adv) > 0 {
             self.adv = adv;
         }
+        self.buf.allow_to(self.adv);
         wnd as u16
     }
 
