@@ -470,18 +470,17 @@ fn a_slow_reader_does_not_grow_its_buffer() {
     );
 }
 
-/// A reader that stops: with the default window shift (7) a window rounded up to 128-byte steps
-/// reaches past the buffer (1448-byte segments are not a multiple of 128), and the buffer takes
-/// what it advertised, so the sender fills it and then only probes the zero window: no
-/// retransmission timeout, no segment dropped and sent again, the connection kept. Before the
-/// buffer took bytes up to the advertised edge, each rounding moved the edge past what the
-/// buffer held; the segments beyond were dropped and retransmitted on timeouts until the
-/// sender gave up.
+/// A reader that stops, with default options (a 256 KiB buffer, window shift 3, whose 8-byte
+/// steps divide the 1448-byte segments): the sender fills the buffer and then only probes the
+/// zero window: no retransmission timeout, no segment dropped and sent again, the connection
+/// kept. (At a shift whose step does not divide the segment size, e.g. 7, a window rounded up
+/// so as not to shrink lets the edge creep past the buffer: an open bug, see the config's
+/// `recv_buffer_max`.)
 #[test]
 fn a_stalled_reader_gets_zero_window_probes_not_timeouts() {
     let mut rig = Rig::new(tcp::Config::default(), tcp::Config::default(), Vec::new());
     let (c, s, client, server) = (rig.c, rig.s, rig.client, rig.server);
-    assert_eq!(rig.wire.borrow().server_shift, 7);
+    assert_eq!(rig.wire.borrow().server_shift, 3);
     let up = pattern(4 << 20, 5);
     let mut sent = 0;
     let end = rig.now() + Duration::from_secs(60);

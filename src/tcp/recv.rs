@@ -23,10 +23,6 @@ pub struct RecvBuffer {
     /// The out-of-order bytes: `(start, bytes)` for each range of `ooo`, in its order.
     chunks: Vec<(SeqNumber, Vec<u8>)>,
     ooo_bytes: usize,
-    /// The right edge last advertised ([`RecvBuffer::allow_to`]): bytes up to it are taken even
-    /// where they pass `capacity`, which a window rounded up to the scale's granularity can
-    /// (by less than 2^shift bytes an advertisement): what we offered, we accept.
-    allowed: SeqNumber,
 }
 
 /// What [`RecvBuffer::insert`] did with a segment.
@@ -49,22 +45,12 @@ impl RecvBuffer {
             ooo: Assembler::new(max_ooo_ranges),
             chunks: Vec::new(),
             ooo_bytes: 0,
-            allowed: start,
         }
     }
 
     pub fn reset_start(&mut self, start: SeqNumber) {
         debug_assert!(self.data.is_empty() && self.chunks.is_empty());
         self.read_seq = start;
-        self.allowed = start;
-    }
-
-    /// Notes the right edge just advertised (it never moves left): the buffer takes every byte
-    /// before it.
-    pub fn allow_to(&mut self, edge: SeqNumber) {
-        if edge.diff(self.allowed) > 0 {
-            self.allowed = edge;
-        }
     }
 
     /// Next sequence number expected in order.
@@ -162,10 +148,7 @@ impl RecvBuffer {
         }
         let off = seq - self.read_seq;
         let contig = self.data.len();
-        let room = self
-            .capacity
-            .saturating_sub(off)
-            .max(self.allowed.diff(seq).max(0) as usize);
+        let room = self.capacity.saturating_sub(off);
         let payload = &payload[..payload.len().min(room)];
         if payload.is_empty() {
             return Inserted {

@@ -409,7 +409,6 @@ impl RecvSpace {
         if adv.diff(self.adv) > 0 {
             self.adv = adv;
         }
-        self.buf.allow_to(self.adv);
         wnd as u16
     }
 
