@@ -260,10 +260,7 @@ impl StackApp {
                         Opt::NoDelay(v) => c.set_nodelay(v),
                         Opt::KeepAlive(ka) => c.set_keepalive(now, ka),
                         Opt::SendBuf(n) => c.set_send_capacity(n),
-                        Opt::RecvBuf(n) => {
-                            c.fix_recv_capacity();
-                            c.set_recv_capacity(n)
-                        }
+                        Opt::RecvBuf(n) => c.set_recv_buffer_size(n),
                         Opt::Ttl(t) => c.set_ttl(t),
                     });
                     self.service(host, token);

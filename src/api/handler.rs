@@ -244,10 +244,7 @@ impl Cx<'_> {
 
     /// `SO_RCVBUF`.
     pub fn set_recv_buffer_size(&mut self, conn: ConnId, bytes: usize) -> io::Result<()> {
-        self.with(conn, |c| {
-            c.fix_recv_capacity();
-            c.set_recv_capacity(bytes)
-        })
+        self.with(conn, |c| c.set_recv_buffer_size(bytes))
     }
 
     /// The send-buffer size.

@@ -106,7 +106,7 @@ impl RecvBuffer {
 
     /// Space from `rcv_nxt` to the end of the buffer: the window we can offer.
     pub fn window(&self) -> usize {
-        self.capacity.saturating_sub(self.data.len())
+        self.capacity - self.data.len()
     }
 
     pub fn has_out_of_order(&self) -> bool {

@@ -265,8 +265,7 @@ impl Adapter {
         let host = self.host().expect("a connection implies a host");
         host.with_conn(id, |c| match (level, name) {
             (libc::SOL_SOCKET, libc::SO_RCVBUF) => {
-                c.fix_recv_capacity();
-                c.set_recv_capacity(opts.rcvbuf_bytes().expect("just set"))
+                c.set_recv_buffer_size(opts.rcvbuf_bytes().expect("just set"))
             }
             (libc::SOL_SOCKET, libc::SO_SNDBUF) => {
                 c.set_send_capacity(opts.sndbuf_bytes().expect("just set"))

@@ -246,6 +246,13 @@ impl Connection {
         self.rcv.auto_off = true;
     }
 
+    /// The application's choice of receive-buffer size (`SO_RCVBUF`): `bytes`, kept from now on
+    /// (auto-tuning stops, [`Connection::fix_recv_capacity`]).
+    pub fn set_recv_buffer_size(&mut self, bytes: usize) {
+        self.fix_recv_capacity();
+        self.set_recv_capacity(bytes);
+    }
+
     pub fn set_nodelay(&mut self, nodelay: bool) {
         if self.cfg.nodelay != nodelay {
             Arc::make_mut(&mut self.cfg).nodelay = nodelay;
