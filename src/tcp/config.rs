@@ -35,10 +35,7 @@ pub struct Config {
     /// instead of capping it (256 KiB at 10 ms is 200 Mbit/s). The window shift offered covers
     /// `max`. Setting a connection's buffer size by hand, or memory pressure clamping it, stops
     /// the growth for that connection (as `SO_RCVBUF` does on Linux). `None`: a fixed buffer.
-    /// Default: `None`. Not on by default yet: at a shift whose step does not divide the
-    /// segment size (7 with 1448-byte segments), a window rounded up so as not to shrink lets
-    /// the advertised edge creep past a stalled reader's buffer (see the closing note of
-    /// 2026-12-07); Linux's `tcp_rmem[2]`, 6 MiB, is the ceiling to choose when turning it on.
+    /// Default: 6 MiB, Linux's `tcp_rmem[2]` (window shift 7, as Linux offers).
     pub recv_buffer_max: Option<usize>,
     /// Offer window scaling (RFC 7323).
     pub window_scale: bool,
@@ -144,7 +141,7 @@ impl Default for Config {
             pmtu_expires: Duration::from_secs(600),
             send_buffer: 256 * 1024,
             recv_buffer: 256 * 1024,
-            recv_buffer_max: None,
+            recv_buffer_max: Some(6 << 20),
             window_scale: true,
             window_shift: None,
             sack: true,

@@ -6,8 +6,9 @@
 //! chunk per range of the [`Assembler`] (same starts, same lengths, same order), so storage
 //! grows with the bytes held and never with the offset of the furthest one: a byte at the right
 //! edge of a 256 KiB window costs one byte, not 256 KiB of zeroes. Everything held lies within
-//! `capacity` bytes of `read_seq`, which the advertised window guarantees for a well-behaved
-//! peer; anything beyond is trimmed.
+//! `capacity` bytes of `read_seq`, or before the right edge last advertised where a scaled
+//! window's rounding put it past that (by less than one step of the scale), which the advertised
+//! window guarantees for a well-behaved peer; anything beyond is trimmed.
 
 use std::collections::VecDeque;
 
@@ -106,7 +107,7 @@ impl RecvBuffer {
 
     /// Space from `rcv_nxt` to the end of the buffer: the window we can offer.
     pub fn window(&self) -> usize {
-        self.capacity - self.data.len()
+        self.capacity.saturating_sub(self.data.len())
     }
 
     pub fn has_out_of_order(&self) -> bool {
@@ -128,7 +129,16 @@ impl RecvBuffer {
 
     /// Stores payload that starts at `seq`. Bytes before `rcv_nxt` or beyond the buffer are
     /// ignored.
+    #[cfg(test)]
     pub fn insert(&mut self, seq: SeqNumber, payload: &[u8]) -> Inserted {
+        self.insert_before(seq, payload, self.read_seq)
+    }
+
+    /// [`RecvBuffer::insert`], taking also the bytes before `edge` that lie past the buffer's
+    /// end: a scaled window rounded up to its steps shows the peer up to one step (less a byte)
+    /// past it (see `RecvSpace::advertise`), and what we offered, we accept.
+    #[inline]
+    pub fn insert_before(&mut self, seq: SeqNumber, payload: &[u8], edge: SeqNumber) -> Inserted {
         let rcv_nxt = self.rcv_nxt();
         let mut payload = payload;
         let mut seq = seq;
@@ -148,7 +158,10 @@ impl RecvBuffer {
         }
         let off = seq - self.read_seq;
         let contig = self.data.len();
-        let room = self.capacity.saturating_sub(off);
+        let room = self
+            .capacity
+            .saturating_sub(off)
+            .max(edge.diff(seq).max(0) as usize);
         let payload = &payload[..payload.len().min(room)];
         if payload.is_empty() {
             return Inserted {

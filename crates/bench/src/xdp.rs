@@ -88,9 +88,6 @@ fn host_for(opts: &XdpOpts, iface: &XdpInterface, listen: &[u16]) -> Host {
     let mut hc = HostConfig::new(iface.addr().0);
     hc.ephemeral_ports = (*opts.ephemeral.start(), *opts.ephemeral.end());
     hc.tcp.nodelay = true;
-    // as the kernel's sockets in the same runs: a receive buffer that grows with the reader
-    // (Linux's tcp_rmem[2], 6 MiB)
-    hc.tcp.recv_buffer_max = Some(6 << 20);
     let mut host = Host::new(hc);
     for &p in listen {
         host.listen(p, 65536);

@@ -569,7 +569,7 @@ impl Connection {
         } else {
             None
         };
-        let r = self.rcv.buf.insert(seq, payload);
+        let r = self.rcv.buf.insert_before(seq, payload, self.rcv.adv);
         self.stats.bytes_received += r.advanced as u64;
         self.stats.recv_buf_copied += r.stored as u64;
         if r.out_of_order {

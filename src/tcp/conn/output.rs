@@ -210,6 +210,7 @@ impl Connection {
             repr.flags |= TcpFlags::ACK;
             repr.ack = self.rcv.nxt();
             self.rcv.adv = self.rcv.nxt() + repr.window as usize;
+            self.rcv.promise = self.rcv.adv;
             self.rcv.last_ack_sent = repr.ack;
             self.rcv.ack = AckState::None;
         }

@@ -185,8 +185,13 @@ pub(super) enum AckState {
 #[derive(Debug)]
 pub(super) struct RecvSpace {
     pub irs: SeqNumber,
-    /// Right edge of the window last advertised; it never moves left.
+    /// The furthest right edge ever advertised: what the peer may have sent up to, and what we
+    /// accept.
     pub adv: SeqNumber,
+    /// The right edge promised, before rounding to the window scale's steps: it never moves
+    /// left, nor past the buffer's end (but to RCV.NXT); the window sent is rounded from it
+    /// ([`RecvSpace::advertise`]).
+    pub promise: SeqNumber,
     pub buf: RecvBuffer,
     /// Sequence number of the peer's FIN once seen, in order or not.
     pub peer_fin: Option<SeqNumber>,
@@ -203,7 +208,7 @@ pub(super) struct RecvSpace {
     /// advertised; a segment this long is full-sized for the delayed ACK.
     pub mss: usize,
     /// ACKs still to send at once in quick-ACK mode.
-    pub quick: u32,
+    pub quick: u8,
     /// Interactive (Linux's ping-pong mode): the application answered data within the
     /// delayed-ACK time, so its reply is likely to carry the next ACK; quick ACKs wait.
     pub pingpong: bool,
@@ -230,6 +235,7 @@ impl RecvSpace {
         RecvSpace {
             irs: SeqNumber(0),
             adv: SeqNumber(0),
+            promise: SeqNumber(0),
             buf: RecvBuffer::new(cfg.recv_buffer, SeqNumber(0), cfg.max_ooo_ranges),
             peer_fin: None,
             fin_consumed: false,
@@ -296,6 +302,7 @@ impl RecvSpace {
         self.irs = syn.seq;
         self.buf.reset_start(syn.seq + 1);
         self.adv = syn.seq + 1;
+        self.promise = self.adv;
     }
 
     /// Notes `len` bytes of in-order data at `now` (`cfg` for the MSS we advertised and quick
@@ -314,7 +321,7 @@ impl RecvSpace {
         });
         self.last_data = Some(now);
         if idle && cfg.quick_ack {
-            let n = (self.buf.window() / (2 * self.mss.max(1))).clamp(2, 16) as u32;
+            let n = (self.buf.window() / (2 * self.mss.max(1))).clamp(2, 16) as u8;
             self.quick = self.quick.max(n);
         }
         len >= self.mss
@@ -377,8 +384,17 @@ impl RecvSpace {
 
     /// The window field to send, shifted right by `shift`: receiver-side silly window avoidance
     /// (the right edge moves only by `min(buffer / 2, mss)` or to a fully free buffer) and never
-    /// moving the right edge left, not even by the rounding to `2^shift`-byte units (a window
-    /// that opens rounds down, one that keeps its edge rounds up). Records the edge advertised.
+    /// moving the promised right edge left, not even by the rounding to `2^shift`-byte units.
+    ///
+    /// A window that opens rounds down, and the rounded edge becomes the promise. A window
+    /// that, rounded down, would end before the promise rounds up instead (Linux's
+    /// `tcp_select_window`, RFC 7323 appendix F): the peer may then send up to `2^shift - 1`
+    /// bytes past the promise, which the buffer takes ([`RecvBuffer::insert_before`]). Rounding up
+    /// raises the promise only as far as the buffer's end: the next window is rounded from the
+    /// promise again, not from an edge rounded past the buffer, so while a reader is stalled the
+    /// edge the peer sees stays within one step of the buffer's end instead of creeping right by
+    /// up to a step on every ACK. The peer may see the edge move left only from past the
+    /// buffer's end, by less than a step, never to before it.
     #[inline]
     pub fn advertise(&mut self, mss: usize, shift: u8) -> u16 {
         let nxt = self.nxt();
@@ -389,22 +405,23 @@ impl RecvSpace {
         };
         let right = self.buf.rcv_nxt() + free;
         let threshold = (self.buf.capacity() / 2).min(mss).max(1);
-        let old = self.adv.max(nxt);
+        // an edge shown within the buffer is as good as promised
+        let old = self.promise.max(self.adv.min(right)).max(nxt);
         let edge = if right.diff(old) >= threshold as i32 || free == self.buf.capacity() {
             right.max(old)
         } else {
             old
         };
         let mut wnd = ((edge - nxt) >> shift).min(u16::MAX as usize);
-        if (nxt + (wnd << shift)).diff(old) < 0 && wnd < u16::MAX as usize {
-            // rounded down to the scale's granularity, the window would end before the edge
-            // already advertised: the peer sees it shrink, while we still take what it sent up
-            // to the old edge, so its ACKs (sent at its right edge) fall below our RCV.NXT and
-            // ours below its; round up instead, as Linux's `tcp_select_window` does (RFC 7323
-            // appendix F), offering at most 2^shift - 1 bytes more than the buffer holds
+        let down = nxt + (wnd << shift);
+        if down.diff(old) < 0 && wnd < u16::MAX as usize {
+            // rounded down, the window would end before the edge promised: the peer would see
+            // it shrink while we still take what it sent up to there, so its ACKs (sent at its
+            // right edge) would fall below our RCV.NXT; round up instead
             let mask = (1usize << shift) - 1;
             wnd = ((old - nxt + mask) >> shift).min(u16::MAX as usize);
         }
+        self.promise = down.max(old);
         let adv = nxt + (wnd << shift);
         if adv.diff(self.adv) > 0 {
             self.adv = adv;
@@ -651,6 +668,65 @@ mod tests {
         assert_eq!(r.buf.window(), 3601);
         assert_eq!(r.advertise(1000, 4), 3601 >> 4);
         assert_eq!(r.adv, s(6600));
+    }
+
+    #[test]
+    fn a_rounded_up_window_does_not_creep_past_a_stalled_readers_buffer() {
+        // shift 7 (Linux's default tcp_rmem[2] of 6 MiB): 1448 is no multiple of 128, so
+        // nearly every window rounded down would end before the edge promised and rounds up;
+        // buffers of every size modulo 128 and 1448
+        let shift = 7;
+        for cap in (60_000..61_448).step_by(11) {
+            let cfg = Config {
+                recv_buffer: cap,
+                ..Config::default()
+            };
+            let mut r = RecvSpace::new(&cfg);
+            r.advertise(1448, shift);
+            let end = s(cap as u32);
+            let (mut seq, mut shown) = (s(0), r.adv);
+            // while the reader takes nothing: a peer that sends only full segments that fit
+            // (sender silly window avoidance), then one that sends up to every edge we show
+            // it, then one that sends a byte at a time, which would move a compounding edge
+            // 127 bytes a segment
+            let full = std::iter::repeat_n((1448, true), 100);
+            let any = std::iter::repeat_n((1448, false), 10);
+            for (len, whole) in full.chain(any).chain(std::iter::repeat_n((1, false), 300)) {
+                let room = r.adv.diff(seq).max(0) as usize;
+                let n = if whole && room < len {
+                    0
+                } else {
+                    len.min(room)
+                };
+                if n > 0 {
+                    r.buf.insert_before(seq, &vec![7; n], r.adv);
+                    seq += n;
+                }
+                let wnd = r.advertise(1448, shift);
+                let edge = r.nxt() + (usize::from(wnd) << shift);
+                assert!(
+                    edge.diff(shown.min(end)) >= 0,
+                    "{cap}: the edge shown moves left only from past the buffer's end, and \
+                     not past it: {shown} to {edge}"
+                );
+                shown = edge;
+                assert!(
+                    r.adv.diff(end) < 1 << shift,
+                    "{cap}: the edge stays within one step of the buffer's end"
+                );
+                assert_eq!(
+                    r.buf.len(),
+                    seq - s(0),
+                    "{cap}: the buffer took what was shown"
+                );
+            }
+            assert_eq!(r.nxt(), r.adv, "{cap}: every byte shown was taken");
+            assert_eq!(
+                r.advertise(1448, shift),
+                0,
+                "{cap}: and the window is then shut"
+            );
+        }
     }
 
     #[test]
