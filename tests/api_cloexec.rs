@@ -5,7 +5,9 @@
 //! the stack set `FD_CLOEXEC` only after the bind (tens of milliseconds on veth), so a child
 //! forked meanwhile kept the socket, and with it the queue: the next stack met EBUSY until the
 //! child exited. The socket is now opened close-on-exec (vendor/xsk-rs); the eventfds, the
-//! control socket, netlink and the BPF objects are close-on-exec from their creation. A child
+//! control socket, netlink and the BPF objects are close-on-exec from their creation, and libbpf
+//! no longer opens /sys/fs/bpf (without `O_CLOEXEC`) to look for a BPF token on each load
+//! (src/io/bpf.rs; about 1 run in 14 caught a child holding it). A child
 //! still holds every descriptor between its fork and its exec, so an XDP link or socket closed
 //! meanwhile lingers that long: the XDP attach retries EBUSY for a while as the bind does (20
 //! starts beside 4 spawning threads met it within 2 rounds without the retry).

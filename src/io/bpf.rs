@@ -32,6 +32,11 @@ pub(crate) fn open_object(
     let mut opts: sys::bpf_object_open_opts = unsafe { std::mem::zeroed() };
     opts.sz = std::mem::size_of::<sys::bpf_object_open_opts>();
     opts.object_name = cname.as_ptr();
+    // No BPF token (an empty path prevents it). Otherwise `bpf_object__load` looks for one by
+    // opening /sys/fs/bpf, without O_CLOEXEC: a child another thread forks meanwhile inherits
+    // that descriptor (tests/api_cloexec.rs caught it, about 1 run in 14). The stack runs with
+    // CAP_BPF and never loads through a delegated token.
+    opts.bpf_token_path = c"".as_ptr();
     // SAFETY: the buffer is 'static and outlives the object; libbpf copies what it keeps.
     // `opts` and `cname` are valid for the call.
     let obj = unsafe { sys::bpf_object__open_mem(object.as_ptr().cast(), object.len(), &opts) };
