@@ -185,6 +185,7 @@ pub fn run_xdp(cfg: &FloodConfig, dev: &XdpDevice) -> io::Result<FloodReport> {
 /// from `cfg.seed`. Needs CAP_BPF and CAP_NET_ADMIN.
 pub struct XdpFlood {
     cfg: FloodConfig,
+    ifname: String,
     template: [u8; SYN_FRAME_LEN],
     prog: SynFloodProgram,
 }
@@ -196,15 +197,39 @@ impl XdpFlood {
         let ifindex = xdp_tcp::io::xdp::ifindex(&dev.ifname)?;
         Ok(XdpFlood {
             cfg: *cfg,
+            ifname: dev.ifname.clone(),
             template: syn_frame(cfg, dev),
             prog: SynFloodProgram::load(cfg.subnet, *cfg.target.ip(), ifindex)?,
         })
     }
 
     /// Sends the flood; call from the thread (namespace) that prepared it.
+    ///
+    /// Where the kernel refuses live-frames mode (EPERM: seen on a 6.18 kernel of a sandboxed
+    /// VM, with every capability in the initial namespaces, while the same call without the
+    /// flag ran), the flood goes out of the device through a packet socket instead
+    /// ([`send_packet`]), and says so on stderr: the same frames, built in user space, each
+    /// an skb on the sending core.
     pub fn run(&self) -> io::Result<FloodReport> {
         let before = self.prog.sent()?;
-        let mut report = paced(&self.cfg, |n| {
+        if self.cfg.count == 0 {
+            return paced(&self.cfg, |_| Ok(0));
+        }
+        match self.prog.send(&self.template, 1) {
+            Err(e) if e.raw_os_error() == Some(libc::EPERM) => {
+                eprintln!(
+                    "synflood: the kernel refuses BPF_PROG_TEST_RUN in live-frames mode ({e}); \
+                     sending through a packet socket (PACKET_QDISC_BYPASS) instead"
+                );
+                return send_packet(&self.cfg, &self.template, &self.ifname);
+            }
+            r => r?,
+        }
+        let cfg = FloodConfig {
+            count: self.cfg.count - 1,
+            ..self.cfg
+        };
+        let mut report = paced(&cfg, |n| {
             self.prog.send(&self.template, n as u32)?;
             Ok(n)
         })?;
@@ -212,6 +237,109 @@ impl XdpFlood {
         report.sent = self.prog.sent()? - before;
         report.rate = report.sent as f64 / report.seconds.max(1e-9);
         Ok(report)
+    }
+}
+
+/// Sends the flood out of `ifname` (the calling thread's namespace) through a packet socket
+/// that bypasses the qdisc: each SYN of [`write_syn`] behind `template`'s Ethernet header,
+/// batched with sendmmsg(2). No route or neighbour look-up, but an skb per frame. Needs
+/// CAP_NET_RAW.
+pub fn send_packet(cfg: &FloodConfig, template: &[u8], ifname: &str) -> io::Result<FloodReport> {
+    let ifindex = xdp_tcp::io::xdp::ifindex(ifname)?;
+    // SAFETY: plain socket(2) (protocol 0: it receives nothing); closed below.
+    let fd = unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW | libc::SOCK_CLOEXEC, 0) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let result = (|| {
+        // SAFETY: an all-zero sockaddr_ll is valid; the fields bind it to the device.
+        let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+        sll.sll_family = libc::AF_PACKET as u16;
+        sll.sll_ifindex = ifindex as i32;
+        // SAFETY: `sll` is a valid sockaddr_ll of the length given.
+        let r = unsafe {
+            libc::bind(
+                fd,
+                (&sll as *const libc::sockaddr_ll).cast(),
+                std::mem::size_of::<libc::sockaddr_ll>() as u32,
+            )
+        };
+        if r < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        let one: libc::c_int = 1;
+        // SAFETY: an int option of the right size.
+        let r = unsafe {
+            libc::setsockopt(
+                fd,
+                libc::SOL_PACKET,
+                libc::PACKET_QDISC_BYPASS,
+                (&one as *const libc::c_int).cast(),
+                std::mem::size_of::<libc::c_int>() as u32,
+            )
+        };
+        if r < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        let mut rng = Rng::new(cfg.seed);
+        let mut bufs = vec![[0u8; 128]; MAX_BATCH];
+        for b in &mut bufs {
+            b[..14].copy_from_slice(&template[..14]);
+        }
+        let mut lens = [0usize; MAX_BATCH];
+        paced(cfg, |n| {
+            for i in 0..n {
+                lens[i] = 14 + write_syn(&mut rng, cfg, &mut bufs[i][14..]);
+            }
+            sendmmsg(fd, &mut bufs[..n], &lens[..n], None)
+        })
+    })();
+    // SAFETY: `fd` is ours and not used after.
+    unsafe { libc::close(fd) };
+    result
+}
+
+/// One sendmmsg(2) of `bufs[i][..lens[i]]`, to `dst` if given; how many the kernel took (none
+/// when it is out of buffers).
+fn sendmmsg(
+    fd: i32,
+    bufs: &mut [[u8; 128]],
+    lens: &[usize],
+    dst: Option<&libc::sockaddr_in>,
+) -> io::Result<usize> {
+    let mut iov: Vec<libc::iovec> = bufs
+        .iter_mut()
+        .zip(lens)
+        .map(|(b, &len)| libc::iovec {
+            iov_base: b.as_mut_ptr().cast(),
+            iov_len: len,
+        })
+        .collect();
+    let mut msgs: Vec<libc::mmsghdr> = iov
+        .iter_mut()
+        .map(|v| {
+            // SAFETY: an all-zero mmsghdr is valid (null pointers, zero lengths).
+            let mut m: libc::mmsghdr = unsafe { std::mem::zeroed() };
+            if let Some(dst) = dst {
+                m.msg_hdr.msg_name = (dst as *const libc::sockaddr_in).cast_mut().cast();
+                m.msg_hdr.msg_namelen = std::mem::size_of::<libc::sockaddr_in>() as u32;
+            }
+            m.msg_hdr.msg_iov = v;
+            m.msg_hdr.msg_iovlen = 1;
+            m
+        })
+        .collect();
+    // SAFETY: `msgs` holds one header per buffer, pointing at `iov`, `bufs` and `dst`, all
+    // alive for the call.
+    let r = unsafe { libc::sendmmsg(fd, msgs.as_mut_ptr(), msgs.len() as u32, 0) };
+    if r < 0 {
+        let e = io::Error::last_os_error();
+        match e.raw_os_error() {
+            Some(libc::ENOBUFS) | Some(libc::EAGAIN) => Ok(0),
+            _ => Err(e),
+        }
+    } else {
+        Ok(r as usize)
     }
 }
 
@@ -247,36 +375,7 @@ fn send_raw(fd: i32, cfg: &FloodConfig) -> io::Result<FloodReport> {
         for i in 0..n {
             lens[i] = write_syn(&mut rng, cfg, &mut bufs[i]);
         }
-        let mut iov: Vec<libc::iovec> = (0..n)
-            .map(|i| libc::iovec {
-                iov_base: bufs[i].as_mut_ptr().cast(),
-                iov_len: lens[i],
-            })
-            .collect();
-        let mut msgs: Vec<libc::mmsghdr> = iov
-            .iter_mut()
-            .map(|v| {
-                // SAFETY: an all-zero mmsghdr is valid (null pointers, zero lengths).
-                let mut m: libc::mmsghdr = unsafe { std::mem::zeroed() };
-                m.msg_hdr.msg_name = (&dst as *const libc::sockaddr_in).cast_mut().cast();
-                m.msg_hdr.msg_namelen = std::mem::size_of::<libc::sockaddr_in>() as u32;
-                m.msg_hdr.msg_iov = v;
-                m.msg_hdr.msg_iovlen = 1;
-                m
-            })
-            .collect();
-        // SAFETY: `msgs` holds `n` headers pointing at `iov`, `bufs` and `dst`, all alive for
-        // the call.
-        let r = unsafe { libc::sendmmsg(fd, msgs.as_mut_ptr(), n as u32, 0) };
-        if r < 0 {
-            let e = io::Error::last_os_error();
-            match e.raw_os_error() {
-                Some(libc::ENOBUFS) | Some(libc::EAGAIN) => Ok(0),
-                _ => Err(e),
-            }
-        } else {
-            Ok(r as usize)
-        }
+        sendmmsg(fd, &mut bufs[..n], &lens[..n], Some(&dst))
     })
 }
 
