@@ -517,3 +517,85 @@ fn a_stalled_reader_gets_zero_window_probes_not_timeouts() {
     rig.read(s, server, &mut got);
     assert!(got.len() >= held && got == up[..got.len()]);
 }
+
+/// Memory pressure clamps each established connection's receive buffer to what it holds and
+/// pauses its auto-tuning; once the pressure ends, the buffer gets its size back and auto-tuning
+/// resumes, as on Linux (where pressure clamps a buffer without locking its size). Here a second
+/// connection, whose reader never reads, fills a 256 KiB buffer past the server's pressure mark
+/// (7/8 of a 160 KiB budget); it is aborted, and an upload on the first connection, whose reader
+/// keeps up, then grows its 16 KiB buffer. When the clamp stopped auto-tuning for good, the
+/// buffer stayed at 16 KiB.
+#[test]
+fn memory_pressure_pauses_auto_tuning_until_it_ends() {
+    let mut net = Network::new();
+    let mut scfg = HostConfig::new(SERVER);
+    scfg.tcp = autotuned(16 << 10, 1 << 20);
+    scfg.limits.mem_budget = 160 << 10;
+    let c = net.add_host(HostConfig::new(CLIENT));
+    let s = net.add_host(scfg);
+    let link = LinkConfig::ideal(Duration::from_millis(5)).with_bandwidth(100_000_000);
+    net.connect(c, s, link, 1);
+    net.host(s).listen(PORT, 4);
+    let to = SocketAddrV4::new(SERVER, PORT);
+    let tuned_c = net.host(c).connect(Instant::ZERO, to).unwrap();
+    let hog_c = net.host(c).connect(Instant::ZERO, to).unwrap();
+    let mut accepted = Vec::new();
+    assert!(net.run_until(Instant::from_secs(5), |net| {
+        accepted.extend(net.host(s).accept(PORT));
+        accepted.len() == 2
+    }));
+    let (tuned, hog) = (accepted[0], accepted[1]);
+    assert_eq!(
+        net.host_ref(s).conn(tuned).unwrap().remote(),
+        net.host_ref(c).conn(tuned_c).unwrap().local()
+    );
+    net.host(s)
+        .with_conn(hog, |c| c.set_recv_buffer_size(256 << 10));
+    // the hog's reader takes nothing: its buffer fills past the pressure mark
+    let fill = pattern(256 << 10, 1);
+    let mut sent = 0;
+    let pressed = net.run_until(Instant::from_secs(10), |net| {
+        sent += net.host(c).send(hog_c, &fill[sent..]).unwrap_or(0);
+        net.host_ref(s).under_memory_pressure() && net.host_ref(s).stats().windows_clamped >= 1
+    });
+    assert!(
+        pressed,
+        "the stalled reader pushed the server into memory pressure"
+    );
+    // the application's visit accounts the other connection under the pressure
+    net.host(s).with_conn(tuned, |_| ());
+    net.flush();
+    assert_eq!(net.host_ref(s).stats().windows_clamped, 2);
+    let conn = net.host_ref(s).conn(tuned).unwrap();
+    assert!(conn.recv_capacity() < 16 << 10, "clamped to what it holds");
+    assert_eq!(conn.stats().recv_buffer_grown, 0);
+    // the pressure ends with the hog; an upload on the other connection, read as it comes
+    net.host(s).abort(hog);
+    let up = pattern(4 << 20, 2);
+    let (mut sent, mut got) = (0, Vec::new());
+    let mut buf = vec![0u8; 1 << 20];
+    let done = net.run_until(Instant::from_secs(40), |net| {
+        sent += net.host(c).send(tuned_c, &up[sent..]).unwrap_or(0);
+        while let Ok(n) = net.host(s).recv(tuned, &mut buf) {
+            if n == 0 {
+                break;
+            }
+            got.extend_from_slice(&buf[..n]);
+        }
+        got.len() == up.len()
+    });
+    assert!(
+        done && got == up,
+        "{} of {} bytes read",
+        got.len(),
+        up.len()
+    );
+    assert!(!net.host_ref(s).under_memory_pressure());
+    let conn = net.host_ref(s).conn(tuned).unwrap();
+    assert!(
+        conn.stats().recv_buffer_grown >= 1 && conn.recv_capacity() > 16 << 10,
+        "auto-tuning resumed: buffer {} B, grown {} times",
+        conn.recv_capacity(),
+        conn.stats().recv_buffer_grown
+    );
+}

@@ -209,12 +209,13 @@ impl Host {
             if slot.clamped.is_none() && conn.is_established() {
                 // the window stops at what is held; set_recv_capacity never cuts below it
                 slot.clamped = Some(conn.recv_capacity());
-                conn.fix_recv_capacity();
+                conn.pause_recv_autotune(true);
                 conn.set_recv_capacity(0);
                 self.stats.windows_clamped += 1;
             }
         } else if let Some(cap) = slot.clamped.take() {
             conn.set_recv_capacity(cap);
+            conn.pause_recv_autotune(false);
         }
         clamp_send(
             conn,

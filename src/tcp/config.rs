@@ -33,8 +33,9 @@ pub struct Config {
     /// start at `recv_buffer` and grow up to `max` while the application reads more than half
     /// of it per round trip, so that the window follows the path's bandwidth-delay product
     /// instead of capping it (256 KiB at 10 ms is 200 Mbit/s). The window shift offered covers
-    /// `max`. Setting a connection's buffer size by hand, or memory pressure clamping it, stops
-    /// the growth for that connection (as `SO_RCVBUF` does on Linux). `None`: a fixed buffer.
+    /// `max`. Setting a connection's buffer size by hand stops the growth for that connection
+    /// (as `SO_RCVBUF` does on Linux); memory pressure clamping the buffer pauses it until the
+    /// clamp is lifted (as on Linux). `None`: a fixed buffer.
     /// Default: 6 MiB, Linux's `tcp_rmem[2]` (window shift 7, as Linux offers).
     pub recv_buffer_max: Option<usize>,
     /// Offer window scaling (RFC 7323).

@@ -240,10 +240,19 @@ impl Connection {
 
     /// Stops receive-buffer auto-tuning ([`Config::recv_buffer_max`](crate::tcp::Config::recv_buffer_max))
     /// for this connection: its buffer keeps the size it has or is given (an application
-    /// choosing a size, as `SO_RCVBUF` does on Linux, or memory pressure clamping it).
+    /// choosing a size, as `SO_RCVBUF` does on Linux).
     pub fn fix_recv_capacity(&mut self) {
         self.rcv.auto = None;
         self.rcv.auto_off = true;
+    }
+
+    /// Pauses receive-buffer auto-tuning while memory pressure clamps the buffer, or resumes it
+    /// (from a fresh round trip's measure) once the clamp is lifted; as on Linux, where pressure
+    /// clamps a buffer without locking its size. A size set by the application stays fixed
+    /// either way.
+    pub fn pause_recv_autotune(&mut self, paused: bool) {
+        self.rcv.auto = None;
+        self.rcv.auto_paused = paused;
     }
 
     /// The application's choice of receive-buffer size (`SO_RCVBUF`): `bytes`, kept from now on

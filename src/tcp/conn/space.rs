@@ -217,8 +217,10 @@ pub(super) struct RecvSpace {
     /// Receive-buffer auto-tuning ([`Config::recv_buffer_max`]): its state, boxed on the first
     /// in-order data (an idle connection pays a pointer, no heap).
     pub auto: Option<Box<AutoTune>>,
-    /// Auto-tuning is off for this connection: its buffer size was set by hand or clamped.
+    /// Auto-tuning is off for this connection: its buffer size was set by hand.
     pub auto_off: bool,
+    /// Auto-tuning waits while memory pressure clamps the buffer.
+    pub auto_paused: bool,
 }
 
 /// Receive-buffer auto-tuning's state ([`RecvSpace::autotune`]).
@@ -250,6 +252,7 @@ impl RecvSpace {
             last_data: None,
             auto: None,
             auto_off: cfg.recv_buffer_max.is_none(),
+            auto_paused: false,
         }
     }
 
@@ -269,7 +272,7 @@ impl RecvSpace {
     /// grew.
     #[inline]
     pub fn autotune(&mut self, now: Instant, rtt: Option<Duration>, cfg: &Config) -> bool {
-        if self.auto_off || self.read_shut {
+        if self.auto_off || self.auto_paused || self.read_shut {
             return false;
         }
         let Some(rtt) = rtt else { return false };
