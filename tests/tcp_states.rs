@@ -1394,6 +1394,42 @@ mod established {
         assert_eq!(t.read_all(), data);
     }
 
+    /// A pure ACK below RCV.NXT but not below the ACK last sent (reordered behind data, or
+    /// sent at a right edge that moved left past our buffer's end, see
+    /// `a_scaled_window_never_moves_its_right_edge_left`) is taken, as Linux's `tcp_sequence`
+    /// takes it from `rcv_wup`: its acknowledgement counts and no duplicate ACK answers it.
+    /// From before the ACK last sent it is old: dropped, and answered.
+    #[test]
+    fn a_pure_ack_behind_unacknowledged_data_still_acknowledges() {
+        let mut t = open(
+            Config {
+                recv_buffer: 1000,
+                ..cfg()
+            },
+            65535,
+        );
+        let data = pattern(100);
+        t.c.send(b"abc").unwrap();
+        t.at(200)
+            .expect(seg!(> P., seq ISS + 1, ack IRS + 1, win 1000, "abc"))
+            .inject(seg!(< P., seq IRS + 1, ack ISS + 1, win 65535, data &data[..]))
+            .expect_events(&[Event::Readable]);
+        // the peer's ACK of "abc", sent before its data, arrives after it
+        t.at(210)
+            .inject(seg!(< ., seq IRS + 1, ack ISS + 4, win 65535))
+            .expect_nothing()
+            .expect_events(&[Event::Writable]);
+        assert_eq!(t.c.bytes_in_flight(), 0);
+        t.fire(240)
+            .expect(seg!(> ., seq ISS + 4, ack IRS + 101, win 900));
+        // now older than the ACK last sent
+        t.at(300)
+            .inject(seg!(< ., seq IRS + 1, ack ISS + 4, win 65535))
+            .expect(seg!(> ., seq ISS + 4, ack IRS + 101, win 900))
+            .expect_nothing();
+        assert_eq!(t.read_all(), data);
+    }
+
     #[test]
     fn zero_receive_window_still_takes_acks() {
         let mut t = open(
