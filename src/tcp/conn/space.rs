@@ -14,9 +14,11 @@
 //! seen.
 //!
 //! Receiving side ([`RecvSpace`]): [`RecvSpace::nxt`] is the receive buffer's next expected byte,
-//! plus one once the peer's FIN has been consumed in order. `adv` is the right edge of the window
-//! last advertised: it never moves left (RFC 9293 3.8.6.2.2 is followed by
-//! [`RecvSpace::advertise`]).
+//! plus one once the peer's FIN has been consumed in order. `promise` is the right edge promised
+//! to the peer, unrounded: it never moves left (RFC 9293 3.8.6.2.2) and never passes the
+//! buffer's end; each window sent is rounded from it to the scale's steps, so the edge shown may
+//! pass the buffer's end by less than a step. `adv` is the furthest edge ever shown, up to which
+//! the buffer takes bytes ([`RecvSpace::advertise`]).
 //!
 //! [`Negotiated`]: what both ends agreed on in the SYNs. Before the peer's SYN it holds what we
 //! offer; [`Negotiated::agree`] settles it once.
