@@ -218,13 +218,18 @@ impl Rig {
 
     /// Reads everything readable on `host`.
     fn read(&mut self, host: usize, id: ConnId, into: &mut Vec<u8>) {
-        let mut buf = vec![0u8; 64 * 1024];
-        while let Ok(n) = self.net.host(host).recv(id, &mut buf) {
-            if n == 0 {
-                break;
-            }
-            into.extend_from_slice(&buf[..n]);
+        read_all(&mut self.net, host, id, into);
+    }
+}
+
+/// Reads everything readable on connection `id` of `host` into `into`.
+fn read_all(net: &mut Network, host: usize, id: ConnId, into: &mut Vec<u8>) {
+    let mut buf = vec![0u8; 64 * 1024];
+    while let Ok(n) = net.host(host).recv(id, &mut buf) {
+        if n == 0 {
+            break;
         }
+        into.extend_from_slice(&buf[..n]);
     }
 }
 
@@ -573,15 +578,9 @@ fn memory_pressure_pauses_auto_tuning_until_it_ends() {
     net.host(s).abort(hog);
     let up = pattern(4 << 20, 2);
     let (mut sent, mut got) = (0, Vec::new());
-    let mut buf = vec![0u8; 1 << 20];
     let done = net.run_until(Instant::from_secs(40), |net| {
         sent += net.host(c).send(tuned_c, &up[sent..]).unwrap_or(0);
-        while let Ok(n) = net.host(s).recv(tuned, &mut buf) {
-            if n == 0 {
-                break;
-            }
-            got.extend_from_slice(&buf[..n]);
-        }
+        read_all(net, s, tuned, &mut got);
         got.len() == up.len()
     });
     assert!(

@@ -1394,13 +1394,10 @@ mod established {
         assert_eq!(t.read_all(), data);
     }
 
-    /// A pure ACK below RCV.NXT but not below the ACK last sent (reordered behind data, or
-    /// sent at a right edge that moved left past our buffer's end, see
-    /// `a_scaled_window_never_moves_its_right_edge_left`) is taken, as Linux's `tcp_sequence`
-    /// takes it from `rcv_wup`: its acknowledgement counts and no duplicate ACK answers it.
-    /// From before the ACK last sent it is old: dropped, and answered.
-    #[test]
-    fn a_pure_ack_behind_unacknowledged_data_still_acknowledges() {
+    /// A connection with a 1000-byte receive buffer that sends "abc" at 200 ms, and then takes
+    /// `data` from the peer (sent before the peer saw "abc", so acknowledging nothing of it),
+    /// its ACK delayed.
+    fn abc_out_then_data_in(data: &[u8]) -> Tcp {
         let mut t = open(
             Config {
                 recv_buffer: 1000,
@@ -1408,12 +1405,23 @@ mod established {
             },
             65535,
         );
-        let data = pattern(100);
         t.c.send(b"abc").unwrap();
         t.at(200)
             .expect(seg!(> P., seq ISS + 1, ack IRS + 1, win 1000, "abc"))
-            .inject(seg!(< P., seq IRS + 1, ack ISS + 1, win 65535, data &data[..]))
+            .inject(seg!(< P., seq IRS + 1, ack ISS + 1, win 65535, data data))
             .expect_events(&[Event::Readable]);
+        t
+    }
+
+    /// A pure ACK below RCV.NXT but not below the ACK last sent (reordered behind data, or
+    /// sent at a right edge that moved left past our buffer's end, see
+    /// `a_scaled_window_never_moves_its_right_edge_left`) is taken, as Linux's `tcp_sequence`
+    /// takes it from `rcv_wup`: its acknowledgement counts and no duplicate ACK answers it.
+    /// From before the ACK last sent it is old: dropped, and answered.
+    #[test]
+    fn a_pure_ack_behind_unacknowledged_data_still_acknowledges() {
+        let data = pattern(100);
+        let mut t = abc_out_then_data_in(&data);
         // the peer's ACK of "abc", sent before its data, arrives after it
         t.at(210)
             .inject(seg!(< ., seq IRS + 1, ack ISS + 4, win 65535))
@@ -1432,19 +1440,8 @@ mod established {
 
     #[test]
     fn zero_receive_window_still_takes_acks() {
-        let mut t = open(
-            Config {
-                recv_buffer: 1000,
-                ..cfg()
-            },
-            65535,
-        );
         let data = pattern(1000);
-        t.c.send(b"abc").unwrap();
-        t.at(200)
-            .expect(seg!(> P., seq ISS + 1, ack IRS + 1, win 1000, "abc"))
-            .inject(seg!(< P., seq IRS + 1, ack ISS + 1, win 65535, data &data[..]))
-            .expect_events(&[Event::Readable]);
+        let mut t = abc_out_then_data_in(&data);
         t.fire(240)
             .expect(seg!(> ., seq ISS + 4, ack IRS + 1001, win 0));
         // in sequence but no room: the ACK field counts, the payload does not

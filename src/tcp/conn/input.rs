@@ -156,7 +156,7 @@ impl Connection {
     #[inline]
     fn on_predicted(&mut self, now: Instant, seg: &TcpRepr) -> bool {
         if self.state != State::Established
-            || seg.flags.0 & !TcpFlags::PSH.0 != TcpFlags::ACK.0
+            || !seg.flags.only_ack()
             || seg.seq != self.rcv.nxt()
             || seg.payload.len() > self.rcv.acceptance_window()
         {
@@ -222,15 +222,8 @@ impl Connection {
             }
         }
         let len = seg.seg_len();
-        // A pure ACK from before RCV.NXT but not before the ACK we last sent (Linux's
-        // `tcp_sequence`, from `rcv_wup`): a peer that sent into a window whose edge then moved
-        // left (it may, by less than a step, past our buffer's end: `RecvSpace::advertise`)
-        // keeps its ACKs inside the edge it knows, below the bytes we took; or the ACK was
-        // reordered behind data. Its acknowledgement is still news.
-        let late_ack = len == 0
-            && seg.flags.0 & !TcpFlags::PSH.0 == TcpFlags::ACK.0
-            && seg.seq.in_range(self.rcv.last_ack_sent, self.rcv.nxt());
-        if !late_ack && !self.rcv.acceptable(seg.seq, len) {
+        let late_ack = |s: &Self| len == 0 && seg.flags.only_ack() && s.rcv.late_ack(seg.seq);
+        if !self.rcv.acceptable(seg.seq, len) && !late_ack(self) {
             // zero window: an in-sequence segment still carries a valid ACK (RFC 9293 3.10.7.4)
             let zero_window_ack =
                 len > 0 && seg.seq == self.rcv.nxt() && self.rcv.acceptance_window() == 0;

@@ -387,6 +387,17 @@ impl RecvSpace {
         }
     }
 
+    /// A pure ACK at `seq`, unacceptable to [`RecvSpace::acceptable`], is taken all the same if
+    /// it lies before RCV.NXT but not before the ACK we last sent (Linux's `tcp_sequence`, from
+    /// `rcv_wup`): a peer that sent into a window whose edge then moved left (it may, by less
+    /// than a step, past our buffer's end: [`RecvSpace::advertise`]) keeps its ACKs inside the
+    /// edge it knows, below the bytes we took; or the ACK was reordered behind data. Its
+    /// acknowledgement is still news.
+    #[inline]
+    pub fn late_ack(&self, seq: SeqNumber) -> bool {
+        seq.in_range(self.last_ack_sent, self.nxt())
+    }
+
     /// The window field to send, shifted right by `shift`: receiver-side silly window avoidance
     /// (the right edge moves only by `min(buffer / 2, mss)` or to a fully free buffer) and never
     /// moving the promised right edge left, not even by the rounding to `2^shift`-byte units.

@@ -161,6 +161,12 @@ impl TcpFlags {
     pub fn ack(self) -> bool {
         self.contains(Self::ACK)
     }
+    /// ACK set, and nothing else but PSH: the flags of an established connection's ordinary
+    /// segments (data or a pure acknowledgement).
+    #[inline]
+    pub fn only_ack(self) -> bool {
+        self.0 & !Self::PSH.0 == Self::ACK.0
+    }
 }
 
 impl core::ops::BitOr for TcpFlags {
