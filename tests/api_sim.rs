@@ -456,3 +456,114 @@ fn handler_panic_is_caught_and_requests_shutdown() {
     sim.settle(100);
     assert!(!clog.lock().unwrap().errors.is_empty() || clog.lock().unwrap().eof);
 }
+
+/// Echoes lent bytes at once from the frame, at most half of each lend (so the rest goes the
+/// copy path), and what reaches `on_readable` the usual way; logs both in order.
+struct LendEcho {
+    lent: Arc<Mutex<(Vec<u8>, usize)>>,
+}
+
+impl Handler for LendEcho {
+    fn lends(&self) -> bool {
+        true
+    }
+    fn on_data(&mut self, out: &mut xdp_tcp::api::Lent<'_>, _: ConnId, data: &[u8]) -> usize {
+        let n = out.write(&data[..data.len().div_ceil(2)]).unwrap_or(0);
+        let mut l = self.lent.lock().unwrap();
+        l.0.extend_from_slice(&data[..n]);
+        l.1 += n;
+        n
+    }
+    fn on_readable(&mut self, cx: &mut Cx<'_>, conn: ConnId) {
+        let room = cx.send_space(conn);
+        let mut got = Vec::new();
+        let _ = cx.read(conn, |a, b| {
+            let (a, b) = (
+                &a[..a.len().min(room)],
+                &b[..b.len().min(room - a.len().min(room))],
+            );
+            got.extend_from_slice(a);
+            got.extend_from_slice(b);
+            a.len() + b.len()
+        });
+        if !got.is_empty() {
+            assert_eq!(cx.write(conn, &got).unwrap(), got.len());
+            self.lent.lock().unwrap().0.extend_from_slice(&got);
+        }
+    }
+    fn on_writable(&mut self, cx: &mut Cx<'_>, conn: ConnId) {
+        self.on_readable(cx, conn);
+    }
+}
+
+#[test]
+fn a_lending_handler_answers_from_the_frame_and_gets_the_rest_through_on_readable() {
+    let cfg = xdp_tcp::tcp::Config {
+        send_buffer: 8 << 10,
+        recv_buffer: 16 << 10,
+        ..Default::default()
+    };
+    let mut sim = Sim::new(cfg);
+    let log = Arc::new(Mutex::new((Vec::new(), 0)));
+    let server = std::rc::Rc::new(std::cell::RefCell::new(HandlerApp::new()));
+    let handler = LendEcho { lent: log.clone() };
+    server
+        .borrow_mut()
+        .listen(sim.net.host(1), PORT, 16, handler)
+        .unwrap();
+    let app = std::rc::Rc::clone(&server);
+    sim.net.lend_to(
+        1,
+        Box::new(
+            move |id, conn: &mut xdp_tcp::tcp::Connection, data: &[u8]| {
+                let now = xdp_tcp::time::Instant::ZERO;
+                xdp_tcp::engine::App::on_payload(&mut *app.borrow_mut(), now, id, conn, data)
+            },
+        ),
+    );
+    let (cp, clog) = Probe::new(false);
+    let now = sim.net.now();
+    let c = sim.apps[0]
+        .connect(now, sim.net.host(0), SocketAddrV4::new(S, PORT), cp)
+        .unwrap();
+    let sent: Vec<u8> = (0..100_000u32).map(|i| (i * 7 + i / 251) as u8).collect();
+    let mut off = 0;
+    let limit = sim.net.now() + Duration::from_secs(30);
+    let apps = &mut sim.apps;
+    let done = sim.net.run_until(limit, |net| {
+        let now = net.now();
+        // the client's app, then the lending server's (instead of `apps[1]`)
+        for i in 0..2 {
+            let host = net.host(i);
+            let evs: Vec<_> = std::iter::from_fn(|| host.poll_event()).collect();
+            match i {
+                0 => xdp_tcp::engine::App::poll(&mut apps[0], now, host, &evs),
+                _ => xdp_tcp::engine::App::poll(&mut *server.borrow_mut(), now, host, &evs),
+            };
+        }
+        if off < sent.len() && !clog.lock().unwrap().connected.is_empty() {
+            off += apps[0]
+                .with_cx(now, net.host(0), |cx| cx.write(c, &sent[off..]))
+                .unwrap_or(0);
+        }
+        clog.lock().unwrap().data.len() == sent.len()
+    });
+    assert!(
+        done,
+        "echoed {} of {}",
+        clog.lock().unwrap().data.len(),
+        sent.len()
+    );
+    assert!(clog.lock().unwrap().data == sent, "the echo is byte-exact");
+    let (seen, taken) = {
+        let l = log.lock().unwrap();
+        (l.0 == sent, l.1)
+    };
+    assert!(seen, "the handler saw the stream in order, lent and read");
+    let stats = sim.net.host_ref(1).stats();
+    assert!(
+        taken > 0 && stats.rx_bytes_lent > taken as u64,
+        "{taken} {stats:?}"
+    );
+    assert_eq!(stats.rx_bytes_lent - stats.rx_bytes_lent_kept, taken as u64);
+}

@@ -14,7 +14,9 @@
 //! to a closure, so the borrow cannot outlive the call. The bytes were copied once, from the
 //! UMEM frame into the connection's receive buffer, during the receive batch: the frame has to
 //! go back to the fill ring at once, while the application reads at its own pace (see the
-//! copies table in [`crate::engine`]). [`Cx::write`] copies into the send buffer, from which the
+//! copies table in [`crate::engine`]). A handler that [`Handler::lends`] gets in-order bytes
+//! before that copy, in place in the received frame, through [`Handler::on_data`]: what it
+//! consumes there is never copied, and what it leaves is copied and read as above. [`Cx::write`] copies into the send buffer, from which the
 //! engine builds each segment directly in its transmit frame; the send buffer is what
 //! retransmissions are rebuilt from.
 //!
@@ -92,6 +94,54 @@ pub trait Handler {
     /// The connection reached CLOSED; its handle is released after this call.
     fn on_closed(&mut self, cx: &mut Cx<'_>, conn: ConnId) {
         let _ = (cx, conn);
+    }
+    /// Whether this handler takes received bytes in place ([`Handler::on_data`]); asked once,
+    /// when it is registered. False by default: every byte is copied into the receive buffer
+    /// and announced by `on_readable`.
+    fn lends(&self) -> bool {
+        false
+    }
+    /// Zero-copy receive, if [`Handler::lends`]: in-order bytes of `conn`, lent in place from
+    /// the received frame during the receive batch, before anything is copied, whenever
+    /// nothing unread precedes them. Returns how many it consumed; it may answer at once
+    /// through `out` (into the send buffer, from which segments are built and retransmitted).
+    /// The bytes it leaves are copied into the receive buffer and announced by `on_readable`
+    /// as usual, so returning 0 is always correct. Only bytes of an accepted connection are
+    /// lent (after `on_accept`); out-of-order bytes and those behind unread ones never are.
+    fn on_data(&mut self, out: &mut Lent<'_>, conn: ConnId, data: &[u8]) -> usize {
+        let _ = (out, conn, data);
+        0
+    }
+}
+
+/// What [`Handler::on_data`] may do with the connection while it holds lent bytes: write.
+pub struct Lent<'a> {
+    conn: &'a mut Connection,
+    now: Instant,
+}
+
+impl Lent<'_> {
+    /// The engine's clock at this iteration.
+    pub fn now(&self) -> Instant {
+        self.now
+    }
+
+    /// [`Cx::write`] on the connection whose bytes are lent.
+    pub fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        if data.is_empty() {
+            return Ok(0);
+        }
+        self.conn.send(data).map_err(to_io)
+    }
+
+    /// Bytes [`Lent::write`] would accept now.
+    pub fn send_space(&self) -> usize {
+        self.conn.send_space()
+    }
+
+    /// Read-only view of the connection (its state, statistics, addresses).
+    pub fn connection(&self) -> &Connection {
+        self.conn
     }
 }
 
@@ -283,6 +333,7 @@ struct Entry {
     port: Option<u16>,
     handler: Box<dyn Handler + Send>,
     poisoned: bool,
+    lends: bool,
 }
 
 /// Dispatches a host's events to handlers; an [`App`] for an [`crate::engine::Engine`], or for
@@ -311,6 +362,8 @@ pub struct HandlerApp {
     lingering: Lingering,
     stop: bool,
     panicked: bool,
+    /// Some handler lends ([`Handler::lends`]).
+    lending: bool,
 }
 
 impl HandlerApp {
@@ -342,8 +395,10 @@ impl HandlerApp {
             return Err(io::Error::from_raw_os_error(libc::EADDRINUSE));
         }
         host.listen(port, backlog);
+        self.lending |= handler.lends();
         self.handlers.push(Entry {
             port: Some(port),
+            lends: handler.lends(),
             handler,
             poisoned: false,
         });
@@ -361,8 +416,10 @@ impl HandlerApp {
         let id = host
             .connect(now, remote)
             .map_err(|_| io::Error::from_raw_os_error(libc::EADDRNOTAVAIL))?;
+        self.lending |= handler.lends();
         self.handlers.push(Entry {
             port: None,
+            lends: handler.lends(),
             handler: Box::new(handler),
             poisoned: false,
         });
@@ -552,5 +609,32 @@ impl App for HandlerApp {
             self.handle_event(now, host, id, ev);
         }
         events.len()
+    }
+
+    fn lends(&self) -> bool {
+        self.lending
+    }
+
+    /// To the owning handler's [`Handler::on_data`], if it lends; a panic there poisons it as
+    /// in any other callback (and takes nothing).
+    fn on_payload(&mut self, now: Instant, id: ConnId, c: &mut Connection, data: &[u8]) -> usize {
+        let Some(&idx) = self.owner.get(&id) else {
+            return 0;
+        };
+        let entry = &mut self.handlers[idx];
+        if !entry.lends || entry.poisoned {
+            return 0;
+        }
+        let mut out = Lent { conn: c, now };
+        let handler = &mut *entry.handler;
+        match catch_unwind(AssertUnwindSafe(|| handler.on_data(&mut out, id, data))) {
+            Ok(n) => n,
+            Err(_) => {
+                entry.poisoned = true;
+                self.panicked = true;
+                self.stop = true;
+                0
+            }
+        }
     }
 }

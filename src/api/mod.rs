@@ -57,7 +57,7 @@ pub mod tokio;
 
 pub use crate::tcp::KeepAlive;
 pub use capture::{CaptureOptions, CaptureState, CaptureStatus};
-pub use handler::{Cx, Handler, HandlerApp};
+pub use handler::{Cx, Handler, HandlerApp, Lent};
 pub use listener::TcpListener;
 pub use stack::{Device, EngineReport, Stack, StackBuilder};
 pub use stats::StackStats;

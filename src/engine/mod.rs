@@ -35,15 +35,17 @@
 //!
 //! | direction | copy | why it remains |
 //! |---|---|---|
-//! | receive | UMEM frame -> connection receive buffer (in `tcp`) | the frame must go back to the fill ring at the end of the rx batch, or the kernel runs out of frames; the application reads later, at its own pace, possibly out of many segments. |
+//! | receive | UMEM frame -> connection receive buffer (in `tcp`) | the frame must go back to the fill ring at the end of the rx batch, or the kernel runs out of frames; the application reads later, at its own pace, possibly out of many segments. **None** for the bytes an application that lends ([`App::lends`], [`crate::api::Handler::on_data`]) consumes in place from the frame: in-order bytes that nothing unread precedes are lent before any copy, and only what it leaves is copied. |
 //! | receive | receive buffer -> application buffer, only with [`Host::recv`] | none with `Connection::readable` + `consume`, which lend the buffered bytes in place. |
 //! | send | application buffer -> connection send buffer ([`Host::send`]) | the bytes must outlive the call until acknowledged: retransmission rebuilds segments from the send buffer. |
 //! | send | send buffer -> UMEM frame (`Transmit::write_segment` inside `Host::poll_transmit`) | the frame is lent to the kernel until completion and the segment boundary is chosen at send time; copy mode copies once more inside the kernel. |
 //! | send, [`crate::api::TcpStream`] | caller's slice -> message buffer (on the caller's thread) | the bytes must cross to the engine's thread; the connection's send buffer keeps that buffer itself (`Connection::send_owned`), so this replaces the copy into the send buffer. |
 //! | receive, [`crate::api::TcpStream`] | receive buffer -> message buffer -> caller's slice | the receive buffer is a ring the engine keeps writing into, so the bytes leave it by a copy; the reader then copies them into its slice. |
 //!
-//! So the stack itself makes exactly one copy per byte each way (frame to buffer, buffer to
-//! frame); headers are built and parsed in place. An application thread using a `TcpStream`
+//! So the stack itself makes at most one copy per byte each way (frame to buffer, buffer to
+//! frame), and none on receive for bytes a lending application consumes from the frame (an echo
+//! that answers from the lent bytes copies each byte once: frame to send buffer); headers are
+//! built and parsed in place. An application thread using a `TcpStream`
 //! pays one copy per byte written before the send buffer (the same count as a handler's
 //! `Cx::write`) and three per byte read (frame to receive buffer, to a message, to its slice);
 //! `TcpStream::copies` counts each step. A packet held for neighbour resolution is
@@ -64,7 +66,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use crate::host::{ConnId, Host, RxVerdict};
 use crate::io::{PacketIo, RxPass};
 use crate::neigh::{Lookup, NeighCache};
-use crate::tcp::Event;
+use crate::tcp::{Connection, Event};
 use crate::time::Instant;
 use crate::wire::{
     ethernet, ArpPacket, ArpRepr, EtherType, EthernetAddress, EthernetFrame, EthernetRepr,
@@ -174,6 +176,25 @@ pub trait App {
     /// host this iteration (often none). Returns how much work it did (0 = idle), which keeps
     /// the engine from backing off while the application is busy.
     fn poll(&mut self, now: Instant, host: &mut Host, events: &[(ConnId, Event)]) -> usize;
+
+    /// Whether [`App::on_payload`] takes received payload in place (zero-copy receive). When
+    /// false (the default) every received byte is copied into its connection's receive buffer
+    /// and announced by [`Event::Readable`]. Asked for every received frame: keep it cheap.
+    fn lends(&self) -> bool {
+        false
+    }
+
+    /// Only if [`App::lends`]: in-order payload for `conn`, lent during the receive batch
+    /// straight from the received frame, with the connection to answer on
+    /// ([`Connection::send`] queues a reply at once). Returns how many bytes it consumed; the
+    /// rest is copied into the receive buffer and announced by a `Readable` event, as without
+    /// lending. Called only for bytes nothing unread precedes, on the established fast path
+    /// (see [`Host::handle_ipv4_lending`]), before the events of the iteration reach
+    /// [`App::poll`]; the slice cannot outlive the call, so no frame stays lent.
+    fn on_payload(&mut self, now: Instant, conn: ConnId, c: &mut Connection, data: &[u8]) -> usize {
+        let _ = (now, conn, c, data);
+        0
+    }
 }
 
 /// No application: the host still answers (RST for strays, listeners' handshakes).
@@ -369,7 +390,7 @@ impl<P: PacketIo, A: App> Engine<P, A> {
         if let Some(m) = mesh.as_deref_mut() {
             if m.has_inbound() {
                 let n = m.drain(cfg.rx_batch, |frame| {
-                    receive(now, frame, mac, host, neigh, stats, None, &mut seen)
+                    receive(now, frame, mac, host, neigh, app, stats, None, &mut seen)
                 });
                 stats.forwarded_in += n as u64;
                 work += n;
@@ -388,6 +409,7 @@ impl<P: PacketIo, A: App> Engine<P, A> {
                         mac,
                         host,
                         neigh,
+                        app,
                         stats,
                         mesh.as_deref_mut(),
                         &mut seen,
@@ -405,6 +427,7 @@ impl<P: PacketIo, A: App> Engine<P, A> {
                     mac,
                     host,
                     neigh,
+                    app,
                     stats,
                     mesh.as_deref_mut(),
                     &mut seen,
@@ -567,12 +590,13 @@ fn prefetch(frame: &[u8], host: &Host, pass: u8) {
 /// so consecutive frames of one peer pay for one look-up (~60 instructions a frame). An ARP frame
 /// may change the entry, so it forgets `seen`.
 #[allow(clippy::too_many_arguments)]
-fn receive(
+fn receive<A: App>(
     now: Instant,
     frame: &[u8],
     mac: EthernetAddress,
     host: &mut Host,
     neigh: &mut NeighCache,
+    app: &mut A,
     stats: &mut EngineStats,
     mesh: Option<&mut mesh::Mesh>,
     seen: &mut Option<(Ipv4Addr, EthernetAddress)>,
@@ -591,7 +615,14 @@ fn receive(
     match eth.ethertype() {
         EtherType::Ipv4 => {
             stats.rx_ipv4 += 1;
-            match host.handle_ipv4(now, eth.payload()) {
+            let verdict = if app.lends() {
+                let mut sink =
+                    |id: ConnId, c: &mut Connection, d: &[u8]| app.on_payload(now, id, c, d);
+                host.handle_ipv4_lending(now, eth.payload(), Some(&mut sink))
+            } else {
+                host.handle_ipv4(now, eth.payload())
+            };
+            match verdict {
                 // Another engine owns the flow; a forwarded frame is never forwarded again.
                 RxVerdict::Foreign { owner } => {
                     if mesh.is_some_and(|m| m.forward(owner, frame)) {

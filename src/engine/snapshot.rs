@@ -202,6 +202,8 @@ impl EngineSnapshot {
         for (name, v) in [
             ("host.rx_packets", h.rx_packets),
             ("host.rx_segments", h.rx_segments),
+            ("host.rx_bytes_lent", h.rx_bytes_lent),
+            ("host.rx_bytes_lent_kept", h.rx_bytes_lent_kept),
             ("host.tx_packets", h.tx_packets),
             ("host.rst_sent_no_conn", h.rst_sent_no_conn),
             ("host.conns_opened", h.conns_opened),

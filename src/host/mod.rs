@@ -29,6 +29,7 @@
 
 mod cookie;
 mod counters;
+mod emit;
 mod flows;
 mod icmp;
 mod limits;
@@ -48,6 +49,10 @@ pub use pmtu::PmtuCache;
 pub use slots::ConnId;
 pub use stats::{DropReason, HostStats};
 
+/// The application's side of [`Host::handle_ipv4_lending`]: given a connection's handle, the
+/// connection and in-order payload in place, returns how many bytes it consumed.
+pub type HostSink<'a> = dyn FnMut(ConnId, &mut Connection, &[u8]) -> usize + 'a;
+
 use std::collections::{HashMap, VecDeque};
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::sync::Arc;
@@ -59,6 +64,7 @@ use crate::tcp::{
 use crate::time::{Duration, Instant};
 use crate::timer::TimerWheel;
 use crate::wire::{ipv4, ChecksumCaps, IpProtocol, Ipv4Packet, Ipv4Repr, TcpPacket, TcpRepr};
+use emit::emit_segment;
 use flows::FlowTable;
 use listen::Listener;
 use slots::{flow_key, Slot};
@@ -462,6 +468,22 @@ impl Host {
 
     /// Processes one received IPv4 packet (no link-layer header) and says what became of it.
     pub fn handle_ipv4(&mut self, now: Instant, packet: &[u8]) -> RxVerdict {
+        self.handle_ipv4_lending(now, packet, None)
+    }
+
+    /// [`Host::handle_ipv4`] with zero-copy receive: in-order payload of an established
+    /// connection that nothing readable precedes is lent to `sink` in place (a slice of
+    /// `packet`, the received frame itself), with the connection to answer on, before anything
+    /// is copied; `sink` returns how many bytes it consumed, and only the rest is copied into
+    /// the receive buffer (see [`Connection::handle_segment_lending`]). Out-of-order data, data
+    /// behind unread bytes and any segment off the fast path are copied as by `handle_ipv4`.
+    /// No frame stays lent past the call. Counted in [`HostStats::rx_bytes_lent`] and `_kept`.
+    pub fn handle_ipv4_lending(
+        &mut self,
+        now: Instant,
+        packet: &[u8],
+        sink: Option<&mut HostSink<'_>>,
+    ) -> RxVerdict {
         self.stats.rx_packets += 1;
         let caps = self.cfg.checksum;
         let ip = match Ipv4Packet::new_checked(packet)
@@ -495,12 +517,22 @@ impl Host {
             Ok(s) => s,
             Err(e) => return self.drop(DropReason::Tcp(e)),
         };
-        self.handle_segment(now, repr.src_addr, &seg)
+        self.handle_segment_lending(now, repr.src_addr, &seg, sink)
     }
 
     /// Processes one parsed TCP segment addressed to us; the verdict is `Delivered` or
     /// `Refused`.
     pub fn handle_segment(&mut self, now: Instant, src: Ipv4Addr, seg: &TcpRepr) -> RxVerdict {
+        self.handle_segment_lending(now, src, seg, None)
+    }
+
+    fn handle_segment_lending(
+        &mut self,
+        now: Instant,
+        src: Ipv4Addr,
+        seg: &TcpRepr,
+        sink: Option<&mut HostSink<'_>>,
+    ) -> RxVerdict {
         self.stats.rx_segments += 1;
         let remote = SocketAddrV4::new(src, seg.src_port);
         if let Some(index) = self.table.get(flow_key(remote, seg.dst_port)) {
@@ -512,8 +544,25 @@ impl Host {
                 && self.listeners.contains_key(&seg.dst_port)
                 && slot.conn.as_ref().is_some_and(|c| c.accepts_new_syn(seg));
             if !reincarnation {
-                if let Some(conn) = self.slots[index as usize].conn.as_mut() {
-                    conn.handle_segment(now, src, seg);
+                let slot = &mut self.slots[index as usize];
+                if let Some(conn) = slot.conn.as_mut() {
+                    match sink {
+                        None => conn.handle_segment(now, src, seg),
+                        Some(sink) => {
+                            let id = ConnId {
+                                index,
+                                generation: slot.generation,
+                            };
+                            let stats = &mut self.stats;
+                            let mut lend = |c: &mut Connection, data: &[u8]| {
+                                let taken = sink(id, c, data).min(data.len());
+                                stats.rx_bytes_lent += data.len() as u64;
+                                stats.rx_bytes_lent_kept += (data.len() - taken) as u64;
+                                taken
+                            };
+                            conn.handle_segment_lending(now, src, seg, Some(&mut lend));
+                        }
+                    }
                 }
                 self.touch(index);
                 return RxVerdict::Delivered { src };
@@ -748,25 +797,4 @@ impl Host {
             };
         }
     }
-}
-
-/// Builds the IPv4 header and writes the TCP segment after it in one step (header, payload
-/// from the connection's send buffer, checksum).
-fn emit_segment(
-    cfg: &HostConfig,
-    t: &Transmit,
-    conn: Option<&Connection>,
-    buf: &mut [u8],
-) -> usize {
-    let tcp_len = t.segment_len();
-    let total = ipv4::HEADER_LEN + tcp_len;
-    let mut ip = Ipv4Repr::new(*t.src.ip(), *t.dst.ip(), IpProtocol::Tcp, tcp_len);
-    ip.ttl = match conn.map_or(0, Connection::ttl) {
-        0 => cfg.ttl,
-        ttl => ttl,
-    };
-    let (ip_buf, tcp_buf) = buf[..total].split_at_mut(ipv4::HEADER_LEN);
-    ip.emit(&mut Ipv4Packet::new_unchecked(&mut *ip_buf), &cfg.checksum);
-    t.write_segment(conn, tcp_buf, cfg.checksum.compute_tx);
-    total
 }

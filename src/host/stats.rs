@@ -93,6 +93,12 @@ impl DropReason {
 pub struct HostStats {
     pub rx_packets: u64,
     pub rx_segments: u64,
+    /// In-order payload bytes lent in place to the application
+    /// ([`Host::handle_ipv4_lending`](super::Host::handle_ipv4_lending)), never copied into a
+    /// receive buffer unless it left them (next counter).
+    pub rx_bytes_lent: u64,
+    /// Lent bytes the application left unread: copied into the receive buffer after all.
+    pub rx_bytes_lent_kept: u64,
     pub tx_packets: u64,
     pub rst_sent_no_conn: u64,
     pub conns_opened: u64,

@@ -16,7 +16,7 @@ use std::net::Ipv4Addr;
 
 use super::link::{Link, LinkConfig};
 use super::router::Router;
-use crate::host::{Host, HostConfig};
+use crate::host::{Host, HostConfig, HostSink};
 use crate::time::Instant;
 use crate::wire::Ipv4Packet;
 
@@ -46,6 +46,8 @@ pub struct Network {
     links: Vec<(usize, usize, Link)>,
     /// Each node's gateway, for destinations it has no link to.
     gateways: Vec<Option<usize>>,
+    /// Each host's zero-copy receiver, if it has one ([`Network::lend_to`]).
+    lenders: Vec<Option<Box<HostSink<'static>>>>,
     buf: Vec<u8>,
     unroutable: u64,
     steps: u64,
@@ -66,6 +68,7 @@ impl Network {
             nodes: Vec::new(),
             links: Vec::new(),
             gateways: Vec::new(),
+            lenders: Vec::new(),
             buf: vec![0; MAX_PACKET],
             unroutable: 0,
             steps: 0,
@@ -89,7 +92,14 @@ impl Network {
     fn add_node(&mut self, node: Node) -> usize {
         self.nodes.push(node);
         self.gateways.push(None);
+        self.lenders.push(None);
         self.nodes.len() - 1
+    }
+
+    /// Host `node` hands its received in-order payload to `sink` in place from now on, as an
+    /// engine whose application lends does ([`Host::handle_ipv4_lending`]).
+    pub fn lend_to(&mut self, node: usize, sink: Box<HostSink<'static>>) {
+        self.lenders[node] = Some(sink);
     }
 
     /// Node `i`, a host. Panics if it is a router.
@@ -247,7 +257,7 @@ impl Network {
                 }
                 match &mut self.nodes[to] {
                     Node::Host(h) => {
-                        h.handle_ipv4(now, &frame);
+                        h.handle_ipv4_lending(now, &frame, self.lenders[to].as_deref_mut());
                     }
                     Node::Router(_) => self.route_through(to, &mut frame),
                 }

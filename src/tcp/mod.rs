@@ -36,7 +36,7 @@ mod timestamps;
 
 pub use config::{Config, KeepAlive};
 pub use congestion::Algorithm;
-pub use conn::{reset_for, Connection, Transmit, CORK_LIMIT, MIN_PMTU};
+pub use conn::{reset_for, Connection, PayloadSink, Transmit, CORK_LIMIT, MIN_PMTU};
 pub use event::{Error, Event};
 pub use rtt::RttEstimator;
 pub use secret::Secret;

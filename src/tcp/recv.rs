@@ -301,6 +301,31 @@ impl RecvBuffer {
         let n = self.peek(dst);
         self.consume(n)
     }
+
+    /// Whether `len` in-order bytes at `rcv_nxt` may be lent to the application instead of
+    /// stored: nothing readable or out of order is held (they would come first, or be joined),
+    /// and they fit the buffer.
+    #[inline]
+    pub fn can_lend(&self, len: usize) -> bool {
+        self.data.is_empty() && self.chunks.is_empty() && len <= self.capacity
+    }
+
+    /// Takes `len` in-order bytes as received and read at once, without storing them: the
+    /// application is handed them in place (see [`RecvBuffer::can_lend`]) and gives back what
+    /// it leaves with [`RecvBuffer::unread`].
+    #[inline]
+    pub fn lend(&mut self, len: usize) {
+        debug_assert!(self.can_lend(len));
+        self.read_seq += len;
+    }
+
+    /// Stores `bytes`, the last of those just lent, as received but not read: they become the
+    /// readable bytes (nothing else was held, see [`RecvBuffer::can_lend`]).
+    pub fn unread(&mut self, bytes: &[u8]) {
+        debug_assert!(self.data.is_empty() && self.chunks.is_empty());
+        self.read_seq = self.read_seq - bytes.len();
+        self.data.extend(bytes.iter());
+    }
 }
 
 #[cfg(test)]

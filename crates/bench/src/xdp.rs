@@ -404,6 +404,35 @@ impl ServerApp {
 }
 
 impl App for ServerApp {
+    fn lends(&self) -> bool {
+        true
+    }
+
+    /// Zero-copy receive: an echo answers from the received frame itself (one copy, into the
+    /// send buffer), a discard consumes in place; neither touches the receive buffer. A
+    /// connection not accepted yet, or the echo-and-close mode (which counts per connection),
+    /// leaves its bytes to the copy path and `service`.
+    fn on_payload(&mut self, _now: Instant, id: ConnId, c: &mut Connection, data: &[u8]) -> usize {
+        if !self.conns.contains_key(&id) {
+            return 0;
+        }
+        match self.mode {
+            ServeMode::Echo => {
+                let n = c.send(data).unwrap_or(0);
+                self.report.bytes_in += n as u64;
+                self.report.bytes_out += n as u64;
+                n
+            }
+            ServeMode::Discard => {
+                self.report.bytes_in += data.len() as u64;
+                data.len()
+            }
+            // (a source only drains what it is sent)
+            ServeMode::Source => data.len(),
+            ServeMode::EchoClose(_) => 0,
+        }
+    }
+
     fn poll(&mut self, _now: Instant, host: &mut Host, events: &[(ConnId, Event)]) -> usize {
         if self.mem_base.is_none() {
             self.mem_base = Some(thread_live_bytes());

@@ -11,7 +11,7 @@
 use std::net::{Ipv4Addr, SocketAddrV4};
 
 use super::space::AckState;
-use super::{reset_for, Connection};
+use super::{reset_for, Connection, PayloadSink};
 use crate::tcp::congestion::Controller;
 use crate::tcp::event::{Error, Event};
 use crate::tcp::scoreboard::Delivered;
@@ -28,6 +28,24 @@ impl Connection {
     /// Processes one received segment, already matched to this connection by 4-tuple. `src` is
     /// the sender's IPv4 address: a connection in CLOSED answers it with RST.
     pub fn handle_segment(&mut self, now: Instant, src: Ipv4Addr, seg: &TcpRepr) {
+        self.handle_segment_lending(now, src, seg, None);
+    }
+
+    /// [`Connection::handle_segment`] that lends in-order payload to `sink` in place, before
+    /// any copy (zero-copy receive). Only a segment of the established fast path (header
+    /// prediction) whose bytes would be the only ones readable is lent, and only once every
+    /// other step of the segment is done: `sink` gets the connection (to answer with
+    /// [`Connection::send`] at once) and the payload, and returns how many bytes it consumed.
+    /// The bytes it leaves are stored in the receive buffer as if it had never seen them, with
+    /// a [`Event::Readable`]; bytes it consumed raise no event. Every other segment's payload
+    /// is copied into the receive buffer as by `handle_segment`.
+    pub fn handle_segment_lending(
+        &mut self,
+        now: Instant,
+        src: Ipv4Addr,
+        seg: &TcpRepr,
+        sink: Option<&mut PayloadSink<'_>>,
+    ) {
         self.stats.segs_in += 1;
         if seg.flags.rst() {
             self.stats.rare().rst_in += 1;
@@ -40,7 +58,7 @@ impl Connection {
             }
             State::SynSent => self.on_syn_sent(now, seg),
             _ => {
-                self.on_synchronized(now, seg);
+                self.on_synchronized(now, seg, sink);
                 self.peer_alive(now);
             }
         }
@@ -154,7 +172,12 @@ impl Connection {
     /// taken in the order of the full path below and with the same functions. Returns false,
     /// having changed nothing, for any other segment.
     #[inline]
-    fn on_predicted(&mut self, now: Instant, seg: &TcpRepr) -> bool {
+    fn on_predicted(
+        &mut self,
+        now: Instant,
+        seg: &TcpRepr,
+        sink: Option<&mut PayloadSink<'_>>,
+    ) -> bool {
         if self.state != State::Established
             || !seg.flags.only_ack()
             || seg.seq != self.rcv.nxt()
@@ -179,14 +202,19 @@ impl Connection {
             self.ts.on_accepted(v, seg.seq, self.rcv.last_ack_sent, now);
         }
         if !seg.payload.is_empty() {
-            self.accept_payload(now, seg.seq, seg.payload);
+            match sink {
+                Some(sink) if !self.rcv.read_shut && self.rcv.buf.can_lend(seg.payload.len()) => {
+                    self.accept_lent(now, seg.payload, sink);
+                }
+                _ => self.accept_payload(now, seg.seq, seg.payload),
+            }
         }
         self.try_consume_fin(now);
         true
     }
 
-    fn on_synchronized(&mut self, now: Instant, seg: &TcpRepr) {
-        if self.on_predicted(now, seg) {
+    fn on_synchronized(&mut self, now: Instant, seg: &TcpRepr, sink: Option<&mut PayloadSink<'_>>) {
+        if self.on_predicted(now, seg, sink) {
             return;
         }
         let mut seg = *seg;
@@ -588,17 +616,53 @@ impl Connection {
             self.rcv.ack = AckState::Now;
             return;
         }
-        let full = self.rcv.on_data(now, payload.len(), &self.cfg, &self.rtt);
-        if self.rcv.autotune(now, self.rtt.srtt(), &self.cfg) {
-            self.stats.rare().recv_buffer_grown += 1;
-        }
+        let hole = r.advanced > payload.len() || self.rcv.buf.has_out_of_order();
+        self.in_order_arrived(now, payload.len(), hole);
         if self.rcv.read_shut {
             let n = self.rcv.buf.len();
             self.rcv.buf.consume(n);
         } else {
             self.push_event(Event::Readable);
         }
-        if r.advanced > payload.len() || self.rcv.buf.has_out_of_order() {
+    }
+
+    /// [`Connection::accept_payload`] for `payload` at RCV.NXT, which
+    /// [`RecvBuffer::can_lend`] allows, lent to `sink` first: the bytes count as received and
+    /// read, `sink` answers on the connection, and only what it leaves is stored. Everything
+    /// else is done after it, as for a copied segment, so a sink that takes nothing leaves the
+    /// connection exactly as `accept_payload` would (the same ACK, window and events).
+    ///
+    /// [`RecvBuffer::can_lend`]: crate::tcp::recv::RecvBuffer::can_lend
+    fn accept_lent(&mut self, now: Instant, payload: &[u8], sink: &mut PayloadSink<'_>) {
+        let len = payload.len();
+        self.stats.bytes_in += len as u64;
+        self.stats.bytes_received += len as u64;
+        self.rcv.buf.lend(len);
+        let taken = sink(self, payload).min(len);
+        // (a sink that shut reading down leaves nothing to keep)
+        let left = if self.rcv.read_shut {
+            &[][..]
+        } else {
+            &payload[taken..]
+        };
+        if !left.is_empty() {
+            self.rcv.buf.unread(left);
+            self.stats.recv_buf_copied += left.len() as u64;
+        }
+        self.in_order_arrived(now, len, false);
+        if !left.is_empty() {
+            self.push_event(Event::Readable);
+        }
+    }
+
+    /// The ACK that `len` new in-order bytes call for (`hole`: they joined bytes held out of
+    /// order), and the receive window's bookkeeping.
+    fn in_order_arrived(&mut self, now: Instant, len: usize, hole: bool) {
+        let full = self.rcv.on_data(now, len, &self.cfg, &self.rtt);
+        if self.rcv.autotune(now, self.rtt.srtt(), &self.cfg) {
+            self.stats.rare().recv_buffer_grown += 1;
+        }
+        if hole {
             // filled (part of) a hole: acknowledge at once (RFC 5681 4.2)
             self.rcv.ack = AckState::Now;
             return;

@@ -33,6 +33,10 @@ pub use app::CORK_LIMIT;
 pub use output::Transmit;
 pub use path::MIN_PMTU;
 
+/// Where [`Connection::handle_segment_lending`] lends in-order payload in place: called with
+/// the connection and the bytes, it returns how many it consumed.
+pub type PayloadSink<'a> = dyn FnMut(&mut Connection, &[u8]) -> usize + 'a;
+
 use std::collections::VecDeque;
 use std::net::SocketAddrV4;
 use std::sync::Arc;
