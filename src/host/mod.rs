@@ -546,7 +546,8 @@ impl Host {
             if !reincarnation {
                 let slot = &mut self.slots[index as usize];
                 if let Some(conn) = slot.conn.as_mut() {
-                    match sink {
+                    // (a connection the application has not accepted yet is not lent)
+                    match sink.filter(|_| slot.pending_on.is_none()) {
                         None => conn.handle_segment(now, src, seg),
                         Some(sink) => {
                             let id = ConnId {

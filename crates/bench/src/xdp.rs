@@ -409,13 +409,11 @@ impl App for ServerApp {
     }
 
     /// Zero-copy receive: an echo answers from the received frame itself (one copy, into the
-    /// send buffer), a discard consumes in place; neither touches the receive buffer. A
-    /// connection not accepted yet, or the echo-and-close mode (which counts per connection),
-    /// leaves its bytes to the copy path and `service`.
-    fn on_payload(&mut self, _now: Instant, id: ConnId, c: &mut Connection, data: &[u8]) -> usize {
-        if !self.conns.contains_key(&id) {
-            return 0;
-        }
+    /// send buffer), a discard consumes in place; neither touches the receive buffer. Only
+    /// accepted connections are lent (the host's rule), all of them this app's; the
+    /// echo-and-close mode (which counts per connection) leaves its bytes to the copy path and
+    /// `service`.
+    fn on_payload(&mut self, _now: Instant, _: ConnId, c: &mut Connection, data: &[u8]) -> usize {
         match self.mode {
             ServeMode::Echo => {
                 let n = c.send(data).unwrap_or(0);
@@ -455,6 +453,12 @@ impl App for ServerApp {
                         host.close(id);
                     }
                 }
+                // An echo or a discard waits for send space only with bytes left to echo: the
+                // Writable of every acknowledgement finds nothing to do otherwise (end of
+                // stream and errors come with events of their own).
+                Event::Writable
+                    if matches!(self.mode, ServeMode::Echo | ServeMode::Discard)
+                        && host.conn(id).is_some_and(|c| c.recv_queue() == 0) => {}
                 // Readable, Writable, PeerClosed, Error: when the next event names the same
                 // connection and services it too (ping-pong's Writable then Readable for one
                 // segment), once is enough: nothing happens to the connection in between.
