@@ -468,7 +468,14 @@ impl Handler for LendEcho {
         true
     }
     fn on_data(&mut self, out: &mut xdp_tcp::api::Lent<'_>, _: ConnId, data: &[u8]) -> usize {
-        let n = out.write(&data[..data.len().div_ceil(2)]).unwrap_or(0);
+        // written in place in the send buffer's room
+        let half = data.len().div_ceil(2);
+        let n = out
+            .write_with(half, |room| {
+                room.copy_from_slice(&data[..room.len()]);
+                room.len()
+            })
+            .unwrap_or(0);
         let mut l = self.lent.lock().unwrap();
         l.0.extend_from_slice(&data[..n]);
         l.1 += n;

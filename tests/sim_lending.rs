@@ -4,8 +4,9 @@
 //!
 //! - Over lossy, reordering, duplicating, MTU-limited links with small buffers, many seeds: the
 //!   echo is byte-exact whatever the sink takes (all, part, nothing, as the seed picks, and never
-//!   more than the send buffer holds); bytes the sink left reach the application through the
-//!   receive buffer, in order.
+//!   more than the send buffer holds), written with `send` or in place with `send_with` (so
+//!   retransmissions of bytes written in place are exercised too); bytes the sink left reach
+//!   the application through the receive buffer, in order.
 //! - A sink that takes nothing is exactly the copy path: the same packets at the same virtual
 //!   times as a host without one.
 //! - Only in-order bytes that nothing unread precedes are lent: not bytes behind unread ones,
@@ -113,10 +114,16 @@ fn echo(seed: u64, link: LinkConfig, sink: bool, trace: Option<&mut Vec<String>>
                     2 => 1,
                     _ => 0,
                 };
-                let taken = if want == 0 {
-                    0
-                } else {
-                    conn.send(&data[..want]).unwrap_or(0)
+                // half the time straight into the send buffer's room (`send_with`)
+                let taken = match want {
+                    0 => 0,
+                    _ if state % 8 < 4 => conn
+                        .send_with(want, |room| {
+                            room.copy_from_slice(&data[..room.len()]);
+                            room.len()
+                        })
+                        .unwrap_or(0),
+                    _ => conn.send(&data[..want]).unwrap_or(0),
                 };
                 l.borrow_mut().count(data.len(), taken);
                 taken

@@ -134,6 +134,15 @@ impl Lent<'_> {
         self.conn.send(data).map_err(to_io)
     }
 
+    /// [`Cx::write_with`] on the connection whose bytes are lent.
+    pub fn write_with(
+        &mut self,
+        max: usize,
+        fill: impl FnOnce(&mut [u8]) -> usize,
+    ) -> io::Result<usize> {
+        self.conn.send_with(max, fill).map_err(to_io)
+    }
+
     /// Bytes [`Lent::write`] would accept now.
     pub fn send_space(&self) -> usize {
         self.conn.send_space()
@@ -220,6 +229,19 @@ impl Cx<'_> {
             return Ok(0);
         }
         self.with(conn, |c| c.send(data))?.map_err(to_io)
+    }
+
+    /// Writes in place: `fill` gets up to `max` bytes of the send buffer's room in one piece,
+    /// writes the bytes to send at its start and returns how many (see
+    /// [`Connection::send_with`]). No buffer of the handler's to copy from; the bytes are
+    /// kept for retransmission as [`Cx::write`]'s are. `WouldBlock` when there is no room.
+    pub fn write_with(
+        &mut self,
+        conn: ConnId,
+        max: usize,
+        fill: impl FnOnce(&mut [u8]) -> usize,
+    ) -> io::Result<usize> {
+        self.with(conn, |c| c.send_with(max, fill))?.map_err(to_io)
     }
 
     /// Bytes [`Cx::write`] would accept now.
@@ -358,7 +380,8 @@ struct Entry {
 #[derive(Default)]
 pub struct HandlerApp {
     handlers: Vec<Entry>,
-    owner: HashMap<ConnId, usize>,
+    /// Each connection's handler (ahash: looked up for every event and every lend).
+    owner: HashMap<ConnId, usize, ahash::RandomState>,
     lingering: Lingering,
     stop: bool,
     panicked: bool,

@@ -167,6 +167,58 @@ impl SendBuffer {
         n
     }
 
+    /// Lends `fill` up to `max` bytes of room at the end of the buffer, in one piece (at most
+    /// what [`SendBuffer::free`] allows, and `MAX_CHUNK`): it writes the bytes to append at the
+    /// start and returns how many. They are appended as by [`SendBuffer::write`], written where
+    /// they stay until acknowledged, without a buffer of the caller's to copy from. Returns how
+    /// many were appended (`fill` is not called when there is no room).
+    pub fn write_with(&mut self, max: usize, fill: impl FnOnce(&mut [u8]) -> usize) -> usize {
+        let n = max.min(self.free()).min(MAX_CHUNK);
+        if n == 0 {
+            return 0;
+        }
+        let room = self
+            .chunks
+            .back()
+            .map_or(0, |c| c.data.capacity() - c.data.len());
+        let fresh = room < n;
+        if fresh {
+            // the lone chunk left empty by acknowledgements makes way (no empty chunk but it)
+            if self.len == 0 && self.chunks.len() == 1 {
+                let kept = self.pop_front();
+                self.keep_spare(kept);
+            }
+            let data = match self.spare.iter().position(|v| v.capacity() >= n) {
+                Some(i) => {
+                    let v = self.spare.swap_remove(i);
+                    self.spare_bytes -= v.capacity();
+                    v
+                }
+                None => Vec::with_capacity(self.len.clamp(MIN_CHUNK, MAX_CHUNK).max(n)),
+            };
+            self.chunk_bytes += data.capacity();
+            self.chunks.push_back(Chunk {
+                end: self.appended,
+                data,
+            });
+        }
+        let last = self.chunks.back_mut().expect("a chunk");
+        let old = last.data.len();
+        // within the capacity it has (a Vec that grew would move the bytes already there)
+        last.data.resize(old + n, 0);
+        let w = fill(&mut last.data[old..]).min(n);
+        last.data.truncate(old + w);
+        last.end += w as u64;
+        if w == 0 && fresh {
+            let data = self.chunks.pop_back().expect("the fresh chunk").data;
+            self.chunk_bytes -= data.capacity();
+            self.keep_spare(data);
+        }
+        self.appended += w as u64;
+        self.len += w;
+        w
+    }
+
     /// Appends `chunk` whole, without copying it, even past the capacity. Returns its length.
     pub fn push(&mut self, chunk: Vec<u8>) -> usize {
         let n = chunk.len();
@@ -364,6 +416,89 @@ mod tests {
         b.push(vec![0; 100]);
         b.ack_to(b.end());
         assert!(!b.has_spare());
+    }
+
+    /// `write_with` among writes, pushes and acknowledgements, against a plain byte queue:
+    /// what it appends reads back in order, a fill that writes nothing leaves no empty chunk
+    /// behind (but a lone one) and takes no room, and the capacity holds.
+    #[test]
+    fn write_with_appends_in_place_among_writes_pushes_and_acks() {
+        let start = SeqNumber(u32::MAX - 5000);
+        let cap = 6000;
+        let mut b = SendBuffer::new(cap, start);
+        let mut model: VecDeque<u8> = VecDeque::new();
+        let (mut acked, mut next, mut state) = (0usize, 0u8, 0x9e37_79b9_u64);
+        let mut rnd = |n: usize| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state % n as u64) as usize
+        };
+        let mut fills = [0usize; 2];
+        for step in 0..4000 {
+            let mut bytes = |n: usize| -> Vec<u8> {
+                (0..n)
+                    .map(|_| {
+                        next = next.wrapping_add(1);
+                        next
+                    })
+                    .collect()
+            };
+            match rnd(6) {
+                0 | 1 => {
+                    let (max, w) = (rnd(3000), rnd(3000));
+                    let room = max.min(b.free()).min(MAX_CHUNK);
+                    let want = bytes(w.min(room));
+                    let mut called = false;
+                    let n = b.write_with(max, |buf| {
+                        called = true;
+                        assert_eq!(buf.len(), room, "step {step}: the room lent");
+                        buf[..want.len()].copy_from_slice(&want);
+                        want.len()
+                    });
+                    assert_eq!(called, room > 0, "step {step}");
+                    assert_eq!(n, want.len());
+                    model.extend(&want);
+                    fills[usize::from(n == 0)] += 1;
+                }
+                2 => {
+                    let piece = bytes(rnd(900));
+                    let n = b.write(&piece);
+                    model.extend(&piece[..n]);
+                }
+                3 if b.len() < cap => {
+                    let piece = bytes(rnd(700) + 1);
+                    model.extend(&piece);
+                    b.push(piece);
+                }
+                _ => {
+                    // (everything, a quarter of the time: the lone emptied chunk's case)
+                    let n = match rnd(4) {
+                        0 => model.len(),
+                        _ => rnd(model.len() + 1),
+                    };
+                    assert_eq!(b.ack_to(start + acked + n), n);
+                    model.drain(..n);
+                    acked += n;
+                }
+            }
+            assert_eq!(b.len(), model.len(), "step {step}");
+            assert!(
+                b.chunks.len() <= 1 || b.chunks.iter().all(|c| !c.data.is_empty()),
+                "step {step}: an empty chunk among others"
+            );
+            let _ = b.allocated(); // (checks the capacities' sum in debug builds)
+            if !model.is_empty() {
+                let off = rnd(model.len());
+                let n = (model.len() - off).min(1448);
+                let want: Vec<u8> = model.range(off..off + n).copied().collect();
+                assert_eq!(read(&b, start + acked + off, n), want, "step {step}");
+            }
+        }
+        assert!(
+            fills[0] > 100 && fills[1] > 50,
+            "fills writing and not: {fills:?}"
+        );
     }
 
     #[test]

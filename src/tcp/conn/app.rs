@@ -34,6 +34,23 @@ impl Connection {
         Ok(n)
     }
 
+    /// Lends `fill` up to `max` bytes of the send buffer's room, in one piece (at most what
+    /// [`Connection::send_space`] says, and 16 KiB): it writes the bytes to send in place and
+    /// returns how many. The bytes stay there until acknowledged, so retransmission works as
+    /// for [`Connection::send`], without the application's own buffer to copy from.
+    /// `WouldBlock` (and `fill` is not called) when there is no room; errors as `send`.
+    pub fn send_with(
+        &mut self,
+        max: usize,
+        fill: impl FnOnce(&mut [u8]) -> usize,
+    ) -> Result<usize, Error> {
+        self.may_send()?;
+        if max > 0 && self.snd.buf.free() == 0 {
+            return Err(Error::WouldBlock);
+        }
+        Ok(self.snd.buf.write_with(max, fill))
+    }
+
     /// Queues `chunk` for sending whole, without copying it: the send buffer keeps the `Vec`
     /// until its bytes are acknowledged. For a caller that already owns the bytes in a buffer of
     /// its own, such as the threaded API's bridge. The chunk is taken even past the send
