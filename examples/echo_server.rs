@@ -2,8 +2,12 @@
 //! the engine's loop. Run as root: `echo_server IFACE [PORT [CONTROL_SOCKET]]` (default port 7);
 //! Ctrl-C stops it cleanly (connections closed, XDP program detached). With a control socket
 //! path, `xdp-tcp stat PATH` shows its connections and counters.
+//!
+//! Zero-copy receive: in-order bytes are echoed from the received frame itself (`on_data`),
+//! which copies each byte once, into the send buffer; bytes it cannot take at once (send buffer
+//! full) wait in the receive buffer and go back through `on_readable`/`on_writable`.
 
-use xdp_tcp::api::{Cx, Handler, Stack};
+use xdp_tcp::api::{Cx, Handler, Lent, Stack};
 use xdp_tcp::host::ConnId;
 
 /// Echoes; closes once the peer's FIN is reached and everything before it echoed.
@@ -40,6 +44,12 @@ impl Echo {
 impl Handler for Echo {
     fn on_accept(&mut self, cx: &mut Cx<'_>, conn: ConnId) {
         let _ = cx.set_nodelay(conn, true);
+    }
+    fn lends(&self) -> bool {
+        true
+    }
+    fn on_data(&mut self, out: &mut Lent<'_>, _: ConnId, data: &[u8]) -> usize {
+        out.write(data).unwrap_or(0)
     }
     fn on_readable(&mut self, cx: &mut Cx<'_>, conn: ConnId) {
         self.pump(cx, conn);
