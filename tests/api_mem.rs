@@ -639,16 +639,36 @@ fn a_written_byte_is_copied_once_and_a_read_byte_three_times() {
         "write path: one copy per byte"
     );
     let r = b.copies();
+    // Each byte read is copied into the reader's slice once, and into its message once: from
+    // the frame itself when it was lent (zero-copy receive: nothing unread before it and
+    // receive credit left), else through the receive buffer (two copies).
     assert_eq!(
-        (r.into_recv_buffer, r.recv_to_message, r.message_to_caller),
-        (total, total, total),
-        "read path: three copies per byte"
+        r.message_to_caller, total,
+        "read path: into the caller's slices"
+    );
+    assert_eq!(
+        r.frame_to_message + r.recv_to_message,
+        total,
+        "read path: into messages once, {r:?}"
+    );
+    assert_eq!(
+        r.into_recv_buffer, r.recv_to_message,
+        "read path: what entered the receive buffer left it once, {r:?}"
+    );
+    assert!(
+        r.frame_to_message > total / 2,
+        "most bytes went from the frame to the reader: {r:?}"
     );
     // Nothing flowed the other way.
     assert_eq!((r.write_to_message, r.into_send_buffer), (0, 0));
     assert_eq!(
-        (w.into_recv_buffer, w.recv_to_message, w.message_to_caller),
-        (0, 0, 0)
+        (
+            w.into_recv_buffer,
+            w.recv_to_message,
+            w.frame_to_message,
+            w.message_to_caller
+        ),
+        (0, 0, 0, 0)
     );
 }
 

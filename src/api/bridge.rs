@@ -35,7 +35,7 @@ use super::shared::{
 };
 use crate::engine::App;
 use crate::host::{ConnId, Host};
-use crate::tcp::{self, Event};
+use crate::tcp::{self, Connection, Event};
 use crate::time::Instant;
 
 /// Engine-side state of one socket.
@@ -49,6 +49,9 @@ struct Sock {
     read_shut: bool,
     eof_sent: bool,
     err_sent: bool,
+    /// Its thread knows the connection is established (accepted, or `Ev::Connected` sent): bytes
+    /// may be lent to it (`App::on_payload`), which then reach it after that event.
+    live: bool,
 }
 
 impl Sock {
@@ -61,6 +64,7 @@ impl Sock {
             read_shut: false,
             eof_sent: false,
             err_sent: false,
+            live: false,
         }
     }
 
@@ -370,7 +374,8 @@ impl StackApp {
         }
         if let Some(&token) = self.by_conn.get(&id) {
             if ev == Event::Connected {
-                if let (Some(s), Some(c)) = (self.socks.get(&token), host.conn(id)) {
+                if let (Some(s), Some(c)) = (self.socks.get_mut(&token), host.conn(id)) {
+                    s.live = true;
                     let _ = s.tx.send(Ev::Connected { local: c.local() });
                     s.shared.ready.notify_read();
                     s.shared.ready.notify_write();
@@ -410,7 +415,9 @@ impl StackApp {
                 c.set_send_capacity(self.defaults.sndbuf);
                 c.set_recv_capacity(self.defaults.rcvbuf);
             });
-            self.add_sock(token, Sock::new(conn, tx, Arc::clone(&shared)));
+            let mut sock = Sock::new(conn, tx, Arc::clone(&shared));
+            sock.live = true;
+            self.add_sock(token, sock);
             // Bytes and FIN that came before the accept raised no event of their own.
             work += 1 + self.service(host, token);
             let ends = Ends {
@@ -452,6 +459,39 @@ impl StackApp {
 }
 
 impl App for StackApp {
+    fn lends(&self) -> bool {
+        true
+    }
+
+    /// Zero-copy receive for the threaded API: a stream's in-order bytes go from the frame
+    /// straight into the message for its reader, as far as its receive credit goes (what is
+    /// left waits in the receive buffer for `service`, as without lending); handlers' bytes go
+    /// to theirs.
+    fn on_payload(&mut self, now: Instant, id: ConnId, c: &mut Connection, data: &[u8]) -> usize {
+        let Some(&token) = self.by_conn.get(&id) else {
+            return self.handlers.on_payload(now, id, c, data);
+        };
+        let Some(s) = self.socks.get_mut(&token) else {
+            return 0;
+        };
+        if s.read_shut || !s.live {
+            return 0;
+        }
+        let limit = s.shared.recv_limit.load(SeqCst);
+        let held = s.shared.recv_outstanding.load(SeqCst);
+        let n = data.len().min(limit.saturating_sub(held)).min(MAX_CHUNK);
+        if n == 0 {
+            return 0;
+        }
+        let mut v = s.shared.recv_buffer(n);
+        v.extend_from_slice(&data[..n]);
+        CopyCounters::add(&s.shared.copies.frame_to_message, n);
+        s.shared.recv_outstanding.fetch_add(n, SeqCst);
+        let _ = s.tx.send(Ev::Data(v));
+        s.shared.ready.notify_read();
+        n
+    }
+
     fn poll(&mut self, now: Instant, host: &mut Host, events: &[(ConnId, Event)]) -> usize {
         let mut work = 0;
         while let Ok(cmd) = self.cmds.try_recv() {

@@ -203,6 +203,9 @@ pub(crate) struct CopyCounters {
     pub into_recv_buffer: AtomicU64,
     /// The receive buffer into the buffer of an [`Ev::Data`].
     pub recv_to_message: AtomicU64,
+    /// A received frame's payload, lent in place, into the buffer of an [`Ev::Data`]
+    /// (zero-copy receive: these bytes never enter the receive buffer).
+    pub frame_to_message: AtomicU64,
     /// [`Ev::Data`] buffers into the reader's slices (reads and peeks).
     pub message_to_caller: AtomicU64,
 }

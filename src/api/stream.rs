@@ -10,10 +10,13 @@
 //!   from a pool the engine refills with acknowledged ones) that travels to the engine and joins
 //!   the connection's send buffer whole; segments are then built from it straight into the
 //!   transmit frame, as for every connection.
-//! - **read: three.** The frame's payload is copied into the connection's receive buffer (the
-//!   frame goes back to the kernel at once), the engine copies the bytes from there into a
-//!   message buffer for this thread (the receive buffer is a ring the engine keeps writing
-//!   into), and [`TcpStream::read`] copies them into the caller's slice.
+//! - **read: two, or three.** In-order bytes with nothing unread before them, as far as the
+//!   reader's receive credit goes, are copied from the received frame itself into a message
+//!   buffer for this thread (zero-copy receive: the engine lends the frame's payload before
+//!   any copy), and [`TcpStream::read`] copies them into the caller's slice. Other bytes (out of
+//!   order, behind unread ones, past the credit) are first copied into the connection's
+//!   receive buffer (the frame goes back to the kernel at once) and from there into a message
+//!   buffer (the receive buffer is a ring the engine keeps writing into): three.
 //!
 //! [`TcpStream::copies`] counts every one of them. A [`super::Handler`] avoids the thread hop
 //! and its copies: one each way.
@@ -513,7 +516,9 @@ impl Write for OwnedWriteHalf {
 
 /// Bytes copied on each step of a [`TcpStream`]'s two paths, since it was opened
 /// ([`TcpStream::copies`]). Each byte written is copied once (`write_to_message`) before it
-/// reaches the send buffer; each byte read three times (`into_recv_buffer`,
+/// reaches the send buffer; each byte read twice when it was lent from the received frame
+/// (`frame_to_message`, `message_to_caller`: zero-copy receive, for in-order bytes with nothing
+/// unread before them and receive credit left), three times otherwise (`into_recv_buffer`,
 /// `recv_to_message`, `message_to_caller`); see the [module docs](self).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Copies {
@@ -526,6 +531,10 @@ pub struct Copies {
     pub into_recv_buffer: u64,
     /// Read: the receive buffer into the buffers sent to this thread.
     pub recv_to_message: u64,
+    /// Read: received frames' payload, lent in place, into the buffers sent to this thread
+    /// (bytes that never entered the receive buffer: two copies per byte read instead of
+    /// three).
+    pub frame_to_message: u64,
     /// Read: those buffers into the caller's slices (reads and peeks).
     pub message_to_caller: u64,
 }
@@ -542,6 +551,7 @@ impl TcpStream {
             into_send_buffer: c.into_send_buffer.load(Relaxed),
             into_recv_buffer: c.into_recv_buffer.load(Relaxed),
             recv_to_message: c.recv_to_message.load(Relaxed),
+            frame_to_message: c.frame_to_message.load(Relaxed),
             message_to_caller: c.message_to_caller.load(Relaxed),
         }
     }

@@ -40,14 +40,15 @@
 //! | send | application buffer -> connection send buffer ([`Host::send`]) | the bytes must outlive the call until acknowledged: retransmission rebuilds segments from the send buffer. |
 //! | send | send buffer -> UMEM frame (`Transmit::write_segment` inside `Host::poll_transmit`) | the frame is lent to the kernel until completion and the segment boundary is chosen at send time; copy mode copies once more inside the kernel. |
 //! | send, [`crate::api::TcpStream`] | caller's slice -> message buffer (on the caller's thread) | the bytes must cross to the engine's thread; the connection's send buffer keeps that buffer itself (`Connection::send_owned`), so this replaces the copy into the send buffer. |
-//! | receive, [`crate::api::TcpStream`] | receive buffer -> message buffer -> caller's slice | the receive buffer is a ring the engine keeps writing into, so the bytes leave it by a copy; the reader then copies them into its slice. |
+//! | receive, [`crate::api::TcpStream`] | receive buffer (or, lent, the frame itself) -> message buffer -> caller's slice | the receive buffer is a ring the engine keeps writing into, so the bytes leave it by a copy; the reader then copies them into its slice. Lent bytes skip the receive buffer: two copies instead of three. |
 //!
 //! So the stack itself makes at most one copy per byte each way (frame to buffer, buffer to
 //! frame), and none on receive for bytes a lending application consumes from the frame (an echo
 //! that answers from the lent bytes copies each byte once: frame to send buffer); headers are
 //! built and parsed in place. An application thread using a `TcpStream`
 //! pays one copy per byte written before the send buffer (the same count as a handler's
-//! `Cx::write`) and three per byte read (frame to receive buffer, to a message, to its slice);
+//! `Cx::write`) and two per byte read (frame to a message, to its slice), three for bytes that
+//! went through the receive buffer (frame to receive buffer, to a message, to its slice);
 //! `TcpStream::copies` counts each step. A packet held for neighbour resolution is
 //! copied twice more (into the hold queue and out), rare and counted
 //! ([`crate::neigh::NeighStats::held_bytes_copied`]). An application may add copies of its own:
