@@ -16,7 +16,7 @@ mod store;
 use std::collections::HashMap;
 use std::time::Instant;
 
-use xdp_tcp::api::{Cx, Handler, Stack};
+use xdp_tcp::api::{Cx, Handler, Lent, Stack};
 use xdp_tcp::host::ConnId;
 
 /// Replies not yet in the send buffer past this: stop reading the connection's requests until
@@ -43,25 +43,34 @@ impl Conn {
     /// gets an error reply and marks the connection for closing. Whether any request was
     /// complete. The same code serves both back-ends.
     fn answer(&mut self, store: &mut store::Store, now_ms: u64) -> bool {
-        let mut used = 0;
-        let mut any = false;
-        loop {
-            match proto::parse(&self.input[used..]) {
-                Ok(Some((args, n))) => {
-                    store.execute(&args, now_ms, &mut self.out);
-                    used += n;
-                    any = true;
-                }
-                Ok(None) => break,
-                Err(proto::ProtocolError(why)) => {
-                    proto::error(&mut self.out, &format!("ERR Protocol error: {why}"));
-                    self.close = true;
-                    break;
-                }
-            }
+        let (used, malformed) = run_requests(&self.input, store, now_ms, &mut self.out);
+        if let Some(why) = malformed {
+            proto::error(&mut self.out, &format!("ERR Protocol error: {why}"));
+            self.close = true;
         }
         self.input.drain(..used);
-        any
+        used > 0
+    }
+}
+
+/// Runs every complete request at the start of `input`, appending the replies to `out`.
+/// Returns the bytes they took and, if a malformed request stopped it, why.
+fn run_requests(
+    input: &[u8],
+    store: &mut store::Store,
+    now_ms: u64,
+    out: &mut Vec<u8>,
+) -> (usize, Option<&'static str>) {
+    let mut used = 0;
+    loop {
+        match proto::parse(&input[used..]) {
+            Ok(Some((args, n))) => {
+                store.execute(&args, now_ms, out);
+                used += n;
+            }
+            Ok(None) => return (used, None),
+            Err(proto::ProtocolError(why)) => return (used, Some(why)),
+        }
     }
 }
 
@@ -116,6 +125,26 @@ impl Resp {
 }
 
 impl Handler for Resp {
+    /// Zero-copy receive: requests complete in the received frame run straight from it; an
+    /// incomplete one at its end (or a malformed one) is left to the receive buffer and
+    /// `on_readable`, and so is everything while a partial request or unsent replies wait.
+    fn lends(&self) -> bool {
+        true
+    }
+
+    fn on_data(&mut self, out: &mut Lent<'_>, conn: ConnId, data: &[u8]) -> usize {
+        let c = self.conns.entry(conn).or_default();
+        if !c.input.is_empty() || !c.out.is_empty() || c.close {
+            return 0;
+        }
+        let now_ms = self.start.elapsed().as_millis() as u64;
+        let (used, _) = run_requests(data, &mut self.store, now_ms, &mut c.out);
+        if let Ok(n) = out.write(&c.out) {
+            c.out.drain(..n);
+        }
+        used
+    }
+
     fn on_readable(&mut self, cx: &mut Cx<'_>, conn: ConnId) {
         self.serve(cx, conn);
     }
