@@ -73,6 +73,12 @@ fn host() {
     replay("host", targets::host);
 }
 
+/// The host corpus again with zero-copy receive on (`targets::host_lending`).
+#[test]
+fn host_lending() {
+    replay("host", targets::host_lending);
+}
+
 #[test]
 fn pair() {
     replay("pair", targets::pair);

@@ -16,11 +16,18 @@
 //! peer sent at that stream offset (the peer's payload is a function of the sequence number, so
 //! any reassembly mistake shows); received bytes held never exceed the receive buffer; each
 //! dropped or refused verdict is one counted drop.
+//!
+//! [`host_lending`] runs the same inputs with zero-copy receive on
+//! (`Host::handle_ipv4_lending`): a sink takes part of each lent payload (how much follows from
+//! the input's length), checks those bytes against the peer's pattern at the stream offset
+//! the application has read to, and counts them read; the rest is left to the receive buffer.
+//! Every invariant above holds as well.
 
 use std::net::Ipv4Addr;
 
 use arbitrary::{Result, Unstructured};
 use xdp_tcp::host::{ConnId, Host, HostConfig, RxVerdict};
+use xdp_tcp::tcp::Connection;
 use xdp_tcp::time::{Duration, Instant};
 use xdp_tcp::wire::{
     ChecksumCaps, Icmpv4Packet, Icmpv4Repr, IpProtocol, Ipv4Packet, Ipv4Repr, SeqNumber, TcpFlags,
@@ -98,12 +105,31 @@ struct Rig {
     host_iss: Option<SeqNumber>,
     buf: Vec<u8>,
     next_port: u16,
+    /// Zero-copy receive on, with this salt for how much of each lend the sink takes.
+    lend: Option<u8>,
 }
 
 impl Rig {
     fn deliver(&mut self, pkt: &[u8]) {
         let before = self.host.stats().dropped_total();
-        let v = self.host.handle_ipv4(self.now, pkt);
+        let v = match self.lend {
+            None => self.host.handle_ipv4(self.now, pkt),
+            Some(k) => {
+                let read = &mut self.read;
+                let mut sink = |_: ConnId, _: &mut Connection, d: &[u8]| {
+                    let n = (usize::from(k) * 37 + d.len() * 5) % (d.len() + 1);
+                    assert!(
+                        d[..n] == expected(0x3c, *read, n)[..],
+                        "lent bytes at stream offset {} differ from those sent",
+                        *read
+                    );
+                    *read = read.wrapping_add(n as u32);
+                    n
+                };
+                self.host
+                    .handle_ipv4_lending(self.now, pkt, Some(&mut sink))
+            }
+        };
         let after = self.host.stats().dropped_total();
         let counted = matches!(v, RxVerdict::Dropped(_) | RxVerdict::Refused { .. });
         assert_eq!(
@@ -434,10 +460,15 @@ impl Rig {
 
 /// The `host` fuzz target (see the module docs).
 pub fn host(data: &[u8]) {
-    let _ = run(&mut Unstructured::new(data));
+    let _ = run(&mut Unstructured::new(data), None);
 }
 
-fn run(u: &mut Unstructured) -> Result<()> {
+/// [`host`] with zero-copy receive: the same inputs, in-order payload lent to a sink first.
+pub fn host_lending(data: &[u8]) {
+    let _ = run(&mut Unstructured::new(data), Some(data.len() as u8));
+}
+
+fn run(u: &mut Unstructured, lend: Option<u8>) -> Result<()> {
     let mut cfg = HostConfig::new(SERVER);
     cfg.tcp.sack = u.arbitrary()?;
     cfg.tcp.timestamps = u.arbitrary()?;
@@ -468,6 +499,7 @@ fn run(u: &mut Unstructured) -> Result<()> {
         host_iss: None,
         buf: vec![0u8; mtu.max(2048)],
         next_port: 1024,
+        lend,
     };
 
     // The handshake, with the peer's SYN options from the input.

@@ -14,6 +14,6 @@ mod host;
 mod pair;
 mod wire;
 
-pub use host::host;
+pub use host::{host, host_lending};
 pub use pair::pair;
 pub use wire::{arp, ethernet, icmpv4, ipv4, tcp, tcp_options};
