@@ -78,6 +78,26 @@ impl Sock {
         }
     }
 
+    /// Bytes the reader may be sent now, in one message: its receive credit left, at most a
+    /// chunk.
+    fn recv_room(&self) -> usize {
+        let limit = self.shared.recv_limit.load(SeqCst);
+        let held = self.shared.recv_outstanding.load(SeqCst);
+        limit.saturating_sub(held).min(MAX_CHUNK)
+    }
+
+    /// Sends the reader `a` then `b` in one `Ev::Data` message (from the pool), counted as
+    /// copied by `counter` and held against its credit. The caller wakes the reader.
+    fn post_data(&self, a: &[u8], b: &[u8], counter: &AtomicU64) {
+        let n = a.len() + b.len();
+        let mut v = self.shared.recv_buffer(n);
+        v.extend_from_slice(a);
+        v.extend_from_slice(b);
+        CopyCounters::add(counter, n);
+        self.shared.recv_outstanding.fetch_add(n, SeqCst);
+        let _ = self.tx.send(Ev::Data(v));
+    }
+
     /// Reports the connection's error to the owner, once.
     fn fail(&mut self, e: tcp::Error) {
         if !self.err_sent {
@@ -333,18 +353,13 @@ impl StackApp {
                     }
                     continue;
                 }
-                let n = queued.min(limit - held).min(MAX_CHUNK);
-                let mut v = s.shared.recv_buffer(n);
+                let n = queued.min(s.recv_room());
                 host.with_conn(id, |c| {
                     let (a, b) = c.readable();
                     let x = a.len().min(n);
-                    v.extend_from_slice(&a[..x]);
-                    v.extend_from_slice(&b[..n - x]);
+                    s.post_data(&a[..x], &b[..n - x], &s.shared.copies.recv_to_message);
                     c.consume(n);
                 });
-                CopyCounters::add(&s.shared.copies.recv_to_message, n);
-                s.shared.recv_outstanding.fetch_add(n, SeqCst);
-                let _ = s.tx.send(Ev::Data(v));
                 work += n;
                 told = true;
             }
@@ -477,17 +492,11 @@ impl App for StackApp {
         if s.read_shut || !s.live {
             return 0;
         }
-        let limit = s.shared.recv_limit.load(SeqCst);
-        let held = s.shared.recv_outstanding.load(SeqCst);
-        let n = data.len().min(limit.saturating_sub(held)).min(MAX_CHUNK);
+        let n = data.len().min(s.recv_room());
         if n == 0 {
             return 0;
         }
-        let mut v = s.shared.recv_buffer(n);
-        v.extend_from_slice(&data[..n]);
-        CopyCounters::add(&s.shared.copies.frame_to_message, n);
-        s.shared.recv_outstanding.fetch_add(n, SeqCst);
-        let _ = s.tx.send(Ev::Data(v));
+        s.post_data(&data[..n], &[], &s.shared.copies.frame_to_message);
         s.shared.ready.notify_read();
         n
     }
