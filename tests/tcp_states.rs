@@ -1208,6 +1208,57 @@ mod established {
     }
 
     #[test]
+    fn writable_on_demand_follows_a_full_buffer_or_a_request_only() {
+        let mut t = open(
+            Config {
+                send_buffer: 2000,
+                nodelay: true,
+                ..cfg()
+            },
+            65535,
+        );
+        t.c.set_writable_on_demand(true);
+        // everything written at once: its acknowledgement raises nothing
+        assert_eq!(t.c.send(b"hello"), Ok(5));
+        t.at(200)
+            .expect(seg!(> P., seq ISS + 1, ack IRS + 1, win 65535, "hello"))
+            .expect_nothing();
+        t.at(300)
+            .inject(seg!(< ., seq IRS + 1, ack ISS + 6, win 65535))
+            .expect_nothing()
+            .expect_events(&[]);
+        // a write that fills the buffer wants room: the next acknowledgement says so, once
+        let data = pattern(3000);
+        assert_eq!(t.c.send(&data), Ok(2000));
+        assert_eq!(t.c.send(&data[2000..]), Err(Error::WouldBlock));
+        t.at(400);
+        while t.next().is_some() {}
+        t.at(500)
+            .inject(seg!(< ., seq IRS + 1, ack ISS + 1006, win 65535))
+            .expect_events(&[Event::Writable]);
+        t.at(510)
+            .inject(seg!(< ., seq IRS + 1, ack ISS + 1466, win 65535))
+            .expect_events(&[]);
+        // a write that leaves room wants nothing; asking does
+        assert_eq!(t.c.send(&data[2000..2100]), Ok(100));
+        while t.next().is_some() {}
+        t.at(520)
+            .inject(seg!(< ., seq IRS + 1, ack ISS + 2006, win 65535))
+            .expect_events(&[]);
+        t.c.want_writable();
+        t.at(530)
+            .inject(seg!(< ., seq IRS + 1, ack ISS + 2106, win 65535))
+            .expect_events(&[Event::Writable]);
+        // the default mode raises it for every acknowledgement that frees space
+        t.c.set_writable_on_demand(false);
+        assert_eq!(t.c.send(b"x"), Ok(1));
+        while t.next().is_some() {}
+        t.at(540)
+            .inject(seg!(< ., seq IRS + 1, ack ISS + 2107, win 65535))
+            .expect_events(&[Event::Writable]);
+    }
+
+    #[test]
     fn sent_data_is_acknowledged() {
         let mut t = established();
         assert_eq!(t.c.send(b"hello"), Ok(5));

@@ -444,6 +444,9 @@ impl App for ServerApp {
                         while let Some(id) = host.accept(self.ports[i]) {
                             self.report.accepted += 1;
                             self.conns.insert(id, 0);
+                            // Its writers fill the buffer before they wait (the echo, the
+                            // source): a Writable per acknowledgement would find nothing.
+                            host.with_conn(id, |c| c.set_writable_on_demand(true));
                             work += 1 + self.service(host, id);
                         }
                     }

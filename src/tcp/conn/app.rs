@@ -27,6 +27,7 @@ impl Connection {
     pub fn send(&mut self, data: &[u8]) -> Result<usize, Error> {
         self.may_send()?;
         let n = self.snd.buf.write(data);
+        self.note_write_limit();
         if n == 0 && !data.is_empty() {
             return Err(Error::WouldBlock);
         }
@@ -46,9 +47,38 @@ impl Connection {
     ) -> Result<usize, Error> {
         self.may_send()?;
         if max > 0 && self.snd.buf.free() == 0 {
+            self.events.writable_wanted = true;
             return Err(Error::WouldBlock);
         }
-        Ok(self.snd.buf.write_with(max, fill))
+        let n = self.snd.buf.write_with(max, fill);
+        self.note_write_limit();
+        Ok(n)
+    }
+
+    /// A write that left the send buffer full (or found it so) wants `Writable` once space
+    /// frees, in either mode of [`Connection::set_writable_on_demand`].
+    #[inline]
+    fn note_write_limit(&mut self) {
+        if self.snd.buf.free() == 0 {
+            self.events.writable_wanted = true;
+        }
+    }
+
+    /// How `Writable` is raised. By default (`false`) every acknowledgement that frees send
+    /// space raises it. With `true` only the first one after a writer found the send buffer
+    /// full does ([`Connection::send`] or [`Connection::send_with`] filling it, or returning
+    /// `WouldBlock`), or after [`Connection::want_writable`]: the contract of an edge-triggered
+    /// `EPOLLOUT` after `EAGAIN` (Linux's `SOCK_NOSPACE`). An application that writes
+    /// everything it has at once then pays for no event per acknowledgement; one that waits
+    /// for more room than the buffer shows (a whole record) calls `want_writable`.
+    pub fn set_writable_on_demand(&mut self, on: bool) {
+        self.events.writable_on_demand = on;
+    }
+
+    /// Asks for a `Writable` at the next acknowledgement that frees send space (only needed
+    /// with [`Connection::set_writable_on_demand`]).
+    pub fn want_writable(&mut self) {
+        self.events.writable_wanted = true;
     }
 
     /// Queues `chunk` for sending whole, without copying it: the send buffer keeps the `Vec`

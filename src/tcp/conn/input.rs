@@ -511,7 +511,7 @@ impl Connection {
         } else {
             self.restart_rto(now);
         }
-        if data_acked > 0 && self.send_space() > 0 {
+        if data_acked > 0 && self.events.writable_due() && self.send_space() > 0 {
             self.push_event(Event::Writable);
         }
     }

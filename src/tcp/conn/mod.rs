@@ -134,6 +134,10 @@ struct EventQueue {
     queue: VecDeque<Event>,
     readable_queued: bool,
     writable_queued: bool,
+    /// `Writable` only when `writable_wanted` (see [`Connection::set_writable_on_demand`]).
+    writable_on_demand: bool,
+    /// A writer found the send buffer full (or asked) since the last `Writable`.
+    writable_wanted: bool,
 }
 
 impl EventQueue {
@@ -142,10 +146,19 @@ impl EventQueue {
             Event::Readable if self.readable_queued => return,
             Event::Writable if self.writable_queued => return,
             Event::Readable => self.readable_queued = true,
-            Event::Writable => self.writable_queued = true,
+            Event::Writable => {
+                self.writable_queued = true;
+                self.writable_wanted = false;
+            }
             _ => {}
         }
         self.queue.push_back(ev);
+    }
+
+    /// Whether freed send space is worth a `Writable` now.
+    #[inline]
+    fn writable_due(&self) -> bool {
+        !self.writable_on_demand || self.writable_wanted
     }
 
     fn pop(&mut self) -> Option<Event> {
