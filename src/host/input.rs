@@ -11,7 +11,7 @@ pub type HostSink<'a> = dyn FnMut(ConnId, &mut Connection, &[u8]) -> usize + 'a;
 impl Host {
     /// Processes one received IPv4 packet (no link-layer header) and says what became of it.
     pub fn handle_ipv4(&mut self, now: Instant, packet: &[u8]) -> RxVerdict {
-        self.handle_ipv4_lending(now, packet, None)
+        self.handle_ipv4_lending(now, packet, None::<&mut HostSink<'_>>)
     }
 
     /// [`Host::handle_ipv4`] with zero-copy receive: in-order payload of an established
@@ -21,12 +21,18 @@ impl Host {
     /// the receive buffer (see [`Connection::handle_segment_lending`]). Out-of-order data, data
     /// behind unread bytes and any segment off the fast path are copied as by `handle_ipv4`.
     /// No frame stays lent past the call. Counted in [`HostStats::rx_bytes_lent`] and `_kept`.
-    pub fn handle_ipv4_lending(
+    ///
+    /// `sink` is generic (a [`HostSink`] trait object works too) so that a concrete
+    /// application's code is inlined into the receive path.
+    pub fn handle_ipv4_lending<F>(
         &mut self,
         now: Instant,
         packet: &[u8],
-        sink: Option<&mut HostSink<'_>>,
-    ) -> RxVerdict {
+        sink: Option<&mut F>,
+    ) -> RxVerdict
+    where
+        F: FnMut(ConnId, &mut Connection, &[u8]) -> usize + ?Sized,
+    {
         self.stats.rx_packets += 1;
         let caps = self.cfg.checksum;
         let ip = match Ipv4Packet::new_checked(packet)
@@ -66,16 +72,19 @@ impl Host {
     /// Processes one parsed TCP segment addressed to us; the verdict is `Delivered` or
     /// `Refused`.
     pub fn handle_segment(&mut self, now: Instant, src: Ipv4Addr, seg: &TcpRepr) -> RxVerdict {
-        self.handle_segment_lending(now, src, seg, None)
+        self.handle_segment_lending(now, src, seg, None::<&mut HostSink<'_>>)
     }
 
-    fn handle_segment_lending(
+    fn handle_segment_lending<F>(
         &mut self,
         now: Instant,
         src: Ipv4Addr,
         seg: &TcpRepr,
-        sink: Option<&mut HostSink<'_>>,
-    ) -> RxVerdict {
+        sink: Option<&mut F>,
+    ) -> RxVerdict
+    where
+        F: FnMut(ConnId, &mut Connection, &[u8]) -> usize + ?Sized,
+    {
         self.stats.rx_segments += 1;
         let remote = SocketAddrV4::new(src, seg.src_port);
         if let Some(index) = self.table.get(flow_key(remote, seg.dst_port)) {

@@ -28,7 +28,7 @@ impl Connection {
     /// Processes one received segment, already matched to this connection by 4-tuple. `src` is
     /// the sender's IPv4 address: a connection in CLOSED answers it with RST.
     pub fn handle_segment(&mut self, now: Instant, src: Ipv4Addr, seg: &TcpRepr) {
-        self.handle_segment_lending(now, src, seg, None);
+        self.handle_segment_lending(now, src, seg, None::<&mut PayloadSink<'_>>);
     }
 
     /// [`Connection::handle_segment`] that lends in-order payload to `sink` in place, before
@@ -39,13 +39,18 @@ impl Connection {
     /// The bytes it leaves are stored in the receive buffer as if it had never seen them, with
     /// a [`Event::Readable`]; bytes it consumed raise no event. Every other segment's payload
     /// is copied into the receive buffer as by `handle_segment`.
-    pub fn handle_segment_lending(
+    ///
+    /// `sink` is generic (a [`PayloadSink`] trait object works too) so that a concrete
+    /// application's code is inlined into the receive path.
+    pub fn handle_segment_lending<F>(
         &mut self,
         now: Instant,
         src: Ipv4Addr,
         seg: &TcpRepr,
-        sink: Option<&mut PayloadSink<'_>>,
-    ) {
+        sink: Option<&mut F>,
+    ) where
+        F: FnMut(&mut Connection, &[u8]) -> usize + ?Sized,
+    {
         self.stats.segs_in += 1;
         if seg.flags.rst() {
             self.stats.rare().rst_in += 1;
@@ -172,12 +177,10 @@ impl Connection {
     /// taken in the order of the full path below and with the same functions. Returns false,
     /// having changed nothing, for any other segment.
     #[inline]
-    fn on_predicted(
-        &mut self,
-        now: Instant,
-        seg: &TcpRepr,
-        sink: Option<&mut PayloadSink<'_>>,
-    ) -> bool {
+    fn on_predicted<F>(&mut self, now: Instant, seg: &TcpRepr, sink: Option<&mut F>) -> bool
+    where
+        F: FnMut(&mut Connection, &[u8]) -> usize + ?Sized,
+    {
         if self.state != State::Established
             || !seg.flags.only_ack()
             || seg.seq != self.rcv.nxt()
@@ -213,7 +216,10 @@ impl Connection {
         true
     }
 
-    fn on_synchronized(&mut self, now: Instant, seg: &TcpRepr, sink: Option<&mut PayloadSink<'_>>) {
+    fn on_synchronized<F>(&mut self, now: Instant, seg: &TcpRepr, sink: Option<&mut F>)
+    where
+        F: FnMut(&mut Connection, &[u8]) -> usize + ?Sized,
+    {
         if self.on_predicted(now, seg, sink) {
             return;
         }
@@ -633,7 +639,10 @@ impl Connection {
     /// connection exactly as `accept_payload` would (the same ACK, window and events).
     ///
     /// [`RecvBuffer::can_lend`]: crate::tcp::recv::RecvBuffer::can_lend
-    fn accept_lent(&mut self, now: Instant, payload: &[u8], sink: &mut PayloadSink<'_>) {
+    fn accept_lent<F>(&mut self, now: Instant, payload: &[u8], sink: &mut F)
+    where
+        F: FnMut(&mut Connection, &[u8]) -> usize + ?Sized,
+    {
         let len = payload.len();
         self.stats.bytes_in += len as u64;
         self.stats.bytes_received += len as u64;
