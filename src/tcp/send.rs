@@ -303,8 +303,22 @@ impl SendBuffer {
         if dst.is_empty() {
             return;
         }
-        let mut pos = self.appended - (self.len - off) as u64;
-        // Segments mostly go out in order: the last copy's chunk or the next one holds this.
+        let pos = self.appended - (self.len - off) as u64;
+        // Segments mostly go out in order, and small ones from within the chunk the last copy
+        // ended in: one look-up and one copy
+        if let Some(c) = self.chunks.get(self.hint.get()) {
+            let from = pos.wrapping_sub(c.begin()) as usize;
+            if let Some(src) = c.data.get(from..from.wrapping_add(dst.len())) {
+                dst.copy_from_slice(src);
+                return;
+            }
+        }
+        self.copy_out_from(pos, dst);
+    }
+
+    /// [`SendBuffer::copy_out`] from stream offset `pos`, from whichever chunks hold it.
+    fn copy_out_from(&self, mut pos: u64, dst: &mut [u8]) {
+        // the last copy's chunk or the next one holds this, mostly
         let holds = |i: usize| {
             self.chunks
                 .get(i)
