@@ -236,7 +236,7 @@ impl Connection {
 
     /// Header fields every synchronized segment carries: ACK, window, timestamps, SACK blocks.
     /// Whatever ACK was pending goes with it.
-    #[inline]
+    #[inline(always)]
     fn fill_ack(&mut self, now: Instant, repr: &mut TcpRepr<'static>) {
         repr.flags |= TcpFlags::ACK;
         repr.ack = self.rcv.nxt();
