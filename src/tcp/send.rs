@@ -545,4 +545,49 @@ mod tests {
         }
         assert!(b.is_empty());
     }
+
+    /// Random writes, pushes, acknowledgements and reads: every read, through the one-chunk
+    /// path of `copy_out` or not, gives the same bytes as the whole walk (`copy_out_from`) and
+    /// as a plain model of the stream.
+    #[test]
+    fn copies_match_the_general_walk_and_a_model() {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0x5e4d);
+        let start = SeqNumber(u32::MAX - 5000);
+        let mut b = SendBuffer::new(64 * 1024, start);
+        let mut model = VecDeque::new();
+        let mut una = start;
+        let mut next = 0u8;
+        for step in 0..20_000 {
+            match rng.gen_range(0..10) {
+                0..=2 => {
+                    let n = rng.gen_range(1..3000);
+                    let piece: Vec<u8> = (0..n).map(|_| next.wrapping_add(1)).collect();
+                    next = next.wrapping_add(1);
+                    let k = if rng.gen_bool(0.3) {
+                        b.push(piece.clone())
+                    } else {
+                        b.write(&piece)
+                    };
+                    model.extend(&piece[..k]);
+                }
+                3 if !model.is_empty() => {
+                    let n = rng.gen_range(1..=model.len());
+                    assert_eq!(b.ack_to(una + n), n);
+                    model.drain(..n);
+                    una += n;
+                }
+                _ if !model.is_empty() => {
+                    let off = rng.gen_range(0..model.len());
+                    let n = rng.gen_range(1..=(model.len() - off).min(2000));
+                    let want: Vec<u8> = model.range(off..off + n).copied().collect();
+                    let mut walk = vec![0u8; n];
+                    b.copy_out_from(b.appended - (b.len - off) as u64, &mut walk);
+                    assert_eq!(walk, want, "step {step}: the walk");
+                    assert_eq!(read(&b, una + off, n), want, "step {step}");
+                }
+                _ => {}
+            }
+        }
+    }
 }
