@@ -2,25 +2,34 @@
 
 use super::HostConfig;
 use crate::tcp::{Connection, Transmit};
-use crate::wire::{ipv4, IpProtocol, Ipv4Packet, Ipv4Repr};
+use crate::wire::segment::emit_ipv4_tcp;
+use crate::wire::{IpProtocol, Ipv4Repr};
 
-/// Builds the IPv4 header and writes the TCP segment after it in one step (header, payload
-/// from the connection's send buffer, checksum).
+/// Writes the IPv4 packet of `t` at the start of `buf` in one step (headers, payload from the
+/// connection's send buffer, checksums); returns its length.
 pub(super) fn emit_segment(
     cfg: &HostConfig,
     t: &Transmit,
     conn: Option<&Connection>,
     buf: &mut [u8],
 ) -> usize {
-    let tcp_len = t.segment_len();
-    let total = ipv4::HEADER_LEN + tcp_len;
-    let mut ip = Ipv4Repr::new(*t.src.ip(), *t.dst.ip(), IpProtocol::Tcp, tcp_len);
+    let mut ip = Ipv4Repr::new(*t.src.ip(), *t.dst.ip(), IpProtocol::Tcp, 0);
     ip.ttl = match conn.map_or(0, Connection::ttl) {
         0 => cfg.ttl,
         ttl => ttl,
     };
-    let (ip_buf, tcp_buf) = buf[..total].split_at_mut(ipv4::HEADER_LEN);
-    ip.emit(&mut Ipv4Packet::new_unchecked(&mut *ip_buf), &cfg.checksum);
-    t.write_segment(conn, tcp_buf, cfg.checksum.compute_tx);
-    total
+    let fill = |payload: &mut [u8]| {
+        debug_assert!(conn.is_some(), "a payload needs its connection");
+        if let Some(c) = conn {
+            c.write_payload(t, payload);
+        }
+    };
+    emit_ipv4_tcp(
+        &ip,
+        &t.repr,
+        t.payload_len,
+        buf,
+        cfg.checksum.compute_tx,
+        fill,
+    )
 }

@@ -477,9 +477,10 @@ impl Host {
         while let Some(&index) = self.ready.front() {
             let slot = &mut self.slots[index as usize];
             if let Some(conn) = slot.conn.as_mut() {
-                if let Some(t) = conn.poll_transmit(now) {
+                // matched by reference: moving the Transmit out of the Option copies it
+                if let Some(t) = &conn.poll_transmit(now) {
                     let conn = self.slots[index as usize].conn.as_ref();
-                    let n = emit_segment(&self.cfg, &t, conn, buf);
+                    let n = emit_segment(&self.cfg, t, conn, buf);
                     self.stats.tx_packets += 1;
                     self.ahead_of_strays += u32::from(!self.strays.is_empty());
                     // drained: settle it now rather than on the next call, which would poll it

@@ -10,6 +10,7 @@ pub mod ethernet;
 pub mod icmpv4;
 pub mod ipv4;
 pub mod pretty;
+pub mod segment;
 pub mod tcp;
 
 pub use arp::{ArpOperation, ArpPacket, ArpRepr};

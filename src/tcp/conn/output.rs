@@ -171,10 +171,14 @@ impl Connection {
             State::SynSent => None,
             State::SynReceived => self.emit_ack_if_due(now),
             State::TimeWait => self.emit_ack_if_due(now),
-            _ => self
-                .emit_data(now)
-                .or_else(|| self.emit_ack_if_due(now))
-                .or_else(|| self.emit_keepalive(now)),
+            _ => {
+                // returned at once, not moved through the chain below
+                if let Some(t) = self.next_data(now) {
+                    return Some(t);
+                }
+                self.emit_ack_if_due(now)
+                    .or_else(|| self.emit_keepalive(now))
+            }
         };
         if t.is_none() {
             self.arm_persist(now);
@@ -232,6 +236,7 @@ impl Connection {
 
     /// Header fields every synchronized segment carries: ACK, window, timestamps, SACK blocks.
     /// Whatever ACK was pending goes with it.
+    #[inline(always)]
     fn fill_ack(&mut self, now: Instant, repr: &mut TcpRepr<'static>) {
         repr.flags |= TcpFlags::ACK;
         repr.ack = self.rcv.nxt();
@@ -255,25 +260,22 @@ impl Connection {
         self.stats.segs_out += 1;
     }
 
-    /// A due tail loss probe, else the first retransmission, else new data; after a
-    /// transmission, congestion window validation learns whether the flight fills cwnd (as
-    /// Linux's `tcp_cwnd_validate`, nothing is learnt from an opportunity that sent nothing: the
-    /// transmission before it already saw the flight that blocks it).
+    /// A data segment (new or resent) goes out: congestion window validation learns whether the
+    /// flight fills cwnd (as Linux's `tcp_cwnd_validate`, nothing is learnt from an opportunity
+    /// that sent nothing: the transmission before it already saw the flight that blocks it).
+    /// Called as the segment's [`Transmit`] is made, so it is returned without being held.
     #[inline]
-    fn emit_data(&mut self, now: Instant) -> Option<Transmit> {
-        let t = self.next_data(now);
-        if t.is_some() {
-            self.cc.on_send(
-                now,
-                self.sb.pipe(),
-                self.opts.mss,
-                self.snd.una,
-                self.snd.max,
-            );
-        }
-        t
+    fn data_sent(&mut self, now: Instant) {
+        self.cc.on_send(
+            now,
+            self.sb.pipe(),
+            self.opts.mss,
+            self.snd.una,
+            self.snd.max,
+        );
     }
 
+    /// A due tail loss probe, else the first retransmission, else new data.
     #[inline]
     fn next_data(&mut self, now: Instant) -> Option<Transmit> {
         if self.recovery.take_probe_due() {
@@ -394,6 +396,7 @@ impl Connection {
         if !self.timers.is_armed(TimerKind::Rto) {
             self.restart_rto(now);
         }
+        self.data_sent(now);
         self.transmit(repr, payload_len)
     }
 
@@ -527,6 +530,7 @@ impl Connection {
         if probing && len > 0 && self.snd.wnd == 0 {
             self.after_window_probe(now);
         }
+        self.data_sent(now);
         Some(self.transmit(repr, len))
     }
 
@@ -609,6 +613,7 @@ impl Connection {
     /// Copies the payload of `t` (from [`Connection::poll_transmit`]) into `dst`, which must be
     /// exactly `t.payload_len` bytes. [`Transmit::write_segment`] does this as part of writing
     /// the whole segment.
+    #[inline]
     pub fn write_payload(&self, t: &Transmit, dst: &mut [u8]) {
         debug_assert_eq!(dst.len(), t.payload_len);
         if t.payload_len > 0 {
