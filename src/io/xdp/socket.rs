@@ -11,12 +11,10 @@
 //! awake (zero-copy drivers); the fill ring is kicked with a zero-timeout `poll` when rx comes
 //! up empty and the kernel asks for it.
 
-use std::fs::File;
-use std::io::{self, Read, Write};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::io::{self, Read};
+use std::os::fd::{AsRawFd, RawFd};
 use std::str::FromStr;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::SeqCst};
-use std::sync::Arc;
+use std::sync::atomic::Ordering::SeqCst;
 use std::time::{Duration, Instant};
 
 use xsk_rs::config::{BindFlags, Interface, LibxdpFlags, QueueSize, SocketConfig};
@@ -28,6 +26,7 @@ use xsk_rs::{CompQueue, FillQueue, FrameDesc, RxQueue, Socket, TxQueue};
 const RING_BATCH: u32 = 32;
 
 use super::umem::{AccountingError, FrameAccounting, FrameLocation, FramePool, UmemConfig};
+use super::wake::{kick_tx, sleep_poll, Waker};
 use crate::io::{PacketIo, RxPass};
 
 /// Copy or zero-copy.
@@ -154,53 +153,6 @@ pub struct XdpSocket {
     /// Lets other threads end a sleep in [`PacketIo::wait_rx`], with the count of their wake-ups
     /// seen at the start of the current iteration.
     waker: Option<(Waker, u64)>,
-}
-
-/// Wakes an engine sleeping in [`XdpSocket`]'s `wait_rx` from another thread (an application
-/// thread that just queued a command for it). Cheap when the engine is awake: an atomic add and
-/// a load; an `eventfd` write only while it sleeps.
-#[derive(Clone, Debug)]
-pub struct Waker(Arc<WakeState>);
-
-#[derive(Debug)]
-struct WakeState {
-    /// Non-blocking eventfd, polled beside the socket.
-    fd: File,
-    /// The engine is in (or about to enter) its sleep.
-    asleep: AtomicBool,
-    /// Wake-ups asked for so far.
-    asked: AtomicU64,
-}
-
-impl Waker {
-    /// A waker with its own eventfd; give a clone to [`XdpSocket::set_waker`].
-    pub fn new() -> io::Result<Waker> {
-        // SAFETY: eventfd takes no pointers; a non-negative result is a new descriptor that
-        // nothing else owns, so OwnedFd may take it.
-        let fd = unsafe { libc::eventfd(0, libc::EFD_NONBLOCK | libc::EFD_CLOEXEC) };
-        if fd < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        // SAFETY: as above, `fd` is ours alone.
-        let fd = File::from(unsafe { OwnedFd::from_raw_fd(fd) });
-        Ok(Waker(Arc::new(WakeState {
-            fd,
-            asleep: AtomicBool::new(false),
-            asked: AtomicU64::new(0),
-        })))
-    }
-
-    /// Ends the engine's sleep, or its next one if it is about to sleep having missed what the
-    /// caller queued. Call after queueing the work.
-    pub fn wake(&self) {
-        // Dekker-style with wait_rx: the engine sets `asleep` then reads `asked`; we add to
-        // `asked` then read `asleep` (all SeqCst). Either it sees our request and does not
-        // sleep, or we see it asleep and write the eventfd.
-        self.0.asked.fetch_add(1, SeqCst);
-        if self.0.asleep.load(SeqCst) {
-            let _ = (&self.0.fd).write(&1u64.to_ne_bytes());
-        }
-    }
 }
 
 /// Sets `FD_CLOEXEC` on `fd`.
@@ -473,9 +425,18 @@ impl XdpSocket {
         if self.rx.nb_avail(1) > 0 {
             return Ok(true);
         }
-        let ms = timeout.as_millis().min(i32::MAX as u128) as i32;
+        let rx = libc::pollfd {
+            fd: self.rx.fd().as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
         let Some((waker, seen)) = &self.waker else {
-            return self.rx.poll(ms);
+            return match sleep_poll(&mut [rx], timeout) {
+                Ok(n) => Ok(n > 0),
+                // as xsk-rs's poll did: a signal ends the sleep with nothing received
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => Ok(false),
+                Err(e) => Err(e),
+            };
         };
         let state = &waker.0;
         state.asleep.store(true, SeqCst);
@@ -485,29 +446,20 @@ impl XdpSocket {
             return Ok(true);
         }
         let mut fds = [
-            libc::pollfd {
-                fd: self.rx.fd().as_raw_fd(),
-                events: libc::POLLIN,
-                revents: 0,
-            },
+            rx,
             libc::pollfd {
                 fd: state.fd.as_raw_fd(),
                 events: libc::POLLIN,
                 revents: 0,
             },
         ];
-        // SAFETY: `fds` is an array of two initialised pollfd for the call's whole duration;
-        // both descriptors stay open (the socket and the waker are borrowed by self).
-        let n = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, ms) };
+        let n = sleep_poll(&mut fds, timeout);
         state.asleep.store(false, SeqCst);
-        if n < 0 {
-            let e = io::Error::last_os_error();
-            return if e.kind() == io::ErrorKind::Interrupted {
-                Ok(true)
-            } else {
-                Err(e)
-            };
-        }
+        let n = match n {
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => return Ok(true),
+            Err(e) => return Err(e),
+        };
         if fds[1].revents & libc::POLLIN != 0 {
             self.stats.wakeups += 1;
             // reset the eventfd's counter (non-blocking; empty is fine)
@@ -746,29 +698,4 @@ impl PacketIo for XdpSocket {
             ring: self.kernel_stats().ok().as_ref().map(RingStats::from),
         })
     }
-}
-
-/// Asks the kernel to send what the tx ring holds: `sendto(fd, NULL, 0, MSG_DONTWAIT, NULL, 0)`
-/// (what xsk-rs's `TxQueue::wakeup` does) as a raw system call. glibc's `sendto` is a thread
-/// cancellation point, which in a threaded process brackets the call with
-/// `__pthread_enable_asynccancel` and `__pthread_disable_asynccancel` (~80 instructions a kick,
-/// callgrind); nothing here uses thread cancellation. The result is ignored: a transient
-/// failure leaves the descriptors queued for the next flush, and the caller ignored every error
-/// before too.
-#[inline]
-fn kick_tx(fd: std::os::fd::RawFd) {
-    // SAFETY: a zero-length sendto with null buffer and address pointers reads and writes no
-    // memory of ours; it only makes the kernel process the AF_XDP socket's tx ring, whose
-    // descriptors and frames the caller produced before.
-    let _ = unsafe {
-        libc::syscall(
-            libc::SYS_sendto,
-            fd,
-            std::ptr::null::<u8>(),
-            0usize,
-            libc::MSG_DONTWAIT,
-            std::ptr::null::<u8>(),
-            0usize,
-        )
-    };
 }
