@@ -491,37 +491,30 @@ impl PacketIo for XdpSocket {
             *seen = w.0.asked.load(SeqCst);
         }
         self.flush();
-        let max = budget.min(self.scratch.len());
-        // SAFETY: the descriptors written are plain values copied out of the rx ring of this
-        // socket's UMEM.
-        let n = if max == 0 {
-            0
-        } else {
-            unsafe { self.rx.consume(&mut self.scratch[..max]) }
-        };
-        for k in 0..n {
-            let desc = self.scratch[k];
-            let Some(i) = self.pool.index_of(desc.addr()) else {
-                self.pool.record_violation();
-                continue;
+        let max = budget.min(u32::MAX as usize) as u32;
+        let (pool, stats) = (&mut self.pool, &mut self.stats);
+        let handle = |desc: FrameDesc| {
+            let Some(i) = pool.index_of(desc.addr()) else {
+                pool.record_violation();
+                return;
             };
-            if !self
-                .pool
-                .transition(i, FrameLocation::Fill, FrameLocation::App)
-            {
-                continue;
+            if !pool.transition(i, FrameLocation::Fill, FrameLocation::App) {
+                return;
             }
             {
                 // SAFETY: the frame was consumed from the rx ring of this UMEM, so the kernel has
                 // finished writing it and will not touch it until we lend it again; it is in
                 // `App`, so no other reference to it exists; the slice does not outlive `f`.
-                let data = unsafe { self.pool.umem().data(&desc) };
-                self.stats.rx_frames += 1;
-                self.stats.rx_bytes += data.len() as u64;
+                let data = unsafe { pool.umem().data(&desc) };
+                stats.rx_frames += 1;
+                stats.rx_bytes += data.len() as u64;
                 f(data.contents());
             }
-            self.pool.release(i, FrameLocation::App);
-        }
+            pool.release(i, FrameLocation::App);
+        };
+        // SAFETY: the descriptors are plain values read out of the rx ring of this socket's UMEM,
+        // addresses of its frames.
+        let n = unsafe { self.rx.consume_each(max, handle) };
         self.refill_if_short();
         if n == 0 && self.need_wakeup && self.fill.needs_wakeup() {
             self.stats.fill_kicks += 1;
@@ -644,6 +637,9 @@ impl PacketIo for XdpSocket {
             match written {
                 Some(len) if len > 0 && len <= cap => {
                     self.stats.tx_bytes += len as u64;
+                    // written, and the slice into it gone: it goes to the tx ring below
+                    self.pool
+                        .transition(i, FrameLocation::App, FrameLocation::Tx);
                     self.scratch[n] = desc;
                     n += 1;
                 }
@@ -658,14 +654,6 @@ impl PacketIo for XdpSocket {
             }
         }
         if n > 0 {
-            for k in 0..n {
-                let i = self
-                    .pool
-                    .index_of(self.scratch[k].addr())
-                    .expect("our own descriptor");
-                self.pool
-                    .transition(i, FrameLocation::App, FrameLocation::Tx);
-            }
             // SAFETY: the descriptors are frames of this socket's UMEM, now in `Tx`: no user-space
             // reference to their memory remains until they come back on the completion ring.
             let done = unsafe { self.tx.produce(&self.scratch[..n]) };
