@@ -364,43 +364,35 @@ impl XdpSocket {
             return 0;
         }
         let room = self.fill.nb_free(want as u32) as usize;
-        let n = want.min(room);
-        for k in 0..n {
-            let i = self
-                .pool
+        let n = want.min(room) as u32;
+        let pool = &mut self.pool;
+        let lend = || {
+            let i = pool
                 .take_free(FrameLocation::Fill)
                 .expect("free_len checked above");
-            self.scratch[k] = self.pool.desc(i);
-        }
-        // SAFETY: the descriptors are frames of the UMEM this fill ring belongs to, each moved
-        // to `Fill` just above, so no user-space reference to their memory exists until they come
-        // back through the rx ring.
-        let done = unsafe { self.fill.produce(&self.scratch[..n]) };
-        debug_assert_eq!(done, n, "nb_free promised room");
-        for k in done..n {
-            // Not submitted after all: take them back.
-            if let Some(i) = self.pool.index_of(self.scratch[k].addr()) {
-                self.pool.release(i, FrameLocation::Fill);
-            }
-        }
-        done
+            pool.desc(i).addr() as u64
+        };
+        // SAFETY: the addresses are frames of the UMEM this fill ring belongs to, each moved to
+        // `Fill` as it is written (and only then: `lend` runs once per slot reserved), so no
+        // user-space reference to their memory exists until they come back through the rx ring.
+        unsafe { self.fill.produce_with(n, lend) }
     }
 
     /// Moves completed transmissions back to the free list. Returns how many.
     pub fn reclaim_completions(&mut self) -> usize {
-        let max = (self.pool.count(FrameLocation::Tx) as usize).min(self.scratch.len());
+        let max = self.pool.count(FrameLocation::Tx);
         if max == 0 {
             return 0;
         }
-        // SAFETY: the completion ring only returns addresses we submitted on this socket's tx
-        // ring; the descriptors are plain values written into our scratch buffer.
-        let n = unsafe { self.comp.consume(&mut self.scratch[..max]) };
-        for k in 0..n {
-            if let Some(i) = self.pool.index_of(self.scratch[k].addr()) {
-                self.pool.release(i, FrameLocation::Tx);
+        let pool = &mut self.pool;
+        let done = |addr: u64| {
+            if let Some(i) = pool.index_of(addr as usize) {
+                pool.release(i, FrameLocation::Tx);
             }
-        }
-        n
+        };
+        // SAFETY: the completion ring only returns addresses we submitted on this socket's tx
+        // ring, read as plain values.
+        unsafe { self.comp.consume_each(max, done) }
     }
 
     /// Kicks the kernel if transmit descriptors are waiting in the tx ring.
