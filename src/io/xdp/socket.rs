@@ -602,64 +602,48 @@ impl PacketIo for XdpSocket {
         if self.pool.count(FrameLocation::Tx) >= RING_BATCH || self.pool.free_len() < want {
             self.reclaim_completions();
         }
-        let room = (self.tx.nb_free(want as u32) as usize).min(want);
         let cap = self.pool.frame_capacity();
-        let mut n = 0;
+        let (pool, stats) = (&mut self.pool, &mut self.stats);
         let mut more = true;
-        while n < room && more {
-            let Some(i) = self.pool.take_free(FrameLocation::App) else {
-                self.stats.tx_no_frame += 1;
-                break;
-            };
-            let mut desc = self.pool.desc(i);
-            let written = {
-                // SAFETY: frame `i` was just taken off the free list into `App`: the kernel holds
-                // no reference to it (it is in no ring) and neither does any other code.
-                let mut data = unsafe { self.pool.umem().data_mut(&mut desc) };
+        // The next frame written: a free frame goes to `App`, to `f`, then to `Tx` if `f` wrote
+        // a packet into it (back to the free list otherwise).
+        let next = || {
+            while more {
+                let Some(i) = pool.take_free(FrameLocation::App) else {
+                    stats.tx_no_frame += 1;
+                    return None;
+                };
+                let mut desc = pool.desc(i);
+                // SAFETY: frame `i` was just taken off the free list into `App`: the kernel
+                // holds no reference to it (it is in no ring) and neither does any other code.
+                let mut data = unsafe { pool.umem().data_mut(&mut desc) };
                 data.cursor().set_pos(cap);
-                let written = f(data.contents_mut());
-                if let Some((len, _)) = written.filter(|&(l, _)| l > 0 && l <= cap) {
-                    data.cursor().set_pos(len);
-                }
-                written.map(|(len, m)| {
-                    more = m;
-                    len
-                })
-            };
-            match written {
-                Some(len) if len > 0 && len <= cap => {
-                    self.stats.tx_bytes += len as u64;
-                    // written, and the slice into it gone: it goes to the tx ring below
-                    self.pool
-                        .transition(i, FrameLocation::App, FrameLocation::Tx);
-                    self.scratch[n] = desc;
-                    n += 1;
-                }
-                Some(_) => {
-                    self.stats.tx_bad_len += 1;
-                    self.pool.release(i, FrameLocation::App);
-                }
-                None => {
-                    self.pool.release(i, FrameLocation::App);
-                    break;
+                match f(data.contents_mut()) {
+                    Some((len, m)) if len > 0 && len <= cap => {
+                        more = m;
+                        data.cursor().set_pos(len);
+                        stats.tx_bytes += len as u64;
+                        // written, and the slice into it gone: it goes to the tx ring
+                        pool.transition(i, FrameLocation::App, FrameLocation::Tx);
+                        return Some(desc);
+                    }
+                    Some((_, m)) => {
+                        more = m;
+                        stats.tx_bad_len += 1;
+                        pool.release(i, FrameLocation::App);
+                    }
+                    None => {
+                        pool.release(i, FrameLocation::App);
+                        return None;
+                    }
                 }
             }
-        }
-        if n > 0 {
-            // SAFETY: the descriptors are frames of this socket's UMEM, now in `Tx`: no user-space
-            // reference to their memory remains until they come back on the completion ring.
-            let done = unsafe { self.tx.produce(&self.scratch[..n]) };
-            debug_assert_eq!(done, n, "nb_free promised room");
-            for k in done..n {
-                let i = self
-                    .pool
-                    .index_of(self.scratch[k].addr())
-                    .expect("our own descriptor");
-                self.pool.release(i, FrameLocation::Tx);
-            }
-            self.stats.tx_frames += done as u64;
-            n = done;
-        }
+            None
+        };
+        // SAFETY: the descriptors are frames of this socket's UMEM, in `Tx`: no user-space
+        // reference to their memory remains until they come back on the completion ring.
+        let n = unsafe { self.tx.produce_while(want as u32, next) };
+        self.stats.tx_frames += n as u64;
         self.flush();
         n
     }
