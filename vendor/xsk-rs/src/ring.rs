@@ -767,4 +767,119 @@ mod tests {
             2
         );
     }
+
+    // The Rust ring operations against libxdp's, step by step on two
+    // identical rings: same results, same positions.
+
+    fn prod_state(p: &FakeProd) -> (u32, u32, u32, u32) {
+        unsafe {
+            (
+                p.ring.cached_prod,
+                p.ring.cached_cons,
+                *p.ring.producer,
+                *p.ring.consumer,
+            )
+        }
+    }
+
+    fn cons_state(c: &FakeCons) -> (u32, u32, u32, u32) {
+        unsafe {
+            (
+                c.ring.cached_prod,
+                c.ring.cached_cons,
+                *c.ring.producer,
+                *c.ring.consumer,
+            )
+        }
+    }
+
+    #[test]
+    #[cfg_attr(miri, ignore)]
+    fn rust_producer_operations_match_libxdp() {
+        let (mut a, mut b) = (FakeProd::new(SIZE), FakeProd::new(SIZE));
+
+        for (nb, kernel_takes) in [(3, 0), (2, 2), (1, 0), (3, 3), (4, 1), (2, 4)] {
+            let (mut ia, mut ib) = (0, 0);
+
+            let ra = unsafe { xsk_ring_prod__reserve(a.as_ptr(), nb, &mut ia) };
+            let rb = unsafe { prod_reserve(b.as_ptr(), nb, &mut ib) };
+            assert_eq!((ra, ia), (rb, ib));
+
+            unsafe {
+                xsk_ring_prod__submit(a.as_ptr(), ra);
+                prod_submit(b.as_ptr(), rb);
+            }
+            assert_eq!(prod_state(&a), prod_state(&b));
+
+            // the kernel takes at most what was submitted
+            let (_, _, producer, consumer) = prod_state(&a);
+            let kernel_takes = kernel_takes.min(producer.wrapping_sub(consumer));
+            a.kernel_consume(kernel_takes);
+            b.kernel_consume(kernel_takes);
+
+            for want in [0, 1, SIZE] {
+                assert_eq!(
+                    unsafe { libxdp_sys::xsk_prod_nb_free(a.as_ptr(), want) },
+                    unsafe { prod_nb_free(b.as_ptr(), want) }
+                );
+                assert_eq!(prod_state(&a), prod_state(&b));
+            }
+        }
+    }
+
+    #[test]
+    #[cfg_attr(miri, ignore)]
+    fn rust_consumer_operations_match_libxdp() {
+        let (mut a, mut b) = (FakeCons::new(SIZE), FakeCons::new(SIZE));
+
+        for (kernel_puts, nb) in [(0, 1), (3, 2), (0, 4), (2, 1), (4, 4), (1, 3)] {
+            a.kernel_produce(kernel_puts);
+            b.kernel_produce(kernel_puts);
+
+            assert_eq!(
+                unsafe { libxdp_sys::xsk_cons_nb_avail(a.as_ptr(), SIZE) },
+                unsafe { cons_nb_avail(b.as_ptr(), SIZE) }
+            );
+
+            let (mut ia, mut ib) = (0, 0);
+
+            let ra = unsafe { xsk_ring_cons__peek(a.as_ptr(), nb, &mut ia) };
+            let rb = unsafe { cons_peek(b.as_ptr(), nb, &mut ib) };
+            assert_eq!((ra, ia), (rb, ib));
+
+            unsafe {
+                xsk_ring_cons__release(a.as_ptr(), ra);
+                cons_release(b.as_ptr(), rb);
+            }
+            assert_eq!(cons_state(&a), cons_state(&b));
+        }
+    }
+
+    #[test]
+    #[cfg_attr(miri, ignore)]
+    fn rust_entry_accessors_match_libxdp() {
+        let mut p = FakeProd::new(SIZE);
+        let mut c = FakeCons::new(SIZE);
+
+        for idx in [0, 1, SIZE - 1, SIZE, 2 * SIZE + 1, u32::MAX] {
+            unsafe {
+                assert_eq!(
+                    libxdp_sys::xsk_ring_prod__fill_addr(p.as_ptr(), idx),
+                    fill_addr(p.as_ptr(), idx)
+                );
+                assert_eq!(
+                    libxdp_sys::xsk_ring_prod__tx_desc(p.as_ptr(), idx),
+                    tx_desc(p.as_ptr(), idx)
+                );
+                assert_eq!(
+                    libxdp_sys::xsk_ring_cons__comp_addr(c.as_ptr(), idx),
+                    comp_addr(c.as_ptr(), idx)
+                );
+                assert_eq!(
+                    libxdp_sys::xsk_ring_cons__rx_desc(c.as_ptr(), idx),
+                    rx_desc(c.as_ptr(), idx)
+                );
+            }
+        }
+    }
 }
