@@ -223,6 +223,9 @@ pub struct Engine<P: PacketIo, A: App> {
     stats: EngineStats,
     events: Vec<(ConnId, Event)>,
     empty_iterations: u32,
+    /// `cfg.idle`'s longest sleep in nanoseconds, so an empty iteration works out its sleep in
+    /// integers.
+    max_sleep_ns: u64,
     /// Where snapshots are asked for, and the queue they report.
     board: Option<(Arc<StatsBoard>, u32)>,
     /// Lanes to and from the other engines of a multi-queue stack.
@@ -253,6 +256,9 @@ impl<P: PacketIo, A: App> Engine<P, A> {
             stats: EngineStats::default(),
             events: Vec::with_capacity(256),
             empty_iterations: 0,
+            max_sleep_ns: cfg.idle.map_or(0, |i| {
+                u64::try_from(i.max_sleep.as_nanos()).unwrap_or(u64::MAX)
+            }),
             board: None,
             mesh: None,
             capture: None,
@@ -516,11 +522,11 @@ impl<P: PacketIo, A: App> Engine<P, A> {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         };
-        let mut sleep = idle.max_sleep;
+        let mut sleep = self.max_sleep_ns;
         if let Some(t) = deadline {
-            sleep = sleep.min(t.saturating_since(now).into());
+            sleep = sleep.min(t.saturating_since(now).as_nanos());
         }
-        if sleep.is_zero() {
+        if sleep == 0 {
             return;
         }
         if let Some(m) = &self.mesh {
@@ -529,7 +535,7 @@ impl<P: PacketIo, A: App> Engine<P, A> {
             }
         }
         self.stats.idle_sleeps += 1;
-        self.io.wait_rx(sleep);
+        self.io.wait_rx(std::time::Duration::from_nanos(sleep));
         if let Some(m) = &self.mesh {
             m.woke();
         }
