@@ -120,11 +120,12 @@ def main():
             it = count_calls(calls, r"::recv_batch$")
             empty = count_calls(calls, r"Engine<.*>::idle$")
             n = counts[w]
-            # frames taken off the rx ring and put on the tx ring (libxdp's per-descriptor
-            # accessors): a kernel client's pure ACKs, which come or not as its delayed-ACK
-            # timer and our speed under valgrind meet, move the per-request figure with them
-            rx = count_calls(calls, r"^xsk_ring_cons__rx_desc$")
-            tx = count_calls(calls, r"^xsk_ring_prod__tx_desc$")
+            # frames received and sent (the engine's per-frame `receive` and `transmit`, never
+            # inlined; the ring accessors are inlined Rust): a kernel client's pure ACKs, which
+            # come or not as its delayed-ACK timer and our speed under valgrind meet, move the
+            # per-request figure with them
+            rx = count_calls(calls, r"^xdp_tcp::engine::receive$")
+            tx = count_calls(calls, r"^xdp_tcp::engine::transmit$")
             work = {k: (cats[k] - empty * price[k]) / n for k in NAMES}
             wsum = sum(work.values())
             works.append(wsum)

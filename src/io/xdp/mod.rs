@@ -18,13 +18,13 @@
 mod program;
 mod socket;
 mod umem;
+mod wake;
 
 pub use program::{
     check_object, ifindex, AttachMode, SteerConfig, SteerProgram, SteerStats, XdpMode,
     STEER_OBJECT, STEER_QUEUES,
 };
-pub use socket::{
-    BindMode, DeviceStats, RingStats, SocketStats, Waker, XdpSocket, XdpSocketConfig,
-};
+pub use socket::{BindMode, DeviceStats, RingStats, SocketStats, XdpSocket, XdpSocketConfig};
 pub use umem::{AccountingError, FrameAccounting, FrameLocation, FramePool, UmemConfig};
+pub use wake::Waker;
 pub use xsk_rs::socket::XdpStatistics;

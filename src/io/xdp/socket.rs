@@ -11,12 +11,10 @@
 //! awake (zero-copy drivers); the fill ring is kicked with a zero-timeout `poll` when rx comes
 //! up empty and the kernel asks for it.
 
-use std::fs::File;
-use std::io::{self, Read, Write};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::io::{self, Read};
+use std::os::fd::{AsRawFd, RawFd};
 use std::str::FromStr;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::SeqCst};
-use std::sync::Arc;
+use std::sync::atomic::Ordering::SeqCst;
 use std::time::{Duration, Instant};
 
 use xsk_rs::config::{BindFlags, Interface, LibxdpFlags, QueueSize, SocketConfig};
@@ -28,6 +26,7 @@ use xsk_rs::{CompQueue, FillQueue, FrameDesc, RxQueue, Socket, TxQueue};
 const RING_BATCH: u32 = 32;
 
 use super::umem::{AccountingError, FrameAccounting, FrameLocation, FramePool, UmemConfig};
+use super::wake::{kick_tx, sleep_poll, Waker};
 use crate::io::{PacketIo, RxPass};
 
 /// Copy or zero-copy.
@@ -154,53 +153,6 @@ pub struct XdpSocket {
     /// Lets other threads end a sleep in [`PacketIo::wait_rx`], with the count of their wake-ups
     /// seen at the start of the current iteration.
     waker: Option<(Waker, u64)>,
-}
-
-/// Wakes an engine sleeping in [`XdpSocket`]'s `wait_rx` from another thread (an application
-/// thread that just queued a command for it). Cheap when the engine is awake: an atomic add and
-/// a load; an `eventfd` write only while it sleeps.
-#[derive(Clone, Debug)]
-pub struct Waker(Arc<WakeState>);
-
-#[derive(Debug)]
-struct WakeState {
-    /// Non-blocking eventfd, polled beside the socket.
-    fd: File,
-    /// The engine is in (or about to enter) its sleep.
-    asleep: AtomicBool,
-    /// Wake-ups asked for so far.
-    asked: AtomicU64,
-}
-
-impl Waker {
-    /// A waker with its own eventfd; give a clone to [`XdpSocket::set_waker`].
-    pub fn new() -> io::Result<Waker> {
-        // SAFETY: eventfd takes no pointers; a non-negative result is a new descriptor that
-        // nothing else owns, so OwnedFd may take it.
-        let fd = unsafe { libc::eventfd(0, libc::EFD_NONBLOCK | libc::EFD_CLOEXEC) };
-        if fd < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        // SAFETY: as above, `fd` is ours alone.
-        let fd = File::from(unsafe { OwnedFd::from_raw_fd(fd) });
-        Ok(Waker(Arc::new(WakeState {
-            fd,
-            asleep: AtomicBool::new(false),
-            asked: AtomicU64::new(0),
-        })))
-    }
-
-    /// Ends the engine's sleep, or its next one if it is about to sleep having missed what the
-    /// caller queued. Call after queueing the work.
-    pub fn wake(&self) {
-        // Dekker-style with wait_rx: the engine sets `asleep` then reads `asked`; we add to
-        // `asked` then read `asleep` (all SeqCst). Either it sees our request and does not
-        // sleep, or we see it asleep and write the eventfd.
-        self.0.asked.fetch_add(1, SeqCst);
-        if self.0.asleep.load(SeqCst) {
-            let _ = (&self.0.fd).write(&1u64.to_ne_bytes());
-        }
-    }
 }
 
 /// Sets `FD_CLOEXEC` on `fd`.
@@ -412,43 +364,35 @@ impl XdpSocket {
             return 0;
         }
         let room = self.fill.nb_free(want as u32) as usize;
-        let n = want.min(room);
-        for k in 0..n {
-            let i = self
-                .pool
+        let n = want.min(room) as u32;
+        let pool = &mut self.pool;
+        let lend = || {
+            let i = pool
                 .take_free(FrameLocation::Fill)
                 .expect("free_len checked above");
-            self.scratch[k] = self.pool.desc(i);
-        }
-        // SAFETY: the descriptors are frames of the UMEM this fill ring belongs to, each moved
-        // to `Fill` just above, so no user-space reference to their memory exists until they come
-        // back through the rx ring.
-        let done = unsafe { self.fill.produce(&self.scratch[..n]) };
-        debug_assert_eq!(done, n, "nb_free promised room");
-        for k in done..n {
-            // Not submitted after all: take them back.
-            if let Some(i) = self.pool.index_of(self.scratch[k].addr()) {
-                self.pool.release(i, FrameLocation::Fill);
-            }
-        }
-        done
+            pool.desc(i).addr() as u64
+        };
+        // SAFETY: the addresses are frames of the UMEM this fill ring belongs to, each moved to
+        // `Fill` as it is written (and only then: `lend` runs once per slot reserved), so no
+        // user-space reference to their memory exists until they come back through the rx ring.
+        unsafe { self.fill.produce_with(n, lend) }
     }
 
     /// Moves completed transmissions back to the free list. Returns how many.
     pub fn reclaim_completions(&mut self) -> usize {
-        let max = (self.pool.count(FrameLocation::Tx) as usize).min(self.scratch.len());
+        let max = self.pool.count(FrameLocation::Tx);
         if max == 0 {
             return 0;
         }
-        // SAFETY: the completion ring only returns addresses we submitted on this socket's tx
-        // ring; the descriptors are plain values written into our scratch buffer.
-        let n = unsafe { self.comp.consume(&mut self.scratch[..max]) };
-        for k in 0..n {
-            if let Some(i) = self.pool.index_of(self.scratch[k].addr()) {
-                self.pool.release(i, FrameLocation::Tx);
+        let pool = &mut self.pool;
+        let done = |addr: u64| {
+            if let Some(i) = pool.index_of(addr as usize) {
+                pool.release(i, FrameLocation::Tx);
             }
-        }
-        n
+        };
+        // SAFETY: the completion ring only returns addresses we submitted on this socket's tx
+        // ring, read as plain values.
+        unsafe { self.comp.consume_each(max, done) }
     }
 
     /// Kicks the kernel if transmit descriptors are waiting in the tx ring.
@@ -473,9 +417,18 @@ impl XdpSocket {
         if self.rx.nb_avail(1) > 0 {
             return Ok(true);
         }
-        let ms = timeout.as_millis().min(i32::MAX as u128) as i32;
+        let rx = libc::pollfd {
+            fd: self.rx.fd().as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
         let Some((waker, seen)) = &self.waker else {
-            return self.rx.poll(ms);
+            return match sleep_poll(&mut [rx], timeout) {
+                Ok(n) => Ok(n > 0),
+                // as xsk-rs's poll did: a signal ends the sleep with nothing received
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => Ok(false),
+                Err(e) => Err(e),
+            };
         };
         let state = &waker.0;
         state.asleep.store(true, SeqCst);
@@ -485,29 +438,20 @@ impl XdpSocket {
             return Ok(true);
         }
         let mut fds = [
-            libc::pollfd {
-                fd: self.rx.fd().as_raw_fd(),
-                events: libc::POLLIN,
-                revents: 0,
-            },
+            rx,
             libc::pollfd {
                 fd: state.fd.as_raw_fd(),
                 events: libc::POLLIN,
                 revents: 0,
             },
         ];
-        // SAFETY: `fds` is an array of two initialised pollfd for the call's whole duration;
-        // both descriptors stay open (the socket and the waker are borrowed by self).
-        let n = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, ms) };
+        let n = sleep_poll(&mut fds, timeout);
         state.asleep.store(false, SeqCst);
-        if n < 0 {
-            let e = io::Error::last_os_error();
-            return if e.kind() == io::ErrorKind::Interrupted {
-                Ok(true)
-            } else {
-                Err(e)
-            };
-        }
+        let n = match n {
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => return Ok(true),
+            Err(e) => return Err(e),
+        };
         if fds[1].revents & libc::POLLIN != 0 {
             self.stats.wakeups += 1;
             // reset the eventfd's counter (non-blocking; empty is fine)
@@ -539,37 +483,30 @@ impl PacketIo for XdpSocket {
             *seen = w.0.asked.load(SeqCst);
         }
         self.flush();
-        let max = budget.min(self.scratch.len());
-        // SAFETY: the descriptors written are plain values copied out of the rx ring of this
-        // socket's UMEM.
-        let n = if max == 0 {
-            0
-        } else {
-            unsafe { self.rx.consume(&mut self.scratch[..max]) }
-        };
-        for k in 0..n {
-            let desc = self.scratch[k];
-            let Some(i) = self.pool.index_of(desc.addr()) else {
-                self.pool.record_violation();
-                continue;
+        let max = budget.min(u32::MAX as usize) as u32;
+        let (pool, stats) = (&mut self.pool, &mut self.stats);
+        let handle = |desc: FrameDesc| {
+            let Some(i) = pool.index_of(desc.addr()) else {
+                pool.record_violation();
+                return;
             };
-            if !self
-                .pool
-                .transition(i, FrameLocation::Fill, FrameLocation::App)
-            {
-                continue;
+            if !pool.transition(i, FrameLocation::Fill, FrameLocation::App) {
+                return;
             }
             {
                 // SAFETY: the frame was consumed from the rx ring of this UMEM, so the kernel has
                 // finished writing it and will not touch it until we lend it again; it is in
                 // `App`, so no other reference to it exists; the slice does not outlive `f`.
-                let data = unsafe { self.pool.umem().data(&desc) };
-                self.stats.rx_frames += 1;
-                self.stats.rx_bytes += data.len() as u64;
+                let data = unsafe { pool.umem().data(&desc) };
+                stats.rx_frames += 1;
+                stats.rx_bytes += data.len() as u64;
                 f(data.contents());
             }
-            self.pool.release(i, FrameLocation::App);
-        }
+            pool.release(i, FrameLocation::App);
+        };
+        // SAFETY: the descriptors are plain values read out of the rx ring of this socket's UMEM,
+        // addresses of its frames.
+        let n = unsafe { self.rx.consume_each(max, handle) };
         self.refill_if_short();
         if n == 0 && self.need_wakeup && self.fill.needs_wakeup() {
             self.stats.fill_kicks += 1;
@@ -665,69 +602,48 @@ impl PacketIo for XdpSocket {
         if self.pool.count(FrameLocation::Tx) >= RING_BATCH || self.pool.free_len() < want {
             self.reclaim_completions();
         }
-        let room = (self.tx.nb_free(want as u32) as usize).min(want);
         let cap = self.pool.frame_capacity();
-        let mut n = 0;
+        let (pool, stats) = (&mut self.pool, &mut self.stats);
         let mut more = true;
-        while n < room && more {
-            let Some(i) = self.pool.take_free(FrameLocation::App) else {
-                self.stats.tx_no_frame += 1;
-                break;
-            };
-            let mut desc = self.pool.desc(i);
-            let written = {
-                // SAFETY: frame `i` was just taken off the free list into `App`: the kernel holds
-                // no reference to it (it is in no ring) and neither does any other code.
-                let mut data = unsafe { self.pool.umem().data_mut(&mut desc) };
+        // The next frame written: a free frame goes to `App`, to `f`, then to `Tx` if `f` wrote
+        // a packet into it (back to the free list otherwise).
+        let next = || {
+            while more {
+                let Some(i) = pool.take_free(FrameLocation::App) else {
+                    stats.tx_no_frame += 1;
+                    return None;
+                };
+                let mut desc = pool.desc(i);
+                // SAFETY: frame `i` was just taken off the free list into `App`: the kernel
+                // holds no reference to it (it is in no ring) and neither does any other code.
+                let mut data = unsafe { pool.umem().data_mut(&mut desc) };
                 data.cursor().set_pos(cap);
-                let written = f(data.contents_mut());
-                if let Some((len, _)) = written.filter(|&(l, _)| l > 0 && l <= cap) {
-                    data.cursor().set_pos(len);
-                }
-                written.map(|(len, m)| {
-                    more = m;
-                    len
-                })
-            };
-            match written {
-                Some(len) if len > 0 && len <= cap => {
-                    self.stats.tx_bytes += len as u64;
-                    self.scratch[n] = desc;
-                    n += 1;
-                }
-                Some(_) => {
-                    self.stats.tx_bad_len += 1;
-                    self.pool.release(i, FrameLocation::App);
-                }
-                None => {
-                    self.pool.release(i, FrameLocation::App);
-                    break;
+                match f(data.contents_mut()) {
+                    Some((len, m)) if len > 0 && len <= cap => {
+                        more = m;
+                        data.cursor().set_pos(len);
+                        stats.tx_bytes += len as u64;
+                        // written, and the slice into it gone: it goes to the tx ring
+                        pool.transition(i, FrameLocation::App, FrameLocation::Tx);
+                        return Some(desc);
+                    }
+                    Some((_, m)) => {
+                        more = m;
+                        stats.tx_bad_len += 1;
+                        pool.release(i, FrameLocation::App);
+                    }
+                    None => {
+                        pool.release(i, FrameLocation::App);
+                        return None;
+                    }
                 }
             }
-        }
-        if n > 0 {
-            for k in 0..n {
-                let i = self
-                    .pool
-                    .index_of(self.scratch[k].addr())
-                    .expect("our own descriptor");
-                self.pool
-                    .transition(i, FrameLocation::App, FrameLocation::Tx);
-            }
-            // SAFETY: the descriptors are frames of this socket's UMEM, now in `Tx`: no user-space
-            // reference to their memory remains until they come back on the completion ring.
-            let done = unsafe { self.tx.produce(&self.scratch[..n]) };
-            debug_assert_eq!(done, n, "nb_free promised room");
-            for k in done..n {
-                let i = self
-                    .pool
-                    .index_of(self.scratch[k].addr())
-                    .expect("our own descriptor");
-                self.pool.release(i, FrameLocation::Tx);
-            }
-            self.stats.tx_frames += done as u64;
-            n = done;
-        }
+            None
+        };
+        // SAFETY: the descriptors are frames of this socket's UMEM, in `Tx`: no user-space
+        // reference to their memory remains until they come back on the completion ring.
+        let n = unsafe { self.tx.produce_while(want as u32, next) };
+        self.stats.tx_frames += n as u64;
         self.flush();
         n
     }
@@ -746,29 +662,4 @@ impl PacketIo for XdpSocket {
             ring: self.kernel_stats().ok().as_ref().map(RingStats::from),
         })
     }
-}
-
-/// Asks the kernel to send what the tx ring holds: `sendto(fd, NULL, 0, MSG_DONTWAIT, NULL, 0)`
-/// (what xsk-rs's `TxQueue::wakeup` does) as a raw system call. glibc's `sendto` is a thread
-/// cancellation point, which in a threaded process brackets the call with
-/// `__pthread_enable_asynccancel` and `__pthread_disable_asynccancel` (~80 instructions a kick,
-/// callgrind); nothing here uses thread cancellation. The result is ignored: a transient
-/// failure leaves the descriptors queued for the next flush, and the caller ignored every error
-/// before too.
-#[inline]
-fn kick_tx(fd: std::os::fd::RawFd) {
-    // SAFETY: a zero-length sendto with null buffer and address pointers reads and writes no
-    // memory of ours; it only makes the kernel process the AF_XDP socket's tx ring, whose
-    // descriptors and frames the caller produced before.
-    let _ = unsafe {
-        libc::syscall(
-            libc::SYS_sendto,
-            fd,
-            std::ptr::null::<u8>(),
-            0usize,
-            libc::MSG_DONTWAIT,
-            std::ptr::null::<u8>(),
-            0usize,
-        )
-    };
 }

@@ -12,9 +12,154 @@
 //! rings alive but has no business reading them, sharing is done via
 //! the access-free handles returned by `handle`.
 
-use std::{cell::UnsafeCell, fmt, ptr, sync::Arc};
+use std::{
+    cell::UnsafeCell,
+    fmt, ptr,
+    sync::{
+        Arc,
+        atomic::{AtomicU32, Ordering},
+    },
+};
 
-use libxdp_sys::{xsk_ring_cons, xsk_ring_prod};
+use libxdp_sys::{xdp_desc, xsk_ring_cons, xsk_ring_prod};
+
+// The ring operations of libxdp's xsk.h, in Rust. They are `static
+// inline` in C, so libxdp-sys can only reach them through out-of-line
+// wrappers: a call each, with its own prologue, and nothing inlined
+// into the caller's loop. These read and write the same fields with
+// the same orderings (acquire on the other side's position, release on
+// our own), so they mix freely with the libxdp versions.
+//
+// Every function takes a pointer to an initialised ring (mapped by
+// libxdp, or the test fakes below) that nothing else in user space is
+// using for the duration of the call.
+
+/// `xsk_prod_nb_free`: free slots, re-reading the consumer position
+/// only when the cached one shows fewer than `nb`.
+#[inline(always)]
+pub(crate) unsafe fn prod_nb_free(r: *mut xsk_ring_prod, nb: u32) -> u32 {
+    // SAFETY: the caller passes an initialised ring, used by no one
+    // else in user space; `consumer` points at the position the kernel
+    // updates, a u32 in the ring's mapping, read atomically.
+    unsafe {
+        let free = (*r).cached_cons.wrapping_sub((*r).cached_prod);
+        if free >= nb {
+            return free;
+        }
+        let cons = AtomicU32::from_ptr((*r).consumer).load(Ordering::Acquire);
+        // kept a ring size ahead, as libxdp does, so the test above
+        // needs no addition
+        (*r).cached_cons = cons.wrapping_add((*r).size);
+        (*r).cached_cons.wrapping_sub((*r).cached_prod)
+    }
+}
+
+/// `xsk_cons_nb_avail`: entries ready, at most `nb`, re-reading the
+/// producer position only when the cached one shows none.
+#[inline(always)]
+pub(crate) unsafe fn cons_nb_avail(r: *mut xsk_ring_cons, nb: u32) -> u32 {
+    // SAFETY: as in `prod_nb_free`, for the producer position.
+    unsafe {
+        let mut entries = (*r).cached_prod.wrapping_sub((*r).cached_cons);
+        if entries == 0 {
+            (*r).cached_prod = AtomicU32::from_ptr((*r).producer).load(Ordering::Acquire);
+            entries = (*r).cached_prod.wrapping_sub((*r).cached_cons);
+        }
+        entries.min(nb)
+    }
+}
+
+/// `xsk_ring_prod__reserve`: all `nb` slots from `*idx` on, or none.
+#[inline(always)]
+pub(crate) unsafe fn prod_reserve(r: *mut xsk_ring_prod, nb: u32, idx: &mut u32) -> u32 {
+    // SAFETY: as in `prod_nb_free`.
+    unsafe {
+        if prod_nb_free(r, nb) < nb {
+            return 0;
+        }
+        *idx = (*r).cached_prod;
+        (*r).cached_prod = (*r).cached_prod.wrapping_add(nb);
+        nb
+    }
+}
+
+/// `xsk_ring_prod__submit`: hands the next `nb` written slots to the
+/// kernel (release: the entries are written before it sees them).
+#[inline(always)]
+pub(crate) unsafe fn prod_submit(r: *mut xsk_ring_prod, nb: u32) {
+    // SAFETY: as in `prod_nb_free`; only user space writes the
+    // producer position, so the relaxed load reads our own last store.
+    unsafe {
+        let p = AtomicU32::from_ptr((*r).producer);
+        p.store(p.load(Ordering::Relaxed).wrapping_add(nb), Ordering::Release);
+    }
+}
+
+/// `xsk_ring_cons__peek`: up to `nb` entries from `*idx` on.
+#[inline(always)]
+pub(crate) unsafe fn cons_peek(r: *mut xsk_ring_cons, nb: u32, idx: &mut u32) -> u32 {
+    // SAFETY: as in `cons_nb_avail`.
+    unsafe {
+        let entries = cons_nb_avail(r, nb);
+        if entries > 0 {
+            *idx = (*r).cached_cons;
+            (*r).cached_cons = (*r).cached_cons.wrapping_add(entries);
+        }
+        entries
+    }
+}
+
+/// `xsk_ring_cons__release`: gives the next `nb` read entries back to
+/// the kernel (release: they are read before it may overwrite them).
+#[inline(always)]
+pub(crate) unsafe fn cons_release(r: *mut xsk_ring_cons, nb: u32) {
+    // SAFETY: as in `prod_submit`, for the consumer position.
+    unsafe {
+        let c = AtomicU32::from_ptr((*r).consumer);
+        c.store(c.load(Ordering::Relaxed).wrapping_add(nb), Ordering::Release);
+    }
+}
+
+/// `xsk_ring_prod__needs_wakeup`.
+#[inline(always)]
+pub(crate) unsafe fn prod_needs_wakeup(r: *const xsk_ring_prod) -> bool {
+    // SAFETY: as in `prod_nb_free`; `flags` is a u32 of the ring's
+    // mapping that the kernel updates.
+    unsafe {
+        AtomicU32::from_ptr((*r).flags).load(Ordering::Relaxed) & libxdp_sys::XDP_RING_NEED_WAKEUP
+            != 0
+    }
+}
+
+/// `xsk_ring_prod__fill_addr`: the fill ring's slot `idx`.
+#[inline(always)]
+pub(crate) unsafe fn fill_addr(r: *mut xsk_ring_prod, idx: u32) -> *mut u64 {
+    // SAFETY: the entries of a fill ring are u64 and `mask` keeps the
+    // index inside them.
+    unsafe { (*r).ring.cast::<u64>().add((idx & (*r).mask) as usize) }
+}
+
+/// `xsk_ring_cons__comp_addr`: the completion ring's entry `idx`.
+#[inline(always)]
+pub(crate) unsafe fn comp_addr(r: *mut xsk_ring_cons, idx: u32) -> *const u64 {
+    // SAFETY: as in `fill_addr`.
+    unsafe { (*r).ring.cast::<u64>().add((idx & (*r).mask) as usize) }
+}
+
+/// `xsk_ring_prod__tx_desc`: the tx ring's slot `idx`.
+#[inline(always)]
+pub(crate) unsafe fn tx_desc(r: *mut xsk_ring_prod, idx: u32) -> *mut xdp_desc {
+    // SAFETY: the entries of a tx ring are `xdp_desc` and `mask` keeps
+    // the index inside them.
+    unsafe { (*r).ring.cast::<xdp_desc>().add((idx & (*r).mask) as usize) }
+}
+
+/// `xsk_ring_cons__rx_desc`: the rx ring's entry `idx`.
+#[inline(always)]
+pub(crate) unsafe fn rx_desc(r: *mut xsk_ring_cons, idx: u32) -> *const xdp_desc {
+    // SAFETY: as in `tx_desc`.
+    unsafe { (*r).ring.cast::<xdp_desc>().add((idx & (*r).mask) as usize) }
+}
 
 /// The number of free slots on a producer ring.
 ///
@@ -31,7 +176,7 @@ pub(crate) unsafe fn prod_nb_free_exact(ring: *mut xsk_ring_prod) -> u32 {
     // therefore ensures the value returned is always up to date.
     let size = unsafe { (*ring).size };
 
-    unsafe { libxdp_sys::xsk_prod_nb_free(ring, size) }
+    unsafe { prod_nb_free(ring, size) }
 }
 
 /// The number of entries ready to be consumed on a consumer ring.
@@ -51,10 +196,7 @@ pub(crate) unsafe fn cons_nb_avail_exact(ring: *mut xsk_ring_cons) -> u32 {
     // cache, and gives us the number of consumable frames the cache
     // did not know about. Together, we have the number of consumable
     // frames at this point in time.
-    let n = unsafe {
-        libxdp_sys::xsk_ring_cons__peek(ring, size, &mut idx)
-            + libxdp_sys::xsk_ring_cons__peek(ring, size, &mut idx)
-    };
+    let n = unsafe { cons_peek(ring, size, &mut idx) + cons_peek(ring, size, &mut idx) };
 
     // One cancel, after both peeks. Cancelling between them would
     // restore the cache the first peek emptied, so the second would
@@ -66,7 +208,8 @@ pub(crate) unsafe fn cons_nb_avail_exact(ring: *mut xsk_ring_cons) -> u32 {
     // consumer position, and the cancel gives back exactly what
     // the peeks took, so a following consume still hands out
     // every entry from the first.
-    unsafe { libxdp_sys::xsk_ring_cons__cancel(ring, n) };
+    // SAFETY: `xsk_ring_cons__cancel`, on the ring the caller vouched for.
+    unsafe { (*ring).cached_cons = (*ring).cached_cons.wrapping_sub(n) };
 
     n
 }
@@ -623,5 +766,120 @@ mod tests {
             unsafe { xsk_ring_prod__reserve(prod.as_ptr(), 2, &mut idx) },
             2
         );
+    }
+
+    // The Rust ring operations against libxdp's, step by step on two
+    // identical rings: same results, same positions.
+
+    fn prod_state(p: &FakeProd) -> (u32, u32, u32, u32) {
+        unsafe {
+            (
+                p.ring.cached_prod,
+                p.ring.cached_cons,
+                *p.ring.producer,
+                *p.ring.consumer,
+            )
+        }
+    }
+
+    fn cons_state(c: &FakeCons) -> (u32, u32, u32, u32) {
+        unsafe {
+            (
+                c.ring.cached_prod,
+                c.ring.cached_cons,
+                *c.ring.producer,
+                *c.ring.consumer,
+            )
+        }
+    }
+
+    #[test]
+    #[cfg_attr(miri, ignore)]
+    fn rust_producer_operations_match_libxdp() {
+        let (mut a, mut b) = (FakeProd::new(SIZE), FakeProd::new(SIZE));
+
+        for (nb, kernel_takes) in [(3, 0), (2, 2), (1, 0), (3, 3), (4, 1), (2, 4)] {
+            let (mut ia, mut ib) = (0, 0);
+
+            let ra = unsafe { xsk_ring_prod__reserve(a.as_ptr(), nb, &mut ia) };
+            let rb = unsafe { prod_reserve(b.as_ptr(), nb, &mut ib) };
+            assert_eq!((ra, ia), (rb, ib));
+
+            unsafe {
+                xsk_ring_prod__submit(a.as_ptr(), ra);
+                prod_submit(b.as_ptr(), rb);
+            }
+            assert_eq!(prod_state(&a), prod_state(&b));
+
+            // the kernel takes at most what was submitted
+            let (_, _, producer, consumer) = prod_state(&a);
+            let kernel_takes = kernel_takes.min(producer.wrapping_sub(consumer));
+            a.kernel_consume(kernel_takes);
+            b.kernel_consume(kernel_takes);
+
+            for want in [0, 1, SIZE] {
+                assert_eq!(
+                    unsafe { libxdp_sys::xsk_prod_nb_free(a.as_ptr(), want) },
+                    unsafe { prod_nb_free(b.as_ptr(), want) }
+                );
+                assert_eq!(prod_state(&a), prod_state(&b));
+            }
+        }
+    }
+
+    #[test]
+    #[cfg_attr(miri, ignore)]
+    fn rust_consumer_operations_match_libxdp() {
+        let (mut a, mut b) = (FakeCons::new(SIZE), FakeCons::new(SIZE));
+
+        for (kernel_puts, nb) in [(0, 1), (3, 2), (0, 4), (2, 1), (4, 4), (1, 3)] {
+            a.kernel_produce(kernel_puts);
+            b.kernel_produce(kernel_puts);
+
+            assert_eq!(
+                unsafe { libxdp_sys::xsk_cons_nb_avail(a.as_ptr(), SIZE) },
+                unsafe { cons_nb_avail(b.as_ptr(), SIZE) }
+            );
+
+            let (mut ia, mut ib) = (0, 0);
+
+            let ra = unsafe { xsk_ring_cons__peek(a.as_ptr(), nb, &mut ia) };
+            let rb = unsafe { cons_peek(b.as_ptr(), nb, &mut ib) };
+            assert_eq!((ra, ia), (rb, ib));
+
+            unsafe {
+                xsk_ring_cons__release(a.as_ptr(), ra);
+                cons_release(b.as_ptr(), rb);
+            }
+            assert_eq!(cons_state(&a), cons_state(&b));
+        }
+    }
+
+    #[test]
+    #[cfg_attr(miri, ignore)]
+    fn rust_entry_accessors_match_libxdp() {
+        let mut p = FakeProd::new(SIZE);
+        let mut c = FakeCons::new(SIZE);
+
+        for idx in [0, 1, SIZE - 1, SIZE, 2 * SIZE + 1, u32::MAX] {
+            unsafe {
+                assert_eq!(
+                    libxdp_sys::xsk_ring_prod__fill_addr(p.as_ptr(), idx),
+                    fill_addr(p.as_ptr(), idx)
+                );
+                assert_eq!(
+                    libxdp_sys::xsk_ring_prod__tx_desc(p.as_ptr(), idx),
+                    tx_desc(p.as_ptr(), idx)
+                );
+                assert_eq!(
+                    libxdp_sys::xsk_ring_cons__comp_addr(c.as_ptr(), idx),
+                    comp_addr(c.as_ptr(), idx)
+                );
+                assert_eq!(
+                    libxdp_sys::xsk_ring_cons__rx_desc(c.as_ptr(), idx),
+                    rx_desc(c.as_ptr(), idx)
+                );
+            }
+        }
     }
 }

@@ -57,12 +57,12 @@ impl TxQueue {
 
         let mut idx = 0;
 
-        let cnt = unsafe { libxdp_sys::xsk_ring_prod__reserve(self.ring.as_ptr(), nb, &mut idx) };
+        let cnt = unsafe { ring::prod_reserve(self.ring.as_ptr(), nb, &mut idx) };
 
         if cnt > 0 {
             for desc in descs.iter().take(cnt as usize) {
                 let send_pkt_desc =
-                    unsafe { libxdp_sys::xsk_ring_prod__tx_desc(self.ring.as_ptr(), idx) };
+                    unsafe { ring::tx_desc(self.ring.as_ptr(), idx) };
 
                 // SAFETY: unsafe contract of this function guarantees
                 // `desc` describes a frame belonging to the same UMEM as
@@ -72,10 +72,54 @@ impl TxQueue {
                 idx = idx.wrapping_add(1);
             }
 
-            unsafe { libxdp_sys::xsk_ring_prod__submit(self.ring.as_ptr(), cnt) };
+            unsafe { ring::prod_submit(self.ring.as_ptr(), cnt) };
         }
 
         cnt as usize
+    }
+
+    /// Like [`produce`], without a descriptor array: offers up to
+    /// `max` free slots, writing into slot after slot the descriptor
+    /// `f` returns until it returns `None` or the free slots run
+    /// out, then submits those written together. Returns how many.
+    /// (Added to the vendored crate: one pass instead of writing an
+    /// array first.)
+    ///
+    /// # Safety
+    ///
+    /// As for [`produce`], for every descriptor `f` returns.
+    ///
+    /// [`produce`]: Self::produce
+    #[inline]
+    pub unsafe fn produce_while(
+        &mut self,
+        max: u32,
+        mut f: impl FnMut() -> Option<FrameDesc>,
+    ) -> usize {
+        let r = self.ring.as_ptr();
+
+        // SAFETY: the ring is initialised and `&mut self` excludes
+        // any other access to it; slots from the cached producer
+        // position on, as many as are free, are not the kernel's
+        // until submitted.
+        unsafe {
+            let free = ring::prod_nb_free(r, max).min(max);
+            let start = (*r).cached_prod;
+
+            let mut n = 0;
+            while n < free {
+                let Some(desc) = f() else { break };
+                desc.write_xdp_desc(&mut *ring::tx_desc(r, start.wrapping_add(n)));
+                n += 1;
+            }
+
+            if n > 0 {
+                (*r).cached_prod = start.wrapping_add(n);
+                ring::prod_submit(r, n);
+            }
+
+            n as usize
+        }
     }
 
     /// Same as [`produce`] but for a single frame descriptor.
@@ -89,18 +133,18 @@ impl TxQueue {
     pub unsafe fn produce_one(&mut self, desc: &FrameDesc) -> usize {
         let mut idx = 0;
 
-        let cnt = unsafe { libxdp_sys::xsk_ring_prod__reserve(self.ring.as_ptr(), 1, &mut idx) };
+        let cnt = unsafe { ring::prod_reserve(self.ring.as_ptr(), 1, &mut idx) };
 
         if cnt > 0 {
             let send_pkt_desc =
-                unsafe { libxdp_sys::xsk_ring_prod__tx_desc(self.ring.as_ptr(), idx) };
+                unsafe { ring::tx_desc(self.ring.as_ptr(), idx) };
 
             // SAFETY: unsafe contract of this function guarantees
             // `desc` describes a frame belonging to the same UMEM as
             // this queue.
             unsafe { desc.write_xdp_desc(&mut *send_pkt_desc) };
 
-            unsafe { libxdp_sys::xsk_ring_prod__submit(self.ring.as_ptr(), cnt) };
+            unsafe { ring::prod_submit(self.ring.as_ptr(), cnt) };
         }
 
         cnt as usize
@@ -163,7 +207,7 @@ impl TxQueue {
     pub fn nb_free(&mut self, nb: u32) -> u32 {
         // SAFETY: the ring is initialised and `&mut self` excludes
         // any other access to it.
-        unsafe { libxdp_sys::xsk_prod_nb_free(self.ring.as_ptr(), nb) }
+        unsafe { ring::prod_nb_free(self.ring.as_ptr(), nb) }
     }
 
     /// The number of free slots on the ring.
@@ -220,7 +264,7 @@ impl TxQueue {
     /// [`produce_and_wakeup`]: Self::produce_and_wakeup
     #[inline]
     pub fn needs_wakeup(&self) -> bool {
-        unsafe { libxdp_sys::xsk_ring_prod__needs_wakeup(self.ring.as_ptr()) != 0 }
+        unsafe { ring::prod_needs_wakeup(self.ring.as_ptr()) }
     }
 
     /// Polls the socket, returning `true` if it is ready to write.

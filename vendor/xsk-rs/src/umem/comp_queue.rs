@@ -64,12 +64,12 @@ impl CompQueue {
 
         let mut idx = 0;
 
-        let cnt = unsafe { libxdp_sys::xsk_ring_cons__peek(self.ring.as_ptr(), nb, &mut idx) };
+        let cnt = unsafe { ring::cons_peek(self.ring.as_ptr(), nb, &mut idx) };
 
         if cnt > 0 {
             for desc in descs.iter_mut().take(cnt as usize) {
                 let addr =
-                    unsafe { *libxdp_sys::xsk_ring_cons__comp_addr(self.ring.as_ptr(), idx) };
+                    unsafe { *ring::comp_addr(self.ring.as_ptr(), idx) };
 
                 desc.addr = addr as usize;
                 desc.lengths.data = 0;
@@ -79,7 +79,37 @@ impl CompQueue {
                 idx = idx.wrapping_add(1);
             }
 
-            unsafe { libxdp_sys::xsk_ring_cons__release(self.ring.as_ptr(), cnt) };
+            unsafe { ring::cons_release(self.ring.as_ptr(), cnt) };
+        }
+
+        cnt as usize
+    }
+
+    /// Like [`consume`], without the copy: hands the address of each
+    /// of up to `max` completed frames to `f` straight from the ring,
+    /// in order, then gives the slots back in one release. Returns
+    /// how many. (Added to the vendored crate.)
+    ///
+    /// # Safety
+    ///
+    /// As for [`consume`].
+    ///
+    /// [`consume`]: Self::consume
+    #[inline]
+    pub unsafe fn consume_each(&mut self, max: u32, mut f: impl FnMut(u64)) -> usize {
+        let mut idx = 0;
+
+        let cnt = unsafe { ring::cons_peek(self.ring.as_ptr(), max, &mut idx) };
+
+        for k in 0..cnt {
+            // SAFETY: entries `idx..idx + cnt` were peeked above, so
+            // the kernel has written them and will not until they are
+            // released below.
+            f(unsafe { *ring::comp_addr(self.ring.as_ptr(), idx.wrapping_add(k)) });
+        }
+
+        if cnt > 0 {
+            unsafe { ring::cons_release(self.ring.as_ptr(), cnt) };
         }
 
         cnt as usize
@@ -96,17 +126,17 @@ impl CompQueue {
     pub unsafe fn consume_one(&mut self, desc: &mut FrameDesc) -> usize {
         let mut idx = 0;
 
-        let cnt = unsafe { libxdp_sys::xsk_ring_cons__peek(self.ring.as_ptr(), 1, &mut idx) };
+        let cnt = unsafe { ring::cons_peek(self.ring.as_ptr(), 1, &mut idx) };
 
         if cnt > 0 {
-            let addr = unsafe { *libxdp_sys::xsk_ring_cons__comp_addr(self.ring.as_ptr(), idx) };
+            let addr = unsafe { *ring::comp_addr(self.ring.as_ptr(), idx) };
 
             desc.addr = addr as usize;
             desc.lengths.data = 0;
             desc.lengths.headroom = 0;
             desc.options = 0;
 
-            unsafe { libxdp_sys::xsk_ring_cons__release(self.ring.as_ptr(), cnt) };
+            unsafe { ring::cons_release(self.ring.as_ptr(), cnt) };
         }
 
         cnt as usize
@@ -128,7 +158,7 @@ impl CompQueue {
     pub fn nb_avail(&mut self, nb: u32) -> u32 {
         // SAFETY: the ring is initialised and `&mut self` excludes
         // any other access to it.
-        unsafe { libxdp_sys::xsk_cons_nb_avail(self.ring.as_ptr(), nb) }
+        unsafe { ring::cons_nb_avail(self.ring.as_ptr(), nb) }
     }
 
     /// The number of entries ready to be consumed.
