@@ -24,6 +24,23 @@ use crate::wire::{SeqNumber, TcpFlags, TcpRepr};
 /// tcp_invalid_ratelimit).
 const OOW_ACK_INTERVAL: Duration = Duration::from_millis(500);
 
+#[cfg(test)]
+thread_local! {
+    /// Turns `process_ack`'s shortcut for an acknowledgement with nothing in flight off, so a
+    /// test can hold it against the general path.
+    pub(super) static GENERAL_ACK_PATH_ONLY: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+    /// How often the shortcut was taken.
+    pub(super) static SHORTCUTS_TAKEN: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+#[inline(always)]
+fn general_ack_path_only() -> bool {
+    #[cfg(test)]
+    return GENERAL_ACK_PATH_ONLY.with(std::cell::Cell::get);
+    #[cfg(not(test))]
+    false
+}
+
 impl Connection {
     /// Processes one received segment, already matched to this connection by 4-tuple. `src` is
     /// the sender's IPv4 address: a connection in CLOSED answers it with RST.
@@ -420,6 +437,26 @@ impl Connection {
             return true;
         }
         let take_window = self.snd.updates_window(seg.seq, ack, wnd);
+        if ack == self.snd.max
+            && self.snd.una == self.snd.max
+            && self.sb.is_empty()
+            && self.rtt_probe.is_none()
+            && self.recovery.is_idle()
+            && seg.options.sack().is_empty()
+            && !general_ack_path_only()
+        {
+            // Nothing of ours in flight, none acknowledged, no episode or probe to end (every
+            // segment a receiver of a one-way transfer gets): the path below would find no
+            // delivery, duplicate, RTT sample, loss or congestion signal, and only clear the
+            // reordering timer. Just the window.
+            #[cfg(test)]
+            SHORTCUTS_TAKEN.with(|n| n.set(n.get() + 1));
+            self.timers.clear(TimerKind::Reorder);
+            if take_window {
+                self.take_window(wnd, seg.seq);
+            }
+            return true;
+        }
         let mut delivered = Delivered::default();
         let newly_acked = ack - self.snd.una;
         let syn_acked = self.snd.una == self.snd.iss && newly_acked > 0;

@@ -20,6 +20,8 @@
 //! [`Connection::poll_timeout`]. After any input, poll transmissions until `None`, then read the
 //! timers again.
 
+#[cfg(test)]
+mod ack_shortcut_tests;
 mod app;
 mod input;
 mod output;

@@ -122,6 +122,13 @@ impl Recovery {
             .map_or(0, |_| std::mem::size_of::<Undo>())
     }
 
+    /// No recovery episode and no tail loss probe outstanding: an acknowledgement that
+    /// delivers nothing has nothing to end here.
+    #[inline]
+    pub fn is_idle(&self) -> bool {
+        self.episode.is_none() && self.probe.is_none()
+    }
+
     /// In a recovery episode (fast, or after an RTO).
     #[inline]
     pub fn in_recovery(&self) -> bool {
