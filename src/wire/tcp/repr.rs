@@ -47,25 +47,37 @@ impl<'a> TcpRepr<'a> {
         dst: Ipv4Addr,
         caps: &ChecksumCaps,
     ) -> Result<TcpRepr<'a>> {
-        packet.check_len()?;
+        // The checks of `check_len`, then every field read from one fixed-size view of the
+        // header: one length check instead of one per accessor.
+        let b: &'a [u8] = packet.buffer.as_ref();
+        let Some(h) = b.first_chunk::<HEADER_LEN>() else {
+            return Err(Error::Truncated);
+        };
+        let header_len = usize::from(h[field::DATA_OFF] >> 4) * 4;
+        if header_len < HEADER_LEN || header_len > b.len() {
+            return Err(Error::BadOffset);
+        }
         if caps.verify_rx && !packet.verify_checksum(src, dst) {
             return Err(Error::BadChecksum);
         }
-        let src_port = packet.src_port();
-        let dst_port = packet.dst_port();
+        let u16_at = |i: usize| u16::from_be_bytes([h[i], h[i + 1]]);
+        let u32_at = |i: usize| u32::from_be_bytes([h[i], h[i + 1], h[i + 2], h[i + 3]]);
+        let src_port = u16_at(field::SRC_PORT.start);
+        let dst_port = u16_at(field::DST_PORT.start);
         if src_port == 0 || dst_port == 0 {
             return Err(Error::Malformed);
         }
+        let (head, payload) = b.split_at(header_len);
         Ok(TcpRepr {
             src_port,
             dst_port,
-            seq: packet.seq_number(),
-            ack: packet.ack_number(),
-            flags: packet.flags(),
-            window: packet.window_len(),
-            urgent: packet.urgent_at(),
-            options: TcpOptions::parse(packet.options())?,
-            payload: packet.payload(),
+            seq: SeqNumber(u32_at(field::SEQ_NUM.start)),
+            ack: SeqNumber(u32_at(field::ACK_NUM.start)),
+            flags: TcpFlags(h[field::FLAGS]),
+            window: u16_at(field::WINDOW.start),
+            urgent: u16_at(field::URGENT.start),
+            options: TcpOptions::parse(&head[field::OPTIONS..])?,
+            payload,
         })
     }
 
