@@ -595,15 +595,14 @@ impl Host {
             let k = kind as usize;
             let want = conn.timers().get(kind);
             let have = slot.timers[k];
-            if want == have.map(|(_, t)| t) {
-                continue;
-            }
             slot.timers[k] = match (have, want) {
-                // Moved later (every segment moves the keep-alive, every ACK the RTO): the wheel
-                // keeps the earlier entry, which fires early and is handed to the connection; not
-                // due, it counts as changed and is placed again then. The wheel entry, cold when
-                // a host holds many connections, is not touched on the segment's path.
-                (Some((_, old)), Some(t)) if t > old => continue,
+                (None, None) => continue,
+                // The same, or moved later (every segment moves the keep-alive, every ACK the
+                // RTO): the wheel keeps the earlier entry, which fires early and is handed to the
+                // connection; not due, it counts as changed and is placed again then. The wheel
+                // entry, cold when a host holds many connections, is not touched on the
+                // segment's path.
+                (Some((_, old)), Some(t)) if t >= old => continue,
                 (Some((id, _)), Some(t)) if self.wheel.reschedule(id, t) => Some((id, t)),
                 (Some((id, _)), None) => {
                     self.wheel.cancel(id);
@@ -614,7 +613,6 @@ impl Host {
                         .insert(t, u64::from(index) * KINDS as u64 + k as u64),
                     t,
                 )),
-                (None, None) => None,
             };
         }
     }

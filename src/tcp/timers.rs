@@ -1,14 +1,23 @@
 //! A connection's timers: one deadline per [`TimerKind`] in a table indexed by kind.
 //!
 //! Invariants: a kind is armed exactly when it is in the armed set, its entry then holding its
-//! deadline; every kind whose entry
-//! changed since the owner last took the changes is in the change set (a kind armed again at the
-//! same deadline may be there too). Only the connection arms
-//! and clears entries. Its owner, after every visit, takes the kinds that changed
-//! ([`Connection::take_timer_changes`](super::Connection::take_timer_changes)) and mirrors just
-//! those into its timer wheel, keyed by (connection, kind); it hands back the kinds that fired as
-//! a [`TimerSet`] ([`Connection::handle_timers`](super::Connection::handle_timers)), which count
-//! as changed (the wheel no longer holds them), so one still armed is registered again.
+//! deadline. Only the connection arms and clears entries. Its owner, after every visit, takes
+//! the kinds that changed ([`Connection::take_timer_changes`](super::Connection::take_timer_changes))
+//! and mirrors just those into its timer wheel, keyed by (connection, kind), lazily: an entry
+//! whose deadline moved later stays where it is, fires early and is handed back. It hands back
+//! the kinds that fired as a [`TimerSet`] ([`Connection::handle_timers`](super::Connection::handle_timers)),
+//! which count as changed (the wheel no longer holds them), so one still armed is registered
+//! again.
+//!
+//! So the changes taken are those such a lazy mirror acts on, no more: every kind armed now and
+//! not at the last take, every kind armed then and not now, every kind armed at both whose
+//! deadline went earlier than it was at some point since (its entry is kept when the kind is
+//! cleared, for that comparison), and every kind handed back. A kind armed at both takes whose
+//! deadline only moved later (the RTO and the probe of every round trip, cleared by the ACK and
+//! armed again by the reply) is left out: the mirror's entry, no later than the deadline at the
+//! last take, fires early and is placed again then. (A kind armed again at an unchanged deadline
+//! may be left out too.) An owner that mirrors every kind on every take, with the same lazy
+//! rule, ends with the same entries (tested).
 //!
 //! When several kinds fire at once they are handled in the order of [`TimerKind::ALL`]: the end
 //! of TIME-WAIT first (nothing else matters after it), then the delayed ACK, the tail loss probe
@@ -117,7 +126,13 @@ pub struct Timers {
     /// instants and a bit set rather than `Option`s: half the bytes in every connection.
     at: [Instant; TimerKind::COUNT],
     armed: TimerSet,
+    /// Kinds armed earlier than their entry, or armed while not armed at the last take.
     changed: TimerSet,
+    /// Kinds handed back (fired): reported whatever their state.
+    handed_back: TimerSet,
+    /// The armed set at the last take: the kinds the owner's mirror holds an entry for, each no
+    /// later than its entry in `at` (an entry cleared since keeps its deadline).
+    taken: TimerSet,
 }
 
 impl Timers {
@@ -166,20 +181,22 @@ impl Timers {
         }
     }
 
-    /// Arms `kind` at `at` (counted as a change even if the deadline is the same).
+    /// Arms `kind` at `at`: a change unless the owner's mirror holds it already at a deadline
+    /// no later (the entry's).
     #[inline]
     pub(crate) fn set(&mut self, kind: TimerKind, at: Instant) {
-        self.at[kind as usize] = at;
-        self.armed.insert(kind);
-        self.changed.insert(kind);
-    }
-
-    #[inline]
-    pub(crate) fn clear(&mut self, kind: TimerKind) {
-        if self.armed.contains(kind) {
-            self.armed.remove(kind);
+        let entry = &mut self.at[kind as usize];
+        if !self.taken.contains(kind) || at < *entry {
             self.changed.insert(kind);
         }
+        *entry = at;
+        self.armed.insert(kind);
+    }
+
+    /// Disarms `kind`, its entry kept (see `taken`); the change is found at the take.
+    #[inline]
+    pub(crate) fn clear(&mut self, kind: TimerKind) {
+        self.armed.remove(kind);
     }
 
     pub(crate) fn clear_all(&mut self) {
@@ -188,16 +205,22 @@ impl Timers {
         }
     }
 
-    /// The kinds changed since the last call, now forgotten.
+    /// The kinds changed since the last call as a lazy mirror sees them (see the module
+    /// documentation), now forgotten.
     #[inline]
     pub(crate) fn take_changed(&mut self) -> TimerSet {
-        std::mem::take(&mut self.changed)
+        let armed = self.armed.0;
+        let set = (std::mem::take(&mut self.changed).0 & armed)
+            | (self.taken.0 & !armed)
+            | std::mem::take(&mut self.handed_back).0;
+        self.taken = self.armed;
+        TimerSet(set)
     }
 
     /// Counts `kinds` as changed (their copies elsewhere are gone).
     #[inline]
     pub(crate) fn mark_changed(&mut self, kinds: TimerSet) {
-        self.changed = self.changed.union(kinds);
+        self.handed_back = self.handed_back.union(kinds);
     }
 }
 
@@ -262,19 +285,98 @@ mod tests {
         let c = t.take_changed();
         assert_eq!(
             c.iter().collect::<Vec<_>>(),
-            [TimerKind::DelayedAck, TimerKind::Rto],
-            "a kind armed and cleared again changed; one never armed did not"
+            [TimerKind::Rto],
+            "armed and cleared again between takes: the mirror never held it"
         );
         assert!(t.take_changed().is_empty());
-        // arming counts even with the same deadline: the owner compares with its copy
+        // the mirror holds 300: the same deadline or a later one needs nothing of it
         t.set(TimerKind::Rto, ms(300));
+        t.set(TimerKind::Rto, ms(900));
+        assert!(t.take_changed().is_empty());
+        // cleared and armed again later (an ACK, then the reply): still nothing
+        t.clear(TimerKind::Rto);
+        t.set(TimerKind::Rto, ms(1000));
+        assert!(t.take_changed().is_empty());
+        // earlier than the entry: a change, even if back later before the take
+        t.set(TimerKind::Rto, ms(200));
+        t.set(TimerKind::Rto, ms(2000));
         assert_eq!(t.take_changed(), TimerKind::Rto.into());
+        // cleared: a change; handed back: a change even if not armed
+        t.clear(TimerKind::Rto);
         t.mark_changed(TimerKind::KeepAlive.into());
-        t.clear_all();
         assert_eq!(
             t.take_changed().iter().collect::<Vec<_>>(),
             [TimerKind::Rto, TimerKind::KeepAlive]
         );
+        // not held by the mirror any more: arming is a change at any deadline
+        t.set(TimerKind::Rto, ms(5000));
+        assert_eq!(t.take_changed(), TimerKind::Rto.into());
+    }
+
+    /// The host's rule (`Host::settle`): an entry moved later stays; earlier moves, arming and
+    /// clearing are applied; `fire` removes an entry as the wheel does when it expires.
+    fn mirror(m: &mut [Option<Instant>; TimerKind::COUNT], t: &Timers, kinds: TimerSet) {
+        for kind in kinds.iter() {
+            let k = kind as usize;
+            m[k] = match (m[k], t.get(kind)) {
+                (Some(old), Some(new)) if new >= old => Some(old),
+                (_, want) => want,
+            };
+        }
+    }
+
+    /// The change record is a cache of what a lazy mirror would do: over random sequences of
+    /// arming, clearing and firing, a mirror fed only the changes taken holds exactly what one
+    /// fed every kind on every take holds, and never an entry later than the deadline (nor one
+    /// for a kind not armed, nor none for one armed).
+    #[test]
+    fn the_changes_taken_keep_a_lazy_mirror_as_one_told_everything() {
+        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+        let mut rand = move |n: u64| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed % n
+        };
+        for _ in 0..200 {
+            let mut t = Timers::default();
+            let mut told = [None; TimerKind::COUNT];
+            let mut all = [None; TimerKind::COUNT];
+            for _ in 0..300 {
+                for _ in 0..rand(6) {
+                    let kind = TimerKind::ALL[rand(TimerKind::COUNT as u64) as usize];
+                    match rand(4) {
+                        0 => t.clear(kind),
+                        1 => t.clear_all(),
+                        _ => t.set(kind, ms(100 + rand(50))),
+                    }
+                }
+                if rand(4) == 0 {
+                    // the wheel fires an entry it holds; the connection may clear the kind
+                    let kind = TimerKind::ALL[rand(TimerKind::COUNT as u64) as usize];
+                    let k = kind as usize;
+                    if told[k].is_some() {
+                        told[k] = None;
+                        all[k] = None;
+                        t.mark_changed(kind.into());
+                        if rand(2) == 0 {
+                            t.clear(kind);
+                        }
+                    }
+                }
+                let changed = t.take_changed();
+                mirror(&mut told, &t, changed);
+                mirror(&mut all, &t, TimerSet(0xff));
+                assert_eq!(told, all);
+                for kind in TimerKind::ALL {
+                    match (told[kind as usize], t.get(kind)) {
+                        (Some(m), Some(d)) => assert!(m <= d),
+                        (None, None) => {}
+                        other => panic!("{kind:?}: mirror and table differ: {other:?}"),
+                    }
+                }
+            }
+        }
     }
 
     #[test]

@@ -501,6 +501,12 @@ impl Connection {
     /// Arms (or clears) the tail loss probe after data went out or was acknowledged. None
     /// while the peer's window is shut: the persist timer probes it, backing off.
     fn schedule_tail_probe(&mut self, now: Instant) {
+        if self.sb.is_empty() || !self.opts.sack {
+            // what Recovery::schedule_probe decides first, without building its context: the
+            // case of every ACK that leaves nothing in flight (request/response)
+            self.timers.clear(TimerKind::TailLossProbe);
+            return;
+        }
         let synchronized = self.state.is_synchronized() && self.snd.wnd > 0;
         let rto_initial = self.cfg.rto_initial;
         let (rec, mut cx) = self.loss(now);

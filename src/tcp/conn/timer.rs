@@ -25,9 +25,10 @@ impl Connection {
         &self.timers
     }
 
-    /// The kinds whose deadline changed (armed, moved or cleared) since the last call, and those
-    /// handed to [`Connection::handle_timers`] since: after each visit, mirror just these into a
-    /// timer wheel.
+    /// The kinds whose deadline changed (armed, moved earlier or cleared) since the last call,
+    /// and those handed to [`Connection::handle_timers`] since: after each visit, mirror just
+    /// these into a timer wheel. A kind whose deadline only moved later is left out: the wheel
+    /// keeps its earlier entry, which fires early and is handed back (see [`Timers`]).
     #[inline]
     pub fn take_timer_changes(&mut self) -> TimerSet {
         self.timers.take_changed()
