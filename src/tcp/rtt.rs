@@ -24,7 +24,10 @@ pub const RTO_AFTER_SYN_LOSS: Duration = Duration::from_secs(3);
 pub struct RttEstimator {
     srtt: Option<Duration>,
     rttvar: Duration,
-    initial: Duration,
+    /// `base_rto`, kept from the last change to what it derives from (a sample, the
+    /// handshake's end; before the first sample the initial RTO, clamped): every segment sent
+    /// and many acknowledgements read it, only samples change it.
+    base: Duration,
     min: Duration,
     max: Duration,
     granularity: Duration,
@@ -36,7 +39,7 @@ impl RttEstimator {
         RttEstimator {
             srtt: None,
             rttvar: Duration::ZERO,
-            initial,
+            base: initial.max(min).min(max),
             min,
             max,
             granularity,
@@ -60,6 +63,10 @@ impl RttEstimator {
             }
         }
         self.backoff = 0;
+        if let Some(srtt) = self.srtt {
+            let rto = srtt + self.granularity.max(self.rttvar.saturating_mul(4));
+            self.base = rto.max(self.min).min(self.max);
+        }
     }
 
     pub fn srtt(&self) -> Option<Duration> {
@@ -72,17 +79,17 @@ impl RttEstimator {
 
     /// RTO before backoff.
     pub fn base_rto(&self) -> Duration {
-        let rto = match self.srtt {
-            None => self.initial,
-            Some(srtt) => srtt + self.granularity.max(self.rttvar.saturating_mul(4)),
-        };
-        rto.max(self.min).min(self.max)
+        self.base
     }
 
     /// RTO with the current exponential backoff applied.
     pub fn rto(&self) -> Duration {
+        if self.backoff == 0 {
+            // (`base` is within [min, max] already)
+            return self.base;
+        }
         let shift = self.backoff.min(32);
-        self.base_rto().saturating_mul(1u64 << shift).min(self.max)
+        self.base.saturating_mul(1u64 << shift).min(self.max)
     }
 
     pub fn on_timeout(&mut self) {
@@ -93,7 +100,10 @@ impl RttEstimator {
     /// starts from an RTO of 3 s rather than from the backed-off initial one (RFC 6298 5.7).
     pub fn on_handshake_done(&mut self) {
         if self.srtt.is_none() && self.backoff > 0 {
-            self.initial = self.initial.max(RTO_AFTER_SYN_LOSS);
+            // clamping is monotonic: clamp(max(initial, 3 s)) = max(clamp(initial), clamp(3 s))
+            self.base = self
+                .base
+                .max(RTO_AFTER_SYN_LOSS.max(self.min).min(self.max));
             self.backoff = 0;
         }
     }
