@@ -31,6 +31,7 @@ pub const ARP_FRAME_LEN: usize = 60;
 impl NeighCache {
     /// Processes a received ARP packet.
     pub fn handle_arp(&mut self, now: Instant, repr: &ArpRepr) {
+        self.settle();
         let ArpRepr::EthernetIpv4 {
             operation,
             source_hardware_addr: sha,

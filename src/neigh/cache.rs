@@ -28,7 +28,7 @@ pub(super) enum State {
     Permanent,
 }
 
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) struct Entry {
     pub(super) mac: EthernetAddress,
     pub(super) state: State,
@@ -42,6 +42,7 @@ pub(super) struct Entry {
 impl NeighCache {
     /// Seeds an entry read from the kernel's table at start-up.
     pub fn seed(&mut self, now: Instant, ip: Ipv4Addr, mac: EthernetAddress, state: SeedState) {
+        self.settle();
         if ip == self.cfg.addr || !mac.is_unicast() || mac == EthernetAddress::UNSPECIFIED {
             return;
         }
@@ -72,9 +73,17 @@ impl NeighCache {
         if !self.cfg.learn_from_ipv4 {
             return;
         }
+        if let Some(h) = &mut self.hot {
+            if h.ip == src_ip && h.mac == src_mac {
+                h.confirmed = now;
+                return;
+            }
+        }
+        self.settle();
         if let Some(e) = self.entries.get_mut(&src_ip) {
             if e.mac == src_mac && e.state == State::Reachable {
                 e.confirmed = now;
+                self.hot = Some(super::hot::Hot::of(src_ip, e));
                 return;
             }
         }
@@ -87,6 +96,7 @@ impl NeighCache {
     /// Records that `ip` is at `mac` from an authoritative source (the kernel's table):
     /// creates, confirms or updates the entry and releases what waits on it.
     pub fn learn(&mut self, now: Instant, ip: Ipv4Addr, mac: EthernetAddress) {
+        self.settle();
         if ip == self.cfg.addr || !mac.is_unicast() || mac == EthernetAddress::UNSPECIFIED {
             return;
         }
@@ -101,6 +111,7 @@ impl NeighCache {
         mac: EthernetAddress,
         create: bool,
     ) -> bool {
+        self.settle();
         let was = match self.entries.get_mut(&ip) {
             Some(e) if e.state == State::Permanent => return false,
             Some(e) => {
@@ -213,6 +224,7 @@ impl NeighCache {
 
     /// Evicts the least recently used non-permanent, non-incomplete entry when full.
     pub(super) fn make_room(&mut self, _now: Instant) {
+        self.settle();
         if self.entries.len() < self.cfg.max_entries.max(1) {
             return;
         }

@@ -39,6 +39,7 @@
 mod arp;
 mod cache;
 mod hold;
+mod hot;
 pub mod netlink;
 mod routes;
 #[cfg(test)]
@@ -182,6 +183,9 @@ pub struct NeighCache {
     next_probe: Option<Instant>,
     next_gc: Option<Instant>,
     stats: NeighStats,
+    /// The entry the traffic of the moment confirms and uses, with its true times (see
+    /// [`hot`]).
+    hot: Option<hot::Hot>,
 }
 
 impl NeighCache {
@@ -198,6 +202,7 @@ impl NeighCache {
             next_probe: None,
             next_gc: None,
             stats: NeighStats::default(),
+            hot: None,
             cfg,
         }
     }
@@ -264,6 +269,13 @@ impl NeighCache {
             return Lookup::NoRoute;
         };
         let reachable_time = self.cfg.reachable_time;
+        if let Some(h) = &mut self.hot {
+            if h.ip == hop && now < h.confirmed + reachable_time {
+                h.used = now;
+                return Lookup::Ready(h.mac);
+            }
+        }
+        self.settle();
         let Some(e) = self.entries.get_mut(&hop) else {
             return Lookup::Pending(hop);
         };
@@ -271,7 +283,10 @@ impl NeighCache {
         match e.state {
             State::Permanent => Lookup::Ready(e.mac),
             State::Incomplete => Lookup::Pending(hop),
-            State::Reachable if now < e.confirmed + reachable_time => Lookup::Ready(e.mac),
+            State::Reachable if now < e.confirmed + reachable_time => {
+                self.hot = Some(hot::Hot::of(hop, e));
+                Lookup::Ready(e.mac)
+            }
             State::Reachable | State::Stale => {
                 e.state = State::Stale;
                 let mac = e.mac;
@@ -286,6 +301,7 @@ impl NeighCache {
     /// Keeps a copy of `packet` (a whole IPv4 packet) until `hop` resolves, and starts resolving
     /// it. When the queue is full the oldest held packet is dropped.
     pub fn hold(&mut self, now: Instant, hop: Ipv4Addr, packet: &[u8]) {
+        self.settle();
         let entry = self.entries.get(&hop).map(|e| (e.state, e.mac));
         let mac = match entry {
             Some((State::Incomplete, _)) | None => None,
@@ -328,6 +344,7 @@ impl NeighCache {
     }
 
     pub fn handle_timeout(&mut self, now: Instant) {
+        self.settle();
         if self.next_probe.is_some_and(|t| t <= now) {
             self.run_probes(now);
         }
