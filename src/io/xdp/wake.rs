@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::SeqCst};
 use std::sync::Arc;
 use std::time::Duration;
 
-/// Wakes an engine sleeping in [`XdpSocket`]'s `wait_rx` from another thread (an application
+/// Wakes an engine sleeping in [`XdpSocket`](super::XdpSocket)'s `wait_rx` from another thread (an application
 /// thread that just queued a command for it). Cheap when the engine is awake: an atomic add and
 /// a load; an `eventfd` write only while it sleeps.
 #[derive(Clone, Debug)]
@@ -25,7 +25,7 @@ pub(super) struct WakeState {
 }
 
 impl Waker {
-    /// A waker with its own eventfd; give a clone to [`XdpSocket::set_waker`].
+    /// A waker with its own eventfd; give a clone to [`XdpSocket::set_waker`](super::XdpSocket::set_waker).
     pub fn new() -> io::Result<Waker> {
         // SAFETY: eventfd takes no pointers; a non-negative result is a new descriptor that
         // nothing else owns, so OwnedFd may take it.
