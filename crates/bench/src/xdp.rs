@@ -444,8 +444,6 @@ impl App for ServerApp {
                         while let Some(id) = host.accept(self.ports[i]) {
                             self.report.accepted += 1;
                             self.conns.insert(id, 0);
-                            // Its writers fill the buffer before they wait (the echo, the
-                            // source): a Writable per acknowledgement would find nothing.
                             host.with_conn(id, |c| c.set_writable_on_demand(true));
                             work += 1 + self.service(host, id);
                         }
@@ -456,9 +454,8 @@ impl App for ServerApp {
                         host.close(id);
                     }
                 }
-                // An echo or a discard waits for send space only with bytes left to echo: the
-                // Writable of every acknowledgement finds nothing to do otherwise (end of
-                // stream and errors come with events of their own).
+                // Writable on demand (set at accept: its writers fill the buffer first); an echo
+                // or discard with nothing left to echo has no use for it.
                 Event::Writable
                     if matches!(self.mode, ServeMode::Echo | ServeMode::Discard)
                         && host.conn(id).is_some_and(|c| c.recv_queue() == 0) => {}
