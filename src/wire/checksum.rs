@@ -115,14 +115,16 @@ fn halves(w: u64) -> u64 {
 /// Folds a wide sum of 16-bit words (each added as a big-endian value) to 16 bits with
 /// end-around carry. Congruent mod 0xffff, and zero only for a zero input. Lets emitters sum
 /// header fields from the values they write instead of reading the bytes back.
+///
+/// Each halving adds the word to itself rotated by half its width: the high half of that sum
+/// is `hi + lo` plus the carry out of the low half's `lo + hi`, which is the end-around carry
+/// (`hi + lo = c 2^k + r` gives `r + c`, which cannot overflow: `c = 1` means `r <= 2^k - 2`).
+/// Three operations a halving instead of two masked adds and a repeat (~9 instructions fewer
+/// a fold, and a segment takes several).
 #[inline(always)]
-pub fn fold(mut s: u64) -> u16 {
-    s = (s & 0xffff_ffff) + (s >> 32);
-    s = (s & 0xffff_ffff) + (s >> 32);
-    s = (s & 0xffff) + (s >> 16);
-    s = (s & 0xffff) + (s >> 16);
-    s = (s & 0xffff) + (s >> 16);
-    s as u16
+pub fn fold(s: u64) -> u16 {
+    let s = (s.wrapping_add(s.rotate_right(32)) >> 32) as u32;
+    (s.wrapping_add(s.rotate_right(16)) >> 16) as u16
 }
 
 /// One's-complement sum of partial sums (for example a pseudo-header and a segment).
@@ -231,6 +233,45 @@ mod tests {
         // 64 KiB of 0xff: the widest sum a packet produces.
         let big = vec![0xffu8; 65536];
         assert_eq!(data(&big), 0xffff);
+    }
+
+    /// `fold` against end-around-carry folding done one 16-bit word at a time, on random
+    /// values of every width and on the edges (all ones, a carry out of each half, zero).
+    #[test]
+    fn fold_matches_word_by_word_folding() {
+        fn reference(mut s: u64) -> u16 {
+            let mut sum = 0u64;
+            while s > 0 {
+                sum += s & 0xffff;
+                s >>= 16;
+                sum = (sum & 0xffff) + (sum >> 16);
+            }
+            sum as u16
+        }
+        let mut rng = ChaCha8Rng::seed_from_u64(1624);
+        let mut cases: Vec<u64> = vec![
+            0,
+            1,
+            0xffff,
+            0x1_0000,
+            0xffff_ffff,
+            0x1_0000_0000,
+            0xffff_0001,
+            0x0001_ffff_ffff,
+            0xffff_ffff_0000_0001,
+            0x8000_0000_8000_0000,
+            u64::MAX,
+            u64::MAX - 1,
+        ];
+        for bits in 1..=64 {
+            for _ in 0..2000 {
+                cases.push(rng.gen::<u64>() >> (64 - bits));
+            }
+        }
+        for s in cases {
+            assert_eq!(fold(s), reference(s), "{s:#x}");
+            assert_eq!(fold(s) == 0, s == 0, "zero only from zero: {s:#x}");
+        }
     }
 
     #[test]
