@@ -393,11 +393,10 @@ impl<P: PacketIo, A: App> Engine<P, A> {
 
         // Frames other engines forwarded came in before this batch: take them first.
         let mut work = 0;
-        let mut seen = None;
         if let Some(m) = mesh.as_deref_mut() {
             if m.has_inbound() {
                 let n = m.drain(cfg.rx_batch, |frame| {
-                    receive(now, frame, mac, host, neigh, app, stats, None, &mut seen)
+                    receive(now, frame, mac, host, neigh, app, stats, None)
                 });
                 stats.forwarded_in += n as u64;
                 work += n;
@@ -419,7 +418,6 @@ impl<P: PacketIo, A: App> Engine<P, A> {
                         app,
                         stats,
                         mesh.as_deref_mut(),
-                        &mut seen,
                     )
                 }
             })
@@ -437,7 +435,6 @@ impl<P: PacketIo, A: App> Engine<P, A> {
                     app,
                     stats,
                     mesh.as_deref_mut(),
-                    &mut seen,
                 )
             })
         };
@@ -593,10 +590,8 @@ fn prefetch(frame: &[u8], host: &Host, pass: u8) {
     }
 }
 
-/// `seen` is the last source [`NeighCache::observe_ipv4`] was told of in this iteration: telling
-/// it again, at the same `now`, would change nothing (the entry is confirmed at `now` already),
-/// so consecutive frames of one peer pay for one look-up (~60 instructions a frame). An ARP frame
-/// may change the entry, so it forgets `seen`.
+/// A verified segment confirms its source's neighbour entry ([`NeighCache::observe_ipv4`],
+/// whose case of the peer of the moment is a comparison inlined here).
 // Never inlined: `deploy/profile` counts received frames by its calls.
 #[allow(clippy::too_many_arguments)]
 #[inline(never)]
@@ -609,7 +604,6 @@ fn receive<A: App>(
     app: &mut A,
     stats: &mut EngineStats,
     mesh: Option<&mut mesh::Mesh>,
-    seen: &mut Option<(Ipv4Addr, EthernetAddress)>,
 ) {
     stats.rx_frames += 1;
     stats.rx_bytes += frame.len() as u64;
@@ -644,18 +638,13 @@ fn receive<A: App>(
                 // Only a segment that parsed and verified may teach the cache a MAC.
                 v => {
                     if let Some(src) = v.verified_source() {
-                        let from = (src, eth.src_addr());
-                        if *seen != Some(from) {
-                            neigh.observe_ipv4(now, from.0, from.1);
-                            *seen = Some(from);
-                        }
+                        neigh.observe_ipv4(now, src, eth.src_addr());
                     }
                 }
             }
         }
         EtherType::Arp => {
             stats.rx_arp += 1;
-            *seen = None;
             match ArpPacket::new_checked(eth.payload()).and_then(|p| ArpRepr::parse(&p)) {
                 Ok(repr) => neigh.handle_arp(now, &repr),
                 Err(_) => stats.drop_bad_arp += 1,

@@ -68,7 +68,10 @@ impl NeighCache {
 
     /// A received IPv4 frame from `src_ip` came from `src_mac`: with `learn_from_ipv4`, creates or
     /// confirms the entry of an on-link source.
-    #[inline]
+    ///
+    /// The hot entry's case (the peer of the moment, every frame of a connection) is inlined
+    /// into the caller; anything else takes a call.
+    #[inline(always)]
     pub fn observe_ipv4(&mut self, now: Instant, src_ip: Ipv4Addr, src_mac: EthernetAddress) {
         if !self.cfg.learn_from_ipv4 {
             return;
@@ -79,6 +82,11 @@ impl NeighCache {
                 return;
             }
         }
+        self.observe_ipv4_cold(now, src_ip, src_mac);
+    }
+
+    #[inline(never)]
+    fn observe_ipv4_cold(&mut self, now: Instant, src_ip: Ipv4Addr, src_mac: EthernetAddress) {
         self.settle();
         if let Some(e) = self.entries.get_mut(&src_ip) {
             if e.mac == src_mac && e.state == State::Reachable {
