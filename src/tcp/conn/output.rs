@@ -246,7 +246,8 @@ impl Connection {
         if self.opts.timestamps {
             repr.options.timestamp = Some((self.ts_val(now), self.ts.recent()));
         }
-        if self.opts.sack {
+        // (`bare` leaves no blocks: the call only when there is one to report)
+        if self.opts.sack && (self.rcv.dsack.is_some() || self.rcv.buf.has_out_of_order()) {
             self.fill_sack(&mut repr.options);
         }
         self.rcv.last_ack_sent = repr.ack;
