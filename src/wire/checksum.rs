@@ -149,6 +149,16 @@ pub fn pseudo_header_v4(src: Ipv4Addr, dst: Ipv4Addr, proto: u8, len: u32) -> u1
     fold(sum)
 }
 
+/// [`pseudo_header_v4`] as a [`partial_ne`] sum, to add to one: the three 32-bit words of the
+/// pseudo-header in native byte order, unfolded (below 2^35). Any `len` below 2^32.
+#[inline]
+pub fn pseudo_header_v4_ne(src: Ipv4Addr, dst: Ipv4Addr, proto: u8, len: u32) -> u64 {
+    u64::from(u32::from(src).to_be())
+        + u64::from(u32::from(dst).to_be())
+        + u64::from(((u32::from(proto) << 16) | (len & 0xffff)).to_be())
+        + u64::from((len >> 16).to_be())
+}
+
 /// New header checksum after a 16-bit field changes from `old_field` to `new_field`, by RFC 1624
 /// equation 3: `HC' = ~(~HC + ~m + m')`. Unlike equation 2 it never produces `0xffff` (negative
 /// zero) from a non-zero sum, so it agrees with a full recomputation for any header that is not
@@ -322,6 +332,30 @@ mod tests {
         ph.extend_from_slice(&[0, 6]);
         ph.extend_from_slice(&1480u16.to_be_bytes());
         assert_eq!(pseudo_header_v4(src, dst, 6, 1480), naive(&ph));
+    }
+
+    #[test]
+    fn pseudo_header_ne_adds_to_a_partial_sum() {
+        let mut rng = ChaCha8Rng::seed_from_u64(9);
+        for i in 0..2000 {
+            let (src, dst) = (
+                Ipv4Addr::from(rng.gen::<u32>()),
+                Ipv4Addr::from(rng.gen::<u32>()),
+            );
+            let len = match i % 4 {
+                0 => rng.gen::<u32>(),
+                _ => rng.gen_range(0..=0xffff),
+            };
+            let mut seg = vec![0u8; rng.gen_range(0..200)];
+            rng.fill_bytes(&mut seg);
+            let one_pass = u16::from_be(fold(
+                partial_ne(&seg) + pseudo_header_v4_ne(src, dst, 6, len),
+            ));
+            assert_eq!(
+                one_pass,
+                combine(&[pseudo_header_v4(src, dst, 6, len), data(&seg)])
+            );
+        }
     }
 
     #[test]

@@ -676,6 +676,7 @@ impl Connection {
     /// connection exactly as `accept_payload` would (the same ACK, window and events).
     ///
     /// [`RecvBuffer::can_lend`]: crate::tcp::recv::RecvBuffer::can_lend
+    #[inline(always)]
     fn accept_lent<F>(&mut self, now: Instant, payload: &[u8], sink: &mut F)
     where
         F: FnMut(&mut Connection, &[u8]) -> usize + ?Sized,

@@ -346,8 +346,9 @@ impl<T: AsRef<[u8]>> TcpPacket<T> {
     #[inline]
     fn sum(&self, src: Ipv4Addr, dst: Ipv4Addr) -> u16 {
         let b = self.buffer.as_ref();
-        let ph = checksum::pseudo_header_v4(src, dst, 6, b.len() as u32);
-        checksum::combine(&[ph, checksum::data(b)])
+        // one accumulation, one fold (every received segment is verified)
+        let ph = checksum::pseudo_header_v4_ne(src, dst, 6, b.len() as u32);
+        u16::from_be(checksum::fold(checksum::partial_ne(b) + ph))
     }
 
     #[inline]
