@@ -239,6 +239,7 @@ impl SendBuffer {
     }
 
     /// Drops everything before `seq` (it was acknowledged). Returns the number of bytes freed.
+    #[inline]
     pub fn ack_to(&mut self, seq: SeqNumber) -> usize {
         let n = (seq.diff(self.start).max(0) as usize).min(self.len);
         if n == 0 {
@@ -246,17 +247,25 @@ impl SendBuffer {
         }
         self.start += n;
         self.len -= n;
-        let first = self.appended - self.len as u64;
         if self.len == 0 && self.chunks.len() == 1 {
             // The usual request-response case: keep the chunk in place for the next write.
-            self.chunks[0].data.clear();
+            if let Some(c) = self.chunks.front_mut() {
+                c.data.clear();
+            }
             return n;
         }
+        self.free_acked_chunks();
+        n
+    }
+
+    /// After an acknowledgement: the chunks wholly acknowledged go to the spares.
+    #[inline(never)]
+    fn free_acked_chunks(&mut self) {
+        let first = self.appended - self.len as u64;
         while self.chunks.front().is_some_and(|c| c.end <= first) {
             let data = self.pop_front();
             self.keep_spare(data);
         }
-        n
     }
 
     fn pop_front(&mut self) -> Vec<u8> {

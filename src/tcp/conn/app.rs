@@ -24,6 +24,7 @@ pub const CORK_LIMIT: Duration = Duration::from_millis(200);
 impl Connection {
     /// Queues bytes for sending, copying them into the send buffer; returns how many fit
     /// (`WouldBlock` when none did).
+    #[inline]
     pub fn send(&mut self, data: &[u8]) -> Result<usize, Error> {
         self.may_send()?;
         let n = self.snd.buf.write(data);
