@@ -314,6 +314,8 @@ def main():
     ap.add_argument("--server-pid", type=int, help="bulk: send in bursts, the server stopped")
     ap.add_argument("--burst", type=int, default=45, help="bulk: segments per burst (45)")
     a = ap.parse_args()
+    if not 1 <= a.burst <= 64:
+        ap.error("--burst: 1..64 segments (the server takes up to 64 frames a batch)")
     LINGER = a.linger
     # `timeout` ends a stuck client with SIGTERM: unwind, so the server is resumed
     signal.signal(signal.SIGTERM, lambda *_: sys.exit("profile_client: terminated"))
