@@ -43,6 +43,8 @@ pub const PUBLISH_STEP: usize = 64 * 1024;
 #[derive(Debug)]
 pub struct SharedBudget {
     budget: usize,
+    /// 7/8 of `budget`, computed once: read after every visit of every sharing host.
+    mark: usize,
     used: AtomicUsize,
 }
 
@@ -51,6 +53,7 @@ impl SharedBudget {
     pub fn new(budget: usize) -> Arc<Self> {
         Arc::new(SharedBudget {
             budget,
+            mark: budget / 8 * 7,
             used: AtomicUsize::new(0),
         })
     }
@@ -68,7 +71,7 @@ impl SharedBudget {
     /// At 7/8 of the budget or more: every sharing host refuses new connections and sheds
     /// what it can.
     pub fn under_pressure(&self) -> bool {
-        self.used() >= self.budget / 8 * 7
+        self.used() >= self.mark
     }
 }
 
@@ -143,7 +146,8 @@ impl Default for Limits {
 }
 
 impl Limits {
-    fn pressure_mark(&self) -> usize {
+    /// 7/8 of the budget: the memory pressure threshold (the host keeps it computed).
+    pub(super) fn pressure_mark(&self) -> usize {
         self.mem_budget / 8 * 7
     }
 }
@@ -157,7 +161,7 @@ impl Host {
     /// Whether the host is under memory pressure: at 7/8 of its budget or more, or the
     /// [`SharedBudget`] it shares is.
     pub fn under_memory_pressure(&self) -> bool {
-        self.mem_used >= self.cfg.limits.pressure_mark()
+        self.mem_used >= self.pressure_mark
             || self
                 .shared
                 .as_ref()

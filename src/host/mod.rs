@@ -191,6 +191,8 @@ pub struct Host {
     /// What `limits.rs` accounts: memory of all connections, TIME-WAIT entries (and their
     /// order), orphans.
     mem_used: usize,
+    /// `cfg.limits.pressure_mark()`, computed once (read after every visit).
+    pressure_mark: usize,
     time_wait: usize,
     tw_fifo: VecDeque<ConnId>,
     orphans: usize,
@@ -221,6 +223,7 @@ impl Host {
             steer: None,
             stats: HostStats::default(),
             mem_used: 0,
+            pressure_mark: cfg.limits.pressure_mark(),
             time_wait: 0,
             tw_fifo: VecDeque::new(),
             orphans: 0,
