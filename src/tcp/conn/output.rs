@@ -289,7 +289,7 @@ impl Connection {
         if let Some(t) = self.emit_retransmission(now) {
             return Some(t);
         }
-        self.emit_new_data(now, false)
+        self.emit_new_data::<false>(now)
     }
 
     /// Resends the first segment marked lost, if congestion control and the peer's window
@@ -411,7 +411,7 @@ impl Connection {
             return None;
         }
         self.stats.rare().tlp_probes += 1;
-        if let Some(t) = self.emit_new_data(now, true) {
+        if let Some(t) = self.emit_new_data::<true>(now) {
             self.recovery.on_probe_sent(self.snd.max, false);
             self.restart_rto(now);
             return Some(t);
@@ -453,8 +453,10 @@ impl Connection {
     }
 
     /// Sends new data (and our FIN) as the windows, Nagle and sender-side silly window avoidance
-    /// allow. A tail loss probe may exceed cwnd by one segment.
-    fn emit_new_data(&mut self, now: Instant, tail_probe: bool) -> Option<Transmit> {
+    /// allow. A tail loss probe (`TAIL_PROBE`) may exceed cwnd by one segment. (A constant
+    /// parameter: the usual call, for no probe, is compiled without the probe's branches.)
+    fn emit_new_data<const TAIL_PROBE: bool>(&mut self, now: Instant) -> Option<Transmit> {
+        let tail_probe = TAIL_PROBE;
         let fin_pending = self.snd.fin_pending();
         let avail = self.sendable();
         if avail == 0 && !fin_pending {
