@@ -386,9 +386,7 @@ impl XdpSocket {
         }
         let pool = &mut self.pool;
         let done = |addr: u64| {
-            if let Some(i) = pool.index_of(addr as usize) {
-                pool.complete(i);
-            }
+            pool.complete(addr as usize);
         };
         // SAFETY: the completion ring only returns addresses we submitted on this socket's tx
         // ring, read as plain values.
@@ -486,11 +484,7 @@ impl PacketIo for XdpSocket {
         let max = budget.min(u32::MAX as usize) as u32;
         let (pool, stats) = (&mut self.pool, &mut self.stats);
         let handle = |desc: FrameDesc| {
-            let Some(i) = pool.index_of(desc.addr()) else {
-                pool.record_violation();
-                return;
-            };
-            pool.receive(i, |umem| {
+            pool.receive(desc.addr(), |umem| {
                 // SAFETY: the frame was consumed from the rx ring of this UMEM, so the kernel has
                 // finished writing it and will not touch it until we lend it again; it was in
                 // `Fill` (`receive` checked) and is the caller's until `receive` returns it to

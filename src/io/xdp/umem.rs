@@ -242,21 +242,24 @@ impl FramePool {
         }
     }
 
-    /// Frame `i` came back through the rx ring: if it was lent there (`Fill`), `read` gets it
-    /// and then it goes back to the free list; if not, a violation is recorded and `read` is not
-    /// called. The same books as `Fill -> App`, `read`, `App -> Free`, with the location
-    /// written once: `read` cannot reach the pool, so nothing can see the frame in `App`.
+    /// The frame at `addr` (a data address from the rx ring) came back: if it was lent there
+    /// (`Fill`), `read` gets it and then it goes back to the free list; if not, or if `addr` is
+    /// outside the UMEM, a violation is recorded and `read` is not called. The same books as
+    /// `Fill -> App`, `read`, `App -> Free`, with one bounds check and one location write:
+    /// `read` cannot reach the pool, so nothing can see the frame's location meanwhile.
     #[inline]
-    pub(crate) fn receive(&mut self, i: u32, read: impl FnOnce(&Umem)) -> bool {
-        let slot = &mut self.loc[i as usize];
-        if *slot != FrameLocation::Fill {
-            self.violations += 1;
-            return false;
+    pub(crate) fn receive(&mut self, addr: usize, read: impl FnOnce(&Umem)) -> bool {
+        let i = addr >> self.frame_shift;
+        match self.loc.get_mut(i) {
+            Some(slot) if *slot == FrameLocation::Fill => *slot = FrameLocation::Free,
+            _ => {
+                self.violations += 1;
+                return false;
+            }
         }
-        read(&self.umem);
-        self.loc[i as usize] = FrameLocation::Free;
         self.counts[FrameLocation::Fill as usize] -= 1;
-        self.free.push(i);
+        read(&self.umem);
+        self.free.push(i as u32);
         true
     }
 
@@ -289,18 +292,22 @@ impl FramePool {
         Some(r)
     }
 
-    /// A completed transmission's frame `i` goes back to the free list, if it was in `Tx`
-    /// (a violation is recorded otherwise).
+    /// A completed transmission's frame (`addr` from the completion ring) goes back to the free
+    /// list if it was in `Tx` (a violation is recorded if not). An address outside the UMEM is
+    /// ignored and returns false, as before.
     #[inline]
-    pub(crate) fn complete(&mut self, i: u32) -> bool {
-        let slot = &mut self.loc[i as usize];
+    pub(crate) fn complete(&mut self, addr: usize) -> bool {
+        let i = addr >> self.frame_shift;
+        let Some(slot) = self.loc.get_mut(i) else {
+            return false;
+        };
         if *slot != FrameLocation::Tx {
             self.violations += 1;
             return false;
         }
         *slot = FrameLocation::Free;
         self.counts[FrameLocation::Tx as usize] -= 1;
-        self.free.push(i);
+        self.free.push(i as u32);
         true
     }
 
@@ -414,13 +421,15 @@ mod tests {
         let a = p.take_free(FrameLocation::Fill).unwrap();
         // rx: only a lent frame is read, and it goes straight back to the free list
         let mut reads = 0;
-        assert!(p.receive(a, |_| reads += 1));
+        let addr = p.desc(a).addr();
+        assert!(p.receive(addr, |_| reads += 1));
         assert!(
-            !p.receive(a, |_| reads += 1),
+            !p.receive(addr, |_| reads += 1),
             "a frame not lent must not be read"
         );
+        assert!(!p.receive(16 * 2048, |_| reads += 1), "outside the UMEM");
         assert_eq!(reads, 1);
-        assert_eq!(p.accounting().violations, 1);
+        assert_eq!(p.accounting().violations, 2);
         let mut p = small();
         // tx: a written frame goes to Tx, an unused one back where it was
         let b = p.lend_free(|_, d| (true, p_index(d))).unwrap();
@@ -434,9 +443,12 @@ mod tests {
             "unused goes back on top"
         );
         // completion: once only
-        assert!(p.complete(b));
+        let addr = p.desc(b).addr();
+        assert!(p.complete(addr));
         p.check_accounting().unwrap();
-        assert!(!p.complete(b), "double completion must be refused");
+        assert!(!p.complete(16 * 2048), "outside the UMEM is ignored");
+        p.check_accounting().unwrap();
+        assert!(!p.complete(addr), "double completion must be refused");
         assert!(p.check_accounting().is_err());
         // all frames lent: none to hand out
         let mut p = small();
