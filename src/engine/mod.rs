@@ -213,14 +213,12 @@ impl<F: FnMut(Instant, &mut Host, &[(ConnId, Event)]) -> usize> App for F {
 
 pub struct Engine<P: PacketIo, A: App> {
     io: P,
-    host: Host,
-    neigh: NeighCache,
+    core: Core,
     app: A,
     kernel: Option<KernelTables>,
     cfg: EngineConfig,
     /// CLOCK_MONOTONIC when the engine started, in nanoseconds.
     origin: u64,
-    stats: EngineStats,
     events: Vec<(ConnId, Event)>,
     empty_iterations: u32,
     /// `cfg.idle`'s longest sleep in nanoseconds, so an empty iteration works out its sleep in
@@ -234,6 +232,18 @@ pub struct Engine<P: PacketIo, A: App> {
     capture: Option<(Arc<CaptureRing>, u64)>,
 }
 
+/// What the per-frame calls ([`receive`], [`transmit`]) use, with the time of the iteration: in
+/// one place so each call passes one pointer, not the eight arguments it took (part of them on
+/// the stack), and a batch's closure captures it once. Not generic (the application is passed
+/// beside it): a generic `transmit` kept `Host::poll_transmit` and `NeighCache::lookup` out of
+/// line (~50 instructions a frame).
+struct Core {
+    now: Instant,
+    host: Host,
+    neigh: NeighCache,
+    stats: EngineStats,
+}
+
 impl<P: PacketIo, A: App> Engine<P, A> {
     /// The clock starts now. Panics if a transmit frame cannot hold the host's largest packet
     /// (its MTU, `tcp.mss + 40`: every segment's options come out of its payload) behind an
@@ -245,15 +255,19 @@ impl<P: PacketIo, A: App> Engine<P, A> {
             "frame capacity {} < {need} (Ethernet + the MTU)",
             io.frame_capacity()
         );
+        let origin = monotonic_nanos();
         Engine {
             io,
-            host,
-            neigh,
+            core: Core {
+                now: Instant::from_nanos(0),
+                host,
+                neigh,
+                stats: EngineStats::default(),
+            },
             app,
             kernel: None,
             cfg,
-            origin: monotonic_nanos(),
-            stats: EngineStats::default(),
+            origin,
             events: Vec::with_capacity(256),
             empty_iterations: 0,
             max_sleep_ns: cfg.idle.map_or(0, |i| {
@@ -294,9 +308,9 @@ impl<P: PacketIo, A: App> Engine<P, A> {
         EngineSnapshot::take(
             queue,
             std::time::Duration::from_nanos(monotonic_nanos().saturating_sub(self.origin)),
-            &self.stats,
-            &self.host,
-            self.neigh.stats(),
+            &self.core.stats,
+            &self.core.host,
+            self.core.neigh.stats(),
             self.io.device_stats(),
         )
     }
@@ -322,16 +336,16 @@ impl<P: PacketIo, A: App> Engine<P, A> {
     }
 
     pub fn host(&self) -> &Host {
-        &self.host
+        &self.core.host
     }
     pub fn host_mut(&mut self) -> &mut Host {
-        &mut self.host
+        &mut self.core.host
     }
     pub fn neigh(&self) -> &NeighCache {
-        &self.neigh
+        &self.core.neigh
     }
     pub fn neigh_mut(&mut self) -> &mut NeighCache {
-        &mut self.neigh
+        &mut self.core.neigh
     }
     pub fn app(&self) -> &A {
         &self.app
@@ -346,14 +360,14 @@ impl<P: PacketIo, A: App> Engine<P, A> {
         &mut self.io
     }
     pub fn stats(&self) -> &EngineStats {
-        &self.stats
+        &self.core.stats
     }
     pub fn config(&self) -> &EngineConfig {
         &self.cfg
     }
 
     pub fn into_parts(self) -> (P, Host, NeighCache, A) {
-        (self.io, self.host, self.neigh, self.app)
+        (self.io, self.core.host, self.core.neigh, self.app)
     }
 
     /// Polls until `stop` is set.
@@ -370,21 +384,19 @@ impl<P: PacketIo, A: App> Engine<P, A> {
     pub fn poll(&mut self) -> usize {
         let now = self.now();
         self.io.set_time(now);
-        self.stats.iterations += 1;
-        let mac = self.neigh.config().mac;
         let Engine {
             io,
-            host,
-            neigh,
+            core,
             app,
             kernel,
             cfg,
-            stats,
             events,
             mesh,
             capture,
             ..
         } = self;
+        core.now = now;
+        core.stats.iterations += 1;
         // the only cost while no capture runs: one relaxed load per iteration
         let cap = match capture {
             Some((ring, epoch)) if ring.is_on() => capturing(ring, *epoch, now),
@@ -395,50 +407,33 @@ impl<P: PacketIo, A: App> Engine<P, A> {
         let mut work = 0;
         if let Some(m) = mesh.as_deref_mut() {
             if m.has_inbound() {
-                let n = m.drain(cfg.rx_batch, |frame| {
-                    receive(now, frame, mac, host, neigh, app, stats, None)
-                });
-                stats.forwarded_in += n as u64;
+                let n = m.drain(cfg.rx_batch, |frame| receive(core, app, frame, None));
+                core.stats.forwarded_in += n as u64;
                 work += n;
             }
         }
-        work += if host.conn_count() >= cfg.prefetch_above {
+        work += if core.host.conn_count() >= cfg.prefetch_above {
             io.recv_batch_ahead(cfg.rx_batch, 2, |frame, pass| match pass {
-                RxPass::Ahead(p) => prefetch(frame, host, p),
+                RxPass::Ahead(p) => prefetch(frame, &core.host, p),
                 RxPass::Handle => {
                     if let Some((ring, active, ts)) = cap {
-                        record(ring, active, ts, frame, stats);
+                        record(ring, active, ts, frame, &mut core.stats);
                     }
-                    receive(
-                        now,
-                        frame,
-                        mac,
-                        host,
-                        neigh,
-                        app,
-                        stats,
-                        mesh.as_deref_mut(),
-                    )
+                    receive(core, app, frame, mesh.as_deref_mut())
                 }
             })
         } else {
             io.recv_batch(cfg.rx_batch, |frame| {
                 if let Some((ring, active, ts)) = cap {
-                    record(ring, active, ts, frame, stats);
+                    record(ring, active, ts, frame, &mut core.stats);
                 }
-                receive(
-                    now,
-                    frame,
-                    mac,
-                    host,
-                    neigh,
-                    app,
-                    stats,
-                    mesh.as_deref_mut(),
-                )
+                receive(core, app, frame, mesh.as_deref_mut())
             })
         };
 
+        let Core {
+            host, neigh, stats, ..
+        } = &mut *core;
         // not `poll_timeout`, which is due at once whenever output waits (sent below anyway)
         if host.next_timer().is_some_and(|t| t <= now) {
             host.handle_timeout(now);
@@ -480,17 +475,17 @@ impl<P: PacketIo, A: App> Engine<P, A> {
             // the device lends no buffer only to get it back unused (~100 instructions a batch)
             let mut resolved = None;
             io.send_batch_hinted(cfg.tx_batch, |buf| {
-                let n = transmit(now, buf, mac, host, neigh, stats, &mut resolved)?;
-                stats.tx_bytes += n as u64;
+                let n = transmit(core, buf, &mut resolved)?;
+                core.stats.tx_bytes += n as u64;
                 if let Some((ring, active, ts)) = cap {
-                    record(ring, active, ts, &buf[..n], stats);
+                    record(ring, active, ts, &buf[..n], &mut core.stats);
                 }
-                Some((n, host.has_output() || neigh.has_output()))
+                Some((n, core.host.has_output() || core.neigh.has_output()))
             })
         } else {
             0
         };
-        stats.tx_frames += sent as u64;
+        core.stats.tx_frames += sent as u64;
         work += sent;
 
         if self.board.as_ref().is_some_and(|(b, _)| b.pending()) {
@@ -515,7 +510,10 @@ impl<P: PacketIo, A: App> Engine<P, A> {
         if self.empty_iterations < idle.after {
             return;
         }
-        let deadline = match (self.host.poll_timeout(), self.neigh.poll_timeout()) {
+        let deadline = match (
+            self.core.host.poll_timeout(),
+            self.core.neigh.poll_timeout(),
+        ) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         };
@@ -531,7 +529,7 @@ impl<P: PacketIo, A: App> Engine<P, A> {
                 return;
             }
         }
-        self.stats.idle_sleeps += 1;
+        self.core.stats.idle_sleeps += 1;
         self.io.wait_rx(std::time::Duration::from_nanos(sleep));
         if let Some(m) = &self.mesh {
             m.woke();
@@ -593,18 +591,16 @@ fn prefetch(frame: &[u8], host: &Host, pass: u8) {
 /// A verified segment confirms its source's neighbour entry ([`NeighCache::observe_ipv4`],
 /// whose case of the peer of the moment is a comparison inlined here).
 // Never inlined: `deploy/profile` counts received frames by its calls.
-#[allow(clippy::too_many_arguments)]
 #[inline(never)]
-fn receive<A: App>(
-    now: Instant,
-    frame: &[u8],
-    mac: EthernetAddress,
-    host: &mut Host,
-    neigh: &mut NeighCache,
-    app: &mut A,
-    stats: &mut EngineStats,
-    mesh: Option<&mut mesh::Mesh>,
-) {
+fn receive<A: App>(core: &mut Core, app: &mut A, frame: &[u8], mesh: Option<&mut mesh::Mesh>) {
+    let Core {
+        now,
+        host,
+        neigh,
+        stats,
+    } = core;
+    let now = *now;
+    let mac = neigh.config().mac;
     stats.rx_frames += 1;
     stats.rx_bytes += frame.len() as u64;
     let Ok(eth) = EthernetFrame::new_checked(frame) else {
@@ -665,14 +661,17 @@ fn receive<A: App>(
 // Never inlined: `deploy/profile` counts sent frames by its calls.
 #[inline(never)]
 fn transmit(
-    now: Instant,
+    core: &mut Core,
     buf: &mut [u8],
-    mac: EthernetAddress,
-    host: &mut Host,
-    neigh: &mut NeighCache,
-    stats: &mut EngineStats,
     resolved: &mut Option<(Ipv4Addr, EthernetAddress)>,
 ) -> Option<usize> {
+    let Core {
+        now,
+        host,
+        neigh,
+        stats,
+    } = core;
+    let now = *now;
     // exactly the queues the two polls below take from: one check per frame instead of two
     // calls that find nothing (~70 instructions a frame)
     if neigh.has_output() {
@@ -707,7 +706,7 @@ fn transmit(
             },
         };
         EthernetRepr {
-            src_addr: mac,
+            src_addr: neigh.config().mac,
             dst_addr: dst_mac,
             ethertype: EtherType::Ipv4,
         }

@@ -13,6 +13,8 @@ use std::ops::RangeInclusive;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
+mod phase;
+
 use super::alloc::thread_live_bytes;
 use super::driver::{Clock, ConnState, Driver, SlotState};
 use super::sys::CpuMark;
@@ -262,28 +264,14 @@ impl ServerApp {
         }
     }
 
+    /// Called every iteration: the phase's load and comparison inline, the rest out of line.
+    #[inline]
     fn sample(&mut self) {
         let Some(m) = &self.marks else { return };
         let p = m.get();
-        if p == self.phase {
-            return;
+        if p != self.phase {
+            self.phase_changed(p);
         }
-        if p >= Phase::IdleReady && self.phase < Phase::IdleReady && !self.conns.is_empty() {
-            let delta = thread_live_bytes() - self.mem_base.unwrap_or(0);
-            self.report.idle_conns = Some(self.conns.len() as u64);
-            self.report.bytes_per_idle_conn = Some(delta as f64 / self.conns.len() as f64);
-        }
-        if p == Phase::Measure {
-            self.cpu = Some(CpuMark::take(self.core));
-        }
-        if p == Phase::Done {
-            if let Some(c) = self.cpu.take() {
-                let (busy, thread) = c.since(self.core);
-                self.report.core_busy = busy;
-                self.report.thread_cpu = Some(thread);
-            }
-        }
-        self.phase = p;
     }
 
     /// Moves what it can on one connection; closes it when done.

@@ -386,9 +386,7 @@ impl XdpSocket {
         }
         let pool = &mut self.pool;
         let done = |addr: u64| {
-            if let Some(i) = pool.index_of(addr as usize) {
-                pool.release(i, FrameLocation::Tx);
-            }
+            pool.complete(addr as usize);
         };
         // SAFETY: the completion ring only returns addresses we submitted on this socket's tx
         // ring, read as plain values.
@@ -486,23 +484,17 @@ impl PacketIo for XdpSocket {
         let max = budget.min(u32::MAX as usize) as u32;
         let (pool, stats) = (&mut self.pool, &mut self.stats);
         let handle = |desc: FrameDesc| {
-            let Some(i) = pool.index_of(desc.addr()) else {
-                pool.record_violation();
-                return;
-            };
-            if !pool.transition(i, FrameLocation::Fill, FrameLocation::App) {
-                return;
-            }
-            {
+            pool.receive(desc.addr(), |umem| {
                 // SAFETY: the frame was consumed from the rx ring of this UMEM, so the kernel has
-                // finished writing it and will not touch it until we lend it again; it is in
-                // `App`, so no other reference to it exists; the slice does not outlive `f`.
-                let data = unsafe { pool.umem().data(&desc) };
+                // finished writing it and will not touch it until we lend it again; it was in
+                // `Fill` (`receive` checked) and is the caller's until `receive` returns it to
+                // the free list, so no other reference to it exists; the slice does not outlive
+                // `f`.
+                let data = unsafe { umem.data(&desc) };
                 stats.rx_frames += 1;
                 stats.rx_bytes += data.len() as u64;
                 f(data.contents());
-            }
-            pool.release(i, FrameLocation::App);
+            });
         };
         // SAFETY: the descriptors are plain values read out of the rx ring of this socket's UMEM,
         // addresses of its frames.
@@ -609,33 +601,35 @@ impl PacketIo for XdpSocket {
         // a packet into it (back to the free list otherwise).
         let next = || {
             while more {
-                let Some(i) = pool.take_free(FrameLocation::App) else {
-                    stats.tx_no_frame += 1;
-                    return None;
-                };
-                let mut desc = pool.desc(i);
-                // SAFETY: frame `i` was just taken off the free list into `App`: the kernel
-                // holds no reference to it (it is in no ring) and neither does any other code.
-                let mut data = unsafe { pool.umem().data_mut(&mut desc) };
-                data.cursor().set_pos(cap);
-                match f(data.contents_mut()) {
-                    Some((len, m)) if len > 0 && len <= cap => {
-                        more = m;
-                        data.cursor().set_pos(len);
-                        stats.tx_bytes += len as u64;
-                        // written, and the slice into it gone: it goes to the tx ring
-                        pool.transition(i, FrameLocation::App, FrameLocation::Tx);
-                        return Some(desc);
+                let lent = pool.lend_free(|umem, mut desc| {
+                    // SAFETY: the frame was just taken off the free list: the kernel holds no
+                    // reference to it (it is in no ring) and neither does any other code until
+                    // `lend_free` moves it to `Tx` or back to the free list.
+                    let mut data = unsafe { umem.data_mut(&mut desc) };
+                    data.cursor().set_pos(cap);
+                    match f(data.contents_mut()) {
+                        Some((len, m)) if len > 0 && len <= cap => {
+                            more = m;
+                            data.cursor().set_pos(len);
+                            stats.tx_bytes += len as u64;
+                            // written, and the slice into it gone: it goes to the tx ring
+                            (true, Some(Some(desc)))
+                        }
+                        Some((_, m)) => {
+                            more = m;
+                            stats.tx_bad_len += 1;
+                            (false, None)
+                        }
+                        None => (false, Some(None)),
                     }
-                    Some((_, m)) => {
-                        more = m;
-                        stats.tx_bad_len += 1;
-                        pool.release(i, FrameLocation::App);
-                    }
+                });
+                match lent {
                     None => {
-                        pool.release(i, FrameLocation::App);
+                        stats.tx_no_frame += 1;
                         return None;
                     }
+                    Some(Some(sent)) => return sent,
+                    Some(None) => {}
                 }
             }
             None

@@ -108,6 +108,8 @@ pub struct FramePool {
     pristine: Vec<FrameDesc>,
     free: Vec<u32>,
     loc: Vec<FrameLocation>,
+    /// Frames per location, indexed by [`FrameLocation`]; `Free`'s is the free list's length
+    /// (its slot here is unused), so a frame going to or from the free list updates one counter.
     counts: [u32; 4],
     violations: u64,
     /// log2 of the frame size (a power of two: the build of the UMEM config checks it), so
@@ -152,7 +154,7 @@ impl FramePool {
             // Popped from the end: hand out low frames first, which keeps a small working set.
             free: (0..n as u32).rev().collect(),
             loc: vec![FrameLocation::Free; n],
-            counts: [n as u32, 0, 0, 0],
+            counts: [0; 4],
             violations: 0,
             frame_shift: config.frame_size.trailing_zeros(),
             frame_capacity,
@@ -193,11 +195,16 @@ impl FramePool {
         self.free.len()
     }
 
+    #[inline]
     pub fn count(&self, at: FrameLocation) -> u32 {
-        self.counts[at as usize]
+        match at {
+            FrameLocation::Free => self.free.len() as u32,
+            _ => self.counts[at as usize],
+        }
     }
 
-    /// Takes a frame off the free list into `to`.
+    /// Takes a frame off the free list into `to` (not `Free`).
+    #[inline]
     pub(crate) fn take_free(&mut self, to: FrameLocation) -> Option<u32> {
         let i = self.free.pop()?;
         let moved = self.transition(i, FrameLocation::Free, to);
@@ -205,8 +212,9 @@ impl FramePool {
         Some(i)
     }
 
-    /// Moves frame `i` from `from` to `to` (not `Free`: use [`FramePool::release`]). Returns false
-    /// and records a violation if it was not in `from`.
+    /// Moves frame `i` from `from` to `to` (not to `Free`: use [`FramePool::release`]). Returns
+    /// false and records a violation if it was not in `from`.
+    #[inline]
     pub(crate) fn transition(&mut self, i: u32, from: FrameLocation, to: FrameLocation) -> bool {
         let slot = &mut self.loc[i as usize];
         if *slot != from {
@@ -214,12 +222,17 @@ impl FramePool {
             return false;
         }
         *slot = to;
-        self.counts[from as usize] -= 1;
-        self.counts[to as usize] += 1;
+        if from != FrameLocation::Free {
+            self.counts[from as usize] -= 1;
+        }
+        if to != FrameLocation::Free {
+            self.counts[to as usize] += 1;
+        }
         true
     }
 
     /// Returns frame `i` from `from` to the free list.
+    #[inline]
     pub(crate) fn release(&mut self, i: u32, from: FrameLocation) -> bool {
         if self.transition(i, from, FrameLocation::Free) {
             self.free.push(i);
@@ -227,6 +240,75 @@ impl FramePool {
         } else {
             false
         }
+    }
+
+    /// The frame at `addr` (a data address from the rx ring) came back: if it was lent there
+    /// (`Fill`), `read` gets it and then it goes back to the free list; if not, or if `addr` is
+    /// outside the UMEM, a violation is recorded and `read` is not called. The same books as
+    /// `Fill -> App`, `read`, `App -> Free`, with one bounds check and one location write:
+    /// `read` cannot reach the pool, so nothing can see the frame's location meanwhile.
+    #[inline]
+    pub(crate) fn receive(&mut self, addr: usize, read: impl FnOnce(&Umem)) -> bool {
+        let i = addr >> self.frame_shift;
+        match self.loc.get_mut(i) {
+            Some(slot) if *slot == FrameLocation::Fill => *slot = FrameLocation::Free,
+            _ => {
+                self.violations += 1;
+                return false;
+            }
+        }
+        self.counts[FrameLocation::Fill as usize] -= 1;
+        read(&self.umem);
+        self.free.push(i as u32);
+        true
+    }
+
+    /// Lends the next free frame to `write` (`None` if none is free), with its pristine
+    /// descriptor. If `write` returns true the frame goes to `Tx`, else back to the free list.
+    /// The same books, violations included, as `take_free(App)`, `write`, then
+    /// `transition(i, App, Tx)` or `release(i, App)`, with the location written once: `write`
+    /// cannot reach the pool, so nothing can see the frame in `App`.
+    #[inline]
+    pub(crate) fn lend_free<R>(
+        &mut self,
+        write: impl FnOnce(&Umem, FrameDesc) -> (bool, R),
+    ) -> Option<R> {
+        let i = self.free.pop()?;
+        let was_free = self.loc[i as usize] == FrameLocation::Free;
+        debug_assert!(was_free, "free list and location array disagree");
+        if !was_free {
+            self.violations += 1;
+        }
+        let (sent, r) = write(&self.umem, self.pristine[i as usize]);
+        if !was_free {
+            // the frame was never moved to `App`, so neither move out of it can happen
+            self.violations += 1;
+        } else if sent {
+            self.loc[i as usize] = FrameLocation::Tx;
+            self.counts[FrameLocation::Tx as usize] += 1;
+        } else {
+            self.free.push(i);
+        }
+        Some(r)
+    }
+
+    /// A completed transmission's frame (`addr` from the completion ring) goes back to the free
+    /// list if it was in `Tx` (a violation is recorded if not). An address outside the UMEM is
+    /// ignored and returns false, as before.
+    #[inline]
+    pub(crate) fn complete(&mut self, addr: usize) -> bool {
+        let i = addr >> self.frame_shift;
+        let Some(slot) = self.loc.get_mut(i) else {
+            return false;
+        };
+        if *slot != FrameLocation::Tx {
+            self.violations += 1;
+            return false;
+        }
+        *slot = FrameLocation::Free;
+        self.counts[FrameLocation::Tx as usize] -= 1;
+        self.free.push(i as u32);
+        true
     }
 
     /// The kernel handed back an address outside the UMEM.
@@ -238,7 +320,7 @@ impl FramePool {
     pub fn accounting(&self) -> FrameAccounting {
         FrameAccounting {
             total: self.config.frame_count,
-            free: self.counts[0],
+            free: self.free.len() as u32,
             fill: self.counts[1],
             app: self.counts[2],
             tx: self.counts[3],
@@ -331,6 +413,54 @@ mod tests {
             "double completion must be refused"
         );
         assert!(p.check_accounting().is_err());
+    }
+
+    #[test]
+    fn the_one_pass_moves_keep_the_same_books() {
+        let mut p = small();
+        let a = p.take_free(FrameLocation::Fill).unwrap();
+        // rx: only a lent frame is read, and it goes straight back to the free list
+        let mut reads = 0;
+        let addr = p.desc(a).addr();
+        assert!(p.receive(addr, |_| reads += 1));
+        assert!(
+            !p.receive(addr, |_| reads += 1),
+            "a frame not lent must not be read"
+        );
+        assert!(!p.receive(16 * 2048, |_| reads += 1), "outside the UMEM");
+        assert_eq!(reads, 1);
+        assert_eq!(p.accounting().violations, 2);
+        let mut p = small();
+        // tx: a written frame goes to Tx, an unused one back where it was
+        let b = p.lend_free(|_, d| (true, p_index(d))).unwrap();
+        let c = p.lend_free(|_, d| (false, p_index(d))).unwrap();
+        assert_ne!(b, c);
+        let acc = p.check_accounting().unwrap();
+        assert_eq!((acc.free, acc.fill, acc.app, acc.tx), (15, 0, 0, 1));
+        assert_eq!(
+            p.lend_free(|_, d| (false, p_index(d))),
+            Some(c),
+            "unused goes back on top"
+        );
+        // completion: once only
+        let addr = p.desc(b).addr();
+        assert!(p.complete(addr));
+        p.check_accounting().unwrap();
+        assert!(!p.complete(16 * 2048), "outside the UMEM is ignored");
+        p.check_accounting().unwrap();
+        assert!(!p.complete(addr), "double completion must be refused");
+        assert!(p.check_accounting().is_err());
+        // all frames lent: none to hand out
+        let mut p = small();
+        for _ in 0..16 {
+            p.lend_free(|_, _| (true, ())).unwrap();
+        }
+        assert!(p.lend_free(|_, _| (true, ())).is_none());
+        assert_eq!(p.check_accounting().unwrap().tx, 16);
+    }
+
+    fn p_index(d: FrameDesc) -> u32 {
+        (d.addr() / 2048) as u32
     }
 
     #[test]
