@@ -65,6 +65,7 @@ impl Connection {
                 }
                 return true;
             }
+            // (header prediction asks the same of `acks_whole_flight` before calling here)
             if self.snd.una != self.snd.max && self.snd.una != self.snd.iss && self.opts.sack {
                 self.ack_whole_flight(now, seg, wnd, take_window);
                 return true;
@@ -108,6 +109,22 @@ impl Connection {
         true
     }
 
+    /// Whether `process_ack` would take `seg` by [`Connection::ack_whole_flight`] (its checks
+    /// then pass: the ACK is acceptable and new, so it takes the window too). Header prediction
+    /// asks first and calls that directly, without `process_ack`'s call.
+    #[inline(always)]
+    pub(super) fn acks_whole_flight(&self, seg: &TcpRepr) -> bool {
+        seg.ack == self.snd.max
+            && self.snd.una != self.snd.max
+            && self.snd.una != self.snd.iss
+            && self.snd.ack_acceptable(seg.ack)
+            && self.opts.sack
+            && self.rtt_probe.is_none()
+            && self.recovery.is_idle()
+            && seg.options.sack().is_empty()
+            && !general_ack_path_only()
+    }
+
     /// [`Connection::process_ack`] for an ACK of everything in flight, not of our SYN, without
     /// a SACK block, SACK on, and no episode, tail probe or timed segment outstanding (every
     /// ACK a request/response exchange gets): what the general path does in that case, in its
@@ -116,7 +133,13 @@ impl Connection {
     /// detect and no probe to schedule; `on_new_ack` clears the reordering and probe timers
     /// (the general path's loss detection and probe scheduling would clear them again).
     #[inline]
-    fn ack_whole_flight(&mut self, now: Instant, seg: &TcpRepr, wnd: usize, take_window: bool) {
+    pub(super) fn ack_whole_flight(
+        &mut self,
+        now: Instant,
+        seg: &TcpRepr,
+        wnd: usize,
+        take_window: bool,
+    ) {
         #[cfg(test)]
         WHOLE_FLIGHT_SHORTCUTS_TAKEN.with(|n| n.set(n.get() + 1));
         let ack = seg.ack;

@@ -197,7 +197,9 @@ impl Connection {
             _ => None,
         };
         let wnd = (seg.window as usize) << self.opts.snd_wscale;
-        if !self.process_ack(now, seg, wnd) {
+        if self.acks_whole_flight(seg) {
+            self.ack_whole_flight(now, seg, wnd, true);
+        } else if !self.process_ack(now, seg, wnd) {
             return true;
         }
         if let Some(v) = tsval {
