@@ -157,7 +157,35 @@ impl Scoreboard {
     }
 
     /// Drops everything below `ack`; returns what that delivered.
+    #[inline(always)]
     pub fn ack_to(&mut self, ack: SeqNumber, out: &mut Delivered) {
+        if self.segs.back().is_some_and(|s| s.end.diff(ack) <= 0) {
+            self.ack_all(out);
+            return;
+        }
+        self.ack_to_within(ack, out);
+    }
+
+    /// [`Scoreboard::ack_to`] of an acknowledgement covering every segment (that of every
+    /// request/response exchange): what each delivers, then nothing left in any count (each
+    /// is the sum of its segments' lengths), without accounting for them one by one.
+    #[inline(always)]
+    fn ack_all(&mut self, out: &mut Delivered) {
+        let fack = self.fack;
+        // (popped one by one: cheaper than the deque's iterator and clear for the one or few
+        // segments an acknowledgement usually covers)
+        while let Some(s) = self.segs.pop_front() {
+            if !s.sacked {
+                note_delivered(out, &s, fack);
+            }
+        }
+        self.in_flight = 0;
+        self.sacked = 0;
+        self.lost = 0;
+    }
+
+    /// [`Scoreboard::ack_to`] of an acknowledgement that leaves segments (or none to drop).
+    fn ack_to_within(&mut self, ack: SeqNumber, out: &mut Delivered) {
         while let Some(s) = self.segs.front().copied() {
             if s.start.diff(ack) >= 0 {
                 break;
@@ -372,6 +400,7 @@ impl Scoreboard {
     }
 }
 
+#[inline]
 fn note_delivered(out: &mut Delivered, s: &Segment, fack: Option<SeqNumber>) {
     let newer = match out.newest {
         None => true,

@@ -14,7 +14,6 @@ use super::space::AckState;
 use super::{reset_for, Connection, PayloadSink};
 use crate::tcp::congestion::Controller;
 use crate::tcp::event::{Error, Event};
-use crate::tcp::scoreboard::Delivered;
 use crate::tcp::state::State;
 use crate::tcp::timers::TimerKind;
 use crate::time::{Duration, Instant};
@@ -23,23 +22,6 @@ use crate::wire::{SeqNumber, TcpFlags, TcpRepr};
 /// Least spacing of ACKs sent in answer to out-of-window segments without data (as Linux's
 /// tcp_invalid_ratelimit).
 const OOW_ACK_INTERVAL: Duration = Duration::from_millis(500);
-
-#[cfg(test)]
-thread_local! {
-    /// Turns `process_ack`'s shortcut for an acknowledgement with nothing in flight off, so a
-    /// test can hold it against the general path.
-    pub(super) static GENERAL_ACK_PATH_ONLY: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
-    /// How often the shortcut was taken.
-    pub(super) static SHORTCUTS_TAKEN: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
-}
-
-#[inline(always)]
-fn general_ack_path_only() -> bool {
-    #[cfg(test)]
-    return GENERAL_ACK_PATH_ONLY.with(std::cell::Cell::get);
-    #[cfg(not(test))]
-    false
-}
 
 impl Connection {
     /// Processes one received segment, already matched to this connection by 4-tuple. `src` is
@@ -174,7 +156,7 @@ impl Connection {
     /// outside the acceptable range), under the same per-connection limit as other answers to
     /// invalid segments (section 7; Linux's `tcp_invalid_ratelimit`): a flood of forged
     /// segments gets one ACK per [`OOW_ACK_INTERVAL`], not one each.
-    fn challenge_ack(&mut self, now: Instant) {
+    pub(super) fn challenge_ack(&mut self, now: Instant) {
         if self
             .last_oow_ack
             .is_some_and(|t| now - t < OOW_ACK_INTERVAL)
@@ -215,7 +197,9 @@ impl Connection {
             _ => None,
         };
         let wnd = (seg.window as usize) << self.opts.snd_wscale;
-        if !self.process_ack(now, seg, wnd) {
+        if self.acks_whole_flight(seg) {
+            self.ack_whole_flight(now, seg, wnd, true);
+        } else if !self.process_ack(now, seg, wnd) {
             return true;
         }
         if let Some(v) = tsval {
@@ -419,214 +403,6 @@ impl Connection {
             self.push_rst(self.remote, rst);
         }
         self.fail(Error::Reset);
-    }
-
-    /// Handles the acknowledgment fields; `wnd` is the peer's window, scaled. Returns false if
-    /// the segment must be dropped.
-    fn process_ack(&mut self, now: Instant, seg: &TcpRepr, wnd: usize) -> bool {
-        let ack = seg.ack;
-        // anything beyond what we sent or older than a window behind is dropped with a
-        // challenge ACK: a blind attacker must then guess the acknowledgement within a window
-        // too before its data is taken
-        if !self.snd.ack_acceptable(ack) {
-            self.challenge_ack(now);
-            return false;
-        }
-        if ack.diff(self.snd.una) < 0 {
-            // an old duplicate: nothing to learn, not even the window (RFC 9293 3.10.7.4)
-            return true;
-        }
-        let take_window = self.snd.updates_window(seg.seq, ack, wnd);
-        if ack == self.snd.max
-            && self.snd.una == self.snd.max
-            && self.sb.is_empty()
-            && self.rtt_probe.is_none()
-            && self.recovery.is_idle()
-            && seg.options.sack().is_empty()
-            && !general_ack_path_only()
-        {
-            // Nothing of ours in flight, none acknowledged, no episode or probe to end (every
-            // segment a receiver of a one-way transfer gets): the path below would find no
-            // delivery, duplicate, RTT sample, loss or congestion signal, and only clear the
-            // reordering timer. Just the window.
-            #[cfg(test)]
-            SHORTCUTS_TAKEN.with(|n| n.set(n.get() + 1));
-            self.timers.clear(TimerKind::Reorder);
-            if take_window {
-                self.take_window(wnd, seg.seq);
-            }
-            return true;
-        }
-        let mut delivered = Delivered::default();
-        let newly_acked = ack - self.snd.una;
-        let syn_acked = self.snd.una == self.snd.iss && newly_acked > 0;
-        if newly_acked > 0 {
-            self.sb.ack_to(ack, &mut delivered);
-            self.on_new_ack(now, ack);
-        } else if seg.payload.is_empty()
-            && !seg.flags.fin()
-            && self.snd.una != self.snd.max
-            && wnd == self.snd.wnd
-        {
-            self.stats.rare().dupacks_in += 1;
-            self.recovery.on_dupack();
-        }
-        // (no blocks, nothing to do: the recovery context is not built for nothing)
-        if self.opts.sack && !seg.options.sack().is_empty() {
-            let (rec, mut cx) = self.loss(now);
-            rec.on_sack_blocks(&mut cx, seg.options.sack(), ack, &mut delivered);
-        }
-        self.sample_rtt(now, seg, &delivered, newly_acked > 0);
-        let delivered_bytes = newly_acked - syn_acked as usize + delivered.sacked_bytes;
-        // the echo matters only to an episode's Eifel test
-        let ecr = match seg.options.timestamp {
-            Some((_, ecr)) if self.opts.timestamps && self.recovery.in_recovery() => Some(ecr),
-            _ => None,
-        };
-        let (rec, mut cx) = self.loss(now);
-        rec.on_ack(&mut cx, &delivered, delivered_bytes, newly_acked > 0, ecr);
-
-        if take_window {
-            self.take_window(wnd, seg.seq);
-        }
-        if newly_acked > 0 {
-            self.schedule_tail_probe(now);
-        }
-        true
-    }
-
-    /// Takes the peer's window `wnd` (scaled) from the segment at `seq`, after its ACK moved
-    /// `una`. A window that shrank below what we sent (RFC 9293 3.8.6: the peer SHOULD NOT,
-    /// but we MUST cope) leaves the segments past the new right edge out of the network: the
-    /// peer drops them, so they are marked for retransmission and no longer count in flight;
-    /// they go again, trimmed to the window, once it opens (see `emit_retransmission`).
-    fn take_window(&mut self, wnd: usize, seq: SeqNumber) {
-        let was_zero = self.snd.wnd == 0;
-        self.snd.set_window(wnd, seq);
-        if wnd > 0 {
-            self.timers.clear(TimerKind::Persist);
-            self.persist_backoff = 0;
-            self.probes_answered = 0;
-            if was_zero && self.snd.max != self.snd.una {
-                // what we sent into the shut window (the probes) was dropped: forget it and
-                // send those bytes again as part of full segments
-                self.sb.clear();
-                self.snd.nxt = self.snd.una;
-                self.snd.max = self.snd.una;
-                self.timers.clear(TimerKind::Rto);
-                return;
-            }
-        } else {
-            // the peer answers our probes: it may keep its window shut as long as it likes
-            // (RFC 9293 3.8.6.1), but for a connection the application closed (see
-            // `orphan_done_probing`)
-            self.reset_retries();
-            if self.probes_answered < self.persist_backoff {
-                self.probes_answered += 1;
-            }
-        }
-        let edge = self.snd.right_edge();
-        if edge.diff(self.snd.max) < 0 {
-            self.window_shrunk(edge);
-        }
-    }
-
-    #[cold]
-    fn window_shrunk(&mut self, edge: SeqNumber) {
-        self.stats.rare().window_shrunk += 1;
-        self.sb.mark_beyond(edge);
-    }
-
-    fn on_new_ack(&mut self, now: Instant, ack: SeqNumber) {
-        let data_acked = self.snd.ack_to(ack);
-        self.stats.bytes_acked += data_acked as u64;
-        if data_acked > 0 {
-            self.sample_delivery_rate(now);
-        }
-        // the RTO's backoff stays until an RTT sample ends it (Karn), see `sample_rtt`
-        self.reset_retries();
-        self.recovery.on_cumulative_ack();
-        self.force_probe = false;
-        if self.snd.una == self.snd.max {
-            self.timers.clear(TimerKind::Rto);
-            self.timers.clear(TimerKind::TailLossProbe);
-            self.timers.clear(TimerKind::Reorder);
-        } else {
-            self.restart_rto(now);
-        }
-        if data_acked > 0 && self.events.writable_due() && self.send_space() > 0 {
-            self.push_event(Event::Writable);
-        }
-    }
-
-    /// At most one RTT sample per acknowledgement, from the first source that has one:
-    /// - our SYN, if this ACK covers it and it was sent only once;
-    /// - the newest segment this ACK delivered, timed exactly, unless it was retransmitted
-    ///   (Karn) and the echoed timestamp does not show the ACK answers that retransmission, or it
-    ///   had been marked lost (its original arrived after all: its send time is not what the
-    ///   echo measures);
-    /// - for an ACK of new data, the echoed timestamp itself (RFC 7323 4.1), which names the
-    ///   transmission the peer answers whichever it was (with timestamps, an ACK of a
-    ///   retransmission is timed too, and ends the backoff).
-    fn sample_rtt(&mut self, now: Instant, seg: &TcpRepr, delivered: &Delivered, new_ack: bool) {
-        if let Some((end, sent)) = self.rtt_probe {
-            if seg.ack.diff(end) >= 0 {
-                self.rtt_probe = None;
-                self.rtt.sample(now - sent);
-                return;
-            }
-        }
-        if let Some(d) = delivered.newest {
-            let unambiguous = !d.retransmitted
-                || (self.opts.timestamps
-                    && seg
-                        .options
-                        .timestamp
-                        .is_some_and(|(_, ecr)| (ecr.wrapping_sub(d.ts_val) as i32) >= 0));
-            if unambiguous && !d.was_lost {
-                self.rtt.sample(now - d.sent_at);
-                return;
-            }
-        }
-        if new_ack {
-            self.sample_from_echo(now, seg);
-        }
-    }
-
-    /// An RTT sample from the timestamp `seg` echoes, if timestamps are on and the echo is one
-    /// of ours (RFC 7323 4.1). Only for segments that acknowledge new data.
-    fn sample_from_echo(&mut self, now: Instant, seg: &TcpRepr) {
-        if !self.opts.timestamps {
-            return;
-        }
-        let Some((_, ecr)) = seg.options.timestamp else {
-            return;
-        };
-        if let Some(r) = self.ts.rtt(ecr, now, self.cfg.rto_max) {
-            self.rtt.sample(r);
-        }
-    }
-
-    /// Closes the delivery-rate interval once it spans a smoothed round trip (1 ms at least):
-    /// one comparison per acknowledgement, a division once per round trip.
-    fn sample_delivery_rate(&mut self, now: Instant) {
-        let acked = self.stats.bytes_acked;
-        let Some((t0, b0)) = self.rate_mark else {
-            self.rate_mark = Some((now, acked));
-            return;
-        };
-        let span = now.saturating_since(t0);
-        let min = self
-            .rtt
-            .srtt()
-            .unwrap_or(Duration::from_millis(1))
-            .max(Duration::from_millis(1));
-        if span >= min {
-            let nanos = u128::from(span.as_nanos().max(1));
-            self.delivery_rate =
-                u64::try_from(u128::from(acked - b0) * 1_000_000_000 / nanos).unwrap_or(u64::MAX);
-            self.rate_mark = Some((now, acked));
-        }
     }
 
     fn accept_payload(&mut self, now: Instant, seq: SeqNumber, payload: &[u8]) {

@@ -20,6 +20,7 @@
 //! [`Connection::poll_timeout`]. After any input, poll transmissions until `None`, then read the
 //! timers again.
 
+mod ack;
 #[cfg(test)]
 mod ack_shortcut_tests;
 mod app;

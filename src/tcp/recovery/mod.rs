@@ -238,6 +238,27 @@ impl Recovery {
         }
     }
 
+    /// [`Recovery::on_ack`] for an acknowledgement of new data that leaves nothing in flight,
+    /// with SACK on and no episode or tail probe (`is_idle`): RACK's update and congestion
+    /// control's growth are what remains of it (no episode or probe ends, no Eifel test, and
+    /// the caller runs loss detection should anything stay on the scoreboard).
+    #[inline]
+    pub fn on_whole_flight_acked(
+        &mut self,
+        now: Instant,
+        delivered: &Delivered,
+        delivered_bytes: usize,
+        cc: &mut Controller,
+        srtt: Option<Duration>,
+        stats: &mut Counters,
+    ) {
+        self.rack.update(now, delivered);
+        if delivered.reordered {
+            stats.rare().reorder_seen += 1;
+        }
+        cc.on_ack(now, delivered_bytes, srtt);
+    }
+
     /// Runs RACK (and, with SACK, the duplicate threshold) over the scoreboard, arming or
     /// clearing the reordering timer; without SACK, NewReno's fast retransmit. Enters fast
     /// recovery if anything new was marked lost.
