@@ -298,10 +298,55 @@ impl Connection {
             .unwrap_or(Duration::from_millis(1))
             .max(Duration::from_millis(1));
         if span >= min {
-            let nanos = u128::from(span.as_nanos().max(1));
-            self.delivery_rate =
-                u64::try_from(u128::from(acked - b0) * 1_000_000_000 / nanos).unwrap_or(u64::MAX);
+            self.delivery_rate = bytes_per_second(acked - b0, span.as_nanos());
             self.rate_mark = Some((now, acked));
         }
+    }
+}
+
+/// `bytes` over `nanos` nanoseconds (at least 1) in bytes per second, saturating. In 64-bit
+/// arithmetic whenever `bytes * 10^9` fits (any interval's delivery below 18 GB), which is one
+/// division instruction instead of a call to the 128-bit division routine (~40 instructions,
+/// and under many connections an interval closes on nearly every acknowledgement).
+#[inline]
+fn bytes_per_second(bytes: u64, nanos: u64) -> u64 {
+    let nanos = nanos.max(1);
+    match bytes.checked_mul(1_000_000_000) {
+        Some(scaled) => scaled / nanos,
+        None => {
+            u64::try_from(u128::from(bytes) * 1_000_000_000 / u128::from(nanos)).unwrap_or(u64::MAX)
+        }
+    }
+}
+
+#[cfg(test)]
+mod rate_tests {
+    use super::bytes_per_second;
+
+    /// The 64-bit path and the 128-bit fallback agree with exact 128-bit arithmetic, across
+    /// the boundary where `bytes * 10^9` stops fitting in 64 bits.
+    #[test]
+    fn bytes_per_second_is_exact_and_saturates() {
+        let exact = |b: u64, n: u64| {
+            u64::try_from(u128::from(b) * 1_000_000_000 / u128::from(n.max(1))).unwrap_or(u64::MAX)
+        };
+        let edge = u64::MAX / 1_000_000_000;
+        for b in [
+            0,
+            1,
+            1448,
+            65_535,
+            1 << 30,
+            edge - 1,
+            edge,
+            edge + 1,
+            u64::MAX / 2,
+            u64::MAX,
+        ] {
+            for n in [0, 1, 999, 1_000_000, 123_456_789, 1 << 40, u64::MAX] {
+                assert_eq!(bytes_per_second(b, n), exact(b, n), "{b} bytes in {n} ns");
+            }
+        }
+        assert_eq!(bytes_per_second(u64::MAX, 1), u64::MAX);
     }
 }
