@@ -132,7 +132,28 @@ impl SendBuffer {
     }
 
     /// Appends as much of `bytes` as fits; returns how many were taken.
+    #[inline]
     pub fn write(&mut self, bytes: &[u8]) -> usize {
+        // the usual small write: all of it fits, in the last chunk's spare capacity
+        let n = bytes.len();
+        if let Some(last) = self.chunks.back_mut() {
+            if n > 0
+                && n <= last.data.capacity() - last.data.len()
+                && n <= self.capacity.saturating_sub(self.len)
+            {
+                last.data.extend_from_slice(bytes);
+                last.end += n as u64;
+                self.appended += n as u64;
+                self.len += n;
+                return n;
+            }
+        }
+        self.write_general(bytes)
+    }
+
+    /// [`SendBuffer::write`] of any size: what fits, into the last chunk and new ones.
+    #[inline(never)]
+    fn write_general(&mut self, bytes: &[u8]) -> usize {
         let n = bytes.len().min(self.free());
         if n == 0 {
             return 0;
