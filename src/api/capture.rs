@@ -421,15 +421,21 @@ mod tests {
             for i in 0..10u8 {
                 assert!(ring.push(a, u64::from(i), &frame(i, 100)));
             }
+            // The writer stops the ring at the bound, then flushes and returns; the status
+            // says Running until its thread has returned, so wait on the status itself.
             let t = std::time::Instant::now();
-            while ring.active().is_some() {
+            let st = loop {
+                let st = cap.status().unwrap();
+                if st.state != CaptureState::Running {
+                    break st;
+                }
                 assert!(
                     t.elapsed() < Duration::from_secs(10),
                     "never reached the bound"
                 );
                 std::thread::sleep(Duration::from_millis(1));
-            }
-            let st = cap.status().unwrap();
+            };
+            assert!(ring.active().is_none(), "the ring still on after the bound");
             let bytes = std::fs::read(&path).unwrap();
             let _ = std::fs::remove_file(&path);
             assert_eq!((st.state, st.packets), (CaptureState::Limit, want));
