@@ -51,25 +51,25 @@ impl Connection {
             && self.recovery.is_idle()
             && seg.options.sack().is_empty()
             && !general_ack_path_only()
+            && self.snd.una == self.snd.max
+            && self.sb.is_empty()
         {
-            if self.snd.una == self.snd.max && self.sb.is_empty() {
-                // Nothing of ours in flight, none acknowledged, no episode or probe to end
-                // (every segment a receiver of a one-way transfer gets): the path below would
-                // find no delivery, duplicate, RTT sample, loss or congestion signal, and only
-                // clear the reordering timer. Just the window.
-                #[cfg(test)]
-                SHORTCUTS_TAKEN.with(|n| n.set(n.get() + 1));
-                self.timers.clear(TimerKind::Reorder);
-                if take_window {
-                    self.take_window(wnd, seg.seq);
-                }
-                return true;
+            // Nothing of ours in flight, none acknowledged, no episode or probe to end
+            // (every segment a receiver of a one-way transfer gets): the path below would
+            // find no delivery, duplicate, RTT sample, loss or congestion signal, and only
+            // clear the reordering timer. Just the window.
+            #[cfg(test)]
+            SHORTCUTS_TAKEN.with(|n| n.set(n.get() + 1));
+            self.timers.clear(TimerKind::Reorder);
+            if take_window {
+                self.take_window(wnd, seg.seq);
             }
-            // (header prediction asks the same of `acks_whole_flight` before calling here)
-            if self.snd.una != self.snd.max && self.snd.una != self.snd.iss && self.opts.sack {
-                self.ack_whole_flight(now, seg, wnd, take_window);
-                return true;
-            }
+            return true;
+        }
+        // (header prediction asks the same before calling `ack_whole_flight` itself)
+        if self.acks_whole_flight(seg) {
+            self.ack_whole_flight(now, seg, wnd, take_window);
+            return true;
         }
         let mut delivered = Delivered::default();
         let newly_acked = ack - self.snd.una;
@@ -156,16 +156,11 @@ impl Connection {
             self.rtt.srtt(),
             &mut self.stats,
         );
-        if !self.sb.is_empty() {
-            // (the scoreboard holds only what lies below SND.MAX: not reached)
-            let (rec, mut cx) = self.loss(now);
-            rec.detect_losses(&mut cx);
-        }
+        // the scoreboard holds only what lies below SND.MAX, all of it acknowledged now: no loss
+        // to detect, no probe to schedule
+        debug_assert!(self.sb.is_empty());
         if take_window {
             self.take_window(wnd, seg.seq);
-        }
-        if !self.sb.is_empty() {
-            self.schedule_tail_probe(now);
         }
     }
 
