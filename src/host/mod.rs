@@ -482,13 +482,13 @@ impl Host {
             if let Some(conn) = slot.conn.as_mut() {
                 // matched by reference: moving the Transmit out of the Option copies it
                 if let Some(t) = &conn.poll_transmit(now) {
-                    let conn = self.slots[index as usize].conn.as_ref();
-                    let n = emit_segment(&self.cfg, t, conn, buf);
+                    // the connection still held, not looked up again
+                    let n = emit_segment(&self.cfg, t, Some(conn), buf);
                     self.stats.tx_packets += 1;
                     self.ahead_of_strays += u32::from(!self.strays.is_empty());
                     // drained: settle it now rather than on the next call, which would poll it
                     // once more only to find nothing (~200 instructions a round trip)
-                    if conn.is_some_and(|c| c.output_drained(now)) {
+                    if conn.output_drained(now) {
                         self.drained(now, index);
                     }
                     return Some(Tx {
