@@ -196,7 +196,8 @@ impl Connection {
     pub fn output_drained(&self, now: Instant) -> bool {
         matches!(self.state, State::Established | State::CloseWait)
             && self.rcv.ack != AckState::Now
-            && self.sendable() == 0
+            // (all sent, the usual case, needs no count of what is unsent)
+            && (self.snd.nxt == self.snd.buf.end() || self.sendable() == 0)
             && !self.snd.fin_pending()
             && self.sb.lost_bytes() == 0
             && !self.recovery.probe_due()
