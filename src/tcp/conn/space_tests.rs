@@ -253,3 +253,81 @@ fn send_space_fin_and_window_updates() {
     snd.set_window(50, s(2));
     assert_eq!(snd.acceptable_seq(), s(155), "the right edge, not beyond");
 }
+
+/// The window `advertise` chose before its fast path for an all-free buffer: the general
+/// computation, which the fast path must match whenever it applies.
+fn advertise_general(r: &mut RecvSpace, mss: usize, shift: u8) -> u16 {
+    let nxt = r.nxt();
+    let free = if r.fin_consumed { 0 } else { r.buf.window() };
+    let right = r.buf.rcv_nxt() + free;
+    let threshold = (r.buf.capacity() / 2).min(mss).max(1);
+    let old = r.promise.max(r.adv.min(right)).max(nxt);
+    let edge = if right.diff(old) >= threshold as i32 || free == r.buf.capacity() {
+        right.max(old)
+    } else {
+        old
+    };
+    let mut wnd = ((edge - nxt) >> shift).min(u16::MAX as usize);
+    let down = nxt + (wnd << shift);
+    if down.diff(old) < 0 && wnd < u16::MAX as usize {
+        let mask = (1usize << shift) - 1;
+        wnd = ((old - nxt + mask) >> shift).min(u16::MAX as usize);
+    }
+    r.promise = down.max(old);
+    let adv = nxt + (wnd << shift);
+    if adv.diff(r.adv) > 0 {
+        r.adv = adv;
+    }
+    wnd as u16
+}
+
+#[test]
+fn advertise_matches_the_general_computation() {
+    let mut x = 0x9e37_79b9_7f4a_7c15u64;
+    let mut next = |n: u64| {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x % n
+    };
+    for _ in 0..20_000 {
+        let cap = [0, 1, 100, 1448, 4000, 65_535, 65_536, 300_000, 6 << 20][next(9) as usize];
+        let shift = next(15) as u8;
+        let mss = 1 + next(2000) as usize;
+        let base = next(u64::from(u32::MAX)) as u32;
+        let held = if cap > 0 && next(2) == 0 {
+            next(cap.min(5000) as u64 + 1) as usize
+        } else {
+            0
+        };
+        let step = 1i64 << shift;
+        let promise = next(cap as u64 + 1) as i64 + next(3) as i64 * step - step;
+        let adv = next(cap as u64 + 1) as i64 + next(3) as i64 * step - step;
+        let fin_consumed = next(8) == 0;
+        let make = || {
+            let cfg = Config {
+                recv_buffer: cap,
+                ..Config::default()
+            };
+            let mut r = RecvSpace::new(&cfg);
+            r.buf = crate::tcp::recv::RecvBuffer::new(cap, s(base), 4);
+            r.buf.insert(s(base), &vec![0; held]);
+            r.fin_consumed = fin_consumed;
+            r.promise = s(base) + held + promise.max(0) as usize - (-promise).max(0) as usize;
+            r.adv = s(base) + held + adv.max(0) as usize - (-adv).max(0) as usize;
+            r
+        };
+        let (mut fast, mut general) = (make(), make());
+        let case = (cap, shift, mss, held, promise, adv, fin_consumed);
+        assert_eq!(
+            fast.advertise(mss, shift),
+            advertise_general(&mut general, mss, shift),
+            "{case:?}"
+        );
+        assert_eq!(
+            (fast.promise, fast.adv),
+            (general.promise, general.adv),
+            "{case:?}"
+        );
+    }
+}
