@@ -53,10 +53,11 @@ impl Host {
         if self.bad_source(repr.src_addr) {
             return self.drop(DropReason::BadSource);
         }
-        if repr.protocol == IpProtocol::Icmp {
-            return self.handle_icmp(now, pkt.payload());
-        }
+        // (TCP asked first: every segment passes one test)
         if repr.protocol != IpProtocol::Tcp {
+            if repr.protocol == IpProtocol::Icmp {
+                return self.handle_icmp(now, pkt.payload());
+            }
             return self.drop(DropReason::UnhandledProtocol);
         }
         let payload = pkt.payload();
