@@ -63,6 +63,13 @@ impl FlowTable {
     /// The bucket holding `key`, if any.
     #[inline]
     fn find(&self, key: u64) -> Option<usize> {
+        self.probe(key).map(|(i, _)| i)
+    }
+
+    /// The bucket holding `key` and its slot, if any: [`FlowTable::get`] takes the slot from
+    /// the bucket the probe read, without indexing (and bounds-checking) it again.
+    #[inline]
+    fn probe(&self, key: u64) -> Option<(usize, u32)> {
         let mask = self.mask();
         let mut i = self.home(key);
         loop {
@@ -71,7 +78,7 @@ impl FlowTable {
                 return None;
             }
             if b.key == key {
-                return Some(i);
+                return Some((i, b.slot));
             }
             i = (i + 1) & mask;
         }
@@ -85,7 +92,7 @@ impl FlowTable {
 
     #[inline]
     pub(super) fn get(&self, key: u64) -> Option<u32> {
-        self.find(key).map(|i| self.buckets[i].slot)
+        self.probe(key).map(|(_, slot)| slot)
     }
 
     pub(super) fn contains_key(&self, key: u64) -> bool {

@@ -53,10 +53,11 @@ impl Host {
         if self.bad_source(repr.src_addr) {
             return self.drop(DropReason::BadSource);
         }
-        if repr.protocol == IpProtocol::Icmp {
-            return self.handle_icmp(now, pkt.payload());
-        }
+        // (TCP asked first: every segment passes one test)
         if repr.protocol != IpProtocol::Tcp {
+            if repr.protocol == IpProtocol::Icmp {
+                return self.handle_icmp(now, pkt.payload());
+            }
             return self.drop(DropReason::UnhandledProtocol);
         }
         let payload = pkt.payload();
@@ -108,7 +109,10 @@ impl Host {
                                 generation: slot.generation,
                             };
                             let stats = &mut self.stats;
-                            let mut lend = |c: &mut Connection, data: &[u8]| {
+                            // (`move`: the id by value and `stats` as one reference; borrowed,
+                            // the closure held a pointer to the id and one per counter, ~12
+                            // instructions a segment to build and follow)
+                            let mut lend = move |c: &mut Connection, data: &[u8]| {
                                 let taken = sink(id, c, data).min(data.len());
                                 stats.rx_bytes_lent += data.len() as u64;
                                 stats.rx_bytes_lent_kept += (data.len() - taken) as u64;

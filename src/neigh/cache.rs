@@ -77,7 +77,7 @@ impl NeighCache {
             return;
         }
         if let Some(h) = &mut self.hot {
-            if h.ip == src_ip && h.mac == src_mac {
+            if h.ip == src_ip && h.mac_bits == super::hot::mac_bits(src_mac) {
                 h.confirmed = now;
                 return;
             }

@@ -19,6 +19,9 @@ use crate::wire::EthernetAddress;
 pub(super) struct Hot {
     pub(super) ip: Ipv4Addr,
     pub(super) mac: EthernetAddress,
+    /// `mac` as [`mac_bits`] gives it: what each received frame's source is compared with, in
+    /// one load instead of a 6-byte gather and two masks (~6 instructions a frame).
+    pub(super) mac_bits: u64,
     pub(super) confirmed: Instant,
     pub(super) used: Instant,
 }
@@ -29,10 +32,19 @@ impl Hot {
         Hot {
             ip,
             mac: e.mac,
+            mac_bits: mac_bits(e.mac),
             confirmed: e.confirmed,
             used: e.used,
         }
     }
+}
+
+/// The six bytes of `mac` in the low bytes of a `u64` (the top two zero): equal for equal
+/// addresses only.
+#[inline(always)]
+pub(super) fn mac_bits(mac: EthernetAddress) -> u64 {
+    let [a, b, c, d, e, f] = mac.0;
+    u64::from_le_bytes([a, b, c, d, e, f, 0, 0])
 }
 
 impl NeighCache {

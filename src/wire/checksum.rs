@@ -63,20 +63,28 @@ fn sum_block(bytes: &[u8]) -> u64 {
             wide += u128::from(word(&chunk[8 * i..8 * i + 8]));
         }
     }
-    let mut pairs = chunks.remainder().chunks_exact(16);
-    for chunk in &mut pairs {
-        wide += u128::from(word(&chunk[0..8]));
-        wide += u128::from(word(&chunk[8..16]));
+    // Below 64 bytes left: 32, 16 and 8 at most once each, by the bits of the length. Straight
+    // tests instead of loops over what is left (a 96-byte segment: ~17 instructions fewer).
+    let mut rest = chunks.remainder();
+    if let Some((c, r)) = rest.split_first_chunk::<32>() {
+        for i in 0..4 {
+            wide += u128::from(word(&c[8 * i..8 * i + 8]));
+        }
+        rest = r;
+    }
+    if let Some((c, r)) = rest.split_first_chunk::<16>() {
+        wide += u128::from(word(&c[0..8]));
+        wide += u128::from(word(&c[8..16]));
+        rest = r;
+    }
+    if let Some((c, r)) = rest.split_first_chunk::<8>() {
+        wide += u128::from(word(c));
+        rest = r;
     }
     // At most 2^27 carries and a 33-bit halves sum: no overflow below.
     let mut acc = halves(wide as u64) + (wide >> 64) as u64;
-    let mut words = pairs.remainder().chunks_exact(8);
-    for w in &mut words {
-        acc += halves(word(w));
-    }
     // Up to 7 bytes left, starting on an even offset, so every piece below is a whole number
     // of 16-bit lanes in native order. Piecewise reads avoid a memcpy call for the tail.
-    let mut rest = words.remainder();
     if rest.len() >= 4 {
         acc += u64::from(u32::from_ne_bytes([rest[0], rest[1], rest[2], rest[3]]));
         rest = &rest[4..];

@@ -71,6 +71,9 @@ impl<'a> TcpRepr<'a> {
             return Err(Error::Malformed);
         }
         let (head, payload) = b.split_at(header_len);
+        // Options first (the call), then the fixed fields straight from the header into the
+        // result: read before the call, they were kept on the stack across it (~7 instructions).
+        let options = TcpOptions::parse(&head[field::OPTIONS..])?;
         Ok(TcpRepr {
             src_port,
             dst_port,
@@ -79,7 +82,7 @@ impl<'a> TcpRepr<'a> {
             flags: TcpFlags(h[field::FLAGS]),
             window: u16_at(field::WINDOW.start),
             urgent: u16_at(field::URGENT.start),
-            options: TcpOptions::parse(&head[field::OPTIONS..])?,
+            options,
             payload,
         })
     }
