@@ -4,7 +4,7 @@
 //! trip, whose iterations see one frame each way).
 //!
 //! Invariant: while `hot` is set, the entry of `hot.ip` exists, is `Reachable` and has
-//! `hot.mac`; its true `confirmed` and `used` are `hot`'s. Every other method that reads or
+//! `hot.mac()`; its true `confirmed` and `used` are `hot`'s. Every other method that reads or
 //! changes entries first [`NeighCache::settle`]s, writing them back, so it sees exactly what it
 //! would have seen without the hot entry.
 
@@ -18,9 +18,9 @@ use crate::wire::EthernetAddress;
 #[derive(Debug, Clone, Copy)]
 pub(super) struct Hot {
     pub(super) ip: Ipv4Addr,
-    pub(super) mac: EthernetAddress,
-    /// `mac` as [`mac_bits`] gives it: what each received frame's source is compared with, in
-    /// one load instead of a 6-byte gather and two masks (~6 instructions a frame).
+    /// The entry's MAC as [`mac_bits`] gives it ([`Hot::mac`] for the address): what each
+    /// received frame's source is compared with, in one load instead of a 6-byte gather and two
+    /// masks (~6 instructions a frame).
     pub(super) mac_bits: u64,
     pub(super) confirmed: Instant,
     pub(super) used: Instant,
@@ -31,11 +31,17 @@ impl Hot {
     pub(super) fn of(ip: Ipv4Addr, e: &Entry) -> Self {
         Hot {
             ip,
-            mac: e.mac,
             mac_bits: mac_bits(e.mac),
             confirmed: e.confirmed,
             used: e.used,
         }
+    }
+
+    /// The entry's MAC.
+    #[inline]
+    pub(super) fn mac(&self) -> EthernetAddress {
+        let [a, b, c, d, e, f, _, _] = self.mac_bits.to_le_bytes();
+        EthernetAddress([a, b, c, d, e, f])
     }
 }
 

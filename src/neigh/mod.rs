@@ -272,7 +272,7 @@ impl NeighCache {
         if let Some(h) = &mut self.hot {
             if h.ip == hop && now < h.confirmed + reachable_time {
                 h.used = now;
-                return Lookup::Ready(h.mac);
+                return Lookup::Ready(h.mac());
             }
         }
         self.settle();

@@ -136,11 +136,9 @@ impl SendBuffer {
     pub fn write(&mut self, bytes: &[u8]) -> usize {
         // the usual small write: all of it fits, in the last chunk's spare capacity
         let n = bytes.len();
+        let free = self.free();
         if let Some(last) = self.chunks.back_mut() {
-            if n > 0
-                && n <= last.data.capacity() - last.data.len()
-                && n <= self.capacity.saturating_sub(self.len)
-            {
+            if n > 0 && n <= last.data.capacity() - last.data.len() && n <= free {
                 last.data.extend_from_slice(bytes);
                 last.end += n as u64;
                 self.appended += n as u64;

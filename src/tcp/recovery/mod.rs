@@ -212,10 +212,7 @@ impl Recovery {
         newly_acked: bool,
         ecr: Option<u32>,
     ) {
-        self.rack.update(cx.now, delivered);
-        if delivered.reordered {
-            cx.stats.rare().reorder_seen += 1;
-        }
+        self.rack_update(cx.now, delivered, cx.stats);
         let undone = newly_acked && self.episode.is_some() && self.spurious_by_timestamp(cx, ecr);
         if let Some(r) = self.episode {
             if cx.snd_una.diff(r.point) >= 0 {
@@ -252,11 +249,17 @@ impl Recovery {
         srtt: Option<Duration>,
         stats: &mut Counters,
     ) {
+        self.rack_update(now, delivered, stats);
+        cc.on_ack(now, delivered_bytes, srtt);
+    }
+
+    /// RACK learns what an acknowledgement delivered; a delivery out of order is counted.
+    #[inline(always)]
+    fn rack_update(&mut self, now: Instant, delivered: &Delivered, stats: &mut Counters) {
         self.rack.update(now, delivered);
         if delivered.reordered {
             stats.rare().reorder_seen += 1;
         }
-        cc.on_ack(now, delivered_bytes, srtt);
     }
 
     /// Runs RACK (and, with SACK, the duplicate threshold) over the scoreboard, arming or
